@@ -1,0 +1,54 @@
+"""The `hub` command line. Commands that run work launch the same Dagster jobs the UI
+launches, so their runs show up in the UI either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hub import settings
+from hub.mapping_spec import MAPPINGS_DIR, load_all
+from sandbox.cli import app as sandbox_app
+
+app = typer.Typer(
+    help="Subscription Integration Hub: sync, reconcile and resync B2B subscription data.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+db_app = typer.Typer(help="Hub store schema.", no_args_is_help=True)
+mappings_app = typer.Typer(help="Declarative field mappings.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(mappings_app, name="mappings")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: str = typer.Option(None, envvar="HUB_DATABASE_URL", help="SQLAlchemy URL of the store"),
+    revision: str = typer.Option("head", help="target Alembic revision"),
+) -> None:
+    """Create or migrate the hub store schema (SQLite under HUB_DATA_DIR by default)."""
+    from hub.store.migrate import upgrade
+
+    target = url or settings.database_url()
+    at = upgrade(target, revision)
+    typer.echo(f"hub store at revision {at}: {settings.redact_url(target)}")
+
+
+@mappings_app.command("check")
+def mappings_check(
+    root: Path = typer.Option(MAPPINGS_DIR, help="folder of <system>/<entity>.yaml files"),
+) -> None:
+    """Validate every mapping; errors name the file, line and field."""
+    specs, errors = load_all(root)
+    for error in errors:
+        typer.echo(str(error), err=True)
+    if errors:
+        typer.echo(f"{len(errors)} mapping error(s) in {root}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{len(specs)} mapping file(s) OK in {root}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,376 @@
+"""The canonical model: the hub's one shape for each entity, whatever system it came from.
+
+Every system's record is mapped into these models before it touches the golden record, so
+the rules here are the hub's contract: money is integer minor units in the record's ISO
+4217 currency, timestamps are timezone-aware UTC, codes are closed vocabularies. Cross-field
+arithmetic (an invoice total that does not add up) is deliberately *not* a validation rule:
+such a record is valid input whose drift the reconciliation must see and report.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from hub.currency import is_currency
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _currency(value: str) -> str:
+    if not is_currency(value):
+        raise ValueError(f"unknown ISO 4217 currency {value!r}")
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+CurrencyCode = Annotated[str, AfterValidator(_currency)]
+Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+MinorUnits = Annotated[int, Field(ge=0, le=10**15)]
+SignedMinorUnits = Annotated[int, Field(ge=-(10**15), le=10**15)]
+Quantity = Annotated[int, Field(ge=0, le=10**9)]
+TaxId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9 .\-/]{1,30}$")]
+
+
+class _Canonical(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    entity: ClassVar[str]
+    key_field: ClassVar[str] = "hub_id"
+
+
+class CustomerStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+    INACTIVE = "inactive"
+
+
+class PaymentTerms(enum.StrEnum):
+    """Canonical payment terms; each system's codes map onto these in mappings/."""
+
+    DUE_ON_RECEIPT = "due_on_receipt"
+    NET15 = "net15"
+    NET30 = "net30"
+    NET45 = "net45"
+    NET60 = "net60"
+    NET90 = "net90"
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    street: ShortText
+    city: ShortText
+    postal_code: Annotated[str, StringConstraints(max_length=16)]
+    country: CountryCode
+    region: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class Product(_Canonical):
+    """A sellable SKU as the PIM defines it."""
+
+    entity: ClassVar[str] = "product"
+    key_field: ClassVar[str] = "sku"
+    sku: Key
+    name: Name
+    sellable: bool = True
+    lifecycle: Literal["active", "retired"] = "active"
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=8)] = "EA"
+    family: ShortText | None = None
+    updated_at: UtcDatetime
+
+
+class Customer(_Canonical):
+    """A B2B account: legal entity, billing terms and dunning position."""
+
+    entity: ClassVar[str] = "customer"
+    hub_id: Key
+    legal_name: Name
+    tax_id: TaxId | None = None
+    billing_address: Address
+    shipping_address: Address | None = None
+    currency: CurrencyCode
+    payment_terms: PaymentTerms = PaymentTerms.NET30
+    credit_limit_minor: MinorUnits | None = None
+    parent_id: Key | None = None
+    status: CustomerStatus = CustomerStatus.ACTIVE
+    dunning_level: Annotated[int, Field(ge=0, le=4)] = 0
+    segment: Literal["smb", "mid_market", "enterprise"] | None = None
+    updated_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _not_own_parent(self) -> Self:
+        if self.parent_id is not None and self.parent_id == self.hub_id:
+            raise ValueError("parent_id: a customer cannot be its own parent")
+        return self
+
+
+class PriceKind(enum.StrEnum):
+    FLAT = "flat"
+    PER_UNIT = "per_unit"
+    GRADUATED = "graduated"  # each unit priced by the tier it falls in
+    VOLUME = "volume"  # all units priced by the tier the total falls in
+    USAGE = "usage"  # per unit of metered usage in the period
+
+
+class Tier(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    up_to: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="inclusive upper bound; None for the last tier"
+    )
+    unit_amount_minor: MinorUnits = 0
+    flat_amount_minor: MinorUnits = 0
+
+
+class Price(BaseModel):
+    """How a subscription item is charged per billing period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: PriceKind
+    flat_amount_minor: MinorUnits = 0
+    unit_amount_minor: MinorUnits = 0
+    tiers: tuple[Tier, ...] = ()
+    discount_bps: Annotated[int, Field(ge=0, le=10_000)] = 0
+
+    @model_validator(mode="after")
+    def _tiers_fit_kind(self) -> Self:
+        tiered = self.kind in (PriceKind.GRADUATED, PriceKind.VOLUME)
+        if tiered and not self.tiers:
+            raise ValueError(f"tiers: a {self.kind.value} price needs at least one tier")
+        if not tiered and self.tiers:
+            raise ValueError(f"tiers: a {self.kind.value} price takes no tiers")
+        if not self.tiers:
+            return self
+        bounds = [t.up_to for t in self.tiers]
+        if bounds[-1] is not None:
+            raise ValueError("tiers: the last tier must be open-ended (up_to = null)")
+        closed = [b for b in bounds[:-1] if b is not None]
+        if len(closed) != len(bounds) - 1:
+            raise ValueError("tiers: only the last tier may be open-ended")
+        if closed != sorted(set(closed)):
+            raise ValueError("tiers: up_to bounds must be strictly increasing")
+        return self
+
+    def amount_minor(self, quantity: int) -> int:
+        """Charge for one period at ``quantity`` units, after discount (half-up on the
+        discount, the usual billing convention)."""
+        if quantity < 0:
+            raise ValueError("quantity must not be negative")
+        if self.kind is PriceKind.FLAT:
+            gross = self.flat_amount_minor
+        elif self.kind in (PriceKind.PER_UNIT, PriceKind.USAGE):
+            gross = self.flat_amount_minor + self.unit_amount_minor * quantity
+        elif self.kind is PriceKind.VOLUME:
+            tier = next(t for t in self.tiers if t.up_to is None or quantity <= t.up_to)
+            gross = tier.flat_amount_minor + tier.unit_amount_minor * quantity
+        else:
+            gross, lower = 0, 0
+            for tier in self.tiers:
+                upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
+                if upper > lower:
+                    gross += tier.flat_amount_minor + tier.unit_amount_minor * (upper - lower)
+                lower = tier.up_to or lower
+                if tier.up_to is None or quantity <= tier.up_to:
+                    break
+        discount = (gross * self.discount_bps + 5_000) // 10_000
+        return gross - discount
+
+
+class BillingPeriod(enum.StrEnum):
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+    @property
+    def months(self) -> int:
+        return {"month": 1, "quarter": 3, "year": 12}[self.value]
+
+
+class SubscriptionStatus(enum.StrEnum):
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    PAUSED = "paused"
+    CANCELED = "canceled"
+
+
+class SubscriptionItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    item_id: Key
+    sku: Key
+    quantity: Quantity
+    price: Price
+
+
+class Subscription(_Canonical):
+    entity: ClassVar[str] = "subscription"
+    hub_id: Key
+    customer_id: Key
+    contract_number: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    currency: CurrencyCode
+    billing_period: BillingPeriod = BillingPeriod.MONTH
+    status: SubscriptionStatus
+    start_date: date
+    end_date: date | None = None
+    trial_end: date | None = None
+    auto_renew: bool = True
+    renewal_date: date | None = None
+    items: tuple[SubscriptionItem, ...] = Field(min_length=1)
+    updated_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _dates_and_items(self) -> Self:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError("end_date: must not be before start_date")
+        if self.trial_end is not None and self.trial_end < self.start_date:
+            raise ValueError("trial_end: must not be before start_date")
+        if self.status is SubscriptionStatus.TRIALING and self.trial_end is None:
+            raise ValueError("trial_end: a trialing subscription needs a trial end date")
+        ids = [item.item_id for item in self.items]
+        if len(ids) != len(set(ids)):
+            raise ValueError("items: item_id values must be unique within a subscription")
+        return self
+
+
+class AllocationStatus(enum.StrEnum):
+    RESERVED = "reserved"
+    PICKED = "picked"
+    SHIPPED = "shipped"
+    RELEASED = "released"
+
+
+class InventoryAllocation(_Canonical):
+    """Stock reserved for one subscription item's delivery cycle at one location."""
+
+    entity: ClassVar[str] = "allocation"
+    hub_id: Key
+    subscription_id: Key
+    subscription_item_id: Key
+    sku: Key
+    location: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    quantity: Annotated[int, Field(ge=1, le=10**9)]
+    delivery_date: date
+    status: AllocationStatus = AllocationStatus.RESERVED
+    updated_at: UtcDatetime
+
+
+class InvoiceStatus(enum.StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class InvoiceLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    line_no: Annotated[int, Field(ge=1, le=10_000)]
+    sku: Key | None = None
+    description: ShortText = ""
+    quantity: Quantity = 1
+    unit_amount_minor: SignedMinorUnits = 0
+    amount_minor: SignedMinorUnits
+    period_start: date | None = None
+    period_end: date | None = None
+
+
+class Invoice(_Canonical):
+    entity: ClassVar[str] = "invoice"
+    hub_id: Key
+    number: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    customer_id: Key
+    subscription_id: Key | None = None
+    currency: CurrencyCode
+    lines: tuple[InvoiceLine, ...] = ()
+    subtotal_minor: SignedMinorUnits
+    tax_minor: MinorUnits = 0
+    total_minor: SignedMinorUnits
+    amount_paid_minor: MinorUnits = 0
+    issue_date: date
+    due_date: date
+    status: InvoiceStatus
+    dunning_stage: Annotated[int, Field(ge=0, le=4)] = 0
+    updated_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.due_date < self.issue_date:
+            raise ValueError("due_date: must not be before issue_date")
+        numbers = [line.line_no for line in self.lines]
+        if len(numbers) != len(set(numbers)):
+            raise ValueError("lines: line_no values must be unique within an invoice")
+        return self
+
+    def arithmetic_errors(self) -> list[str]:
+        """Cross-field sums that do not add up (reported by reconciliation, not rejected)."""
+        errors = []
+        if self.lines and sum(line.amount_minor for line in self.lines) != self.subtotal_minor:
+            errors.append("subtotal_minor != sum of line amounts")
+        if self.subtotal_minor + self.tax_minor != self.total_minor:
+            errors.append("total_minor != subtotal_minor + tax_minor")
+        return errors
+
+
+ENTITIES: dict[str, type[_Canonical]] = {
+    cls.entity: cls for cls in (Product, Customer, Subscription, InventoryAllocation, Invoice)
+}
+
+
+class FieldError(BaseModel):
+    field: str
+    rule: str
+    message: str
+
+
+class CanonicalValidationError(ValueError):
+    """A record that breaks the canonical model; names entity, key, field and rule so an
+    engineer can find and fix the source record."""
+
+    def __init__(self, entity: str, key: str | None, errors: list[FieldError]) -> None:
+        self.entity = entity
+        self.key = key
+        self.errors = errors
+        detail = "; ".join(f"field '{e.field}': {e.message} (rule: {e.rule})" for e in errors)
+        super().__init__(f"{entity} {key or '<no key>'}: {detail}")
+
+
+def validate_record(entity: str, data: dict[str, Any]) -> _Canonical:
+    """Validate a mapped record into its canonical model or raise
+    :class:`CanonicalValidationError`."""
+    try:
+        model = ENTITIES[entity]
+    except KeyError:
+        raise ValueError(f"unknown entity {entity!r}; known: {sorted(ENTITIES)}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        key = data.get(model.key_field) if isinstance(data, dict) else None
+        raise CanonicalValidationError(
+            entity, None if key is None else str(key), _field_errors(exc)
+        ) from None
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if not loc and ":" in message:  # model-level rules name their field first
+            loc, message = (part.strip() for part in message.split(":", 1))
+        out.append(FieldError(field=loc or "<record>", rule=err["type"], message=message))
+    return out

@@ -1,0 +1,30 @@
+"""Where the hub keeps its state, from the environment (names fixed in ARCHITECTURE.md).
+
+``HUB_DATA_DIR`` (default ``./data``) holds the embedded SQLite store, the sandbox's files
+and the Dagster home; ``HUB_DATABASE_URL`` points the store elsewhere (e.g. PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("HUB_DATA_DIR", "data")).resolve()
+
+
+def database_url() -> str:
+    url = os.environ.get("HUB_DATABASE_URL")
+    if url:
+        return url
+    path = data_dir() / "hub.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def redact_url(url: str) -> str:
+    """A database URL safe to print: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
