@@ -1,0 +1,26 @@
+"""Run the code location's jobs from the CLI against the real Dagster instance, so a run
+started from a terminal is recorded in $DAGSTER_HOME and shows up in the UI like any other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from hub.dagster_home import ensure_dagster_home
+
+
+def run_job(
+    name: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None
+) -> ExecuteInProcessResult:
+    ensure_dagster_home()
+    from hub.definitions import defs
+
+    job = defs.resolve_job_def(name)
+    with DagsterInstance.get() as instance:
+        return job.execute_in_process(
+            run_config=run_config or {},
+            instance=instance,
+            tags={"hub/launched-by": "cli", **(tags or {})},
+            raise_on_error=False,
+        )

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (`make test` and .ci/run call this).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh --with-postgres
+echo "== dependency check"; python3 -m uv pip check
+
+export PATH="$PWD/.venv/bin:$PATH"
+# Never let a developer's environment point the suite at a real store or system.
+unset HUB_DATABASE_URL BILLING_DATABASE_URL DAGSTER_HOME
+export HUB_DATA_DIR="${HUB_TEST_DATA_DIR:-$(mktemp -d)}"
+
+echo "== ruff";  ruff check . && ruff format --check .
+echo "== mypy";  mypy
+echo "== mappings"; hub mappings check
+echo "== pytest"
+exec pytest -p no:cacheprovider --timeout=600 "$@"

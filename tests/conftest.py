@@ -1,0 +1,58 @@
+"""Suite-wide fixtures: an isolated data dir and Dagster home per test session, and a
+throwaway PostgreSQL so every store test runs on SQLite *and* PostgreSQL (never skipped)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.postgres import throwaway_postgres
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_hub_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """No test writes into the developer's ./data or ~/.dagster."""
+    home = tmp_path_factory.mktemp("hub-data")
+    old = {k: os.environ.get(k) for k in ("HUB_DATA_DIR", "DAGSTER_HOME", "HUB_DATABASE_URL")}
+    os.environ["HUB_DATA_DIR"] = str(home)
+    os.environ.pop("HUB_DATABASE_URL", None)
+    from hub.dagster_home import ensure_dagster_home
+
+    ensure_dagster_home(home / "dagster_home")
+    yield home
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One PostgreSQL 15 cluster for the session; tests get their own database in it."""
+    with throwaway_postgres("hub_tests") as url:
+        yield url
+
+
+def _fresh_pg_database(server_url: str, name: str) -> str:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database URL, once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    server = request.getfixturevalue("postgres_server")
+    name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50].lower()
+    return _fresh_pg_database(server, name)

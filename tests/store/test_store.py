@@ -1,0 +1,154 @@
+"""The hub store on SQLite and PostgreSQL: migrations create exactly the models' schema,
+and the types behave the same on both."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from hub.store import (
+    Base,
+    Finding,
+    GoldenRecord,
+    OutboxEntry,
+    QuarantineEntry,
+    Xref,
+    create_store_engine,
+    session_factory,
+)
+from hub.store.migrate import current_revision, head_revision, upgrade
+
+
+@pytest.fixture
+def migrated(store_url: str) -> str:
+    assert upgrade(store_url) == head_revision()
+    return store_url
+
+
+def test_migrations_match_models(migrated: str) -> None:
+    engine = create_store_engine(migrated)
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
+    engine.dispose()
+    assert diff == []
+
+
+def test_upgrade_is_idempotent(migrated: str) -> None:
+    assert upgrade(migrated) == head_revision()
+    assert current_revision(migrated) == head_revision()
+    tables = set(sa.inspect(create_store_engine(migrated)).get_table_names())
+    assert {
+        "golden_records",
+        "xref",
+        "cursors",
+        "fingerprints",
+        "outbox",
+        "quarantine",
+        "findings",
+        "finding_observations",
+        "reconciliation_runs",
+        "locks",
+    } <= tables
+
+
+def test_timestamps_round_trip_as_aware_utc(migrated: str) -> None:
+    session = session_factory(create_store_engine(migrated))
+    local = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with session.begin() as s:
+        s.add(
+            GoldenRecord(
+                entity="customer",
+                hub_id="C-1",
+                data={"legal_name": "Ä GmbH"},
+                fingerprint="f" * 64,
+                updated_at=local,
+            )
+        )
+    with session() as s:
+        row = s.get(GoldenRecord, ("customer", "C-1"))
+        assert row is not None
+        assert row.updated_at == local
+        assert row.updated_at.tzinfo is not None and row.updated_at.utcoffset() == timedelta(0)
+        assert row.data == {"legal_name": "Ä GmbH"}
+
+
+def test_naive_timestamps_are_refused(migrated: str) -> None:
+    session = session_factory(create_store_engine(migrated))
+    with pytest.raises(StatementError, match="naive datetime"), session.begin() as s:
+        s.add(
+            GoldenRecord(
+                entity="customer",
+                hub_id="C-2",
+                data={},
+                fingerprint="f",
+                updated_at=datetime(2024, 1, 1),
+            )
+        )
+
+
+def test_external_ids_are_unique_per_system(migrated: str) -> None:
+    session = session_factory(create_store_engine(migrated))
+    with session.begin() as s:
+        s.add(Xref(entity="customer", hub_id="C-1", system="sap", external_id="1000001"))
+        s.add(Xref(entity="customer", hub_id="C-1", system="salesforce", external_id="001A"))
+    with pytest.raises(IntegrityError), session.begin() as s:
+        s.add(Xref(entity="customer", hub_id="C-2", system="sap", external_id="1000001"))
+
+
+def test_outbox_quarantine_and_findings_keep_their_payloads(migrated: str) -> None:
+    session = session_factory(create_store_engine(migrated))
+    now = datetime.now(UTC)
+    with session.begin() as s:
+        s.add(
+            OutboxEntry(
+                system="sap",
+                entity="customer",
+                hub_id="C-1",
+                payload={"CreditLimit": "1000.00"},
+                fingerprint="a" * 64,
+            )
+        )
+        s.add(
+            QuarantineEntry(
+                system="salesforce",
+                entity="customer",
+                external_key="001X",
+                payload={"Name": None, "weird": "\u2603"},
+                reason="missing name",
+                errors=[{"field": "legal_name", "rule": "missing"}],
+            )
+        )
+        s.add(
+            Finding(
+                id="f1",
+                entity="invoice",
+                key="INV-1",
+                system="sap",
+                kind="mismatch",
+                field="total_minor",
+                expected=1000,
+                actual=1001,
+                severity="error",
+                amount_at_stake_minor=1,
+                currency="EUR",
+                first_seen=now,
+                last_seen=now,
+            )
+        )
+    with session() as s:
+        outbox = s.scalars(sa.select(OutboxEntry)).one()
+        assert (outbox.status, outbox.attempts, outbox.payload) == (
+            "pending",
+            0,
+            {"CreditLimit": "1000.00"},
+        )
+        quarantined = s.scalars(sa.select(QuarantineEntry)).one()
+        assert quarantined.payload["weird"] == "\u2603" and quarantined.status == "open"
+        finding = s.get(Finding, "f1")
+        assert finding is not None
+        assert (finding.expected, finding.actual, finding.status) == (1000, 1001, "open")
