@@ -1,0 +1,95 @@
+"""The one small protocol every system connector implements.
+
+The sync engine and the reconciliation only ever talk to systems through this: read
+changes since a cursor, read a (windowed) snapshot, read by keys, write a batch with one
+result per record, and a health check. Records crossing this boundary are the system's
+*native* shape (field names as the system has them); mapping to canonical form is the
+sync engine's job, driven by ``mappings/``. Reads stream in batches so no connector ever
+holds a whole table.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+NativeRecord = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Records read in one page, and the cursor that is safe to store once they are
+    committed (``None`` for snapshot reads, which have no cursor)."""
+
+    records: list[NativeRecord]
+    cursor: str | None = None
+
+
+class Outcome(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What happened to one record of a written batch. ``key`` is the hub's key of the
+    record; ``error`` carries the system's own error code and message when rejected."""
+
+    key: str
+    outcome: Outcome
+    external_id: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    system: str
+    ok: bool
+    detail: str = ""
+    latency_ms: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time window for snapshot reads (inclusive start, exclusive end, UTC)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@runtime_checkable
+class Connector(Protocol):
+    system: str
+
+    def entities(self) -> Sequence[str]:
+        """Canonical entities this system holds."""
+        ...
+
+    def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
+        """Records changed after ``cursor`` (all, when None), oldest first, each batch
+        carrying the cursor to store once it is committed. No record is skipped at equal
+        change timestamps: cursors carry a tie-breaking key."""
+        ...
+
+    def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
+        """Every record (optionally changed within ``window``), for reconciliation."""
+        ...
+
+    def read_by_keys(self, entity: str, keys: Sequence[str]) -> Iterator[Batch]:
+        """Records whose hub key is in ``keys`` (for targeted resyncs)."""
+        ...
+
+    def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
+        """Upsert by external id; exactly one result per input record, in input order."""
+        ...
+
+    def health(self) -> Health: ...
+
+    def close(self) -> None: ...

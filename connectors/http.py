@@ -1,0 +1,66 @@
+"""The shared httpx client for REST connectors (PIM, WMS): timeouts, connection pooling,
+TLS verification on by default with an optional CA bundle, and one translation of HTTP
+failures into the connector error classes so retry decisions are made in one place."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from connectors.errors import AuthError, PermanentError, TransientError
+from connectors.redact import redact
+from connectors.retry import parse_retry_after
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def tls_verify(ca_bundle: str | None = None) -> str | bool:
+    """A CA bundle path when one is configured (HUB_CA_BUNDLE), else the system store.
+    Verification is never switched off."""
+    bundle = ca_bundle or os.environ.get("HUB_CA_BUNDLE")
+    return bundle if bundle else True
+
+
+def make_client(
+    base_url: str,
+    *,
+    ca_bundle: str | None = None,
+    timeout: float = 30.0,
+    connect_timeout: float = 5.0,
+    max_connections: int = 10,
+    headers: dict[str, str] | None = None,
+) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url,
+        verify=tls_verify(ca_bundle),
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        headers=headers or {},
+    )
+
+
+def raise_for_status(system: str, response: httpx.Response) -> None:
+    """Classify a non-2xx answer; the message keeps the system's own error text."""
+    if response.is_success:
+        return
+    status = response.status_code
+    body = redact(response.text[:500])
+    where = f"{response.request.method} {response.request.url.path}"
+    if status in RETRYABLE_STATUS:
+        raise TransientError(
+            system,
+            f"{where} answered {status}: {body}",
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if status in (401, 403):
+        raise AuthError(system, f"{where} answered {status}: {body}", status=status)
+    raise PermanentError(system, f"{where} answered {status}: {body}", status=status)
+
+
+def transport_error(system: str, exc: httpx.TransportError) -> TransientError:
+    """Timeouts, refused and dropped connections are all worth retrying."""
+    return TransientError(system, f"{type(exc).__name__}: {redact(str(exc))}")

@@ -1,0 +1,77 @@
+"""Secrets never reach a log line or an exception text.
+
+Connectors register every secret they hold (passwords, client secrets, tokens, private
+keys) with :func:`register_secret`; :func:`redact` masks them in any text, and
+:func:`install_log_redaction` masks them in every log record, including Dagster's."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+MASK = "***"
+_MIN_LEN = 4
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+# Credentials that may appear in URLs or headers even before registration.
+_GENERIC = re.compile(
+    r"(?i)(authorization:\s*(?:bearer|basic)\s+)[^\s,'\"]+|"
+    r"((?:access_token|refresh_token|client_secret|password|assertion)[\"']?\s*[=:]\s*[\"']?)"
+    r"[^&\s,'\"]+|(://[^:/@\s]+:)[^@/\s]+(@)"
+)
+
+
+def register_secret(value: str | None) -> None:
+    global _pattern
+    if not value or len(value) < _MIN_LEN:
+        return
+    with _lock:
+        if value in _secrets:
+            return
+        _secrets.add(value)
+        parts = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(re.escape(p) for p in parts))
+
+
+def redact(text: str) -> str:
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+
+    def _mask(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1) + MASK
+        if match.group(2):
+            return match.group(2) + MASK
+        return f"{match.group(3)}{MASK}{match.group(4)}"
+
+    return _GENERIC.sub(_mask, text)
+
+
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Mask secrets in every log record created from now on, whichever logger or handler
+    (Dagster's included) ends up emitting it: the record factory is the one place all
+    records pass through."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            if _pattern is not None or record.args or isinstance(record.msg, str):
+                message = record.getMessage()
+                cleaned = redact(message)
+                if cleaned != message:
+                    record.msg, record.args = cleaned, None
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _installed = True

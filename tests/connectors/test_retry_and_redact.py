@@ -1,0 +1,90 @@
+"""Retry policy and secret redaction: pure logic, no network."""
+
+import logging
+
+import pytest
+
+from connectors.errors import PermanentError, SystemUnavailableError, TransientError
+from connectors.redact import install_log_redaction, redact, register_secret
+from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
+
+FAST = RetryPolicy(max_attempts=4, max_seconds=10, initial_wait=0.001, max_wait=0.01)
+
+
+def test_transient_failures_are_retried_until_success() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransientError("sap", "503", status=503, retry_after=0.001)
+        return "ok"
+
+    assert call_with_retry("sap", flaky, FAST) == "ok"
+    assert len(calls) == 3
+
+
+def test_permanent_errors_are_never_retried() -> None:
+    calls = []
+
+    def bad_request() -> None:
+        calls.append(1)
+        raise PermanentError("salesforce", "400 MALFORMED_QUERY", status=400)
+
+    with pytest.raises(PermanentError):
+        call_with_retry("salesforce", bad_request, FAST)
+    assert len(calls) == 1
+
+
+def test_exhausted_retries_name_the_system() -> None:
+    def down() -> None:
+        raise TransientError("wms", "503 Service Unavailable", status=503)
+
+    with pytest.raises(SystemUnavailableError, match=r"^wms: still failing after 4 attempts"):
+        call_with_retry("wms", down, FAST)
+
+
+def test_retry_after_is_honoured_but_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("tenacity.nap.time.sleep", slept.append)
+    calls = []
+
+    def throttled() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientError("pim", "429", status=429, retry_after=7)
+        if len(calls) == 2:
+            raise TransientError("pim", "429", status=429, retry_after=500)
+        return "ok"
+
+    policy = RetryPolicy(max_attempts=5, max_seconds=1000, max_wait=30)
+    assert call_with_retry("pim", throttled, policy) == "ok"
+    assert slept == [7.0, 30.0]
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+
+
+def test_registered_secrets_and_credential_shapes_are_masked() -> None:
+    register_secret("hunter2-very-secret")
+    text = (
+        "login failed for hunter2-very-secret; Authorization: Bearer 00Dxx!AQ4AQFO "
+        "url=postgresql://hub:pw123@db/hub body=grant_type=password&password=abc&x=1 "
+        '{"access_token": "tok-123"}'
+    )
+    cleaned = redact(text)
+    for secret in ("hunter2-very-secret", "00Dxx!AQ4AQFO", "pw123", "abc&", "tok-123"):
+        assert secret not in cleaned
+    assert "Authorization: Bearer ***" in cleaned and "://hub:***@db" in cleaned
+
+
+def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    install_log_redaction()
+    register_secret("s3cr3t-client-secret")
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("hub.test").info("token call with %s", "s3cr3t-client-secret")
+    assert "s3cr3t-client-secret" not in caplog.text
+    assert "token call with ***" in caplog.text
