@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.model import ENTITIES
+from hub.transforms import load_code_lists
 
 MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
@@ -23,7 +24,20 @@ SYSTEMS = ("billing", "salesforce", "sap", "pim", "wms")
 
 #: Transforms a field map may name; parameters are checked by the sync engine's registry.
 TRANSFORMS = frozenset(
-    {"trim", "upper", "lower", "code", "money_decimal", "date", "datetime", "int", "bool", "str"}
+    {
+        "trim",
+        "upper",
+        "lower",
+        "code",
+        "money_decimal",
+        "date",
+        "datetime",
+        "int",
+        "bool",
+        "str",
+        "json",
+        "akeneo_value",
+    }
 )
 
 
@@ -32,6 +46,10 @@ class FieldMap(BaseModel):
     field: str = Field(min_length=1)
     transform: list[str] = Field(default_factory=list)
     codes: str | None = None
+    currency_field: str = Field(
+        default="currency", description="canonical field holding the ISO 4217 code (money)"
+    )
+    datetime_format: Literal["iso", "salesforce", "akeneo"] = "iso"
     read_only: bool = False
 
 
@@ -115,12 +133,12 @@ def _canonical_fields(entity: str) -> set[str]:
 
 
 def load_mapping(path: Path) -> tuple[MappingSpec | None, list[MappingError]]:
-    spec, errors, _ = _load(path)
+    spec, errors, _ = _load(path, load_code_lists(path.parent.parent))
     return spec, errors
 
 
 def _load(
-    path: Path,
+    path: Path, code_lists: dict[str, dict[str, str]]
 ) -> tuple[MappingSpec | None, list[MappingError], dict[tuple[str, ...], int]]:
     text = path.read_text()
     try:
@@ -138,11 +156,14 @@ def _load(
             loc = tuple(str(p) for p in err["loc"])
             errors.append(MappingError(path, _line_for(lines, loc), ".".join(loc), err["msg"]))
         return None, errors, lines
-    return spec, _semantic_errors(path, spec, lines), lines
+    return spec, _semantic_errors(path, spec, lines, code_lists), lines
 
 
 def _semantic_errors(
-    path: Path, spec: MappingSpec, lines: dict[tuple[str, ...], int]
+    path: Path,
+    spec: MappingSpec,
+    lines: dict[tuple[str, ...], int],
+    code_lists: dict[str, dict[str, str]],
 ) -> list[MappingError]:
     errors: list[MappingError] = []
 
@@ -168,6 +189,12 @@ def _semantic_errors(
                 )
         if "code" in fmap.transform and not fmap.codes:
             err(("fields", name), f"fields.{name}.codes", "the 'code' transform needs 'codes'")
+        if fmap.codes and fmap.codes not in code_lists:
+            err(
+                ("fields", name, "codes"),
+                f"fields.{name}.codes",
+                f"no code list mappings/codes/{fmap.codes}.yaml",
+            )
     for i, owned in enumerate(spec.owns):
         if owned not in spec.fields:
             err(("owns", str(i)), f"owns.{owned}", "an owned field must also be mapped here")
@@ -179,8 +206,11 @@ def load_all(root: Path = MAPPINGS_DIR) -> tuple[list[MappingSpec], list[Mapping
     specs: list[MappingSpec] = []
     errors: list[MappingError] = []
     owners: dict[tuple[str, str], Path] = {}
+    code_lists = load_code_lists(root)
     for path in sorted(root.glob("*/*.yaml")):
-        spec, file_errors, lines = _load(path)
+        if path.parent.name == "codes":
+            continue
+        spec, file_errors, lines = _load(path, code_lists)
         errors.extend(file_errors)
         if spec is None:
             continue

@@ -1,0 +1,178 @@
+"""Applies a mapping spec: system records to canonical dicts and back.
+
+The mapper only renames and transforms; validation against the canonical model happens
+afterwards (``hub.model.validate_record``) so both kinds of error reach quarantine with the
+record, the field and the rule named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hub.mapping_spec import FieldMap, MappingSpec
+from hub.transforms import REGISTRY, Context, TransformError
+
+_MISSING = object()
+
+
+def get_path(record: dict[str, Any], path: str) -> Any:
+    """``a.b.c`` lookup; returns the sentinel ``_MISSING`` when any step is absent."""
+    current: Any = record
+    for part in path.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return _MISSING
+        current = current[part]
+    return current
+
+
+def set_path(record: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    current = record
+    for part in parts[:-1]:
+        current = current.setdefault(part, {})
+    current[parts[-1]] = value
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"field '{self.field}': {self.message}"
+
+
+class MappingValueError(ValueError):
+    """Values of one record that no transform could convert; all problems at once."""
+
+    def __init__(self, system: str, entity: str, key: str | None, problems: list[FieldProblem]):
+        self.system, self.entity, self.key, self.problems = system, entity, key, problems
+        detail = "; ".join(str(p) for p in problems)
+        super().__init__(f"{system} {entity} {key or '<no key>'}: {detail}")
+
+
+class Mapper:
+    def __init__(self, spec: MappingSpec, code_lists: dict[str, dict[str, str]]) -> None:
+        self.spec = spec
+        self.code_lists = code_lists
+
+    # -- keys -------------------------------------------------------------------------
+    def hub_id(self, native: dict[str, Any]) -> str | None:
+        field = self.spec.key.hub_id_field
+        value = native.get(field) if field else None
+        return None if value in (None, "") else str(value)
+
+    def system_id(self, native: dict[str, Any]) -> str | None:
+        value = get_path(native, self.spec.key.system_id_field)
+        return None if value in (None, "", _MISSING) else str(value)
+
+    # -- conversions ------------------------------------------------------------------
+    def _context(self, fmap: FieldMap, currency: str | None) -> Context:
+        codes = self.code_lists.get(fmap.codes) if fmap.codes else None
+        return Context(currency=currency, codes=codes, datetime_format=fmap.datetime_format)
+
+    def _convert(
+        self,
+        fields: dict[str, FieldMap],
+        source: dict[str, Any],
+        *,
+        inbound: bool,
+        currency: str | None,
+        problems: list[FieldProblem],
+        prefix: str = "",
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for canonical_name, fmap in fields.items():
+            if not inbound and fmap.read_only:
+                continue
+            src_path, dst_path = (
+                (fmap.field, canonical_name) if inbound else (canonical_name, fmap.field)
+            )
+            value = get_path(source, src_path)
+            if value is _MISSING:
+                continue
+            ctx = self._context(fmap, currency)
+            steps = fmap.transform if inbound else list(reversed(fmap.transform))
+            try:
+                for name in steps:
+                    value = REGISTRY[name][0 if inbound else 1](value, ctx)
+            except TransformError as exc:
+                problems.append(FieldProblem(prefix + canonical_name, str(exc)))
+                continue
+            set_path(out, dst_path, value)
+        return out
+
+    def _currency(self, canonical: dict[str, Any], fields: dict[str, FieldMap]) -> str | None:
+        money = [f for f in fields.values() if "money_decimal" in f.transform]
+        field = money[0].currency_field if money else "currency"
+        value = get_path(canonical, field)
+        return value if isinstance(value, str) else None
+
+    def to_canonical(
+        self, native: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Canonical dict of the mapped fields. ``context`` (e.g. the golden record)
+        supplies a currency when this system does not carry one."""
+        problems: list[FieldProblem] = []
+        non_money = {
+            k: f for k, f in self.spec.fields.items() if "money_decimal" not in f.transform
+        }
+        plain = self._convert(non_money, native, inbound=True, currency=None, problems=problems)
+        currency = self._currency(plain, self.spec.fields) or self._currency(
+            context or {}, self.spec.fields
+        )
+        money = {k: f for k, f in self.spec.fields.items() if "money_decimal" in f.transform}
+        out = plain | self._convert(
+            money, native, inbound=True, currency=currency, problems=problems
+        )
+        for name, child in self.spec.children.items():
+            rows = native.get(child.object)
+            if rows is None:
+                continue
+            out[name] = [
+                self._convert(
+                    child.fields,
+                    row,
+                    inbound=True,
+                    currency=currency,
+                    problems=problems,
+                    prefix=f"{name}[{i}].",
+                )
+                for i, row in enumerate(rows)
+            ]
+        if problems:
+            raise MappingValueError(
+                self.spec.system, self.spec.entity, self.hub_id(native), problems
+            )
+        return out
+
+    def to_native(self, canonical: dict[str, Any]) -> dict[str, Any]:
+        """The system's payload for a canonical record (read-only fields left out)."""
+        problems: list[FieldProblem] = []
+        currency = self._currency(canonical, self.spec.fields)
+        out = self._convert(
+            self.spec.fields, canonical, inbound=False, currency=currency, problems=problems
+        )
+        if self.spec.key.hub_id_field and "hub_id" in canonical:
+            out.setdefault(self.spec.key.hub_id_field, canonical["hub_id"])
+        for name, child in self.spec.children.items():
+            rows = canonical.get(name)
+            if rows is None:
+                continue
+            out[child.object] = [
+                self._convert(
+                    child.fields,
+                    row,
+                    inbound=False,
+                    currency=currency,
+                    problems=problems,
+                    prefix=f"{name}[{i}].",
+                )
+                for i, row in enumerate(rows)
+            ]
+        if problems:
+            raise MappingValueError(
+                self.spec.system, self.spec.entity, canonical.get("hub_id"), problems
+            )
+        return out
