@@ -1,0 +1,114 @@
+"""Merging one system's view of a record into the golden record, field by field.
+
+Ownership decides: the owning system's value always wins; a different value from a
+non-owner is a *conflict* (reported, and the owner's value is pushed back to that system);
+for unowned fields the newest change wins. A non-owner may fill a field the golden record
+does not have yet (e.g. a Salesforce account arrives before SAP has a tax id): the value is
+provisional and the owner's first value replaces it without a conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: Canonical fields whose value is a list of child records: merged as one field.
+LIST_FIELDS = frozenset({"items", "lines"})
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}, 'lines': [...]} -> {'a.b': 1, 'lines': [...]}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and key not in LIST_FIELDS and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in sorted(flat.items()):
+        parts = path.split(".")
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Conflict:
+    field: str
+    owner: str
+    system: str
+    golden_value: Any
+    system_value: Any
+
+
+@dataclass
+class MergeResult:
+    data: dict[str, Any]
+    field_meta: dict[str, dict[str, Any]]
+    changed: list[str] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    @property
+    def is_new_or_changed(self) -> bool:
+        return bool(self.changed)
+
+
+def merge(
+    golden: Mapping[str, Any] | None,
+    field_meta: Mapping[str, Mapping[str, Any]] | None,
+    incoming: Mapping[str, Any],
+    *,
+    system: str,
+    changed_at: datetime,
+    owners: Mapping[str, str],
+) -> MergeResult:
+    """Merge ``incoming`` (canonical, possibly partial) from ``system`` into ``golden``.
+
+    ``owners`` maps flat canonical field names to their owning system; ``field_meta``
+    records per field which system set it, when, and whether that value is provisional."""
+    current = flatten(golden or {})
+    meta = {k: dict(v) for k, v in (field_meta or {}).items()}
+    stamp = changed_at.isoformat()
+    result = MergeResult(data={}, field_meta=meta)
+    for name, value in flatten(incoming).items():
+        owner = owners.get(name)
+        has_value = name in current and current[name] is not None
+        old = current.get(name)
+        info = meta.get(name, {})
+        if owner is None:
+            take = not has_value or stamp >= str(info.get("at", ""))
+        elif owner == system:
+            take = True
+        elif not has_value or info.get("provisional"):
+            take = True  # provisional until the owner speaks
+        else:
+            take = False
+            if value != old:
+                result.conflicts.append(Conflict(name, owner, system, old, value))
+        if not take:
+            continue
+        provisional = owner is not None and owner != system
+        if value != old or name not in current:
+            result.changed.append(name)
+            current[name] = value
+        if (
+            value != old
+            or info.get("system") != system
+            or provisional != bool(info.get("provisional"))
+        ):
+            meta[name] = {
+                "system": system,
+                "at": stamp,
+                **({"provisional": True} if provisional else {}),
+            }
+    result.data = unflatten(current)
+    return result

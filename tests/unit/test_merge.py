@@ -1,0 +1,113 @@
+"""Field-ownership merge: properties that must hold for any data (hypothesis)."""
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.fingerprint import fingerprint
+from hub.sync.merge import flatten, merge, unflatten
+
+SYSTEMS = ["salesforce", "sap", "billing"]
+FIELDS = ["legal_name", "tax_id", "payment_terms", "billing_address.city", "segment"]
+OWNERS = {
+    "legal_name": "salesforce",
+    "tax_id": "sap",
+    "payment_terms": "sap",
+    "billing_address.city": "salesforce",
+}  # segment unowned
+values = st.one_of(st.none(), st.text(max_size=5), st.integers(-5, 5))
+partials = st.dictionaries(st.sampled_from(FIELDS), values, min_size=1)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def nested(flat: dict) -> dict:
+    return unflatten(flat)
+
+
+@given(st.dictionaries(st.sampled_from(FIELDS), values))
+def test_flatten_unflatten_round_trip(flat: dict) -> None:
+    assert flatten(unflatten(flat)) == {k: v for k, v in flat.items()}
+
+
+@given(partials, partials, st.sampled_from(SYSTEMS), st.sampled_from(SYSTEMS))
+def test_owner_always_wins_and_non_owner_changes_are_conflicts(
+    first: dict, second: dict, sys1: str, sys2: str
+) -> None:
+    r1 = merge(None, None, nested(first), system=sys1, changed_at=T0, owners=OWNERS)
+    r2 = merge(
+        r1.data,
+        r1.field_meta,
+        nested(second),
+        system=sys2,
+        changed_at=T0 + timedelta(seconds=1),
+        owners=OWNERS,
+    )
+    after = flatten(r2.data)
+    before = flatten(r1.data)
+    conflicts = {c.field for c in r2.conflicts}
+    for name, value in second.items():
+        owner = OWNERS.get(name)
+        if owner == sys2 or owner is None:
+            assert after[name] == value
+            assert name not in conflicts
+        elif before.get(name) is not None and not r1.field_meta[name].get("provisional"):
+            assert after[name] == before[name]  # owned elsewhere: unchanged
+            assert (name in conflicts) == (value != before[name])
+
+
+@given(partials, st.sampled_from(SYSTEMS))
+def test_merging_the_same_data_twice_changes_nothing(data: dict, system: str) -> None:
+    r1 = merge(None, None, nested(data), system=system, changed_at=T0, owners=OWNERS)
+    r2 = merge(r1.data, r1.field_meta, nested(data), system=system, changed_at=T0, owners=OWNERS)
+    assert r2.changed == [] and r2.conflicts == []
+    assert fingerprint(r2.data) == fingerprint(r1.data)
+    assert r2.field_meta == r1.field_meta
+
+
+@given(
+    values.filter(lambda v: v is not None), values.filter(lambda v: v is not None), st.booleans()
+)
+def test_unowned_fields_newest_change_wins_in_any_arrival_order(
+    a: object, b: object, a_first: bool
+) -> None:
+    updates = [("billing", a, T0), ("salesforce", b, T0 + timedelta(minutes=5))]
+    if not a_first:
+        updates.reverse()
+    golden, meta = None, None
+    for system, value, at in updates:
+        r = merge(golden, meta, {"segment": value}, system=system, changed_at=at, owners=OWNERS)
+        golden, meta = r.data, r.field_meta
+    assert golden is not None and golden["segment"] == b
+
+
+def test_provisional_value_is_replaced_by_owner_without_conflict() -> None:
+    r1 = merge(None, None, {"tax_id": "DE1"}, system="salesforce", changed_at=T0, owners=OWNERS)
+    assert r1.field_meta["tax_id"] == {
+        "system": "salesforce",
+        "at": T0.isoformat(),
+        "provisional": True,
+    }
+    r2 = merge(
+        r1.data, r1.field_meta, {"tax_id": "DE2"}, system="sap", changed_at=T0, owners=OWNERS
+    )
+    assert r2.data["tax_id"] == "DE2" and r2.conflicts == []
+    r3 = merge(
+        r2.data,
+        r2.field_meta,
+        {"tax_id": "DE1"},
+        system="salesforce",
+        changed_at=T0 + timedelta(days=1),
+        owners=OWNERS,
+    )
+    assert r3.data["tax_id"] == "DE2"
+    assert [(c.field, c.owner, c.golden_value, c.system_value) for c in r3.conflicts] == [
+        ("tax_id", "sap", "DE2", "DE1")
+    ]
+
+
+def test_fingerprint_ignores_key_order() -> None:
+    assert fingerprint({"a": 1, "b": [1, {"c": 2, "d": 3}]}) == fingerprint(
+        {"b": [1, {"d": 3, "c": 2}], "a": 1}
+    )
+    assert fingerprint({"a": 1}) != fingerprint({"a": "1"})
