@@ -41,6 +41,20 @@ TRANSFORMS = frozenset(
 )
 
 
+class CompareRule(BaseModel):
+    """How the reconciliation compares this field (declared beside its mapping).
+
+    exact: equal after mapping (money in minor units is always exact); abs / rel: numeric
+    difference within ``tolerance`` (absolute, or relative to the expected value); fold:
+    case- and whitespace-insensitive text; timestamp: equal instants whatever the zone,
+    within ``tolerance`` seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+    rule: Literal["exact", "abs", "rel", "fold", "timestamp"] = "exact"
+    tolerance: float = Field(default=0.0, ge=0.0)
+    severity: Literal["error", "warning"] | None = None
+
+
 class FieldMap(BaseModel):
     model_config = ConfigDict(extra="forbid")
     field: str = Field(min_length=1)
@@ -51,6 +65,7 @@ class FieldMap(BaseModel):
     )
     datetime_format: Literal["iso", "salesforce", "akeneo"] = "iso"
     read_only: bool = False
+    compare: CompareRule = Field(default_factory=CompareRule)
 
 
 class KeySpec(BaseModel):
@@ -189,6 +204,12 @@ def _semantic_errors(
                 )
         if "code" in fmap.transform and not fmap.codes:
             err(("fields", name), f"fields.{name}.codes", "the 'code' transform needs 'codes'")
+        if "money_decimal" in fmap.transform and fmap.compare.rule != "exact":
+            err(
+                ("fields", name, "compare"),
+                f"fields.{name}.compare",
+                "money in minor units is compared exactly; remove the tolerance",
+            )
         if fmap.codes and fmap.codes not in code_lists:
             err(
                 ("fields", name, "codes"),
