@@ -8,7 +8,7 @@ record, the field and the rule named.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hub.mapping_spec import FieldMap, MappingSpec
 from hub.transforms import REGISTRY, Context, TransformError
@@ -52,10 +52,46 @@ class MappingValueError(ValueError):
         super().__init__(f"{system} {entity} {key or '<no key>'}: {detail}")
 
 
+class RefResolver(Protocol):
+    """Translates references between hub ids and one system's ids (the xref table)."""
+
+    def to_hub(self, entity: str, system: str, external_id: str) -> str | None: ...
+
+    def to_system(self, entity: str, system: str, hub_id: str) -> str | None: ...
+
+
 class Mapper:
-    def __init__(self, spec: MappingSpec, code_lists: dict[str, dict[str, str]]) -> None:
+    def __init__(
+        self,
+        spec: MappingSpec,
+        code_lists: dict[str, dict[str, str]],
+        resolver: RefResolver | None = None,
+    ) -> None:
         self.spec = spec
         self.code_lists = code_lists
+        self.resolver = resolver
+
+    @property
+    def writable_fields(self) -> list[str]:
+        """Canonical fields this system receives on a push (children count as one)."""
+        names = [name for name, fmap in self.spec.fields.items() if not fmap.read_only]
+        return names + list(self.spec.children)
+
+    def _resolve(self, fmap: FieldMap, value: Any, inbound: bool) -> Any:
+        if fmap.ref is None or value is None:
+            return value
+        if self.resolver is None:
+            raise TransformError(f"reference to {fmap.ref} needs a resolver")
+        system = self.spec.system
+        resolved = (
+            self.resolver.to_hub(fmap.ref, system, str(value))
+            if inbound
+            else self.resolver.to_system(fmap.ref, system, str(value))
+        )
+        if resolved is None:
+            side = "hub" if inbound else system
+            raise TransformError(f"{fmap.ref} {value!r} has no {side} id yet")
+        return resolved
 
     # -- keys -------------------------------------------------------------------------
     def hub_id(self, native: dict[str, Any]) -> str | None:
@@ -95,8 +131,12 @@ class Mapper:
             ctx = self._context(fmap, currency)
             steps = fmap.transform if inbound else list(reversed(fmap.transform))
             try:
+                if not inbound:
+                    value = self._resolve(fmap, value, inbound=False)
                 for name in steps:
                     value = REGISTRY[name][0 if inbound else 1](value, ctx)
+                if inbound:
+                    value = self._resolve(fmap, value, inbound=True)
             except TransformError as exc:
                 problems.append(FieldProblem(prefix + canonical_name, str(exc)))
                 continue

@@ -65,6 +65,11 @@ class FieldMap(BaseModel):
     )
     datetime_format: Literal["iso", "salesforce", "akeneo"] = "iso"
     read_only: bool = False
+    ref: str | None = Field(
+        default=None,
+        description="entity whose hub id this field holds canonically and whose id in "
+        "this system it holds natively (resolved through the xref table)",
+    )
     compare: CompareRule = Field(default_factory=CompareRule)
 
 
@@ -82,6 +87,10 @@ class MappingSpec(BaseModel):
     key: KeySpec
     fields: dict[str, FieldMap]
     owns: list[str] = Field(default_factory=list)
+    creates: bool = Field(
+        default=False,
+        description="whether a record first seen in this system creates a golden record",
+    )
     children: dict[str, MappingChild] = Field(default_factory=dict)
 
 
@@ -191,8 +200,10 @@ def _semantic_errors(
     expected = Path(spec.system) / f"{spec.entity}.yaml"
     if path.parts[-2:] != expected.parts:
         err((), "<file>", f"a {spec.system}/{spec.entity} mapping belongs in mappings/{expected}")
-    canonical = _canonical_fields(spec.entity)
+    canonical = _canonical_fields(spec.entity) | {f"external_ids.{s}" for s in SYSTEMS}
     for name, fmap in spec.fields.items():
+        if fmap.ref is not None and fmap.ref not in ENTITIES:
+            err(("fields", name, "ref"), f"fields.{name}.ref", f"unknown entity {fmap.ref!r}")
         if name not in canonical:
             err(("fields", name), f"fields.{name}", f"not a field of canonical {spec.entity}")
         for i, transform in enumerate(fmap.transform):

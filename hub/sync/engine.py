@@ -1,0 +1,414 @@
+"""One sync pass per entity, as in ARCHITECTURE.md:
+
+extract since cursor -> map -> validate (bad -> quarantine) -> merge by ownership
+(conflict -> finding, owner's value pushed back) -> plan pushes from fingerprints ->
+push in bulk through the outbox -> record external ids and fingerprints -> cursor.
+
+Each extracted batch is committed in one transaction together with its cursor, its golden
+records and the outbox rows it planned, so a crash at any point replays safely: the batch
+is re-read, and pushes are upserts by external id."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from connectors.base import Connector, NativeRecord, Outcome
+from connectors.errors import ConnectorError
+from hub.fingerprint import fingerprint
+from hub.mapper import Mapper, MappingValueError
+from hub.mapping_spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
+from hub.model import ENTITIES, CanonicalValidationError, validate_record
+from hub.store import repo
+from hub.store.db import session_factory
+from hub.store.models import GoldenRecord, utcnow
+from hub.sync.lock import store_lock
+from hub.sync.merge import flatten, merge
+from hub.transforms import load_code_lists
+
+log = logging.getLogger("hub.sync")
+
+#: Parents before children, so references resolve within one pass.
+ENTITY_ORDER = ("product", "customer", "subscription", "allocation", "invoice")
+EXTERNAL_IDS = "external_ids"
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    failed: int = 0
+
+
+class SyncIncompleteError(RuntimeError):
+    """Some system could not be read or written; everything else was committed."""
+
+
+class _XrefResolver:
+    """Reference lookups for one transaction, cached per batch."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def to_hub(self, entity: str, system: str, external_id: str) -> str | None:
+        return repo.hub_ids_for(self.session, entity, system, [external_id]).get(external_id)
+
+    def to_system(self, entity: str, system: str, hub_id: str) -> str | None:
+        return repo.external_ids_for(self.session, entity, system, [hub_id]).get(hub_id)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        engine: Engine,
+        connectors: Mapping[str, Connector],
+        *,
+        specs: Sequence[MappingSpec] | None = None,
+        code_lists: dict[str, dict[str, str]] | None = None,
+        push_batch_size: int = 200,
+        lock_wait_seconds: float = 300,
+        progress: Callable[[str, str, Counts], None] | None = None,
+    ) -> None:
+        if specs is None:
+            loaded, errors = load_all(MAPPINGS_DIR)
+            if errors:
+                raise MappingsInvalidError(errors)
+            specs = loaded
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self.connectors = connectors
+        self.specs: dict[tuple[str, str], MappingSpec] = {(s.system, s.entity): s for s in specs}
+        self.code_lists = code_lists if code_lists is not None else load_code_lists(MAPPINGS_DIR)
+        self.owners: dict[str, dict[str, str]] = defaultdict(dict)
+        for spec in specs:
+            for owned in spec.owns:
+                self.owners[spec.entity][owned] = spec.system
+        self.push_batch_size = push_batch_size
+        self.lock_wait_seconds = lock_wait_seconds
+        self.progress = progress
+        self.counts: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
+        self.errors: list[str] = []
+
+    # -- public -------------------------------------------------------------------------
+    def run(
+        self, entities: Sequence[str] | None = None, systems: Sequence[str] | None = None
+    ) -> dict[str, dict[str, dict[str, int]]]:
+        """Sync the given entities (all by default) with the given systems (all
+        connected by default); returns {system: {entity: counts}}."""
+        for entity in ENTITY_ORDER:
+            if entities is None or entity in entities:
+                with store_lock(self.engine, f"sync:{entity}", wait_seconds=self.lock_wait_seconds):
+                    self.sync_entity(entity, systems)
+        if self.errors:
+            raise SyncIncompleteError("; ".join(self.errors))
+        return self.report()
+
+    def report(self) -> dict[str, dict[str, dict[str, int]]]:
+        return {
+            system: {entity: asdict(c) for entity, c in per_entity.items()}
+            for system, per_entity in self.counts.items()
+        }
+
+    def sync_entity(self, entity: str, systems: Sequence[str] | None = None) -> None:
+        for system in self._systems(entity, systems):
+            self._pull(system, entity)
+        self._push(entity, systems)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _systems(self, entity: str, systems: Sequence[str] | None) -> list[str]:
+        return [
+            system
+            for (system, ent) in self.specs
+            if ent == entity
+            and system in self.connectors
+            and (systems is None or system in systems)
+        ]
+
+    def _mapper(self, system: str, entity: str, session: Session) -> Mapper:
+        return Mapper(self.specs[(system, entity)], self.code_lists, _XrefResolver(session))
+
+    def _tick(self, system: str, entity: str) -> None:
+        if self.progress is not None:
+            self.progress(system, entity, self.counts[system][entity])
+
+    @staticmethod
+    def _projection(mapper: Mapper, canonical: Mapping[str, Any]) -> dict[str, Any]:
+        """What this system holds of a record, in canonical terms: the basis of its
+        fingerprint both when we read it and when we push to it (echo suppression)."""
+        flat = flatten(canonical)
+        return {f: flat[f] for f in mapper.writable_fields if flat.get(f) is not None}
+
+    # -- pull ---------------------------------------------------------------------------
+    def _pull(self, system: str, entity: str) -> None:
+        connector = self.connectors[system]
+        with self.sessions() as s:
+            cursor = repo.get_cursor(s, system, entity)
+        try:
+            for batch in connector.read_changes(entity, cursor):
+                with self.sessions.begin() as s:
+                    self._ingest(s, system, entity, batch.records)
+                    if batch.cursor is not None:
+                        repo.set_cursor(s, system, entity, batch.cursor)
+                self._tick(system, entity)
+        except ConnectorError as exc:
+            self.counts[system][entity].failed += 1
+            self.errors.append(f"reading {entity} from {exc}")
+            log.error("reading %s from %s", entity, exc)
+
+    def _ingest(self, s: Session, system: str, entity: str, records: list[NativeRecord]) -> None:
+        spec = self.specs[(system, entity)]
+        mapper = self._mapper(system, entity, s)
+        counts = self.counts[system][entity]
+        key_field = ENTITIES[entity].key_field
+        sys_ids = [mapper.system_id(r) for r in records]
+        known = repo.hub_ids_for(s, entity, system, [i for i in sys_ids if i])
+        staged: list[tuple[NativeRecord, str | None, str, dict[str, Any]]] = []
+        for native, sid in zip(records, sys_ids, strict=True):
+            counts.read += 1
+            hub_id = mapper.hub_id(native) or (known.get(sid) if sid else None)
+            try:
+                partial = mapper.to_canonical(native)
+            except MappingValueError as exc:
+                self._quarantine(
+                    s,
+                    system,
+                    entity,
+                    hub_id or sid,
+                    native,
+                    str(exc),
+                    [asdict(p) for p in exc.problems],
+                )
+                continue
+            if hub_id is None and key_field != "hub_id":
+                hub_id = partial.get(key_field)
+            if hub_id is None:
+                if not spec.creates:
+                    self._quarantine(
+                        s,
+                        system,
+                        entity,
+                        sid,
+                        native,
+                        f"{system} {entity} {sid} is not linked to a hub record "
+                        f"and {system} does not create {entity} records; link it "
+                        f"or create it in the owning system",
+                    )
+                    continue
+                hub_id = f"{entity[:3].upper()}-{uuid.uuid4().hex[:12]}"
+            staged.append((native, sid, str(hub_id), partial))
+        hub_ids = [h for _, _, h, _ in staged]
+        goldens = repo.golden_for(s, entity, hub_ids)
+        fps = repo.fingerprints_for(s, system, entity, hub_ids)
+        now = utcnow()
+        for native, sid, hub_id, partial in staged:
+            if sid:
+                repo.set_xref(s, entity, hub_id, system, sid)
+            fp = fingerprint(self._projection(mapper, partial))
+            golden = goldens.get(hub_id)
+            if golden is not None and fps.get(hub_id) == fp:
+                counts.unchanged += 1  # unchanged since last seen, or our own echo
+                continue
+            changed_at = _as_datetime(partial.get("updated_at")) or now
+            incoming = {k: v for k, v in partial.items() if k not in ("updated_at", EXTERNAL_IDS)}
+            result = merge(
+                golden.data if golden else None,
+                golden.field_meta if golden else None,
+                incoming,
+                system=system,
+                changed_at=changed_at,
+                owners=self.owners[entity],
+            )
+            data = dict(result.data)
+            data.pop(EXTERNAL_IDS, None)
+            data[key_field] = hub_id
+            previous = _as_datetime(golden.data.get("updated_at")) if golden else None
+            data["updated_at"] = max(filter(None, (previous, changed_at))).isoformat()
+            try:
+                clean = validate_record(entity, data).model_dump(mode="json")
+            except CanonicalValidationError as exc:
+                self._quarantine(
+                    s,
+                    system,
+                    entity,
+                    hub_id,
+                    native,
+                    str(exc),
+                    [e.model_dump() for e in exc.errors],
+                )
+                continue
+            for conflict in result.conflicts:
+                counts.conflicts += 1
+                repo.record_conflict(
+                    s,
+                    entity=entity,
+                    key=hub_id,
+                    system=system,
+                    external_id=sid,
+                    field=conflict.field,
+                    expected=conflict.golden_value,
+                    actual=conflict.system_value,
+                    seen_at=now,
+                )
+            if golden is None:
+                golden = GoldenRecord(
+                    entity=entity,
+                    hub_id=hub_id,
+                    data=clean,
+                    field_meta=result.field_meta,
+                    fingerprint=fingerprint(clean),
+                )
+                s.add(golden)
+                goldens[hub_id] = golden
+                counts.created += 1
+            elif fingerprint(clean) != golden.fingerprint or result.changed:
+                golden.data, golden.field_meta = clean, result.field_meta
+                golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
+                golden.updated_at = now
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+            repo.set_fingerprint(s, system, entity, hub_id, fp)
+            repo.release_quarantine(s, system, entity, hub_id)
+            s.flush()
+            self._plan(s, entity, hub_id, clean)
+
+    def _quarantine(
+        self,
+        s: Session,
+        system: str,
+        entity: str,
+        key: str | None,
+        payload: Any,
+        reason: str,
+        errors: list[Any] | None = None,
+        direction: str = "inbound",
+    ) -> None:
+        external_key = key or f"unkeyed:{fingerprint(payload)[:16]}"
+        repo.quarantine(
+            s,
+            system=system,
+            entity=entity,
+            external_key=external_key,
+            payload=payload,
+            reason=reason,
+            errors=errors,
+            direction=direction,
+        )
+        self.counts[system][entity].quarantined += 1
+        log.warning("quarantined %s %s %s: %s", system, entity, external_key, reason)
+
+    # -- plan ---------------------------------------------------------------------------
+    def _plan(
+        self,
+        s: Session,
+        entity: str,
+        hub_id: str,
+        data: dict[str, Any],
+        only: Sequence[str] | None = None,
+    ) -> None:
+        """Queue a push to every system whose copy differs from the golden record."""
+        with_ids = {**data, EXTERNAL_IDS: repo.all_external_ids(s, entity, hub_id)}
+        for system, ent in self.specs:
+            if ent != entity or system not in self.connectors:
+                continue
+            if only is not None and system not in only:
+                continue
+            mapper = self._mapper(system, entity, s)
+            projection = self._projection(mapper, with_ids)
+            fp = fingerprint(projection)
+            if repo.fingerprints_for(s, system, entity, [hub_id]).get(hub_id) == fp:
+                continue
+            try:
+                payload = mapper.to_native(with_ids)
+            except MappingValueError as exc:
+                log.info("push of %s %s to %s deferred: %s", entity, hub_id, system, exc)
+                continue
+            repo.enqueue(s, system, entity, hub_id, payload, fp)
+
+    # -- push ---------------------------------------------------------------------------
+    def _push_order(self, entity: str, systems: list[str]) -> list[str]:
+        """Systems whose ids others carry (e.g. the SAP customer number) go first, so the
+        others receive the id in the same pass instead of a second push."""
+        referenced = {
+            name.split(".", 1)[1]
+            for (system, ent), spec in self.specs.items()
+            if ent == entity
+            for name in spec.fields
+            if name.startswith(f"{EXTERNAL_IDS}.")
+        }
+        return sorted(systems, key=lambda system: (system not in referenced, system))
+
+    def _push(self, entity: str, systems: Sequence[str] | None) -> None:
+        targets = self._push_order(entity, self._systems(entity, systems))
+        for system in targets:
+            self._drain(system, entity)
+
+    def _drain(self, system: str, entity: str) -> None:
+        connector = self.connectors[system]
+        counts = self.counts[system][entity]
+        after = 0
+        while True:
+            with self.sessions() as s:
+                rows = repo.pending(s, system, entity, self.push_batch_size, after)
+            if not rows:
+                return
+            after = rows[-1].id
+            try:
+                results = connector.write_batch(entity, [dict(r.payload) for r in rows])
+            except ConnectorError as exc:
+                with self.sessions.begin() as s:
+                    repo.note_attempt(s, [r.id for r in rows], str(exc))
+                counts.failed += len(rows)
+                self.errors.append(f"writing {entity} to {exc}")
+                log.error("writing %s to %s", entity, exc)
+                return
+            if len(results) != len(rows):
+                raise RuntimeError(
+                    f"{system} connector returned {len(results)} results for {len(rows)} records"
+                )
+            with self.sessions.begin() as s:
+                done = []
+                for row, result in zip(rows, results, strict=True):
+                    if result.outcome is Outcome.REJECTED:
+                        repo.fail(s, row.id, result.error or "rejected")
+                        reason = (
+                            f"{system} rejected {entity} {row.hub_id}: "
+                            f"{result.error_code or 'error'}: {result.error}"
+                        )
+                        self._quarantine(
+                            s, system, entity, row.hub_id, row.payload, reason, direction="outbound"
+                        )
+                        continue
+                    setattr(counts, result.outcome.value, getattr(counts, result.outcome.value) + 1)
+                    repo.set_fingerprint(s, system, entity, row.hub_id, row.fingerprint)
+                    repo.release_quarantine(s, system, entity, row.hub_id, direction="outbound")
+                    done.append(row.id)
+                    if result.external_id and repo.set_xref(
+                        s, entity, row.hub_id, system, result.external_id
+                    ):
+                        golden = s.get(GoldenRecord, (entity, row.hub_id))
+                        if golden is not None:  # others may carry this id: re-plan them
+                            others = [t for (t, e) in self.specs if e == entity and t != system]
+                            self._plan(s, entity, row.hub_id, golden.data, only=others)
+                repo.complete(s, done)
+            self._tick(system, entity)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
