@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from connectors.base import Connector, NativeRecord, Outcome
 from connectors.errors import ConnectorError
 from hub.fingerprint import fingerprint
-from hub.mapper import Mapper, MappingValueError
+from hub.mapper import Mapper, MappingValueError, set_path
 from hub.mapping_spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
 from hub.model import ENTITIES, CanonicalValidationError, validate_record
 from hub.store import repo
@@ -39,6 +39,9 @@ log = logging.getLogger("hub.sync")
 #: Parents before children, so references resolve within one pass.
 ENTITY_ORDER = ("product", "customer", "subscription", "allocation", "invoice")
 EXTERNAL_IDS = "external_ids"
+#: Counts of golden-record changes are reported under this pseudo-system; a real system's
+#: created/updated/unchanged count the hub's writes into it.
+HUB = "hub"
 
 
 @dataclass
@@ -171,6 +174,7 @@ class SyncEngine:
         spec = self.specs[(system, entity)]
         mapper = self._mapper(system, entity, s)
         counts = self.counts[system][entity]
+        golden_counts = self.counts[HUB][entity]
         key_field = ENTITIES[entity].key_field
         sys_ids = [mapper.system_id(r) for r in records]
         known = repo.hub_ids_for(s, entity, system, [i for i in sys_ids if i])
@@ -218,7 +222,7 @@ class SyncEngine:
             fp = fingerprint(self._projection(mapper, partial))
             golden = goldens.get(hub_id)
             if golden is not None and fps.get(hub_id) == fp:
-                counts.unchanged += 1  # unchanged since last seen, or our own echo
+                golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
                 continue
             changed_at = _as_datetime(partial.get("updated_at")) or now
             incoming = {k: v for k, v in partial.items() if k not in ("updated_at", EXTERNAL_IDS)}
@@ -271,14 +275,14 @@ class SyncEngine:
                 )
                 s.add(golden)
                 goldens[hub_id] = golden
-                counts.created += 1
+                golden_counts.created += 1
             elif fingerprint(clean) != golden.fingerprint or result.changed:
                 golden.data, golden.field_meta = clean, result.field_meta
                 golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
                 golden.updated_at = now
-                counts.updated += 1
+                golden_counts.updated += 1
             else:
-                counts.unchanged += 1
+                golden_counts.unchanged += 1
             repo.set_fingerprint(s, system, entity, hub_id, fp)
             repo.release_quarantine(s, system, entity, hub_id)
             s.flush()
@@ -335,6 +339,9 @@ class SyncEngine:
             except MappingValueError as exc:
                 log.info("push of %s %s to %s deferred: %s", entity, hub_id, system, exc)
                 continue
+            own_id = with_ids[EXTERNAL_IDS].get(system)
+            if own_id is not None:  # update the record the system already has, by its id
+                set_path(payload, mapper.spec.key.system_id_field, own_id)
             repo.enqueue(s, system, entity, hub_id, payload, fp)
 
     # -- push ---------------------------------------------------------------------------

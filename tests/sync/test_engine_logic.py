@@ -1,0 +1,191 @@
+"""Sync engine logic on two in-memory systems: a CRM that creates customers and owns the
+name, an ERP that owns tax ids and payment terms and carries the CRM's id back."""
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from hub.mapping_spec import load_all
+from hub.store import Finding, OutboxEntry, QuarantineEntry, create_store_engine
+from hub.store.migrate import upgrade
+from hub.sync.engine import SyncEngine, SyncIncompleteError
+from hub.transforms import load_code_lists
+from tests.sync.memory_system import MemorySystem
+
+CRM = {
+    "system": "salesforce",
+    "entity": "customer",
+    "object": "Account",
+    "creates": True,
+    "key": {"hub_id_field": "Hub_Id__c", "system_id_field": "Id"},
+    "fields": {
+        "legal_name": {"field": "Name", "transform": ["trim"]},
+        "currency": {"field": "CurrencyIsoCode"},
+        "billing_address.street": {"field": "Street"},
+        "billing_address.city": {"field": "City"},
+        "billing_address.postal_code": {"field": "Zip"},
+        "billing_address.country": {"field": "Country"},
+        "tax_id": {"field": "Tax_Id__c"},
+        "credit_limit_minor": {"field": "Credit__c", "transform": ["money_decimal"]},
+        "external_ids.sap": {"field": "SAP_Number__c"},
+    },
+    "owns": [
+        "legal_name",
+        "billing_address.street",
+        "billing_address.city",
+        "billing_address.postal_code",
+        "billing_address.country",
+    ],
+}
+ERP = {
+    "system": "sap",
+    "entity": "customer",
+    "object": "A_Customer",
+    "key": {"hub_id_field": "YY1_HubId", "system_id_field": "Id"},
+    "fields": {
+        "legal_name": {"field": "CustomerName"},
+        "currency": {"field": "Currency"},
+        "tax_id": {"field": "TaxNumber"},
+        "payment_terms": {"field": "PaymentTerms", "transform": ["code"], "codes": "terms"},
+        "credit_limit_minor": {"field": "CreditLimit", "transform": ["money_decimal"]},
+    },
+    "owns": ["tax_id", "payment_terms", "credit_limit_minor"],
+}
+
+
+@pytest.fixture
+def setup(tmp_path: Path, store_url: str):
+    root = tmp_path / "mappings"
+    for spec in (CRM, ERP):
+        (root / spec["system"]).mkdir(parents=True)
+        (root / spec["system"] / "customer.yaml").write_text(yaml.safe_dump(spec))
+    (root / "codes").mkdir()
+    (root / "codes" / "terms.yaml").write_text("net30: NT30\nnet60: NT60\ndue_on_receipt: NT00\n")
+    specs, errors = load_all(root)
+    assert errors == []
+    upgrade(store_url)
+    engine = create_store_engine(store_url)
+    crm = MemorySystem("salesforce", "Hub_Id__c", "001")
+    erp = MemorySystem("sap", "YY1_HubId", "1000")
+
+    def make() -> SyncEngine:
+        return SyncEngine(
+            engine,
+            {"salesforce": crm, "sap": erp},
+            specs=specs,
+            code_lists=load_code_lists(root),
+            lock_wait_seconds=2,
+        )
+
+    return make, crm, erp, engine
+
+
+def account(name: str = "Acme GmbH", **extra: object) -> dict:
+    return {
+        "Name": name,
+        "CurrencyIsoCode": "EUR",
+        "Street": "Hauptstr. 1",
+        "City": "Berlin",
+        "Zip": "10115",
+        "Country": "DE",
+        **extra,
+    }
+
+
+def count(engine: sa.Engine, model: type, *where: object) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(model).where(*where)
+        ).scalar_one()
+
+
+def test_customer_created_in_crm_reaches_erp_and_erp_number_comes_back(setup) -> None:
+    make, crm, erp, engine = setup
+    crm_id = crm.put(account())
+    report = make().run(["customer"])
+    assert report["hub"]["customer"]["created"] == 1  # golden created from the CRM
+    assert report["sap"]["customer"]["created"] == 1
+    assert report["salesforce"]["customer"]["updated"] == 1  # hub id and SAP number back
+    ((erp_id, erp_row),) = erp.rows.items()
+    assert erp_row["CustomerName"] == "Acme GmbH" and erp_row["YY1_HubId"].startswith("CUS-")
+    assert crm.rows[crm_id]["SAP_Number__c"] == erp_id  # number written back
+    assert crm.rows[crm_id]["Hub_Id__c"] == erp_row["YY1_HubId"]
+    assert count(engine, OutboxEntry) == 0
+
+
+def test_second_sync_pushes_nothing(setup) -> None:
+    make, crm, erp, _ = setup
+    crm.put(account())
+    make().run(["customer"])
+    crm_writes, erp_writes = crm.writes, erp.writes
+    crm_calls, erp_calls = crm.write_calls, erp.write_calls
+    report = make().run(["customer"])
+    assert (crm.writes, erp.writes) == (crm_writes, erp_writes)
+    assert (crm.write_calls, erp.write_calls) == (crm_calls, erp_calls)
+    assert all(c["created"] == c["updated"] == 0 for s in report.values() for c in s.values())
+
+
+def test_owner_wins_and_non_owner_change_is_a_conflict_pushed_back(setup) -> None:
+    make, crm, erp, engine = setup
+    crm_id = crm.put(account())
+    make().run(["customer"])
+    erp_id = next(iter(erp.rows))
+    erp.put({"Id": erp_id, "CustomerName": "Acme Renamed In SAP", "TaxNumber": "DE123"})
+    report = make().run(["customer"])
+    assert report["sap"]["customer"]["conflicts"] == 1
+    assert erp.rows[erp_id]["CustomerName"] == "Acme GmbH"  # owner's value pushed back
+    assert crm.rows[crm_id]["Tax_Id__c"] == "DE123"  # owned by SAP: flows to CRM
+    with engine.connect() as conn:
+        finding = conn.execute(sa.select(Finding)).one()
+    assert (finding.kind, finding.field, finding.expected, finding.actual) == (
+        "conflict",
+        "legal_name",
+        "Acme GmbH",
+        "Acme Renamed In SAP",
+    )
+
+
+def test_bad_record_is_quarantined_and_the_rest_goes_through(setup) -> None:
+    make, crm, erp, engine = setup
+    crm.put(account("Good One"))
+    bad = crm.put(account("Bad Currency", CurrencyIsoCode="XXY"))
+    crm.put(account("Good Two"))
+    report = make().run(["customer"])
+    assert report["salesforce"]["customer"]["quarantined"] == 1
+    assert len(erp.rows) == 2
+    with engine.connect() as conn:
+        q = conn.execute(sa.select(QuarantineEntry)).one()
+    assert q.system == "salesforce" and q.payload["Id"] == bad
+    assert "currency" in q.reason and "XXY" in q.reason
+
+
+def test_target_rejection_is_quarantined_outbound(setup) -> None:
+    make, crm, erp, engine = setup
+    crm.put(account("Rejected Ltd", Hub_Id__c="CUS-REJECT"))
+    erp.reject.add("CUS-REJECT")
+    report = make().run(["customer"])
+    assert report["sap"]["customer"]["quarantined"] == 1
+    with engine.connect() as conn:
+        q = conn.execute(sa.select(QuarantineEntry)).one()
+    assert q.direction == "outbound" and "STRING_TOO_LONG" in q.reason
+
+
+def test_outage_leaves_pushes_pending_and_next_run_delivers_once(setup) -> None:
+    make, crm, erp, engine = setup
+    crm.put(account())
+    erp.fail_writes = 1
+    with pytest.raises(SyncIncompleteError, match="sap: 503"):
+        make().run(["customer"])
+    assert count(engine, OutboxEntry, OutboxEntry.status == "pending") == 1
+    make().run(["customer"])
+    assert len(erp.rows) == 1 and count(engine, OutboxEntry) == 0
+
+
+def test_record_without_link_from_non_creating_system_is_quarantined(setup) -> None:
+    make, _, erp, engine = setup
+    erp.put({"CustomerName": "Stray", "Currency": "EUR"})
+    report = make().run(["customer"])
+    assert report["sap"]["customer"]["quarantined"] == 1
+    assert count(engine, QuarantineEntry) == 1
