@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from hub import settings
+from hub.cli_records import findings_app, quarantine_app
 from hub.mapping_spec import MAPPINGS_DIR, load_all
 from sandbox.cli import app as sandbox_app
 
@@ -21,6 +22,8 @@ mappings_app = typer.Typer(help="Declarative field mappings.", no_args_is_help=T
 app.add_typer(db_app, name="db")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(findings_app, name="findings")
 
 
 @db_app.command("upgrade")

@@ -122,6 +122,17 @@ def set_fingerprint(session: Session, system: str, entity: str, hub_id: str, fp:
         row.fingerprint, row.updated_at = fp, utcnow()
 
 
+def forget_fingerprint(session: Session, system: str, entity: str, hub_id: str) -> None:
+    """Force the next plan to push this record to ``system`` again."""
+    session.execute(
+        delete(Fingerprint).where(
+            Fingerprint.system == system,
+            Fingerprint.entity == entity,
+            Fingerprint.hub_id == hub_id,
+        )
+    )
+
+
 # -- golden records -------------------------------------------------------------------
 def golden_for(session: Session, entity: str, hub_ids: Sequence[str]) -> dict[str, GoldenRecord]:
     if not hub_ids:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from connectors.base import Connector, NativeRecord, Outcome
@@ -29,7 +29,7 @@ from hub.mapping_spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, lo
 from hub.model import ENTITIES, CanonicalValidationError, validate_record
 from hub.store import repo
 from hub.store.db import session_factory
-from hub.store.models import GoldenRecord, utcnow
+from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync.lock import store_lock
 from hub.sync.merge import flatten, merge
 from hub.transforms import load_code_lists
@@ -125,9 +125,56 @@ class SyncEngine:
         }
 
     def sync_entity(self, entity: str, systems: Sequence[str] | None = None) -> None:
+        self.retry_quarantine(entity, systems)
         for system in self._systems(entity, systems):
             self._pull(system, entity)
         self._push(entity, systems)
+
+    def retry_quarantine(
+        self, entity: str, systems: Sequence[str] | None = None, ids: Sequence[int] | None = None
+    ) -> int:
+        """Give quarantined records another go: inbound ones are re-read from their system
+        (the source may have been fixed) or, failing that, re-processed from the stored
+        payload (the mapping may have been fixed); outbound ones are re-planned."""
+        stmt = select(QuarantineEntry).where(
+            QuarantineEntry.entity == entity, QuarantineEntry.status == "open"
+        )
+        if ids is not None:
+            stmt = stmt.where(QuarantineEntry.id.in_(ids))
+        with self.sessions() as s:
+            entries = [e for e in s.scalars(stmt) if e.system in self._systems(entity, systems)]
+        for entry in entries:
+            if entry.direction == "outbound":
+                with self.sessions.begin() as s:
+                    s.execute(
+                        delete(OutboxEntry).where(
+                            OutboxEntry.system == entry.system,
+                            OutboxEntry.entity == entity,
+                            OutboxEntry.hub_id == entry.external_key,
+                            OutboxEntry.status == "failed",
+                        )
+                    )
+                    repo.release_quarantine(
+                        s, entry.system, entity, entry.external_key, direction="outbound"
+                    )
+                    golden = s.get(GoldenRecord, (entity, entry.external_key))
+                    if golden is not None:
+                        repo.forget_fingerprint(s, entry.system, entity, entry.external_key)
+                        self._plan(s, entity, entry.external_key, golden.data, only=[entry.system])
+                continue
+            fresh: list[NativeRecord] = []
+            try:
+                for batch in self.connectors[entry.system].read_by_keys(
+                    entity, [entry.external_key]
+                ):
+                    fresh.extend(batch.records)
+            except ConnectorError as exc:
+                log.warning(
+                    "could not re-read quarantined %s %s: %s", entity, entry.external_key, exc
+                )
+            with self.sessions.begin() as s:
+                self._ingest(s, entry.system, entity, fresh or [entry.payload])
+        return len(entries)
 
     # -- helpers ------------------------------------------------------------------------
     def _systems(self, entity: str, systems: Sequence[str] | None) -> list[str]:

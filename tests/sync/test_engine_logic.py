@@ -189,3 +189,27 @@ def test_record_without_link_from_non_creating_system_is_quarantined(setup) -> N
     report = make().run(["customer"])
     assert report["sap"]["customer"]["quarantined"] == 1
     assert count(engine, QuarantineEntry) == 1
+
+
+def test_quarantined_records_are_retried_on_the_next_pass(setup) -> None:
+    make, crm, erp, engine = setup
+    bad = crm.put(account("Fix Me", CurrencyIsoCode="XXY", Hub_Id__c="CUS-FIX"))
+    make().run(["customer"])
+    assert count(engine, QuarantineEntry, QuarantineEntry.status == "open") == 1
+    crm.rows[bad]["CurrencyIsoCode"] = "EUR"  # fixed at the source, cursor already past it
+    make().run(["customer"])
+    assert count(engine, QuarantineEntry, QuarantineEntry.status == "open") == 0
+    assert [r["CustomerName"] for r in erp.rows.values()] == ["Fix Me"]
+
+
+def test_rejected_push_is_retried_once_the_target_accepts(setup) -> None:
+    make, crm, erp, engine = setup
+    crm.put(account("Rejected Ltd", Hub_Id__c="CUS-REJECT"))
+    erp.reject.add("CUS-REJECT")
+    make().run(["customer"])
+    assert erp.rows == {}
+    erp.reject.clear()
+    make().run(["customer"])
+    assert [r["YY1_HubId"] for r in erp.rows.values()] == ["CUS-REJECT"]
+    assert count(engine, QuarantineEntry, QuarantineEntry.status == "open") == 0
+    assert count(engine, OutboxEntry) == 0
