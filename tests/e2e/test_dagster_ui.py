@@ -1,0 +1,36 @@
+"""End to end through Dagster itself: `dagster dev` serves the code location, a run is
+launched over GraphQL (as the UI does) and succeeds."""
+
+import time
+from pathlib import Path
+
+import pytest
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from hub.devserver import dagster_dev
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(1)
+    return status
+
+
+def test_store_maintenance_launched_over_graphql_succeeds(tmp_path: Path) -> None:
+    env = {"HUB_DATA_DIR": str(tmp_path / "data")}
+    with dagster_dev(tmp_path / "dagster_home", env=env) as url:
+        host, port = url.removeprefix("http://").split(":")
+        client = DagsterGraphQLClient(host, port_number=int(port))
+        try:
+            run_id = client.submit_job_execution("store_maintenance")
+        except DagsterGraphQLClientError as exc:  # pragma: no cover - diagnostic
+            pytest.fail(f"launch failed: {exc}")
+        assert wait_for_run(client, run_id) == "SUCCESS"
+    assert (tmp_path / "data" / "hub.sqlite").exists()
