@@ -23,6 +23,29 @@ def database_url() -> str:
     return f"sqlite:///{path}"
 
 
+def sandbox_env_file() -> Path:
+    """Where ``hub sandbox up --data-dir $HUB_DATA_DIR/sandbox`` writes its environment."""
+    return Path(os.environ.get("HUB_SANDBOX_DIR", data_dir() / "sandbox")) / "sandbox.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip()
+    return values
+
+
+def connection_env() -> dict[str, str]:
+    """Connector settings: the process environment wins; anything it lacks comes from the
+    running sandbox's sandbox.env, so the defaults point at the sandbox."""
+    return {**read_env_file(sandbox_env_file()), **os.environ}
+
+
 def redact_url(url: str) -> str:
     """A database URL safe to print: the password replaced by ***."""
     from sqlalchemy.engine import make_url
