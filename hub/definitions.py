@@ -3,14 +3,17 @@
 Nothing here touches an external system or the store at import: Dagster re-imports code
 locations often, so all work happens inside ops, assets, schedules and sensors."""
 
-from __future__ import annotations
-
 from dagster import Definitions
 
 from hub.jobs import store_maintenance
-from hub.resources import HubStoreResource
+from hub.resources import SYSTEM_RESOURCES, HubStoreResource
+from hub.sync_assets import build_sync_assets, build_sync_jobs
 
 defs = Definitions(
-    jobs=[store_maintenance],
-    resources={"hub_store": HubStoreResource()},
+    assets=build_sync_assets(),
+    jobs=[store_maintenance, *build_sync_jobs()],
+    resources={
+        "hub_store": HubStoreResource(),
+        **{system: resource() for system, resource in SYSTEM_RESOURCES.items()},
+    },
 )

@@ -81,7 +81,7 @@ class KeySpec(BaseModel):
 
 class MappingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    system: Literal["billing", "salesforce", "sap", "pim", "wms"]
+    system: str
     entity: str
     object: str = Field(min_length=1)
     key: KeySpec
@@ -194,6 +194,8 @@ def _semantic_errors(
     def err(loc: tuple[str, ...], field: str, message: str) -> None:
         errors.append(MappingError(path, _line_for(lines, loc), field, message))
 
+    if spec.system not in SYSTEMS:
+        err(("system",), "system", f"unknown system {spec.system!r}; known: {list(SYSTEMS)}")
     if spec.entity not in ENTITIES:
         err(("entity",), "entity", f"unknown entity {spec.entity!r}; known: {sorted(ENTITIES)}")
         return errors

@@ -127,8 +127,9 @@ class SyncEngine:
     def sync_entity(self, entity: str, systems: Sequence[str] | None = None) -> None:
         self.retry_quarantine(entity, systems)
         for system in self._systems(entity, systems):
-            self._pull(system, entity)
-        self._push(entity, systems)
+            self.pull(system, entity)
+        for system in self._push_order(entity, self._systems(entity, systems)):
+            self.push(system, entity)
 
     def retry_quarantine(
         self, entity: str, systems: Sequence[str] | None = None, ids: Sequence[int] | None = None
@@ -201,7 +202,8 @@ class SyncEngine:
         return {f: flat[f] for f in mapper.writable_fields if flat.get(f) is not None}
 
     # -- pull ---------------------------------------------------------------------------
-    def _pull(self, system: str, entity: str) -> None:
+    def pull(self, system: str, entity: str) -> None:
+        """Extract changes since the cursor, merge them into golden records, plan pushes."""
         connector = self.connectors[system]
         with self.sessions() as s:
             cursor = repo.get_cursor(s, system, entity)
@@ -372,7 +374,7 @@ class SyncEngine:
         """Queue a push to every system whose copy differs from the golden record."""
         with_ids = {**data, EXTERNAL_IDS: repo.all_external_ids(s, entity, hub_id)}
         for system, ent in self.specs:
-            if ent != entity or system not in self.connectors:
+            if ent != entity:
                 continue
             if only is not None and system not in only:
                 continue
@@ -392,6 +394,10 @@ class SyncEngine:
             repo.enqueue(s, system, entity, hub_id, payload, fp)
 
     # -- push ---------------------------------------------------------------------------
+    def systems_for(self, entity: str) -> list[str]:
+        """Every system with a mapping for ``entity`` (connected or not)."""
+        return sorted(system for (system, ent) in self.specs if ent == entity)
+
     def _push_order(self, entity: str, systems: list[str]) -> list[str]:
         """Systems whose ids others carry (e.g. the SAP customer number) go first, so the
         others receive the id in the same pass instead of a second push."""
@@ -404,12 +410,8 @@ class SyncEngine:
         }
         return sorted(systems, key=lambda system: (system not in referenced, system))
 
-    def _push(self, entity: str, systems: Sequence[str] | None) -> None:
-        targets = self._push_order(entity, self._systems(entity, systems))
-        for system in targets:
-            self._drain(system, entity)
-
-    def _drain(self, system: str, entity: str) -> None:
+    def push(self, system: str, entity: str) -> None:
+        """Deliver the outbox's pending pushes to one system, in bulk batches."""
         connector = self.connectors[system]
         counts = self.counts[system][entity]
         after = 0

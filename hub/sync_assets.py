@@ -1,0 +1,222 @@
+"""The sync as Dagster assets, so the UI shows the data flow per entity:
+
+    <system>/<entity>_extract  ->  hub/<entity>_golden  ->  <system>/<entity>
+
+An extract pulls a system's changes since its cursor and merges them into the golden
+records; the golden asset retries quarantine and reports the entity's state; each pushed
+copy delivers the outbox to one system. Each op runs in its system's concurrency pool (an
+API budget shared by all runs) and holds the entity's store lock, so two syncs of one
+entity never interleave. Built from mappings/ at load time (reading YAML only: nothing
+here calls a system while Dagster loads definitions)."""
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    Backoff,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+    define_asset_job,
+)
+from sqlalchemy import func, select
+
+from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.resources import HubStoreResource
+from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
+from hub.sync.engine import ENTITY_ORDER, HUB, SyncEngine
+from hub.sync.lock import store_lock
+
+RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+def _entity_systems(specs: Sequence[MappingSpec]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        out.setdefault(spec.entity, []).append(spec.system)
+    return {entity: sorted(systems) for entity, systems in out.items()}
+
+
+def extract_key(system: str, entity: str) -> AssetKey:
+    return AssetKey([system, f"{entity}_extract"])
+
+
+def golden_key(entity: str) -> AssetKey:
+    return AssetKey([HUB, f"{entity}_golden"])
+
+
+def pushed_key(system: str, entity: str) -> AssetKey:
+    return AssetKey([system, entity])
+
+
+def _engine(context: AssetExecutionContext, systems: Sequence[str]) -> SyncEngine:
+    store: HubStoreResource = context.resources.hub_store
+    connectors = {system: getattr(context.resources, system).connector() for system in systems}
+    return SyncEngine(store.engine(), connectors)
+
+
+def _counts_metadata(engine: SyncEngine, system: str, entity: str) -> dict[str, Any]:
+    counts = asdict(engine.counts[system][entity])
+    golden = asdict(engine.counts[HUB][entity])
+    meta: dict[str, Any] = {k: MetadataValue.int(v) for k, v in counts.items()}
+    meta["golden_changes"] = MetadataValue.json(golden)
+    return meta
+
+
+def _finish(
+    context: AssetExecutionContext, engine: SyncEngine, system: str, entity: str
+) -> MaterializeResult:
+    for connector in engine.connectors.values():
+        connector.close()
+    if engine.errors:
+        raise RuntimeError("; ".join(engine.errors))
+    context.log.info(f"{system} {entity}: {asdict(engine.counts[system][entity])}")
+    return MaterializeResult(metadata=_counts_metadata(engine, system, entity))
+
+
+def _extract_asset(system: str, entity: str, upstream: list[AssetKey]) -> AssetsDefinition:
+    @asset(
+        key=extract_key(system, entity),
+        deps=upstream,
+        group_name=f"sync_{entity}",
+        pool=f"{system}_api",
+        retry_policy=RETRY,
+        required_resource_keys={"hub_store", system},
+        tags={"hub/system": system, "hub/entity": entity},
+        description=f"Changes of {entity} records read from {system} since its cursor, "
+        f"mapped, validated (bad records to quarantine) and merged into the golden record.",
+    )
+    def _extract(context: AssetExecutionContext) -> MaterializeResult:
+        engine = _engine(context, [system])
+        with store_lock(engine.engine, f"sync:{entity}"):
+            engine.pull(system, entity)
+        return _finish(context, engine, system, entity)
+
+    return _extract
+
+
+def _golden_asset(entity: str, systems: list[str], upstream: list[AssetKey]) -> AssetsDefinition:
+    @asset(
+        key=golden_key(entity),
+        deps=[extract_key(s, entity) for s in systems] + upstream,
+        group_name=f"sync_{entity}",
+        required_resource_keys={"hub_store", *systems},
+        tags={"hub/entity": entity},
+        description=f"The golden {entity} records: the hub's single source of truth, "
+        f"assembled field by field from the owning systems.",
+    )
+    def _golden(context: AssetExecutionContext) -> MaterializeResult:
+        engine = _engine(context, systems)
+        with store_lock(engine.engine, f"sync:{entity}"):
+            retried = engine.retry_quarantine(entity)
+        for connector in engine.connectors.values():
+            connector.close()
+        with engine.sessions() as s:
+            records = s.scalar(select(func.count()).where(GoldenRecord.entity == entity))
+            quarantined = s.scalar(
+                select(func.count()).where(
+                    QuarantineEntry.entity == entity, QuarantineEntry.status == "open"
+                )
+            )
+            pending = s.scalar(
+                select(func.count()).where(
+                    OutboxEntry.entity == entity, OutboxEntry.status == "pending"
+                )
+            )
+        return MaterializeResult(
+            metadata={
+                "records": MetadataValue.int(records or 0),
+                "quarantine_open": MetadataValue.int(quarantined or 0),
+                "quarantine_retried": MetadataValue.int(retried),
+                "pushes_pending": MetadataValue.int(pending or 0),
+            }
+        )
+
+    return _golden
+
+
+def _push_asset(system: str, entity: str, carries: list[str]) -> AssetsDefinition:
+    """``carries``: systems whose ids this system stores (e.g. the SAP customer number on
+    the Salesforce account): their pushes run first, so the ids arrive in the same run."""
+
+    @asset(
+        key=pushed_key(system, entity),
+        deps=[golden_key(entity), *(pushed_key(other, entity) for other in carries)],
+        group_name=f"sync_{entity}",
+        pool=f"{system}_api",
+        retry_policy=RETRY,
+        required_resource_keys={"hub_store", system},
+        tags={"hub/system": system, "hub/entity": entity},
+        description=f"{system}'s copy of the {entity} records: pending pushes delivered in "
+        f"bulk (upsert by external id), external ids recorded.",
+    )
+    def _push(context: AssetExecutionContext) -> MaterializeResult:
+        engine = _engine(context, [system])
+        with store_lock(engine.engine, f"sync:{entity}"):
+            engine.push(system, entity)
+        return _finish(context, engine, system, entity)
+
+    return _push
+
+
+def build_sync_assets(specs: Sequence[MappingSpec] | None = None) -> list[AssetsDefinition]:
+    if specs is None:
+        specs, _ = load_all(MAPPINGS_DIR)
+    by_entity = _entity_systems(specs)
+    assets: list[AssetsDefinition] = []
+    previous: list[AssetKey] = []
+    for entity in ENTITY_ORDER:
+        systems = by_entity.get(entity)
+        if not systems:
+            continue
+        assets += [_extract_asset(s, entity, previous) for s in systems]
+        assets.append(_golden_asset(entity, systems, []))
+        specs_of = {spec.system: spec for spec in specs if spec.entity == entity}
+        assets += [
+            _push_asset(
+                s,
+                entity,
+                sorted(
+                    {
+                        f.split(".", 1)[1]
+                        for f in specs_of[s].fields
+                        if f.startswith("external_ids.")
+                    }
+                    & set(systems) - {s}
+                ),
+            )
+            for s in systems
+        ]
+        previous = [pushed_key(s, entity) for s in systems]
+    return assets
+
+
+def build_sync_jobs(specs: Sequence[MappingSpec] | None = None) -> list[Any]:
+    if specs is None:
+        specs, _ = load_all(MAPPINGS_DIR)
+    entities = [e for e in ENTITY_ORDER if e in _entity_systems(specs)]
+    jobs = [
+        define_asset_job(
+            f"sync_{entity}",
+            selection=AssetSelection.groups(f"sync_{entity}"),
+            tags={"hub/sync-scope": entity, "hub/entity": entity, "hub/kind": "sync"},
+            description=f"Incremental sync of {entity} records across every system.",
+        )
+        for entity in entities
+    ]
+    jobs.append(
+        define_asset_job(
+            "sync_all",
+            selection=AssetSelection.groups(*[f"sync_{e}" for e in entities]),
+            tags={"hub/sync-scope": "all", "hub/kind": "sync"},
+            description="Incremental sync of every entity, parents before children.",
+        )
+    )
+    return jobs
