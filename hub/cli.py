@@ -3,7 +3,9 @@ launches, so their runs show up in the UI either way."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -51,6 +53,59 @@ def mappings_check(
         typer.echo(f"{len(errors)} mapping error(s) in {root}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{len(specs)} mapping file(s) OK in {root}")
+
+
+@app.command("sync")
+def sync(
+    entity: str | None = typer.Option(None, help="one entity (default: all, parents first)"),
+    system: list[str] | None = typer.Option(None, help="limit to these systems (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="counts as one JSON object on stdout"),
+) -> None:
+    """Run the incremental sync through the same Dagster job the UI launches."""
+    from hub.launch import run_job, sync_counts
+    from hub.sync_assets import sync_asset_keys
+
+    job = f"sync_{entity}" if entity else "sync_all"
+    keys = sync_asset_keys(entity, system) if system else None
+    result = run_job(
+        job, tags={"hub/entity": entity or "all"}, asset_selection=keys, log_level="CRITICAL"
+    )
+    counts = sync_counts(result)
+    if as_json:
+        typer.echo(json.dumps(counts, sort_keys=True))
+    else:
+        _print_counts(counts)
+    if not result.success:
+        typer.echo(f"sync run {result.run_id} failed: {_failure_summary(result)}", err=True)
+        raise typer.Exit(1)
+
+
+def _print_counts(counts: dict[str, dict[str, dict[str, int]]]) -> None:
+    from hub.launch import COUNT_FIELDS
+
+    header = f"{'system':<11}{'entity':<14}" + "".join(f"{name:>12}" for name in COUNT_FIELDS)
+    typer.echo(header)
+    for system in sorted(counts):
+        for entity, values in sorted(counts[system].items()):
+            typer.echo(
+                f"{system:<11}{entity:<14}"
+                + "".join(f"{values[name]:>12}" for name in COUNT_FIELDS)
+            )
+
+
+def _failure_summary(result: Any) -> str:
+    messages = []
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.event_specific_data
+        user = getattr(data, "user_failure_data", None)
+        error = getattr(data, "error", None)
+        text = (user.description if user and user.description else None) or (
+            error.message.strip() if error else "failed"
+        )
+        messages.append(f"{event.step_key}: {text}")
+    return "; ".join(messages) or "see the run in the Dagster UI"
 
 
 @app.command("demo")

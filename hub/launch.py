@@ -3,9 +3,10 @@ started from a terminal is recorded in $DAGSTER_HOME and shows up in the UI like
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from hub.dagster_home import ensure_dagster_home
 
@@ -15,6 +16,7 @@ def run_job(
     run_config: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
     log_level: str = "WARNING",
+    asset_selection: Sequence[AssetKey] | None = None,
 ) -> ExecuteInProcessResult:
     """Execute ``name`` in this process, recorded in the instance. The console shows
     warnings and errors only: the full event log is in the UI."""
@@ -29,4 +31,31 @@ def run_job(
             instance=instance,
             tags={"hub/launched-by": "cli", **(tags or {})},
             raise_on_error=False,
+            asset_selection=asset_selection,
         )
+
+
+COUNT_FIELDS = ("read", "created", "updated", "unchanged", "conflicts", "quarantined", "failed")
+
+
+def sync_counts(result: ExecuteInProcessResult) -> dict[str, dict[str, dict[str, int]]]:
+    """{system: {entity: counts}} summed over the run's extract and push materializations
+    (golden-record changes under the pseudo-system "hub")."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+
+    def add(system: str, entity: str, values: dict[str, Any]) -> None:
+        slot = out.setdefault(system, {}).setdefault(entity, dict.fromkeys(COUNT_FIELDS, 0))
+        for name in COUNT_FIELDS:
+            slot[name] += int(values.get(name, 0) or 0)
+
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if len(mat.asset_key.path) != 2 or "read" not in mat.metadata:
+            continue
+        system, name = mat.asset_key.path
+        entity = name.removesuffix("_extract")
+        add(system, entity, {k: v.value for k, v in mat.metadata.items() if k in COUNT_FIELDS})
+        golden = mat.metadata.get("golden_changes")
+        if golden is not None and isinstance(golden.value, dict):
+            add("hub", entity, golden.value)
+    return out

@@ -19,6 +19,7 @@ from dagster import (
     AssetsDefinition,
     AssetSelection,
     Backoff,
+    Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -28,6 +29,7 @@ from dagster import (
 )
 from sqlalchemy import func, select
 
+from connectors.errors import AuthError, PermanentError
 from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
 from hub.resources import HubStoreResource
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
@@ -57,8 +59,13 @@ def pushed_key(system: str, entity: str) -> AssetKey:
 
 
 def _engine(context: AssetExecutionContext, systems: Sequence[str]) -> SyncEngine:
+    """Connectors for ``systems``; a configuration error fails the step at once (no
+    retry can fix a missing URL or a refused credential)."""
     store: HubStoreResource = context.resources.hub_store
-    connectors = {system: getattr(context.resources, system).connector() for system in systems}
+    try:
+        connectors = {s: getattr(context.resources, s).connector() for s in systems}
+    except (ValueError, AuthError, PermanentError) as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc
     return SyncEngine(store.engine(), connectors)
 
 
@@ -76,7 +83,7 @@ def _finish(
     for connector in engine.connectors.values():
         connector.close()
     if engine.errors:
-        raise RuntimeError("; ".join(engine.errors))
+        raise Failure(description="; ".join(engine.errors))
     context.log.info(f"{system} {entity}: {asdict(engine.counts[system][entity])}")
     return MaterializeResult(metadata=_counts_metadata(engine, system, entity))
 
@@ -196,6 +203,21 @@ def build_sync_assets(specs: Sequence[MappingSpec] | None = None) -> list[Assets
         ]
         previous = [pushed_key(s, entity) for s in systems]
     return assets
+
+
+def sync_asset_keys(entity: str | None, systems: Sequence[str]) -> list[AssetKey]:
+    """The assets a sync limited to ``systems`` runs: their extracts and pushes, and the
+    golden records in between."""
+    specs, _ = load_all(MAPPINGS_DIR)
+    keys: list[AssetKey] = []
+    for ent, available in _entity_systems(specs).items():
+        if entity is not None and ent != entity:
+            continue
+        chosen = [s for s in available if s in systems]
+        if chosen:
+            keys += [extract_key(s, ent) for s in chosen] + [golden_key(ent)]
+            keys += [pushed_key(s, ent) for s in chosen]
+    return keys
 
 
 def build_sync_jobs(specs: Sequence[MappingSpec] | None = None) -> list[Any]:
