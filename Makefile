@@ -16,4 +16,4 @@ dev:
 	  DAGSTER_HOME=$$DAGSTER_HOME .venv/bin/dg dev -h 127.0.0.1 -p 3000
 
 setup:
-	@scripts/bootstrap.sh --with-postgres
+	@scripts/bootstrap.sh --with-test-deps

@@ -15,13 +15,21 @@ fi
 # --frozen: install exactly what uv.lock pins; never re-resolve on a user's machine.
 "$PY" -m uv sync --frozen --quiet
 
-if [ "${1:-}" = "--with-postgres" ]; then
+# The tests also need a PostgreSQL 15 server (initdb/pg_ctl) and Debian's Chromium for the
+# browser test; install them from Debian's packages when missing (root only).
+if [ "${1:-}" = "--with-test-deps" ]; then
+  missing=()
   if ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    missing+=(postgresql-15)
+  fi
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-      echo "bootstrap: installing PostgreSQL 15 server binaries" >&2
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+      echo "bootstrap: installing ${missing[*]} from Debian's packages" >&2
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-      echo "bootstrap: PostgreSQL 15 (initdb, pg_ctl) is required for the tests" >&2
+      echo "bootstrap: the tests need: ${missing[*]} (install them, or run as root)" >&2
       exit 1
     fi
   fi

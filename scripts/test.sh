@@ -2,7 +2,7 @@
 # The whole test suite, exactly as CI runs it (`make test` and .ci/run call this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh --with-postgres
+scripts/bootstrap.sh --with-test-deps
 echo "== dependency check"; python3 -m uv pip check
 
 export PATH="$PWD/.venv/bin:$PATH"
