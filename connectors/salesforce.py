@@ -1,0 +1,491 @@
+"""Salesforce through simple-salesforce.
+
+The hub makes the OAuth 2.0 token call itself (JWT bearer when a private key is
+configured, client credentials otherwise) and hands ``instance_url``/``session_id`` to
+simple-salesforce, so re-authentication after ``INVALID_SESSION_ID`` is one code path.
+Reads: SOQL built with ``format_soql`` on (SystemModstamp, Id) keyset order; REST
+paging for deltas, Bulk API 2.0 query jobs for initial loads. Writes: sObject Collections
+(200 records a call) below ``bulk_threshold``, Bulk API 2.0 ingest jobs above it. The
+``Sforce-Limit-Info`` header is read after every REST call and the connector stops itself
+before ``budget_share`` of the daily API budget is spent."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import jwt
+import requests
+from simple_salesforce import Salesforce, format_soql
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+)
+
+from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
+from connectors.errors import (
+    AuthError,
+    BudgetExhaustedError,
+    PermanentError,
+    TransientError,
+)
+from connectors.http import tls_verify
+from connectors.redact import redact, register_secret
+from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
+from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
+
+SYSTEM = "salesforce"
+T = TypeVar("T")
+COLLECTION_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class SObject:
+    """What the connector needs to know of an entity's sObject (from its mapping)."""
+
+    name: str
+    external_id: str
+    fields: tuple[str, ...]
+    modstamp: str = "SystemModstamp"
+
+
+@dataclass
+class SalesforceSettings:
+    login_url: str
+    client_id: str
+    client_secret: str = ""
+    username: str = ""
+    private_key_file: str = ""
+    api_version: str = "61.0"
+    ca_bundle: str | None = None
+    bulk_threshold: int = 2000
+    budget_share: float = 0.8
+    page_size: int = 2000
+    timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def sobjects_from_mappings(specs: Sequence[MappingSpec]) -> dict[str, SObject]:
+    out: dict[str, SObject] = {}
+    for spec in specs:
+        if spec.system != SYSTEM:
+            continue
+        names = {fmap.field.split(".")[0] for fmap in spec.fields.values()}
+        names |= {spec.key.system_id_field}
+        if spec.key.hub_id_field:
+            names.add(spec.key.hub_id_field)
+        out[spec.entity] = SObject(
+            name=spec.object,
+            external_id=spec.key.hub_id_field or "Id",
+            fields=tuple(sorted(names | {"SystemModstamp"})),
+        )
+    return out
+
+
+class SalesforceConnector:
+    system = SYSTEM
+
+    def __init__(self, settings: SalesforceSettings, sobjects: Mapping[str, SObject]) -> None:
+        self.settings = settings
+        self.sobjects = dict(sobjects)
+        for secret in (settings.client_secret,):
+            register_secret(secret)
+        self.session = requests.Session()
+        self.session.verify = tls_verify(settings.ca_bundle)
+        self._retry_after: float | None = None
+        self.session.hooks["response"].append(self._remember_retry_after)
+        self.api_calls = 0
+        self._sf: Salesforce | None = None
+
+    # -- auth ---------------------------------------------------------------------------
+    def _remember_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        self.api_calls += 1
+        self._retry_after = parse_retry_after(response.headers.get("Retry-After"))
+
+    def _token(self) -> dict[str, Any]:
+        s = self.settings
+        url = f"{s.login_url.rstrip('/')}/services/oauth2/token"
+        if s.private_key_file:
+            with open(s.private_key_file) as fh:
+                key = fh.read()
+            assertion = jwt.encode(
+                {
+                    "iss": s.client_id,
+                    "sub": s.username,
+                    "aud": s.login_url.rstrip("/"),
+                    "exp": int(time.time()) + 180,
+                },
+                key,
+                algorithm="RS256",
+            )
+            register_secret(assertion)
+            data = {
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": assertion,
+            }
+        else:
+            data = {
+                "grant_type": "client_credentials",
+                "client_id": s.client_id,
+                "client_secret": s.client_secret,
+            }
+        try:
+            response = self.session.post(url, data=data, timeout=s.timeout)
+        except requests.RequestException as exc:
+            raise TransientError(SYSTEM, f"token call failed: {redact(str(exc))}") from None
+        if response.status_code in (429, 500, 502, 503, 504):
+            raise TransientError(
+                SYSTEM,
+                f"token endpoint answered {response.status_code}",
+                status=response.status_code,
+                retry_after=self._retry_after,
+            )
+        if response.status_code != 200:
+            raise AuthError(
+                SYSTEM,
+                f"OAuth token call to {url} refused ({response.status_code}): "
+                f"{redact(response.text[:300])}. Check SALESFORCE_CLIENT_ID, the secret or "
+                f"private key, and SALESFORCE_USERNAME.",
+                status=response.status_code,
+            )
+        token = response.json()
+        register_secret(token.get("access_token"))
+        return dict(token)
+
+    def _client(self, renew: bool = False) -> Salesforce:
+        if self._sf is None or renew:
+            token = call_with_retry(SYSTEM, self._token, self.settings.retry)
+            self._sf = Salesforce(
+                instance_url=token["instance_url"],
+                session_id=token["access_token"],
+                version=self.settings.api_version,
+                session=self.session,
+            )
+        return self._sf
+
+    def _call(self, fn: Callable[[Salesforce], T]) -> T:
+        """One API interaction: retries transient failures, re-authenticates once on an
+        expired session, maps errors, and enforces the API budget."""
+
+        def attempt() -> T:
+            try:
+                try:
+                    result = fn(self._client())
+                except SalesforceExpiredSession:
+                    result = fn(self._client(renew=True))
+            except SalesforceExpiredSession as exc:
+                raise AuthError(
+                    SYSTEM,
+                    f"session refused after re-authentication: {_sf_message(exc)}",
+                    status=401,
+                ) from None
+            except SalesforceRefusedRequest as exc:
+                if "REQUEST_LIMIT_EXCEEDED" in str(exc.content):
+                    raise BudgetExhaustedError(
+                        SYSTEM, f"daily API limit exceeded: {_sf_message(exc)}", status=403
+                    ) from None
+                raise PermanentError(SYSTEM, _sf_message(exc), status=403) from None
+            except SalesforceMalformedRequest as exc:
+                raise PermanentError(SYSTEM, _sf_message(exc), status=400) from None
+            except SalesforceGeneralError as exc:
+                if exc.status in (429, 500, 502, 503, 504):
+                    raise TransientError(
+                        SYSTEM,
+                        f"{exc.status}: {_sf_message(exc)}",
+                        status=exc.status,
+                        retry_after=self._retry_after,
+                    ) from None
+                raise PermanentError(SYSTEM, _sf_message(exc), status=exc.status) from None
+            except SalesforceError as exc:
+                raise PermanentError(SYSTEM, _sf_message(exc)) from None
+            except requests.RequestException as exc:
+                raise TransientError(SYSTEM, f"{type(exc).__name__}: {redact(str(exc))}") from None
+            self._check_budget()
+            return result
+
+        return call_with_retry(SYSTEM, attempt, self.settings.retry)
+
+    def _check_budget(self) -> None:
+        if self._sf is None:
+            return
+        usage = self._sf.api_usage.get("api-usage")
+        if usage is None:
+            return
+        used, total = getattr(usage, "used", 0), getattr(usage, "total", 0)
+        if total and used >= self.settings.budget_share * total:
+            raise BudgetExhaustedError(
+                SYSTEM,
+                f"stopped at {used}/{total} API calls today: the hub may use "
+                f"{self.settings.budget_share:.0%} of the daily budget. Raise the share or "
+                f"wait for the budget to reset; the sync resumes from its cursor.",
+            )
+
+    # -- reads --------------------------------------------------------------------------
+    def entities(self) -> Sequence[str]:
+        return list(self.sobjects)
+
+    def _soql(self, obj: SObject, where: str = "", order: bool = True) -> str:
+        # Identifiers come from the mapping files; every value goes through format_soql.
+        soql = f"SELECT {', '.join(obj.fields)} FROM {obj.name}"  # noqa: S608
+        if where:
+            soql += f" WHERE {where}"
+        if order:
+            soql += f" ORDER BY {obj.modstamp}, Id"
+        return soql
+
+    def _since(self, obj: SObject, cursor: str | None) -> str:
+        if not cursor:
+            return ""
+        stamp, last_id = cursor.split("|", 1)
+        moment = datetime.fromisoformat(stamp)
+        return format_soql(
+            f"{obj.modstamp} > {{stamp:literal}} OR ({obj.modstamp} = {{stamp:literal}} "
+            "AND Id > {last_id})",
+            stamp=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+            last_id=last_id,
+        )
+
+    def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
+        obj = self.sobjects[entity]
+        soql = self._soql(obj, self._since(obj, cursor))
+        rows = self._bulk_query(soql) if cursor is None else self._rest_query(soql)
+        yield from self._batches(obj, rows, with_cursor=True)
+
+    def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
+        obj = self.sobjects[entity]
+        clauses = []
+        if window and window.start:
+            clauses.append(
+                format_soql(f"{obj.modstamp} >= {{:literal}}", _soql_datetime(window.start))
+            )
+        if window and window.end:
+            clauses.append(
+                format_soql(f"{obj.modstamp} < {{:literal}}", _soql_datetime(window.end))
+            )
+        soql = self._soql(obj, " AND ".join(clauses), order=False)
+        yield from self._batches(obj, self._bulk_query(soql), with_cursor=False)
+
+    def read_by_keys(self, entity: str, keys: Sequence[str]) -> Iterator[Batch]:
+        obj = self.sobjects[entity]
+        for i in range(0, len(keys), 500):
+            where = format_soql(f"{obj.external_id} IN {{}}", list(keys[i : i + 500]))
+            yield from self._batches(
+                obj, self._rest_query(self._soql(obj, where)), with_cursor=False
+            )
+
+    def _rest_query(self, soql: str) -> Iterator[dict[str, Any]]:
+        """REST query with nextRecordsUrl paging, one page per API call."""
+        page = self._call(lambda sf: sf.query(soql, include_deleted=False))
+        while True:
+            for record in page["records"]:
+                record.pop("attributes", None)
+                yield record
+            if page.get("done", True):
+                return
+            next_url: str = page["nextRecordsUrl"]
+
+            def more(sf: Salesforce, url: str = next_url) -> dict[str, Any]:
+                return dict(sf.query_more(url, identifier_is_url=True))
+
+            page = self._call(more)
+
+    def _bulk_query(self, soql: str) -> Iterator[dict[str, Any]]:
+        """Bulk API 2.0 query job; results come as CSV pages (Sforce-Locator)."""
+        obj_name = soql.split(" FROM ", 1)[1].split()[0]
+
+        def start(sf: Salesforce) -> list[str]:
+            return list(getattr(sf.bulk2, obj_name).query(soql, max_records=50_000, wait=0.2))
+
+        for chunk in self._call(start):
+            for row in csv.DictReader(io.StringIO(chunk)):
+                yield {k: (None if v == "" else v) for k, v in row.items()}
+
+    def _batches(
+        self, obj: SObject, rows: Iterable[dict[str, Any]], *, with_cursor: bool
+    ) -> Iterator[Batch]:
+        page: list[dict[str, Any]] = []
+        for row in rows:
+            page.append(row)
+            if len(page) >= self.settings.page_size:
+                yield self._batch(obj, page, with_cursor)
+                page = []
+        if page:
+            yield self._batch(obj, page, with_cursor)
+
+    @staticmethod
+    def _batch(obj: SObject, page: list[dict[str, Any]], with_cursor: bool) -> Batch:
+        if not with_cursor:
+            return Batch(page)
+        last = page[-1]
+        stamp = _parse_sf_datetime(str(last[obj.modstamp]))
+        return Batch(page, f"{stamp.isoformat()}|{last['Id']}")
+
+    # -- writes -------------------------------------------------------------------------
+    def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
+        obj = self.sobjects[entity]
+        records = [dict(r) for r in records]
+        results: dict[int, WriteResult] = {}
+        by_id = [(i, r) for i, r in enumerate(records) if r.get("Id")]
+        by_ext = [(i, r) for i, r in enumerate(records) if not r.get("Id")]
+        bulk = len(records) > self.settings.bulk_threshold
+        for group, update in ((by_id, True), (by_ext, False)):
+            if not group:
+                continue
+            writer = self._bulk_write if bulk else self._collection_write
+            for (i, _), result in zip(
+                group, writer(obj, [r for _, r in group], update), strict=True
+            ):
+                results[i] = result
+        return [results[i] for i in range(len(records))]
+
+    def _collection_write(
+        self, obj: SObject, records: list[NativeRecord], update: bool
+    ) -> list[WriteResult]:
+        out: list[WriteResult] = []
+        for i in range(0, len(records), COLLECTION_LIMIT):
+            chunk = records[i : i + COLLECTION_LIMIT]
+            body = {
+                "allOrNone": False,
+                "records": [{"attributes": {"type": obj.name}, **_clean(r)} for r in chunk],
+            }
+            path = (
+                "composite/sobjects"
+                if update
+                else (f"composite/sobjects/{obj.name}/{obj.external_id}")
+            )
+
+            def send(sf: Salesforce, p: str = path, b: dict[str, Any] = body) -> list[Any]:
+                return list(sf.restful(p, method="PATCH", json=b) or [])
+
+            answers = self._call(send)
+            for record, answer in zip(chunk, answers, strict=True):
+                key = str(record.get(obj.external_id) or record.get("Id"))
+                if answer.get("success"):
+                    outcome = Outcome.CREATED if answer.get("created") else Outcome.UPDATED
+                    out.append(WriteResult(key, outcome, external_id=answer.get("id")))
+                else:
+                    errors = answer.get("errors") or [{}]
+                    out.append(
+                        WriteResult(
+                            key,
+                            Outcome.REJECTED,
+                            error=errors[0].get("message", "rejected"),
+                            error_code=errors[0].get("statusCode"),
+                        )
+                    )
+        return out
+
+    def _bulk_write(
+        self, obj: SObject, records: list[NativeRecord], update: bool
+    ) -> list[WriteResult]:
+        key_field = "Id" if update else obj.external_id
+
+        def run(sf: Salesforce) -> tuple[str, str]:
+            handler = getattr(sf.bulk2, obj.name)
+            rows = [{k: _csv_value(v) for k, v in _clean(r).items()} for r in records]
+            if update:
+                info = handler.update(records=rows, wait=0.2)
+            else:
+                info = handler.upsert(records=rows, external_id_field=obj.external_id, wait=0.2)
+            job_id = info[0]["job_id"]
+            return handler.get_successful_records(job_id), handler.get_failed_records(job_id)
+
+        ok_csv, failed_csv = self._call(run)
+        answers: dict[str, WriteResult] = {}
+        for row in csv.DictReader(io.StringIO(ok_csv)):
+            key = row.get(key_field, "")
+            created = row.get("sf__Created", "false").lower() == "true"
+            answers[key] = WriteResult(
+                key, Outcome.CREATED if created else Outcome.UPDATED, external_id=row.get("sf__Id")
+            )
+        for row in csv.DictReader(io.StringIO(failed_csv)):
+            key = row.get(key_field, "")
+            code, _, message = (row.get("sf__Error") or "").partition(":")
+            answers[key] = WriteResult(
+                key, Outcome.REJECTED, error=message.strip() or code, error_code=code or None
+            )
+        out = []
+        for record in records:
+            key = str(record.get(key_field))
+            out.append(
+                answers.get(key)
+                or WriteResult(
+                    str(record.get(obj.external_id) or key),
+                    Outcome.REJECTED,
+                    error="not processed by the Bulk API job",
+                    error_code="UNPROCESSED",
+                )
+            )
+        return out
+
+    # -- health -------------------------------------------------------------------------
+    def health(self) -> Health:
+        started = time.monotonic()
+        try:
+            limits = self._call(lambda sf: sf.limits())
+        except Exception as exc:
+            return Health(SYSTEM, False, redact(str(exc)))
+        daily = limits.get("DailyApiRequests", {})
+        return Health(
+            SYSTEM,
+            True,
+            "ok",
+            (time.monotonic() - started) * 1000,
+            {"api_remaining": daily.get("Remaining"), "api_max": daily.get("Max")},
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _clean(record: NativeRecord) -> NativeRecord:
+    return {k: v for k, v in record.items() if k not in ("attributes", "SystemModstamp")}
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return "#N/A"  # Bulk API 2.0's way of setting a field to null
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _sf_message(exc: SalesforceError) -> str:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return redact(f"{first.get('errorCode')}: {first.get('message')}")
+    return redact(str(content)[:300])
+
+
+def _parse_sf_datetime(value: str) -> datetime:
+    text = value.replace("Z", "+00:00")
+    if len(text) >= 5 and text[-5] in "+-" and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _soql_datetime(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_env(env: Mapping[str, str]) -> SalesforceConnector:
+    specs, _ = load_all(MAPPINGS_DIR)
+    settings = SalesforceSettings(
+        login_url=env["SALESFORCE_LOGIN_URL"],
+        client_id=env.get("SALESFORCE_CLIENT_ID", ""),
+        client_secret=env.get("SALESFORCE_CLIENT_SECRET", ""),
+        username=env.get("SALESFORCE_USERNAME", ""),
+        private_key_file=env.get("SALESFORCE_PRIVATE_KEY_FILE", ""),
+        api_version=env.get("SALESFORCE_API_VERSION") or "61.0",
+        ca_bundle=env.get("HUB_CA_BUNDLE") or None,
+    )
+    return SalesforceConnector(settings, sobjects_from_mappings(specs))
