@@ -1,0 +1,69 @@
+"""The findings table every check produces: one Arrow schema, one stable identity.
+
+The id is the same hash ``hub.store.repo.finding_id`` computes (SHA-256 of entity, key,
+system, kind and field joined by U+001F, first 32 hex digits), but computed in SQL so a
+million findings never pass through a Python loop.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+KINDS = ("missing", "orphan", "mismatch", "broken_ref", "aggregate")
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("entity", pa.string()),
+        ("key", pa.string()),
+        ("external_id", pa.string()),
+        ("system", pa.string()),
+        ("kind", pa.string()),
+        ("field", pa.string()),
+        ("expected", pa.string()),  # JSON text
+        ("actual", pa.string()),  # JSON text
+        ("severity", pa.string()),
+        ("amount_at_stake_minor", pa.int64()),
+        ("currency", pa.string()),
+    ]
+)
+
+ID_SQL = (
+    "substr(sha256(concat_ws(chr(31), entity, key, system, kind, coalesce(field, ''))), 1, 32)"
+)
+
+
+def literal(value: str | None) -> str:
+    """A SQL string literal (or NULL)."""
+    if value is None:
+        return "NULL"
+    return "'" + value.replace("'", "''") + "'"
+
+
+def finalize(con: duckdb.DuckDBPyConnection, rows_sql: str) -> pa.Table:
+    """Run ``rows_sql`` (yielding every SCHEMA column but ``id``) and return findings with
+    their ids, in a deterministic order."""
+    cols = ", ".join(f.name for f in SCHEMA if f.name != "id")
+    sql = (
+        f"SELECT {ID_SQL} AS id, {cols} FROM ("
+        f"SELECT CAST(entity AS VARCHAR) entity, CAST(key AS VARCHAR) key, "
+        f"CAST(external_id AS VARCHAR) external_id, CAST(system AS VARCHAR) system, "
+        f"CAST(kind AS VARCHAR) kind, CAST(field AS VARCHAR) field, "
+        f"CAST(expected AS VARCHAR) expected, CAST(actual AS VARCHAR) actual, "
+        f"CAST(severity AS VARCHAR) severity, "
+        f"CAST(amount_at_stake_minor AS BIGINT) amount_at_stake_minor, "
+        f"CAST(currency AS VARCHAR) currency FROM ({rows_sql})) ORDER BY key, kind, field"
+    )
+    table = con.sql(sql).to_arrow_table()
+    return table.cast(SCHEMA)
+
+
+def empty() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Findings of several checks as one table."""
+    tables = [t for t in tables if t.num_rows]
+    return pa.concat_tables(tables) if tables else empty()
