@@ -42,6 +42,8 @@ def _arrow_type(annotation: Any, parse: bool) -> pa.DataType:
     if origin in (tuple, list):
         return pa.list_(_arrow_type(typing.get_args(annotation)[0], parse))
     if isinstance(annotation, type):
+        if annotation.__name__.endswith("Datetime"):  # pydantic's AwareDatetime & co.
+            return pa.string() if parse else pa.timestamp("us", tz="UTC")
         if issubclass(annotation, BaseModel):
             return pa.struct(
                 [(n, _arrow_type(f.annotation, parse)) for n, f in annotation.model_fields.items()]
