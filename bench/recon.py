@@ -33,15 +33,34 @@ SYSTEMS_CUS = ("billing", "sap", "salesforce", "pim", "wms")
 MEMORY_LIMIT = "5GB"
 
 INV_COLS = (
-    "number", "customer_id", "subscription_id", "currency", "subtotal_minor", "tax_minor",
-    "total_minor", "amount_paid_minor", "issue_date", "due_date", "status", "dunning_stage",
+    "number",
+    "customer_id",
+    "subscription_id",
+    "currency",
+    "subtotal_minor",
+    "tax_minor",
+    "total_minor",
+    "amount_paid_minor",
+    "issue_date",
+    "due_date",
+    "status",
+    "dunning_stage",
     "updated_at",
 )
 LINE_COLS = ("sku", "quantity", "unit_amount_minor", "amount_minor", "currency")
 CUS_COLS = (
-    "legal_name", "tax_id", "billing_address.street", "billing_address.city",
-    "billing_address.postal_code", "billing_address.country", "currency", "payment_terms",
-    "credit_limit_minor", "status", "segment", "updated_at",
+    "legal_name",
+    "tax_id",
+    "billing_address.street",
+    "billing_address.city",
+    "billing_address.postal_code",
+    "billing_address.country",
+    "currency",
+    "payment_terms",
+    "credit_limit_minor",
+    "status",
+    "segment",
+    "updated_at",
 )
 
 
@@ -66,7 +85,8 @@ def stage(path: Path, n: int, drift: float) -> dict[str, int]:
           'sub-' || lpad(CAST(i % {nc} AS VARCHAR), 10, '0') AS subscription_id,
           ['EUR','USD','GBP'][1 + i % 3] AS currency,
           CAST(nl * (1000 + (i % 997) * 10) + 100 * nl * (nl - 1) // 2 AS BIGINT) AS subtotal_minor,
-          CAST((nl * (1000 + (i % 997) * 10) + 100 * nl * (nl - 1) // 2) // 5 AS BIGINT) AS tax_minor,
+          CAST((nl * (1000 + (i % 997) * 10) + 100 * nl * (nl - 1) // 2) // 5 AS BIGINT)
+            AS tax_minor,
           CAST(subtotal_minor + tax_minor AS BIGINT) AS total_minor,
           CAST(CASE WHEN i % 4 = 0 THEN 0 ELSE subtotal_minor + tax_minor END AS BIGINT)
             AS amount_paid_minor,
@@ -103,13 +123,16 @@ def stage(path: Path, n: int, drift: float) -> dict[str, int]:
     """)
     planted = {"invoice": 0, "invoice_line": 0, "customer": 0}
     inv_sel = ", ".join(_q(c) for c in INV_COLS)
+    drifted_inv = inv_sel.replace(
+        '"total_minor"', "total_minor + CASE WHEN dk = 0 THEN 1 ELSE 0 END AS total_minor"
+    ).replace('"status"', "CASE WHEN dk = 2 THEN 'void' ELSE status END AS status")
     for si, s in enumerate(SYSTEMS_INV):
         d = f"(hash(g.key, {si}) % 1000000) < {cut}"
         k = f"(hash(g.key, {si}, 7) % 5)"
         con.execute(f"""
             CREATE TABLE {s}_invoice AS
             SELECT key, '{s}-' || CAST(row_number() OVER () AS VARCHAR) AS external_id,
-              {inv_sel.replace('"total_minor"', 'total_minor + CASE WHEN dk = 0 THEN 1 ELSE 0 END AS total_minor').replace('"status"', "CASE WHEN dk = 2 THEN 'void' ELSE status END AS status")}
+              {drifted_inv}
             FROM (SELECT g.*, CASE WHEN {d} THEN {k} ELSE -1 END AS dk FROM golden_invoice g)
             WHERE dk <> 1
             UNION ALL
@@ -135,10 +158,18 @@ def stage(path: Path, n: int, drift: float) -> dict[str, int]:
             SELECT count(*) FILTER (WHERE {d}),
                    coalesce(sum(nl) FILTER (WHERE {d} AND {k} = 1), 0)
             FROM golden_invoice g""").fetchall()[0]
-        planted["invoice"] += int(row[0]) - con.execute(
-            f"SELECT count(*) FROM golden_invoice g WHERE {d} AND {k} = 3").fetchall()[0][0]
-        planted["invoice_line"] += int(row[1]) + con.execute(
-            f"SELECT count(*) FROM golden_invoice g WHERE {d} AND {k} = 3").fetchall()[0][0]
+        planted["invoice"] += (
+            int(row[0])
+            - con.execute(
+                f"SELECT count(*) FROM golden_invoice g WHERE {d} AND {k} = 3"
+            ).fetchall()[0][0]
+        )
+        planted["invoice_line"] += (
+            int(row[1])
+            + con.execute(
+                f"SELECT count(*) FROM golden_invoice g WHERE {d} AND {k} = 3"
+            ).fetchall()[0][0]
+        )
     cus_sel = ", ".join(_q(c) for c in CUS_COLS)
     for si, s in enumerate(SYSTEMS_CUS):
         d = f"(hash(g.key, {si + 10}) % 1000000) < {cut}"
@@ -169,7 +200,8 @@ def stage(path: Path, n: int, drift: float) -> dict[str, int]:
             FROM golden_customer g WHERE {d} AND {k} = 4
         """)
         planted["customer"] += con.execute(
-            f"SELECT count(*) FROM golden_customer g WHERE {d}").fetchall()[0][0]
+            f"SELECT count(*) FROM golden_customer g WHERE {d}"
+        ).fetchall()[0][0]
     con.execute("ALTER TABLE golden_invoice DROP COLUMN nl")
     con.execute("CHECKPOINT")
     con.close()
@@ -194,27 +226,45 @@ def work_hub(path: str) -> dict[str, Any]:
     rows = 0
     start = time.perf_counter()
     for s in SYSTEMS_INV:
-        f = compare(con, "golden_invoice", f"{s}_invoice", entity="invoice", system=s,
-                    rules=rules, amount_field="total_minor")
+        f = compare(
+            con,
+            "golden_invoice",
+            f"{s}_invoice",
+            entity="invoice",
+            system=s,
+            rules=rules,
+            amount_field="total_minor",
+        )
         found["invoice"] += f.num_rows
-        f = compare(con, "golden_invoice_line", f"{s}_invoice_line", entity="invoice",
-                    system=s, rules=rules, child=Child("lines", "line_no"),
-                    amount_field="amount_minor")
+        f = compare(
+            con,
+            "golden_invoice_line",
+            f"{s}_invoice_line",
+            entity="invoice",
+            system=s,
+            rules=rules,
+            child=Child("lines", "line_no"),
+            amount_field="amount_minor",
+        )
         found["invoice_line"] += f.num_rows
     for s in SYSTEMS_CUS:
-        f = compare(con, "golden_customer", f"{s}_customer", entity="customer", system=s,
-                    rules=rules)
+        f = compare(
+            con, "golden_customer", f"{s}_customer", entity="customer", system=s, rules=rules
+        )
         found["customer"] += f.num_rows
     seconds = time.perf_counter() - start
-    for t in [f"{s}_invoice" for s in SYSTEMS_INV] + [f"{s}_invoice_line" for s in SYSTEMS_INV] + [
-        f"{s}_customer" for s in SYSTEMS_CUS
-    ]:
+    for t in (
+        [f"{s}_invoice" for s in SYSTEMS_INV]
+        + [f"{s}_invoice_line" for s in SYSTEMS_INV]
+        + [f"{s}_customer" for s in SYSTEMS_CUS]
+    ):
         rows += con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
     return {"seconds": seconds, "peak": peak_rss_bytes(), "found": found, "rows": rows}
 
 
-def _floor_part(golden: str, systems: tuple[str, ...], suffix: str, cols: tuple[str, ...],
-                keys: tuple[str, ...]) -> str:
+def _floor_part(
+    golden: str, systems: tuple[str, ...], suffix: str, cols: tuple[str, ...], keys: tuple[str, ...]
+) -> str:
     def canon(c: str) -> str:
         if c == "legal_name":
             return "lower(trim(regexp_replace(legal_name, '\\s+', ' ', 'g')))"
@@ -239,10 +289,14 @@ def work_floor(path: str) -> dict[str, Any]:
     con.execute(f"SET memory_limit='{MEMORY_LIMIT}'; SET TimeZone='UTC'")
     sql = " UNION ALL ".join(
         [
-            "SELECT n FROM " + _floor_part("golden_invoice", SYSTEMS_INV, "invoice", INV_COLS, ("key",)),
-            "SELECT n FROM " + _floor_part("golden_invoice_line", SYSTEMS_INV, "invoice_line",
-                                           LINE_COLS, ("key", "line_no")),
-            "SELECT n FROM " + _floor_part("golden_customer", SYSTEMS_CUS, "customer", CUS_COLS, ("key",)),
+            "SELECT n FROM "
+            + _floor_part("golden_invoice", SYSTEMS_INV, "invoice", INV_COLS, ("key",)),
+            "SELECT n FROM "
+            + _floor_part(
+                "golden_invoice_line", SYSTEMS_INV, "invoice_line", LINE_COLS, ("key", "line_no")
+            ),
+            "SELECT n FROM "
+            + _floor_part("golden_customer", SYSTEMS_CUS, "customer", CUS_COLS, ("key",)),
         ]
     )
     seconds, rows = timed(lambda: con.execute(sql).fetchall())
@@ -258,10 +312,16 @@ def work_peer(path: str, rows: int) -> dict[str, Any]:
     g = con.execute(f"SELECT key, {cols} FROM golden_invoice ORDER BY key LIMIT {rows}").df()
     last = g["key"].iloc[-1]
     s = con.execute(
-        f"SELECT key, {cols} FROM billing_invoice WHERE key <= '{last}' ORDER BY key").df()
+        f"SELECT key, {cols} FROM billing_invoice WHERE key <= '{last}' ORDER BY key"
+    ).df()
     seconds, cmp = timed(lambda: datacompy.PandasCompare(g, s, join_columns="key"))
     mismatches = len(cmp.all_mismatch())
-    return {"seconds": seconds, "rows": len(s), "peak": peak_rss_bytes(), "mismatch_rows": mismatches}
+    return {
+        "seconds": seconds,
+        "rows": len(s),
+        "peak": peak_rss_bytes(),
+        "mismatch_rows": mismatches,
+    }
 
 
 def work_hub_pair(path: str, rows: int) -> dict[str, Any]:
@@ -272,7 +332,9 @@ def work_hub_pair(path: str, rows: int) -> dict[str, Any]:
 
     con = duckdb.connect(path, read_only=True)
     con.execute("SET TimeZone='UTC'")
-    last = con.execute(f"SELECT max(key) FROM (SELECT key FROM golden_invoice ORDER BY key LIMIT {rows})").fetchall()[0][0]
+    last = con.execute(
+        f"SELECT max(key) FROM (SELECT key FROM golden_invoice ORDER BY key LIMIT {rows})"
+    ).fetchall()[0][0]
     g = con.sql(f"SELECT * FROM golden_invoice WHERE key <= '{last}'")
     s = con.sql(f"SELECT * FROM billing_invoice WHERE key <= '{last}'")
     n = con.execute(f"SELECT count(*) FROM billing_invoice WHERE key <= '{last}'").fetchall()[0][0]
@@ -314,7 +376,8 @@ def stage_sqlite(dirpath: Path, n: int, drift: float) -> dict[str, int]:
                   FROM invoices WHERE (id * 2654435761) % 1000003 < {cut} AND id % 3 = 2;
             """)
             planted["changed"] = db.execute(
-                f"SELECT count(*) FROM invoices WHERE id <= {n} AND (id * 2654435761) % 1000003 < {cut} AND id % 3 = 0"
+                f"SELECT count(*) FROM invoices WHERE id <= {n} "
+                f"AND (id * 2654435761) % 1000003 < {cut} AND id % 3 = 0"
             ).fetchall()[0][0]
         db.commit()
         db.close()
@@ -326,20 +389,38 @@ def work_pushdown(dirpath: str, n: int) -> dict[str, Any]:
 
     from hub.recon.pushdown import SqlTable, hashdiff
 
-    cols = ("hub_id", "number", "customer_id", "currency", "subtotal_minor", "tax_minor",
-            "total_minor", "status", "issue_date", "updated_at")
+    cols = (
+        "hub_id",
+        "number",
+        "customer_id",
+        "currency",
+        "subtotal_minor",
+        "tax_minor",
+        "total_minor",
+        "status",
+        "issue_date",
+        "updated_at",
+    )
     billing = sa.create_engine(f"sqlite:///{dirpath}/billing.sqlite")
     golden = sa.create_engine(f"sqlite:///{dirpath}/golden.sqlite")
     with billing.connect() as c:
         c.execute(sa.text("SELECT count(*) FROM invoices")).scalar()  # warm the page cache
         count_s, count = timed(lambda: c.execute(sa.text("SELECT count(*) FROM invoices")).scalar())
-    diff_s, diff = timed(lambda: hashdiff(SqlTable(golden, "invoices", "id", cols),
-                                          SqlTable(billing, "invoices", "id", cols)))
+    diff_s, diff = timed(
+        lambda: hashdiff(
+            SqlTable(golden, "invoices", "id", cols), SqlTable(billing, "invoices", "id", cols)
+        )
+    )
     return {
-        "count_seconds": count_s, "count": count, "seconds": diff_s,
-        "differing": len(diff.differing), "only_golden": len(diff.only_a),
-        "only_billing": len(diff.only_b), "queries": diff.queries,
-        "bytes_moved": diff.bytes_moved, "peak": peak_rss_bytes(),
+        "count_seconds": count_s,
+        "count": count,
+        "seconds": diff_s,
+        "differing": len(diff.differing),
+        "only_golden": len(diff.only_a),
+        "only_billing": len(diff.only_b),
+        "queries": diff.queries,
+        "bytes_moved": diff.bytes_moved,
+        "peak": peak_rss_bytes(),
     }
 
 
@@ -353,7 +434,9 @@ def _run_worker(*args: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--drift", type=float, default=0.001)
     p.add_argument("--peer-rows", type=int, default=200_000)
@@ -386,13 +469,19 @@ def main(argv: list[str] | None = None) -> None:
     hub = _run_worker("hub", str(db))
     floor = _run_worker("floor", str(db))
     rows: list[list[Any]] = [
-        ["hub compare (11 pairs)", f"{hub['seconds']:.2f}s", gib(hub["peak"]),
-         f"{hub['seconds'] / floor['seconds']:.2f}x floor"],
+        [
+            "hub compare (11 pairs)",
+            f"{hub['seconds']:.2f}s",
+            gib(hub["peak"]),
+            f"{hub['seconds'] / floor['seconds']:.2f}x floor",
+        ],
         ["floor (1 DuckDB query)", f"{floor['seconds']:.2f}s", gib(floor["peak"]), "1.00x"],
     ]
     exact = hub["found"] == planted
-    notes = [f"hub findings {hub['found']} vs planted {planted}: {'exact' if exact else 'DIFFERENT'}",
-             f"rows compared (system sides): {hub['rows']:,}"]
+    notes = [
+        f"hub findings {hub['found']} vs planted {planted}: {'exact' if exact else 'DIFFERENT'}",
+        f"rows compared (system sides): {hub['rows']:,}",
+    ]
     if "peer" not in skip:
         m = min(a.rows, a.peer_rows)
         peer = _run_worker("peer", str(db), str(m))
@@ -400,19 +489,43 @@ def main(argv: list[str] | None = None) -> None:
         hub_row = hub["seconds"] / hub["rows"]
         peer_row = peer["seconds"] / peer["rows"]
         pair_row = pair["seconds"] / pair["rows"]
-        rows.append([f"peer datacompy ({peer['rows']:,} rows)", f"{peer['seconds']:.2f}s",
-                     gib(peer["peak"]), f"{peer_row * 1e6:.2f} us/row = {peer_row / hub_row:.0f}x hub"])
-        rows.append([f"hub on the peer's pair ({pair['rows']:,} rows)", f"{pair['seconds']:.2f}s", "-",
-                     f"{pair_row * 1e6:.3f} us/row ({peer_row / pair_row:.0f}x faster than peer)"])
+        rows.append(
+            [
+                f"peer datacompy ({peer['rows']:,} rows)",
+                f"{peer['seconds']:.2f}s",
+                gib(peer["peak"]),
+                f"{peer_row * 1e6:.2f} us/row = {peer_row / hub_row:.0f}x hub",
+            ]
+        )
+        rows.append(
+            [
+                f"hub on the peer's pair ({pair['rows']:,} rows)",
+                f"{pair['seconds']:.2f}s",
+                "-",
+                f"{pair_row * 1e6:.3f} us/row ({peer_row / pair_row:.0f}x faster than peer)",
+            ]
+        )
         notes.append(f"hub per row over the full run: {hub_row * 1e6:.3f} us")
     if "pushdown" not in skip:
         n = a.pushdown_rows or a.rows
         st, planted_sql = timed(lambda: stage_sqlite(workdir, n, a.drift))
         pd = _run_worker("pushdown", str(workdir), str(n))
-        rows.append([f"count(*) SQLite billing ({pd['count']:,} rows)", f"{pd['count_seconds']:.3f}s",
-                     "-", "1.00x"])
-        rows.append(["pushdown segment checksums", f"{pd['seconds']:.2f}s", gib(pd["peak"]),
-                     f"{pd['seconds'] / pd['count_seconds']:.1f}x count(*)"])
+        rows.append(
+            [
+                f"count(*) SQLite billing ({pd['count']:,} rows)",
+                f"{pd['count_seconds']:.3f}s",
+                "-",
+                "1.00x",
+            ]
+        )
+        rows.append(
+            [
+                "pushdown segment checksums",
+                f"{pd['seconds']:.2f}s",
+                gib(pd["peak"]),
+                f"{pd['seconds'] / pd['count_seconds']:.1f}x count(*)",
+            ]
+        )
         notes.append(
             f"pushdown (SQLite staged in {st:.0f}s): differing {pd['differing']} "
             f"(planted {planted_sql['changed']}), only golden {pd['only_golden']}, only billing "

@@ -1,1 +1,3 @@
-"""Reconciliation: golden records vs each system, compared in columns (see docs/reconciliation.md)."""
+"""Reconciliation: golden records vs each system, compared in columns.
+
+See docs/reconciliation.md for the interface and the figures."""

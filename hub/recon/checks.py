@@ -18,6 +18,9 @@ Input columns are the canonical field names (flattened), with ``key`` the hub id
 tables (lines, items, tiers) carry their parent's hub id in ``key``.
 """
 
+# ruff: noqa: S608 - SQL is built from quoted identifiers and escaped literals; values
+# that come from callers are bound parameters.
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -74,7 +77,8 @@ def price_amount_sql(items: str, tiers: str) -> str:
             SELECT i.key, i.item_id,
                    sum(CASE WHEN least(i.q, coalesce(t.up_to, i.q)) > t.lower
                             THEN CAST(t.f AS HUGEINT)
-                                 + CAST(t.u AS HUGEINT) * (least(i.q, coalesce(t.up_to, i.q)) - t.lower)
+                                 + CAST(t.u AS HUGEINT)
+                                   * (least(i.q, coalesce(t.up_to, i.q)) - t.lower)
                             ELSE 0 END) gross
             FROM {items} i JOIN t USING (key, item_id) WHERE i.kind = 'graduated'
             GROUP BY i.key, i.item_id),
@@ -113,7 +117,9 @@ def price_leakage(
     item_id if a subscription has the SKU twice). Quantity is the subscription item's,
     except for usage prices, which charge the line's metered quantity. Lines without a SKU
     or invoices without a subscription are not priced."""
-    inv, ln, it = (register(con, x, h) for x, h in ((invoices, "inv"), (lines, "lines"), (items, "items")))
+    inv, ln, it = (
+        register(con, x, h) for x, h in ((invoices, "inv"), (lines, "lines"), (items, "items"))
+    )
     if tiers is None:
         tiers = pa.table(
             {
@@ -217,7 +223,9 @@ def broken_refs(
         retired = "false"
         if pim_products is not None:
             pim = register(con, pim_products, "pim")
-            retired = f"EXISTS (SELECT 1 FROM {pim} p WHERE p.key = i.sku AND p.lifecycle = 'retired')"
+            retired = (
+                f"EXISTS (SELECT 1 FROM {pim} p WHERE p.key = i.sku AND p.lifecycle = 'retired')"
+            )
         parts.append(
             f"""SELECT 'subscription' entity, i.key, {ext} external_id, {s} system,
                        'broken_ref' kind,
@@ -248,7 +256,8 @@ def allocations(
     ``stock`` (sku, location, quantity on hand), open allocations per SKU and location
     beyond what is on hand."""
     al, sub, it = (
-        register(con, x, h) for x, h in ((allocations, "alloc"), (subscriptions, "subs"), (items, "items"))
+        register(con, x, h)
+        for x, h in ((allocations, "alloc"), (subscriptions, "subs"), (items, "items"))
     )
     s = F.literal(system)
     open_ = ", ".join(F.literal(x) for x in _OPEN_ALLOCATIONS)

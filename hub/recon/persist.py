@@ -13,6 +13,9 @@ statements do the rest in one transaction, whatever the number of findings:
   or an invoice finding, nor the sync engine's ``conflict`` findings.
 """
 
+# ruff: noqa: S608 - SQL is built from quoted identifiers and escaped literals; values
+# that come from callers are bound parameters.
+
 from __future__ import annotations
 
 import uuid
@@ -50,9 +53,10 @@ def _dedupe(findings: pa.Table) -> pa.Table:
     statement; PostgreSQL refuses that)."""
     if findings.num_rows == 0:
         return findings
-    return duckdb.sql(
-        "SELECT * FROM findings QUALIFY row_number() OVER (PARTITION BY id ORDER BY kind) = 1"
-    ).to_arrow_table()
+    con = duckdb.connect()
+    con.register("findings", findings)
+    sql = "SELECT * FROM findings QUALIFY row_number() OVER (PARTITION BY id ORDER BY kind) = 1"
+    return con.sql(sql).to_arrow_table()
 
 
 def persist(
@@ -88,7 +92,12 @@ def persist(
                 scope=sa.JSON(),
                 counts=sa.JSON(),
             ),
-            {"id": run_id, "started": started_at, "scope": [asdict(s) for s in scope], "counts": {}},
+            {
+                "id": run_id,
+                "started": started_at,
+                "scope": [asdict(s) for s in scope],
+                "counts": {},
+            },
         )
         temp = "CREATE TEMP TABLE" + (" IF NOT EXISTS" if not pg else "")
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {_STAGE}"))
@@ -102,26 +111,38 @@ def persist(
             )
         )
         insert = sa.text(
-            f"INSERT INTO {_STAGE} ({', '.join(_COLS)}) VALUES ({', '.join(':' + c for c in _COLS)})"
+            f"INSERT INTO {_STAGE} ({', '.join(_COLS)}) "
+            f"VALUES ({', '.join(':' + c for c in _COLS)})"
         )
         for batch in findings.select(list(_COLS)).to_batches(batch_size):
             conn.execute(insert, batch.to_pylist())
 
         counts: dict[str, Any] = {"observed": findings.num_rows}
         counts["new"] = conn.execute(
-            sa.text(f"SELECT count(*) FROM {_STAGE} s WHERE NOT EXISTS "
-                    "(SELECT 1 FROM findings f WHERE f.id = s.id)")
+            sa.text(
+                f"SELECT count(*) FROM {_STAGE} s WHERE NOT EXISTS "
+                "(SELECT 1 FROM findings f WHERE f.id = s.id)"
+            )
         ).scalar_one()
         counts["reopened"] = conn.execute(
-            sa.text(f"SELECT count(*) FROM {_STAGE} s JOIN findings f ON f.id = s.id "
-                    "WHERE f.status <> 'open'")
+            sa.text(
+                f"SELECT count(*) FROM {_STAGE} s JOIN findings f ON f.id = s.id "
+                "WHERE f.status <> 'open'"
+            )
         ).scalar_one()
         cols = ", ".join(_COLS)
         select = ", ".join(as_json.format(c) if c in ("expected", "actual") else c for c in _COLS)
         updates = ", ".join(
             f"{c} = excluded.{c}"
-            for c in ("external_id", "expected", "actual", "severity", "amount_at_stake_minor",
-                      "currency", "last_seen")
+            for c in (
+                "external_id",
+                "expected",
+                "actual",
+                "severity",
+                "amount_at_stake_minor",
+                "currency",
+                "last_seen",
+            )
         )
         conn.execute(
             stmt(
@@ -153,24 +174,32 @@ def persist(
             {"run": run_id, "now": now, **scope_params},
         )
         counts["resolved"] = conn.execute(
-            stmt(f"UPDATE findings SET status = 'resolved', resolved_at = :now WHERE {gone}", now=ts),
+            stmt(
+                f"UPDATE findings SET status = 'resolved', resolved_at = :now WHERE {gone}", now=ts
+            ),
             {"now": now, **scope_params},
         ).rowcount
         for col in ("kind", "severity"):
             counts[f"by_{col}"] = {
-                k: n for k, n in conn.execute(sa.text(f"SELECT {col}, count(*) FROM {_STAGE} GROUP BY {col}"))
+                k: n
+                for k, n in conn.execute(
+                    sa.text(f"SELECT {col}, count(*) FROM {_STAGE} GROUP BY {col}")
+                )
             }
         counts["amount_at_stake_minor"] = {
             cur: int(n)
             for cur, n in conn.execute(
-                sa.text(f"SELECT currency, sum(abs(amount_at_stake_minor)) FROM {_STAGE} "
-                        "WHERE amount_at_stake_minor IS NOT NULL AND currency IS NOT NULL "
-                        "GROUP BY currency")
+                sa.text(
+                    f"SELECT currency, sum(abs(amount_at_stake_minor)) FROM {_STAGE} "
+                    "WHERE amount_at_stake_minor IS NOT NULL AND currency IS NOT NULL "
+                    "GROUP BY currency"
+                )
             )
         }
         conn.execute(
             stmt(
-                "UPDATE reconciliation_runs SET finished_at = :done, counts = :counts WHERE id = :id",
+                "UPDATE reconciliation_runs SET finished_at = :done, counts = :counts "
+                "WHERE id = :id",
                 done=ts,
                 counts=sa.JSON(),
             ),

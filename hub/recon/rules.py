@@ -10,8 +10,20 @@ from __future__ import annotations
 from hub.mapping_spec import CompareRule
 
 EXACT = CompareRule()
-_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER",
-            "USMALLINT", "UTINYINT", "FLOAT", "DOUBLE", "REAL")
+_NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UBIGINT",
+    "UINTEGER",
+    "USMALLINT",
+    "UTINYINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+)
 
 
 def is_money(field: str) -> bool:

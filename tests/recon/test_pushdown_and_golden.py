@@ -22,7 +22,8 @@ from hub.store.models import GoldenRecord
 
 META = sa.MetaData()
 INVOICES = sa.Table(
-    "invoices", META,
+    "invoices",
+    META,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("number", sa.String(20)),
     sa.Column("total_minor", sa.BigInteger),
@@ -35,10 +36,18 @@ def _fill(engine: sa.Engine, n: int) -> None:
     META.drop_all(engine)
     META.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(sa.insert(INVOICES), [
-            {"id": i, "number": f"N{i}", "total_minor": i * 10, "status": "paid" if i % 3 else None}
-            for i in range(1, n + 1)
-        ])
+        conn.execute(
+            sa.insert(INVOICES),
+            [
+                {
+                    "id": i,
+                    "number": f"N{i}",
+                    "total_minor": i * 10,
+                    "status": "paid" if i % 3 else None,
+                }
+                for i in range(1, n + 1)
+            ],
+        )
 
 
 def _drift(engine: sa.Engine, changed: set[int], deleted: set[int], added: set[int]) -> None:
@@ -53,7 +62,9 @@ def _drift(engine: sa.Engine, changed: set[int], deleted: set[int], added: set[i
 
 @settings(max_examples=15, deadline=None)
 @given(st.data())
-def test_bisection_finds_exactly_the_differing_keys(tmp_path_factory: object, data: st.DataObject) -> None:
+def test_bisection_finds_exactly_the_differing_keys(
+    tmp_path_factory: object, data: st.DataObject
+) -> None:
     base = Path(tmp_path_factory.mktemp("hd"))  # type: ignore[attr-defined]
     n = 3000
     golden = sa.create_engine(f"sqlite:///{base / 'golden.sqlite'}")
@@ -65,8 +76,12 @@ def test_bisection_finds_exactly_the_differing_keys(tmp_path_factory: object, da
     deleted = data.draw(st.sets(keys, max_size=10)) - changed
     added = data.draw(st.sets(st.integers(n + 1, n + 500), max_size=10))
     _drift(billing, changed, deleted, added)
-    diff = hashdiff(SqlTable(golden, "invoices", "id", COLS), SqlTable(billing, "invoices", "id", COLS),
-                    fanout=8, leaf_rows=64)
+    diff = hashdiff(
+        SqlTable(golden, "invoices", "id", COLS),
+        SqlTable(billing, "invoices", "id", COLS),
+        fanout=8,
+        leaf_rows=64,
+    )
     assert diff.differing == sorted(changed)
     assert diff.only_a == sorted(deleted)
     assert diff.only_b == sorted(added)
@@ -83,8 +98,12 @@ def test_pushdown_on_postgresql_against_sqlite(store_url: str, tmp_path: Path) -
     _fill(pg_or_lite, 500)
     _fill(lite, 500)
     _drift(pg_or_lite, {7, 300}, {42}, {900})
-    diff = hashdiff(SqlTable(lite, "invoices", "id", COLS), SqlTable(pg_or_lite, "invoices", "id", COLS),
-                    fanout=4, leaf_rows=16)
+    diff = hashdiff(
+        SqlTable(lite, "invoices", "id", COLS),
+        SqlTable(pg_or_lite, "invoices", "id", COLS),
+        fanout=4,
+        leaf_rows=16,
+    )
     assert (diff.differing, diff.only_a, diff.only_b) == ([7, 300], [42], [900])
     assert diff.rows_fetched < 200  # bisection, not a full download
     pg_or_lite.dispose()
@@ -92,17 +111,32 @@ def test_pushdown_on_postgresql_against_sqlite(store_url: str, tmp_path: Path) -
 
 
 def _customer(i: int, city: str = "Berlin") -> dict[str, object]:
-    return {"hub_id": f"c{i}", "legal_name": f"Cust {i}", "currency": "EUR",
-            "billing_address": {"street": "S", "city": city, "postal_code": "1", "country": "DE"},
-            "updated_at": "2024-05-01T10:00:00+00:00"}
+    return {
+        "hub_id": f"c{i}",
+        "legal_name": f"Cust {i}",
+        "currency": "EUR",
+        "billing_address": {"street": "S", "city": city, "postal_code": "1", "country": "DE"},
+        "updated_at": "2024-05-01T10:00:00+00:00",
+    }
 
 
 def _invoice(i: int) -> dict[str, object]:
-    return {"hub_id": f"i{i}", "number": f"N{i}", "customer_id": "c1", "currency": "EUR",
-            "lines": [{"line_no": 1, "amount_minor": 5, "period_start": "2024-05-01"},
-                      {"line_no": 2, "amount_minor": 7}],
-            "subtotal_minor": 12, "total_minor": 12, "issue_date": "2024-05-01",
-            "due_date": "2024-05-31", "status": "open", "updated_at": "2024-05-01T10:00:00+02:00"}
+    return {
+        "hub_id": f"i{i}",
+        "number": f"N{i}",
+        "customer_id": "c1",
+        "currency": "EUR",
+        "lines": [
+            {"line_no": 1, "amount_minor": 5, "period_start": "2024-05-01"},
+            {"line_no": 2, "amount_minor": 7},
+        ],
+        "subtotal_minor": 12,
+        "total_minor": 12,
+        "issue_date": "2024-05-01",
+        "due_date": "2024-05-31",
+        "status": "open",
+        "updated_at": "2024-05-01T10:00:00+02:00",
+    }
 
 
 def test_golden_loader_streams_flattened_arrow(store_url: str) -> None:
@@ -110,11 +144,24 @@ def test_golden_loader_streams_flattened_arrow(store_url: str) -> None:
     engine = create_store_engine(store_url)
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        rows = [("customer", _customer(i)) for i in range(5)] + [("invoice", _invoice(i)) for i in range(3)]
-        conn.execute(sa.insert(GoldenRecord), [
-            {"entity": e, "hub_id": d["hub_id"], "data": d, "field_meta": {},
-             "fingerprint": fingerprint(d), "created_at": now, "updated_at": now} for e, d in rows
-        ])
+        rows = [("customer", _customer(i)) for i in range(5)] + [
+            ("invoice", _invoice(i)) for i in range(3)
+        ]
+        conn.execute(
+            sa.insert(GoldenRecord),
+            [
+                {
+                    "entity": e,
+                    "hub_id": d["hub_id"],
+                    "data": d,
+                    "field_meta": {},
+                    "fingerprint": fingerprint(d),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for e, d in rows
+            ],
+        )
     batches = list(golden_batches(engine, "customer", batch_size=2))
     assert [b.num_rows for b in batches] == [2, 2, 1]
     customers = pa.concat_tables(batches)
@@ -122,11 +169,17 @@ def test_golden_loader_streams_flattened_arrow(store_url: str) -> None:
     assert customers.column("key").to_pylist() == [f"c{i}" for i in range(5)]
     assert customers.schema.field("updated_at").type == pa.timestamp("us", tz="UTC")
 
-    system = pa.Table.from_pylist([{"key": f"c{i}", "billing_address.city": c, "legal_name": f"Cust {i}"}
-                                   for i, c in enumerate(["Berlin", "Rome", "Berlin", "Berlin"])])
+    system = pa.Table.from_pylist(
+        [
+            {"key": f"c{i}", "billing_address.city": c, "legal_name": f"Cust {i}"}
+            for i, c in enumerate(["Berlin", "Rome", "Berlin", "Berlin"])
+        ]
+    )
     found = compare(connect(), customers, system, entity="customer", system="salesforce")
     assert {(r["key"], r["kind"], r["field"]) for r in found.to_pylist()} == {
-        ("c1", "mismatch", "billing_address.city"), ("c4", "missing", None)}
+        ("c1", "mismatch", "billing_address.city"),
+        ("c4", "missing", None),
+    }
 
     invoices = load_golden(engine, "invoice")
     lines = children(invoices, "lines")
