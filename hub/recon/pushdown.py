@@ -117,12 +117,15 @@ class _Side:
         out: dict[int, int] = {}
         for start in range(0, len(ranges), 200):
             chunk = ranges[start : start + 200]
-            where = " OR ".join(f"{self.key} BETWEEN :lo{i} AND :hi{i}" for i in range(len(chunk)))
+            # UNION ALL of range scans: an OR of ranges makes SQLite scan the whole table
+            sql = " UNION ALL ".join(
+                f"SELECT {self.key}, {self.hash} FROM {self.table} "
+                f"WHERE {self.key} BETWEEN :lo{i} AND :hi{i}"
+                for i in range(len(chunk))
+            )
             params = {f"lo{i}": lo for i, (lo, _) in enumerate(chunk)}
             params.update({f"hi{i}": hi for i, (_, hi) in enumerate(chunk)})
-            rows = self.run(
-                f"SELECT {self.key}, {self.hash} FROM {self.table} WHERE {where}", **params
-            )
+            rows = self.run(sql, **params)
             out.update((int(k), int(h)) for k, h in rows)
         return out
 
@@ -130,11 +133,14 @@ class _Side:
         self.conn.close()
 
 
-def hashdiff(a: SqlTable, b: SqlTable, *, fanout: int = 64, leaf_rows: int = 256) -> HashDiff:
+def hashdiff(
+    a: SqlTable, b: SqlTable, *, fanout: int = 64, leaf_rows: int = 32, first_rows: int = 512
+) -> HashDiff:
     """Keys that differ between ``a`` and ``b``, found by segment checksums.
 
-    The first pass splits the key range into about ``rows / leaf_rows`` segments (one
-    scan; thousands of checksums cost kilobytes), later passes into ``fanout``. A
+    The first pass splits the key range into segments of about ``first_rows`` rows (one
+    scan; thousands of checksums cost kilobytes), later passes split a differing segment
+    into ``fanout`` (index range scans). A
     differing segment of at most ``2 * leaf_rows`` rows on each side is settled by fetching its
     (key, hash) pairs, all such segments together in a few queries."""
     fn = "crc32" if a.engine.dialect.name == b.engine.dialect.name == "sqlite" else "md5"
@@ -157,7 +163,7 @@ def hashdiff(a: SqlTable, b: SqlTable, *, fanout: int = 64, leaf_rows: int = 256
             if rows <= 2 * leaf_rows or lo == hi:
                 leaves.append((lo, hi))
                 continue
-            parts = max(fanout, rows // leaf_rows) if first else fanout
+            parts = max(fanout, rows // first_rows) if first else fanout
             first = False
             width = max(1, -(-(hi - lo + 1) // parts))
             ga, gb = pool.map(lambda s, lo=lo, hi=hi, w=width: s.segments(lo, hi, w), (sa_, sb))
