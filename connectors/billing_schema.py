@@ -1,0 +1,328 @@
+"""The billing store's schema: a subscription-billing database as SQLAlchemy Core tables.
+
+Billing is the system of record for subscriptions, prices, invoices and dunning, so its
+tables look like a real billing product's: its own integer ids and account/invoice
+numbers, foreign keys between its own rows, and the other systems' numbers kept as plain
+columns (``sap_customer_number``, ``salesforce_account_id``) because that is how a billing
+product stores cross references. ``hub_id`` is the hub's external id on every synced table
+(nullable: billing may create a record before the hub has seen it).
+
+Conventions the billing connector relies on:
+
+* money is ``BIGINT`` minor units next to a ``CHAR(3)`` ISO 4217 currency, never a float;
+* every table has ``updated_at`` (timezone-aware UTC; SQLite stores it as naive UTC) and an
+  index on ``(updated_at, id)`` for keyset-paginated incremental reads;
+* child rows (subscription items, invoice lines) carry ``updated_at`` too, and their parent
+  is touched whenever they change;
+* an allocation references its subscription item by the natural key
+  ``(subscription_id, item_id)`` - deferrable on PostgreSQL - so items can be replaced
+  wholesale in one transaction without breaking allocations.
+
+The same tables work on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect, Engine
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC in and out on every backend (SQLite has no zone: naive UTC there)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: billing stores timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id() -> sa.Column[int]:
+    # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+
+
+def _money(name: str, nullable: bool = False) -> sa.Column[int]:
+    return sa.Column(
+        name, sa.BigInteger, nullable=nullable, server_default=None if nullable else "0"
+    )
+
+
+def _currency() -> sa.Column[str]:
+    return sa.Column("currency", sa.CHAR(3), nullable=False)
+
+
+def _stamps() -> list[sa.Column[datetime]]:
+    return [
+        sa.Column("created_at", UtcDateTime(), nullable=False, default=_now),
+        sa.Column("updated_at", UtcDateTime(), nullable=False, default=_now, onupdate=_now),
+    ]
+
+
+def _cursor_index(table: str) -> sa.Index:
+    return sa.Index(f"ix_{table}_updated_at_id", "updated_at", "id")
+
+
+def _address(prefix: str, required: bool) -> list[sa.Column[str]]:
+    return [
+        sa.Column(f"{prefix}_street", sa.String(255), nullable=not required),
+        sa.Column(f"{prefix}_city", sa.String(255), nullable=not required),
+        sa.Column(f"{prefix}_postal_code", sa.String(16), nullable=not required),
+        sa.Column(f"{prefix}_country", sa.CHAR(2), nullable=not required),
+        sa.Column(f"{prefix}_region", sa.String(64)),
+    ]
+
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    _id(),
+    sa.Column("hub_id", sa.String(64), unique=True),
+    sa.Column("account_number", sa.String(32), nullable=False, unique=True),
+    sa.Column("sap_customer_number", sa.String(10), index=True),
+    sa.Column("salesforce_account_id", sa.String(18), index=True),
+    sa.Column("legal_name", sa.String(255), nullable=False),
+    sa.Column("tax_id", sa.String(32)),
+    *_address("billing", required=True),
+    *_address("shipping", required=False),
+    _currency(),
+    sa.Column("payment_terms", sa.String(16), nullable=False, server_default="net30"),
+    _money("credit_limit_minor", nullable=True),
+    sa.Column("parent_account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), index=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("dunning_level", sa.SmallInteger, nullable=False, server_default="0"),
+    *_stamps(),
+    sa.CheckConstraint("dunning_level BETWEEN 0 AND 4", name="dunning_level"),
+    sa.CheckConstraint("status IN ('active', 'blocked', 'inactive')", name="status"),
+    _cursor_index("accounts"),
+)
+
+products = sa.Table(
+    "products",
+    metadata,
+    _id(),
+    sa.Column("sku", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("sellable", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("lifecycle", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("unit", sa.String(8), nullable=False, server_default="EA"),
+    sa.Column("family", sa.String(64)),
+    *_stamps(),
+    _cursor_index("products"),
+)
+
+#: The price catalogue: list prices per SKU, currency and billing period. Subscription
+#: items copy the price they were sold at (plus any discount), as billing products do, so
+#: a list-price change never rewrites running contracts.
+prices = sa.Table(
+    "prices",
+    metadata,
+    _id(),
+    sa.Column("code", sa.String(64), nullable=False, unique=True),
+    sa.Column("sku", sa.String(64), sa.ForeignKey("products.sku"), nullable=False, index=True),
+    _currency(),
+    sa.Column("billing_period", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    _money("flat_amount_minor"),
+    _money("unit_amount_minor"),
+    sa.Column("tiers", sa.JSON, nullable=False, default=list),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    *_stamps(),
+    sa.CheckConstraint("kind IN ('flat', 'per_unit', 'graduated', 'volume', 'usage')", name="kind"),
+    sa.UniqueConstraint("sku", "currency", "billing_period"),
+    _cursor_index("prices"),
+)
+
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    _id(),
+    sa.Column("hub_id", sa.String(64), unique=True),
+    sa.Column(
+        "account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
+    sa.Column("contract_number", sa.String(40)),
+    _currency(),
+    sa.Column("billing_period", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("end_date", sa.Date),
+    sa.Column("trial_end", sa.Date),
+    sa.Column("auto_renew", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("renewal_date", sa.Date),
+    sa.Column("canceled_at", UtcDateTime()),
+    *_stamps(),
+    sa.CheckConstraint(
+        "status IN ('trialing', 'active', 'past_due', 'paused', 'canceled')", name="status"
+    ),
+    sa.CheckConstraint("billing_period IN ('month', 'quarter', 'year')", name="period"),
+    _cursor_index("subscriptions"),
+)
+
+subscription_items = sa.Table(
+    "subscription_items",
+    metadata,
+    _id(),
+    sa.Column(
+        "subscription_id",
+        sa.BigInteger,
+        sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("item_id", sa.String(64), nullable=False),
+    sa.Column("sku", sa.String(64), nullable=False, index=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("price_id", sa.BigInteger, sa.ForeignKey("prices.id")),
+    sa.Column("price_kind", sa.String(16), nullable=False),
+    _money("flat_amount_minor"),
+    _money("unit_amount_minor"),
+    sa.Column("tiers", sa.JSON, nullable=False, default=list),
+    sa.Column("discount_bps", sa.Integer, nullable=False, server_default="0"),
+    *_stamps(),
+    sa.CheckConstraint(
+        "price_kind IN ('flat', 'per_unit', 'graduated', 'volume', 'usage')", name="kind"
+    ),
+    sa.CheckConstraint("discount_bps BETWEEN 0 AND 10000", name="discount"),
+    sa.CheckConstraint("quantity >= 0", name="quantity"),
+    sa.UniqueConstraint("subscription_id", "item_id"),
+    _cursor_index("subscription_items"),
+)
+
+invoices = sa.Table(
+    "invoices",
+    metadata,
+    _id(),
+    sa.Column("hub_id", sa.String(64), unique=True),
+    sa.Column("number", sa.String(40), nullable=False, unique=True),
+    sa.Column(
+        "account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False, index=True
+    ),
+    sa.Column("subscription_id", sa.BigInteger, sa.ForeignKey("subscriptions.id"), index=True),
+    _currency(),
+    _money("subtotal_minor"),
+    _money("tax_minor"),
+    _money("total_minor"),
+    _money("amount_paid_minor"),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("dunning_stage", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("paid_at", UtcDateTime()),
+    sa.Column("sap_billing_document", sa.String(10), index=True),
+    sa.Column("salesforce_invoice_id", sa.String(18), index=True),
+    *_stamps(),
+    sa.CheckConstraint(
+        "status IN ('draft', 'open', 'paid', 'void', 'uncollectible')", name="status"
+    ),
+    sa.CheckConstraint("dunning_stage BETWEEN 0 AND 4", name="dunning_stage"),
+    sa.CheckConstraint("due_date >= issue_date", name="dates"),
+    sa.Index("ix_invoices_status_due_date", "status", "due_date"),
+    _cursor_index("invoices"),
+)
+
+invoice_lines = sa.Table(
+    "invoice_lines",
+    metadata,
+    _id(),
+    sa.Column(
+        "invoice_id",
+        sa.BigInteger,
+        sa.ForeignKey("invoices.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("sku", sa.String(64)),
+    sa.Column("description", sa.String(255), nullable=False, server_default=""),
+    sa.Column("quantity", sa.BigInteger, nullable=False, server_default="1"),
+    _money("unit_amount_minor"),
+    _money("amount_minor"),
+    sa.Column("period_start", sa.Date),
+    sa.Column("period_end", sa.Date),
+    *_stamps(),
+    sa.UniqueConstraint("invoice_id", "line_no"),
+    _cursor_index("invoice_lines"),
+)
+
+allocations = sa.Table(
+    "allocations",
+    metadata,
+    _id(),
+    sa.Column("hub_id", sa.String(64), unique=True),
+    sa.Column("subscription_id", sa.BigInteger, sa.ForeignKey("subscriptions.id"), nullable=False),
+    sa.Column("item_id", sa.String(64), nullable=False),
+    sa.Column("sku", sa.String(64), nullable=False, index=True),
+    sa.Column("location", sa.String(16), nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("delivery_date", sa.Date, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="reserved"),
+    sa.Column("wms_allocation_id", sa.String(32), index=True),
+    *_stamps(),
+    sa.ForeignKeyConstraint(
+        ["subscription_id", "item_id"],
+        ["subscription_items.subscription_id", "subscription_items.item_id"],
+        deferrable=True,
+        initially="DEFERRED",
+    ),
+    sa.CheckConstraint("quantity >= 1", name="quantity"),
+    sa.CheckConstraint("status IN ('reserved', 'picked', 'shipped', 'released')", name="status"),
+    sa.Index("ix_allocations_subscription_id_item_id", "subscription_id", "item_id"),
+    _cursor_index("allocations"),
+)
+
+#: Tables in dependency order (parents first): the order to load or truncate them in.
+TABLES: tuple[sa.Table, ...] = (
+    accounts,
+    products,
+    prices,
+    subscriptions,
+    subscription_items,
+    invoices,
+    invoice_lines,
+    allocations,
+)
+
+
+def create_billing_schema(engine: Engine) -> None:
+    """Create every billing table and index that does not exist yet (idempotent)."""
+    metadata.create_all(engine)
+
+
+def reset_id_sequences(engine: Engine) -> None:
+    """After a bulk load with explicit ids, move PostgreSQL's identity sequences past the
+    highest id so the next ordinary insert does not collide (SQLite needs nothing)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        for table in TABLES:
+            highest = sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0) + 1)
+            sequence = sa.func.pg_get_serial_sequence(table.name, "id")
+            conn.execute(sa.select(sa.func.setval(sequence, highest.scalar_subquery(), False)))
