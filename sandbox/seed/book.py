@@ -1,0 +1,418 @@
+"""A deterministic B2B subscription book: customers, subscriptions, allocations, invoices.
+
+Each customer's whole slice of the book (its subscriptions, their allocations and invoices)
+comes from a random generator seeded by ``(seed, customer index)`` alone, so
+
+* the same seed gives the same book, byte for byte, on any machine and any day;
+* the book streams customer by customer in bounded memory (100k customers, ~1M invoices);
+* any one customer's slice can be regenerated on its own (the drift planter does that).
+
+Records are canonical dicts (``hub.model.validate_record`` accepts every one of them);
+invoice line amounts are what the item's price model says (``Price.amount_minor``) and
+taxes follow the customer's region. Nothing here is drift: drift is planted afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from hub.currency import exponent
+from hub.model import Price
+from sandbox.seed import catalog as C
+from sandbox.seed.catalog import AS_OF, Region
+
+Record = dict[str, Any]
+
+_ADJECTIVES = (
+    "Northwind", "Blue Harbor", "Granite", "Silverline", "Evergreen", "Redwood", "Summit",
+    "Brightwater", "Ironbridge", "Cobalt", "Meridian", "Lakeside", "Polar", "Crescent",
+    "Sterling", "Atlas", "Horizon", "Pioneer", "Keystone", "Falcon", "Orchid", "Tidewater",
+    "Copperfield", "Juniper", "Vantage", "Harbor Point", "Aurora", "Cedar", "Quantum",
+    "Riverbend",
+)  # fmt: skip
+_NOUNS = (
+    "Logistics", "Foods", "Pharma", "Retail", "Manufacturing", "Labs", "Health", "Freight",
+    "Systems", "Dynamics", "Distribution", "Energy", "Biotech", "Supply", "Components",
+    "Analytics", "Hospitality", "Textiles", "Robotics", "Cold Chain",
+)  # fmt: skip
+_STREETS = (
+    "Main Street", "Market Street", "Harbour Road", "Industrial Way", "Station Road",
+    "Park Avenue", "Mill Lane", "Commerce Drive", "Lindenstraße", "Rue de la Paix",
+    "Keizersgracht", "Queen Street", "Chuo-dori", "King Street West",
+)  # fmt: skip
+
+_SEGMENTS = (("smb", 60), ("mid_market", 30), ("enterprise", 10))
+_TERMS = {
+    "smb": (("due_on_receipt", 2), ("net15", 3), ("net30", 5)),
+    "mid_market": (("net30", 6), ("net45", 3), ("net15", 1)),
+    "enterprise": (("net45", 3), ("net60", 4), ("net90", 2), ("net30", 1)),
+}
+_TERM_DAYS = {"due_on_receipt": 0, "net15": 15, "net30": 30, "net45": 45, "net60": 60,
+              "net90": 90}  # fmt: skip
+_CREDIT_USD = {"smb": (5_000, 50_000), "mid_market": (50_000, 250_000),
+               "enterprise": (250_000, 2_000_000)}  # fmt: skip
+_SUBS = {"smb": (1, 1), "mid_market": (1, 2), "enterprise": (2, 4)}
+_QTY_SCALE = {"smb": 1, "mid_market": 4, "enterprise": 15}
+_STATUSES = (("active", 68), ("trialing", 5), ("past_due", 8), ("paused", 5), ("canceled", 14))
+_PERIODS = (("month", 55), ("quarter", 20), ("year", 25))
+HISTORY_DAYS = 365  # invoices are generated for periods starting in the last year
+
+
+@dataclass
+class CustomerSlice:
+    """One customer and everything of the book that hangs off it."""
+
+    index: int
+    customer: Record
+    subscriptions: list[Record] = field(default_factory=list)
+    allocations: list[Record] = field(default_factory=list)
+    invoices: list[Record] = field(default_factory=list)
+    region: Region = C.REGIONS[0]
+
+
+def customer_id(index: int) -> str:
+    return f"CUS-{index + 1:07d}"
+
+
+def sap_customer_number(index: int) -> str:
+    """SAP business partner / customer number (numeric, at most 10 characters)."""
+    return str(1_000_000 + index + 1)
+
+
+def salesforce_id(prefix: str, number: int) -> str:
+    """A valid 18-character Salesforce id (15-character id + case-safe checksum)."""
+    short = f"{prefix}5g{number:010d}"
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+    suffix = ""
+    for chunk in (short[0:5], short[5:10], short[10:15]):
+        bits = sum(1 << i for i, ch in enumerate(chunk) if ch.isupper())
+        suffix += alphabet[bits]
+    return short + suffix
+
+
+def _weighted(rng: random.Random, options: tuple[tuple[str, int], ...]) -> str:
+    values, weights = zip(*options, strict=True)
+    return rng.choices(values, weights=weights)[0]
+
+
+def _digits(rng: random.Random, pattern: str) -> str:
+    return "".join(str(rng.randrange(10)) if ch == "D" else ch for ch in pattern)
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus whole months; days are kept at <= 28 in the book so this never clips."""
+    total = day.year * 12 + day.month - 1 + months
+    return date(total // 12, total % 12 + 1, day.day)
+
+
+def _stamp(day: date, rng: random.Random) -> datetime:
+    """A change timestamp on ``day`` (never after the book's as-of instant)."""
+    moment = datetime.combine(day, time(8, 0), UTC) + timedelta(seconds=rng.randrange(36_000))
+    return min(moment, C.AS_OF_TS)
+
+
+class Book:
+    """The book for one ``(seed, customers)``; iterate :meth:`slices` to stream it."""
+
+    def __init__(self, seed: int = 42, customers: int = 300) -> None:
+        if customers < 1:
+            raise ValueError("customers must be at least 1")
+        self.seed = seed
+        self.customers = customers
+        self._sellable = [p for p in C.PRODUCTS if p.sellable and p.weight > 0]
+        self._regions = tuple((r, r.weight) for r in C.REGIONS)
+
+    def products(self) -> list[Record]:
+        return C.canonical_products()
+
+    def slices(self, start: int = 0, stop: int | None = None) -> Iterator[CustomerSlice]:
+        for index in range(start, self.customers if stop is None else stop):
+            yield self.slice(index)
+
+    def slice(self, index: int) -> CustomerSlice:
+        rng = random.Random(f"sandbox-book/{self.seed}/{index}")
+        region = rng.choices([r for r, _ in self._regions], [w for _, w in self._regions])[0]
+        segment = _weighted(rng, _SEGMENTS)
+        terms = _weighted(rng, _TERMS[segment])
+        out = CustomerSlice(index, {}, region=region)
+        since = AS_OF - timedelta(days=rng.randrange(60, 1_500))
+        for k in range(rng.randint(*_SUBS[segment])):
+            self._subscription(rng, out, k, segment, terms)
+        out.customer = self._customer(rng, index, segment, terms, since, out)
+        return out
+
+    # -- customers -------------------------------------------------------------------------
+    def _customer(
+        self,
+        rng: random.Random,
+        index: int,
+        segment: str,
+        terms: str,
+        since: date,
+        out: CustomerSlice,
+    ) -> Record:
+        region = out.region
+        city, postal, state = rng.choice(region.cities)
+        name = f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(region.suffixes)}"
+        address = {
+            "street": f"{rng.randint(1, 480)} {rng.choice(_STREETS)}",
+            "city": city,
+            "postal_code": (postal + f"{rng.randrange(100):02d}").strip()[:10],
+            "country": region.country,
+            "region": state,
+        }
+        shipping = None
+        if rng.random() < 0.25:
+            shipping = {**address, "street": f"{rng.randint(1, 90)} {rng.choice(_STREETS)}"}
+        low, high = _CREDIT_USD[segment]
+        credit = None
+        if rng.random() < 0.9:
+            usd = rng.randrange(low, high, 1_000)
+            num, den = C.FX[region.currency]
+            credit = usd * num // den * 10 ** exponent(region.currency)
+        parent = None
+        if index >= 10 and rng.random() < 0.08:
+            parent = customer_id(rng.randrange(max(0, index - 200), index))
+        dunning = max((inv["dunning_stage"] for inv in out.invoices if inv["status"] == "open"),
+                      default=0)  # fmt: skip
+        statuses = {s["status"] for s in out.subscriptions}
+        status = "active"
+        if dunning >= 4:
+            status = "blocked"
+        elif statuses == {"canceled"}:
+            status = "inactive"
+        tax_id = None
+        if region.tax_id_format and rng.random() < 0.93:
+            tax_id = _digits(rng, region.tax_id_format)
+        changed = max([since, *(s["updated_at"].date() for s in out.subscriptions)], default=since)
+        return {
+            "hub_id": customer_id(index),
+            "legal_name": name,
+            "tax_id": tax_id,
+            "billing_address": address,
+            "shipping_address": shipping,
+            "currency": region.currency,
+            "payment_terms": terms,
+            "credit_limit_minor": credit,
+            "parent_id": parent,
+            "status": status,
+            "dunning_level": dunning,
+            "segment": segment,
+            "updated_at": _stamp(changed, rng),
+        }
+
+    # -- subscriptions ---------------------------------------------------------------------
+    def _subscription(
+        self, rng: random.Random, out: CustomerSlice, k: int, segment: str, terms: str
+    ) -> None:
+        index, region = out.index, out.region
+        sub_id = f"SUB-{index + 1:07d}-{k + 1}"
+        niche = k == 0 and index % C.NICHE_EVERY == C.NICHE_OFFSET
+        status = "active" if niche else _weighted(rng, _STATUSES)
+        period = _weighted(rng, _PERIODS)
+        months = {"month": 1, "quarter": 3, "year": 12}[period]
+        if status == "trialing":
+            start = AS_OF - timedelta(days=rng.randrange(1, 28))
+        else:
+            start = AS_OF - timedelta(days=rng.randrange(40, 1_000))
+        start = start.replace(day=min(start.day, 28))
+        currency = region.currency
+        chosen = rng.sample(self._sellable, k=min(len(self._sellable), rng.randint(1, 3)))
+        if niche:
+            chosen.append(C.PRODUCTS_BY_SKU[C.NICHE_SKU])
+        discount = 0
+        if segment == "enterprise" and rng.random() < 0.6:
+            discount = rng.choice((500, 1_000, 1_500, 2_000, 2_500))
+        elif segment == "mid_market" and rng.random() < 0.25:
+            discount = rng.choice((250, 500, 1_000))
+        items = []
+        for n, spec in enumerate(chosen, start=1):
+            low, high = spec.qty
+            scale = _QTY_SCALE[segment]
+            qty = 1 if spec.kind == "flat" else rng.randint(low, high) * scale
+            if spec.physical:
+                qty = max(qty, 1)
+            price = C.list_price(spec, currency, period)
+            price["discount_bps"] = discount
+            items.append(
+                {"item_id": f"{sub_id}-{n}", "sku": spec.sku, "quantity": qty, "price": price}
+            )
+        trial_end = start + timedelta(days=30) if status == "trialing" else None
+        if status == "trialing" and rng.random() < 0.5:
+            trial_end = start + timedelta(days=14)
+        billed_from = trial_end if trial_end else start
+        stop = AS_OF
+        end_date = None
+        if status == "canceled":
+            end_date = min(AS_OF - timedelta(days=rng.randrange(1, 200)), AS_OF)
+            end_date = max(end_date, add_months(start, months))
+            stop = min(end_date, AS_OF)
+        elif status == "paused":
+            stop = AS_OF - timedelta(days=rng.randrange(10, 120))
+        term_months = 12 if period != "month" or rng.random() < 0.7 else 1
+        renewal = None
+        if status not in ("canceled",):
+            renewal = start
+            while renewal <= AS_OF:
+                renewal = add_months(renewal, term_months)
+        sub = {
+            "hub_id": sub_id,
+            "customer_id": customer_id(index),
+            "contract_number": f"CT-{start.year}-{index + 1:07d}-{k + 1}",
+            "currency": currency,
+            "billing_period": period,
+            "status": status,
+            "start_date": start,
+            "end_date": end_date,
+            "trial_end": trial_end,
+            "auto_renew": status != "canceled" and rng.random() < 0.85,
+            "renewal_date": renewal,
+            "items": items,
+            "updated_at": _stamp(min(max(start, stop - timedelta(days=3)), AS_OF), rng),
+        }
+        out.subscriptions.append(sub)
+        self._invoices(rng, out, sub, months, billed_from, stop, _TERM_DAYS[terms], k)
+        self._allocations(rng, out, sub, months, billed_from)
+
+    # -- invoices --------------------------------------------------------------------------
+    def _invoices(
+        self,
+        rng: random.Random,
+        out: CustomerSlice,
+        sub: Record,
+        months: int,
+        billed_from: date,
+        stop: date,
+        term_days: int,
+        k: int,
+    ) -> None:
+        if sub["status"] == "trialing":
+            return
+        region = out.region
+        prices = [Price.model_validate(item["price"]) for item in sub["items"]]
+        end = sub["end_date"]
+        periods: list[date] = []
+        start = billed_from
+        while start <= stop and (end is None or start < end):
+            if (AS_OF - start).days <= HISTORY_DAYS:
+                periods.append(start)
+            start = add_months(start, months)
+        delinquent = sub["status"] == "past_due"
+        unpaid_tail = rng.randint(1, 3)
+        written_off = sub["status"] == "canceled" and rng.random() < 0.15
+        for n, period_start in enumerate(periods, start=1):
+            period_end = add_months(period_start, months) - timedelta(days=1)
+            lines = []
+            for line_no, (item, price) in enumerate(zip(sub["items"], prices, strict=True), 1):
+                qty = item["quantity"]
+                if price.kind.value == "usage":
+                    qty = rng.randint(0, max(1, qty * 2))
+                amount = price.amount_minor(qty)
+                lines.append(
+                    {
+                        "line_no": line_no,
+                        "sku": item["sku"],
+                        "description": f"{C.PRODUCTS_BY_SKU[item['sku']].name}, "
+                        f"{period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}",
+                        "quantity": qty,
+                        "unit_amount_minor": amount // qty if qty else amount,
+                        "amount_minor": amount,
+                        "period_start": period_start,
+                        "period_end": period_end,
+                    }
+                )
+            subtotal = sum(line["amount_minor"] for line in lines)
+            tax = (subtotal * region.tax_bps + 5_000) // 10_000
+            total = subtotal + tax
+            issue = period_start
+            due = issue + timedelta(days=term_days)
+            last = n == len(periods)
+            overdue_days = (AS_OF - due).days
+            status, paid, stage, changed = "paid", total, 0, due
+            if last and (AS_OF - issue).days <= 4 and rng.random() < 0.5:
+                status, paid, changed = "draft", 0, issue
+            elif rng.random() < 0.01:
+                status, paid, changed = "void", 0, issue + timedelta(days=2)
+            elif written_off and last:
+                status, paid, changed = "uncollectible", 0, min(due + timedelta(days=90), AS_OF)
+            elif overdue_days < 0:  # not due yet
+                if rng.random() < 0.35:
+                    changed = issue + timedelta(days=rng.randrange(0, max(1, term_days)))
+                else:
+                    status, paid, changed = "open", 0, issue
+            elif delinquent and n > len(periods) - unpaid_tail:
+                status, paid = "open", 0
+                stage = 1 if overdue_days < 15 else 2 if overdue_days < 30 else 3
+                stage = 4 if overdue_days >= 60 else stage
+                changed = min(due + timedelta(days=[0, 1, 15, 30, 60][stage]), AS_OF)
+            else:
+                changed = min(due + timedelta(days=rng.randrange(-10, 10)), AS_OF)
+                changed = max(changed, issue)
+            if status == "open" and rng.random() < 0.1:
+                paid = total // 2
+            out.invoices.append(
+                {
+                    "hub_id": f"INV-{out.index + 1:07d}-{k + 1}-{n:03d}",
+                    "number": f"{issue.year}-{out.index + 1:07d}-{k + 1}{n:03d}",
+                    "customer_id": sub["customer_id"],
+                    "subscription_id": sub["hub_id"],
+                    "currency": sub["currency"],
+                    "lines": lines,
+                    "subtotal_minor": subtotal,
+                    "tax_minor": tax,
+                    "total_minor": total,
+                    "amount_paid_minor": paid,
+                    "issue_date": issue,
+                    "due_date": due,
+                    "status": status,
+                    "dunning_stage": stage,
+                    "updated_at": _stamp(min(changed, AS_OF), rng),
+                }
+            )
+
+    # -- allocations -----------------------------------------------------------------------
+    def _allocations(
+        self,
+        rng: random.Random,
+        out: CustomerSlice,
+        sub: Record,
+        months: int,
+        billed_from: date,
+    ) -> None:
+        status = sub["status"]
+        if status == "canceled":
+            return
+        current = billed_from
+        while add_months(current, months) <= AS_OF:
+            current = add_months(current, months)
+        upcoming = add_months(current, months) if current <= AS_OF else current
+        for item in sub["items"]:
+            spec = C.PRODUCTS_BY_SKU[item["sku"]]
+            if not spec.physical or item["quantity"] < 1:
+                continue
+            plan: list[tuple[date, str]] = []
+            if status == "paused":
+                plan.append((upcoming, "released"))
+            else:
+                if current <= AS_OF:
+                    recent = (AS_OF - current).days <= 7
+                    plan.append((current, "picked" if recent else "shipped"))
+                plan.append((upcoming, "reserved"))
+            for delivery, state in plan:
+                out.allocations.append(
+                    {
+                        "hub_id": f"ALC-{item['item_id'][4:]}-{delivery:%Y%m%d}",
+                        "subscription_id": sub["hub_id"],
+                        "subscription_item_id": item["item_id"],
+                        "sku": item["sku"],
+                        "location": out.region.warehouse,
+                        "quantity": item["quantity"],
+                        "delivery_date": delivery,
+                        "status": state,
+                        "updated_at": _stamp(min(delivery, AS_OF) - timedelta(days=2), rng),
+                    }
+                )
