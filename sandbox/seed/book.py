@@ -78,22 +78,6 @@ def customer_id(index: int) -> str:
     return f"CUS-{index + 1:07d}"
 
 
-def sap_customer_number(index: int) -> str:
-    """SAP business partner / customer number (numeric, at most 10 characters)."""
-    return str(1_000_000 + index + 1)
-
-
-def salesforce_id(prefix: str, number: int) -> str:
-    """A valid 18-character Salesforce id (15-character id + case-safe checksum)."""
-    short = f"{prefix}5g{number:010d}"
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-    suffix = ""
-    for chunk in (short[0:5], short[5:10], short[10:15]):
-        bits = sum(1 << i for i, ch in enumerate(chunk) if ch.isupper())
-        suffix += alphabet[bits]
-    return short + suffix
-
-
 def _weighted(rng: random.Random, options: tuple[tuple[str, int], ...]) -> str:
     values, weights = zip(*options, strict=True)
     return rng.choices(values, weights=weights)[0]

@@ -1,0 +1,253 @@
+"""Planted drift: a known, deterministic list of disagreements between the systems.
+
+The seed first writes every system in agreement (as if the hub had just synced them);
+then it plants these drifts, each in exactly one system, and writes what it planted to
+``manifest.json``. The manifest is the contract for the reconciliation tests: each entry
+is the finding a correct reconciliation reports (``entity``, ``key`` = hub id or SKU,
+``system`` where the drift is, ``kind``, ``field``), and nothing else should be found.
+
+Targets are picked with a generator seeded by the book's seed, among distinct customers
+that have what the drift needs (an open allocation, a tax id, ...), so the same seed
+always plants the same drift and no two drifts touch the same customer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sandbox.seed import catalog as C
+from sandbox.seed.book import Book, CustomerSlice, Record
+
+#: When the drift happened: after the book's as-of instant, so it is the newest change.
+DRIFT_TS = C.AS_OF_TS + timedelta(hours=1)
+
+ORPHAN_ALLOCATION = "ALC-ORPHAN-0001"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One manifest entry: what reconciliation must report for a planted drift."""
+
+    entity: str
+    key: str
+    system: str
+    kind: str
+    field: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "key": self.key,
+            "system": self.system,
+            "kind": self.kind,
+            "field": self.field,
+        }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One change to plant in one system.
+
+    ``action``: ``delete`` (the record goes missing), ``insert_orphan`` (``value`` is the
+    canonical record to insert), ``set_field`` (canonical ``field`` := ``value``),
+    ``invoice_total_plus_one``, ``retire_product`` (``key`` is the SKU)."""
+
+    name: str
+    system: str
+    action: str
+    entity: str
+    key: str
+    field: str | None = None
+    value: Any = None
+    record: Record | None = None  # the agreeing canonical record, for writers that need it
+    findings: tuple[Finding, ...] = ()
+
+
+Pick = Callable[[CustomerSlice], Drift | None]
+
+
+def plan(book: Book) -> list[Drift]:
+    """The drift list for ``book`` (a small book may yield fewer drifts)."""
+    rng = random.Random(f"sandbox-drift/{book.seed}")
+    order = rng.sample(range(book.customers), min(book.customers, 3_000))
+    used: set[int] = set()
+    drifts: list[Drift] = []
+
+    def choose(pick: Pick, *, not_a_parent: bool = False) -> None:
+        for index in order:
+            if index in used or index % C.NICHE_EVERY == C.NICHE_OFFSET:
+                continue
+            if not_a_parent and _is_parent(book, index):
+                continue
+            drift = pick(book.slice(index))
+            if drift is not None:
+                used.add(index)
+                drifts.append(drift)
+                return
+
+    choose(_missing_in("salesforce"), not_a_parent=True)
+    choose(_missing_in("sap"), not_a_parent=True)
+    choose(_changed_customer_field("salesforce", "tax_id"))
+    choose(_changed_customer_field("sap", "legal_name"))
+    choose(_changed_customer_field("billing", "payment_terms"))
+    choose(_invoice_total_off_by_one)
+    choose(_allocation_quantity_wrong)
+    choose(_orphan_allocation)
+    retired = _retired_sku(book)
+    if retired is not None:
+        drifts.append(retired)
+    return drifts
+
+
+def manifest(applied: list[Drift]) -> list[dict[str, Any]]:
+    """Manifest entries of the drifts actually planted, in a stable order."""
+    entries = [f.as_json() for d in applied for f in d.findings]
+    return sorted(entries, key=lambda e: (e["entity"], e["key"], e["system"], e["kind"]))
+
+
+# -- pickers ------------------------------------------------------------------------------
+def _is_parent(book: Book, index: int) -> bool:
+    from sandbox.seed.book import customer_id
+
+    hub_id = customer_id(index)
+    stop = min(book.customers, index + 201)
+    return any(s.customer["parent_id"] == hub_id for s in book.slices(index + 1, stop))
+
+
+def _missing_in(system: str) -> Pick:
+    def pick(s: CustomerSlice) -> Drift:
+        key = s.customer["hub_id"]
+        return Drift(
+            name=f"customer missing in {system}",
+            system=system,
+            action="delete",
+            entity="customer",
+            key=key,
+            record=s.customer,
+            findings=(Finding("customer", key, system, "missing"),),
+        )
+
+    return pick
+
+
+def _changed_value(name: str, current: Any) -> Any:
+    if name == "tax_id":
+        last = current[-1]
+        return current[:-1] + (str((int(last) + 1) % 10) if last.isdigit() else "0")
+    if name == "legal_name":
+        return f"{current} Holding"
+    if name == "payment_terms":
+        return "net60" if current != "net60" else "net30"
+    raise ValueError(f"no drift value rule for {name}")
+
+
+def _changed_customer_field(system: str, name: str) -> Pick:
+    def pick(s: CustomerSlice) -> Drift | None:
+        current = s.customer.get(name)
+        if current is None:
+            return None
+        key = s.customer["hub_id"]
+        return Drift(
+            name=f"customer {name} changed in {system} (not its owner)",
+            system=system,
+            action="set_field",
+            entity="customer",
+            key=key,
+            field=name,
+            value=_changed_value(name, current),
+            record=s.customer,
+            findings=(Finding("customer", key, system, "mismatch", name),),
+        )
+
+    return pick
+
+
+def _invoice_total_off_by_one(s: CustomerSlice) -> Drift | None:
+    candidates = [inv for inv in s.invoices if inv["lines"] and inv["status"] != "void"]
+    if not candidates:
+        return None
+    inv = candidates[len(candidates) // 2]
+    return Drift(
+        name="invoice total off by one minor unit in billing",
+        system="billing",
+        action="invoice_total_plus_one",
+        entity="invoice",
+        key=inv["hub_id"],
+        field="total_minor",
+        value=inv["total_minor"] + 1,
+        record=inv,
+        findings=(Finding("invoice", inv["hub_id"], "billing", "aggregate", "sum:total_minor"),),
+    )
+
+
+def _allocation_quantity_wrong(s: CustomerSlice) -> Drift | None:
+    candidates = [a for a in s.allocations if a["status"] == "reserved"]
+    if not candidates:
+        return None
+    alloc = candidates[0]
+    return Drift(
+        name="allocation quantity wrong in the WMS",
+        system="wms",
+        action="set_field",
+        entity="allocation",
+        key=alloc["hub_id"],
+        field="quantity",
+        value=alloc["quantity"] + 1,
+        record=alloc,
+        findings=(Finding("allocation", alloc["hub_id"], "wms", "mismatch", "quantity"),),
+    )
+
+
+def _orphan_allocation(s: CustomerSlice) -> Drift | None:
+    if not s.allocations:
+        return None
+    model = s.allocations[0]
+    orphan = {
+        **model,
+        "hub_id": ORPHAN_ALLOCATION,
+        "delivery_date": model["delivery_date"] + timedelta(days=3),
+        "status": "reserved",
+        "updated_at": DRIFT_TS,
+    }
+    return Drift(
+        name="allocation in the WMS that no other system knows",
+        system="wms",
+        action="insert_orphan",
+        entity="allocation",
+        key=ORPHAN_ALLOCATION,
+        value=orphan,
+        record=orphan,
+        findings=(Finding("allocation", ORPHAN_ALLOCATION, "wms", "orphan"),),
+    )
+
+
+def _retired_sku(book: Book) -> Drift | None:
+    """Retire the niche SKU in the PIM; every subscription item still on it is a broken
+    reference. Needs at least ``NICHE_OFFSET + 1`` customers."""
+    findings = []
+    for index in range(C.NICHE_OFFSET, book.customers, C.NICHE_EVERY):
+        for sub in book.slice(index).subscriptions:
+            for item in sub["items"]:
+                if item["sku"] == C.NICHE_SKU:
+                    field_name = f"items[{item['item_id']}].sku"
+                    findings.append(
+                        Finding("subscription", sub["hub_id"], "pim", "broken_ref", field_name)
+                    )
+    if not findings:
+        return None
+    product = next(p for p in C.canonical_products() if p["sku"] == C.NICHE_SKU)
+    return Drift(
+        name="SKU retired in the PIM while still subscribed",
+        system="pim",
+        action="retire_product",
+        entity="product",
+        key=C.NICHE_SKU,
+        field="lifecycle",
+        value="retired",
+        record=product,
+        findings=tuple(findings),
+    )
