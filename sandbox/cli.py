@@ -2,6 +2,152 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
 import typer
 
-app = typer.Typer(help="Run the emulated landscape (Salesforce, SAP, PIM, WMS, billing).")
+from hub import settings
+
+app = typer.Typer(
+    help="Run the emulated landscape (Salesforce, SAP, PIM, WMS, billing).",
+    no_args_is_help=True,
+)
+
+
+def _default_dir() -> Path:
+    return settings.sandbox_env_file().parent
+
+
+DATA_DIR = typer.Option(
+    None, "--data-dir", help="sandbox state and sandbox.env (default: $HUB_DATA_DIR/sandbox)"
+)
+
+
+@app.command("up")
+def up(
+    data_dir: Path | None = DATA_DIR,
+    seed: int = typer.Option(42, help="seed of the generated book (first start only)"),
+    customers: int = typer.Option(300, help="customers in the generated book (first start only)"),
+    billing_url: str | None = typer.Option(
+        None, help="SQLAlchemy URL of the billing store (default: SQLite file in the data dir)"
+    ),
+    salesforce_port: int = typer.Option(0, help="0: a free port"),
+    sap_port: int = typer.Option(0, help="0: a free port"),
+    pim_port: int = typer.Option(0, help="0: a free port"),
+    wms_port: int = typer.Option(0, help="0: a free port"),
+    fault: list[str] | None = typer.Option(
+        None, help="SYSTEM=MODE[:k=v,...], e.g. sap=429:rate=0.5,retry_after=2 (repeatable)"
+    ),
+    reseed: bool = typer.Option(False, help="wipe the data dir's state and seed again"),
+) -> None:
+    """Seed (first start only), serve every emulator on loopback, write sandbox.env once all
+    answer, and stay in the foreground until Ctrl+C / SIGTERM / `hub sandbox down`."""
+    from sandbox.runner import Sandbox, SandboxConfig, SandboxError, parse_fault, run_foreground
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    root = data_dir or _default_dir()
+    try:
+        config = SandboxConfig(
+            root,
+            seed=seed,
+            customers=customers,
+            billing_url=billing_url,
+            ports={
+                "salesforce": salesforce_port,
+                "sap": sap_port,
+                "pim": pim_port,
+                "wms": wms_port,
+            },
+            faults=[parse_fault(text) for text in fault or []],
+            reseed=reseed,
+        )
+
+        def ready(sandbox: Sandbox) -> None:
+            _print_summary(sandbox)
+
+        run_foreground(config, ready)
+    except SandboxError as exc:
+        typer.echo(f"sandbox: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("sandbox stopped")
+
+
+def _print_summary(sandbox: Any) -> None:
+    seeded = json.loads((sandbox.dir / "seed.json").read_text())
+    counts = ", ".join(f"{k}={v}" for k, v in seeded["counts"].items())
+    typer.echo(f"sandbox ready in {sandbox.dir} (seed {seeded['seed']}: {counts})")
+    for system, url in sandbox.urls.items():
+        typer.echo(f"  {system:<11}{url}")
+    typer.echo(f"  {'billing':<11}{settings.redact_url(sandbox.billing_url)}")
+    typer.echo(f"  planted drift: {len(seeded['drifts'])} (manifest.json)")
+    typer.echo(f"  environment: {sandbox.dir / 'sandbox.env'}  (Ctrl+C to stop)")
+
+
+@app.command("down")
+def down(data_dir: Path | None = DATA_DIR) -> None:
+    """Stop the sandbox running in the data dir (via its pid file)."""
+    from sandbox.runner import SandboxError, stop
+
+    root = data_dir or _default_dir()
+    try:
+        pid = stop(root)
+    except SandboxError as exc:
+        typer.echo(f"sandbox: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"sandbox (pid {pid}) stopped" if pid else f"no sandbox running in {root}")
+
+
+@app.command("fault")
+def fault(
+    system: str = typer.Argument(..., help="salesforce, sap, pim or wms"),
+    mode: str = typer.Argument(
+        ..., help="429, 500, 503, latency, drop, token_expiry, reject, clear"
+    ),
+    rate: float = typer.Option(1.0, help="share of matching requests hit"),
+    count: int | None = typer.Option(None, help="requests hit before the fault clears itself"),
+    retry_after: int = typer.Option(1, help="Retry-After seconds (429, 503)"),
+    latency_ms: int = typer.Option(0, help="added latency (latency mode)"),
+    after: int = typer.Option(0, help="requests let through before the fault starts"),
+    path: str | None = typer.Option(None, help="regex: only matching paths are hit"),
+    data_dir: Path | None = DATA_DIR,
+) -> None:
+    """Switch a fault on (or `clear` all faults) in a running emulator."""
+    import httpx
+
+    from sandbox.faults import FaultSpec
+
+    root = data_dir or _default_dir()
+    env = settings.read_env_file(root / "sandbox.env")
+    admin = env.get(f"SANDBOX_{system.upper()}_ADMIN_URL")
+    if not admin:
+        typer.echo(
+            f"no running {system} emulator in {root} (is `hub sandbox up` running?)", err=True
+        )
+        raise typer.Exit(1)
+    verify: Any = env.get("HUB_CA_BUNDLE") or True
+    with httpx.Client(verify=verify, timeout=10) as client:
+        if mode == "clear":
+            response = client.delete(f"{admin}/faults")
+        else:
+            spec = {
+                "mode": mode,
+                "rate": rate,
+                "count": count,
+                "retry_after": retry_after,
+                "latency_ms": latency_ms,
+                "after": after,
+                "path": path,
+            }
+            try:
+                FaultSpec.model_validate(spec)
+            except ValueError as exc:
+                typer.echo(f"invalid fault: {exc}", err=True)
+                raise typer.Exit(2) from None
+            response = client.post(f"{admin}/faults", json=spec)
+    if response.status_code != 200:
+        typer.echo(f"{system}: HTTP {response.status_code}: {response.text[:300]}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(response.json(), sort_keys=True))
