@@ -1,0 +1,141 @@
+"""The generated book: deterministic, canonical, arithmetically right, realistic in mix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from hub.currency import exponent
+from hub.model import Invoice, Price, Subscription, validate_record
+from sandbox.seed import catalog as C
+from sandbox.seed.book import Book
+from sandbox.seed.drift import plan
+
+
+def _digest(book: Book) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(book.products(), default=str, sort_keys=True).encode())
+    for s in book.slices():
+        for part in (s.customer, s.subscriptions, s.allocations, s.invoices):
+            h.update(json.dumps(part, default=str, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def test_same_seed_same_book_other_seed_other_book() -> None:
+    assert _digest(Book(7, 120)) == _digest(Book(7, 120))
+    assert _digest(Book(7, 120)) != _digest(Book(8, 120))
+
+
+def test_smaller_book_is_a_prefix_and_slices_regenerate_alone() -> None:
+    big = list(Book(3, 60).slices())
+    small = list(Book(3, 25).slices())
+    assert [s.customer for s in small] == [s.customer for s in big[:25]]
+    assert Book(3, 60).slice(41).invoices == big[41].invoices
+
+
+@pytest.fixture(scope="module")
+def book() -> list[Any]:
+    return list(Book(42, 400).slices())
+
+
+def test_every_record_is_canonical(book: list[Any]) -> None:
+    for product in Book(42, 1).products():
+        validate_record("product", product)
+    counts: Counter[str] = Counter()
+    for s in book:
+        validate_record("customer", s.customer)
+        for sub in s.subscriptions:
+            assert validate_record("subscription", sub).customer_id == s.customer["hub_id"]
+        for alloc in s.allocations:
+            validate_record("allocation", alloc)
+        for inv in s.invoices:
+            validate_record("invoice", inv)
+        counts.update(
+            customer=1,
+            subscription=len(s.subscriptions),
+            allocation=len(s.allocations),
+            invoice=len(s.invoices),
+        )
+    assert counts["customer"] == 400
+    assert counts["invoice"] > 5 * counts["customer"]
+    assert counts["allocation"] > 0
+
+
+def test_invoice_lines_follow_the_price_model_and_tax(book: list[Any]) -> None:
+    checked = 0
+    for s in book:
+        prices = {
+            item.item_id: item
+            for sub in s.subscriptions
+            for item in Subscription.model_validate(sub).items
+        }
+        for raw in s.invoices:
+            inv = Invoice.model_validate(raw)
+            assert inv.arithmetic_errors() == []
+            assert inv.tax_minor == (inv.subtotal_minor * s.region.tax_bps + 5_000) // 10_000
+            items = [i for i in prices.values() if i.item_id.startswith(f"{inv.subscription_id}-")]
+            for line, item in zip(inv.lines, items, strict=True):
+                assert line.sku == item.sku
+                assert line.amount_minor == item.price.amount_minor(line.quantity)
+                if item.price.kind.value != "usage":
+                    assert line.quantity == item.quantity
+                checked += 1
+            if inv.status == "paid":
+                assert inv.amount_paid_minor == inv.total_minor
+    assert checked > 1_000
+
+
+def test_known_prices_in_minor_units() -> None:
+    seat = C.PRODUCTS_BY_SKU["SEAT-STD"]
+    assert C.list_price(seat, "USD", "month")["unit_amount_minor"] == 2_900
+    assert C.list_price(seat, "JPY", "month")["unit_amount_minor"] == 4_350  # 43.50 USD->JPY
+    storage = Price.model_validate(C.list_price(C.PRODUCTS_BY_SKU["STOR-TB"], "USD", "month"))
+    # graduated: 10 TB at 25.00, 40 TB at 20.00, 5 TB at 15.00
+    assert storage.amount_minor(55) == 10 * 2_500 + 40 * 2_000 + 5 * 1_500
+
+
+def test_the_mix_covers_what_the_hub_must_handle(book: list[Any]) -> None:
+    statuses = Counter(sub["status"] for s in book for sub in s.subscriptions)
+    kinds = Counter(
+        i["price"]["kind"] for s in book for sub in s.subscriptions for i in sub["items"]
+    )
+    periods = Counter(sub["billing_period"] for s in book for sub in s.subscriptions)
+    currencies = Counter(s.customer["currency"] for s in book)
+    invoice_status = Counter(inv["status"] for s in book for inv in s.invoices)
+    stages = Counter(inv["dunning_stage"] for s in book for inv in s.invoices)
+    assert set(statuses) == {"trialing", "active", "past_due", "paused", "canceled"}
+    assert set(kinds) == {"flat", "per_unit", "graduated", "volume", "usage"}
+    assert set(periods) == {"month", "quarter", "year"}
+    assert "JPY" in currencies and any(exponent(c) == 3 for c in currencies)
+    assert currencies.most_common(1)[0][0] == "USD"
+    assert {"paid", "open", "draft", "void", "uncollectible"} <= set(invoice_status)
+    assert {1, 2, 3} <= set(stages)
+    assert any(s.customer["parent_id"] for s in book)
+    assert len({s.customer["payment_terms"] for s in book}) >= 5
+    for s in book:
+        open_stages = [i["dunning_stage"] for i in s.invoices if i["status"] == "open"]
+        assert s.customer["dunning_level"] == max(open_stages, default=0)
+        for alloc in s.allocations:
+            assert C.PRODUCTS_BY_SKU[alloc["sku"]].physical
+        parent = s.customer["parent_id"]
+        if parent:
+            assert int(parent.split("-")[1]) - 1 < s.index  # parents are written first
+
+
+def test_drift_plan_covers_every_kind_and_is_deterministic() -> None:
+    drifts = plan(Book(42, 300))
+    assert drifts == plan(Book(42, 300))
+    findings = [f for d in drifts for f in d.findings]
+    kinds = {(f.system, f.kind, f.field) for f in findings}
+    assert ("salesforce", "missing", None) in kinds
+    assert ("wms", "orphan", None) in kinds
+    assert ("salesforce", "mismatch", "tax_id") in kinds
+    assert ("billing", "aggregate", "sum:total_minor") in kinds
+    assert ("wms", "mismatch", "quantity") in kinds
+    assert any(k[1] == "broken_ref" and k[0] == "pim" for k in kinds)
+    customers = [d.key for d in drifts if d.entity == "customer"]
+    assert len(customers) == len(set(customers))  # one drift per customer
