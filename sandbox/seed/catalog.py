@@ -100,7 +100,7 @@ class Region:
     tax_bps: int  # VAT / sales tax in basis points
     cities: tuple[tuple[str, str, str | None], ...]  # (city, postal code stem, region)
     suffixes: tuple[str, ...]
-    warehouse: str
+    warehouse: str  # WMS location = SAP plant code (4 characters)
     weight: int
     tax_id_format: str  # "D" -> a digit; anything else is literal
 
@@ -108,28 +108,28 @@ class Region:
 REGIONS: tuple[Region, ...] = (
     Region("US", "USD", 725, (("San Francisco", "941", "CA"), ("Austin", "787", "TX"),
            ("New York", "100", "NY"), ("Chicago", "606", "IL"), ("Seattle", "981", "WA")),
-           ("Inc.", "LLC", "Corp."), "US-EWR1", 36, "DD-DDDDDDD"),
+           ("Inc.", "LLC", "Corp."), "US01", 36, "DD-DDDDDDD"),
     Region("DE", "EUR", 1900, (("Berlin", "101", None), ("München", "803", "BY"),
            ("Hamburg", "204", None), ("Köln", "506", "NW")), ("GmbH", "AG", "SE"),
-           "DE-FRA1", 12, "DEDDDDDDDDD"),
+           "DE01", 12, "DEDDDDDDDDD"),
     Region("FR", "EUR", 2000, (("Paris", "750", None), ("Lyon", "690", None),
-           ("Toulouse", "310", None)), ("SAS", "SA", "SARL"), "DE-FRA1", 7, "FRDDDDDDDDDDD"),
+           ("Toulouse", "310", None)), ("SAS", "SA", "SARL"), "DE01", 7, "FRDDDDDDDDDDD"),
     Region("NL", "EUR", 2100, (("Amsterdam", "101", None), ("Utrecht", "351", None)),
-           ("B.V.", "N.V."), "NL-AMS1", 5, "NLDDDDDDDDDB01"),
+           ("B.V.", "N.V."), "NL01", 5, "NLDDDDDDDDDB01"),
     Region("GB", "GBP", 2000, (("London", "EC1", None), ("Manchester", "M1 ", None),
-           ("Leeds", "LS1", None)), ("Ltd", "PLC"), "GB-MAN1", 10, "GBDDDDDDDDD"),
+           ("Leeds", "LS1", None)), ("Ltd", "PLC"), "GB01", 10, "GBDDDDDDDDD"),
     Region("JP", "JPY", 1000, (("Tokyo", "100", None), ("Osaka", "530", None)),
-           ("K.K.", "G.K."), "JP-TYO1", 8, "TDDDDDDDDDDDDD"),
+           ("K.K.", "G.K."), "JP01", 8, "TDDDDDDDDDDDDD"),
     Region("CA", "CAD", 500, (("Toronto", "M5V", "ON"), ("Vancouver", "V6B", "BC")),
-           ("Inc.", "Ltd."), "CA-YYZ1", 6, "DDDDDDDDDRT0001"),
+           ("Inc.", "Ltd."), "CA01", 6, "DDDDDDDDDRT0001"),
     Region("AU", "AUD", 1000, (("Sydney", "200", "NSW"), ("Melbourne", "300", "VIC")),
-           ("Pty Ltd",), "AU-SYD1", 5, "DD DDD DDD DDD"),
+           ("Pty Ltd",), "AU01", 5, "DD DDD DDD DDD"),
     Region("CH", "CHF", 810, (("Zürich", "80", None), ("Basel", "40", None)),
-           ("AG", "GmbH", "SA"), "DE-FRA1", 4, "CHE-DDD.DDD.DDD MWST"),
+           ("AG", "GmbH", "SA"), "DE01", 4, "CHE-DDD.DDD.DDD MWST"),
     Region("SE", "SEK", 2500, (("Stockholm", "111", None), ("Göteborg", "411", None)),
-           ("AB",), "DE-FRA1", 4, "SEDDDDDDDDDD01"),
+           ("AB",), "DE01", 4, "SEDDDDDDDDDD01"),
     Region("KW", "KWD", 0, (("Kuwait City", "130", None),), ("W.L.L.", "K.S.C."),
-           "AE-DXB1", 1, ""),
+           "AE01", 1, ""),
 )  # fmt: skip
 
 #: USD cents -> currency minor units as an exact integer ratio (numerator, denominator).
