@@ -107,6 +107,17 @@ class DocumentStore:
                 yield json.loads(data)
             last = rows[-1][0]
 
+    def iter_prefix(self, collection: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """Documents whose id starts with ``prefix``, in id order (an index range scan);
+        emulators use composite ids ``parent<sep>child`` to list a parent's children."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT data FROM docs WHERE collection=? AND id>=? AND id<? ORDER BY id",
+                (collection, prefix, prefix + "\U0010ffff"),
+            ).fetchall()
+        for (data,) in rows:
+            yield json.loads(data)
+
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()

@@ -1,0 +1,187 @@
+"""The Starlette application: routing under ``/sap/opu/odata/sap/<SERVICE>/``, logon,
+CSRF, $metadata, $batch, and translation of :class:`SapError` into SAP's error JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.faults import FaultInjectionMiddleware, FaultState, admin_routes
+from sandbox.sap.auth import AuthError, SessionManager
+from sandbox.sap.batch import parse_batch, run_batch
+from sandbox.sap.edm import Service
+from sandbox.sap.errors import NOT_ALLOWED, SapError, fault_error_body, render
+from sandbox.sap.handlers import WRITE_METHODS, Dispatcher, Op, Result, json_result
+from sandbox.sap.metadata import metadata_xml
+from sandbox.sap.repository import Repository, UnitOfWork
+from sandbox.sap.services import SERVICES
+from sandbox.sap.settings import SapSettings
+from sandbox.sap.stats import CallCounter, stats_routes
+from sandbox.store import DocumentStore
+
+PREFIX = "/sap/opu/odata/sap"
+
+
+class SapEmulator:
+    def __init__(self, store: DocumentStore, faults: FaultState, settings: SapSettings) -> None:
+        self.settings = settings
+        self.sessions = SessionManager(settings, faults)
+        self.repo = Repository(store, settings.code_lists, settings.check_references)
+        self.dispatcher = Dispatcher(self.repo, faults, settings)
+        self.counter = CallCounter()
+
+    async def endpoint(self, request: Request) -> Response:
+        name = request.path_params["service"]
+        svc = SERVICES.get(name.upper())
+        if svc is None:
+            return self._error(
+                SapError(
+                    404,
+                    "/IWFND/MED/170",
+                    f"No service found for namespace '/SAP/', name '{name}', version '0001'",
+                ),
+                None,
+            )
+        try:
+            user, new_session = self.sessions.authenticate(
+                {k.lower(): v for k, v in request.headers.items()},
+                dict(request.cookies),
+                request.query_params.get("sap-client") or request.headers.get("sap-client"),
+            )
+        except AuthError as exc:
+            return Response(
+                f"<html><head><title>Logon Error Message</title></head><body>{exc.message}"
+                "</body></html>",
+                status_code=exc.status,
+                media_type="text/html",
+                headers=exc.headers,
+            )
+        response = await self._dispatch(request, svc, user, new_session)
+        if new_session:
+            response.set_cookie(self.sessions.session_cookie, new_session, path="/", httponly=True)
+            response.set_cookie("sap-usercontext", f"sap-client={self.settings.client}", path="/")
+        return response
+
+    async def _dispatch(
+        self, request: Request, svc: Service, user: str, new_session: str | None
+    ) -> Response:
+        path = request.path_params.get("path", "")
+        root = self._root(request, svc)
+        method = request.method.upper()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        extra: dict[str, str] = {}
+        session_id = new_session or request.cookies.get(self.sessions.session_cookie)
+        if headers.get("x-csrf-token", "").lower() == "fetch" and method in ("GET", "HEAD"):
+            token = self.sessions.fetch_token(user, session_id)
+            extra["x-csrf-token"] = token
+        if method in WRITE_METHODS and not self.sessions.check_token(
+            user, headers.get("x-csrf-token")
+        ):
+            return Response(
+                "CSRF token validation failed",
+                status_code=403,
+                media_type="text/plain",
+                headers={"x-csrf-token": "Required"},
+            )
+        try:
+            if path in ("", "/"):
+                if method not in ("GET", "HEAD"):
+                    raise SapError(405, NOT_ALLOWED, f"Method {method} not allowed")
+                result = json_result(200, {"d": {"EntitySets": list(svc.sets)}})
+            elif path == "$metadata":
+                result = Result(
+                    200,
+                    {"content-type": "application/xml", "dataserviceversion": "2.0"},
+                    metadata_xml(svc, root),
+                )
+            elif path == "$batch":
+                if method != "POST":
+                    raise SapError(405, NOT_ALLOWED, "Use POST for $batch")
+                result = self._batch(
+                    svc, await request.body(), headers.get("content-type", ""), root
+                )
+            else:
+                op = Op(method, path, request.url.query, headers, await request.body())
+                result = self.dispatcher.handle(svc, op, root)
+        except SapError as exc:
+            return self._error(exc, svc, extra)
+        out_headers = {**result.headers, **extra}
+        if method == "HEAD":
+            return Response(b"", status_code=result.status, headers=out_headers)
+        return Response(result.body, status_code=result.status, headers=out_headers)
+
+    def _root(self, request: Request, svc: Service) -> str:
+        base = str(request.base_url).rstrip("/")
+        requested = request.path_params["service"]
+        return f"{base}{PREFIX}/{requested if requested.upper() == svc.name else svc.name}/"
+
+    def _batch(self, svc: Service, body: bytes, content_type: str, root: str) -> Result:
+        parts = parse_batch(body, content_type)
+        self.counter.batch_operations += sum(len(p.ops) if hasattr(p, "ops") else 1 for p in parts)
+
+        def run_op(op: Op) -> Result:
+            try:
+                return self.dispatcher.handle(svc, _relative(op, svc), root)
+            except SapError as exc:
+                return _error_result(exc, svc)
+
+        def run_changeset(ops: list[Op]) -> list[Result] | Result:
+            uow = UnitOfWork(self.repo)
+            results = []
+            with self.repo.lock:
+                for op in ops:
+                    try:
+                        results.append(self.dispatcher.handle(svc, _relative(op, svc), root, uow))
+                    except SapError as exc:
+                        return _error_result(exc, svc)
+                uow.commit()
+            return results
+
+        content_type_out, payload = run_batch(parts, run_op, run_changeset)
+        return Result(202, {"content-type": content_type_out, "dataserviceversion": "2.0"}, payload)
+
+    def _error(
+        self, exc: SapError, svc: Service | None, extra: dict[str, str] | None = None
+    ) -> Response:
+        result = _error_result(exc, svc)
+        return Response(
+            result.body, status_code=result.status, headers={**result.headers, **(extra or {})}
+        )
+
+
+def _relative(op: Op, svc: Service) -> Op:
+    """Batch parts may address resources absolutely; make them service-relative."""
+    marker = f"{PREFIX}/{svc.name}/"
+    path = op.path
+    index = path.upper().find(marker.upper())
+    if index >= 0:
+        op.path = path[index + len(marker) :]
+    return op
+
+
+def _error_result(exc: SapError, svc: Service | None) -> Result:
+    body = render(exc, svc.name if svc else "", svc.component if svc else "")
+    headers = {"content-type": "application/json", "dataserviceversion": "1.0", **exc.headers}
+    return Result(exc.status, headers, body)
+
+
+def create_app(
+    store: DocumentStore, faults: FaultState, settings: SapSettings | None = None
+) -> Any:
+    """The SAP emulator as an ASGI app (fault injection and call counting included)."""
+    emulator = SapEmulator(store, faults, settings or SapSettings())
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "MERGE", "DELETE"]
+
+    routes = [
+        Route(PREFIX + "/{service}/{path:path}", emulator.endpoint, methods=methods),
+        Route(PREFIX + "/{service}", emulator.endpoint, methods=methods),
+        *admin_routes(faults),
+        *stats_routes(emulator.counter),
+    ]
+    app = Starlette(routes=routes)
+    app.state.emulator = emulator
+    return emulator.counter.wrap(FaultInjectionMiddleware(app, faults, fault_error_body))

@@ -1,0 +1,104 @@
+"""Bulk loading of native-shaped records straight into the store (no HTTP), for the seed
+generator: fills what S/4 maintains itself (numbers, change stamps, initial values)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sandbox.sap.edm import EntitySet, Service, initial_value, now_ms, to_storage
+from sandbox.sap.repository import (
+    GENERATION_META,
+    KEY_ID,
+    apply_stamp,
+    collection,
+    derive_fields,
+    doc_id,
+)
+from sandbox.sap.services import find_set
+from sandbox.store import DocumentStore
+
+_CHUNK = 5000
+
+
+class _Loader:
+    def __init__(self, store: DocumentStore, svc: Service) -> None:
+        self.store = store
+        self.svc = svc
+        self.pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self.counters: dict[str, int] = {}
+        self.item_counters: dict[tuple[str, str], int] = {}
+        self.base_stamp = now_ms()
+
+    def add(self, es: EntitySet, record: dict[str, Any]) -> None:
+        doc: dict[str, Any] = {}
+        for prop in es.props:
+            if prop.name in record:
+                doc[prop.name] = to_storage(prop, record[prop.name])
+            else:
+                doc[prop.name] = initial_value(prop)
+        self._assign_keys(es, doc)
+        doc[KEY_ID] = doc_id(es, doc)
+        derive_fields(es, doc)
+        given = doc.get("LastChangeDateTime")
+        apply_stamp(es, doc, given if given is not None else self.base_stamp, created=True)
+        coll = collection(self.svc, es)
+        self.pending.setdefault(coll, []).append((doc[KEY_ID], doc))
+        if len(self.pending[coll]) >= _CHUNK:
+            self.flush(coll)
+        for nav in es.navs:
+            children = record.get(nav.name)
+            if not children:
+                continue
+            if isinstance(children, dict):
+                children = children.get("results", [children])
+            target = self.svc.sets[nav.target]
+            for child in children:
+                self.add(target, {**child, **{tp: doc[sp] for sp, tp in nav.on}})
+
+    def _assign_keys(self, es: EntitySet, doc: dict[str, Any]) -> None:
+        num = es.numbering
+        if num is None or doc.get(num.field) not in (None, ""):
+            return
+        if num.per_parent:
+            position = es.keys.index(num.field)
+            parent = "\x1f".join(str(doc.get(k, "")) for k in es.keys[:position])
+            value = self.item_counters.get((es.name, parent), num.start - num.step) + num.step
+            self.item_counters[(es.name, parent)] = value
+        else:
+            meta_key = f"sap.nr.{self.svc.name}.{es.name}"
+            if meta_key not in self.counters:
+                self.counters[meta_key] = int(
+                    self.store.get_meta(meta_key, str(num.start - 1)) or 0
+                )
+            value = self.counters[meta_key] = self.counters[meta_key] + 1
+        doc[num.field] = str(value).zfill(num.width) if num.pad else str(value)
+
+    def flush(self, coll: str | None = None) -> None:
+        for name in [coll] if coll else list(self.pending):
+            items = self.pending.pop(name, [])
+            if items:
+                self.store.put_many(name, items)
+        if coll is None:
+            for meta_key, value in self.counters.items():
+                current = int(self.store.get_meta(meta_key, "0") or 0)
+                self.store.set_meta(meta_key, str(max(current, value)))
+            self.store.set_meta(GENERATION_META, uuid.uuid4().hex)
+
+
+def seed_records(store: DocumentStore, object_name: str, records: Iterable[dict[str, Any]]) -> int:
+    """Insert records of entity set ``object_name`` (e.g. ``A_BusinessPartner`` or
+    ``API_BUSINESS_PARTNER.A_BusinessPartner``) using SAP field names. Inline children under
+    navigation names (``to_Item``: [...]) are loaded too. Returns the number of top-level
+    records. Missing keys are drawn from the entity set's number range; missing
+    ``LastChangeDateTime`` becomes now."""
+    name = object_name.rsplit(".", 1)[-1]
+    svc, es = find_set(name)
+    loader = _Loader(store, svc)
+    count = 0
+    for record in records:
+        loader.add(es, record)
+        count += 1
+    loader.flush()
+    return count
