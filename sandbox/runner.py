@@ -397,11 +397,11 @@ class Sandbox:
 def _credentials(data_dir: Path) -> dict[str, dict[str, Any]]:
     """Secrets for this data dir, generated on first use and kept across restarts."""
     path = data_dir / SECRETS_FILE
-    if path.exists():
-        data: dict[str, dict[str, Any]] = json.loads(path.read_text())
-        return data
-    data = {system: factory() for system, factory in _SECRET_FACTORIES.items()}
-    _write_private(path, json.dumps(data, indent=2))
+    data: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    missing = {s: f() for s, f in _SECRET_FACTORIES.items() if s not in data}
+    if missing or not path.exists():
+        data.update(missing)
+        _write_private(path, json.dumps(data, indent=2))
     return data
 
 
@@ -409,9 +409,35 @@ def _token(n: int = 24) -> str:
     return secrets.token_urlsafe(n)
 
 
-_SECRET_FACTORIES: dict[str, Callable[[], dict[str, Any]]] = {}
-_SETTINGS_HOOKS: dict[str, Callable[[Path, dict[str, Any]], dict[str, Any]]] = {}
-_ENV_BUILDERS: dict[str, Callable[[str, Any, Path], dict[str, str]]] = {}
+def _sap_settings(_: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The book has Kuwaiti customers (KWD, three decimals): SAP's currency and country
+    tables know KWD/KW as any S/4 system does, so extend the emulator's short lists."""
+    from sandbox.sap.settings import SapSettings
+
+    lists = {k: list(v) for k, v in SapSettings().code_lists.items()}
+    for name, extra in (("currency", ("KWD",)), ("country", ("KW", "AE"))):
+        lists[name] = [*lists.get(name, []), *(x for x in extra if x not in lists.get(name, []))]
+    return {**overrides, "code_lists": lists}
+
+
+def _sap_env(url: str, settings: Any, _: Path) -> dict[str, str]:
+    return {
+        "SAP_ODATA_URL": url,
+        "SAP_USER": settings.user,
+        "SAP_PASSWORD": settings.password,
+        "SAP_CLIENT": settings.client,
+    }
+
+
+_SECRET_FACTORIES: dict[str, Callable[[], dict[str, Any]]] = {
+    "sap": lambda: {"password": _token()},
+}
+_SETTINGS_HOOKS: dict[str, Callable[[Path, dict[str, Any]], dict[str, Any]]] = {
+    "sap": _sap_settings,
+}
+_ENV_BUILDERS: dict[str, Callable[[str, Any, Path], dict[str, str]]] = {
+    "sap": _sap_env,
+}
 
 
 def _tls_files(data_dir: Path) -> TLSFiles | None:
