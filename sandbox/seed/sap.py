@@ -32,6 +32,7 @@ CONTRACT_ITEM = "A_SalesContractItem"
 BILLING_DOC = "A_BillingDocument"
 BILLING_ITEM = "A_BillingDocumentItem"
 STOCK = "A_MatlStkInAcctMod"
+MATERIAL = "A_MaterialStock"
 
 SALES_ORG, CHANNEL, DIVISION, COMPANY = "1010", "10", "00", "1010"
 
@@ -97,6 +98,9 @@ class SapWriter(EmulatorWriter):
                 self._open_stock[(alloc["sku"], alloc["location"])] += alloc["quantity"]
 
     def finish(self) -> None:
+        for sku in sorted({sku for sku, _ in self._open_stock}):
+            unit = sap_unit(C.PRODUCTS_BY_SKU[sku].unit)
+            self.emit(MATERIAL, {"Material": sku, "MaterialBaseUnit": unit})
         for (sku, plant), allocated in sorted(self._open_stock.items()):
             self.emit(STOCK, stock_record(sku, plant, allocated + allocated // 2 + 25))
         super().finish()
@@ -108,7 +112,7 @@ class SapWriter(EmulatorWriter):
         if drift.action == "delete":
             return self.delete_customer(number)
         if drift.action == "set_field" and drift.field == "legal_name":
-            changed = {**drift.record, "legal_name": drift.value}
+            changed = {**drift.record, "legal_name": drift.value, "updated_at": at}
             for object_name, record in customer_records(changed):
                 if object_name in (BP, CUSTOMER):
                     self.seed_fn(self.store, object_name, [record])
@@ -157,6 +161,7 @@ def customer_records(c: Record) -> list[tuple[str, dict[str, Any]]]:
                 "BusinessPartnerIsBlocked": blocked,
                 "IsMarkedForArchiving": False,
                 "YY1_HubId": c["hub_id"],
+                "LastChangeDateTime": c["updated_at"],
             },
         ),
         (
@@ -210,6 +215,7 @@ def customer_records(c: Record) -> list[tuple[str, dict[str, Any]]]:
                 ),
                 "YY1_CreditLimitCurrency": c["currency"] if credit is not None else "",
                 "YY1_HubId": c["hub_id"],
+                "LastChangeDateTime": c["updated_at"],
             },
         )
     )
@@ -251,6 +257,7 @@ def contract_records(sub: Record, customer: str) -> tuple[dict[str, Any], list[d
         "OverallSDProcessStatus": "C" if canceled else "B",
         "SalesContractStatus": "C" if canceled else "",
         "YY1_HubId": sub["hub_id"],
+        "LastChangeDateTime": sub["updated_at"],
     }
     items = []
     for n, item in enumerate(sub["items"], start=1):
@@ -313,6 +320,7 @@ def billing_records(
         "InvoiceClearingStatus": clearing,
         "YY1_ClearingDate": inv["updated_at"].date() if status == "paid" else None,
         "YY1_HubId": inv["hub_id"],
+        "LastChangeDateTime": inv["updated_at"],
     }
     lines = inv["lines"]
     taxes = (
@@ -362,4 +370,5 @@ def stock_record(sku: str, plant: str, quantity: int) -> dict[str, Any]:
         "InventoryStockType": "01",
         "MaterialBaseUnit": sap_unit(spec.unit),
         "MatlWrhsStkQtyInMatlBaseUnit": Decimal(quantity),
+        "LastChangeDateTime": C.AS_OF_TS,
     }
