@@ -429,6 +429,43 @@ def _sap_env(url: str, settings: Any, _: Path) -> dict[str, str]:
     }
 
 
+def _attrs(settings: Any, names: dict[str, str]) -> dict[str, str]:
+    """Env variables from settings attributes (the emulators not written yet when this
+    was: a missing attribute leaves the variable empty, which the runner test flags)."""
+    return {env: str(getattr(settings, attr, "") or "") for env, attr in names.items()}
+
+
+def _salesforce_env(url: str, settings: Any, _: Path) -> dict[str, str]:
+    env = {"SALESFORCE_LOGIN_URL": url}
+    env |= _attrs(
+        settings,
+        {
+            "SALESFORCE_CLIENT_ID": "client_id",
+            "SALESFORCE_CLIENT_SECRET": "client_secret",
+            "SALESFORCE_USERNAME": "username",
+            "SALESFORCE_PRIVATE_KEY_FILE": "private_key_file",
+            "SALESFORCE_API_VERSION": "api_version",
+        },
+    )
+    return env
+
+
+def _pim_env(url: str, settings: Any, _: Path) -> dict[str, str]:
+    return {"PIM_URL": url} | _attrs(
+        settings,
+        {
+            "PIM_CLIENT_ID": "client_id",
+            "PIM_SECRET": "secret",
+            "PIM_USERNAME": "username",
+            "PIM_PASSWORD": "password",
+        },
+    )
+
+
+def _wms_env(url: str, settings: Any, _: Path) -> dict[str, str]:
+    return {"WMS_URL": url} | _attrs(settings, {"WMS_API_KEY": "api_key"})
+
+
 _SECRET_FACTORIES: dict[str, Callable[[], dict[str, Any]]] = {
     "sap": lambda: {"password": _token()},
 }
@@ -436,7 +473,10 @@ _SETTINGS_HOOKS: dict[str, Callable[[Path, dict[str, Any]], dict[str, Any]]] = {
     "sap": _sap_settings,
 }
 _ENV_BUILDERS: dict[str, Callable[[str, Any, Path], dict[str, str]]] = {
+    "salesforce": _salesforce_env,
     "sap": _sap_env,
+    "pim": _pim_env,
+    "wms": _wms_env,
 }
 
 
