@@ -182,7 +182,7 @@ class Dispatcher:
         if inline not in ("allpages", "none"):
             raise SapError(400, INVALID_QUERY, f"Invalid value '{inline}' for $inlinecount")
         if inline == "allpages":
-            payload["__count"] = str(len(window))
+            payload["__count"] = str(len(ids))  # before $skip/$top, as OData v2 defines
         if start + limit < len(window):
             kept = [
                 p

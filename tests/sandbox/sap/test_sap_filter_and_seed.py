@@ -1,0 +1,120 @@
+"""The $filter parser on its own, and seeding + restart persistence."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyodata
+import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sandbox.faults import FaultState
+from sandbox.sap import SapSettings, create_app, seed_records
+from sandbox.sap.filter import FilterError, compile_filter, tokenize
+from sandbox.sap.services import SERVICES
+from sandbox.server import serve_in_thread
+from sandbox.store import DocumentStore
+
+CUSTOMER = SERVICES["API_BUSINESS_PARTNER"].sets["A_Customer"]
+ROW = {
+    "Customer": "1000001",
+    "CustomerName": "O'Neil & Co",
+    "YY1_CreditLimitAmount": "1500.00",
+    "PostingIsBlocked": False,
+    "LastChangeDateTime": 1709251200000,  # 2024-03-01T00:00:00Z
+}
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("CustomerName eq 'O''Neil & Co'", True),
+        ("YY1_CreditLimitAmount gt 1499.99M and YY1_CreditLimitAmount le 1500", True),
+        ("not (PostingIsBlocked eq true) and (Customer eq '1' or Customer eq '1000001')", True),
+        ("LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00+00:00'", True),
+        ("LastChangeDateTime gt datetime'2024-03-01T00:00:00.000'", False),
+        ("substringof('Neil', CustomerName) and startswith(CustomerName, 'O')", True),
+        ("endswith(CustomerName, 'Co') eq false", False),
+        ("YY1_CreditLimitAmount add 500 eq 2000", True),
+        ("CustomerFullName eq null", True),
+        ("length(Customer) eq 7 and toupper(CustomerName) eq 'O''NEIL & CO'", True),
+    ],
+)
+def test_filter_expressions(expr, expected):
+    assert compile_filter(expr, CUSTOMER)({**ROW, "CustomerFullName": None}) is expected
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "Customer eq",
+        "(Customer eq '1'",
+        "Customer eq 'x",
+        "foo(Customer)",
+        "Nope eq 1",
+        "Customer eq '1' Customer",
+        "Customer eq datetime'garbage'",
+    ],
+)
+def test_malformed_filters_are_rejected(expr):
+    with pytest.raises(FilterError):
+        compile_filter(expr, CUSTOMER)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))
+def test_string_literals_round_trip_with_doubled_quotes(text):
+    literal = "'" + text.replace("'", "''") + "'"
+    tokens = tokenize(f"CustomerName eq {literal}")
+    assert tokens[-1].kind == "str" and tokens[-1].value == text
+    assert compile_filter(f"CustomerName eq {literal}", CUSTOMER)({"CustomerName": text})
+
+
+def test_seeded_records_survive_a_restart_and_number_ranges_continue(tmp_path):
+    path = tmp_path / "sap.sqlite"
+    store = DocumentStore(path)
+    loaded = seed_records(
+        store,
+        "API_BILLING_DOCUMENT_SRV.A_BillingDocument",
+        (
+            {
+                "SoldToParty": "1000000",
+                "TransactionCurrency": "EUR",
+                "TotalNetAmount": 100,
+                "TotalTaxAmount": "19",
+                "TotalGrossAmount": "119.000",
+                "InvoiceClearingStatus": "C" if i % 2 else "A",
+                "BillingDocumentDate": dt.date(2024, 5, 1),
+                "LastChangeDateTime": "2024-05-01T10:00:00Z",
+                "to_Item": [{"Material": "SKU-1", "NetAmount": "100"}],
+            }
+            for i in range(3)
+        ),
+    )
+    assert loaded == 3
+    store.close()
+    store = DocumentStore(path)
+    with serve_in_thread(
+        create_app(store, FaultState(), SapSettings(check_references=False))
+    ) as base:
+        session = requests.Session()
+        session.auth = ("HUB_SANDBOX", "sandbox-password")
+        client = pyodata.Client(f"{base}/sap/opu/odata/sap/API_BILLING_DOCUMENT_SRV/", session)
+        docs = client.entity_sets.A_BillingDocument.get_entities().expand("to_Item").execute()
+        assert [d.BillingDocument for d in docs] == ["90000000", "90000001", "90000002"]
+        assert [d.InvoiceClearingStatus for d in docs] == ["A", "C", "A"]
+        assert docs[0].TotalNetAmount == "100.000"
+        assert docs[0].to_Item[0].BillingDocumentItem == "000010"
+        assert docs[0].LastChangeDateTime == dt.datetime(2024, 5, 1, 10, tzinfo=dt.UTC)
+        token = session.get(
+            f"{base}/sap/opu/odata/sap/API_BILLING_DOCUMENT_SRV/", headers={"X-CSRF-Token": "Fetch"}
+        ).headers["x-csrf-token"]
+        session.headers["X-CSRF-Token"] = token
+        created = (
+            client.entity_sets.A_BillingDocument.create_entity()
+            .set(TransactionCurrency="USD", SoldToParty="1000000", TotalNetAmount="1.000")
+            .execute()
+        )
+        assert created.BillingDocument == "90000003"
+    store.close()
