@@ -141,8 +141,14 @@ class Repository:
     def bump(self, coll: str) -> None:
         self._versions[coll] = self._versions.get(coll, 0) + 1
 
-    def _version(self, coll: str) -> tuple[int, str | None]:
-        return self._versions.get(coll, 0), self.store.get_meta(GENERATION_META)
+    def _version(self, coll: str) -> tuple[int, str | None, int]:
+        """Changes through the API bump the counter, seeding bumps the generation; the
+        count catches documents removed straight from the store (archiving in the seed)."""
+        return (
+            self._versions.get(coll, 0),
+            self.store.get_meta(GENERATION_META),
+            self.store.count(coll),
+        )
 
     def scan_ids(
         self,
