@@ -466,11 +466,58 @@ def _wms_env(url: str, settings: Any, _: Path) -> dict[str, str]:
     return {"WMS_URL": url} | _attrs(settings, {"WMS_API_KEY": "api_key"})
 
 
+def _salesforce_settings(data_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The connected app's JWT signing key pair: the hub signs with the private key
+    (SALESFORCE_PRIVATE_KEY_FILE), the emulator verifies with the public key, as a
+    connected app holds the uploaded certificate."""
+    private, public = _rsa_key_pair(data_dir / "tls")
+    return {**overrides, "private_key_file": str(private), "public_key_file": str(public)}
+
+
+def _rsa_key_pair(folder: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = folder / "salesforce-jwt-key.pem"
+    public = folder / "salesforce-jwt-pub.pem"
+    if private.exists() and public.exists():
+        return private, public
+    folder.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _write_private(
+        private,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
 _SECRET_FACTORIES: dict[str, Callable[[], dict[str, Any]]] = {
     "sap": lambda: {"password": _token()},
+    "salesforce": lambda: {
+        "client_id": "3MVG9sandbox" + secrets.token_hex(20),
+        "client_secret": secrets.token_hex(32),
+        "username": "integration@hub.sandbox",
+    },
+    "pim": lambda: {
+        "client_id": "hub_" + secrets.token_hex(8),
+        "secret": _token(),
+        "username": "hub_integration",
+        "password": _token(),
+    },
+    "wms": lambda: {"api_key": "wms_" + _token(32)},
 }
 _SETTINGS_HOOKS: dict[str, Callable[[Path, dict[str, Any]], dict[str, Any]]] = {
     "sap": _sap_settings,
+    "salesforce": _salesforce_settings,
 }
 _ENV_BUILDERS: dict[str, Callable[[str, Any, Path], dict[str, str]]] = {
     "salesforce": _salesforce_env,
