@@ -370,8 +370,11 @@ class SyncEngine:
         hub_id: str,
         data: dict[str, Any],
         only: Sequence[str] | None = None,
-    ) -> None:
-        """Queue a push to every system whose copy differs from the golden record."""
+        dry_run: bool = False,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Queue a push to every system whose copy differs from the golden record; returns
+        (system, payload) of each planned push (``dry_run``: planned, not queued)."""
+        planned: list[tuple[str, dict[str, Any]]] = []
         with_ids = {**data, EXTERNAL_IDS: repo.all_external_ids(s, entity, hub_id)}
         for system, ent in self.specs:
             if ent != entity:
@@ -391,7 +394,10 @@ class SyncEngine:
             own_id = with_ids[EXTERNAL_IDS].get(system)
             if own_id is not None:  # update the record the system already has, by its id
                 set_path(payload, mapper.spec.key.system_id_field, own_id)
-            repo.enqueue(s, system, entity, hub_id, payload, fp)
+            planned.append((system, payload))
+            if not dry_run:
+                repo.enqueue(s, system, entity, hub_id, payload, fp)
+        return planned
 
     # -- push ---------------------------------------------------------------------------
     def systems_for(self, entity: str) -> list[str]:

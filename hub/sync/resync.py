@@ -1,0 +1,202 @@
+"""Targeted resync: put chosen records right in chosen systems after an incident.
+
+A resync is corrective, not routine: it names an entity, the records (hub keys, or the
+golden records changed in a time window) and the target systems, and it pushes the golden
+record to them even when the hub believes they already hold it (their fingerprints are
+forgotten first, because the incident is exactly the case where that belief is wrong).
+With ``direction="repull"`` the owning systems are read again for those records first,
+so a golden record damaged by the incident is rebuilt from its owners before it is pushed.
+``dry_run`` plans and reports the pushes without queueing or sending anything.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from connectors.base import Window
+from connectors.errors import ConnectorError
+from hub.model import ENTITIES
+from hub.store import repo
+from hub.store.models import GoldenRecord
+from hub.sync.engine import SyncEngine
+from hub.sync.lock import store_lock
+
+Direction = Literal["golden_to_systems", "repull_then_push"]
+#: pushes shown per system in a report (the full plan can be large)
+SAMPLE = 5
+
+
+class ResyncRequestError(ValueError):
+    """The request cannot be run as given (unknown entity or system, nothing selected)."""
+
+
+@dataclass
+class ResyncRequest:
+    entity: str
+    keys: Sequence[str] = ()
+    systems: Sequence[str] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    direction: Direction = "golden_to_systems"
+    dry_run: bool = False
+
+
+@dataclass
+class ResyncReport:
+    entity: str
+    dry_run: bool
+    selected: int = 0
+    missing_keys: list[str] = field(default_factory=list)
+    repulled: dict[str, int] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)
+    pushed: dict[str, dict[str, int]] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "dry_run": self.dry_run,
+            "selected": self.selected,
+            "missing_keys": self.missing_keys,
+            "repulled": self.repulled,
+            "planned": self.planned,
+            "pushed": self.pushed,
+            "samples": self.samples,
+            "errors": self.errors,
+        }
+
+
+def validate_request(engine: SyncEngine, request: ResyncRequest) -> list[str]:
+    """The target systems; raises ResyncRequestError naming what to fix."""
+    if request.entity not in ENTITIES:
+        raise ResyncRequestError(
+            f"entity {request.entity!r} is unknown; choose one of {sorted(ENTITIES)}"
+        )
+    mapped = engine.systems_for(request.entity)
+    unknown = [s for s in request.systems if s not in mapped]
+    if unknown:
+        raise ResyncRequestError(
+            f"{request.entity} has no mapping for {unknown}; systems with one: {mapped}"
+        )
+    targets = [s for s in (request.systems or mapped) if s in engine.connectors]
+    if not targets:
+        raise ResyncRequestError(
+            f"none of {list(request.systems or mapped)} is configured for {request.entity}: "
+            "start the sandbox or set the systems' environment variables"
+        )
+    if not request.keys and request.start is None and request.end is None:
+        raise ResyncRequestError(
+            "say which records: give keys (hub ids) or a time window (start and/or end)"
+        )
+    if request.start and request.end and request.start >= request.end:
+        raise ResyncRequestError(f"window start {request.start} is not before end {request.end}")
+    return targets
+
+
+def resync(engine: SyncEngine, request: ResyncRequest) -> ResyncReport:
+    """Run one resync under the entity's sync lock (a routine sync never interleaves)."""
+    targets = validate_request(engine, request)
+    report = ResyncReport(entity=request.entity, dry_run=request.dry_run)
+    with store_lock(engine.engine, f"sync:{request.entity}", wait_seconds=engine.lock_wait_seconds):
+        if request.direction == "repull_then_push" and not request.dry_run:
+            _repull(engine, request, report)
+        keys = _select_keys(engine, request, report)
+        report.selected = len(keys)
+        _plan(engine, request, keys, targets, report)
+        if not request.dry_run:
+            for system in targets:
+                engine.push(system, request.entity)
+                counts = engine.counts[system][request.entity]
+                report.pushed[system] = {
+                    "created": counts.created,
+                    "updated": counts.updated,
+                    "unchanged": counts.unchanged,
+                    "failed": counts.failed,
+                    "quarantined": counts.quarantined,
+                }
+    report.errors.extend(engine.errors)
+    return report
+
+
+def _owners(engine: SyncEngine, entity: str) -> list[str]:
+    owners = set(engine.owners[entity].values())
+    return sorted(s for s in owners if s in engine.connectors)
+
+
+def _repull(engine: SyncEngine, request: ResyncRequest, report: ResyncReport) -> None:
+    """Read the records again from the systems that own their fields and merge them, so
+    the golden record is right before it is pushed."""
+    for system in _owners(engine, request.entity):
+        connector = engine.connectors[system]
+        try:
+            if request.keys:
+                batches = connector.read_by_keys(request.entity, list(request.keys))
+            else:
+                batches = connector.read_snapshot(
+                    request.entity, Window(request.start, request.end)
+                )
+            read = 0
+            for batch in batches:
+                with engine.sessions.begin() as s:
+                    engine._ingest(s, system, request.entity, batch.records)
+                read += len(batch.records)
+            report.repulled[system] = read
+        except ConnectorError as exc:
+            report.errors.append(f"re-reading {request.entity} from {exc}")
+
+
+def _select_keys(engine: SyncEngine, request: ResyncRequest, report: ResyncReport) -> list[str]:
+    with engine.sessions() as s:
+        if request.keys:
+            found = repo.golden_for(s, request.entity, list(request.keys))
+            report.missing_keys = [k for k in request.keys if k not in found]
+            return [k for k in request.keys if k in found]
+        stmt = select(GoldenRecord.hub_id).where(GoldenRecord.entity == request.entity)
+        if request.start is not None:
+            stmt = stmt.where(GoldenRecord.updated_at >= request.start)
+        if request.end is not None:
+            stmt = stmt.where(GoldenRecord.updated_at < request.end)
+        return list(s.scalars(stmt.order_by(GoldenRecord.hub_id)))
+
+
+def _plan(
+    engine: SyncEngine,
+    request: ResyncRequest,
+    keys: list[str],
+    targets: list[str],
+    report: ResyncReport,
+) -> None:
+    planned: Counter[str] = Counter()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        # A dry run plans inside a transaction that is never committed: the forgotten
+        # fingerprints make it plan exactly what a real run would, and nothing sticks.
+        scope = engine.sessions() if request.dry_run else engine.sessions.begin()
+        with scope as s:
+            goldens = repo.golden_for(s, request.entity, chunk)
+            for hub_id in chunk:
+                for system in targets:
+                    repo.forget_fingerprint(s, system, request.entity, hub_id)
+                pushes = engine._plan(
+                    s,
+                    request.entity,
+                    hub_id,
+                    goldens[hub_id].data,
+                    only=targets,
+                    dry_run=request.dry_run,
+                )
+                for system, payload in pushes:
+                    planned[system] += 1
+                    sample = report.samples.setdefault(system, [])
+                    if len(sample) < SAMPLE:
+                        sample.append({"key": hub_id, "payload": payload})
+            if request.dry_run:
+                s.rollback()
+    report.planned = dict(planned)
