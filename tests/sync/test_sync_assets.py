@@ -10,7 +10,7 @@ from hub.resources import HubStoreResource
 from hub.store import GoldenRecord
 from hub.sync_assets import build_sync_assets, build_sync_jobs
 from tests.sync.memory_system import MemorySystem
-from tests.sync.test_engine_logic import account, setup  # noqa: F401 (fixture)
+from tests.sync.conftest import account
 
 
 @dataclass
