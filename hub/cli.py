@@ -11,6 +11,7 @@ import typer
 
 from hub import settings
 from hub.cli_records import findings_app, quarantine_app
+from hub.cli_resync import resync
 from hub.mapping_spec import MAPPINGS_DIR, load_all
 from sandbox.cli import app as sandbox_app
 
@@ -26,6 +27,7 @@ app.add_typer(mappings_app, name="mappings")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(findings_app, name="findings")
+app.command("resync")(resync)
 
 
 @db_app.command("upgrade")

@@ -7,11 +7,12 @@ from dagster import Definitions
 
 from hub.jobs import store_maintenance
 from hub.resources import SYSTEM_RESOURCES, HubStoreResource
+from hub.resync_job import resync_job
 from hub.sync_assets import build_sync_assets, build_sync_jobs
 
 defs = Definitions(
     assets=build_sync_assets(),
-    jobs=[store_maintenance, *build_sync_jobs()],
+    jobs=[store_maintenance, resync_job, *build_sync_jobs()],
     resources={
         "hub_store": HubStoreResource(),
         **{system: resource() for system, resource in SYSTEM_RESOURCES.items()},

@@ -1,0 +1,143 @@
+"""`hub resync`: launch the resync job (the one the Launchpad shows) from a terminal, for
+given keys, a window, or straight from open findings."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import typer
+from sqlalchemy import select
+
+from hub.store.db import create_store_engine, session_factory
+from hub.store.models import Finding
+
+#: drift a push of the golden record repairs; orphans, aggregates and broken references
+#: need a person (delete? re-price? re-link?) and are never resynced automatically
+FIXABLE_KINDS = ("missing", "mismatch", "conflict")
+
+
+def findings_scopes(
+    entity: str | None = None,
+    systems: list[str] | None = None,
+    kinds: list[str] | None = None,
+    finding_ids: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Open findings grouped into resync requests: one per (entity, system), with the
+    hub keys of the drifted records and the finding ids they came from."""
+    stmt = select(Finding).where(Finding.status == "open")
+    stmt = stmt.where(Finding.kind.in_(kinds or FIXABLE_KINDS))
+    if entity:
+        stmt = stmt.where(Finding.entity == entity)
+    if systems:
+        stmt = stmt.where(Finding.system.in_(systems))
+    if finding_ids:
+        stmt = stmt.where(Finding.id.in_(finding_ids))
+    groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {"keys": set(), "findings": []}
+    )
+    engine = create_store_engine()
+    try:
+        with session_factory(engine)() as s:
+            for finding in s.scalars(stmt.order_by(Finding.entity, Finding.system, Finding.key)):
+                group = groups[(finding.entity, finding.system)]
+                group["keys"].add(finding.key)
+                group["findings"].append(finding.id)
+    finally:
+        engine.dispose()
+    return [
+        {
+            "entity": ent,
+            "system": system,
+            "keys": sorted(group["keys"]),
+            "findings": group["findings"],
+        }
+        for (ent, system), group in sorted(groups.items())
+    ]
+
+
+def resync(
+    entity: str | None = typer.Option(
+        None, help="entity to resync (required unless --from-findings)"
+    ),
+    key: list[str] | None = typer.Option(None, "--key", help="hub id (repeatable)"),
+    system: list[str] | None = typer.Option(None, help="target system (repeatable; default all)"),
+    since: str = typer.Option(
+        "", help="window start, ISO 8601 with zone (e.g. 2025-06-30T00:00:00Z)"
+    ),
+    until: str = typer.Option("", help="window end (exclusive), ISO 8601 with zone"),
+    repull: bool = typer.Option(False, help="re-read the owning systems before pushing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="plan and report, send nothing"),
+    from_findings: bool = typer.Option(
+        False, "--from-findings", help="resync the records of open findings (see --kind, --finding)"
+    ),
+    kind: list[str] | None = typer.Option(
+        None,
+        help=f"finding kinds to take with --from-findings (default {', '.join(FIXABLE_KINDS)})",
+    ),
+    finding: list[str] | None = typer.Option(None, help="finding id (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="a JSON array of run reports on stdout"),
+) -> None:
+    """Push golden records to systems after an incident, through the Dagster resync job."""
+    from hub.launch import run_job
+
+    if from_findings:
+        scopes = findings_scopes(entity, system, kind, finding)
+        requests = [
+            {"entity": s["entity"], "hub_ids": s["keys"], "systems": [s["system"]]} for s in scopes
+        ]
+        if not requests:
+            _emit([], as_json, "no open findings match: nothing to resync")
+            return
+    else:
+        if not entity:
+            raise typer.BadParameter("give --entity (or --from-findings)", param_hint="--entity")
+        requests = [{"entity": entity, "hub_ids": list(key or []), "systems": list(system or [])}]
+    reports = []
+    failed = False
+    for request in requests:
+        config = {
+            **request,
+            "window_start": since,
+            "window_end": until,
+            "direction": "repull_then_push" if repull else "golden_to_systems",
+            "dry_run": dry_run,
+        }
+        result = run_job(
+            "resync",
+            run_config={"ops": {"resync_records": {"config": config}}},
+            tags={"hub/entity": request["entity"], "hub/kind": "resync"},
+            log_level="CRITICAL",
+        )
+        report: dict[str, Any] = {"run_id": result.run_id, "success": result.success}
+        if result.success:
+            report |= result.output_for_node("resync_records")
+        else:
+            failed = True
+            from hub.cli import _failure_summary
+
+            report |= {"entity": request["entity"], "error": _failure_summary(result)}
+        reports.append(report)
+    _emit(reports, as_json)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _emit(reports: list[dict[str, Any]], as_json: bool, empty: str = "") -> None:
+    if as_json:
+        typer.echo(json.dumps(reports, default=str, sort_keys=True))
+        return
+    if not reports:
+        typer.echo(empty)
+    for r in reports:
+        if not r["success"]:
+            typer.echo(f"resync {r['entity']} run {r['run_id']} FAILED: {r['error']}", err=True)
+            continue
+        mode = "dry run, planned" if r["dry_run"] else "pushed"
+        typer.echo(
+            f"resync {r['entity']} run {r['run_id']}: {r['selected']} record(s); planned "
+            f"{r['planned']}; {mode} {r['pushed'] if not r['dry_run'] else ''}".rstrip()
+        )
+        if r["missing_keys"]:
+            typer.echo(f"  not in the hub (never synced?): {', '.join(r['missing_keys'])}")
