@@ -96,6 +96,39 @@ def quarantine_show(entry_id: int) -> None:
         typer.echo(json.dumps(quarantine_row(entry, payload=True), indent=2, default=str))
 
 
+@quarantine_app.command("retry")
+def quarantine_retry(
+    entry_id: list[int] | None = typer.Argument(None, help="entry ids (default: all open)"),
+    entity: str = typer.Option("all", help="only this entity's entries"),
+    as_json: bool = typer.Option(False, "--json", help="the summary as JSON on stdout"),
+) -> None:
+    """Retry quarantined records through the Dagster quarantine_retry job: inbound ones are
+    re-read from their system (or re-processed if it no longer has them), rejected pushes
+    are re-planned and delivered."""
+    from hub.launch import run_job
+
+    config = {"entity": entity, "entry_ids": list(entry_id or [])}
+    result = run_job(
+        "quarantine_retry",
+        run_config={"ops": {"retry_quarantined": {"config": config}}},
+        log_level="CRITICAL",
+    )
+    if not result.success:
+        typer.echo(f"quarantine retry run {result.run_id} failed; see the Dagster UI", err=True)
+        raise typer.Exit(1)
+    summary = result.output_for_node("retry_quarantined")
+    if as_json:
+        typer.echo(json.dumps(summary, sort_keys=True))
+        return
+    for name, counts in sorted(summary.items()):
+        typer.echo(
+            f"{name:<14} retried {counts['retried']:>5}  released {counts['released']:>5}"
+            f"  still open {counts['open']:>5}"
+        )
+    if not summary:
+        typer.echo("nothing open in quarantine")
+
+
 def finding_row(f: Finding) -> dict[str, Any]:
     return {
         "id": f.id,

@@ -6,6 +6,7 @@ locations often, so all work happens inside ops, assets, schedules and sensors."
 from dagster import Definitions
 
 from hub.jobs import store_maintenance
+from hub.quarantine_job import quarantine_retry_job
 from hub.resources import SYSTEM_RESOURCES, HubStoreResource
 from hub.resync_job import resync_job
 from hub.sync_assets import build_sync_assets, build_sync_jobs
@@ -13,7 +14,7 @@ from schedules import build_schedules, build_sensors
 
 defs = Definitions(
     assets=build_sync_assets(),
-    jobs=[store_maintenance, resync_job, *build_sync_jobs()],
+    jobs=[store_maintenance, resync_job, quarantine_retry_job, *build_sync_jobs()],
     # the nightly reconciliation schedule joins when the reconcile job is defined here
     schedules=build_schedules(reconcile=False),
     sensors=build_sensors(),

@@ -9,8 +9,8 @@ from dagster import AssetKey, DagsterInstance, materialize
 from hub.resources import HubStoreResource
 from hub.store import GoldenRecord
 from hub.sync_assets import build_sync_assets, build_sync_jobs
-from tests.sync.memory_system import MemorySystem
 from tests.sync.conftest import account
+from tests.sync.memory_system import MemorySystem
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Holder:
         return self.system
 
 
-def test_materialising_the_sync_graph_syncs_both_ways(setup, monkeypatch) -> None:  # noqa: F811
+def test_materialising_the_sync_graph_syncs_both_ways(setup, monkeypatch) -> None:
     make, crm, erp, engine = setup
     specs = list(make().specs.values())
     crm.put(account())
