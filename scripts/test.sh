@@ -13,5 +13,6 @@ export HUB_DATA_DIR="${HUB_TEST_DATA_DIR:-$(mktemp -d)}"
 echo "== ruff";  ruff check . && ruff format --check .
 echo "== mypy";  mypy
 echo "== mappings"; hub mappings check
+echo "== pip-audit"; scripts/audit.sh
 echo "== pytest"
 exec pytest -p no:cacheprovider --timeout=600 "$@"
