@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,11 +79,33 @@ def store_lock(
                 log.warning(message)
                 announced = True
             time.sleep(poll_seconds)
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat,
+        args=(engine, name, me, ttl_seconds, stop),
+        name=f"lock-heartbeat:{name}",
+        daemon=True,
+    )
+    beat.start()
     try:
         yield
     finally:
+        stop.set()
+        beat.join(timeout=5)
         with sessions.begin() as s:
             s.execute(delete(Lock).where(Lock.name == name, Lock.holder == me))
+
+
+def _heartbeat(
+    engine: Engine, name: str, holder: str, ttl_seconds: float, stop: threading.Event
+) -> None:
+    """Keep the lease alive while its holder works (a sync may outlast the TTL); a holder
+    that dies stops renewing, so its lease lapses and the next sync takes over."""
+    while not stop.wait(ttl_seconds / 3):
+        try:
+            renew(engine, name, ttl_seconds, holder)
+        except Exception:  # a missed beat is retried; the lease has 2/3 of its TTL left
+            log.warning("could not renew lock %r", name, exc_info=True)
 
 
 def renew(engine: Engine, name: str, ttl_seconds: float = 600, holder: str | None = None) -> None:
