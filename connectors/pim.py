@@ -1,11 +1,25 @@
 """PIM in Akeneo's REST shape, over the shared httpx client.
 
-OAuth password grant (client id/secret by HTTP Basic), products listed with
-``search_after`` paging and an ``updated`` filter, collection upserts as
-``application/vnd.akeneo.collection+json`` answered line by line."""
+OAuth password grant (client id and secret by HTTP Basic) renewed with the refresh grant
+on a 401, products listed with ``search_after`` paging and ``search`` filters, and upserts
+through the collection PATCH (``application/vnd.akeneo.collection+json``), answered line by
+line. Retries go through :func:`connectors.retry.call_with_retry`, which honours
+``Retry-After``; secrets and tokens are registered with :mod:`connectors.redact`.
+
+Incremental reads. Akeneo filters ``updated`` at one-second precision and lists products
+in identifier order only, so the cursor is composite: the last ``updated`` second read and
+the identifiers already delivered at that second. A read asks for ``updated >= since``
+(``> since - 1s``) and drops what the cursor says was delivered, so two products saved in
+the same second are never skipped. It also asks for ``updated < now - settle`` (whole
+seconds): only seconds that are over are read, so a product saved while the scan walks the
+identifier order cannot land behind the cursor. Since the scan is not in ``updated``
+order, only the last batch of a read carries the new cursor; a crash before it replays
+the read, which upserts make harmless.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,14 +30,20 @@ from typing import Any
 import httpx
 
 from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
-from connectors.errors import AuthError, TransientError
-from connectors.http import make_client, raise_for_status, transport_error
+from connectors.errors import AuthError, ConnectorError
+from connectors.http import RETRYABLE_STATUS, make_client, raise_for_status, transport_error
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry
 
 SYSTEM = "pim"
-PAGE_LIMIT = 100
-COLLECTION_LIMIT = 100
+PRODUCTS_PATH = "/api/rest/v1/products"
+TOKEN_PATH = "/api/oauth/v1/token"  # noqa: S105 - a route, not a secret
+COLLECTION_TYPE = "application/vnd.akeneo.collection+json"
+PAGE_LIMIT = 100  # Akeneo refuses more than 100 items per page
+COLLECTION_LIMIT = 100  # and more than 100 lines per collection PATCH
+AKENEO_DATE = "%Y-%m-%d %H:%M:%S"
+#: Properties Akeneo maintains itself; never sent back on a PATCH.
+READ_ONLY = frozenset({"created", "updated", "_links", "metadata", "completenesses"})
 
 
 @dataclass
@@ -36,9 +56,13 @@ class PimSettings:
     ca_bundle: str | None = None
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: seconds of server time an incremental read leaves alone (clock skew allowance)
+    settle_seconds: int = 1
 
 
 class PimConnector:
+    """The PIM behind the :class:`connectors.base.Connector` protocol (entity: product)."""
+
     system = SYSTEM
 
     def __init__(self, settings: PimSettings) -> None:
@@ -51,28 +75,31 @@ class PimConnector:
         self._token: str | None = None
         self._refresh: str | None = None
         self.api_calls = 0
+        self.token_grants: list[str] = []  # grant types used, in order (observability)
 
     def entities(self) -> Sequence[str]:
         return ["product"]
 
     # -- transport ----------------------------------------------------------------------
     def _authenticate(self) -> None:
+        """Get a token: the refresh grant when a refresh token is held, else (or when the
+        refresh token is refused too) the password grant."""
         s = self.settings
+        grant = "refresh_token" if self._refresh else "password"
         body: dict[str, str] = (
-            {"grant_type": "refresh_token", "refresh_token": self._refresh}
-            if self._refresh
+            {"grant_type": "refresh_token", "refresh_token": self._refresh or ""}
+            if grant == "refresh_token"
             else {"grant_type": "password", "username": s.username, "password": s.password}
         )
         response = self._send(
-            "POST",
-            "/api/oauth/v1/token",
-            json=body,
-            auth=(s.client_id, s.secret),
-            authenticated=False,
+            "POST", TOKEN_PATH, json=body, auth=(s.client_id, s.secret), authenticated=False
         )
-        if response.status_code in (400, 401, 422) and self._refresh:
-            self._refresh = None  # the refresh token expired too: start over
-            return self._authenticate()
+        if response.status_code in RETRYABLE_STATUS:
+            raise_for_status(SYSTEM, response)  # TransientError: the caller's retry covers it
+        if response.status_code != 200 and grant == "refresh_token":
+            self._refresh = None  # the refresh token expired or was revoked: start over
+            self._authenticate()
+            return
         if response.status_code != 200:
             raise AuthError(
                 SYSTEM,
@@ -85,6 +112,7 @@ class PimConnector:
         self._token, self._refresh = token["access_token"], token.get("refresh_token")
         register_secret(self._token)
         register_secret(self._refresh)
+        self.token_grants.append(grant)
 
     def _send(
         self, method: str, path: str, *, authenticated: bool = True, **kwargs: Any
@@ -103,7 +131,7 @@ class PimConnector:
             if self._token is None:
                 self._authenticate()
             response = self._send(method, path, **kwargs)
-            if response.status_code == 401:  # expired token: renew once
+            if response.status_code == 401:  # expired or revoked token: renew once
                 self._token = None
                 self._authenticate()
                 response = self._send(method, path, **kwargs)
@@ -113,100 +141,124 @@ class PimConnector:
         return call_with_retry(SYSTEM, attempt, self.settings.retry)
 
     # -- reads --------------------------------------------------------------------------
-    def _list(self, search: dict[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
+    def _pages(self, search: dict[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a search-after listing, following ``_links.next``."""
         params: dict[str, Any] = {"pagination_type": "search_after", "limit": PAGE_LIMIT}
         if search:
             params["search"] = json.dumps(search)
-        path: str | None = "/api/rest/v1/products"
-        while path:
-            response = self._request("GET", path, params=params)
-            payload = response.json()
-            yield list(payload.get("_embedded", {}).get("items", []))
-            next_link = payload.get("_links", {}).get("next", {}).get("href")
-            path, params = (next_link, {}) if next_link else (None, {})
+        url: str | None = PRODUCTS_PATH
+        while url:
+            payload = self._request("GET", url, params=params).json()
+            yield [_without_links(i) for i in payload.get("_embedded", {}).get("items", [])]
+            url = payload.get("_links", {}).get("next", {}).get("href")
+            params = {}  # the next link carries every parameter
 
     def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
-        """Products updated since the cursor. Akeneo's ``updated >`` filter has second
-        precision, so the cursor keeps the identifiers already seen in its last second."""
+        """Products updated since the cursor, one batch per page; the last batch carries
+        the new cursor (see the module docstring for why only the last)."""
         since, seen = _decode(cursor)
-        search = None
-        if since:
-            search = {"updated": [{"operator": ">", "value": _second_before(since)}]}
-        items_all: list[dict[str, Any]] = []
-        for items in self._list(search):
-            items_all.extend(
-                i for i in items if not (i.get("updated") == since and i.get("identifier") in seen)
-            )
-        items_all.sort(key=lambda i: (str(i.get("updated")), str(i.get("identifier"))))
-        for start in range(0, len(items_all), 500):
-            page = items_all[start : start + 500]
-            last = str(page[-1].get("updated"))
-            ids = [str(i["identifier"]) for i in page if str(i.get("updated")) == last]
-            if last == since:
-                ids = sorted(set(ids) | set(seen))
-            yield Batch(page, json.dumps([last, ids]))
+        upper = _floor_second(datetime.now(UTC)) - timedelta(seconds=self.settings.settle_seconds)
+        filters: list[dict[str, Any]] = [{"operator": "<", "value": _akeneo_date(upper)}]
+        if since is not None:
+            filters.append({"operator": ">", "value": _akeneo_date(since - timedelta(seconds=1))})
+        newest: datetime | None = None
+        at_newest: set[str] = set()
+        held: list[dict[str, Any]] | None = None
+        for page in self._pages({"updated": filters}):
+            fresh = []
+            for item in page:
+                stamp = _parse_stamp(item.get("updated"))
+                if stamp == since and str(item.get("identifier")) in seen:
+                    continue  # delivered by the previous read
+                fresh.append(item)
+                if newest is None or stamp > newest:
+                    newest, at_newest = stamp, set()
+                if stamp == newest:
+                    at_newest.add(str(item.get("identifier")))
+            if not fresh:
+                continue
+            if held is not None:
+                yield Batch(held)
+            held = fresh
+        if held is None or newest is None:
+            return
+        if newest == since:
+            at_newest |= seen
+        yield Batch(held, json.dumps([newest.isoformat(), sorted(at_newest)]))
 
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
+        """Every product, or those updated within ``window`` (start inclusive, end
+        exclusive, rounded outwards to Akeneo's whole seconds)."""
         search: dict[str, Any] | None = None
         if window and (window.start or window.end):
             filters = []
             if window.start:
-                filters.append({"operator": ">", "value": _akeneo_time(window.start)})
+                lowest = _ceil_second(window.start) - timedelta(seconds=1)
+                filters.append({"operator": ">", "value": _akeneo_date(lowest)})
             if window.end:
-                filters.append({"operator": "<", "value": _akeneo_time(window.end)})
+                filters.append({"operator": "<", "value": _akeneo_date(_ceil_second(window.end))})
             search = {"updated": filters}
-        for items in self._list(search):
+        for items in self._pages(search):
             if items:
                 yield Batch(items)
 
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> Iterator[Batch]:
-        for i in range(0, len(keys), PAGE_LIMIT):
-            search = {"identifier": [{"operator": "IN", "value": list(keys[i : i + PAGE_LIMIT])}]}
-            for items in self._list(search):
+        """Products by identifier, 100 per ``identifier IN`` query."""
+        unique = list(dict.fromkeys(str(k) for k in keys))
+        for i in range(0, len(unique), PAGE_LIMIT):
+            search = {"identifier": [{"operator": "IN", "value": unique[i : i + PAGE_LIMIT]}]}
+            for items in self._pages(search):
                 if items:
                     yield Batch(items)
 
     # -- writes -------------------------------------------------------------------------
     def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
-        records = [dict(r) for r in records]
+        """Upsert by identifier, 100 lines per collection PATCH. Each chunk's current state
+        is read first (one call) so records that would change nothing are reported
+        ``unchanged`` and not sent; Akeneo itself answers 204 either way."""
+        rows = [_writable(r) for r in records]
         out: list[WriteResult] = []
-        for i in range(0, len(records), COLLECTION_LIMIT):
-            chunk = records[i : i + COLLECTION_LIMIT]
-            body = "\n".join(json.dumps(_writable(r)) for r in chunk)
+        for i in range(0, len(rows), COLLECTION_LIMIT):
+            out.extend(self._write_chunk(rows[i : i + COLLECTION_LIMIT]))
+        return out
+
+    def _write_chunk(self, chunk: list[NativeRecord]) -> list[WriteResult]:
+        keys = [str(r["identifier"]) for r in chunk if isinstance(r.get("identifier"), str)]
+        current = {
+            str(item["identifier"]): item
+            for batch in self.read_by_keys("product", keys)
+            for item in batch.records
+        }
+        results: list[WriteResult | None] = [None] * len(chunk)
+        to_send: list[int] = []
+        for n, record in enumerate(chunk):
+            key = str(record.get("identifier"))
+            stored = current.get(key)
+            if stored is not None and _patched(stored, record) == stored:
+                results[n] = WriteResult(key, Outcome.UNCHANGED, external_id=key)
+            else:
+                to_send.append(n)
+        if to_send:
+            body = "\n".join(json.dumps(chunk[n]) for n in to_send)
             response = self._request(
                 "PATCH",
-                "/api/rest/v1/products",
+                PRODUCTS_PATH,
                 content=body.encode(),
-                headers={"Content-Type": "application/vnd.akeneo.collection+json"},
+                headers={"Content-Type": COLLECTION_TYPE},
             )
-            lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
-            by_line = {int(line.get("line", 0)): line for line in lines}
-            for n, record in enumerate(chunk, start=1):
-                answer = by_line.get(n, {})
-                key = str(record.get("identifier"))
-                status = int(answer.get("status_code", 0))
-                if status == 201:
-                    out.append(WriteResult(key, Outcome.CREATED, external_id=key))
-                elif status == 204:
-                    out.append(WriteResult(key, Outcome.UPDATED, external_id=key))
-                else:
-                    errors = answer.get("errors") or []
-                    detail = "; ".join(f"{e.get('property')}: {e.get('message')}" for e in errors)
-                    out.append(
-                        WriteResult(
-                            key,
-                            Outcome.REJECTED,
-                            error=detail or answer.get("message", "rejected"),
-                            error_code=str(status or "no answer"),
-                        )
-                    )
-        return out
+            answers = {
+                int(a.get("line", 0)): a
+                for a in (json.loads(line) for line in response.text.splitlines() if line.strip())
+            }
+            for line, n in enumerate(to_send, start=1):
+                results[n] = _result(str(chunk[n].get("identifier")), answers.get(line, {}))
+        return [r for r in results if r is not None]
 
     def health(self) -> Health:
         started = time.monotonic()
         try:
-            self._request("GET", "/api/rest/v1/products", params={"limit": 1})
-        except (TransientError, AuthError) as exc:
+            self._request("GET", PRODUCTS_PATH, params={"limit": 1})
+        except ConnectorError as exc:
             return Health(SYSTEM, False, str(exc))
         return Health(SYSTEM, True, "ok", (time.monotonic() - started) * 1000)
 
@@ -214,30 +266,87 @@ class PimConnector:
         self.client.close()
 
 
+def _result(key: str, answer: dict[str, Any]) -> WriteResult:
+    status = int(answer.get("status_code", 0))
+    if status == 201:
+        return WriteResult(key, Outcome.CREATED, external_id=key)
+    if status == 204:
+        return WriteResult(key, Outcome.UPDATED, external_id=key)
+    details = "; ".join(
+        f"{e.get('property')}"
+        + (f"[{e['attribute']}]" if e.get("attribute") else "")
+        + f": {e.get('message')}"
+        for e in answer.get("errors") or []
+    )
+    message = str(answer.get("message") or "no answer for this line")
+    return WriteResult(
+        key,
+        Outcome.REJECTED,
+        error=f"{message} {details}".strip() if details else message,
+        error_code=str(status or "no answer"),
+    )
+
+
 def _writable(record: NativeRecord) -> NativeRecord:
-    return {k: v for k, v in record.items() if k not in ("created", "updated", "_links")}
+    return {k: v for k, v in record.items() if k not in READ_ONLY}
 
 
-def _akeneo_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+def _without_links(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k != "_links"}
 
 
-def _second_before(stamp: str) -> str:
-    """The filter value that re-includes everything in the cursor's own second."""
-    moment = datetime.fromisoformat(stamp)
+def _patched(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` after Akeneo's PATCH rules: objects merge (``values`` per attribute and
+    locale/scope), anything else replaces."""
+    out = copy.deepcopy(stored)
+    for prop, value in patch.items():
+        if prop == "values" and isinstance(value, dict):
+            values = out.setdefault("values", {})
+            for attribute, entries in value.items():
+                kept = {(e.get("locale"), e.get("scope")): e for e in values.get(attribute, [])}
+                for entry in entries or []:
+                    kept[(entry.get("locale"), entry.get("scope"))] = entry
+                values[attribute] = [e for e in kept.values() if e.get("data") is not None]
+                if not values[attribute]:
+                    del values[attribute]
+        elif isinstance(value, dict):
+            out[prop] = {**(out.get(prop) or {}), **value}
+        else:
+            out[prop] = value
+    return out
+
+
+def _parse_stamp(value: Any) -> datetime:
+    moment = datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return _akeneo_time(moment.replace(microsecond=0) - timedelta(seconds=1))
+    return moment.astimezone(UTC)
 
 
-def _decode(cursor: str | None) -> tuple[str | None, list[str]]:
+def _floor_second(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _ceil_second(moment: datetime) -> datetime:
+    floor = _floor_second(moment)
+    return floor if floor == moment.astimezone(UTC) else floor + timedelta(seconds=1)
+
+
+def _akeneo_date(moment: datetime) -> str:
+    """The ``YYYY-MM-DD hh:mm:ss`` (UTC) Akeneo's date filters take."""
+    return moment.astimezone(UTC).strftime(AKENEO_DATE)
+
+
+def _decode(cursor: str | None) -> tuple[datetime | None, set[str]]:
     if not cursor:
-        return None, []
+        return None, set()
     stamp, seen = json.loads(cursor)
-    return stamp, list(seen)
+    return _parse_stamp(stamp), {str(s) for s in seen}
 
 
 def from_env(env: Mapping[str, str]) -> PimConnector:
+    """Built by connectors.registry from PIM_URL, PIM_CLIENT_ID, PIM_SECRET, PIM_USERNAME,
+    PIM_PASSWORD and HUB_CA_BUNDLE."""
     return PimConnector(
         PimSettings(
             url=env["PIM_URL"],
