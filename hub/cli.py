@@ -111,18 +111,62 @@ def _failure_summary(result: Any) -> str:
 
 
 @app.command("demo")
-def demo() -> None:
-    """Set up the store and run the main job through Dagster; print a short summary."""
-    from hub.launch import run_job
+def demo(
+    customers: int = typer.Option(300, help="size of the seeded book (first start only)"),
+    seed: int = typer.Option(42, help="seed of the book (first start only)"),
+    keep_running: bool = typer.Option(
+        False, help="keep the sandbox up afterwards (Ctrl+C stops it), e.g. for `make dev`"
+    ),
+) -> None:
+    """The main job against the embedded sandbox: start the emulated landscape (seeded on
+    first start, kept in $HUB_DATA_DIR/sandbox), migrate the store, run the full sync and
+    the reconciliation through Dagster, and print what happened."""
+    import time
 
-    result = run_job("store_maintenance")
-    if not result.success:
-        typer.echo("store_maintenance failed; see the run in the Dagster UI (make dev)", err=True)
-        raise typer.Exit(1)
-    counts = result.output_for_node("store_summary")
-    typer.echo(f"run {result.run_id}: store_maintenance succeeded")
-    typer.echo(f"store: {settings.redact_url(settings.database_url())}")
-    typer.echo("  " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    from hub.launch import run_job, sync_counts
+    from sandbox.runner import running_sandbox
+
+    data_dir = settings.data_dir() / "sandbox"
+    typer.echo(f"starting the sandbox in {data_dir} (seed {seed}, {customers} customers) ...")
+    with running_sandbox(data_dir, seed=seed, customers=customers) as sb:
+        typer.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(sb.urls.items())))
+        maintenance = run_job("store_maintenance")
+        if not maintenance.success:
+            typer.echo("store_maintenance failed; see the run in the Dagster UI", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"store: {settings.redact_url(settings.database_url())}")
+        result = run_job("sync_all", tags={"hub/entity": "all"}, log_level="CRITICAL")
+        typer.echo(f"sync_all run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+        _print_counts(sync_counts(result))
+        if not result.success:
+            typer.echo(_failure_summary(result), err=True)
+            raise typer.Exit(1)
+        defs_jobs = _job_names()
+        if "reconcile" in defs_jobs:
+            recon = run_job("reconcile", log_level="CRITICAL")
+            typer.echo(
+                f"reconcile run {recon.run_id}: {'succeeded' if recon.success else 'FAILED'}"
+            )
+            if not recon.success:
+                typer.echo(_failure_summary(recon), err=True)
+                raise typer.Exit(1)
+            typer.echo(
+                "open findings: `hub findings --open`; planted drift: " + str(sb.manifest_path)
+            )
+        typer.echo("runs are in the Dagster UI: `make dev` (http://127.0.0.1:3000)")
+        if keep_running:
+            typer.echo("sandbox running; Ctrl+C stops it")
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+
+
+def _job_names() -> set[str]:
+    from hub.definitions import defs
+
+    return {job.name for job in defs.resolve_all_job_defs()}
 
 
 if __name__ == "__main__":
