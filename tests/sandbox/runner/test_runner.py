@@ -199,3 +199,35 @@ def test_running_sandbox_and_fault_command(tmp_path: Path) -> None:
             )
             assert json.loads(result.output)["faults"] == []
     assert not (tmp_path / "sb" / "sandbox.env").exists()
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its first non-loopback interface (no packet is sent)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_emulators_listen_on_loopback_only(tmp_path: Path) -> None:
+    """Sandbox credentials are throwaway, but the emulators accept them: nothing outside
+    this machine may reach them."""
+    import socket
+    from urllib.parse import urlsplit
+
+    outward = _outward_address()
+    assert outward, "this machine has no non-loopback IPv4 address to test against"
+    with running_sandbox(tmp_path / "sb", seed=3, customers=5) as sandbox:
+        for system, url in sandbox.urls.items():
+            parts = urlsplit(url)
+            assert parts.hostname == "127.0.0.1", f"{system} listens on {parts.hostname}"
+            with socket.socket() as sock:
+                sock.settimeout(2)
+                assert sock.connect_ex((outward, parts.port or 0)) != 0, (
+                    f"{system} answers on {outward}:{parts.port}"
+                )
