@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from sandbox.calls import CallCounting
 from sandbox.faults import FaultSpec, FaultState
 from sandbox.server import LOOPBACK, TLSFiles, free_port, uvicorn_config
 from sandbox.store import DocumentStore
@@ -137,6 +138,15 @@ class SandboxHandle:
     billing_url: str
     manifest_path: Path
     ca_bundle: Path | None
+    counters: dict[str, CallCounting] = field(default_factory=dict)
+
+    def calls(self) -> dict[str, dict[str, Any]]:
+        """API calls each emulator answered since start (or the last reset)."""
+        return {system: c.snapshot() for system, c in self.counters.items()}
+
+    def reset_calls(self) -> None:
+        for counter in self.counters.values():
+            counter.reset()
 
     def manifest(self) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = json.loads(self.manifest_path.read_text())
@@ -167,6 +177,7 @@ class Sandbox:
         self.faults: dict[str, FaultState] = {}
         self.settings: dict[str, Any] = {}
         self.apps: dict[str, Any] = {}
+        self.counters: dict[str, CallCounting] = {}
         self.tls: TLSFiles | None = None
         self.urls: dict[str, str] = {}
         self.env: dict[str, str] = {}
@@ -200,9 +211,11 @@ class Sandbox:
             available.append((spec, module))
         self._seed_if_needed()
         for spec, module in available:
-            self.apps[spec.system] = module.create_app(
+            app = module.create_app(
                 self.stores[spec.system], self.faults[spec.system], self.settings[spec.system]
             )
+            self.counters[spec.system] = CallCounting(app)
+            self.apps[spec.system] = self.counters[spec.system]
         for system, fault in self.config.faults:
             if system not in self.faults:
                 raise SandboxError(f"--fault for {system}, which is not running")
@@ -390,6 +403,7 @@ class Sandbox:
             billing_url=self.billing_url,
             manifest_path=self.dir / MANIFEST_FILE,
             ca_bundle=self.tls.ca_bundle if self.tls else None,
+            counters=dict(self.counters),
         )
 
 

@@ -231,3 +231,19 @@ def test_emulators_listen_on_loopback_only(tmp_path: Path) -> None:
                 assert sock.connect_ex((outward, parts.port or 0)) != 0, (
                     f"{system} answers on {outward}:{parts.port}"
                 )
+
+
+def test_every_emulator_counts_its_api_calls(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path / "sb", seed=3, customers=5) as sandbox:
+        sandbox.reset_calls()
+        verify = sandbox.env.get("HUB_CA_BUNDLE") or True
+        with httpx.Client(verify=verify) as client:
+            for system, url in sandbox.urls.items():
+                client.get(f"{url}/anything")
+                client.post(f"{url}/anything", content=b"{}")
+                client.get(f"{url}/__sandbox/health")  # admin calls are not API calls
+                over_http = client.get(f"{url}/__sandbox/calls").json()
+                assert over_http == sandbox.calls()[system]
+                assert over_http["calls"] == 2 and over_http["writes"] == 1, system
+                client.delete(f"{url}/__sandbox/calls")
+                assert sandbox.calls()[system]["calls"] == 0
