@@ -26,16 +26,23 @@ class CallCounting:
         self.app = app
         self._lock = threading.Lock()
         self.by_method: Counter[str] = Counter()
+        self.by_call: Counter[str] = Counter()  # "METHOD /path", for telling writes apart
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            by_method = dict(self.by_method)
+            by_method, by_call = dict(self.by_method), dict(self.by_call)
         writes = sum(n for m, n in by_method.items() if m not in READS)
-        return {"calls": sum(by_method.values()), "writes": writes, "by_method": by_method}
+        return {
+            "calls": sum(by_method.values()),
+            "writes": writes,
+            "by_method": by_method,
+            "by_call": by_call,
+        }
 
     def reset(self) -> None:
         with self._lock:
             self.by_method.clear()
+            self.by_call.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +57,7 @@ class CallCounting:
         if not path.startswith(ADMIN_PREFIX):
             with self._lock:
                 self.by_method[scope["method"]] += 1
+                self.by_call[f"{scope['method']} {path}"] += 1
         await self.app(scope, receive, send)
 
 
