@@ -143,15 +143,17 @@ class PimConnector:
     # -- reads --------------------------------------------------------------------------
     def _pages(self, search: dict[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
         """Every page of a search-after listing, following ``_links.next``."""
-        params: dict[str, Any] = {"pagination_type": "search_after", "limit": PAGE_LIMIT}
+        params: dict[str, Any] | None = {"pagination_type": "search_after", "limit": PAGE_LIMIT}
         if search:
-            params["search"] = json.dumps(search)
+            params = {**(params or {}), "search": json.dumps(search)}
         url: str | None = PRODUCTS_PATH
         while url:
             payload = self._request("GET", url, params=params).json()
             yield [_without_links(i) for i in payload.get("_embedded", {}).get("items", [])]
             url = payload.get("_links", {}).get("next", {}).get("href")
-            params = {}  # the next link carries every parameter
+            # The next link carries every parameter; httpx would drop its query for any
+            # params given, even an empty dict, so pass none.
+            params = None
 
     def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
         """Products updated since the cursor, one batch per page; the last batch carries
