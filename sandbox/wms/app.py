@@ -292,7 +292,8 @@ class WmsEmulator:
                 issues.append(FieldIssue("location", "invalid", "a 4-character warehouse code"))
             if issues:
                 raise WmsError(422, "validation_failed", "invalid stock count", issues)
-            self.repo.set_on_hand(sku, location, int(on_hand))  # type: ignore[arg-type]
+            assert isinstance(on_hand, int)  # checked above; narrows the type
+            self.repo.set_on_hand(sku, location, on_hand)
             (row,) = self.repo.stock(frozenset({sku}), frozenset({location}))
             return 200, row, {}
 
