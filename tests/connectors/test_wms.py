@@ -23,6 +23,9 @@ from connectors.wms import WmsConnector, WmsSettings
 from hub.mapper import Mapper
 from hub.mapping_spec import MAPPINGS_DIR, load_mapping
 from hub.model import validate_record
+from hub.store.db import create_store_engine
+from hub.store.migrate import upgrade
+from hub.sync.engine import SyncEngine
 from hub.transforms import load_code_lists
 from sandbox.faults import FaultState
 from sandbox.seed.book import Book
@@ -253,3 +256,33 @@ def test_mapping_round_trip_native_canonical_native(wms):
     results = connector.write_batch("allocation", payloads)
     assert {r.outcome for r in results} == {Outcome.UNCHANGED}  # lossless both ways
     assert [r.external_id for r in results] == [n["id"] for n in natives]
+
+
+def test_sync_engine_pulls_through_the_mapping_and_pushes_nothing_back(wms, tmp_path):
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    engine = create_store_engine(url)
+    spec, _ = load_mapping(MAPPINGS_DIR / "wms" / "allocation.yaml")
+    assert spec is not None
+    connector = wms.connector()
+
+    def run() -> dict:
+        sync = SyncEngine(
+            engine, {"wms": connector}, specs=[spec], code_lists=load_code_lists(MAPPINGS_DIR)
+        )
+        sync.sync_entity("allocation")
+        assert sync.errors == []
+        return sync.report()
+
+    first = run()
+    assert first["wms"]["allocation"]["read"] == len(wms.refs)
+    assert first["hub"]["allocation"]["created"] == len(wms.refs)
+    with wms.api() as api:
+        target = api.get("/v1/allocations", params={"status": "reserved", "limit": 1}).json()
+        api.patch(f"/v1/allocations/{target['data'][0]['id']}", json={"status": "picked"})
+    second = run()
+    assert second["wms"]["allocation"]["read"] == 1  # exactly the changed record
+    assert second["hub"]["allocation"]["updated"] == 1
+    # the golden record now says what the WMS says: nothing to push back (echo suppressed)
+    assert second["wms"]["allocation"]["created"] == second["wms"]["allocation"]["updated"] == 0
+    engine.dispose()
