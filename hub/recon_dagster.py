@@ -1,0 +1,419 @@
+"""Reconciliation on Dagster: the ``reconcile`` job, drift checks on the golden assets, and
+the drift report.
+
+    hub/reconciliation  ->  checks "drift" on hub/<entity>_golden
+                        ->  hub/drift_report
+
+- ``hub/reconciliation`` (asset, Launchpad config: entity and system as enums with
+  concrete defaults) stages every configured system through its mapping, compares with
+  the golden records, runs the aggregate and reference checks and persists the findings
+  (``hub.recon.run.reconcile``) under the Dagster run id, so ``hub reconcile --json`` can
+  list exactly what this run saw. A system whose connector is not configured is skipped
+  with the reason in the metadata.
+- ``drift`` asset checks on ``hub/<entity>_golden`` read the open findings of the entity
+  from the store: ERROR when any is an error (money, missing/orphan records, broken
+  references, aggregates), WARN when only cosmetic drift (case, whitespace, clock) is
+  open. Metadata: counts and a capped Markdown table of the top findings; the full list
+  lives in the store (``hub findings``), never in run metadata. They also run after a
+  sync materialises a golden asset, showing the latest known drift.
+- ``hub/drift_report``: open findings by entity, system, kind and severity, money at stake
+  per currency, and the trend over the last runs (from ``reconciliation_runs``).
+
+Nothing here reads a system or the store while definitions load. No ``from __future__
+import annotations``: Dagster inspects the annotations of Config classes and ops.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    Config,
+    Definitions,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+    define_asset_job,
+)
+from pydantic import Field
+from sqlalchemy import Engine, case, func, select
+
+from connectors.base import Connector
+from hub.mapping_spec import MAPPINGS_DIR, SYSTEMS, MappingsInvalidError, MappingSpec, load_all
+from hub.recon.run import ENTITY_ORDER, reconcile
+from hub.resources import SYSTEM_RESOURCES, HubStoreResource
+from hub.store.models import Finding, ReconciliationRun
+from hub.sync_assets import golden_key
+from hub.transforms import load_code_lists
+
+RECONCILIATION_KEY = AssetKey(["hub", "reconciliation"])
+DRIFT_REPORT_KEY = AssetKey(["hub", "drift_report"])
+RECONCILE_OP = "hub__reconciliation"
+GROUP = "reconciliation"
+#: Rows of the Markdown tables in metadata (large metadata breaks the UI's transport).
+TOP_N = 20
+HISTORY_RUNS = 10
+
+EntityChoice = Literal["all", "product", "customer", "subscription", "allocation", "invoice"]
+SystemChoice = Literal["all", "billing", "salesforce", "sap", "pim", "wms"]
+
+
+class ReconcileConfig(Config):
+    """What one reconciliation covers (``all``: every mapped entity / configured system)."""
+
+    entity: EntityChoice = Field(default="all", description="one entity, or all")
+    system: SystemChoice = Field(default="all", description="one system, or all configured")
+
+
+def _specs(specs: Sequence[MappingSpec] | None) -> list[MappingSpec]:
+    if specs is not None:
+        return list(specs)
+    loaded, errors = load_all(MAPPINGS_DIR)
+    if errors:
+        raise MappingsInvalidError(errors)
+    return loaded
+
+
+def connectors_for(
+    resources: Any, systems: Sequence[str]
+) -> tuple[dict[str, Connector], dict[str, str]]:
+    """Connectors of the configured ``systems``; the others with why they were skipped
+    (no environment, or no connector module yet)."""
+    built: dict[str, Connector] = {}
+    skipped: dict[str, str] = {}
+    for system in systems:
+        try:
+            built[system] = getattr(resources, system).connector()
+        except (ValueError, ImportError) as exc:
+            skipped[system] = str(exc)
+    return built, skipped
+
+
+def _reconciliation_asset(
+    specs: Sequence[MappingSpec] | None,
+    code_lists: Mapping[str, Mapping[str, str]] | None,
+) -> AssetsDefinition:
+    @asset(
+        key=RECONCILIATION_KEY,
+        group_name=GROUP,
+        required_resource_keys={"hub_store", *SYSTEMS},
+        tags={"hub/kind": "reconcile"},
+        description="Every configured system's snapshot, mapped to canonical form and "
+        "compared with the golden records in DuckDB; findings persisted in the hub store "
+        "(stable ids, first/last seen, auto-resolved when gone).",
+    )
+    def _reconciliation(
+        context: AssetExecutionContext, config: ReconcileConfig
+    ) -> MaterializeResult:
+        chosen_specs = _specs(specs)
+        lists = code_lists if code_lists is not None else load_code_lists(MAPPINGS_DIR)
+        mapped_systems = sorted({s.system for s in chosen_specs})
+        wanted = mapped_systems if config.system == "all" else [config.system]
+        if config.system != "all" and config.system not in mapped_systems:
+            raise Failure(f"{config.system} has no mapping in mappings/", allow_retries=False)
+        connectors, skipped = connectors_for(context.resources, wanted)
+        for system, reason in skipped.items():
+            context.log.warning(f"{system} skipped: {reason}")
+        if config.system != "all" and not connectors:
+            raise Failure(f"{config.system} is not configured: {skipped[config.system]}")
+        store: HubStoreResource = context.resources.hub_store
+        engine = store.engine()
+        try:
+            result = reconcile(
+                engine,
+                connectors,
+                chosen_specs,
+                lists,
+                entities=None if config.entity == "all" else [config.entity],
+                skipped=skipped,
+                run_id=context.run_id,
+                progress=context.log.info,
+            )
+        finally:
+            for connector in connectors.values():
+                connector.close()
+            engine.dispose()
+        summary = result.summary()
+        context.log.info(
+            f"reconciled {result.entities} in {result.systems}: {summary['findings']} "
+            f"finding(s), {summary['new']} new, {summary['resolved']} resolved"
+        )
+        return MaterializeResult(
+            metadata={
+                "findings": MetadataValue.int(summary["findings"]),
+                "new": MetadataValue.int(summary["new"]),
+                "reopened": MetadataValue.int(summary["reopened"]),
+                "resolved": MetadataValue.int(summary["resolved"]),
+                "systems": MetadataValue.json(result.systems),
+                "entities": MetadataValue.json(result.entities),
+                "skipped": MetadataValue.json(skipped),
+                "staged": MetadataValue.json(result.staged),
+                "by_entity": MetadataValue.json(summary["by_entity"]),
+                "by_system": MetadataValue.json(summary["by_system"]),
+                "by_kind": MetadataValue.json(summary["by_kind"]),
+                "by_severity": MetadataValue.json(summary["by_severity"]),
+                "amount_at_stake_minor": MetadataValue.json(summary["amount_at_stake_minor"]),
+                "recon_run_id": MetadataValue.text(result.run_id),
+            }
+        )
+
+    return _reconciliation
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")[:60]
+
+
+def findings_table(rows: Sequence[Finding]) -> str:
+    """A Markdown table of findings (capped by the caller)."""
+    head = "| severity | key | system | kind | field | expected | actual | at stake |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for f in rows:
+        stake = "" if f.amount_at_stake_minor is None else f"{f.amount_at_stake_minor} {f.currency}"
+        cells = (f.severity, f.key, f.system, f.kind, f.field, f.expected, f.actual, stake)
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def entity_drift(engine: Engine, entity: str) -> tuple[dict[str, Any], list[Finding]]:
+    """Open findings of ``entity``: counts and the top ``TOP_N`` (errors first, then the
+    most money at stake, then the most recent)."""
+    from sqlalchemy.orm import Session
+
+    open_ = (Finding.entity == entity, Finding.status == "open")
+    with Session(engine) as s:
+        counts: dict[str, Any] = {}
+        for name, col in (
+            ("by_system", Finding.system),
+            ("by_kind", Finding.kind),
+            ("by_severity", Finding.severity),
+        ):
+            counts[name] = {
+                k: n for k, n in s.execute(select(col, func.count()).where(*open_).group_by(col))
+            }
+        counts["amount_at_stake_minor"] = {
+            cur: int(n)
+            for cur, n in s.execute(
+                select(Finding.currency, func.sum(func.abs(Finding.amount_at_stake_minor)))
+                .where(*open_, Finding.currency.is_not(None))
+                .where(Finding.amount_at_stake_minor.is_not(None))
+                .group_by(Finding.currency)
+            )
+        }
+        counts["open"] = sum(counts["by_severity"].values())
+        top = list(
+            s.scalars(
+                select(Finding)
+                .where(*open_)
+                .order_by(
+                    case((Finding.severity == "error", 0), else_=1),
+                    func.abs(func.coalesce(Finding.amount_at_stake_minor, 0)).desc(),
+                    Finding.last_seen.desc(),
+                    Finding.id,
+                )
+                .limit(TOP_N)
+            )
+        )
+        s.expunge_all()
+    return counts, top
+
+
+def _drift_check(entity: str) -> AssetChecksDefinition:
+    @asset_check(
+        asset=golden_key(entity),
+        name="drift",
+        additional_deps=[RECONCILIATION_KEY],
+        required_resource_keys={"hub_store"},
+        blocking=False,
+        description=f"Open reconciliation findings of {entity} records in any system: "
+        f"ERROR for money, missing records, broken references and aggregates; WARN when "
+        f"only cosmetic drift is open.",
+    )
+    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        engine = context.resources.hub_store.engine()
+        try:
+            counts, top = entity_drift(engine, entity)
+        finally:
+            engine.dispose()
+        errors = counts["by_severity"].get("error", 0)
+        severity = AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN
+        metadata: dict[str, Any] = {
+            "open": MetadataValue.int(counts["open"]),
+            "errors": MetadataValue.int(errors),
+            "warnings": MetadataValue.int(counts["by_severity"].get("warning", 0)),
+            "by_system": MetadataValue.json(counts["by_system"]),
+            "by_kind": MetadataValue.json(counts["by_kind"]),
+            "amount_at_stake_minor": MetadataValue.json(counts["amount_at_stake_minor"]),
+        }
+        if top:
+            title = f"Top {len(top)} of {counts['open']} open findings (`hub findings --open`)"
+            metadata["top_findings"] = MetadataValue.md(f"{title}\n\n{findings_table(top)}")
+        return AssetCheckResult(passed=counts["open"] == 0, severity=severity, metadata=metadata)
+
+    return _check
+
+
+def _drift_report_asset() -> AssetsDefinition:
+    @asset(
+        key=DRIFT_REPORT_KEY,
+        deps=[RECONCILIATION_KEY],
+        group_name=GROUP,
+        required_resource_keys={"hub_store"},
+        tags={"hub/kind": "reconcile"},
+        description="Open drift by entity, system, kind and severity, money at stake per "
+        "currency, and the trend over the last reconciliation runs (from the hub store).",
+    )
+    def _drift_report(context: AssetExecutionContext) -> MaterializeResult:
+        engine = context.resources.hub_store.engine()
+        try:
+            report = drift_report(engine)
+        finally:
+            engine.dispose()
+        return MaterializeResult(
+            metadata={
+                "open": MetadataValue.int(report["open"]),
+                "by_entity": MetadataValue.json(report["by_entity"]),
+                "by_system": MetadataValue.json(report["by_system"]),
+                "by_kind": MetadataValue.json(report["by_kind"]),
+                "by_severity": MetadataValue.json(report["by_severity"]),
+                "amount_at_stake_minor": MetadataValue.json(report["amount_at_stake_minor"]),
+                "table": MetadataValue.md(report_markdown(report)),
+                "history": MetadataValue.json(report["history"]),
+            }
+        )
+
+    return _drift_report
+
+
+def drift_report(engine: Engine) -> dict[str, Any]:
+    """Totals of open findings and the last runs' counts, straight from the store."""
+    from sqlalchemy.orm import Session
+
+    open_ = Finding.status == "open"
+    with Session(engine) as s:
+        out: dict[str, Any] = {}
+        for name, col in (
+            ("by_entity", Finding.entity),
+            ("by_system", Finding.system),
+            ("by_kind", Finding.kind),
+            ("by_severity", Finding.severity),
+        ):
+            out[name] = {
+                k: n for k, n in s.execute(select(col, func.count()).where(open_).group_by(col))
+            }
+        out["open"] = sum(out["by_severity"].values())
+        out["matrix"] = [
+            {"entity": e, "system": sy, "kind": k, "open": n, "amount_at_stake_minor": a}
+            for e, sy, k, n, a in s.execute(
+                select(
+                    Finding.entity,
+                    Finding.system,
+                    Finding.kind,
+                    func.count(),
+                    func.sum(func.abs(Finding.amount_at_stake_minor)),
+                )
+                .where(open_)
+                .group_by(Finding.entity, Finding.system, Finding.kind)
+                .order_by(Finding.entity, Finding.system, Finding.kind)
+            )
+        ]
+        out["amount_at_stake_minor"] = {
+            cur: int(n)
+            for cur, n in s.execute(
+                select(Finding.currency, func.sum(func.abs(Finding.amount_at_stake_minor)))
+                .where(open_, Finding.currency.is_not(None))
+                .where(Finding.amount_at_stake_minor.is_not(None))
+                .group_by(Finding.currency)
+                .order_by(Finding.currency)
+            )
+        }
+        runs = s.scalars(
+            select(ReconciliationRun)
+            .order_by(ReconciliationRun.started_at.desc())
+            .limit(HISTORY_RUNS)
+        )
+        out["history"] = [
+            {
+                "run_id": r.id,
+                "started_at": r.started_at.isoformat(),
+                **{k: r.counts.get(k, 0) for k in ("observed", "new", "reopened", "resolved")},
+            }
+            for r in runs
+        ]
+    return out
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    lines = ["| entity | system | kind | open | at stake (minor units, all currencies) |"]
+    lines.append("|---|---|---|---|---|")
+    for row in report["matrix"][: TOP_N * 5]:
+        stake = "" if row["amount_at_stake_minor"] is None else row["amount_at_stake_minor"]
+        lines.append(
+            f"| {row['entity']} | {row['system']} | {row['kind']} | {row['open']} | {stake} |"
+        )
+    if report["amount_at_stake_minor"]:
+        money = ", ".join(f"{c} {n}" for c, n in report["amount_at_stake_minor"].items())
+        lines.append(f"\nMoney at stake (minor units): {money}")
+    return "\n".join(lines)
+
+
+def golden_entities(specs: Sequence[MappingSpec] | None = None) -> list[str]:
+    """Entities that have a golden asset (any mapping), in sync order; YAML only."""
+    if specs is None:
+        specs, _ = load_all(MAPPINGS_DIR)
+    mapped = {s.entity for s in specs}
+    return [e for e in ENTITY_ORDER if e in mapped]
+
+
+def recon_assets(
+    specs: Sequence[MappingSpec] | None = None,
+    code_lists: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[AssetsDefinition]:
+    return [_reconciliation_asset(specs, code_lists), _drift_report_asset()]
+
+
+def recon_checks(specs: Sequence[MappingSpec] | None = None) -> list[AssetChecksDefinition]:
+    return [_drift_check(entity) for entity in golden_entities(specs)]
+
+
+def reconcile_job(checks: Sequence[AssetChecksDefinition]) -> Any:
+    return define_asset_job(
+        "reconcile",
+        selection=AssetSelection.assets(RECONCILIATION_KEY, DRIFT_REPORT_KEY)
+        | AssetSelection.checks(*checks),
+        tags={"hub/kind": "reconcile"},
+        description="Reconcile every configured system against the golden records, "
+        "update the drift checks on the golden assets and the drift report.",
+    )
+
+
+def recon_definitions(
+    specs: Sequence[MappingSpec] | None = None,
+    code_lists: Mapping[str, Mapping[str, str]] | None = None,
+    resources: Mapping[str, Any] | None = None,
+) -> Definitions:
+    """Everything reconciliation adds to the code location, for ``Definitions.merge``
+    with ``hub.definitions.defs`` (same resource keys: ``hub_store`` and one per system).
+    ``specs``/``code_lists``: mappings other than ``mappings/`` (tests)."""
+    checks = recon_checks(specs)
+    return Definitions(
+        assets=recon_assets(specs, code_lists),
+        asset_checks=checks,
+        jobs=[reconcile_job(checks)],
+        resources=dict(resources)
+        if resources is not None
+        else {
+            "hub_store": HubStoreResource(),
+            **{system: resource() for system, resource in SYSTEM_RESOURCES.items()},
+        },
+    )
