@@ -233,13 +233,17 @@ class PimConnector:
         }
         results: list[WriteResult | None] = [None] * len(chunk)
         to_send: list[int] = []
+        sending: set[str] = set()
         for n, record in enumerate(chunk):
             key = str(record.get("identifier"))
             stored = current.get(key)
-            if stored is not None and _patched(stored, record) == stored:
+            # A key already sent in this chunk is sent again: the state read first no
+            # longer tells what the record would change.
+            if key not in sending and stored is not None and _patched(stored, record) == stored:
                 results[n] = WriteResult(key, Outcome.UNCHANGED, external_id=key)
             else:
                 to_send.append(n)
+                sending.add(key)
         if to_send:
             body = "\n".join(json.dumps(chunk[n]) for n in to_send)
             response = self._request(
