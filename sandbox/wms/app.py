@@ -144,6 +144,10 @@ class WmsEmulator:
             response = _json(status, payload, headers)
         except WmsError as exc:
             response = _error(exc)
+        except Exception:
+            if key is not None:
+                self.keys.release(key)
+            raise
         if key is not None:
             self.keys.finish(
                 key,

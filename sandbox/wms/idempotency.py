@@ -78,6 +78,11 @@ class IdempotencyKeys:
             self._running.add(key)
             return None
 
+    def release(self, key: str) -> None:
+        """Forget a key whose request crashed, so the client's retry runs it again."""
+        with self._lock:
+            self._running.discard(key)
+
     def finish(
         self, key: str, request_fp: str, status: int, body: bytes, headers: dict[str, Any]
     ) -> None:
