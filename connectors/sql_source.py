@@ -198,7 +198,6 @@ class SqlEntitySource:
         table = self.table(spec.table)
         records = list(records)
         keys = [str(r[spec.hub_id_column]) for r in records]
-        results: list[WriteResult] = []
         with self.engine.begin() as conn:
             existing = {
                 str(row._mapping[spec.hub_id_column]): row._mapping
@@ -206,36 +205,48 @@ class SqlEntitySource:
                     sa.select(table).where(table.c[spec.hub_id_column].in_(keys))
                 )
             }
-            for key, record in zip(keys, records, strict=True):
-                values = {
-                    name: _coerce(table.c[name], value)
-                    for name, value in record.items()
-                    if name in table.c and name != spec.primary_key
-                }
-                current = existing.get(key)
-                children = {c.table: record[c.table] for c in spec.children if c.table in record}
-                if current is None:
-                    values[spec.updated_column] = datetime.now(UTC)
-                    pk = conn.execute(
-                        sa.insert(table).values(values).returning(table.c[spec.primary_key])
-                    ).scalar_one()
-                    self._replace_children(conn, spec, pk, children)
-                    results.append(WriteResult(key, Outcome.CREATED, external_id=str(pk)))
-                    continue
-                pk = current[spec.primary_key]
-                changed = {k: v for k, v in values.items() if _plain(current.get(k)) != _plain(v)}
-                kids_changed = self._replace_children(
-                    conn, spec, pk, children, only_if_changed=True
-                )
-                if not changed and not kids_changed:
-                    results.append(WriteResult(key, Outcome.UNCHANGED, external_id=str(pk)))
-                    continue
-                changed[spec.updated_column] = datetime.now(UTC)
-                conn.execute(
-                    sa.update(table).where(table.c[spec.primary_key] == pk).values(changed)
-                )
-                results.append(WriteResult(key, Outcome.UPDATED, external_id=str(pk)))
-        return results
+            return [
+                self.upsert_one(conn, spec, key, record, existing.get(key))
+                for key, record in zip(keys, records, strict=True)
+            ]
+
+    def upsert_one(
+        self,
+        conn: sa.Connection,
+        spec: EntityTable,
+        key: str,
+        record: NativeRecord,
+        current: Any,
+    ) -> WriteResult:
+        """Insert ``record`` (``current`` is None) or update the row ``current`` with what
+        differs, replacing children that differ; the parent's stamp moves only on a real
+        change. Runs inside the caller's transaction (a connector may wrap each call in a
+        savepoint to reject one record without losing the batch)."""
+        table = self.table(spec.table)
+        values = {
+            name: _coerce(table.c[name], value)
+            for name, value in record.items()
+            if name in table.c and name != spec.primary_key
+        }
+        children = {c.table: record[c.table] for c in spec.children if c.table in record}
+        if current is None:
+            now = datetime.now(UTC)
+            values[spec.updated_column] = now
+            if "created_at" in table.c:  # reflected tables carry no Python-side defaults
+                values.setdefault("created_at", now)
+            pk = conn.execute(
+                sa.insert(table).values(values).returning(table.c[spec.primary_key])
+            ).scalar_one()
+            self._replace_children(conn, spec, pk, children)
+            return WriteResult(key, Outcome.CREATED, external_id=str(pk))
+        pk = current[spec.primary_key]
+        changed = {k: v for k, v in values.items() if _plain(current.get(k)) != _plain(v)}
+        kids_changed = self._replace_children(conn, spec, pk, children, only_if_changed=True)
+        if not changed and not kids_changed:
+            return WriteResult(key, Outcome.UNCHANGED, external_id=str(pk))
+        changed[spec.updated_column] = datetime.now(UTC)
+        conn.execute(sa.update(table).where(table.c[spec.primary_key] == pk).values(changed))
+        return WriteResult(key, Outcome.UPDATED, external_id=str(pk))
 
     def _replace_children(
         self,
@@ -278,6 +289,10 @@ class SqlEntitySource:
                     continue
             conn.execute(sa.delete(table).where(table.c[child.parent_column] == pk))
             if wanted:
-                conn.execute(sa.insert(table), [{**w, child.parent_column: pk} for w in wanted])
+                now = datetime.now(UTC)
+                stamps = {c: now for c in ("created_at", "updated_at") if c in table.c}
+                conn.execute(
+                    sa.insert(table), [{**stamps, **w, child.parent_column: pk} for w in wanted]
+                )
             changed = True
         return changed
