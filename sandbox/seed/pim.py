@@ -1,8 +1,8 @@
 """The catalogue as the PIM holds it (Akeneo product shape: identifier, family, enabled,
-localisable/scopable ``values``).
-
-Written before the PIM emulator existed: the shape follows mappings/pim/product.yaml;
-check it against the emulator's ``seed_records`` when it lands.
+``values`` as ``[{locale, scope, data}]`` lists), written through the PIM emulator's
+``seed_records``. Every product it writes passes the emulator's own PATCH validation
+unchanged (tests/sandbox/pim checks it), and mappings/pim/product.yaml reads it back to the
+book's canonical products (tests/connectors/test_pim.py).
 """
 
 from __future__ import annotations
