@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from hub import settings
+from hub.cli_recon import reconcile
 from hub.cli_records import findings_app, quarantine_app
 from hub.cli_resync import resync
 from hub.mapping_spec import MAPPINGS_DIR, load_all
@@ -28,6 +29,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(findings_app, name="findings")
 app.command("resync")(resync)
+app.command("reconcile")(reconcile)
 
 
 @db_app.command("upgrade")

@@ -1,0 +1,230 @@
+"""`hub reconcile`: run the Dagster ``reconcile`` job (so the run shows in the UI) and
+print what that run saw.
+
+With ``--json`` stdout carries exactly one JSON array - one object per finding observed
+in this run - and nothing else: Dagster's and the connectors' logging goes to stderr, and
+anything a library prints while the job runs is redirected there too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from hub.store.models import Finding, FindingObservation
+
+ENTITIES = ("all", "product", "customer", "subscription", "allocation", "invoice")
+SYSTEMS = ("all", "billing", "salesforce", "sap", "pim", "wms")
+
+#: The keys of every finding object (``--json``), in order. ``system_id`` is the system's
+#: own id of the record (``external_id`` is kept as an alias); amounts are signed minor
+#: units of ``currency``, expected - actual.
+FINDING_KEYS = (
+    "id",
+    "entity",
+    "key",
+    "system",
+    "system_id",
+    "external_id",
+    "kind",
+    "field",
+    "expected",
+    "actual",
+    "severity",
+    "amount_at_stake",
+    "currency",
+    "first_seen",
+    "last_seen",
+    "status",
+)
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    """One finding as ``hub reconcile --json`` / ``hub findings --json`` print it."""
+    return {
+        "id": f.id,
+        "entity": f.entity,
+        "key": f.key,
+        "system": f.system,
+        "system_id": f.external_id,
+        "external_id": f.external_id,
+        "kind": f.kind,
+        "field": f.field,
+        "expected": f.expected,
+        "actual": f.actual,
+        "severity": f.severity,
+        "amount_at_stake": f.amount_at_stake_minor,
+        "currency": f.currency,
+        "first_seen": f.first_seen.isoformat(),
+        "last_seen": f.last_seen.isoformat(),
+        "status": f.status,
+    }
+
+
+def findings_of_run(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """Findings a reconciliation run observed (not those it resolved), in a stable order."""
+    stmt = (
+        select(Finding)
+        .join(FindingObservation, FindingObservation.finding_id == Finding.id)
+        .where(FindingObservation.run_id == run_id, FindingObservation.status == "open")
+        .order_by(Finding.entity, Finding.key, Finding.system, Finding.kind, Finding.field)
+    )
+    with Session(engine) as s:
+        return [finding_json(f) for f in s.scalars(stmt)]
+
+
+def _definitions() -> Definitions:
+    """The code location's definitions when they include ``reconcile``; until the
+    integrator merges ``recon_definitions()`` into ``hub.definitions``, those alone (same
+    resources), so the command works either way and the run is recorded in the instance."""
+    from hub.definitions import defs
+
+    if "reconcile" in {job.name for job in defs.resolve_all_job_defs()}:
+        return defs
+    from hub.recon_dagster import recon_definitions
+
+    return recon_definitions()
+
+
+def run_reconcile(entity: str, system: str) -> ExecuteInProcessResult:
+    """Execute the ``reconcile`` job in this process, recorded in $DAGSTER_HOME's
+    instance (as ``hub.launch.run_job`` does for the code location's jobs)."""
+    from hub.dagster_home import ensure_dagster_home
+    from hub.recon_dagster import RECONCILE_OP
+
+    ensure_dagster_home()
+    job = _definitions().resolve_job_def("reconcile")
+    config = {
+        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+        "ops": {RECONCILE_OP: {"config": {"entity": entity, "system": system}}},
+    }
+    tags = {"hub/launched-by": "cli", "hub/entity": entity, "hub/system": system}
+    with DagsterInstance.get() as instance:
+        return job.execute_in_process(
+            run_config=config, instance=instance, tags=tags, raise_on_error=False
+        )
+
+
+def _failure(result: ExecuteInProcessResult) -> str:
+    messages = []
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.event_specific_data
+        user = getattr(data, "user_failure_data", None)
+        error = getattr(data, "error", None)
+        text = (user.description if user and user.description else None) or (
+            error.message.strip() if error else "failed"
+        )
+        messages.append(f"{event.step_key}: {text}")
+    return "; ".join(messages) or "see the run in the Dagster UI"
+
+
+def _summary(result: ExecuteInProcessResult) -> dict[str, Any]:
+    from hub.recon_dagster import RECONCILIATION_KEY
+
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if mat.asset_key == RECONCILIATION_KEY:
+            return {k: v.value for k, v in mat.metadata.items()}
+    return {}
+
+
+def print_table(rows: Sequence[dict[str, Any]]) -> None:
+    for r in rows:
+        stake = "" if r["amount_at_stake"] is None else f"{r['amount_at_stake']} {r['currency']}"
+        typer.echo(
+            f"{r['severity']:<8}{r['entity']:<13}{r['key']:<22}{r['system']:<11}"
+            f"{r['kind']:<11}{(r['field'] or ''):<28}"
+            f"expected={json.dumps(r['expected'])} actual={json.dumps(r['actual'])} {stake}"
+        )
+
+
+def reconcile(
+    entity: str = typer.Option(
+        "all", "--entity", "-e", help=f"one entity or all: {', '.join(ENTITIES)}"
+    ),
+    system: str = typer.Option(
+        "all", "--system", "-s", help=f"one system or all configured: {', '.join(SYSTEMS)}"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="only a JSON array of this run's findings on stdout"
+    ),
+) -> None:
+    """Reconcile every configured system against the golden records through the Dagster
+    reconcile job; print this run's findings (amounts in minor units, expected - actual)."""
+    if entity not in ENTITIES:
+        raise typer.BadParameter(
+            f"{entity!r}; choose from {', '.join(ENTITIES)}", param_hint="--entity"
+        )
+    if system not in SYSTEMS:
+        raise typer.BadParameter(
+            f"{system!r}; choose from {', '.join(SYSTEMS)}", param_hint="--system"
+        )
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_reconcile(entity, system)
+    if not result.success:
+        typer.echo(f"reconcile run {result.run_id} failed: {_failure(result)}", err=True)
+        raise typer.Exit(1)
+    from hub.store.db import create_store_engine
+
+    engine = create_store_engine()
+    try:
+        rows = findings_of_run(engine, result.run_id)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(rows, default=str))
+        return
+    summary = _summary(result)
+    print_table(rows)
+    for system_name, reason in (summary.get("skipped") or {}).items():
+        typer.echo(f"skipped {system_name}: {reason}", err=True)
+    typer.echo(
+        f"reconcile run {result.run_id}: {len(rows)} finding(s) in "
+        f"{', '.join(summary.get('systems') or []) or 'no system'}; "
+        f"new {summary.get('new', 0)}, resolved {summary.get('resolved', 0)}; "
+        f"by kind {summary.get('by_kind', {})}; "
+        f"money at stake {summary.get('amount_at_stake_minor', {})}",
+        err=True,
+    )
+
+
+def findings(
+    open_only: bool = typer.Option(False, "--open", help="only findings still open"),
+    entity: str | None = typer.Option(None, help="only this entity"),
+    system: str | None = typer.Option(None, help="only this system"),
+    as_json: bool = typer.Option(False, "--json", help="a JSON array on stdout, nothing else"),
+) -> None:
+    """Drift findings from the store with their history, in the shape of
+    ``hub reconcile --json`` (amounts in minor units of ``currency``)."""
+    from hub.store.db import create_store_engine
+
+    stmt = select(Finding).order_by(
+        Finding.entity, Finding.key, Finding.system, Finding.kind, Finding.field
+    )
+    if open_only:
+        stmt = stmt.where(Finding.status == "open")
+    if entity:
+        stmt = stmt.where(Finding.entity == entity)
+    if system:
+        stmt = stmt.where(Finding.system == system)
+    engine = create_store_engine()
+    try:
+        with Session(engine) as s:
+            rows = [finding_json(f) for f in s.scalars(stmt)]
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(rows, default=str))
+        return
+    print_table(rows)
+    typer.echo(f"{len(rows)} finding(s)", err=True)

@@ -1,0 +1,93 @@
+"""`hub reconcile` and `hub findings` through the real command line (Typer's runner, in
+process): the Dagster job runs in the instance under $DAGSTER_HOME (so the UI lists it),
+against in-memory systems and the real store; with --json stdout is one JSON array."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from dagster import DagsterInstance
+from typer.testing import CliRunner
+
+import hub.cli_recon
+from hub.recon_dagster import recon_definitions
+from hub.resources import HubStoreResource
+from tests.recon.test_recon_dagster import Holder, Unconfigured
+from tests.sync.conftest import account
+
+REQUIRED = {
+    "id", "entity", "key", "system", "system_id", "kind", "field", "expected", "actual",
+    "severity", "amount_at_stake", "currency", "first_seen", "last_seen", "status",
+}  # fmt: skip
+
+
+@pytest.fixture
+def cli(setup, monkeypatch):  # type: ignore[no-untyped-def]
+    make, crm, erp, engine = setup
+    for i, name in enumerate(("Acme GmbH", "Beta AG")):
+        crm.put(account(name, Tax_Id__c=f"DE12345678{i}"))
+    sync = make()
+    sync.run()
+    url = engine.url.render_as_string(False)
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    resources = {
+        "hub_store": HubStoreResource(database_url=url),
+        "salesforce": Holder(crm),
+        "sap": Holder(erp),
+        **{s: Unconfigured(s) for s in ("billing", "pim", "wms")},
+    }
+    defs = recon_definitions(list(sync.specs.values()), sync.code_lists, resources)
+    monkeypatch.setattr(hub.cli_recon, "_definitions", lambda: defs)
+    app = typer.Typer()
+    app.command("reconcile")(hub.cli_recon.reconcile)
+    app.command("findings")(hub.cli_recon.findings)
+    return app, erp
+
+
+def test_reconcile_json_is_only_the_runs_findings(cli) -> None:
+    app, erp = cli
+    beta = next(r for r in erp.rows.values() if r["CustomerName"] == "Beta AG")
+    beta["TaxNumber"] = "DE999"
+    result = CliRunner().invoke(app, ["reconcile", "--json"])
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 1
+    [row] = rows
+    assert set(row) >= REQUIRED
+    assert (row["entity"], row["key"], row["system"], row["kind"], row["field"]) == (
+        "customer",
+        beta["YY1_HubId"],
+        "sap",
+        "mismatch",
+        "tax_id",
+    )
+    assert (row["expected"], row["actual"], row["system_id"]) == (
+        "DE123456781",
+        "DE999",
+        beta["Id"],
+    )
+    assert row["severity"] == "error" and row["status"] == "open"
+    # the run is in the instance the UI reads
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs(limit=1)
+    assert runs and runs[0].job_name == "reconcile" and runs[0].tags["hub/launched-by"] == "cli"
+
+    # fixed: the next run sees nothing and `hub findings` shows the history
+    beta["TaxNumber"] = "DE123456781"
+    result = CliRunner().invoke(app, ["reconcile", "--json", "--system", "sap"])
+    assert json.loads(result.stdout) == []
+    listed = json.loads(CliRunner().invoke(app, ["findings", "--json"]).stdout)
+    assert [(f["id"], f["status"]) for f in listed] == [(row["id"], "resolved")]
+    assert json.loads(CliRunner().invoke(app, ["findings", "--open", "--json"]).stdout) == []
+
+
+def test_reconcile_table_and_bad_options(cli) -> None:
+    app, erp = cli
+    del erp.rows[next(iter(erp.rows))]
+    result = CliRunner().invoke(app, ["reconcile", "--entity", "customer"])
+    assert result.exit_code == 0, result.stderr
+    assert "missing" in result.stdout and "1 finding(s)" in result.stderr
+    bad = CliRunner().invoke(app, ["reconcile", "--entity", "planet"])
+    assert bad.exit_code != 0 and "choose from" in bad.stderr
