@@ -178,7 +178,7 @@ class BillingConnector(SqlEntitySource):
     def _guard(self, batches: Iterator[Batch]) -> Iterator[Batch]:
         try:
             yield from batches
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, sa.exc.NoSuchTableError) as exc:
             raise self._connector_error(exc) from None
 
     def _rows(
@@ -212,11 +212,11 @@ class BillingConnector(SqlEntitySource):
         record: a rejected record is rolled back alone and the others commit together.
         Exactly one result per record, in input order."""
         spec = self._spec(entity)
-        table = self.table(spec.table)
         records = list(records)
         keys = [_key(r, spec) for r in records]
         results: list[WriteResult] = []
         try:
+            table = self.table(spec.table)
             with self.engine.begin() as conn:
                 existing = self._existing(conn, spec, records, keys)
                 refs = _RefCache(self, conn)
@@ -254,7 +254,7 @@ class BillingConnector(SqlEntitySource):
                         continue
                     written[key] = int(result.external_id or 0)
                     results.append(result)
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, sa.exc.NoSuchTableError) as exc:
             raise self._connector_error(exc) from None
         return results
 
@@ -460,7 +460,13 @@ class BillingConnector(SqlEntitySource):
             field = field.split(".", 1)[1]
         return field, message, code
 
-    def _connector_error(self, exc: sa.exc.DBAPIError) -> ConnectorError:
+    def _connector_error(self, exc: sa.exc.DBAPIError | sa.exc.NoSuchTableError) -> ConnectorError:
+        if isinstance(exc, sa.exc.NoSuchTableError):
+            return PermanentError(
+                SYSTEM,
+                f"table {exc} not found in {redact_url(self.url)}: is BILLING_DATABASE_URL "
+                "the billing store (created by `hub sandbox up` or the billing product)?",
+            )
         text = redact(str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc))
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             return TransientError(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from connectors import billing_schema as S
 from connectors.base import Connector, Outcome, Window, WriteResult
 from connectors.billing import BillingConnector
+from connectors.errors import PermanentError, TransientError
 from connectors.registry import build
 from hub.mapper import Mapper
 from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
@@ -368,7 +369,7 @@ def test_a_batch_that_fails_midway_commits_nothing(billing: BillingConnector) ->
                 raise sa.exc.OperationalError(statement, {}, Exception("connection reset"))
 
     sa.event.listen(billing.engine, "before_cursor_execute", fail_on_third)
-    with pytest.raises(Exception, match="connection reset"):
+    with pytest.raises(TransientError, match="connection reset"):
         billing.write_batch("customer", payloads)
     sa.event.remove(billing.engine, "before_cursor_execute", fail_on_third)
     assert rows(billing, "customer", [f"CUS-NEW-{n}" for n in range(3)]) == {}
@@ -471,4 +472,37 @@ def test_registry_builds_it_and_health_never_shows_the_password(
     bad = down.health()
     down.close()
     assert not bad.ok and bad.detail and secret not in repr(bad)
+    with pytest.raises(TransientError) as unreachable:
+        list(down.read_changes("invoice", None))
+    assert secret not in str(unreachable.value) and "***" in str(unreachable.value)
     assert secret not in caplog.text
+
+
+def test_wrong_store_and_unknown_entity_are_named(tmp_path: Any) -> None:
+    empty = BillingConnector(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    with pytest.raises(PermanentError, match="invoices"):
+        list(empty.read_changes("invoice", None))
+    with pytest.raises(PermanentError, match="accounts"):
+        empty.write_batch("customer", [{"hub_id": "CUS-1"}])
+    with pytest.raises(PermanentError, match="unknown entity 'contract'"):
+        list(empty.read_snapshot("contract"))
+    empty.close()
+
+
+def test_products_by_sku_and_the_same_key_twice_in_a_batch(billing: BillingConnector) -> None:
+    products = mapper("product")
+    seat = canonical_of(billing, "product", "SEAT-STD")
+    renamed = {**seat, "name": "Standard Seat (2025)"}
+    results = billing.write_batch(
+        "product",
+        [products.to_native(seat), products.to_native(renamed), products.to_native(renamed)],
+    )
+    assert [r.outcome for r in results] == [Outcome.UNCHANGED, Outcome.UPDATED, Outcome.UNCHANGED]
+    assert len({r.external_id for r in results}) == 1
+    assert canonical_of(billing, "product", "SEAT-STD")["name"] == "Standard Seat (2025)"
+    new = {**seat, "sku": "SEAT-NEW", "name": "New Seat"}
+    twice = billing.write_batch(
+        "product", [products.to_native(new), products.to_native({**new, "unit": "USER"})]
+    )
+    assert [r.outcome for r in twice] == [Outcome.CREATED, Outcome.UPDATED]
+    assert canonical_of(billing, "product", "SEAT-NEW")["unit"] == "USER"
