@@ -5,8 +5,10 @@ failures into the connector error classes so retry decisions are made in one pla
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import httpx
+import requests
 
 from connectors.errors import AuthError, PermanentError, TransientError
 from connectors.redact import redact
@@ -20,6 +22,30 @@ def tls_verify(ca_bundle: str | None = None) -> str | bool:
     Verification is never switched off."""
     bundle = ca_bundle or os.environ.get("HUB_CA_BUNDLE")
     return bundle if bundle else True
+
+
+class _PinnedTrustSession(requests.Session):
+    """A requests session whose ``verify`` is not overridden by the environment.
+
+    requests replaces a session's CA bundle with ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
+    on every request that does not pass ``verify`` itself (psf/requests#3829), and the
+    clients we hand sessions to (simple-salesforce, pyodata) never pass it: a configured
+    HUB_CA_BUNDLE would be silently ignored wherever those variables are set."""
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and self.verify is not True:
+            merged["verify"] = self.verify
+        return merged
+
+
+def requests_session(ca_bundle: str | None = None) -> requests.Session:
+    """A requests session verifying TLS with HUB_CA_BUNDLE (or the system store)."""
+    session = _PinnedTrustSession()
+    session.verify = tls_verify(ca_bundle)
+    return session
 
 
 def make_client(

@@ -37,7 +37,7 @@ from connectors.errors import (
     PermanentError,
     TransientError,
 )
-from connectors.http import tls_verify
+from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
 from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
@@ -98,8 +98,7 @@ class SalesforceConnector:
         self.sobjects = dict(sobjects)
         for secret in (settings.client_secret,):
             register_secret(secret)
-        self.session = requests.Session()
-        self.session.verify = tls_verify(settings.ca_bundle)
+        self.session = requests_session(settings.ca_bundle)
         self._retry_after: float | None = None
         self.session.hooks["response"].append(self._remember_retry_after)
         self.api_calls = 0
@@ -139,6 +138,8 @@ class SalesforceConnector:
             }
         try:
             response = self.session.post(url, data=data, timeout=s.timeout)
+        except requests.exceptions.SSLError as exc:
+            raise _tls_error(url, exc) from None
         except requests.RequestException as exc:
             raise TransientError(SYSTEM, f"token call failed: {redact(str(exc))}") from None
         if response.status_code in (429, 500, 502, 503, 504):
@@ -206,6 +207,8 @@ class SalesforceConnector:
                 raise PermanentError(SYSTEM, _sf_message(exc), status=exc.status) from None
             except SalesforceError as exc:
                 raise PermanentError(SYSTEM, _sf_message(exc)) from None
+            except requests.exceptions.SSLError as exc:
+                raise _tls_error(self.settings.login_url, exc) from None
             except requests.RequestException as exc:
                 raise TransientError(SYSTEM, f"{type(exc).__name__}: {redact(str(exc))}") from None
             self._check_budget()
@@ -444,6 +447,16 @@ class SalesforceConnector:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _tls_error(url: str, exc: Exception) -> PermanentError:
+    """A certificate that does not verify is configuration, not an outage: no retry."""
+    return PermanentError(
+        SYSTEM,
+        f"TLS verification of {url} failed ({redact(str(exc))[:200]}). If the server uses "
+        "a private CA, point HUB_CA_BUNDLE at its PEM bundle; verification is never "
+        "switched off.",
+    )
 
 
 def _clean(record: NativeRecord) -> NativeRecord:
