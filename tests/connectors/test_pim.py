@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -346,3 +347,17 @@ def test_mapping_round_trip_on_seeded_products(pim: Landscape) -> None:
     assert len(back) == 18
     results = connector.write_batch("product", back)
     assert {r.outcome for r in results} == {Outcome.UNCHANGED}
+
+
+def test_secrets_and_tokens_never_reach_the_log(
+    pim: Landscape, caplog: pytest.LogCaptureFixture
+) -> None:
+    connector = pim.connector()
+    caplog.set_level(logging.DEBUG)
+    pim.fault(mode="503", count=1, retry_after=0, path="/api/oauth/")
+    pim.fault(mode="429", count=1, retry_after=0, path="/api/rest/")
+    assert connector.health().ok
+    assert "retrying" in caplog.text  # the retries were logged
+    held = [connector._token, connector._refresh, CREDENTIALS["PIM_SECRET"]]
+    for secret in [*held, CREDENTIALS["PIM_PASSWORD"]]:
+        assert secret and secret not in caplog.text
