@@ -73,30 +73,31 @@ def price_amount_sql(items: str, tiers: str) -> str:
             SELECT key, item_id, tier_no, up_to, unit_amount_minor u, flat_amount_minor f,
                    coalesce(lag(up_to) OVER (PARTITION BY key, item_id ORDER BY tier_no), 0) lower
             FROM {tiers}),
+        i0 AS (SELECT *, row_number() OVER () AS _rid FROM {items}),
         grad AS (
-            SELECT i.key, i.item_id,
+            SELECT i._rid,
                    sum(CASE WHEN least(i.q, coalesce(t.up_to, i.q)) > t.lower
                             THEN CAST(t.f AS HUGEINT)
                                  + CAST(t.u AS HUGEINT)
                                    * (least(i.q, coalesce(t.up_to, i.q)) - t.lower)
                             ELSE 0 END) gross
-            FROM {items} i JOIN t USING (key, item_id) WHERE i.kind = 'graduated'
-            GROUP BY i.key, i.item_id),
+            FROM i0 i JOIN t USING (key, item_id) WHERE i.kind = 'graduated'
+            GROUP BY i._rid),
         vol AS (
-            SELECT i.key, i.item_id,
+            SELECT i._rid,
                    arg_min(CAST(t.f AS HUGEINT) + CAST(t.u AS HUGEINT) * i.q, t.tier_no) gross
-            FROM {items} i JOIN t USING (key, item_id)
+            FROM i0 i JOIN t USING (key, item_id)
             WHERE i.kind = 'volume' AND (t.up_to IS NULL OR i.q <= t.up_to)
-            GROUP BY i.key, i.item_id),
+            GROUP BY i._rid),
         gross AS (
-            SELECT i.*, CASE
+            SELECT i.* EXCLUDE (_rid), CASE
                 WHEN i.kind = 'flat' THEN CAST(i.flat_amount_minor AS HUGEINT)
                 WHEN i.kind IN ('per_unit', 'usage')
                     THEN CAST(i.flat_amount_minor AS HUGEINT)
                          + CAST(i.unit_amount_minor AS HUGEINT) * i.q
                 WHEN i.kind = 'graduated' THEN coalesce(grad.gross, 0)
                 WHEN i.kind = 'volume' THEN vol.gross END AS gross
-            FROM {items} i LEFT JOIN grad USING (key, item_id) LEFT JOIN vol USING (key, item_id))
+            FROM i0 i LEFT JOIN grad USING (_rid) LEFT JOIN vol USING (_rid))
         SELECT *, CAST(gross - (gross * coalesce(discount_bps, 0) + 5000) // 10000 AS BIGINT)
                   AS price_minor
         FROM gross"""

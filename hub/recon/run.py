@@ -32,16 +32,18 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from connectors.base import Connector, Window
 from hub.mapping_spec import MappingSpec
+from hub.model import ENTITIES
 from hub.recon import checks
 from hub.recon import findings as F
 from hub.recon.compare import Child, compare
 from hub.recon.engine import columns, connect, quote, run
 from hub.recon.persist import Scope, persist
 from hub.recon.staging import CHILD_KEYS, Staged, golden_table, load_golden, stage_system
+from hub.store.models import Xref
 
 log = logging.getLogger("hub.recon")
 
@@ -54,6 +56,8 @@ CROSS_SYSTEM_FIELDS = ("total_minor",)
 #: Which golden records a system is expected to hold, where not all of them (SQL over the
 #: golden table): SAP bills every invoice but drafts.
 COVERAGE: dict[tuple[str, str], str] = {("sap", "invoice"): "status IS DISTINCT FROM 'draft'"}
+#: Subscription statuses that take deliveries (trials ship hardware, as billing plans it).
+DELIVERING_STATUSES = ("active", "trialing", "past_due")
 #: Amount at stake of a missing / orphan record.
 AMOUNT_FIELDS = {"invoice": "total_minor"}
 
@@ -125,6 +129,9 @@ def reconcile(
         for entity in ENTITY_ORDER:
             if entity in needed:
                 load_golden(con, engine, entity)
+                creators = sorted({s.system for s in specs if s.entity == entity and s.creates})
+                if creators and ENTITIES[entity].key_field == "hub_id":
+                    _keep_established(con, engine, entity, creators)
         staged: dict[tuple[str, str], Staged] = {}
         for system, entity in pairs:
             say(f"staging {system} {entity}")
@@ -264,6 +271,7 @@ def _findings(
                     golden_table("subscription"),
                     _golden_items(con),
                     system=system,
+                    active_statuses=DELIVERING_STATUSES,
                 )
             )
             ran("subscription", system, "aggregate")
@@ -287,6 +295,31 @@ def _findings(
         ran("subscription", system, "broken_ref")
     scope = [Scope(e, s, tuple(sorted(k))) for (e, s), k in sorted(kinds.items())]
     return tables, scope
+
+
+def _keep_established(
+    con: duckdb.DuckDBPyConnection, engine: Engine, entity: str, creators: Sequence[str]
+) -> None:
+    """Only golden records a creating system (``creates: true``, e.g. billing for
+    invoices) has established count as golden here: a record the sync merged in from a
+    system that does not create them (the WMS carrying an id nobody else knows) is that
+    system's ``orphan``, not the creators' ``missing``."""
+    with engine.connect() as conn:
+        keys = conn.execute(
+            select(Xref.hub_id).where(Xref.entity == entity, Xref.system.in_(creators))
+        ).scalars()
+        known = pa.table({"key": pa.array(list(keys), pa.string())})
+    con.register("_established", known)
+    try:
+        for table in [golden_table(entity)] + [
+            golden_table(entity, c) for c in CHILD_KEYS if c in ENTITIES[entity].model_fields
+        ]:
+            run(
+                con,
+                f"DELETE FROM {quote(table)} WHERE key NOT IN (SELECT key FROM _established)",
+            )
+    finally:
+        con.unregister("_established")
 
 
 def _has(con: duckdb.DuckDBPyConnection, table: str, *names: str) -> bool:

@@ -105,7 +105,9 @@ def mapped_paths(spec: MappingSpec) -> set[str]:
     paths = {
         name
         for name in spec.fields
-        if not name.startswith(_EXTERNAL_IDS + ".") and name not in NOT_COMPARED
+        if not name.startswith(_EXTERNAL_IDS + ".")
+        and name not in NOT_COMPARED
+        and name not in spec.children  # the raw child rows; the children block maps them
     }
     for name, child in spec.children.items():
         key = CHILD_KEYS.get(name)
