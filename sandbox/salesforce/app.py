@@ -1,0 +1,167 @@
+"""The Starlette application: the OAuth token endpoint, ``/services/data`` routing with
+session checks, the daily API budget and the ``Sforce-Limit-Info`` header, and the
+sandbox admin routes; fault injection wraps it all with Salesforce-shaped error bodies."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sandbox.faults import FaultInjectionMiddleware, FaultState, admin_routes
+from sandbox.salesforce.auth import ApiBudget, OAuthError, TokenService
+from sandbox.salesforce.bulk import BulkApi
+from sandbox.salesforce.errors import ApiError, fault_error_body, not_found
+from sandbox.salesforce.repository import Repository
+from sandbox.salesforce.rest import JSON, Call, Reply, RestApi, versions
+from sandbox.salesforce.settings import SalesforceSettings
+from sandbox.store import DocumentStore
+
+_VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
+OLDEST_VERSION = 31.0
+
+
+class SalesforceEmulator:
+    def __init__(
+        self, store: DocumentStore, faults: FaultState, settings: SalesforceSettings
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.tokens = TokenService(store, faults, settings)
+        self.budget = ApiBudget(settings.daily_api_limit)
+        self.repo = Repository(store, faults, settings.user_id)
+        self.rest = RestApi(store, faults, settings, self.repo, self.limits)
+        self.bulk = BulkApi(store, self.repo, settings)
+
+    def limits(self) -> dict[str, Any]:
+        daily = self.settings.daily_api_limit
+        return {
+            "DailyApiRequests": {"Max": daily, "Remaining": self.budget.remaining},
+            "DailyBulkV2QueryJobs": {"Max": 10_000, "Remaining": 10_000},
+            "DailyBulkV2QueryFileStorageMB": {"Max": 976_562, "Remaining": 976_562},
+            "DataStorageMB": {"Max": 1_024, "Remaining": 1_024},
+        }
+
+    # -- OAuth -----------------------------------------------------------------------------
+    async def token(self, request: Request) -> Response:
+        # urlencoded form parsed by hand: python-multipart is not a dependency
+        body = (await request.body()).decode("utf-8", "replace")
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        form |= {k: v for k, v in request.query_params.items() if k not in form}
+        basic = _basic_auth(request.headers.get("authorization"))
+        login_url = str(request.base_url).rstrip("/")
+        try:
+            answer = self.tokens.grant(form, basic, login_url)
+        except OAuthError as exc:
+            return JSONResponse(
+                {"error": exc.error, "error_description": exc.description},
+                status_code=exc.status,
+            )
+        return JSONResponse(answer, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    async def identity(self, request: Request) -> Response:
+        try:
+            self.tokens.check(request.headers.get("authorization"))
+        except ApiError as exc:
+            return exc.response()
+        if request.path_params["org"] != self.settings.org_id:
+            return not_found().response()
+        return JSONResponse(
+            {
+                "id": str(request.url),
+                "organization_id": self.settings.org_id,
+                "user_id": self.settings.user_id,
+                "username": self.settings.username,
+                "active": True,
+            }
+        )
+
+    # -- REST ------------------------------------------------------------------------------
+    async def versions(self, _: Request) -> Response:
+        return JSONResponse(versions(self.settings.api_version))
+
+    async def api(self, request: Request) -> Response:
+        extra: dict[str, str] = {}
+        try:
+            version = self._version(request.path_params["version"])
+            self.tokens.check(request.headers.get("authorization"))
+            self.budget.charge()
+            extra["Sforce-Limit-Info"] = self.budget.header()
+            path = request.path_params.get("path", "").strip("/")
+            parts = path.split("/") if path else []  # already percent-decoded
+            body = await request.body()
+            call = Call(request.method, parts, dict(request.query_params), body, version)
+            reply = await run_in_threadpool(self._dispatch, call)
+        except ApiError as exc:
+            return exc.response(extra)
+        return _render(reply, extra)
+
+    def _dispatch(self, call: Call) -> Reply:
+        if call.parts and call.parts[0] == "jobs":
+            return self.bulk.handle(call)
+        return self.rest.handle(call)
+
+    def _version(self, raw: str) -> str:
+        match = _VERSION.match("v" + raw)
+        if not match:
+            raise not_found()
+        number = float(match.group(1))
+        if number < OLDEST_VERSION or number > float(self.settings.api_version):
+            raise not_found()
+        return match.group(1)
+
+
+def _basic_auth(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return unquote(user), unquote(password)
+
+
+def _render(reply: Reply, extra: dict[str, str]) -> Response:
+    headers = {**reply.headers, **extra}
+    if reply.status == 204 or reply.body is None:
+        return Response(status_code=reply.status, headers=headers)
+    if isinstance(reply.body, Iterator):
+        return StreamingResponse(
+            reply.body, status_code=reply.status, headers=headers, media_type=reply.media_type
+        )
+    if isinstance(reply.body, (bytes, str)):
+        return Response(
+            reply.body, status_code=reply.status, headers=headers, media_type=reply.media_type
+        )
+    content = json.dumps(reply.body, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(content, status_code=reply.status, headers=headers, media_type=JSON)
+
+
+def create_app(
+    store: DocumentStore, faults: FaultState, settings: SalesforceSettings | None = None
+) -> Any:
+    """The Salesforce emulator as an ASGI app (fault injection included)."""
+    emulator = SalesforceEmulator(store, faults, settings or SalesforceSettings())
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    routes = [
+        Route("/services/oauth2/token", emulator.token, methods=["POST"]),
+        Route("/id/{org}/{user}", emulator.identity, methods=["GET"]),
+        Route("/services/data", emulator.versions, methods=["GET"]),
+        Route("/services/data/", emulator.versions, methods=["GET"]),
+        Route("/services/data/v{version}/{path:path}", emulator.api, methods=methods),
+        Route("/services/data/v{version}", emulator.api, methods=methods),
+        *admin_routes(faults),
+    ]
+    app = Starlette(routes=routes)
+    app.state.emulator = emulator
+    return FaultInjectionMiddleware(app, faults, fault_error_body)

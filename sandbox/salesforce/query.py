@@ -1,0 +1,204 @@
+"""Running a parsed SOQL query against the store, and paging its result.
+
+One pass over the object's collection (the store reads it in id-ordered batches, so
+memory holds the matching rows, never the raw collection): filter, project to the selected
+fields, sort if asked, then slice OFFSET/LIMIT. Without ORDER BY the scan stops as soon as
+OFFSET+LIMIT rows matched. Projected rows are tuples, so 100k rows stay small; REST pages
+(``nextRecordsUrl``) and Bulk API 2.0 result pages (``Sforce-Locator``) are slices of one
+result computed once, which also makes a repeated page request (a client retrying after
+a dropped connection) answer the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.salesforce.errors import ApiError
+from sandbox.salesforce.schema import Field, sobject
+from sandbox.salesforce.soql import Doc, Query, sort_key
+from sandbox.salesforce.values import to_csv
+from sandbox.store import DocumentStore
+
+SCAN_BATCH = 5000
+
+
+@dataclass
+class ResultSet:
+    """Rows of one query: ``(Id, values..., parent ids...)`` in output order."""
+
+    query: Query
+    rows: list[tuple[Any, ...]]
+    total: int
+    relationships: tuple[Field, ...] = ()  # reference fields whose parent ids trail a row
+    created: float = 0.0
+
+
+class ParentCache:
+    """Parents looked up by reference during one query (each parent read once)."""
+
+    def __init__(self, store: DocumentStore) -> None:
+        self.store = store
+        self.docs: dict[tuple[str, str], Doc | None] = {}
+
+    def __call__(self, via: Field, doc: Doc) -> Doc | None:
+        parent_id = doc.get(via.name)
+        if not parent_id or not via.reference_to:
+            return None
+        key = (via.reference_to[0], str(parent_id))
+        if key not in self.docs:
+            target = sobject(via.reference_to[0])
+            self.docs[key] = self.store.get(target.name, key[1]) if target else None
+        return self.docs[key]
+
+
+def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> ResultSet:
+    """Evaluate ``query``; ``include_deleted`` is queryAll (soft-deleted rows too)."""
+    resolve = ParentCache(store)
+    where = query.where
+    wanted = None if query.order or query.limit is None else query.offset + query.limit
+    vias = [f.via for f in query.fields if f.via is not None]
+    relationships = tuple({f.name: f for f in vias}.values())
+    keys = [sort_key(item) for item in query.order]
+    matched: list[tuple[Any, ...]] = []
+    sort_rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+    count = 0
+    for doc in store.iter(query.obj.name, batch_size=SCAN_BATCH):
+        if not include_deleted and doc.get("IsDeleted"):
+            continue
+        if where is not None and not where(doc, resolve):
+            continue
+        count += 1
+        if query.count:
+            if wanted is not None and count >= wanted:
+                break
+            continue
+        row = (
+            doc["Id"],
+            *(f.get(doc, resolve) for f in query.fields),
+            *(doc.get(rel.name) for rel in relationships),
+        )
+        if keys:
+            sort_rows.append((tuple(k(doc, resolve) for k in keys), row))
+        else:
+            matched.append(row)
+            if wanted is not None and len(matched) >= wanted:
+                break
+    if keys:
+        # stable multi-pass sort: last key first, each pass in its own direction
+        for index in range(len(keys) - 1, -1, -1):
+            sort_rows.sort(key=_nth(index), reverse=query.order[index].desc)
+        matched = [row for _, row in sort_rows]
+    stop = None if query.limit is None else query.offset + query.limit
+    if query.count:
+        total = max(0, min(count, stop if stop is not None else count) - query.offset)
+        return ResultSet(query, [], total, relationships)
+    rows = matched[query.offset : stop]
+    return ResultSet(query, rows, len(rows), relationships)
+
+
+def _nth(index: int) -> Callable[[tuple[tuple[Any, ...], tuple[Any, ...]]], Any]:
+    def key(pair: tuple[tuple[Any, ...], tuple[Any, ...]]) -> Any:
+        return pair[0][index]
+
+    return key
+
+
+# -- rendering -----------------------------------------------------------------------------
+def rest_records(rs: ResultSet, start: int, end: int, version: str) -> list[dict[str, Any]]:
+    """Rows ``start:end`` as REST query records (``attributes`` and nested parents)."""
+    q = rs.query
+    obj = q.obj
+    base = f"/services/data/v{version}/sobjects/"
+    n_fields = len(q.fields)
+    rel_index = {rel.name: i for i, rel in enumerate(rs.relationships)}
+    out: list[dict[str, Any]] = []
+    for row in rs.rows[start:end]:
+        record: dict[str, Any] = {
+            "attributes": {"type": obj.name, "url": base + obj.name + "/" + row[0]}
+        }
+        for i, ref in enumerate(q.fields):
+            value = row[1 + i]
+            if ref.via is None:
+                record[ref.field.name] = value
+                continue
+            rel_name = ref.via.relationship_name or ref.via.name
+            parent_id = row[1 + n_fields + rel_index[ref.via.name]]
+            if parent_id is None:
+                record[rel_name] = None
+                continue
+            nested = record.get(rel_name)
+            if nested is None:
+                assert ref.target is not None
+                nested = record[rel_name] = {
+                    "attributes": {
+                        "type": ref.target.name,
+                        "url": base + ref.target.name + "/" + str(parent_id),
+                    }
+                }
+            nested[ref.field.name] = value
+        out.append(record)
+    return out
+
+
+def csv_header(query: Query) -> list[str]:
+    return [f.label for f in query.fields]
+
+
+def csv_page(
+    rs: ResultSet, start: int, end: int, *, delimiter: str = ",", line_ending: str = "\n"
+) -> str:
+    """Rows ``start:end`` as Bulk API 2.0 CSV (header first, every value quoted)."""
+    buffer = io.StringIO()
+    writer = csv.writer(
+        buffer, delimiter=delimiter, lineterminator=line_ending, quoting=csv.QUOTE_ALL
+    )
+    fields = rs.query.fields
+    writer.writerow(csv_header(rs.query))
+    kinds = [f.field.type for f in fields]
+    for row in rs.rows[start:end]:
+        writer.writerow([to_csv(row[1 + i], kinds[i]) for i in range(len(fields))])
+    return buffer.getvalue()
+
+
+# -- REST query cursors --------------------------------------------------------------------
+@dataclass
+class Cursor:
+    result: ResultSet
+    include_deleted: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Cursors:
+    """Open query locators (``01g...``), least recently used dropped past ``capacity`` -
+    Salesforce too expires old cursors (``INVALID_QUERY_LOCATOR``)."""
+
+    def __init__(self, capacity: int = 50) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._open: OrderedDict[str, Cursor] = OrderedDict()
+        self._serial = 0
+
+    def open(self, cursor: Cursor) -> str:
+        from sandbox.salesforce import ids
+
+        with self._lock:
+            self._serial += 1
+            locator = ids.make_id("01g", self._serial)
+            self._open[locator] = cursor
+            while len(self._open) > self.capacity:
+                self._open.popitem(last=False)
+        return locator
+
+    def get(self, locator: str) -> Cursor:
+        with self._lock:
+            cursor = self._open.get(locator)
+            if cursor is None:
+                raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+            self._open.move_to_end(locator)
+            return cursor

@@ -1,0 +1,352 @@
+"""The org's objects and fields, as data.
+
+Everything the emulator enforces (types, lengths, required fields, picklists, external
+ids, references, what is read-only) and what ``describe`` returns comes from here, so the
+rules and their documentation cannot drift apart. Field names follow Salesforce
+conventions: standard fields as Salesforce names them, custom ones with ``__c``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM_FIELDS = (
+    "Id",
+    "IsDeleted",
+    "CreatedDate",
+    "CreatedById",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "SystemModstamp",
+)
+CURRENCIES = (
+    "USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "SEK", "NOK", "DKK", "KWD", "AED",
+    "NZD", "SGD", "HKD", "PLN", "CZK", "INR", "BRL", "MXN", "ZAR", "CNY",
+)  # fmt: skip
+CORPORATE_CURRENCY = "USD"
+
+
+@dataclass(frozen=True)
+class Picklist:
+    values: tuple[str, ...]
+    restricted: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "active": True,
+                "defaultValue": False,
+                "label": self.labels.get(v, v),
+                "validFor": None,
+                "value": v,
+            }
+            for v in self.values
+        ]
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # id, string, textarea, email, phone, url, picklist, reference, boolean,
+    # currency, double, int, percent, date, datetime
+    label: str = ""
+    length: int = 0
+    precision: int = 0
+    scale: int = 0
+    required: bool = False  # createable, not nillable, no default
+    createable: bool = True
+    updateable: bool = True
+    external_id: bool = False
+    unique: bool = False
+    picklist: Picklist | None = None
+    reference_to: tuple[str, ...] = ()
+    relationship_name: str | None = None
+    auto_number: bool = False
+    default: Any = None
+
+    @property
+    def custom(self) -> bool:
+        return self.name.endswith("__c")
+
+    @property
+    def nillable(self) -> bool:
+        return not self.required and self.type not in ("boolean", "id") and not self.auto_number
+
+    @property
+    def display_label(self) -> str:
+        if self.label:
+            return self.label
+        base = self.name.removesuffix("__c").removesuffix("Id") or self.name
+        return base.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class SObjectType:
+    name: str
+    label: str
+    key_prefix: str
+    fields: tuple[Field, ...]
+    name_field: str = "Name"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_lower", {f.name.lower(): f for f in self.fields})
+        rels = {f.relationship_name.lower(): f for f in self.fields if f.relationship_name}
+        object.__setattr__(self, "_by_relationship", rels)
+
+    @property
+    def custom(self) -> bool:
+        return self.name.endswith("__c")
+
+    def field(self, name: str) -> Field | None:
+        """Field by name, case-insensitively as in SOQL and the REST API."""
+        found: Field | None = self._by_lower.get(name.lower())  # type: ignore[attr-defined]
+        return found
+
+    def relationship(self, name: str) -> Field | None:
+        found: Field | None = self._by_relationship.get(name.lower())  # type: ignore[attr-defined]
+        return found
+
+    @property
+    def external_ids(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if f.external_id)
+
+
+def _system(owner: bool = True) -> list[Field]:
+    out = [
+        Field("Id", "id", "Record ID", length=18, createable=False, updateable=False),
+        Field("IsDeleted", "boolean", "Deleted", createable=False, updateable=False),
+    ]
+    if owner:
+        out.append(
+            Field(
+                "OwnerId",
+                "reference",
+                "Owner ID",
+                length=18,
+                reference_to=("User",),
+                relationship_name="Owner",
+            )
+        )
+    for name, label, kind in (
+        ("CreatedDate", "Created Date", "datetime"),
+        ("CreatedById", "Created By ID", "reference"),
+        ("LastModifiedDate", "Last Modified Date", "datetime"),
+        ("LastModifiedById", "Last Modified By ID", "reference"),
+        ("SystemModstamp", "System Modstamp", "datetime"),
+    ):
+        ref = ("User",) if kind == "reference" else ()
+        rel = name.removesuffix("Id") if kind == "reference" else None
+        length = 18 if kind == "reference" else 0
+        out.append(
+            Field(
+                name,
+                kind,
+                label,
+                length=length,
+                createable=False,
+                updateable=False,
+                reference_to=ref,
+                relationship_name=rel,
+            )
+        )
+    return out
+
+
+def _text(name: str, length: int, label: str = "", **kw: Any) -> Field:
+    return Field(name, "string", label, length=length, **kw)
+
+
+def _hub_id(label: str = "Hub ID") -> Field:
+    return _text(name="Hub_Id__c", length=40, label=label, external_id=True, unique=True)
+
+
+def _money(name: str, label: str = "") -> Field:
+    # three decimals so Kuwaiti dinar amounts are kept exactly
+    return Field(name, "currency", label, precision=18, scale=3)
+
+
+def _ref(name: str, target: str, relationship: str, label: str = "", **kw: Any) -> Field:
+    return Field(
+        name, "reference", label, length=18, reference_to=(target,),
+        relationship_name=relationship, **kw,
+    )  # fmt: skip
+
+
+def _pick(name: str, values: tuple[str, ...], restricted: bool, label: str = "",
+          labels: dict[str, str] | None = None, **kw: Any) -> Field:  # fmt: skip
+    return Field(
+        name, "picklist", label, length=255,
+        picklist=Picklist(values, restricted, labels or {}), **kw,
+    )  # fmt: skip
+
+
+_CURRENCY = _pick(
+    "CurrencyIsoCode", CURRENCIES, True, "Currency ISO Code", default=CORPORATE_CURRENCY
+)
+_ADDRESS = [
+    Field("BillingStreet", "textarea", "Billing Street", length=255),
+    _text("BillingCity", 40, "Billing City"),
+    _text("BillingState", 80, "Billing State/Province"),
+    _text("BillingPostalCode", 20, "Billing Zip/Postal Code"),
+    _text("BillingCountry", 80, "Billing Country"),
+    Field("ShippingStreet", "textarea", "Shipping Street", length=255),
+    _text("ShippingCity", 40, "Shipping City"),
+    _text("ShippingState", 80, "Shipping State/Province"),
+    _text("ShippingPostalCode", 20, "Shipping Zip/Postal Code"),
+    _text("ShippingCountry", 80, "Shipping Country"),
+]
+
+ACCOUNT = SObjectType(
+    "Account",
+    "Account",
+    "001",
+    (
+        *_system(),
+        _text("Name", 255, "Account Name", required=True),
+        _pick(
+            "Type",
+            ("Prospect", "Customer", "Partner", "Reseller", "Other"),
+            False,
+            "Account Type",
+        ),
+        _ref("ParentId", "Account", "Parent", "Parent Account ID"),
+        *_ADDRESS,
+        Field("Phone", "phone", "Account Phone", length=40),
+        Field("Website", "url", "Website", length=255),
+        _CURRENCY,
+        _hub_id(),
+        _text("SAP_Customer_Number__c", 10, "SAP Customer Number", external_id=True),
+        _text("Tax_Id__c", 30, "Tax ID"),
+        _pick("Segment__c", ("SMB", "Mid-Market", "Enterprise"), True, "Segment"),
+        Field("Dunning_Level__c", "double", "Dunning Level", precision=2, scale=0),
+    ),
+)
+
+CONTACT = SObjectType(
+    "Contact",
+    "Contact",
+    "003",
+    (
+        *_system(),
+        _ref("AccountId", "Account", "Account", "Account ID"),
+        _text("FirstName", 40, "First Name"),
+        _text("LastName", 80, "Last Name", required=True),
+        _text("Name", 121, "Full Name", createable=False, updateable=False),
+        Field("Email", "email", "Email", length=80),
+        Field("Phone", "phone", "Business Phone", length=40),
+        _text("Title", 128, "Title"),
+        _CURRENCY,
+        _hub_id(),
+    ),
+)
+
+PRODUCT2 = SObjectType(
+    "Product2",
+    "Product",
+    "01t",
+    (
+        *_system(owner=False),
+        _text("Name", 255, "Product Name", required=True),
+        _text("ProductCode", 255, "Product Code"),
+        Field("Description", "textarea", "Product Description", length=4000),
+        Field("IsActive", "boolean", "Active", default=False),
+        _pick(
+            "Family",
+            ("software", "usage", "services", "hardware", "consumables"),
+            False,
+            "Product Family",
+        ),
+        _pick(
+            "QuantityUnitOfMeasure",
+            ("EA", "SEAT", "TB", "1K", "100", "CREDIT", "ROLL", "UNIT"),
+            False,
+            "Quantity Unit Of Measure",
+        ),
+        _CURRENCY,
+        _hub_id("Hub ID (SKU)"),
+    ),
+)
+
+SUBSCRIPTION = SObjectType(
+    "Subscription__c",
+    "Subscription",
+    "a0S",
+    (
+        *_system(),
+        _text("Name", 80, "Subscription Name", required=True),
+        _hub_id(),
+        _ref("Account__c", "Account", "Account__r", "Account", required=True),
+        _pick(
+            "Status__c",
+            ("active", "trialing", "past_due", "paused", "canceled"),
+            True,
+            "Status",
+        ),
+        _pick("Billing_Period__c", ("month", "quarter", "year"), True, "Billing Period"),
+        Field("Start_Date__c", "date", "Start Date"),
+        Field("End_Date__c", "date", "End Date"),
+        Field("Trial_End__c", "date", "Trial End"),
+        Field("Renewal_Date__c", "date", "Renewal Date"),
+        Field("Auto_Renew__c", "boolean", "Auto Renew", default=False),
+        _CURRENCY,
+        _money("MRR__c", "MRR"),
+        Field("Items__c", "textarea", "Items", length=4000),
+    ),
+)
+
+INVOICE = SObjectType(
+    "Invoice__c",
+    "Invoice",
+    "a0I",
+    (
+        *_system(),
+        _text("Name", 80, "Invoice Name", createable=False, updateable=False, auto_number=True),
+        _hub_id(),
+        _text("Invoice_Number__c", 30, "Invoice Number"),
+        _ref("Account__c", "Account", "Account__r", "Account", required=True),
+        _ref("Subscription__c", "Subscription__c", "Subscription__r", "Subscription"),
+        _pick(
+            "Status__c",
+            ("draft", "open", "paid", "void", "uncollectible"),
+            True,
+            "Status",
+        ),
+        Field("Issue_Date__c", "date", "Issue Date"),
+        Field("Due_Date__c", "date", "Due Date"),
+        _CURRENCY,
+        _money("Subtotal_Amount__c", "Subtotal Amount"),
+        _money("Tax_Amount__c", "Tax Amount"),
+        _money("Total_Amount__c", "Total Amount"),
+        _money("Amount_Paid__c", "Amount Paid"),
+        Field("Dunning_Stage__c", "double", "Dunning Stage", precision=2, scale=0),
+        _text("SAP_Billing_Document__c", 10, "SAP Billing Document", external_id=True),
+    ),
+)
+
+USER = SObjectType(
+    "User",
+    "User",
+    "005",
+    (
+        Field("Id", "id", "User ID", length=18, createable=False, updateable=False),
+        _text("Username", 80, "Username", required=True),
+        _text("Name", 121, "Full Name", createable=False, updateable=False),
+        _text("LastName", 80, "Last Name", required=True),
+        Field("Email", "email", "Email", length=128, required=True),
+        Field("IsActive", "boolean", "Active", default=True),
+        *_system(owner=False)[2:],
+    ),
+)
+
+OBJECTS: dict[str, SObjectType] = {
+    o.name.lower(): o for o in (ACCOUNT, CONTACT, PRODUCT2, SUBSCRIPTION, INVOICE, USER)
+}
+BY_PREFIX: dict[str, SObjectType] = {o.key_prefix: o for o in OBJECTS.values()}
+AUTO_NUMBER_FORMATS = {"Invoice__c": "INV-{:07d}"}
+
+
+def sobject(name: str) -> SObjectType | None:
+    """The object type by API name, case-insensitively (as the REST API resolves it)."""
+    return OBJECTS.get(name.lower())

@@ -1,0 +1,34 @@
+"""Settings of the Salesforce emulator: the connected app, the integration user and the
+org's limits. Every field has a sandbox default so ``SalesforceSettings()`` works in
+tests; ``hub sandbox up`` passes per-data-dir credentials and the JWT key pair."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SalesforceSettings(BaseModel):
+    """One org with one connected app and one integration user."""
+
+    client_id: str = "3MVG9sandboxHubConnectedAppConsumerKey"
+    client_secret: str = "sandbox-client-secret"  # noqa: S105 - sandbox default, documented
+    username: str = "integration@hub.sandbox"
+    private_key_file: str = Field(
+        default="", description="PEM key the hub signs JWT assertions with (not read here)"
+    )
+    public_key_file: str = Field(
+        default="",
+        description="PEM public key or X.509 certificate that verifies JWT bearer assertions; "
+        "empty disables the JWT bearer flow",
+    )
+    api_version: str = Field(default="62.0", description="newest version the org serves")
+    daily_api_limit: int = Field(default=1_000_000, ge=1)
+    token_ttl_seconds: int = Field(default=7200, ge=1)
+    query_batch_size: int = Field(default=2000, ge=200, le=2000)
+    org_id: str = "00D8H0000000000UAA"
+    user_id: str = "0058H0000000000QAA"
+    #: JWT audiences accepted besides the emulator's own URL
+    audiences: tuple[str, ...] = (
+        "https://login.salesforce.com",
+        "https://test.salesforce.com",
+    )

@@ -1,0 +1,576 @@
+"""SOQL: the subset the hub and its tests use, parsed once and compiled into closures.
+
+Supported: ``SELECT`` of fields (and one level of child-to-parent relationship fields such
+as ``Account__r.Hub_Id__c``) or ``COUNT()``; ``FROM`` one object; ``WHERE`` with AND / OR /
+NOT and parentheses (mixing AND and OR without parentheses is refused, as Salesforce does),
+``= != <> < <= > >=``, ``IN`` / ``NOT IN``, ``LIKE``, on strings, numbers, booleans,
+``null``, date and datetime literals; ``ORDER BY`` several fields with ASC/DESC and NULLS
+FIRST/LAST; ``LIMIT``; ``OFFSET`` (at most 2000).
+
+Literals are checked against the field's type at parse time and turned into the stored
+representation, so evaluation compares plain Python values: text case-insensitively, ids
+exactly, dates and datetimes as their stored ISO strings (every stored datetime is UTC
+with the same layout, so string order is time order). Parsed queries are cached: a
+client paging through a big result, or polling the same delta query, parses it once.
+
+Errors carry Salesforce's wording (``MALFORMED_QUERY``, ``INVALID_FIELD``,
+``INVALID_TYPE``) with the ``ERROR at Row:1:Column:N`` pointer the platform prints.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sandbox.salesforce import ids
+from sandbox.salesforce.errors import ApiError
+from sandbox.salesforce.schema import Field, SObjectType, sobject
+from sandbox.salesforce.values import (
+    ID_TYPES,
+    NUMBER_TYPES,
+    TEXT_TYPES,
+    format_datetime,
+    parse_date,
+    parse_datetime,
+)
+
+MAX_OFFSET = 2000
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2}))
+  | (?P<date>\d{4}-\d{2}-\d{2}(?![\dT]))
+  | (?P<number>[-+]?\d+(?:\.\d+)?)
+  | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),])
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+    """,
+    re.VERBOSE,
+)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "'": "'", '"': '"',
+            "\\": "\\", "%": "\\%", "_": "\\_"}  # fmt: skip
+_KEYWORDS = frozenset(
+    [
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "LIKE",
+        "ORDER",
+        "BY",
+        "ASC",
+        "DESC",
+        "NULLS",
+        "FIRST",
+        "LAST",
+        "LIMIT",
+        "OFFSET",
+        "GROUP",
+        "HAVING",
+        "TYPEOF",
+        "WITH",
+        "USING",
+    ]
+)
+
+Doc = dict[str, Any]
+#: resolves a reference field of a record to the parent record (or None)
+Resolver = Callable[[Field, Doc], Doc | None]
+Predicate = Callable[[Doc, Resolver], bool]
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    pos: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """A selected or filtered field: on the queried object, or through one reference."""
+
+    field: Field
+    via: Field | None = None  # the reference field on the queried object
+    target: SObjectType | None = None  # the parent's object type
+
+    @property
+    def label(self) -> str:
+        if self.via is None:
+            return self.field.name
+        return f"{self.via.relationship_name}.{self.field.name}"
+
+    def get(self, doc: Doc, resolve: Resolver) -> Any:
+        if self.via is None:
+            return doc.get(self.field.name)
+        parent = resolve(self.via, doc)
+        return None if parent is None else parent.get(self.field.name)
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    ref: FieldRef
+    desc: bool
+    nulls_first: bool
+
+
+@dataclass(frozen=True)
+class Query:
+    soql: str
+    obj: SObjectType
+    fields: tuple[FieldRef, ...]
+    count: bool
+    where: Predicate | None
+    order: tuple[OrderItem, ...]
+    limit: int | None
+    offset: int
+
+    @property
+    def needs_parents(self) -> bool:
+        return any(f.via is not None for f in self.fields)
+
+
+def _error_pointer(soql: str, pos: int) -> str:
+    """Salesforce's caret under the offending token (row and column 1-based)."""
+    before = soql[:pos]
+    row = before.count("\n") + 1
+    line_start = before.rfind("\n") + 1
+    line_end = soql.find("\n", pos)
+    line = soql[line_start : None if line_end < 0 else line_end]
+    col = pos - line_start + 1
+    return f"\n{line}\n{' ' * (col - 1)}^\nERROR at Row:{row}:Column:{col}\n"
+
+
+class _Parser:
+    def __init__(self, soql: str) -> None:
+        self.soql = soql
+        self.tokens = self._tokenize(soql)
+        self.i = 0
+        self.obj: SObjectType | None = None
+
+    # -- tokens ----------------------------------------------------------------------------
+    def _tokenize(self, soql: str) -> list[Token]:
+        out: list[Token] = []
+        pos = 0
+        while pos < len(soql):
+            match = _TOKEN.match(soql, pos)
+            if match is None:
+                raise self.malformed_at(pos, f"unexpected token: '{soql[pos]}'")
+            kind = match.lastgroup or ""
+            if kind != "ws":
+                out.append(Token(kind, match.group(), pos))
+            pos = match.end()
+        out.append(Token("eof", "<EOF>", len(soql)))
+        return out
+
+    def peek(self, offset: int = 0) -> Token:
+        return self.tokens[min(self.i + offset, len(self.tokens) - 1)]
+
+    def next(self) -> Token:
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def at_keyword(self, *words: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "ident" and tok.upper in words
+
+    def expect_keyword(self, word: str) -> Token:
+        tok = self.next()
+        if tok.kind != "ident" or tok.upper != word:
+            raise self.unexpected(tok)
+        return tok
+
+    def expect(self, kind: str, text: str | None = None) -> Token:
+        tok = self.next()
+        if tok.kind != kind or (text is not None and tok.text != text):
+            raise self.unexpected(tok)
+        return tok
+
+    # -- errors ----------------------------------------------------------------------------
+    def malformed_at(self, pos: int, message: str) -> ApiError:
+        return ApiError(400, "MALFORMED_QUERY", _error_pointer(self.soql, pos) + message)
+
+    def unexpected(self, tok: Token) -> ApiError:
+        return self.malformed_at(tok.pos, f"unexpected token: '{tok.text}'")
+
+    def invalid_field(self, tok: Token, message: str) -> ApiError:
+        return ApiError(400, "INVALID_FIELD", _error_pointer(self.soql, tok.pos) + message)
+
+    # -- grammar ---------------------------------------------------------------------------
+    def parse(self) -> Query:
+        self.expect_keyword("SELECT")
+        select_start = self.i
+        count = False
+        if self.at_keyword("COUNT") and self.peek(1).text == "(":
+            self.next()
+            self.expect("punct", "(")
+            if self.peek().text != ")":
+                raise self.malformed_at(
+                    self.peek().pos, "Aggregate functions other than COUNT() are not supported"
+                )
+            self.expect("punct", ")")
+            count = True
+        else:
+            while True:
+                tok = self.next()
+                if tok.kind != "ident" or tok.upper in ("FROM",):
+                    raise self.unexpected(tok)
+                if self.peek().text == "(":
+                    raise self.malformed_at(
+                        tok.pos, f"Function {tok.text}() is not supported by the sandbox"
+                    )
+                if self.peek().text != ",":
+                    break
+                self.next()
+        select_end = self.i
+        self.expect_keyword("FROM")
+        obj_tok = self.expect("ident")
+        obj = sobject(obj_tok.text)
+        if obj is None:
+            raise ApiError(
+                400,
+                "INVALID_TYPE",
+                _error_pointer(self.soql, obj_tok.pos)
+                + f"sObject type '{obj_tok.text}' is not supported. If you are attempting to "
+                "use a custom object, be sure to append the '__c' after the entity name. "
+                "Please reference your WSDL or the describe call for the appropriate names.",
+            )
+        self.obj = obj
+        fields: list[FieldRef] = []
+        if not count:
+            seen: set[str] = set()
+            for tok in self.tokens[select_start:select_end]:
+                if tok.kind != "ident":
+                    continue
+                ref = self.field_ref(tok)
+                if ref.label.lower() in seen:
+                    raise self.malformed_at(tok.pos, f"duplicate field selected: {tok.text}")
+                seen.add(ref.label.lower())
+                fields.append(ref)
+        where = None
+        if self.at_keyword("WHERE"):
+            self.next()
+            where = self.condition()
+        order: list[OrderItem] = []
+        if self.at_keyword("GROUP", "HAVING", "WITH", "USING", "TYPEOF"):
+            raise self.malformed_at(
+                self.peek().pos, f"{self.peek().upper} is not supported by the sandbox"
+            )
+        if self.at_keyword("ORDER"):
+            self.next()
+            self.expect_keyword("BY")
+            while True:
+                ref = self.field_ref(self.expect("ident"))
+                desc = False
+                if self.at_keyword("ASC", "DESC"):
+                    desc = self.next().upper == "DESC"
+                nulls_first = not desc
+                if self.at_keyword("NULLS"):
+                    self.next()
+                    if not self.at_keyword("FIRST", "LAST"):
+                        raise self.unexpected(self.peek())
+                    nulls_first = self.next().upper == "FIRST"
+                order.append(OrderItem(ref, desc, nulls_first))
+                if self.peek().text != ",":
+                    break
+                self.next()
+        limit = None
+        offset = 0
+        if self.at_keyword("LIMIT"):
+            self.next()
+            limit = self.integer()
+        if self.at_keyword("OFFSET"):
+            self.next()
+            tok = self.peek()
+            offset = self.integer()
+            if offset > MAX_OFFSET:
+                raise ApiError(
+                    400,
+                    "NUMBER_OUTSIDE_VALID_RANGE",
+                    _error_pointer(self.soql, tok.pos)
+                    + f"Maximum SOQL offset allowed is {MAX_OFFSET}",
+                )
+        tok = self.next()
+        if tok.kind != "eof":
+            raise self.unexpected(tok)
+        return Query(self.soql, obj, tuple(fields), count, where, tuple(order), limit, offset)
+
+    def integer(self) -> int:
+        tok = self.next()
+        if tok.kind != "number" or not tok.text.isdigit():
+            raise self.unexpected(tok)
+        return int(tok.text)
+
+    def field_ref(self, tok: Token) -> FieldRef:
+        assert self.obj is not None
+        obj = self.obj
+        parts = tok.text.split(".")
+        if len(parts) > 1 and parts[0].lower() == obj.name.lower():
+            parts = parts[1:]  # SELECT Account.Name FROM Account
+        if len(parts) == 1:
+            f = obj.field(parts[0])
+            if f is None:
+                raise self.invalid_field(
+                    tok,
+                    f"No such column '{parts[0]}' on entity '{obj.name}'. If you are "
+                    "attempting to use a custom field, be sure to append the '__c' after the "
+                    "custom field name. Please reference your WSDL or the describe call for "
+                    "the appropriate names.",
+                )
+            return FieldRef(f)
+        if len(parts) == 2:
+            via = obj.relationship(parts[0])
+            target = sobject(via.reference_to[0]) if via and via.reference_to else None
+            if via is None or target is None:
+                raise self.invalid_field(
+                    tok,
+                    f"Didn't understand relationship '{parts[0]}' in field path. If you are "
+                    "attempting to use a custom relationship, be sure to append the '__r' "
+                    "after the custom relationship name. Please reference your WSDL or the "
+                    "describe call for the appropriate names.",
+                )
+            f = target.field(parts[1])
+            if f is None:
+                raise self.invalid_field(
+                    tok,
+                    f"No such column '{parts[1]}' on entity '{target.name}'. If you are "
+                    "attempting to use a custom field, be sure to append the '__c' after the "
+                    "custom field name. Please reference your WSDL or the describe call for "
+                    "the appropriate names.",
+                )
+            return FieldRef(f, via, target)
+        raise self.malformed_at(
+            tok.pos, f"relationship path {tok.text} is deeper than the sandbox supports"
+        )
+
+    # -- conditions ------------------------------------------------------------------------
+    def condition(self) -> Predicate:
+        """A sequence of operands joined by AND or by OR - never both at one level."""
+        items = [self.unary()]
+        joiner: str | None = None
+        while self.at_keyword("AND", "OR"):
+            tok = self.next()
+            if joiner is not None and tok.upper != joiner:
+                raise self.unexpected(tok)
+            joiner = tok.upper
+            items.append(self.unary())
+        if len(items) == 1:
+            return items[0]
+        parts = tuple(items)
+        if joiner == "AND":
+            return lambda doc, res: all(p(doc, res) for p in parts)
+        return lambda doc, res: any(p(doc, res) for p in parts)
+
+    def unary(self) -> Predicate:
+        if self.at_keyword("NOT"):
+            self.next()
+            inner = self.unary()
+            return lambda doc, res: not inner(doc, res)
+        if self.peek().text == "(":
+            self.next()
+            inner = self.condition()
+            self.expect("punct", ")")
+            return inner
+        return self.comparison()
+
+    def comparison(self) -> Predicate:
+        tok = self.expect("ident")
+        if tok.upper in _KEYWORDS:
+            raise self.unexpected(tok)
+        ref = self.field_ref(tok)
+        f = ref.field
+        negate = False
+        if self.at_keyword("NOT") and self.peek(1).upper == "IN":
+            self.next()
+            negate = True
+        if self.at_keyword("IN"):
+            self.next()
+            self.expect("punct", "(")
+            values = []
+            while True:
+                values.append(self.literal(f))
+                if self.peek().text != ",":
+                    break
+                self.next()
+            self.expect("punct", ")")
+            wanted = frozenset(_key(f, v) for v in values)
+            if negate:
+                return lambda doc, res: _key(f, ref.get(doc, res)) not in wanted
+            return lambda doc, res: _key(f, ref.get(doc, res)) in wanted
+        if self.at_keyword("LIKE"):
+            self.next()
+            pattern_tok = self.next()
+            if pattern_tok.kind != "string":
+                raise self.unexpected(pattern_tok)
+            if f.type not in TEXT_TYPES and f.type not in ID_TYPES:
+                raise self.invalid_field(
+                    tok, f"invalid operator on field: {f.name}: LIKE is for text fields"
+                )
+            regex = _like_regex(_unquote(pattern_tok.text, like=True))
+            return lambda doc, res: _like(regex, ref.get(doc, res))
+        op_tok = self.next()
+        if op_tok.kind != "op":
+            raise self.unexpected(op_tok)
+        op = "!=" if op_tok.text == "<>" else op_tok.text
+        value = self.literal(f)
+        if value is None:
+            if op not in ("=", "!="):
+                raise self.malformed_at(op_tok.pos, f"invalid operator {op} for null")
+            if op == "=":
+                return lambda doc, res: ref.get(doc, res) is None
+            return lambda doc, res: ref.get(doc, res) is not None
+        if f.type == "boolean" and op not in ("=", "!="):
+            raise self.invalid_field(tok, f"invalid operator on boolean field: {f.name}")
+        wanted = _key(f, value)
+        return _compare(ref, f, op, wanted)
+
+    def literal(self, f: Field) -> Any:
+        """The stored-form value of the next literal for field ``f``, or a type error."""
+        tok = self.next()
+        if tok.kind == "ident" and tok.upper == "NULL":
+            return None
+        kind = f.type
+        if kind in TEXT_TYPES or kind in ID_TYPES:
+            if tok.kind != "string":
+                raise self._wrong_literal(tok, f, "string", quoted=True)
+            text = _unquote(tok.text)
+            if kind in ID_TYPES:
+                full = ids.normalize(text)
+                if full is None:
+                    raise ApiError(
+                        400,
+                        "INVALID_QUERY_FILTER_OPERATOR",
+                        _error_pointer(self.soql, tok.pos) + f"invalid ID field: {text}",
+                    )
+                return full
+            return text
+        if kind == "boolean":
+            if tok.kind != "ident" or tok.upper not in ("TRUE", "FALSE"):
+                raise self._wrong_literal(tok, f, "boolean", quoted=False)
+            return tok.upper == "TRUE"
+        if kind in NUMBER_TYPES:
+            if tok.kind != "number":
+                raise self._wrong_literal(tok, f, "number", quoted=False)
+            return float(tok.text)
+        if kind == "date":
+            day = parse_date(tok.text) if tok.kind == "date" else None
+            if day is None:
+                raise self._wrong_literal(tok, f, "date", quoted=False)
+            return day.isoformat()
+        if kind == "datetime":
+            moment = parse_datetime(tok.text) if tok.kind == "datetime" else None
+            if moment is None:
+                raise self._wrong_literal(tok, f, "dateTime", quoted=False)
+            return format_datetime(moment)
+        raise self.unexpected(tok)
+
+    def _wrong_literal(self, tok: Token, f: Field, kind: str, *, quoted: bool) -> ApiError:
+        should = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
+        return self.invalid_field(
+            tok,
+            f"value of filter criterion for field '{f.name}' must be of type {kind} and {should}",
+        )
+
+
+def _unquote(text: str, *, like: bool = False) -> str:
+    body = text[1:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            escaped = _ESCAPES.get(nxt, nxt)
+            if like:  # \% \_ \\ stay escaped for the LIKE pattern
+                out.append("\\\\" if nxt == "\\" else escaped)
+            else:
+                out.append(escaped[-1] if nxt in "%_" else escaped)
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        parts.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+        i += 1
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+
+def _like(regex: re.Pattern[str], value: Any) -> bool:
+    return value is not None and regex.fullmatch(str(value)) is not None
+
+
+def _key(f: Field, value: Any) -> Any:
+    """The form values of ``f`` are compared in: text case-folded, everything else as is."""
+    if value is None:
+        return None
+    if f.type in TEXT_TYPES:
+        return str(value).casefold()
+    if f.type in NUMBER_TYPES:
+        return float(value)
+    return value
+
+
+def _compare(ref: FieldRef, f: Field, op: str, wanted: Any) -> Predicate:
+    if op == "=":
+        return lambda doc, res: _key(f, ref.get(doc, res)) == wanted
+    if op == "!=":
+        return lambda doc, res: _key(f, ref.get(doc, res)) != wanted
+
+    def check(doc: Doc, res: Resolver) -> bool:
+        value = _key(f, ref.get(doc, res))
+        if value is None:
+            return False
+        if op == "<":
+            return bool(value < wanted)
+        if op == "<=":
+            return bool(value <= wanted)
+        if op == ">":
+            return bool(value > wanted)
+        return bool(value >= wanted)
+
+    return check
+
+
+def sort_key(item: OrderItem) -> Callable[[Doc, Resolver], tuple[int, Any]]:
+    """Key for one ORDER BY item; nulls placed by a rank that survives ``reverse``."""
+    null_rank = int(item.nulls_first == item.desc)
+    other = 1 - null_rank
+    f = item.ref.field
+
+    def key(doc: Doc, res: Resolver) -> tuple[int, Any]:
+        value = _key(f, item.ref.get(doc, res))
+        return (null_rank, None) if value is None else (other, value)
+
+    return key
+
+
+@lru_cache(maxsize=512)
+def parse(soql: str) -> Query:
+    """Parse and compile ``soql`` (cached: the same text is parsed once)."""
+    if not soql or not soql.strip():
+        raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
+    return _Parser(soql.strip()).parse()
