@@ -166,6 +166,18 @@ def enqueue(
         pending.payload, pending.fingerprint, pending.updated_at = payload, fp, utcnow()
 
 
+def drop_pending(session: Session, system: str, entity: str, hub_id: str) -> None:
+    """Forget a planned push the system no longer needs (it already holds that state)."""
+    session.execute(
+        delete(OutboxEntry).where(
+            OutboxEntry.system == system,
+            OutboxEntry.entity == entity,
+            OutboxEntry.hub_id == hub_id,
+            OutboxEntry.status == "pending",
+        )
+    )
+
+
 def pending(
     session: Session, system: str, entity: str, limit: int, after_id: int = 0
 ) -> list[OutboxEntry]:

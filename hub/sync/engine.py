@@ -385,6 +385,10 @@ class SyncEngine:
             projection = self._projection(mapper, with_ids)
             fp = fingerprint(projection)
             if repo.fingerprints_for(s, system, entity, [hub_id]).get(hub_id) == fp:
+                # the system already holds this: a push planned from an earlier state of
+                # the record (e.g. before its owner was read in this pass) is obsolete
+                if not dry_run:
+                    repo.drop_pending(s, system, entity, hub_id)
                 continue
             try:
                 payload = mapper.to_native(with_ids)
