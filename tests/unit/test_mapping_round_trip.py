@@ -49,11 +49,14 @@ def native_value(fmap: FieldMap, currency: str) -> st.SearchStrategy[Any]:
         return st.integers(-(10**9), 10**9)
     if "bool" in chain:
         return st.booleans()
-    if "akeneo_value" in chain:
-        return text.map(lambda t: [{"locale": None, "scope": None, "data": t}])
+    base = text  # already normalised: trim/upper/lower are lossy on anything else
     if "upper" in chain:
-        return text.map(str.upper).filter(lambda t: t == t.upper().strip())
-    return text
+        base = text.map(str.upper).filter(lambda t: t == t.upper().strip())
+    if "lower" in chain:
+        base = text.map(str.lower).filter(lambda t: t == t.lower().strip())
+    if "akeneo_value" in chain:
+        return base.map(lambda t: [{"locale": None, "scope": None, "data": t}])
+    return base
 
 
 @st.composite
