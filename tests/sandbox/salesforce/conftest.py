@@ -7,12 +7,14 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import requests
-from simple_salesforce import Salesforce
+from simple_salesforce import Salesforce, SFType
+from simple_salesforce.bulk2 import SFBulk2Type
+from simple_salesforce.exceptions import SalesforceError
 
 from sandbox.faults import FaultState
 from sandbox.salesforce import SalesforceSettings, create_app, seed_records
@@ -122,6 +124,26 @@ def org(org_factory: Callable[..., Org]) -> Org:
     return org_factory(query_batch_size=200)
 
 
+def sobject(sf: Salesforce, name: str) -> SFType:
+    """``sf.Account`` with the type mypy cannot infer through ``__getattr__``."""
+    return cast(SFType, getattr(sf, name))
+
+
+def bulk2(sf: Salesforce, name: str) -> SFBulk2Type:
+    """``sf.bulk2.Account`` with its real type."""
+    return cast(SFBulk2Type, getattr(sf.bulk2, name))
+
+
+def rest(sf: Salesforce, path: str, method: str = "GET", **kwargs: Any) -> Any:
+    """``sf.restful`` typed as the JSON it returns."""
+    return sf.restful(path, method=method, **kwargs)
+
+
+def error_body(exc: SalesforceError) -> list[dict[str, Any]]:
+    """The decoded JSON error list simple-salesforce attached to an exception."""
+    return cast(list[dict[str, Any]], exc.content)
+
+
 def account_id(n: int) -> str:
     return make_id("001", 900_000 + n)
 
@@ -129,7 +151,7 @@ def account_id(n: int) -> str:
 def seed_accounts(store: DocumentStore, count: int, start: int = 0) -> list[str]:
     """``count`` accounts ``CUS-000000n`` changed one minute apart from 2025-06-01."""
     segments = ("SMB", "Mid-Market", "Enterprise")
-    records = [
+    records: list[dict[str, Any]] = [
         {
             "Id": account_id(i),
             "Name": f"Account {i:05d}",

@@ -8,7 +8,13 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from sandbox.salesforce import seed_records
 from sandbox.salesforce.ids import make_id
-from tests.sandbox.salesforce.conftest import Org, account_id, seed_accounts
+from tests.sandbox.salesforce.conftest import (
+    Org,
+    account_id,
+    error_body,
+    seed_accounts,
+    sobject,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +115,7 @@ def test_relationship_fields_and_query_all_sees_deleted(seeded: Org) -> None:
     assert row["Account__r"]["Hub_Id__c"] == "CUS-0000001"
     assert row["Account__r"]["Name"] == "Account 00000"
     assert row["Account__r"]["attributes"]["type"] == "Account"
-    assert sf.Account.delete(account_id(3)) == 204
+    assert sobject(sf, "Account").delete(account_id(3)) == 204
     live = sf.query("SELECT COUNT() FROM Account")["totalSize"]
     everything = sf.query_all(
         "SELECT Id, IsDeleted FROM Account WHERE IsDeleted = true", include_deleted=True
@@ -148,7 +154,7 @@ def test_query_errors_as_salesforce_words_them(
     sf = org.client()
     with pytest.raises(SalesforceMalformedRequest) as info:
         sf.query(soql)
-    body = info.value.content
+    body = error_body(info.value)
     assert body[0]["errorCode"] == code
     assert fragment in body[0]["message"]
     if code in ("MALFORMED_QUERY", "INVALID_FIELD"):
@@ -160,4 +166,4 @@ def test_bad_locator_is_invalid_query_locator(org: Org) -> None:
     sf = org.client()
     with pytest.raises(SalesforceMalformedRequest) as info:
         sf.query_more("01g8H0000000999AAA-200")
-    assert info.value.content[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+    assert error_body(info.value)[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
