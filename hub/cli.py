@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from hub import settings
-from hub.cli_recon import reconcile
-from hub.cli_records import findings_app, quarantine_app
+from hub.cli_recon import findings, reconcile
+from hub.cli_records import quarantine_app
 from hub.cli_resync import resync
 from hub.mapping_spec import MAPPINGS_DIR, load_all
 from sandbox.cli import app as sandbox_app
@@ -27,7 +26,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(quarantine_app, name="quarantine")
-app.add_typer(findings_app, name="findings")
+app.command("findings")(findings)
 app.command("resync")(resync)
 app.command("reconcile")(reconcile)
 
@@ -66,7 +65,7 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="counts as one JSON object on stdout"),
 ) -> None:
     """Run the incremental sync through the same Dagster job the UI launches."""
-    from hub.launch import run_job, sync_counts
+    from hub.launch import failure_summary, run_job, sync_counts
     from hub.sync_assets import sync_asset_keys
 
     job = f"sync_{entity}" if entity else "sync_all"
@@ -80,7 +79,7 @@ def sync(
     else:
         _print_counts(counts)
     if not result.success:
-        typer.echo(f"sync run {result.run_id} failed: {_failure_summary(result)}", err=True)
+        typer.echo(f"sync run {result.run_id} failed: {failure_summary(result)}", err=True)
         raise typer.Exit(1)
 
 
@@ -97,21 +96,6 @@ def _print_counts(counts: dict[str, dict[str, dict[str, int]]]) -> None:
             )
 
 
-def _failure_summary(result: Any) -> str:
-    messages = []
-    for event in result.all_events:
-        if event.event_type_value != "STEP_FAILURE":
-            continue
-        data = event.event_specific_data
-        user = getattr(data, "user_failure_data", None)
-        error = getattr(data, "error", None)
-        text = (user.description if user and user.description else None) or (
-            error.message.strip() if error else "failed"
-        )
-        messages.append(f"{event.step_key}: {text}")
-    return "; ".join(messages) or "see the run in the Dagster UI"
-
-
 @app.command("demo")
 def demo(
     customers: int = typer.Option(300, help="size of the seeded book (first start only)"),
@@ -125,7 +109,7 @@ def demo(
     the reconciliation through Dagster, and print what happened."""
     import time
 
-    from hub.launch import run_job, sync_counts
+    from hub.launch import failure_summary, run_job, sync_counts
     from sandbox.runner import running_sandbox
 
     data_dir = settings.data_dir() / "sandbox"
@@ -141,7 +125,7 @@ def demo(
         typer.echo(f"sync_all run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
         _print_counts(sync_counts(result))
         if not result.success:
-            typer.echo(_failure_summary(result), err=True)
+            typer.echo(failure_summary(result), err=True)
             raise typer.Exit(1)
         defs_jobs = _job_names()
         if "reconcile" in defs_jobs:
@@ -150,7 +134,7 @@ def demo(
                 f"reconcile run {recon.run_id}: {'succeeded' if recon.success else 'FAILED'}"
             )
             if not recon.success:
-                typer.echo(_failure_summary(recon), err=True)
+                typer.echo(failure_summary(recon), err=True)
                 raise typer.Exit(1)
             typer.echo(
                 "open findings: `hub findings --open`; planted drift: " + str(sb.manifest_path)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import ExecuteInProcessResult
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -81,51 +81,17 @@ def findings_of_run(engine: Engine, run_id: str) -> list[dict[str, Any]]:
         return [finding_json(f) for f in s.scalars(stmt)]
 
 
-def _definitions() -> Definitions:
-    """The code location's definitions when they include ``reconcile``; until the
-    integrator merges ``recon_definitions()`` into ``hub.definitions``, those alone (same
-    resources), so the command works either way and the run is recorded in the instance."""
-    from hub.definitions import defs
-
-    if "reconcile" in {job.name for job in defs.resolve_all_job_defs()}:
-        return defs
-    from hub.recon_dagster import recon_definitions
-
-    return recon_definitions()
-
-
 def run_reconcile(entity: str, system: str) -> ExecuteInProcessResult:
-    """Execute the ``reconcile`` job in this process, recorded in $DAGSTER_HOME's
-    instance (as ``hub.launch.run_job`` does for the code location's jobs)."""
-    from hub.dagster_home import ensure_dagster_home
+    """The code location's ``reconcile`` job, recorded in $DAGSTER_HOME's instance."""
+    from hub.launch import run_job
     from hub.recon_dagster import RECONCILE_OP
 
-    ensure_dagster_home()
-    job = _definitions().resolve_job_def("reconcile")
-    config = {
-        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-        "ops": {RECONCILE_OP: {"config": {"entity": entity, "system": system}}},
-    }
-    tags = {"hub/launched-by": "cli", "hub/entity": entity, "hub/system": system}
-    with DagsterInstance.get() as instance:
-        return job.execute_in_process(
-            run_config=config, instance=instance, tags=tags, raise_on_error=False
-        )
-
-
-def _failure(result: ExecuteInProcessResult) -> str:
-    messages = []
-    for event in result.all_events:
-        if event.event_type_value != "STEP_FAILURE":
-            continue
-        data = event.event_specific_data
-        user = getattr(data, "user_failure_data", None)
-        error = getattr(data, "error", None)
-        text = (user.description if user and user.description else None) or (
-            error.message.strip() if error else "failed"
-        )
-        messages.append(f"{event.step_key}: {text}")
-    return "; ".join(messages) or "see the run in the Dagster UI"
+    return run_job(
+        "reconcile",
+        run_config={"ops": {RECONCILE_OP: {"config": {"entity": entity, "system": system}}}},
+        tags={"hub/entity": entity, "hub/system": system},
+        log_level="CRITICAL",
+    )
 
 
 def _summary(result: ExecuteInProcessResult) -> dict[str, Any]:
@@ -169,10 +135,12 @@ def reconcile(
         raise typer.BadParameter(
             f"{system!r}; choose from {', '.join(SYSTEMS)}", param_hint="--system"
         )
+    from hub.launch import failure_summary
+
     with contextlib.redirect_stdout(sys.stderr):
         result = run_reconcile(entity, system)
     if not result.success:
-        typer.echo(f"reconcile run {result.run_id} failed: {_failure(result)}", err=True)
+        typer.echo(f"reconcile run {result.run_id} failed: {failure_summary(result)}", err=True)
         raise typer.Exit(1)
     from hub.store.db import create_store_engine
 

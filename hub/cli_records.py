@@ -1,4 +1,4 @@
-"""`hub quarantine ...` and `hub findings`: what the hub refused and what drift it sees."""
+"""`hub quarantine ...`: what the hub refused, why, and another go at it."""
 
 from __future__ import annotations
 
@@ -10,28 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.store.db import create_store_engine, session_factory
-from hub.store.models import Finding, QuarantineEntry
+from hub.store.models import QuarantineEntry
 
 quarantine_app = typer.Typer(help="Records the hub refused, with the reason.", no_args_is_help=True)
-findings_app = typer.Typer(help="Drift findings.", invoke_without_command=True)
-
-FINDING_FIELDS = (
-    "id",
-    "entity",
-    "key",
-    "external_id",
-    "system",
-    "kind",
-    "field",
-    "expected",
-    "actual",
-    "severity",
-    "amount_at_stake",
-    "currency",
-    "first_seen",
-    "last_seen",
-    "status",
-)
 
 
 def _sessions() -> sessionmaker[Session]:
@@ -127,52 +108,3 @@ def quarantine_retry(
         )
     if not summary:
         typer.echo("nothing open in quarantine")
-
-
-def finding_row(f: Finding) -> dict[str, Any]:
-    return {
-        "id": f.id,
-        "entity": f.entity,
-        "key": f.key,
-        "external_id": f.external_id,
-        "system": f.system,
-        "kind": f.kind,
-        "field": f.field,
-        "expected": f.expected,
-        "actual": f.actual,
-        "severity": f.severity,
-        "amount_at_stake": f.amount_at_stake_minor,
-        "currency": f.currency,
-        "first_seen": f.first_seen.isoformat(),
-        "last_seen": f.last_seen.isoformat(),
-        "status": f.status,
-    }
-
-
-@findings_app.callback()
-def findings(
-    open_only: bool = typer.Option(False, "--open", help="only findings still open"),
-    entity: str | None = typer.Option(None),
-    system: str | None = typer.Option(None),
-    as_json: bool = typer.Option(False, "--json", help="a JSON array on stdout, nothing else"),
-) -> None:
-    """Drift findings with their history (amounts in minor units of `currency`)."""
-    stmt = select(Finding).order_by(Finding.entity, Finding.key, Finding.system, Finding.field)
-    if open_only:
-        stmt = stmt.where(Finding.status == "open")
-    if entity:
-        stmt = stmt.where(Finding.entity == entity)
-    if system:
-        stmt = stmt.where(Finding.system == system)
-    with _sessions()() as s:
-        rows = [finding_row(f) for f in s.scalars(stmt)]
-    if as_json:
-        typer.echo(json.dumps(rows, default=str))
-        return
-    for r in rows:
-        typer.echo(
-            f"{r['status']:<8} {r['severity']:<7} {r['entity']:<12} {r['key']:<20} "
-            f"{r['system']:<10} {r['kind']:<10} {r['field'] or '':<24} "
-            f"expected={r['expected']!r} actual={r['actual']!r}"
-        )
-    typer.echo(f"{len(rows)} finding(s)", err=True)

@@ -80,7 +80,7 @@ def resync(
     as_json: bool = typer.Option(False, "--json", help="a JSON array of run reports on stdout"),
 ) -> None:
     """Push golden records to systems after an incident, through the Dagster resync job."""
-    from hub.launch import run_job
+    from hub.launch import failure_summary, run_job
 
     if from_findings:
         scopes = findings_scopes(entity, system, kind, finding)
@@ -115,9 +115,7 @@ def resync(
             report |= result.output_for_node("resync_records")
         else:
             failed = True
-            from hub.cli import _failure_summary
-
-            report |= {"entity": request["entity"], "error": _failure_summary(result)}
+            report |= {"entity": request["entity"], "error": failure_summary(result)}
         reports.append(report)
     _emit(reports, as_json)
     if failed:

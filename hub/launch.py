@@ -6,9 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from hub.dagster_home import ensure_dagster_home
+
+
+def code_location() -> Definitions:
+    """The definitions the CLI runs jobs from (tests substitute their own)."""
+    from hub.definitions import defs
+
+    return defs
 
 
 def run_job(
@@ -21,9 +28,7 @@ def run_job(
     """Execute ``name`` in this process, recorded in the instance. The console shows
     warnings and errors only: the full event log is in the UI."""
     ensure_dagster_home()
-    from hub.definitions import defs
-
-    job = defs.resolve_job_def(name)
+    job = code_location().resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     with DagsterInstance.get() as instance:
         return job.execute_in_process(
@@ -59,3 +64,19 @@ def sync_counts(result: ExecuteInProcessResult) -> dict[str, dict[str, dict[str,
         if golden is not None and isinstance(golden.value, dict):
             add("hub", entity, golden.value)
     return out
+
+
+def failure_summary(result: ExecuteInProcessResult) -> str:
+    """The failed steps of a run and why, in one line (the full story is in the UI)."""
+    messages = []
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        data = event.event_specific_data
+        user = getattr(data, "user_failure_data", None)
+        error = getattr(data, "error", None)
+        text = (user.description if user and user.description else None) or (
+            error.message.strip() if error else "failed"
+        )
+        messages.append(f"{event.step_key}: {text}")
+    return "; ".join(messages) or "see the run in the Dagster UI"

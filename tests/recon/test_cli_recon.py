@@ -39,7 +39,7 @@ def cli(setup, monkeypatch):  # type: ignore[no-untyped-def]
         **{s: Unconfigured(s) for s in ("billing", "pim", "wms")},
     }
     defs = recon_definitions(list(sync.specs.values()), sync.code_lists, resources)
-    monkeypatch.setattr(hub.cli_recon, "_definitions", lambda: defs)
+    monkeypatch.setattr("hub.launch.code_location", lambda: defs)
     app = typer.Typer()
     app.command("reconcile")(hub.cli_recon.reconcile)
     app.command("findings")(hub.cli_recon.findings)
