@@ -1,0 +1,602 @@
+"""Subscription metrics in DuckDB: MRR at month ends, its movements, retention, cohorts,
+CLTV and dunning recovery. Every step is one SQL statement over the ``a_*`` views
+(``hub.analytics.frames``); Python only sees the month-level aggregates.
+
+How MRR is reconstructed from the golden record (a snapshot of *current* state plus the
+invoice history): see docs/analytics.md, which is the definition finance audits. In short,
+for each subscription and each sample date S (the end of each month of the window, and
+the as-of date for the last month):
+
+1. zero unless S is in paid service: on or after ``start_date`` and ``trial_end``, before
+   ``end_date``, not ``trialing``, and not ``paused`` (or ``canceled`` without an end date)
+   since the record's last change (the golden record keeps no pause date);
+2. if an invoice line's service period covers S: the non-usage lines covering S, each
+   normalised to a month (whole-month periods / their month count, partial periods such as
+   prorations by days against a full billing period), plus usage;
+3. before the first invoiced period or after the last one (history older than the invoice
+   record; next invoice not out yet): the current price of each non-usage item
+   (``Price.amount_minor`` re-implemented in SQL, discount included) / billing months,
+   plus usage;
+4. a gap between invoiced periods (a pause, a lapse): zero;
+
+where usage = each usage item's invoiced amount of its last *closed* period (ending
+before S), normalised likewise. A subscription never counts below zero.
+"""
+
+# ruff: noqa: S608 - SQL is assembled from fixed fragments and quoted identifiers only;
+# dates and numbers go in as bound parameters or registered Arrow tables.
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from fractions import Fraction
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from hub.analytics.rates import RateTable, half_even_div, reporting_currency
+
+MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churned")
+DEFAULT_MONTHS = 12
+DEFAULT_MARGIN = 0.8
+
+_MACROS = """
+CREATE OR REPLACE TEMP MACRO hdiv(a, b) AS (
+    ((a::HUGEINT - (((a::HUGEINT % b) + b) % b)) // b)
+    + CASE WHEN 2 * (((a::HUGEINT % b) + b) % b) > b
+             OR (2 * (((a::HUGEINT % b) + b) % b) = b
+                 AND ((a::HUGEINT - (((a::HUGEINT % b) + b) % b)) // b) % 2 <> 0)
+           THEN 1 ELSE 0 END
+);
+CREATE OR REPLACE TEMP MACRO gross_amount(kind, flat, unit, tiers, qty) AS (
+    CASE kind
+        WHEN 'flat' THEN flat::HUGEINT
+        WHEN 'volume' THEN
+            list_filter(tiers, lambda t: t.up_to IS NULL OR qty <= t.up_to)[1]
+                .flat_amount_minor::HUGEINT
+            + list_filter(tiers, lambda t: t.up_to IS NULL OR qty <= t.up_to)[1]
+                .unit_amount_minor::HUGEINT * qty
+        WHEN 'graduated' THEN coalesce(list_sum(list_transform(tiers, lambda t, k:
+            CASE WHEN qty > (CASE WHEN k = 1 THEN 0 ELSE tiers[k - 1].up_to END)
+                 THEN t.flat_amount_minor::HUGEINT + t.unit_amount_minor::HUGEINT
+                      * (least(qty, coalesce(t.up_to, qty))
+                         - (CASE WHEN k = 1 THEN 0 ELSE tiers[k - 1].up_to END))
+                 ELSE 0::HUGEINT END)), 0::HUGEINT)
+        ELSE flat::HUGEINT + unit::HUGEINT * qty  -- per_unit, usage
+    END
+);
+CREATE OR REPLACE TEMP MACRO net_amount(gross, bps) AS (
+    gross - (gross * bps + 5000) // 10000  -- Price.amount_minor: discount half up
+);
+"""
+
+
+def sample_dates(as_of: date, months: int) -> list[tuple[int, date, date]]:
+    """``(i, sample date, month)``: i = 0 is the window's opening (the day before its first
+    month), 1..months the end of each month, the last one being ``as_of`` itself."""
+    if months < 1:
+        raise ValueError("months must be at least 1")
+    first = _add_months(as_of.replace(day=1), -(months - 1))
+    out = [(0, first - timedelta(days=1), _add_months(first, -1))]
+    for i in range(1, months + 1):
+        month = _add_months(first, i - 1)
+        end = month.replace(day=calendar.monthrange(month.year, month.month)[1])
+        out.append((i, as_of if i == months else end, month))
+    return out
+
+
+def _add_months(day: date, n: int) -> date:
+    total = day.year * 12 + day.month - 1 + n
+    return date(total // 12, total % 12 + 1, 1)
+
+
+@dataclass
+class Metrics:
+    """Everything one recompute produced. Money columns are integer minor units: ``*_minor``
+    in the row's own currency, ``*_rep`` in the reporting currency."""
+
+    as_of: date
+    months: int
+    reporting_currency: str
+    gross_margin: float
+    rates_source: str
+    summary: dict[str, Any]
+    movements: pa.Table
+    movements_by_currency: pa.Table
+    mrr_by_currency: pa.Table
+    customer_mrr: pa.Table
+    cohorts: pa.Table
+    dunning: pa.Table
+    revenue_lost: pa.Table
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def identity_errors(self) -> list[str]:
+        """Every month (reporting and per currency) where opening + movements != closing,
+        where a month's opening is not the previous closing, or where the last closing is
+        not the MRR snapshot. Empty when the books balance."""
+        errors = []
+        tables = [("reporting " + self.reporting_currency, self.movements.to_pylist())]
+        by_cur: dict[str, list[dict[str, Any]]] = {}
+        for row in self.movements_by_currency.to_pylist():
+            by_cur.setdefault(row["currency"], []).append(row)
+        tables += [(cur, rows) for cur, rows in sorted(by_cur.items())]
+        for label, rows in tables:
+            rows = sorted(rows, key=lambda r: r["month"])
+            for prev, row in zip([None, *rows], rows, strict=False):
+                moved = sum(row[m] for m in MOVEMENTS)
+                if row["opening"] + moved != row["closing"]:
+                    errors.append(
+                        f"{label} {row['month']}: opening {row['opening']} + movements "
+                        f"{moved} != closing {row['closing']}"
+                    )
+                if prev is not None and prev["closing"] != row["opening"]:
+                    errors.append(
+                        f"{label} {row['month']}: opening {row['opening']} != previous "
+                        f"closing {prev['closing']}"
+                    )
+        last = self.movements.to_pylist()[-1] if self.movements.num_rows else None
+        if last is not None and last["closing"] != self.summary["mrr_rep"]:
+            errors.append(f"closing {last['closing']} != MRR snapshot {self.summary['mrr_rep']}")
+        native = {r["currency"]: r["mrr_minor"] for r in self.mrr_by_currency.to_pylist()}
+        for cur, rows in by_cur.items():
+            closing = max(rows, key=lambda r: r["month"])["closing"]
+            if closing != native.get(cur, 0):
+                errors.append(f"{cur}: closing {closing} != MRR snapshot {native.get(cur, 0)}")
+        return errors
+
+    def as_dict(self, *, customers: bool = False) -> dict[str, Any]:
+        """JSON-ready (dates as ISO strings); per-customer rows only when asked for."""
+        out: dict[str, Any] = {
+            "as_of": self.as_of.isoformat(),
+            "months": self.months,
+            "reporting_currency": self.reporting_currency,
+            "gross_margin": self.gross_margin,
+            "rates_source": self.rates_source,
+            "counts": self.counts,
+            "summary": self.summary,
+            "movements": _rows(self.movements),
+            "movements_by_currency": _rows(self.movements_by_currency),
+            "mrr_by_currency": _rows(self.mrr_by_currency),
+            "cohorts": _rows(self.cohorts),
+            "dunning": _rows(self.dunning),
+            "revenue_lost": _rows(self.revenue_lost),
+        }
+        if customers:
+            out["customer_mrr"] = _rows(self.customer_mrr)
+        return out
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    return [
+        {k: v.isoformat() if isinstance(v, date) else v for k, v in row.items()}
+        for row in table.to_pylist()
+    ]
+
+
+def compute_metrics(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    *,
+    months: int = DEFAULT_MONTHS,
+    reporting: str | None = None,
+    rates: RateTable | None = None,
+    gross_margin: float = DEFAULT_MARGIN,
+) -> Metrics:
+    """All metrics as of ``as_of`` over the ``months`` calendar months ending with its
+    month, from the ``a_*`` views in ``con``."""
+    if not 0 < gross_margin <= 1:
+        raise ValueError("gross_margin must be in (0, 1]")
+    reporting = reporting or reporting_currency()
+    rates = rates or RateTable.load()
+    samples = sample_dates(as_of, months)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(_MACROS)
+    con.register(
+        "a_samples_arrow",
+        pa.table(
+            {
+                "i": pa.array([s[0] for s in samples], pa.int32()),
+                "s": pa.array([s[1] for s in samples], pa.date32()),
+                "month": pa.array([s[2] for s in samples], pa.date32()),
+            }
+        ),
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE a_samples AS SELECT * FROM a_samples_arrow")
+    currencies = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT currency FROM a_subs UNION SELECT DISTINCT currency FROM a_invoices"
+        ).fetchall()
+        if r[0] is not None
+    ]
+    con.register("a_fx_arrow", rates.factors(currencies, reporting))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE a_fx AS SELECT currency, num::HUGEINT AS num, "
+        "den::HUGEINT AS den FROM a_fx_arrow"
+    )
+    _mrr_grid(con)
+    opening_day = samples[0][1]
+    movements = _movements(con, ["customer_id"], [], "m_cust", opening_day)
+    by_currency = _movements(
+        con, ["customer_id", "currency"], ["currency"], "m_ccr_native", opening_day
+    )
+    customer_mrr = con.sql(
+        """
+        SELECT m.customer_id, c.legal_name, c.segment, m.currency,
+               m.mrr::BIGINT AS mrr_minor, m.rep::BIGINT AS mrr_rep
+        FROM m_ccr m LEFT JOIN a_customers c USING (customer_id)
+        WHERE m.i = (SELECT max(i) FROM a_samples) AND m.mrr <> 0
+        ORDER BY m.rep DESC, m.customer_id, m.currency
+        """
+    ).to_arrow_table()
+    mrr_by_currency = con.sql(
+        """
+        SELECT currency, count(DISTINCT customer_id) AS customers,
+               sum(mrr)::BIGINT AS mrr_minor, (12 * sum(mrr))::BIGINT AS arr_minor,
+               sum(rep)::BIGINT AS mrr_rep
+        FROM m_ccr WHERE i = (SELECT max(i) FROM a_samples) AND mrr <> 0
+        GROUP BY currency ORDER BY mrr_rep DESC, currency
+        """
+    ).to_arrow_table()
+    cohorts = _cohorts(con)
+    dunning, lost = _dunning(con, opening_day, as_of)
+    summary = _summary(
+        movements, mrr_by_currency, dunning, lost, reporting, Fraction(str(gross_margin))
+    )
+    counts = {
+        name: int(con.execute(f"SELECT count(*) FROM {view}").fetchone()[0])  # type: ignore[index]
+        for name, view in (
+            ("subscriptions", "a_subs"),
+            ("invoices", "a_invoices"),
+            ("customers", "a_customers"),
+        )
+    }
+    return Metrics(
+        as_of=as_of,
+        months=months,
+        reporting_currency=reporting,
+        gross_margin=gross_margin,
+        rates_source=rates.source,
+        summary=summary,
+        movements=movements,
+        movements_by_currency=by_currency,
+        mrr_by_currency=mrr_by_currency,
+        customer_mrr=customer_mrr,
+        cohorts=cohorts,
+        dunning=dunning,
+        revenue_lost=lost,
+        counts=counts,
+    )
+
+
+def _mrr_grid(con: duckdb.DuckDBPyConnection) -> None:
+    """``m_sub`` (subscription x sample MRR), ``m_ccr`` (customer x currency x sample,
+    native and converted) and ``m_cust`` (customer x sample, reporting currency)."""
+    con.execute(
+        """
+        -- current price of every item, per month (usage items are priced from invoices)
+        CREATE OR REPLACE TEMP TABLE m_price AS
+        SELECT i.sub_id,
+               sum(hdiv(net_amount(gross_amount(i.kind, i.flat, i.unit, i.tiers,
+                                                i.quantity::HUGEINT), i.discount_bps),
+                        s.months)) AS rate
+        FROM a_items i JOIN a_subs s USING (sub_id)
+        WHERE i.kind <> 'usage'
+        GROUP BY i.sub_id;
+
+        -- every recurring invoice line (service period known, invoice not void), monthly
+        CREATE OR REPLACE TEMP TABLE m_line AS
+        WITH usage_skus AS (
+            SELECT sub_id, sku FROM a_items GROUP BY ALL HAVING bool_or(kind = 'usage')
+        ), l AS (
+            SELECT inv.subscription_id AS sub_id, l.sku, l.period_start AS ps,
+                   l.period_end AS pe, l.amount_minor::HUGEINT AS amount, s.months,
+                   date_diff('month', l.period_start, l.period_end + 1) AS k
+            FROM a_lines l
+            JOIN a_invoices inv USING (invoice_id)
+            JOIN a_subs s ON s.sub_id = inv.subscription_id
+            WHERE inv.status <> 'void' AND l.period_start IS NOT NULL
+              AND l.period_end IS NOT NULL AND l.period_end >= l.period_start
+        )
+        SELECT l.sub_id, l.sku, l.ps, l.pe, u.sku IS NOT NULL AS is_usage,
+               CASE WHEN l.k >= 1 AND CAST(l.ps + to_months(l.k) AS DATE) = l.pe + 1
+                    THEN hdiv(l.amount, l.k)
+                    ELSE hdiv(l.amount * (CAST(l.ps + to_months(l.months) AS DATE) - l.ps),
+                              (l.pe - l.ps + 1) * l.months)
+               END AS rate
+        FROM l LEFT JOIN usage_skus u ON u.sub_id = l.sub_id AND u.sku = l.sku;
+
+        CREATE OR REPLACE TEMP TABLE m_span AS
+        SELECT sub_id, min(ps) AS first_ps, max(pe) AS last_pe FROM m_line GROUP BY sub_id;
+
+        -- usage: each usage item's last closed period before the sample
+        CREATE OR REPLACE TEMP TABLE m_usage AS
+        WITH g AS (
+            SELECT DISTINCT i.sub_id, i.sku, smp.i, smp.s
+            FROM a_items i CROSS JOIN a_samples smp WHERE i.kind = 'usage'
+        ), u AS (
+            SELECT sub_id, sku, pe, sum(rate) AS rate FROM m_line WHERE is_usage
+            GROUP BY ALL
+        )
+        SELECT g.sub_id, g.i, sum(u.rate) AS rate
+        FROM g ASOF JOIN u ON g.sub_id = u.sub_id AND g.sku = u.sku AND g.s > u.pe
+        GROUP BY ALL;
+
+        -- invoiced, non-usage rate in force at each sample (present = the sample is covered)
+        CREATE OR REPLACE TEMP TABLE m_cov AS
+        SELECT l.sub_id, smp.i, sum(CASE WHEN l.is_usage THEN 0 ELSE l.rate END) AS rate
+        FROM m_line l JOIN a_samples smp ON smp.s BETWEEN l.ps AND l.pe
+        GROUP BY ALL;
+
+        CREATE OR REPLACE TEMP TABLE m_sub AS
+        SELECT s.sub_id, s.customer_id, s.currency, smp.i,
+               greatest(CASE
+                   WHEN c.sub_id IS NOT NULL THEN c.rate + coalesce(u.rate, 0)
+                   WHEN sp.first_ps IS NULL OR smp.s < sp.first_ps OR smp.s > sp.last_pe
+                       THEN coalesce(p.rate, 0) + coalesce(u.rate, 0)
+                   ELSE 0 END, 0)::HUGEINT AS mrr
+        FROM a_subs s CROSS JOIN a_samples smp
+        LEFT JOIN m_span sp ON sp.sub_id = s.sub_id
+        LEFT JOIN m_price p ON p.sub_id = s.sub_id
+        LEFT JOIN m_cov c ON c.sub_id = s.sub_id AND c.i = smp.i
+        LEFT JOIN m_usage u ON u.sub_id = s.sub_id AND u.i = smp.i
+        WHERE smp.s >= s.start_date
+          AND (s.trial_end IS NULL OR smp.s >= s.trial_end)
+          AND (s.end_date IS NULL OR smp.s < s.end_date)
+          AND s.status <> 'trialing'
+          AND NOT (s.status = 'paused' AND smp.s >= CAST(s.updated_at AS DATE))
+          AND NOT (s.status = 'canceled' AND s.end_date IS NULL
+                   AND smp.s >= CAST(s.updated_at AS DATE));
+
+        CREATE OR REPLACE TEMP TABLE m_ccr AS
+        SELECT m.customer_id, m.currency, m.i, m.mrr, hdiv(m.mrr * f.num, f.den) AS rep
+        FROM (SELECT customer_id, currency, i, sum(mrr) AS mrr FROM m_sub
+              WHERE mrr <> 0 GROUP BY ALL) m
+        JOIN a_fx f USING (currency);
+
+        CREATE OR REPLACE TEMP VIEW m_ccr_native AS
+        SELECT customer_id, currency, i, mrr AS amt FROM m_ccr;
+
+        CREATE OR REPLACE TEMP TABLE m_cust AS
+        SELECT customer_id, i, sum(rep) AS amt FROM m_ccr GROUP BY ALL;
+        """
+    )
+
+
+def _movements(
+    con: duckdb.DuckDBPyConnection,
+    keys: list[str],
+    group: list[str],
+    source: str,
+    opening_day: date,
+) -> pa.Table:
+    """Classify each key's change between consecutive samples and sum per month.
+
+    A key that goes from zero to positive is a reactivation when it had MRR before: at an
+    earlier sample of the window, or a subscription (in that currency, for per-currency
+    keys) in paid service before the window opened; otherwise it is new."""
+    k = ", ".join(keys)
+    g_sel = "".join(f"{c}, " for c in group)
+    cur_filter = "AND s.currency = x.currency" if "currency" in keys else ""
+    sql = f"""
+        WITH ks AS (SELECT DISTINCT {k} FROM {source}),
+        grid AS (
+            SELECT ks.*, smp.i, smp.month, coalesce(x.amt, 0) AS amt
+            FROM ks CROSS JOIN a_samples smp
+            LEFT JOIN {source} x USING ({k}, i)
+        ),
+        w AS (
+            SELECT *, coalesce(lag(amt) OVER (PARTITION BY {k} ORDER BY i), 0) AS o,
+                   coalesce(bool_or(amt > 0) OVER (PARTITION BY {k} ORDER BY i
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS seen
+            FROM grid
+        ),
+        before AS (
+            SELECT DISTINCT {", ".join("x." + c for c in keys)}, true AS had
+            FROM ks x JOIN a_subs s ON s.customer_id = x.customer_id {cur_filter}
+            WHERE s.status <> 'trialing'
+              AND greatest(s.start_date, coalesce(s.trial_end, s.start_date)) < $opening
+        ),
+        invol AS (
+            SELECT DISTINCT customer_id, true AS invol FROM a_invoices
+            WHERE status = 'uncollectible'
+        ),
+        c AS (
+            SELECT w.*, coalesce(b.had, false) OR w.seen AS prior,
+                   coalesce(v.invol, false) AS invol
+            FROM w LEFT JOIN before b USING ({k}) LEFT JOIN invol v USING (customer_id)
+            WHERE w.i >= 1
+        )
+        SELECT {g_sel}month,
+            sum(o)::BIGINT AS opening,
+            sum(CASE WHEN o = 0 AND amt > 0 AND NOT prior THEN amt ELSE 0 END)::BIGINT AS new,
+            sum(CASE WHEN o > 0 AND amt > o THEN amt - o ELSE 0 END)::BIGINT AS expansion,
+            sum(CASE WHEN o = 0 AND amt > 0 AND prior THEN amt ELSE 0 END)::BIGINT
+                AS reactivation,
+            sum(CASE WHEN o > 0 AND amt > 0 AND amt < o THEN amt - o ELSE 0 END)::BIGINT
+                AS contraction,
+            sum(CASE WHEN o > 0 AND amt = 0 THEN -o ELSE 0 END)::BIGINT AS churned,
+            sum(amt)::BIGINT AS closing,
+            sum(CASE WHEN o > 0 AND amt = 0 AND invol THEN -o ELSE 0 END)::BIGINT
+                AS churned_involuntary,
+            count(*) FILTER (o > 0) AS customers_opening,
+            count(*) FILTER (amt > 0 AND o = 0 AND NOT prior) AS customers_new,
+            count(*) FILTER (amt > 0 AND o = 0 AND prior) AS customers_reactivated,
+            count(*) FILTER (amt = 0 AND o > 0) AS customers_churned,
+            count(*) FILTER (amt > 0) AS customers_closing
+        FROM c GROUP BY ALL ORDER BY {g_sel}month
+    """
+    table = con.sql(sql, params={"opening": opening_day}).to_arrow_table()
+    if not group and table.num_rows == 0:  # no revenue at all: months of zeros
+        months = [r[0] for r in con.execute(
+            "SELECT month FROM a_samples WHERE i >= 1 ORDER BY i").fetchall()]  # fmt: skip
+        zero = [0] * len(months)
+        cols: dict[str, Any] = {"month": pa.array(months, pa.date32())}
+        for name in table.schema.names[1:]:
+            cols[name] = pa.array(zero, table.schema.field(name).type)
+        table = pa.table(cols)
+    return _with_rates(table)
+
+
+def _with_rates(table: pa.Table) -> pa.Table:
+    """Monthly rates next to the amounts (None when nothing was open to churn)."""
+    rows = table.to_pylist()
+    names = ("logo_churn_rate", "gross_revenue_churn_rate", "net_revenue_retention",
+             "gross_revenue_retention")  # fmt: skip
+    cols: dict[str, list[float | None]] = {n: [] for n in names}
+    for r in rows:
+        o, oc = r["opening"], r["customers_opening"]
+        lost = -(r["churned"] + r["contraction"])
+        cols["logo_churn_rate"].append(_ratio(r["customers_churned"], oc))
+        cols["gross_revenue_churn_rate"].append(_ratio(lost, o))
+        cols["net_revenue_retention"].append(_ratio(o - lost + r["expansion"], o))
+        cols["gross_revenue_retention"].append(_ratio(o - lost, o))
+    for n in names:
+        table = table.append_column(n, pa.array(cols[n], pa.float64()))
+    return table
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 6) if den else None
+
+
+def _cohorts(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Customers grouped by the month of their first paid invoice (within the window);
+    for each later sample, how many still pay and how much (reporting currency)."""
+    return con.sql(
+        """
+        WITH first_paid AS (
+            SELECT customer_id, date_trunc('month', min(issue_date))::DATE AS cohort
+            FROM a_invoices WHERE status = 'paid' GROUP BY customer_id
+        ), members AS (
+            SELECT f.customer_id, f.cohort, smp.i AS ci
+            FROM first_paid f JOIN a_samples smp ON smp.month = f.cohort AND smp.i >= 1
+        ), cells AS (
+            SELECT m.cohort, smp.i - m.ci AS age, count(*) AS customers,
+                   count(*) FILTER (coalesce(x.amt, 0) > 0) AS active,
+                   coalesce(sum(x.amt), 0)::BIGINT AS mrr_rep
+            FROM members m JOIN a_samples smp ON smp.i >= m.ci
+            LEFT JOIN m_cust x ON x.customer_id = m.customer_id AND x.i = smp.i
+            GROUP BY ALL
+        )
+        SELECT c.cohort, c.age, c.customers, c.active,
+               round(c.active / c.customers, 6) AS logo_retention, c.mrr_rep,
+               CASE WHEN b.mrr_rep > 0 THEN round(c.mrr_rep / b.mrr_rep, 6) END
+                   AS revenue_retention
+        FROM cells c JOIN cells b ON b.cohort = c.cohort AND b.age = 0
+        ORDER BY c.cohort, c.age
+        """
+    ).to_arrow_table()
+
+
+def _dunning(
+    con: duckdb.DuckDBPyConnection, opening_day: date, as_of: date
+) -> tuple[pa.Table, pa.Table]:
+    """Per dunning stage reached (invoices issued in the window): how many were recovered
+    (paid), are still open, were written off; and revenue lost to uncollectible invoices
+    per currency. Amounts are summed per currency, then converted once."""
+    params = {"start": opening_day, "end": as_of}
+    dunning = con.sql(
+        """
+        WITH per AS (
+            SELECT dunning_stage AS stage, currency, count(*) AS invoices,
+                   count(*) FILTER (status = 'paid') AS recovered,
+                   count(*) FILTER (status = 'open') AS still_open,
+                   count(*) FILTER (status = 'uncollectible') AS written_off,
+                   count(*) FILTER (status = 'void') AS voided,
+                   sum(total_minor) AS billed,
+                   sum(amount_paid_minor) FILTER (status = 'paid') AS recovered_amount
+            FROM a_invoices
+            WHERE dunning_stage >= 1 AND issue_date > $start AND issue_date <= $end
+            GROUP BY ALL
+        )
+        SELECT stage, sum(invoices)::BIGINT AS invoices, sum(recovered)::BIGINT AS recovered,
+               sum(still_open)::BIGINT AS still_open, sum(written_off)::BIGINT AS written_off,
+               sum(voided)::BIGINT AS voided,
+               CASE WHEN sum(invoices) > sum(voided)
+                    THEN round(sum(recovered) / (sum(invoices) - sum(voided)), 6) END
+                   AS recovery_rate,
+               sum(hdiv(billed * f.num, f.den))::BIGINT AS billed_rep,
+               sum(hdiv(coalesce(recovered_amount, 0) * f.num, f.den))::BIGINT
+                   AS recovered_rep
+        FROM per JOIN a_fx f USING (currency)
+        GROUP BY stage ORDER BY stage
+        """,
+        params=params,
+    ).to_arrow_table()
+    lost = con.sql(
+        """
+        SELECT currency, count(*) AS invoices,
+               sum(total_minor - amount_paid_minor)::BIGINT AS lost_minor,
+               hdiv(sum(total_minor - amount_paid_minor) * any_value(f.num),
+                    any_value(f.den))::BIGINT AS lost_rep
+        FROM a_invoices JOIN a_fx f USING (currency)
+        WHERE status = 'uncollectible' AND issue_date > $start AND issue_date <= $end
+        GROUP BY currency ORDER BY lost_rep DESC, currency
+        """,
+        params=params,
+    ).to_arrow_table()
+    return dunning, lost
+
+
+def _summary(
+    movements: pa.Table,
+    by_currency: pa.Table,
+    dunning: pa.Table,
+    lost: pa.Table,
+    reporting: str,
+    margin: Fraction,
+) -> dict[str, Any]:
+    rows = movements.to_pylist()
+    last = rows[-1]
+    mrr = int(sum(r["mrr_rep"] for r in by_currency.to_pylist()))
+    paying = int(last["customers_closing"])
+    arpa = half_even_div(mrr, paying) if paying else None
+    opening_sum = sum(r["opening"] for r in rows)
+    lost_mrr = -sum(r["churned"] + r["contraction"] for r in rows)
+    churned_logos = sum(r["customers_churned"] for r in rows)
+    opening_logos = sum(r["customers_opening"] for r in rows)
+    churn = Fraction(lost_mrr, opening_sum) if opening_sum else None
+    cltv: int | None = None
+    if arpa is None:
+        note = "undefined: no paying customers at the as-of date"
+    elif churn is None:
+        note = "undefined: no MRR was open to churn in the window"
+    elif churn <= 0:
+        note = "undefined: no revenue churned in the window (lifetime would be infinite)"
+    else:
+        value = Fraction(arpa) * margin / churn
+        cltv = half_even_div(value.numerator, value.denominator)
+        note = "ARPA x gross margin / monthly gross revenue churn (pooled over the window)"
+    d_rows = dunning.to_pylist()
+    reached = sum(r["invoices"] - r["voided"] for r in d_rows)
+    return {
+        "currency": reporting,
+        "mrr_rep": mrr,
+        "arr_rep": 12 * mrr,
+        "paying_customers": paying,
+        "arpa_rep": arpa,
+        "month": last["month"].isoformat(),
+        "month_movements": {m: int(last[m]) for m in ("opening", *MOVEMENTS, "closing")},
+        "logo_churn_rate": last["logo_churn_rate"],
+        "gross_revenue_churn_rate": last["gross_revenue_churn_rate"],
+        "net_revenue_retention": last["net_revenue_retention"],
+        "gross_revenue_retention": last["gross_revenue_retention"],
+        "window_logo_churn_rate": _ratio(churned_logos, opening_logos),
+        "window_gross_revenue_churn_rate": None if churn is None else round(float(churn), 6),
+        "window_net_revenue_retention": _ratio(
+            opening_sum - lost_mrr + sum(r["expansion"] for r in rows), opening_sum
+        ),
+        "window_gross_revenue_retention": _ratio(opening_sum - lost_mrr, opening_sum),
+        "gross_margin": float(margin),
+        "cltv_rep": cltv,
+        "cltv_note": note,
+        "dunning_invoices": reached,
+        "dunning_recovered": sum(r["recovered"] for r in d_rows),
+        "dunning_recovery_rate": _ratio(sum(r["recovered"] for r in d_rows), reached),
+        "revenue_lost_rep": int(sum(r["lost_rep"] for r in lost.to_pylist())),
+        "churned_involuntary_rep": int(sum(r["churned_involuntary"] for r in rows)),
+    }
