@@ -177,15 +177,29 @@ def build_sync_assets(specs: Sequence[MappingSpec] | None = None) -> list[Assets
     if specs is None:
         specs, _ = load_all(MAPPINGS_DIR)
     by_entity = _entity_systems(specs)
+
+    def specs_of(entity: str) -> dict[str, MappingSpec]:
+        return {spec.system: spec for spec in specs if spec.entity == entity}
+
     assets: list[AssetsDefinition] = []
     previous: list[AssetKey] = []
     for entity in ENTITY_ORDER:
         systems = by_entity.get(entity)
         if not systems:
             continue
-        assets += [_extract_asset(s, entity, previous) for s in systems]
+        creators = [s for s in systems if specs_of(entity)[s].creates]
+        assets += [
+            # non-creating systems are read after the creators, so a record they hold
+            # under a hub id the creators just brought in is not taken for an orphan
+            _extract_asset(
+                s,
+                entity,
+                previous + ([] if s in creators else [extract_key(c, entity) for c in creators]),
+            )
+            for s in systems
+        ]
         assets.append(_golden_asset(entity, systems, []))
-        specs_of = {spec.system: spec for spec in specs if spec.entity == entity}
+        specs_by_system = specs_of(entity)
         assets += [
             _push_asset(
                 s,
@@ -193,7 +207,7 @@ def build_sync_assets(specs: Sequence[MappingSpec] | None = None) -> list[Assets
                 sorted(
                     {
                         f.split(".", 1)[1]
-                        for f in specs_of[s].fields
+                        for f in specs_by_system[s].fields
                         if f.startswith("external_ids.")
                     }
                     & set(systems) - {s}

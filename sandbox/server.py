@@ -3,6 +3,7 @@ several servers sharing an event loop (``hub sandbox up``)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import threading
@@ -34,6 +35,17 @@ class TLSFiles:
     ca_bundle: Path
 
 
+class _QuietGracefulShutdown(logging.Filter):
+    """Idle keep-alive clients outliving the short graceful-shutdown window are expected
+    when a sandbox stops; uvicorn reports them at ERROR, which would alarm every user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "timeout graceful shutdown exceeded" not in record.getMessage()
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietGracefulShutdown())
+
+
 def uvicorn_config(
     app: Any, port: int, tls: TLSFiles | None = None, host: str = LOOPBACK
 ) -> uvicorn.Config:
@@ -55,6 +67,8 @@ def uvicorn_config(
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
+        # clients holding idle keep-alive connections must not stall a shutdown
+        timeout_graceful_shutdown=2,
         **kwargs,
     )
 

@@ -126,7 +126,7 @@ class SyncEngine:
 
     def sync_entity(self, entity: str, systems: Sequence[str] | None = None) -> None:
         self.retry_quarantine(entity, systems)
-        for system in self._systems(entity, systems):
+        for system in self.pull_order(entity, self._systems(entity, systems)):
             self.pull(system, entity)
         for system in self._push_order(entity, self._systems(entity, systems)):
             self.push(system, entity)
@@ -266,15 +266,36 @@ class SyncEngine:
         fps = repo.fingerprints_for(s, system, entity, hub_ids)
         now = utcnow()
         for native, sid, hub_id, partial in staged:
+            golden = goldens.get(hub_id)
+            if golden is None and not spec.creates:
+                creators = sorted(
+                    t for (t, e), sp in self.specs.items() if e == entity and sp.creates
+                )
+                self._quarantine(
+                    s,
+                    system,
+                    entity,
+                    hub_id,
+                    native,
+                    f"{system} {entity} {sid or hub_id} carries hub id {hub_id}, which the hub "
+                    f"does not know, and {system} does not create {entity} records: an orphan. "
+                    f"Create it in {' or '.join(creators) or 'its owning system'} or remove it "
+                    f"from {system}",
+                )
+                continue
             if sid:
                 repo.set_xref(s, entity, hub_id, system, sid)
             fp = fingerprint(self._projection(mapper, partial))
-            golden = goldens.get(hub_id)
             if golden is not None and fps.get(hub_id) == fp:
                 golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
                 continue
             changed_at = _as_datetime(partial.get("updated_at")) or now
-            incoming = {k: v for k, v in partial.items() if k not in ("updated_at", EXTERNAL_IDS)}
+            incoming = {
+                k: v
+                for k, v in partial.items()
+                # a new record takes the model's defaults for what its creator leaves empty
+                if k not in ("updated_at", EXTERNAL_IDS) and (golden is not None or v is not None)
+            }
             result = merge(
                 golden.data if golden else None,
                 golden.field_meta if golden else None,
@@ -407,6 +428,13 @@ class SyncEngine:
     def systems_for(self, entity: str) -> list[str]:
         """Every system with a mapping for ``entity`` (connected or not)."""
         return sorted(system for (system, ent) in self.specs if ent == entity)
+
+    def pull_order(self, entity: str, systems: Sequence[str]) -> list[str]:
+        """Systems that create records first: a record another system holds under a hub
+        id is an orphan only if no creator brought that id in."""
+        return sorted(
+            systems, key=lambda system: (not self.specs[(system, entity)].creates, system)
+        )
 
     def _push_order(self, entity: str, systems: list[str]) -> list[str]:
         """Systems whose ids others carry (e.g. the SAP customer number) go first, so the
