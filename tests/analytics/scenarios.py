@@ -1,0 +1,180 @@
+"""A hand-built golden book where every movement kind and edge case happens to exactly one
+customer, with the expected figures worked out by hand (docs/analytics.md's rules).
+
+Window: as of 2025-06-30, 6 months (Jan-Jun 2025); the opening sample is 2024-12-31.
+
+A  USD  monthly 10 seats x 10.00; upgraded to 15 seats on 15 Mar (proration line 5 seats
+        for 17 of 31 days = 27.42; normalised 2742 * 31 / 17 = 5000.1 -> 50.00)
+        -> expansion +5000 in March
+B  EUR  flat 200.00 monthly; no invoices for March and April (paused, then resumed)
+        -> churned -20000 EUR in March, reactivation +20000 EUR in May
+C  USD  annual 1200.00 with 10 % discount from 10 Feb 2025 (108000 / 12 = 9000)
+        -> new +9000 in February
+D  GBP  trial 20 Mar - 3 Apr, then 2 seats x 50.00 monthly from 3 Apr
+        -> new +10000 GBP in April (trialing in March: zero)
+E  USD  first subscription canceled (end 1 Feb 2025, last invoice written off), new one from
+        1 Apr at 70.00 -> churned -5000 in Feb (involuntary), reactivation +7000 in April
+F  USD  graduated 8 units (5 x 10.00 + 3 x 5.00 = 65.00, 10 % off = 58.50) plus usage at
+        0.10; no invoices before May (current price used), usage May 3000 then June 1000
+        -> June counts May's closed usage: expansion +3000 in June
+G  USD  quarterly 30 seats x 10.00, downgraded to 24 seats from the April quarter
+        -> contraction -2000 in April
+H  USD  monthly 40.00, paused on 10 May (invoice for May exists): zero from 10 May
+        -> churned -4000 in May
+I  USD  trialing (until 4 Jul): never counts
+
+Reporting currency USD: EUR 20000 -> 20000 / 0.92 = 21739.13 -> 21739;
+GBP 10000 -> 10000 / 0.79 = 12658.23 -> 12658.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date
+from typing import Any
+
+from tests.analytics.conftest import customer, invoice, price, subscription
+
+AS_OF = date(2025, 6, 30)
+MONTHS = 6
+EUR_REP, GBP_REP = 21739, 12658
+
+#: Expected movements in USD reporting minor units, per month of the window.
+EXPECTED_REPORTING = {
+    "2025-01-01": dict(opening=56589, new=0, expansion=0, reactivation=0, contraction=0,
+                       churned=0, closing=56589),
+    "2025-02-01": dict(opening=56589, new=9000, expansion=0, reactivation=0, contraction=0,
+                       churned=-5000, closing=60589),
+    "2025-03-01": dict(opening=60589, new=0, expansion=5000, reactivation=0, contraction=0,
+                       churned=-EUR_REP, closing=43850),
+    "2025-04-01": dict(opening=43850, new=GBP_REP, expansion=0, reactivation=7000,
+                       contraction=-2000, churned=0, closing=61508),
+    "2025-05-01": dict(opening=61508, new=0, expansion=0, reactivation=EUR_REP, contraction=0,
+                       churned=-4000, closing=79247),
+    "2025-06-01": dict(opening=79247, new=0, expansion=3000, reactivation=0, contraction=0,
+                       churned=0, closing=82247),
+}  # fmt: skip
+
+#: MRR per customer at the as-of date, in its own currency's minor units.
+EXPECTED_CUSTOMER_MRR = {
+    ("CUS-A", "USD"): 15000,
+    ("CUS-B", "EUR"): 20000,
+    ("CUS-C", "USD"): 9000,
+    ("CUS-D", "GBP"): 10000,
+    ("CUS-E", "USD"): 7000,
+    ("CUS-F", "USD"): 8850,
+    ("CUS-G", "USD"): 8000,
+}
+
+
+def _month_end(y: int, m: int) -> str:
+    return date(y, m, calendar.monthrange(y, m)[1]).isoformat()
+
+
+def monthly(
+    prefix: str,
+    sub: dict[str, Any],
+    months: list[tuple[int, int]],
+    lines: list[tuple[str, int]],
+    **kw: Any,
+) -> list[dict[str, Any]]:
+    """One invoice per (year, month), service period = the calendar month."""
+    out = []
+    for y, m in months:
+        start = date(y, m, 1).isoformat()
+        out.append(
+            invoice(
+                f"{prefix}-{y}{m:02d}",
+                sub,
+                start,
+                [(sku, amount, start, _month_end(y, m)) for sku, amount in lines],
+                **kw,
+            )
+        )
+    return out
+
+
+def span(first: tuple[int, int], last: tuple[int, int]) -> list[tuple[int, int]]:
+    out, (y, m) = [], first
+    while (y, m) <= last:
+        out.append((y, m))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def hand_book() -> dict[str, list[dict[str, Any]]]:
+    seat = price("per_unit", unit_amount_minor=1000)
+    customers = [customer(f"CUS-{c}", cur) for c, cur in
+                 [("A", "USD"), ("B", "EUR"), ("C", "USD"), ("D", "GBP"), ("E", "USD"),
+                  ("F", "USD"), ("G", "USD"), ("H", "USD"), ("I", "USD")]]  # fmt: skip
+    subs, invs = [], []
+
+    a = subscription("SUB-A", "CUS-A", "USD", "2024-11-01", [("SEAT", 15, seat)])
+    subs.append(a)
+    invs += monthly("INV-A", a, span((2024, 11), (2025, 3)), [("SEAT", 10_000)])
+    invs.append(invoice("INV-A-PRO", a, "2025-03-15", [("SEAT", 2742, "2025-03-15", "2025-03-31")]))
+    invs += monthly("INV-A", a, span((2025, 4), (2025, 6)), [("SEAT", 15_000)])
+
+    b = subscription("SUB-B", "CUS-B", "EUR", "2024-10-01",
+                     [("PLAT", 1, price("flat", flat_amount_minor=20_000))])  # fmt: skip
+    subs.append(b)
+    invs += monthly("INV-B", b, span((2024, 10), (2025, 1)), [("PLAT", 20_000)])
+    invs += monthly("INV-B", b, [(2025, 2)], [("PLAT", 20_000)], status="open", stage=1)
+    invs += monthly("INV-B", b, span((2025, 5), (2025, 6)), [("PLAT", 20_000)])
+
+    c = subscription("SUB-C", "CUS-C", "USD", "2025-02-10",
+                     [("PLAT", 1, price("flat", flat_amount_minor=120_000, discount_bps=1000))],
+                     period="year")  # fmt: skip
+    subs.append(c)
+    invs.append(
+        invoice("INV-C-1", c, "2025-02-10", [("PLAT", 108_000, "2025-02-10", "2026-02-09")])
+    )
+
+    d = subscription("SUB-D", "CUS-D", "GBP", "2025-03-20",
+                     [("SEAT", 2, price("per_unit", unit_amount_minor=5000))],
+                     trial_end="2025-04-03")  # fmt: skip
+    subs.append(d)
+    for n, (ps, pe) in enumerate([("2025-04-03", "2025-05-02"), ("2025-05-03", "2025-06-02"),
+                                  ("2025-06-03", "2025-07-02")], 1):  # fmt: skip
+        stage = 1 if n == 3 else 0
+        invs.append(invoice(f"INV-D-{n}", d, ps, [("SEAT", 10_000, ps, pe)], stage=stage))
+
+    e1 = subscription("SUB-E1", "CUS-E", "USD", "2024-06-01",
+                      [("PLAT", 1, price("flat", flat_amount_minor=5000))],
+                      status="canceled", end="2025-02-01", updated="2025-02-01")  # fmt: skip
+    e2 = subscription("SUB-E2", "CUS-E", "USD", "2025-04-01",
+                      [("PLAT", 1, price("flat", flat_amount_minor=7000))])  # fmt: skip
+    subs += [e1, e2]
+    invs += monthly("INV-E1", e1, span((2024, 6), (2024, 12)), [("PLAT", 5000)])
+    invs += monthly("INV-E1", e1, [(2025, 1)], [("PLAT", 5000)], status="uncollectible", stage=4)
+    invs += monthly("INV-E2", e2, span((2025, 4), (2025, 6)), [("PLAT", 7000)])
+
+    graduated = price("graduated", discount_bps=1000,
+                      tiers=[{"up_to": 5, "unit_amount_minor": 1000},
+                             {"up_to": None, "unit_amount_minor": 500}])  # fmt: skip
+    f = subscription("SUB-F", "CUS-F", "USD", "2024-01-01",
+                     [("STOR", 8, graduated),
+                      ("API", 0, price("usage", unit_amount_minor=10))])  # fmt: skip
+    subs.append(f)
+    invs += monthly("INV-F", f, [(2025, 5)], [("STOR", 5850), ("API", 3000)])
+    invs += monthly("INV-F", f, [(2025, 6)], [("STOR", 5850), ("API", 1000)])
+
+    g = subscription("SUB-G", "CUS-G", "USD", "2024-10-01", [("SEAT", 24, seat)], period="quarter")
+    subs.append(g)
+    invs.append(invoice("INV-G-1", g, "2024-10-01", [("SEAT", 30_000, "2024-10-01", "2024-12-31")]))
+    invs.append(invoice("INV-G-2", g, "2025-01-01", [("SEAT", 30_000, "2025-01-01", "2025-03-31")]))
+    invs.append(invoice("INV-G-3", g, "2025-04-01", [("SEAT", 24_000, "2025-04-01", "2025-06-30")],
+                        stage=2))  # fmt: skip
+
+    h = subscription("SUB-H", "CUS-H", "USD", "2024-12-01",
+                     [("PLAT", 1, price("flat", flat_amount_minor=4000))],
+                     status="paused", updated="2025-05-10")  # fmt: skip
+    subs.append(h)
+    invs += monthly("INV-H", h, span((2024, 12), (2025, 5)), [("PLAT", 4000)])
+    # a voided duplicate must not count twice
+    invs += monthly("INV-HV", h, [(2025, 1)], [("PLAT", 4000)], status="void")
+
+    i = subscription("SUB-I", "CUS-I", "USD", "2025-06-20", [("SEAT", 3, seat)],
+                     status="trialing", trial_end="2025-07-04")  # fmt: skip
+    subs.append(i)
+    return {"customer": customers, "subscription": subs, "invoice": invs}

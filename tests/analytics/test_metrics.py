@@ -1,0 +1,151 @@
+"""Every movement kind and edge case on the hand-built book (tests/analytics/scenarios.py),
+against figures computed by hand; currency conversion into USD and EUR; the identity
+check catches a broken table."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pyarrow as pa
+import pytest
+from sqlalchemy import Engine
+
+from hub.analytics import Metrics, metrics_from_store
+from hub.analytics.compute import sample_dates
+from tests.analytics.golden import write_golden
+from tests.analytics.scenarios import (
+    AS_OF,
+    EUR_REP,
+    EXPECTED_CUSTOMER_MRR,
+    EXPECTED_REPORTING,
+    GBP_REP,
+    MONTHS,
+    hand_book,
+)
+
+MOVES = ("opening", "new", "expansion", "reactivation", "contraction", "churned", "closing")
+
+
+def _load(engine: Engine) -> None:
+    for entity, records in hand_book().items():
+        write_golden(engine, entity, records)
+
+
+@pytest.fixture
+def metrics(store: tuple[str, Engine]) -> Metrics:
+    _load(store[1])
+    return metrics_from_store(store[1], AS_OF, months=MONTHS, reporting="USD")
+
+
+def test_samples_are_month_ends_and_the_as_of_day() -> None:
+    got = [(i, s.isoformat()) for i, s, _ in sample_dates(AS_OF, 3)]
+    assert got == [(0, "2025-03-31"), (1, "2025-04-30"), (2, "2025-05-31"), (3, "2025-06-30")]
+    mid = sample_dates(AS_OF.replace(day=17), 1)
+    assert [s.isoformat() for _, s, _ in mid] == ["2025-05-31", "2025-06-17"]
+
+
+def test_every_movement_kind_in_reporting_currency(metrics: Metrics) -> None:
+    got = {r["month"].isoformat(): {k: r[k] for k in MOVES} for r in metrics.movements.to_pylist()}
+    assert got == EXPECTED_REPORTING
+    assert metrics.identity_errors() == []
+
+
+def test_customer_mrr_at_the_as_of_date(metrics: Metrics) -> None:
+    rows = metrics.customer_mrr.to_pylist()
+    assert {(r["customer_id"], r["currency"]): r["mrr_minor"] for r in rows} == (
+        EXPECTED_CUSTOMER_MRR
+    )
+    rep = {r["customer_id"]: r["mrr_rep"] for r in rows}
+    assert rep["CUS-B"] == EUR_REP and rep["CUS-D"] == GBP_REP and rep["CUS-A"] == 15000
+    # paused (H) and trialing (I) customers carry no MRR
+    assert "CUS-H" not in rep and "CUS-I" not in rep
+
+
+def test_movements_per_currency_are_native(metrics: Metrics) -> None:
+    rows = {(r["currency"], r["month"].isoformat()): r for r in
+            metrics.movements_by_currency.to_pylist()}  # fmt: skip
+    eur_mar, eur_may = rows[("EUR", "2025-03-01")], rows[("EUR", "2025-05-01")]
+    assert (eur_mar["opening"], eur_mar["churned"], eur_mar["closing"]) == (20000, -20000, 0)
+    assert (eur_may["reactivation"], eur_may["closing"]) == (20000, 20000)
+    assert rows[("GBP", "2025-04-01")]["new"] == 10000
+    usd = [rows[("USD", f"2025-0{m}-01")]["closing"] for m in range(1, 7)]
+    assert usd == [34850, 38850, 43850, 48850, 44850, 47850]
+    by_cur = {r["currency"]: r for r in metrics.mrr_by_currency.to_pylist()}
+    assert by_cur["USD"]["mrr_minor"] == 47850 and by_cur["USD"]["arr_minor"] == 12 * 47850
+    assert by_cur["EUR"]["mrr_rep"] == EUR_REP
+
+
+def test_headline_rates_arr_arpa_cltv(metrics: Metrics) -> None:
+    s = metrics.summary
+    assert (s["mrr_rep"], s["arr_rep"], s["paying_customers"]) == (82247, 986964, 7)
+    assert s["arpa_rep"] == 11750  # 82247 / 7 = 11749.57, half even
+    # June: 79247 open, +3000 expansion, nothing lost
+    assert s["logo_churn_rate"] == 0.0 and s["gross_revenue_churn_rate"] == 0.0
+    assert s["net_revenue_retention"] == round(82247 / 79247, 6)
+    assert s["gross_revenue_retention"] == 1.0
+    # window: churn+contraction 5000 + 21739 + 2000 + 4000 over the six openings
+    opening_sum = 56589 + 56589 + 60589 + 43850 + 61508 + 79247
+    lost = 5000 + EUR_REP + 2000 + 4000
+    assert s["window_gross_revenue_churn_rate"] == round(lost / opening_sum, 6)
+    assert s["window_logo_churn_rate"] == round(3 / (6 + 6 + 6 + 5 + 7 + 7), 6)
+    cltv = Fraction(11750) * Fraction("0.8") / Fraction(lost, opening_sum)
+    assert s["cltv_rep"] == round(cltv)  # CLTV = ARPA x margin / revenue churn
+    # E's churn in February had an uncollectible invoice: involuntary
+    assert s["churned_involuntary_rep"] == -5000
+
+
+def test_cltv_is_undefined_without_revenue_churn(store: tuple[str, Engine]) -> None:
+    book = hand_book()
+    keep = {"CUS-A", "CUS-C"}  # only expansion and new business
+    for entity, records in book.items():
+        key = "hub_id" if entity == "customer" else "customer_id"
+        write_golden(store[1], entity, [r for r in records if r[key] in keep])
+    m = metrics_from_store(store[1], AS_OF, months=MONTHS, reporting="USD")
+    assert m.summary["cltv_rep"] is None
+    assert "no revenue churned" in m.summary["cltv_note"]
+    assert m.summary["mrr_rep"] == 15000 + 9000
+
+
+def test_cohorts_by_first_paid_month(metrics: Metrics) -> None:
+    rows = {(r["cohort"].isoformat(), r["age"]): r for r in metrics.cohorts.to_pylist()}
+    # C first paid in Feb (annual), D in April, F in May; the rest paid before the window
+    assert {k[0] for k in rows} == {"2025-02-01", "2025-04-01", "2025-05-01"}
+    assert [rows[("2025-02-01", a)]["logo_retention"] for a in range(5)] == [1.0] * 5
+    assert rows[("2025-05-01", 1)]["revenue_retention"] == round(8850 / 5850, 6)
+    assert rows[("2025-04-01", 2)]["mrr_rep"] == GBP_REP
+
+
+def test_dunning_recovery_and_revenue_lost(metrics: Metrics) -> None:
+    stages = {r["stage"]: r for r in metrics.dunning.to_pylist()}
+    assert (stages[1]["invoices"], stages[1]["recovered"], stages[1]["still_open"]) == (2, 1, 1)
+    assert stages[1]["recovery_rate"] == 0.5
+    assert (stages[2]["recovered"], stages[2]["recovery_rate"]) == (1, 1.0)
+    assert (stages[4]["written_off"], stages[4]["recovery_rate"]) == (1, 0.0)
+    assert metrics.revenue_lost.to_pylist() == [
+        {"currency": "USD", "invoices": 1, "lost_minor": 5000, "lost_rep": 5000}
+    ]
+    assert metrics.summary["dunning_recovery_rate"] == 0.5
+
+
+def test_reporting_in_eur_converts_each_customer_once(store: tuple[str, Engine]) -> None:
+    _load(store[1])
+    m = metrics_from_store(store[1], AS_OF, months=MONTHS, reporting="EUR")
+    by_cur = {r["currency"]: r["mrr_rep"] for r in m.mrr_by_currency.to_pylist()}
+    # USD x 0.92 (exact per customer), GBP 10000 x 0.92 / 0.79 = 11645.57 -> 11646
+    assert by_cur == {"EUR": 20000, "USD": 44022, "GBP": 11646}
+    assert m.summary["mrr_rep"] == 75668
+    assert m.identity_errors() == []
+
+
+def test_identity_check_catches_a_broken_table(metrics: Metrics) -> None:
+    broken = metrics.movements.set_column(
+        metrics.movements.schema.get_field_index("new"),
+        "new",
+        pa.array(
+            [r["new"] + (1 if i == 2 else 0) for i, r in enumerate(metrics.movements.to_pylist())],
+            pa.int64(),
+        ),
+    )
+    metrics.movements = broken
+    errors = metrics.identity_errors()
+    assert any("2025-03-01" in e and "!= closing" in e for e in errors)
