@@ -346,7 +346,9 @@ class SyncEngine:
                 s.add(golden)
                 goldens[hub_id] = golden
                 golden_counts.created += 1
-            elif fingerprint(clean) != golden.fingerprint or result.changed:
+            elif _content(clean) != _content(golden.data):
+                # (a system restating what the golden record already says - e.g. the echo
+                # of the hub's own push, stamped later - changes nothing: no new version)
                 golden.data, golden.field_meta = clean, result.field_meta
                 golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
                 golden.updated_at = now
@@ -498,6 +500,11 @@ class SyncEngine:
                             self._plan(s, entity, row.hub_id, golden.data, only=others)
                 repo.complete(s, done)
             self._tick(system, entity)
+
+
+def _content(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A golden record's data without its change stamp."""
+    return {k: v for k, v in data.items() if k != "updated_at"}
 
 
 def _as_datetime(value: Any) -> datetime | None:
