@@ -148,7 +148,7 @@ def _write_outputs(metrics: Metrics, waterfall: bytes, heatmap: bytes) -> Path:
     ],
     partitions_def=PARTITIONS,
     group_name=GROUP,
-    tags={"hub/area": "analytics"},
+    op_tags={"hub/area": "analytics"},
 )
 def subscription_analytics(
     context: AssetExecutionContext, config: AnalyticsConfig, hub_store: HubStoreResource
@@ -308,8 +308,9 @@ def subscription_analytics(
     )
 
 
+ANALYTICS_JOB = "analytics_daily"
 analytics_job = define_asset_job(
-    "subscription_analytics",
+    ANALYTICS_JOB,
     selection=AssetSelection.assets(*ANALYTICS_KEYS),
     partitions_def=PARTITIONS,
     description="Recompute the subscription metrics for one as-of day (a partition).",
@@ -321,11 +322,14 @@ analytics_schedule = build_schedule_from_partitioned_job(
 )
 
 
-def analytics_definitions() -> Definitions:
-    """The analytics' assets, check, job and schedule, for ``hub.definitions`` to merge."""
+def analytics_definitions(*, with_resources: bool = True) -> Definitions:
+    """The analytics' assets (with their check), job and schedule, for ``hub.definitions``
+    to merge. ``Definitions.merge`` refuses two different objects under one resource key,
+    so merge with ``with_resources=False`` into definitions that already bind
+    ``hub_store`` (``hub.definitions`` does)."""
     return Definitions(
         assets=[subscription_analytics],
         jobs=[analytics_job],
         schedules=[analytics_schedule],
-        resources={"hub_store": HubStoreResource()},
+        resources={"hub_store": HubStoreResource()} if with_resources else {},
     )
