@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from hub import settings
+from hub.cli_metrics import metrics
 from hub.cli_recon import findings, reconcile
 from hub.cli_records import quarantine_app
 from hub.cli_resync import resync
@@ -28,6 +29,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(quarantine_app, name="quarantine")
 app.command("findings")(findings)
 app.command("resync")(resync)
+app.command("metrics")(metrics)
 app.command("reconcile")(reconcile)
 
 
