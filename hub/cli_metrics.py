@@ -110,6 +110,4 @@ def _print(result: object) -> None:
     cols = ("opening", "new", "expansion", "reactivation", "contraction", "churned", "closing")
     typer.echo("  " + f"{'month':<9}" + "".join(f"{c:>15}" for c in cols))
     for row in result.movements.to_pylist():
-        typer.echo(
-            "  " + f"{row['month']:%Y-%m}   " + "".join(f"{row[c]:>15,}" for c in cols)
-        )
+        typer.echo("  " + f"{row['month']:%Y-%m}   " + "".join(f"{row[c]:>15,}" for c in cols))
