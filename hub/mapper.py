@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hub.mapping_spec import FieldMap, MappingSpec
+from hub.model import ENTITIES
 from hub.transforms import REGISTRY, Context, TransformError
 
 _MISSING = object()
@@ -194,8 +195,9 @@ class Mapper:
         out = self._convert(
             self.spec.fields, canonical, inbound=False, currency=currency, problems=problems
         )
-        if self.spec.key.hub_id_field and "hub_id" in canonical:
-            out.setdefault(self.spec.key.hub_id_field, canonical["hub_id"])
+        key = canonical.get(ENTITIES[self.spec.entity].key_field)  # hub_id, or a product's sku
+        if self.spec.key.hub_id_field and key is not None:
+            out.setdefault(self.spec.key.hub_id_field, key)
         for name, child in self.spec.children.items():
             rows = canonical.get(name)
             if rows is None:

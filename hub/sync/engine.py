@@ -31,7 +31,7 @@ from hub.store import repo
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync.lock import store_lock
-from hub.sync.merge import flatten, merge
+from hub.sync.merge import collapse_empty, flatten, merge
 from hub.transforms import load_code_lists
 
 log = logging.getLogger("hub.sync")
@@ -227,6 +227,7 @@ class SyncEngine:
         key_field = ENTITIES[entity].key_field
         sys_ids = [mapper.system_id(r) for r in records]
         known = repo.hub_ids_for(s, entity, system, [i for i in sys_ids if i])
+        self._link_batch(s, spec, mapper, records, sys_ids)
         staged: list[tuple[NativeRecord, str | None, str, dict[str, Any]]] = []
         for native, sid in zip(records, sys_ids, strict=True):
             counts.read += 1
@@ -285,7 +286,7 @@ class SyncEngine:
                 continue
             if sid:
                 repo.set_xref(s, entity, hub_id, system, sid)
-            fp = fingerprint(self._projection(mapper, partial))
+            fp = fingerprint(self._projection(mapper, _known_ids_only(partial, s, entity, hub_id)))
             if golden is not None and fps.get(hub_id) == fp:
                 golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
                 continue
@@ -304,7 +305,7 @@ class SyncEngine:
                 changed_at=changed_at,
                 owners=self.owners[entity],
             )
-            data = dict(result.data)
+            data = collapse_empty(dict(result.data))
             data.pop(EXTERNAL_IDS, None)
             data[key_field] = hub_id
             previous = _as_datetime(golden.data.get("updated_at")) if golden else None
@@ -359,6 +360,31 @@ class SyncEngine:
             repo.release_quarantine(s, system, entity, hub_id)
             s.flush()
             self._plan(s, entity, hub_id, clean)
+
+    def _link_batch(
+        self,
+        s: Session,
+        spec: MappingSpec,
+        mapper: Mapper,
+        records: list[NativeRecord],
+        sys_ids: list[str | None],
+    ) -> None:
+        """Record the links a batch carries before mapping any of it: a record may refer
+        to another in the same batch (a child account read before its parent), and its
+        reference resolves through the xref table. A non-creating system's links are
+        taken only for records the hub already knows (anything else is an orphan)."""
+        linked: list[tuple[str, str]] = []
+        for record, sid in zip(records, sys_ids, strict=True):
+            hub_id = mapper.hub_id(record)
+            if hub_id and sid:
+                linked.append((hub_id, sid))
+        if not linked:
+            return
+        if not spec.creates:
+            existing = repo.golden_for(s, spec.entity, [h for h, _ in linked])
+            linked = [(h, sid) for h, sid in linked if h in existing]
+        for hub_id, sid in linked:
+            repo.set_xref(s, spec.entity, hub_id, spec.system, sid)
 
     def _quarantine(
         self,
@@ -500,6 +526,19 @@ class SyncEngine:
                             self._plan(s, entity, row.hub_id, golden.data, only=others)
                 repo.complete(s, done)
             self._tick(system, entity)
+
+
+def _known_ids_only(
+    partial: Mapping[str, Any], s: Session, entity: str, hub_id: str
+) -> Mapping[str, Any]:
+    """A system's record as the hub can judge it: other systems' ids it carries count only
+    where the hub knows them (an SAP number on an Account is never 'cleared' by the hub
+    just because SAP is not connected), so the echo of a push fingerprints like the push."""
+    carried = partial.get(EXTERNAL_IDS)
+    if not carried:
+        return partial
+    known = repo.all_external_ids(s, entity, hub_id)
+    return {**partial, EXTERNAL_IDS: {k: v for k, v in carried.items() if k in known}}
 
 
 def _content(data: Mapping[str, Any]) -> dict[str, Any]:

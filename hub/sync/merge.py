@@ -31,14 +31,29 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten`; ``a: None`` next to ``a.b: 1`` yields ``a: {b: 1}``."""
     out: dict[str, Any] = {}
     for path, value in sorted(flat.items()):
         parts = path.split(".")
         target = out
         for part in parts[:-1]:
-            target = target.setdefault(part, {})
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        if isinstance(target.get(parts[-1]), dict) and value is None:
+            continue  # an empty parent never hides the children set beside it
         target[parts[-1]] = value
     return out
+
+
+def collapse_empty(node: dict[str, Any]) -> dict[str, Any]:
+    """Nested values with no field set (an address nobody gave) become None, as the
+    canonical model writes them."""
+    for key, value in node.items():
+        if isinstance(value, dict) and key not in LIST_FIELDS:
+            inner = collapse_empty(value)
+            node[key] = None if inner and all(v is None for v in inner.values()) else inner
+    return node
 
 
 @dataclass(frozen=True)
