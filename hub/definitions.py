@@ -5,6 +5,7 @@ locations often, so all work happens inside ops, assets, schedules and sensors."
 
 from dagster import Definitions
 
+from hub.analytics_dagster import analytics_definitions
 from hub.jobs import store_maintenance
 from hub.quarantine_job import quarantine_retry_job
 from hub.recon_dagster import recon_definitions
@@ -27,4 +28,5 @@ defs = Definitions.merge(
         resources=RESOURCES,
     ),
     recon_definitions(resources=RESOURCES),
+    analytics_definitions(with_resources=False),
 )
