@@ -66,6 +66,15 @@ def store_lock(
                 current = s.get(Lock, name)
             if current is None:
                 continue
+            if _holder_is_dead(current.holder):
+                log.warning(
+                    "lock %r was held by %s, which is no longer running: taking it over",
+                    name,
+                    current.holder,
+                )
+                with sessions.begin() as s:
+                    s.execute(delete(Lock).where(Lock.name == name, Lock.holder == current.holder))
+                continue
             message = (
                 f"waiting for lock {name!r}: held by {current.holder} since "
                 f"{current.acquired_at.isoformat()} (expires {current.expires_at.isoformat()})"
@@ -94,6 +103,22 @@ def store_lock(
         beat.join(timeout=5)
         with sessions.begin() as s:
             s.execute(delete(Lock).where(Lock.name == name, Lock.holder == me))
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """A holder on this host whose process is gone (a SIGKILLed sync) cannot release its
+    lease: waiting out the TTL would stall the rerun for minutes for nothing. Holders on
+    other hosts are judged by their lease only."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _heartbeat(

@@ -89,3 +89,28 @@ def test_a_long_holder_keeps_its_lease(engine) -> None:
             ),
         ):
             pass
+
+
+def test_lease_of_a_killed_process_on_this_host_is_taken_over_at_once(engine, caplog) -> None:
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with session_factory(engine).begin() as s:
+        s.add(
+            Lock(
+                name="sync:customer",
+                holder=f"{socket.gethostname()}:{dead.pid}",
+                acquired_at=utcnow(),
+                expires_at=utcnow() + timedelta(minutes=10),
+            )
+        )
+    started = time.monotonic()
+    with (
+        caplog.at_level(logging.WARNING, "hub.sync"),
+        store_lock(engine, "sync:customer", holder="rerun", wait_seconds=5),
+    ):
+        pass
+    assert time.monotonic() - started < 2
+    assert "no longer running: taking it over" in caplog.text
