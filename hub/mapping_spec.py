@@ -92,6 +92,18 @@ class MappingSpec(BaseModel):
         description="whether a record first seen in this system creates a golden record",
     )
     children: dict[str, MappingChild] = Field(default_factory=dict)
+    not_held_when: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="the records this system keeps, by canonical field values it excludes: "
+        "e.g. {status: [draft]} (SAP posts no draft invoices); the hub pushes nothing else "
+        "there and the reconciliation expects nothing else there",
+    )
+
+    def holds(self, canonical: dict[str, Any]) -> bool:
+        """Whether this system is meant to hold the record at all."""
+        return not any(
+            canonical.get(name) in excluded for name, excluded in self.not_held_when.items()
+        )
 
 
 class MappingChild(BaseModel):

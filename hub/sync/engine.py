@@ -102,6 +102,7 @@ class SyncEngine:
         self.lock_wait_seconds = lock_wait_seconds
         self.progress = progress
         self.counts: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
+        self._links_minted = 0  # new external ids recorded by this pass's pushes
         self.errors: list[str] = []
 
     # -- public -------------------------------------------------------------------------
@@ -126,10 +127,21 @@ class SyncEngine:
 
     def sync_entity(self, entity: str, systems: Sequence[str] | None = None) -> None:
         self.retry_quarantine(entity, systems)
+        self._links_minted = 0
         for system in self.pull_order(entity, self._systems(entity, systems)):
             self.pull(system, entity)
         for system in self._push_order(entity, self._systems(entity, systems)):
             self.push(system, entity)
+        # this pass's pushes may have created what quarantined records were waiting for
+        # (an SAP customer their billing documents refer to): settle them now, not a run later
+        if self._links_minted:
+            counted = {s: c[entity].quarantined for s, c in self.counts.items()}
+            released = self.retry_quarantine(entity, systems)
+            for system, before in counted.items():  # a record still refused: counted once
+                self.counts[system][entity].quarantined = before
+            if released:
+                for system in self._push_order(entity, self._systems(entity, systems)):
+                    self.push(system, entity)
 
     def retry_quarantine(
         self, entity: str, systems: Sequence[str] | None = None, ids: Sequence[int] | None = None
@@ -431,6 +443,8 @@ class SyncEngine:
             if only is not None and system not in only:
                 continue
             mapper = self._mapper(system, entity, s)
+            if not mapper.spec.holds(with_ids):
+                continue  # e.g. a draft invoice: SAP only gets posted ones
             projection = self._projection(mapper, with_ids)
             fp = fingerprint(projection)
             if repo.fingerprints_for(s, system, entity, [hub_id]).get(hub_id) == fp:
@@ -465,16 +479,22 @@ class SyncEngine:
         )
 
     def _push_order(self, entity: str, systems: list[str]) -> list[str]:
-        """Systems whose ids others carry (e.g. the SAP customer number) go first, so the
-        others receive the id in the same pass instead of a second push."""
-        referenced = {
-            name.split(".", 1)[1]
-            for (system, ent), spec in self.specs.items()
-            if ent == entity
-            for name in spec.fields
-            if name.startswith(f"{EXTERNAL_IDS}.")
-        }
-        return sorted(systems, key=lambda system: (system not in referenced, system))
+        """A system before every system that carries its id (SAP, then Salesforce which
+        keeps the SAP number, then billing which keeps both), so ids minted by a push reach
+        the systems that carry them in the same pass instead of a second one."""
+
+        def carried(system: str) -> set[str]:
+            spec = self.specs[(system, entity)]
+            return {
+                name.split(".", 1)[1] for name in spec.fields if name.startswith(f"{EXTERNAL_IDS}.")
+            } - {system}
+
+        remaining, order = sorted(systems), []
+        while remaining:
+            ready = [s for s in remaining if not (carried(s) & set(remaining))] or remaining[:1]
+            order.append(ready[0])
+            remaining.remove(ready[0])
+        return order
 
     def push(self, system: str, entity: str) -> None:
         """Deliver the outbox's pending pushes to one system, in bulk batches."""
@@ -520,6 +540,7 @@ class SyncEngine:
                     if result.external_id and repo.set_xref(
                         s, entity, row.hub_id, system, result.external_id
                     ):
+                        self._links_minted += 1
                         golden = s.get(GoldenRecord, (entity, row.hub_id))
                         if golden is not None:  # others may carry this id: re-plan them
                             others = [t for (t, e) in self.specs if e == entity and t != system]

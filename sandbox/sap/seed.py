@@ -59,7 +59,19 @@ class _Loader:
 
     def _assign_keys(self, es: EntitySet, doc: dict[str, Any]) -> None:
         num = es.numbering
-        if num is None or doc.get(num.field) not in (None, ""):
+        if num is None:
+            return
+        given = doc.get(num.field)
+        if given not in (None, ""):
+            # a record seeded with its number still uses up that number: keep the range
+            # ahead of it, or the next create through the API would collide with it
+            if not num.per_parent and str(given).isdigit():
+                meta_key = f"sap.nr.{self.svc.name}.{es.name}"
+                if meta_key not in self.counters:
+                    self.counters[meta_key] = int(
+                        self.store.get_meta(meta_key, str(num.start - 1)) or 0
+                    )
+                self.counters[meta_key] = max(self.counters[meta_key], int(str(given)))
             return
         if num.per_parent:
             position = es.keys.index(num.field)

@@ -1,0 +1,575 @@
+"""SAP S/4HANA over OData v2 with pyodata (on a requests session: basic auth, sap-client,
+HUB_CA_BUNDLE), as the published APIs in docs/sandbox-sap.md.
+
+Entities: ``customer`` (A_Customer with its sales area, the business partner's tax number
+read alongside), ``subscription`` (A_SalesContract with items), ``invoice``
+(A_BillingDocument). Reads page through ``__next`` on ``LastChangeDateTime`` ordered with
+the key as tie-break; the hub's cursor is ``stamp|key`` and a resumed read asks for
+``stamp ge`` and drops what it already had at that very stamp, so no record is skipped
+when many share one. Writes: the CSRF token is fetched once per session (and again when
+SAP answers "CSRF token validation failed"); a batch goes out as one ``$batch`` with one
+change set per record, so a bad record cannot roll back the good ones; updates carry the
+ETag in ``If-Match`` and a 412 re-reads the record and tries once more before reporting a
+conflict. If a ``$batch`` fails as a whole, what landed is read back before anything is
+re-sent one by one, so no create is applied twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import pyodata
+import requests
+from pyodata.exceptions import HttpError, PyODataException
+
+from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
+from connectors.errors import AuthError, ConnectorError, PermanentError, TransientError
+from connectors.http import requests_session
+from connectors.redact import redact, register_secret
+from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
+
+SYSTEM = "sap"
+T = TypeVar("T")
+ODATA_ROOT = "/sap/opu/odata/sap"
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+#: connector-private keys on native records (never mapped, never sent)
+ETAG = "__etag"
+SALES_AREA = {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
+
+
+@dataclass(frozen=True)
+class EntityRoute:
+    """Where an entity lives in S/4 and how it is read."""
+
+    service: str
+    entity_set: str
+    key: str
+    expand: str = ""
+    #: header fields sent on create/update (everything else is read-only or a child)
+    writable: tuple[str, ...] = ()
+
+
+ROUTES: dict[str, EntityRoute] = {
+    "customer": EntityRoute(
+        "API_BUSINESS_PARTNER",
+        "A_Customer",
+        "Customer",
+        expand="to_CustomerSalesArea",
+        writable=(
+            "CustomerName",
+            "CustomerFullName",
+            "YY1_CreditLimitAmount",
+            "YY1_CreditLimitCurrency",
+            "TaxNumber1",
+            "YY1_HubId",
+        ),
+    ),
+    "subscription": EntityRoute(
+        "API_SALES_CONTRACT_SRV", "A_SalesContract", "SalesContract", expand="to_Item"
+    ),
+    "invoice": EntityRoute(
+        "API_BILLING_DOCUMENT_SRV",
+        "A_BillingDocument",
+        "BillingDocument",
+        writable=(
+            "SoldToParty",
+            "PayerParty",
+            "BillingDocumentDate",
+            "TotalNetAmount",
+            "TotalTaxAmount",
+            "TotalGrossAmount",
+            "TransactionCurrency",
+            "YY1_HubId",
+        ),
+    ),
+}
+
+
+@dataclass
+class SapSettings:
+    url: str
+    user: str
+    password: str
+    client: str = ""
+    ca_bundle: str | None = None
+    timeout: float = 60.0
+    page_size: int = 1000
+    keys_per_query: int = 40
+    batch_size: int = 100
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class SapConnector:
+    system = SYSTEM
+
+    def __init__(self, settings: SapSettings) -> None:
+        self.settings = settings
+        register_secret(settings.password)
+        self.session = requests_session(settings.ca_bundle)
+        self.session.auth = (settings.user, settings.password)
+        if settings.client:
+            self.session.params = {"sap-client": settings.client}
+        self._clients: dict[str, Any] = {}
+        self._csrf = False
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _service_url(self, service: str) -> str:
+        return f"{self.settings.url.rstrip('/')}{ODATA_ROOT}/{service}/"
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._call(
+                lambda: pyodata.Client(self._service_url(service), self.session)
+            )
+        return self._clients[service]
+
+    def _fetch_csrf(self, service: str) -> None:
+        self.session.headers.pop("X-CSRF-Token", None)
+        response = self.session.get(
+            self._service_url(service),
+            headers={"X-CSRF-Token": "Fetch"},
+            timeout=self.settings.timeout,
+        )
+        _raise_for(response)
+        self.session.headers["X-CSRF-Token"] = response.headers.get("x-csrf-token", "")
+        self._csrf = True
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """One OData interaction, with transient failures retried (honouring
+        Retry-After) and every failure classified and redacted."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except HttpError as exc:
+                raise _classify(exc.response) from None
+            except requests.exceptions.SSLError as exc:
+                raise PermanentError(
+                    SYSTEM,
+                    f"TLS verification of {self.settings.url} failed ({redact(str(exc))[:200]});"
+                    " point HUB_CA_BUNDLE at the CA that signed SAP's certificate",
+                ) from None
+            except requests.RequestException as exc:
+                raise TransientError(SYSTEM, f"{type(exc).__name__}: {redact(str(exc))}") from None
+
+        return call_with_retry(SYSTEM, attempt, self.settings.retry)
+
+    def entities(self) -> Sequence[str]:
+        return list(ROUTES)
+
+    # -- reads --------------------------------------------------------------------------
+    def _query(self, entity: str, where: str, order: bool = True) -> Iterator[list[dict[str, Any]]]:
+        """Pages of native records; one page per server round trip (``__next``)."""
+        route = ROUTES[entity]
+        client = self._client(route.service)
+        entity_set = getattr(client.entity_sets, route.entity_set)
+
+        def first() -> Any:
+            request = entity_set.get_entities()
+            if where:
+                request = request.filter(where)
+            if order:
+                request = request.order_by(f"LastChangeDateTime asc,{route.key} asc")
+            if route.expand:
+                request = request.expand(route.expand)
+            return request.execute()
+
+        page = self._call(first)
+        while True:
+            records = [self._native(entity, e) for e in page]
+            if entity == "customer":
+                self._add_tax_numbers(records)
+            yield records
+            next_url = page.next_url
+            if not next_url:
+                return
+
+            def more(url: str = next_url) -> Any:
+                return entity_set.get_entities().next_url(url).execute()
+
+            page = self._call(more)
+
+    def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
+        since, seen_key = cursor.split("|", 1) if cursor else (None, None)
+        where = f"LastChangeDateTime ge datetimeoffset'{since}'" if since else ""
+        for records in self._query(entity, where):
+            if since:
+                records = [
+                    r
+                    for r in records
+                    if not (_stamp(r) == since and str(r[ROUTES[entity].key]) <= str(seen_key))
+                ]
+            if not records:
+                continue
+            last = records[-1]
+            yield Batch(records, f"{_stamp(last)}|{last[ROUTES[entity].key]}")
+
+    def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
+        clauses = []
+        if window and window.start:
+            clauses.append(f"LastChangeDateTime ge datetimeoffset'{_odata_ts(window.start)}'")
+        if window and window.end:
+            clauses.append(f"LastChangeDateTime lt datetimeoffset'{_odata_ts(window.end)}'")
+        for records in self._query(entity, " and ".join(clauses), order=False):
+            if records:
+                yield Batch(records)
+
+    def read_by_keys(self, entity: str, keys: Sequence[str]) -> Iterator[Batch]:
+        step = self.settings.keys_per_query
+        for i in range(0, len(keys), step):
+            where = " or ".join(f"YY1_HubId eq {_literal(k)}" for k in keys[i : i + step])
+            for records in self._query(entity, where, order=False):
+                if records:
+                    yield Batch(records)
+
+    def _native(self, entity: str, proxy: Any) -> dict[str, Any]:
+        record = _plain(proxy)
+        record[ETAG] = getattr(proxy, "etag", None)
+        if entity == "customer":
+            areas = _expanded(proxy, "to_CustomerSalesArea")
+            area = next(
+                (a for a in areas if a.get("SalesOrganization") == SALES_AREA["SalesOrganization"]),
+                areas[0] if areas else {},
+            )
+            record["Currency"] = area.get("Currency") or None
+            record["CustomerPaymentTerms"] = area.get("CustomerPaymentTerms") or None
+        elif entity == "subscription":
+            record["to_Item"] = _expanded(proxy, "to_Item")
+        return record
+
+    def _add_tax_numbers(self, records: list[dict[str, Any]]) -> None:
+        """The tax id lives on the business partner (A_BusinessPartnerTaxNumber): one
+        query per page, not one per customer."""
+        numbers = [r["Customer"] for r in records if r.get("Customer")]
+        if not numbers:
+            return
+        client = self._client("API_BUSINESS_PARTNER")
+        found: dict[str, str] = {}
+        tax_numbers = client.entity_sets.A_BusinessPartnerTaxNumber
+        for i in range(0, len(numbers), self.settings.keys_per_query):
+            chunk = numbers[i : i + self.settings.keys_per_query]
+            where = " or ".join(f"BusinessPartner eq {_literal(n)}" for n in chunk)
+
+            def first(condition: str = where) -> Any:
+                return tax_numbers.get_entities().filter(condition).execute()
+
+            page = self._call(first)
+            while True:
+                for tax in page:
+                    found.setdefault(tax.BusinessPartner, tax.BPTaxLongNumber or tax.BPTaxNumber)
+                if not page.next_url:
+                    break
+                next_url: str = page.next_url
+
+                def more(url: str = next_url) -> Any:
+                    return tax_numbers.get_entities().next_url(url).execute()
+
+                page = self._call(more)
+        for record in records:
+            record["TaxNumber"] = found.get(record["Customer"]) or record.get("TaxNumber1") or None
+
+    # -- writes -------------------------------------------------------------------------
+    def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
+        if entity not in ("customer", "invoice"):
+            raise PermanentError(SYSTEM, f"the hub does not write {entity} records to SAP")
+        rows = [dict(r) for r in records]
+        results: list[WriteResult] = []
+        for i in range(0, len(rows), self.settings.batch_size):
+            results += self._write_chunk(entity, rows[i : i + self.settings.batch_size])
+        return results
+
+    def _write_chunk(self, entity: str, rows: list[NativeRecord]) -> list[WriteResult]:
+        route = ROUTES[entity]
+        current = {
+            r["YY1_HubId"]: r
+            for batch in self.read_by_keys(entity, [str(r["YY1_HubId"]) for r in rows])
+            for r in batch.records
+        }
+        plans = [self._plan(entity, row, current.get(str(row["YY1_HubId"]))) for row in rows]
+        todo = [p for p in plans if p.result is None]
+        if todo:
+            try:
+                self._send_batch(route, todo)
+            except ConnectorError:
+                # The $batch failed as a whole (or a change set broke it): read back what
+                # landed, then send the rest one by one to learn each record's fate.
+                landed = {
+                    r["YY1_HubId"]: r
+                    for batch in self.read_by_keys(entity, [p.hub_id for p in todo])
+                    for r in batch.records
+                }
+                for plan in todo:
+                    if plan.result is None:
+                        self._send_one(entity, route, plan, landed.get(plan.hub_id))
+        return [
+            p.result or WriteResult(p.hub_id, Outcome.REJECTED, error="not sent") for p in plans
+        ]
+
+    def _plan(self, entity: str, row: NativeRecord, current: dict[str, Any] | None) -> _Plan:
+        route = ROUTES[entity]
+        hub_id = str(row["YY1_HubId"])
+        row = dict(row)
+        if entity == "customer":  # the short name and the limit's currency follow
+            if row.get("CustomerFullName"):
+                row.setdefault("CustomerName", str(row["CustomerFullName"])[:80])
+            if row.get("YY1_CreditLimitAmount") is not None and row.get("Currency"):
+                row.setdefault("YY1_CreditLimitCurrency", row["Currency"])
+            if row.get("TaxNumber") and len(str(row["TaxNumber"])) <= 16:
+                row.setdefault("TaxNumber1", row["TaxNumber"])  # BP tax numbers need a BP
+        if entity == "invoice" and isinstance(row.get("BillingDocumentDate"), str):
+            row["BillingDocumentDate"] = datetime.fromisoformat(
+                row["BillingDocumentDate"][:10]
+            ).replace(tzinfo=UTC)
+        header = {k: _wire(row[k]) for k in route.writable if k in row}
+        area: dict[str, Any] = {
+            k: row[k] for k in ("Currency", "CustomerPaymentTerms") if row.get(k) is not None
+        }
+        if current is None:
+            return _Plan(hub_id, None, header, area, None)
+        changed = {k: v for k, v in header.items() if _wire(current.get(k)) != v}
+        area_changed = {k: v for k, v in area.items() if current.get(k) != v}
+        if not changed and not area_changed:
+            result = WriteResult(hub_id, Outcome.UNCHANGED, external_id=str(current[route.key]))
+            return _Plan(hub_id, current, changed, area_changed, result)
+        return _Plan(hub_id, current, changed, area_changed, None)
+
+    def _requests(self, route: EntityRoute, plan: _Plan) -> list[Any]:
+        client = self._client(route.service)
+        entity_set = getattr(client.entity_sets, route.entity_set)
+        out = []
+        if plan.current is None:
+            values = _to_send(plan.header)
+            if route.entity_set == "A_Customer":
+                values["to_CustomerSalesArea"] = [{**SALES_AREA, **plan.area}]
+            out.append(entity_set.create_entity().set(**values))
+            return out
+        key = plan.current[route.key]
+        if plan.header:
+            update = entity_set.update_entity(**{route.key: key}).set(**_to_send(plan.header))
+            update.add_headers({"If-Match": plan.current.get(ETAG) or "*"})
+            out.append(update)
+        if plan.area and route.entity_set == "A_Customer":
+            area = client.entity_sets.A_CustomerSalesArea.update_entity(
+                Customer=key, **SALES_AREA
+            ).set(**plan.area)
+            area.add_headers({"If-Match": "*"})
+            out.append(area)
+        return out
+
+    def _send_batch(self, route: EntityRoute, plans: list[_Plan]) -> None:
+        client = self._client(route.service)
+
+        def send() -> list[Any]:
+            if not self._csrf:
+                self._fetch_csrf(route.service)
+            batch = client.create_batch()
+            for plan in plans:
+                changeset = client.create_changeset()
+                for request in self._requests(route, plan):
+                    changeset.add_request(request)
+                batch.add_request(changeset)
+            try:
+                return list(batch.execute())
+            except HttpError as exc:
+                if _csrf_refused(exc.response):
+                    self._csrf = False
+                raise
+
+        answers = self._call(send)
+        for plan, answer in zip(plans, answers, strict=True):
+            plan.result = self._result(route, plan, answer)
+
+    def _send_one(
+        self, entity: str, route: EntityRoute, plan: _Plan, landed: dict[str, Any] | None
+    ) -> None:
+        if plan.current is None and landed is not None:  # its create did land
+            plan.result = WriteResult(
+                plan.hub_id, Outcome.CREATED, external_id=str(landed[route.key])
+            )
+            return
+        for attempt in range(2):
+            try:
+                self._send_batch(route, [plan])
+                return
+            except ConnectorError as exc:
+                if exc.status == 412 and attempt == 0:  # stale ETag: re-read, try once more
+                    fresh = next(
+                        (r for b in self.read_by_keys(entity, [plan.hub_id]) for r in b.records),
+                        None,
+                    )
+                    refreshed = self._plan(
+                        entity, {**plan.header, **plan.area, "YY1_HubId": plan.hub_id}, fresh
+                    )
+                    plan.current, plan.header, plan.area = (
+                        refreshed.current,
+                        refreshed.header,
+                        refreshed.area,
+                    )
+                    if refreshed.result is not None:
+                        plan.result = refreshed.result
+                        return
+                    continue
+                plan.result = WriteResult(
+                    plan.hub_id,
+                    Outcome.REJECTED,
+                    error=str(exc),
+                    error_code="CONFLICT" if exc.status == 412 else str(exc.status or "ERROR"),
+                )
+                return
+
+    @staticmethod
+    def _result(route: EntityRoute, plan: _Plan, answer: Any) -> WriteResult:
+        if plan.current is None:
+            created = answer[0] if isinstance(answer, list) and answer else answer
+            number = getattr(created, route.key, None)
+            return WriteResult(
+                plan.hub_id, Outcome.CREATED, external_id=str(number) if number else None
+            )
+        return WriteResult(plan.hub_id, Outcome.UPDATED, external_id=str(plan.current[route.key]))
+
+    # -- health -------------------------------------------------------------------------
+    def health(self) -> Health:
+        started = time.monotonic()
+        try:
+            response = self.session.get(
+                self._service_url("API_BUSINESS_PARTNER"), timeout=self.settings.timeout
+            )
+            _raise_for(response)
+        except (ConnectorError, requests.RequestException) as exc:
+            return Health(SYSTEM, False, redact(str(exc)))
+        return Health(SYSTEM, True, "ok", (time.monotonic() - started) * 1000)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+@dataclass
+class _Plan:
+    hub_id: str
+    current: dict[str, Any] | None
+    header: dict[str, Any]
+    area: dict[str, Any]
+    result: WriteResult | None
+
+
+def _raise_for(response: requests.Response) -> None:
+    if response.status_code >= 400:
+        raise _classify(response)
+
+
+def _classify(response: requests.Response | None) -> ConnectorError:
+    if response is None:
+        return TransientError(SYSTEM, "no response")
+    status = response.status_code
+    message = _sap_message(response)
+    where = f"{response.request.method} {response.request.path_url.split('?')[0]}"
+    text = f"{where} answered {status}: {message}"
+    if status in RETRYABLE:
+        return TransientError(
+            SYSTEM,
+            text,
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status == 401 or (status == 403 and not _csrf_refused(response)):
+        return AuthError(
+            SYSTEM, f"{text}. Check SAP_USER, SAP_PASSWORD and SAP_CLIENT.", status=status
+        )
+    return PermanentError(SYSTEM, text, status=status)
+
+
+def _csrf_refused(response: requests.Response | None) -> bool:
+    return bool(
+        response is not None
+        and response.status_code == 403
+        and response.headers.get("x-csrf-token", "").lower() == "required"
+    )
+
+
+def _sap_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+        return redact(str(body["error"]["message"]["value"]))
+    except (ValueError, KeyError, TypeError):
+        return redact(response.text[:300])
+
+
+def _plain(proxy: Any) -> dict[str, Any]:
+    """An entity proxy's own properties as JSON-friendly values."""
+    out: dict[str, Any] = {}
+    for prop in proxy._entity_type.proprties():
+        value = _json_value(getattr(proxy, prop.name))
+        if isinstance(value, str) and prop.typ.name == "Edm.Decimal" and value[-1:] in "Mm":
+            value = value[:-1]  # an OData decimal literal suffix pyodata passes through
+        out[prop.name] = value
+    return out
+
+
+def _expanded(proxy: Any, nav: str) -> list[dict[str, Any]]:
+    try:
+        value = getattr(proxy, nav)
+    except (AttributeError, PyODataException):
+        return []
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else [value]
+    return [_plain(item) for item in items]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _wire(value: Any) -> Any:
+    """Values as pyodata sends them (and as they compare against what SAP holds)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            if value and value.replace(".", "", 1).replace("-", "", 1).isdigit() and "." in value:
+                return Decimal(value)
+        except ArithmeticError:
+            return value
+    return value
+
+
+def _to_send(values: Mapping[str, Any]) -> dict[str, Any]:
+    """pyodata serialises Edm.Decimal as given: decimals go as strings, never floats."""
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in values.items()}
+
+
+def _stamp(record: Mapping[str, Any]) -> str:
+    return str(record["LastChangeDateTime"]).replace("Z", "").split("+")[0]
+
+
+def _odata_ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def _literal(value: str) -> str:
+    """An OData string literal: quotes doubled, so a value can never end the literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def from_env(env: Mapping[str, str]) -> SapConnector:
+    return SapConnector(
+        SapSettings(
+            url=env["SAP_ODATA_URL"],
+            user=env.get("SAP_USER", ""),
+            password=env.get("SAP_PASSWORD", ""),
+            client=env.get("SAP_CLIENT", ""),
+            ca_bundle=env.get("HUB_CA_BUNDLE") or None,
+        )
+    )
