@@ -28,7 +28,13 @@ import requests
 from pyodata.exceptions import HttpError, PyODataException
 
 from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
-from connectors.errors import AuthError, ConnectorError, PermanentError, TransientError
+from connectors.errors import (
+    AuthError,
+    ConnectorError,
+    PermanentError,
+    SystemUnavailableError,
+    TransientError,
+)
 from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
@@ -127,6 +133,23 @@ class SapConnector:
                 lambda: pyodata.Client(self._service_url(service), self.session)
             )
         return self._clients[service]
+
+    def _call_once(self, fn: Callable[[], T]) -> T:
+        """Like :meth:`_call` but a transient failure is raised, not retried."""
+        once = RetryPolicy(
+            max_attempts=1,
+            max_seconds=self.settings.retry.max_seconds,
+            initial_wait=0,
+            max_wait=0,
+            jitter=0,
+        )
+        saved, self.settings.retry = self.settings.retry, once
+        try:
+            return self._call(fn)
+        except SystemUnavailableError as exc:
+            raise TransientError(SYSTEM, str(exc)) from None
+        finally:
+            self.settings.retry = saved
 
     def _fetch_csrf(self, service: str) -> None:
         self.session.headers.pop("X-CSRF-Token", None)
@@ -304,8 +327,17 @@ class SapConnector:
                     for r in batch.records
                 }
                 for plan in todo:
+                    there = landed.get(plan.hub_id)
+                    if plan.current is not None and there is not None:
+                        intended = {**plan.header, **plan.area, "YY1_HubId": plan.hub_id}
+                        if self._plan(entity, intended, there).result is not None:
+                            # its change set went through before the batch broke
+                            plan.result = WriteResult(
+                                plan.hub_id, Outcome.UPDATED, external_id=str(there[route.key])
+                            )
+                            continue
                     if plan.result is None:
-                        self._send_one(entity, route, plan, landed.get(plan.hub_id))
+                        self._send_one(entity, route, plan, there)
         return [
             p.result or WriteResult(p.hub_id, Outcome.REJECTED, error="not sent") for p in plans
         ]
@@ -380,7 +412,12 @@ class SapConnector:
                     self._csrf = False
                 raise
 
-        answers = self._call(send)
+        if any(plan.current is None for plan in plans):
+            # a create must not be re-sent blindly: if the answer was lost, it may have
+            # landed; the caller reads back before trying again
+            answers = self._call_once(send)
+        else:
+            answers = self._call(send)
         for plan, answer in zip(plans, answers, strict=True):
             plan.result = self._result(route, plan, answer)
 
@@ -392,12 +429,31 @@ class SapConnector:
                 plan.hub_id, Outcome.CREATED, external_id=str(landed[route.key])
             )
             return
-        for attempt in range(2):
+        stale_retried = False
+        for attempt in range(self.settings.retry.max_attempts):
             try:
                 self._send_batch(route, [plan])
                 return
+            except TransientError as exc:
+                if plan.current is None:
+                    landed = next(
+                        (r for b in self.read_by_keys(entity, [plan.hub_id]) for r in b.records),
+                        None,
+                    )
+                    if landed is not None:  # the lost answer was a success
+                        plan.result = WriteResult(
+                            plan.hub_id, Outcome.CREATED, external_id=str(landed[route.key])
+                        )
+                        return
+                if attempt + 1 == self.settings.retry.max_attempts:
+                    plan.result = WriteResult(
+                        plan.hub_id, Outcome.REJECTED, error=str(exc), error_code="UNAVAILABLE"
+                    )
+                    return
+                time.sleep(min(self.settings.retry.max_wait, exc.retry_after or 0.2 * 2**attempt))
             except ConnectorError as exc:
-                if exc.status == 412 and attempt == 0:  # stale ETag: re-read, try once more
+                if exc.status == 412 and not stale_retried:  # stale ETag: re-read, once more
+                    stale_retried = True
                     fresh = next(
                         (r for b in self.read_by_keys(entity, [plan.hub_id]) for r in b.records),
                         None,
@@ -467,8 +523,11 @@ def _classify(response: requests.Response | None) -> ConnectorError:
         return TransientError(SYSTEM, "no response")
     status = response.status_code
     message = _sap_message(response)
-    where = f"{response.request.method} {response.request.path_url.split('?')[0]}"
+    request = getattr(response, "request", None)  # pyodata's batch part responses have none
+    where = f"{request.method} {request.path_url.split('?')[0]}" if request else "$batch part"
     text = f"{where} answered {status}: {message}"
+    if _csrf_refused(response):  # the session's token expired: fetch a new one and retry
+        return TransientError(SYSTEM, text, status=status, retry_after=0)
     if status in RETRYABLE:
         return TransientError(
             SYSTEM,
