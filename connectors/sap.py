@@ -259,6 +259,10 @@ class SapConnector:
                 (a for a in areas if a.get("SalesOrganization") == SALES_AREA["SalesOrganization"]),
                 areas[0] if areas else {},
             )
+            if not record.get("YY1_CreditLimitCurrency") and not Decimal(
+                str(record.get("YY1_CreditLimitAmount") or 0)
+            ):
+                record["YY1_CreditLimitAmount"] = None  # S/4's initial 0 with no currency: no limit
             record["Currency"] = area.get("Currency") or None
             record["CustomerPaymentTerms"] = area.get("CustomerPaymentTerms") or None
         elif entity == "subscription":

@@ -24,12 +24,26 @@ Entry = tuple[str, str, str, str, str | None]
 def _secondary(f: Entry, expected: set[Entry]) -> bool:
     """Consequences of a planted drift that docs/sandbox.md and docs/reconciliation.md
     name: a WMS quantity drift also breaks the subscription's allocation check; a change
-    in the owning system not yet pushed shows in the other copies of that record."""
+    in the owning system not yet pushed shows in the other copies of that record; a
+    customer missing in a system takes its documents there with it; billing's planted
+    invoice total makes the (correct) SAP and Salesforce copies differ from it."""
     entity, _key, system, kind, field = f
     if kind == "aggregate" and (field or "").startswith("allocation:"):
         return any(e[0] == "allocation" and e[2] == system for e in expected)
     if entity == "product" and kind == "mismatch":
         return any(e[3] == "broken_ref" and e[2] == "pim" for e in expected)
+    owner = "CUS-" + _key.split("-")[1] if entity in ("subscription", "invoice") else ""
+    if any(
+        e[0] == "customer" and e[1] == owner and e[2] == system and e[3] == "missing"
+        for e in expected
+    ):
+        # a customer missing in a system: its documents there are missing with it
+        # (Salesforce) or still name its old number (SAP billing documents)
+        return kind == "missing" or (kind == "mismatch" and field == "customer_id")
+    if kind == "aggregate" and (field or "").startswith("billing:"):
+        # billing's invoice total was planted off by one: the copies in SAP and
+        # Salesforce, which are right, now differ from billing's
+        return any(e[1] == _key and e[2] == "billing" and e[3] == "aggregate" for e in expected)
     return False
 
 
