@@ -46,6 +46,12 @@ def findings_scopes(
                 group["findings"].append(finding.id)
     finally:
         engine.dispose()
+    from hub.sync.engine import ENTITY_ORDER
+
+    def parents_first(item: tuple[tuple[str, str], Any]) -> tuple[int, str]:
+        (ent, system), _ = item
+        return (ENTITY_ORDER.index(ent) if ent in ENTITY_ORDER else 99, system)
+
     return [
         {
             "entity": ent,
@@ -53,7 +59,8 @@ def findings_scopes(
             "keys": sorted(group["keys"]),
             "findings": group["findings"],
         }
-        for (ent, system), group in sorted(groups.items())
+        # parents first: an invoice pushed to Salesforce needs its account and subscription
+        for (ent, system), group in sorted(groups.items(), key=parents_first)
     ]
 
 

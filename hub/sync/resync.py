@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from connectors.base import Window
 from connectors.errors import ConnectorError
 from hub.model import ENTITIES
 from hub.store import repo
-from hub.store.models import GoldenRecord
+from hub.store.models import Finding, GoldenRecord, OutboxEntry, utcnow
 from hub.sync.engine import SyncEngine
 from hub.sync.lock import store_lock
 
@@ -121,8 +121,42 @@ def resync(engine: SyncEngine, request: ResyncRequest) -> ResyncReport:
                     "failed": counts.failed,
                     "quarantined": counts.quarantined,
                 }
+            _resolve_conflicts(engine, request.entity, keys, targets)
     report.errors.extend(engine.errors)
     return report
+
+
+def _resolve_conflicts(
+    engine: SyncEngine, entity: str, keys: list[str], targets: list[str]
+) -> None:
+    """A conflict finding (a non-owner changed an owned field) is over once the golden
+    record has been delivered to that system: resolve those whose push went through."""
+    if not keys:
+        return
+    with engine.sessions.begin() as s:
+        for system in targets:
+            undelivered = set(
+                s.scalars(
+                    select(OutboxEntry.hub_id).where(
+                        OutboxEntry.system == system,
+                        OutboxEntry.entity == entity,
+                        OutboxEntry.hub_id.in_(keys),
+                    )
+                )
+            )
+            delivered = [k for k in keys if k not in undelivered]
+            if delivered:
+                s.execute(
+                    update(Finding)
+                    .where(
+                        Finding.entity == entity,
+                        Finding.system == system,
+                        Finding.kind == "conflict",
+                        Finding.status == "open",
+                        Finding.key.in_(delivered),
+                    )
+                    .values(status="resolved", resolved_at=utcnow())
+                )
 
 
 def _owners(engine: SyncEngine, entity: str) -> list[str]:

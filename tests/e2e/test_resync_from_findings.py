@@ -1,0 +1,70 @@
+"""Issue 6's loop on the seeded sandbox: reconcile (golden from the owners, nothing pushed
+yet), resync the records of the findings a push can repair (`hub resync --from-findings`
+groups them the same way), reconcile again: those findings are resolved, and what stays
+open is only what needs a person (an orphan to delete, a wrong total to re-issue, a
+retired SKU still subscribed)."""
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from connectors.registry import build, configured_systems
+from hub.cli_resync import FIXABLE_KINDS, findings_scopes
+from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.recon.run import reconcile
+from hub.store import create_store_engine
+from hub.store.migrate import upgrade
+from hub.store.models import Finding
+from hub.sync.engine import ENTITY_ORDER, SyncEngine
+from hub.sync.resync import ResyncRequest, resync
+from hub.transforms import load_code_lists
+from sandbox.runner import running_sandbox
+
+NEEDS_A_PERSON = {"orphan", "aggregate", "broken_ref"}
+
+
+@pytest.mark.slow
+def test_resyncing_the_findings_resolves_every_one_a_push_can_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    specs, _ = load_all(MAPPINGS_DIR)
+    codes = load_code_lists(MAPPINGS_DIR)
+    with running_sandbox(tmp_path / "sb", seed=7, customers=40) as sb:
+        connectors = {s: build(s, sb.env) for s in configured_systems(sb.env)}
+        engine = create_store_engine(url)
+        sync = SyncEngine(engine, connectors)
+        for entity in ENTITY_ORDER:
+            for system in sync.pull_order(entity, sync._systems(entity, None)):
+                sync.pull(system, entity)
+        first = reconcile(engine, connectors, specs, codes)
+        kinds = {f["kind"] for f in first.findings.to_pylist()}
+        assert {"missing", "mismatch"} <= kinds
+
+        scopes = findings_scopes()
+        assert scopes and all(s["keys"] for s in scopes)
+        for scope in scopes:
+            report = resync(
+                SyncEngine(engine, connectors),
+                ResyncRequest(
+                    scope["entity"],
+                    keys=scope["keys"],
+                    systems=[scope["system"]],
+                    direction="repull_then_push",
+                ),
+            )
+            assert report.errors == [], report.errors
+        reconcile(engine, connectors, specs, codes)
+
+    with engine.connect() as conn:
+        still_open = conn.execute(
+            sa.select(Finding.entity, Finding.key, Finding.system, Finding.kind).where(
+                Finding.status == "open"
+            )
+        ).all()
+    fixable_left = [f for f in still_open if f.kind in FIXABLE_KINDS]
+    assert fixable_left == [], fixable_left
+    assert {f.kind for f in still_open} <= NEEDS_A_PERSON
