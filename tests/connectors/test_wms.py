@@ -264,6 +264,9 @@ def test_sync_engine_pulls_through_the_mapping_and_pushes_nothing_back(wms, tmp_
     engine = create_store_engine(url)
     spec, _ = load_mapping(MAPPINGS_DIR / "wms" / "allocation.yaml")
     assert spec is not None
+    # alone, the WMS must be allowed to create golden allocations (billing, which creates
+    # them in the landscape, is not in this test; without it every record is an orphan)
+    spec = spec.model_copy(update={"creates": True})
     connector = wms.connector()
 
     def run() -> dict:
