@@ -122,3 +122,16 @@ def test_rejected_push_is_retried_once_the_target_accepts(setup) -> None:
     assert [r["YY1_HubId"] for r in erp.rows.values()] == ["CUS-REJECT"]
     assert count(engine, QuarantineEntry, QuarantineEntry.status == "open") == 0
     assert count(engine, OutboxEntry) == 0
+
+
+def test_record_under_a_hub_id_no_creator_brought_in_is_an_orphan(setup) -> None:
+    make, crm, erp, engine = setup
+    crm.put(account("Real Customer"))
+    erp.put({"CustomerName": "Ghost AG", "Currency": "EUR", "YY1_HubId": "CUS-GHOST"})
+    report = make().run(["customer"])
+    assert report["sap"]["customer"]["quarantined"] == 1
+    with engine.connect() as conn:
+        q = conn.execute(sa.select(QuarantineEntry)).one()
+    assert q.external_key == "CUS-GHOST" and "an orphan" in q.reason
+    assert "Create it in salesforce" in q.reason
+    assert [r["Name"] for r in crm.rows.values()] == ["Real Customer"]  # not spread anywhere
