@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench._common import peak_rss_bytes, print_table, timed
+from connectors.http import requests_session
 from sandbox.faults import FaultState
 from sandbox.server import TLSFiles, serve_in_thread
 from sandbox.store import DocumentStore
@@ -154,8 +155,7 @@ def bench_salesforce(rows: int, workdir: Path) -> list[Any]:
     seed_seconds, _ = timed(lambda: seed_records(store, "Account", records))
     settings = SalesforceSettings(client_id="bench", client_secret="bench-secret")
     app = create_app(store, FaultState(), settings)
-    session = requests.Session()
-    session.verify = str(tls.ca_bundle)
+    session = requests_session(str(tls.ca_bundle))
     pages: list[tuple[bytes, dict[str, str]]] = []
     with serve_in_thread(app, tls) as base:
         token = httpx.post(
@@ -179,7 +179,9 @@ def bench_salesforce(rows: int, workdir: Path) -> list[Any]:
 
         def read_all() -> int:
             count = 0
-            for chunk in bulk2.Account.query(soql, max_records=50_000):
+            for chunk in bulk2.Account.query(
+                soql, max_records=50_000, wait=0.2
+            ):  # as the connector polls
                 count += chunk.count("\n") - 1  # header line
             return count
 
