@@ -173,6 +173,9 @@ class SyncEngine:
                     golden = s.get(GoldenRecord, (entity, entry.external_key))
                     if golden is not None:
                         repo.forget_fingerprint(s, entry.system, entity, entry.external_key)
+                        repo.forget_fingerprint(
+                            s, with_claims(entry.system), entity, entry.external_key
+                        )
                         self._plan(s, entity, entry.external_key, golden.data, only=[entry.system])
                 continue
             fresh: list[NativeRecord] = []
@@ -298,7 +301,11 @@ class SyncEngine:
                 continue
             if sid:
                 repo.set_xref(s, entity, hub_id, system, sid)
-            fp = fingerprint(self._projection(mapper, _known_ids_only(partial, s, entity, hub_id)))
+            judged = _known_ids_only(partial, s, entity, hub_id)
+            fp = fingerprint(self._projection(mapper, judged))
+            if judged is not partial:  # it carries ids the hub does not know (yet)
+                full = fingerprint(self._projection(mapper, partial))
+                repo.set_fingerprint(s, with_claims(system), entity, hub_id, full)
             if golden is not None and fps.get(hub_id) == fp:
                 golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
                 continue
@@ -447,7 +454,16 @@ class SyncEngine:
                 continue  # e.g. a draft invoice: SAP only gets posted ones
             projection = self._projection(mapper, with_ids)
             fp = fingerprint(projection)
-            if repo.fingerprints_for(s, system, entity, [hub_id]).get(hub_id) == fp:
+            held = repo.fingerprints_for(s, system, entity, [hub_id]).get(hub_id)
+            if held != fp and (
+                repo.fingerprints_for(s, with_claims(system), entity, [hub_id]).get(hub_id) == fp
+            ):
+                # the system already carried ids the hub has only now learned, and they
+                # match: it holds exactly this (no write to tell it what it knows)
+                if not dry_run:
+                    repo.set_fingerprint(s, system, entity, hub_id, fp)
+                held = fp
+            if held == fp:
                 # the system already holds this: a push planned from an earlier state of
                 # the record (e.g. before its owner was read in this pass) is obsolete
                 if not dry_run:
@@ -547,6 +563,12 @@ class SyncEngine:
                             self._plan(s, entity, row.hub_id, golden.data, only=others)
                 repo.complete(s, done)
             self._tick(system, entity)
+
+
+def with_claims(system: str) -> str:
+    """The fingerprint slot of a system's record including the other systems' ids it
+    carries that the hub did not know when it read it."""
+    return f"{system}~claims"
 
 
 def _known_ids_only(

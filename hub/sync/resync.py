@@ -24,7 +24,7 @@ from connectors.errors import ConnectorError
 from hub.model import ENTITIES
 from hub.store import repo
 from hub.store.models import Finding, GoldenRecord, OutboxEntry, utcnow
-from hub.sync.engine import SyncEngine
+from hub.sync.engine import SyncEngine, with_claims
 from hub.sync.lock import store_lock
 
 Direction = Literal["golden_to_systems", "repull_then_push"]
@@ -216,8 +216,9 @@ def _plan(
         with scope as s:
             goldens = repo.golden_for(s, request.entity, chunk)
             for hub_id in chunk:
-                for system in targets:
+                for system in targets:  # what the hub believes each target holds
                     repo.forget_fingerprint(s, system, request.entity, hub_id)
+                    repo.forget_fingerprint(s, with_claims(system), request.entity, hub_id)
                 pushes = engine._plan(
                     s,
                     request.entity,
