@@ -267,6 +267,10 @@ class SapConnector:
             record["CustomerPaymentTerms"] = area.get("CustomerPaymentTerms") or None
         elif entity == "subscription":
             record["to_Item"] = _expanded(proxy, "to_Item")
+        elif entity == "invoice" and record.get("InvoiceClearingStatus") == "C":
+            # cleared in full (FI clearing): what the customer paid is the gross amount.
+            # Open or partly cleared documents make no claim (billing tracks partials).
+            record["AmountCleared"] = record.get("TotalGrossAmount")
         return record
 
     def _add_tax_numbers(self, records: list[dict[str, Any]]) -> None:

@@ -280,6 +280,14 @@ class SyncEngine:
         hub_ids = [h for _, _, h, _ in staged]
         goldens = repo.golden_for(s, entity, hub_ids)
         fps = repo.fingerprints_for(s, system, entity, hub_ids)
+        # fields this system owns but the hub never writes there (SAP's payment clearing):
+        # not part of what the hub pushes, so watched through a fingerprint of their own
+        owned_read_only = sorted(
+            f for f in spec.owns if f in spec.fields and spec.fields[f].read_only
+        )
+        owned_fps = (
+            repo.fingerprints_for(s, with_owned(system), entity, hub_ids) if owned_read_only else {}
+        )
         now = utcnow()
         for native, sid, hub_id, partial in staged:
             golden = goldens.get(hub_id)
@@ -306,7 +314,15 @@ class SyncEngine:
             if judged is not partial:  # it carries ids the hub does not know (yet)
                 full = fingerprint(self._projection(mapper, partial))
                 repo.set_fingerprint(s, with_claims(system), entity, hub_id, full)
-            if golden is not None and fps.get(hub_id) == fp:
+            owned_fp = ""
+            if owned_read_only:
+                flat_partial = flatten(partial)
+                owned_fp = fingerprint({f: flat_partial.get(f) for f in owned_read_only})
+            if (
+                golden is not None
+                and fps.get(hub_id) == fp
+                and owned_fps.get(hub_id, "") == owned_fp
+            ):
                 golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
                 continue
             changed_at = _as_datetime(partial.get("updated_at")) or now
@@ -376,6 +392,8 @@ class SyncEngine:
             else:
                 golden_counts.unchanged += 1
             repo.set_fingerprint(s, system, entity, hub_id, fp)
+            if owned_read_only:
+                repo.set_fingerprint(s, with_owned(system), entity, hub_id, owned_fp)
             repo.release_quarantine(s, system, entity, hub_id)
             s.flush()
             self._plan(s, entity, hub_id, clean)
@@ -563,6 +581,11 @@ class SyncEngine:
                             self._plan(s, entity, row.hub_id, golden.data, only=others)
                 repo.complete(s, done)
             self._tick(system, entity)
+
+
+def with_owned(system: str) -> str:
+    """The fingerprint slot of the fields a system owns but the hub never writes to it."""
+    return f"{system}~owned"
 
 
 def with_claims(system: str) -> str:

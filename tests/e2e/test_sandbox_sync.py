@@ -78,10 +78,15 @@ def test_full_sync_then_a_second_sync_writes_nothing(tmp_path: Path, store_url: 
         second = _engine(sandbox.env, store_url)
         again = second.run()
         written = [k for c in second.connectors.values() for k in c.written]  # type: ignore[attr-defined]
-        planted = {d["key"] for d in sandbox.manifest() if d["entity"] == "customer"}
-        # the only records a second sync may touch belong to a customer whose drift was
-        # planted (e.g. a customer missing in SAP: its SAP documents' ids are learned late)
-        assert {_customer_of(k) for k in written} <= planted, written
+        manifest = sandbox.manifest()
+        planted = {d["key"] for d in manifest if d["entity"] == "customer"}
+        planted_records = {f"{d['entity']}:{d['key']}" for d in manifest}
+        # the only records a second sync may touch are planted drift or belong to a
+        # customer whose drift was planted (a customer missing in SAP: its SAP documents'
+        # ids are learned late; billing's invoice total off by one: SAP's clearing of it)
+        assert {
+            k for k in written if k not in planted_records and _customer_of(k) not in planted
+        } == set(), written
         if not written:
             assert _writes(sandbox.calls()) == {}
         third = _engine(sandbox.env, store_url)
