@@ -100,14 +100,23 @@ class SalesforceConnector:
             register_secret(secret)
         self.session = requests_session(settings.ca_bundle)
         self._retry_after: float | None = None
+        self._usage: tuple[int, int] | None = None
         self.session.hooks["response"].append(self._remember_retry_after)
         self.api_calls = 0
         self._sf: Salesforce | None = None
 
     # -- auth ---------------------------------------------------------------------------
     def _remember_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        """Every answer (REST and Bulk API alike): Retry-After for the retry policy, and
+        ``Sforce-Limit-Info: api-usage=USED/MAX`` for the daily budget."""
         self.api_calls += 1
         self._retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        info = response.headers.get("Sforce-Limit-Info", "")
+        for part in info.split(","):
+            name, _eq, value = part.strip().partition("=")
+            used, _slash, total = value.partition("/")
+            if name == "api-usage" and used.isdigit() and total.isdigit():
+                self._usage = (int(used), int(total))
 
     def _token(self) -> dict[str, Any]:
         s = self.settings
@@ -217,12 +226,9 @@ class SalesforceConnector:
         return call_with_retry(SYSTEM, attempt, self.settings.retry)
 
     def _check_budget(self) -> None:
-        if self._sf is None:
+        if self._usage is None:
             return
-        usage = self._sf.api_usage.get("api-usage")
-        if usage is None:
-            return
-        used, total = getattr(usage, "used", 0), getattr(usage, "total", 0)
+        used, total = self._usage
         if total and used >= self.settings.budget_share * total:
             raise BudgetExhaustedError(
                 SYSTEM,
