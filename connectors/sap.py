@@ -105,7 +105,7 @@ class SapSettings:
     ca_bundle: str | None = None
     timeout: float = 60.0
     page_size: int = 1000
-    keys_per_query: int = 40
+    keys_per_query: int = 100
     batch_size: int = 100
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -282,25 +282,30 @@ class SapConnector:
         client = self._client("API_BUSINESS_PARTNER")
         found: dict[str, str] = {}
         tax_numbers = client.entity_sets.A_BusinessPartnerTaxNumber
-        for i in range(0, len(numbers), self.settings.keys_per_query):
-            chunk = numbers[i : i + self.settings.keys_per_query]
-            where = " or ".join(f"BusinessPartner eq {_literal(n)}" for n in chunk)
+        # one range query per page (the numbers of one page lie close together), not one
+        # per customer; partners in the range that are not on the page are ignored
+        where = (
+            f"BusinessPartner ge {_literal(min(numbers))} "
+            f"and BusinessPartner le {_literal(max(numbers))}"
+        )
 
-            def first(condition: str = where) -> Any:
-                return tax_numbers.get_entities().filter(condition).execute()
+        def first(condition: str = where) -> Any:
+            return tax_numbers.get_entities().filter(condition).execute()
 
-            page = self._call(first)
-            while True:
-                for tax in page:
+        page = self._call(first)
+        wanted = set(numbers)
+        while True:
+            for tax in page:
+                if tax.BusinessPartner in wanted:
                     found.setdefault(tax.BusinessPartner, tax.BPTaxLongNumber or tax.BPTaxNumber)
-                if not page.next_url:
-                    break
-                next_url: str = page.next_url
+            if not page.next_url:
+                break
+            next_url: str = page.next_url
 
-                def more(url: str = next_url) -> Any:
-                    return tax_numbers.get_entities().next_url(url).execute()
+            def more(url: str = next_url) -> Any:
+                return tax_numbers.get_entities().next_url(url).execute()
 
-                page = self._call(more)
+            page = self._call(more)
         for record in records:
             record["TaxNumber"] = found.get(record["Customer"]) or record.get("TaxNumber1") or None
 
