@@ -11,6 +11,7 @@ before ``budget_share`` of the daily API budget is spent."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import jwt
 import requests
 from simple_salesforce import Salesforce, format_soql
+from simple_salesforce.bulk2 import Operation, SFBulk2Type, _Bulk2Client
 from simple_salesforce.exceptions import (
     SalesforceError,
     SalesforceExpiredSession,
@@ -34,7 +36,9 @@ from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteR
 from connectors.errors import (
     AuthError,
     BudgetExhaustedError,
+    ConnectorError,
     PermanentError,
+    SystemUnavailableError,
     TransientError,
 )
 from connectors.http import requests_session
@@ -66,9 +70,23 @@ class SalesforceSettings:
     private_key_file: str = ""
     api_version: str = "61.0"
     ca_bundle: str | None = None
+    #: ``aud`` of JWT assertions; empty: the login URL. Salesforce wants
+    #: https://login.salesforce.com (or test.salesforce.com for sandboxes) even when the
+    #: token is fetched from a My Domain URL.
+    jwt_audience: str = ""
     bulk_threshold: int = 2000
     budget_share: float = 0.8
     page_size: int = 2000
+    #: Values per ``IN (...)`` of read_by_keys: 500 keys of 40 characters stay well
+    #: under SOQL's 100,000-character statement limit and the URL length of a GET.
+    keys_per_query: int = 500
+    #: Rows per Bulk API 2.0 query results page (the API's maxRecords).
+    bulk_page_size: int = 50_000
+    #: First wait after closing a Bulk API 2.0 job, then doubled up to bulk_poll_max:
+    #: a small job is usually done within the first wait, so it costs one status call.
+    bulk_poll_initial: float = 0.5
+    bulk_poll_max: float = 10.0
+    bulk_timeout: float = 3600.0
     timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -128,7 +146,7 @@ class SalesforceConnector:
                 {
                     "iss": s.client_id,
                     "sub": s.username,
-                    "aud": s.login_url.rstrip("/"),
+                    "aud": (s.jwt_audience or s.login_url).rstrip("/"),
                     "exp": int(time.time()) + 180,
                 },
                 key,
@@ -181,11 +199,14 @@ class SalesforceConnector:
             )
         return self._sf
 
-    def _call(self, fn: Callable[[Salesforce], T]) -> T:
+    def _call(self, fn: Callable[[Salesforce], T], *, retry: bool = True) -> T:
         """One API interaction: retries transient failures, re-authenticates once on an
-        expired session, maps errors, and enforces the API budget."""
+        expired session, maps errors, and enforces the API budget *before* each attempt
+        (the usage the last answer reported), so a call whose result would be thrown
+        away is never made and a write that was applied is always reported."""
 
         def attempt() -> T:
+            self._check_budget()
             try:
                 try:
                     result = fn(self._client())
@@ -200,7 +221,11 @@ class SalesforceConnector:
             except SalesforceRefusedRequest as exc:
                 if "REQUEST_LIMIT_EXCEEDED" in str(exc.content):
                     raise BudgetExhaustedError(
-                        SYSTEM, f"daily API limit exceeded: {_sf_message(exc)}", status=403
+                        SYSTEM,
+                        f"the org's daily API limit is spent ({_sf_message(exc)}); other "
+                        "integrations share it. The sync resumes from its cursor once the "
+                        "rolling 24-hour budget frees up.",
+                        status=403,
                     ) from None
                 raise PermanentError(SYSTEM, _sf_message(exc), status=403) from None
             except SalesforceMalformedRequest as exc:
@@ -220,19 +245,21 @@ class SalesforceConnector:
                 raise _tls_error(self.settings.login_url, exc) from None
             except requests.RequestException as exc:
                 raise TransientError(SYSTEM, f"{type(exc).__name__}: {redact(str(exc))}") from None
-            self._check_budget()
             return result
 
+        if not retry:
+            return attempt()
         return call_with_retry(SYSTEM, attempt, self.settings.retry)
 
     def _check_budget(self) -> None:
         if self._usage is None:
             return
         used, total = self._usage
-        if total and used >= self.settings.budget_share * total:
+        if total and used + 1 > self.settings.budget_share * total:
             raise BudgetExhaustedError(
                 SYSTEM,
-                f"stopped at {used}/{total} API calls today: the hub may use "
+                f"stopped before call {used + 1} of the org's {total} daily API calls "
+                f"({used} used, Sforce-Limit-Info): the hub may use "
                 f"{self.settings.budget_share:.0%} of the daily budget. Raise the share or "
                 f"wait for the budget to reset; the sync resumes from its cursor.",
             )
@@ -284,8 +311,9 @@ class SalesforceConnector:
 
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> Iterator[Batch]:
         obj = self.sobjects[entity]
-        for i in range(0, len(keys), 500):
-            where = format_soql(f"{obj.external_id} IN {{}}", list(keys[i : i + 500]))
+        step = self.settings.keys_per_query
+        for i in range(0, len(keys), step):
+            where = format_soql(f"{obj.external_id} IN {{}}", list(keys[i : i + step]))
             yield from self._batches(
                 obj, self._rest_query(self._soql(obj, where)), with_cursor=False
             )
@@ -307,15 +335,61 @@ class SalesforceConnector:
             page = self._call(more)
 
     def _bulk_query(self, soql: str) -> Iterator[dict[str, Any]]:
-        """Bulk API 2.0 query job; results come as CSV pages (Sforce-Locator)."""
+        """Bulk API 2.0 query job: create, poll until JobComplete, then stream the CSV
+        result pages (``Sforce-Locator``), each page its own retried call, so a dropped
+        page is fetched again by its locator and never restarts the job."""
         obj_name = soql.split(" FROM ", 1)[1].split()[0]
 
-        def start(sf: Salesforce) -> list[str]:
-            return list(getattr(sf.bulk2, obj_name).query(soql, max_records=50_000, wait=0.2))
+        def create(sf: Salesforce) -> str:
+            job = _bulk2(sf, obj_name).create_job(Operation.query, query=soql)
+            return str(job["id"])
 
-        for chunk in self._call(start):
-            for row in csv.DictReader(io.StringIO(chunk)):
+        job_id = self._call(create)
+        self._wait_for_job(obj_name, job_id, is_query=True)
+        locator = ""
+        while True:
+
+            def page(sf: Salesforce, at: str = locator) -> dict[str, Any]:
+                return dict(
+                    _bulk2(sf, obj_name).get_query_results(
+                        job_id, locator=at, max_records=self.settings.bulk_page_size
+                    )
+                )
+
+            result = self._call(page)
+            for row in csv.DictReader(io.StringIO(result["records"])):
                 yield {k: (None if v == "" else v) for k, v in row.items()}
+            locator = result["locator"]
+            if not locator:
+                return
+
+    def _wait_for_job(self, obj_name: str, job_id: str, *, is_query: bool) -> dict[str, Any]:
+        """Poll a Bulk API 2.0 job until it is final. Waits start at bulk_poll_initial
+        and double up to bulk_poll_max, so a quick job costs one status call and a long
+        one a few per minute, not one per second."""
+        wait = self.settings.bulk_poll_initial
+        deadline = time.monotonic() + self.settings.bulk_timeout
+        while True:
+            time.sleep(wait)
+
+            def status(sf: Salesforce) -> dict[str, Any]:
+                return dict(_bulk2(sf, obj_name).get_job(job_id, is_query))
+
+            info = self._call(status)
+            state = info.get("state")
+            if state == "JobComplete" or (not is_query and state in ("Failed", "Aborted")):
+                return info
+            if state in ("Failed", "Aborted"):
+                why = redact(str(info.get("errorMessage")))
+                raise PermanentError(SYSTEM, f"Bulk API job {job_id} {state}: {why}")
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    SYSTEM,
+                    f"Bulk API job {job_id} still {state} after "
+                    f"{self.settings.bulk_timeout:.0f} s; it may finish later: the next run "
+                    "writes the same records again by external id.",
+                )
+            wait = min(wait * 2, self.settings.bulk_poll_max)
 
     def _batches(
         self, obj: SObject, rows: Iterable[dict[str, Any]], *, with_cursor: bool
@@ -395,19 +469,16 @@ class SalesforceConnector:
     def _bulk_write(
         self, obj: SObject, records: list[NativeRecord], update: bool
     ) -> list[WriteResult]:
+        """One Bulk API 2.0 ingest job (update by Id, or upsert by external id):
+        create, upload, close, poll, then the successful and failed results; the
+        unprocessed ones only when the job left rows unprocessed. Every record ends with
+        exactly one result: rows in no result list are reported rejected, never dropped."""
         key_field = "Id" if update else obj.external_id
-
-        def run(sf: Salesforce) -> tuple[str, str]:
-            handler = getattr(sf.bulk2, obj.name)
-            rows = [{k: _csv_value(v) for k, v in _clean(r).items()} for r in records]
-            if update:
-                info = handler.update(records=rows, wait=0.2)
-            else:
-                info = handler.upsert(records=rows, external_id_field=obj.external_id, wait=0.2)
-            job_id = info[0]["job_id"]
-            return handler.get_successful_records(job_id), handler.get_failed_records(job_id)
-
-        ok_csv, failed_csv = self._call(run)
+        job_id, info = self._run_ingest_job(obj, records, update)
+        ok_csv = failed_csv = ""
+        if info.get("state") == "JobComplete":
+            ok_csv = self._ingest_results(obj.name, job_id, "successfulResults")
+            failed_csv = self._ingest_results(obj.name, job_id, "failedResults")
         answers: dict[str, WriteResult] = {}
         for row in csv.DictReader(io.StringIO(ok_csv)):
             key = row.get(key_field, "")
@@ -417,23 +488,103 @@ class SalesforceConnector:
             )
         for row in csv.DictReader(io.StringIO(failed_csv)):
             key = row.get(key_field, "")
-            code, _, message = (row.get("sf__Error") or "").partition(":")
+            code, _, rest = (row.get("sf__Error") or "").partition(":")
+            message = rest.rsplit(":", 1)[0] if rest.endswith("--") else rest
             answers[key] = WriteResult(
                 key, Outcome.REJECTED, error=message.strip() or code, error_code=code or None
             )
+        job_error = str(info.get("errorMessage") or "")
+        if len(answers) < len(records):
+            # Rows the job never processed (a failed or aborted job, or one stopped at a
+            # limit): Salesforce lists them in unprocessedrecords.
+            why = f"not processed by Bulk API job {job_id} ({info.get('state')})"
+            if job_error:
+                why += f": {redact(job_error)}"
+            unprocessed = self._ingest_results(obj.name, job_id, "unprocessedrecords")
+            for row in csv.DictReader(io.StringIO(unprocessed)):
+                key = row.get(key_field, "")
+                answers.setdefault(
+                    key, WriteResult(key, Outcome.REJECTED, error=why, error_code="UNPROCESSED")
+                )
         out = []
         for record in records:
             key = str(record.get(key_field))
             out.append(
                 answers.get(key)
                 or WriteResult(
-                    str(record.get(obj.external_id) or key),
+                    key,
                     Outcome.REJECTED,
-                    error="not processed by the Bulk API job",
+                    error=f"Bulk API job {job_id} reported no result for this record",
                     error_code="UNPROCESSED",
                 )
             )
         return out
+
+    def _run_ingest_job(
+        self, obj: SObject, records: list[NativeRecord], update: bool
+    ) -> tuple[str, dict[str, Any]]:
+        """Create, upload and close a job; answer its id and final status.
+
+        A failed upload is not re-sent to the same job (a second upload would add the
+        rows twice, and whether the first landed is unknown): the job is aborted and the
+        whole job made again. That is safe because both operations are idempotent
+        (update by Id, upsert by external id)."""
+        data = _to_csv(records)
+        operation = Operation.update if update else Operation.upsert
+        external_id = None if update else obj.external_id
+        policy = self.settings.retry
+        last: TransientError | None = None
+        for attempt in range(policy.max_attempts):
+
+            def create(sf: Salesforce) -> str:
+                job = _bulk2(sf, obj.name).create_job(operation, external_id_field=external_id)
+                return str(job["id"])
+
+            job_id = self._call(create)
+
+            def upload(sf: Salesforce, job: str = job_id) -> None:
+                _bulk2(sf, obj.name).upload_job_data(job, data)
+
+            try:
+                self._call(upload, retry=False)
+            except TransientError as exc:
+                last = exc
+                self._abort_quietly(obj.name, job_id)
+                wait = exc.retry_after
+                if wait is None:
+                    wait = policy.initial_wait * 2**attempt
+                time.sleep(min(wait, policy.max_wait))
+                continue
+            self._close_job(obj.name, job_id)
+            return job_id, self._wait_for_job(obj.name, job_id, is_query=False)
+        raise SystemUnavailableError(
+            SYSTEM,
+            f"Bulk API upload failed {policy.max_attempts} times ({last}); the jobs were "
+            "aborted, so nothing of this batch was applied by them.",
+            status=last.status if last else None,
+        )
+
+    def _close_job(self, obj_name: str, job_id: str) -> None:
+        """UploadComplete; if the answer was lost and a retry finds the job no longer
+        open (409 INVALIDJOBSTATE), the first close did land."""
+
+        def close(sf: Salesforce) -> None:
+            try:
+                _bulk2(sf, obj_name).close_job(job_id)
+            except SalesforceError as exc:
+                if exc.status == 409 and "INVALIDJOBSTATE" in str(exc.content):
+                    return
+                raise
+
+        self._call(close)
+
+    def _abort_quietly(self, obj_name: str, job_id: str) -> None:
+        # An open job whose abort fails expires on its own, unprocessed.
+        with contextlib.suppress(ConnectorError):
+            self._call(lambda sf: _bulk2(sf, obj_name).abort_job(job_id, False))
+
+    def _ingest_results(self, obj_name: str, job_id: str, which: str) -> str:
+        return self._call(lambda sf: _bulk2(sf, obj_name).get_ingest_results(job_id, which))
 
     # -- health -------------------------------------------------------------------------
     def health(self) -> Health:
@@ -463,6 +614,27 @@ def _tls_error(url: str, exc: Exception) -> PermanentError:
         "a private CA, point HUB_CA_BUNDLE at its PEM bundle; verification is never "
         "switched off.",
     )
+
+
+def _bulk2(sf: Salesforce, obj_name: str) -> _Bulk2Client:
+    """simple-salesforce's Bulk API 2.0 client for one object, step by step: its
+    one-shot helpers poll twice per job and restart whole jobs, which costs API calls."""
+    handler: SFBulk2Type = getattr(sf.bulk2, obj_name)
+    return handler._client
+
+
+def _to_csv(records: list[NativeRecord]) -> str:
+    """Bulk API 2.0 CSV: one header over every field of the batch; a field a record
+    lacks is an empty cell (left unchanged), None is ``#N/A`` (set to null)."""
+    header: dict[str, None] = {}
+    for record in records:
+        header.update(dict.fromkeys(_clean(record)))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(header), restval="", lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: _csv_value(v) for k, v in _clean(record).items()})
+    return buffer.getvalue()
 
 
 def _clean(record: NativeRecord) -> NativeRecord:
