@@ -17,7 +17,7 @@ import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import jwt
@@ -665,7 +665,13 @@ def _parse_sf_datetime(value: str) -> datetime:
 
 
 def _soql_datetime(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A SOQL datetime literal in milliseconds, Salesforce's stamp precision, rounded
+    *up*: for whole-millisecond stamps ``s >= t`` and ``s < t`` then mean the same as
+    against the exact moment, so a window bound never drops or adds a record."""
+    moment = moment.astimezone(UTC)
+    if moment.microsecond % 1000:
+        moment += timedelta(microseconds=1000 - moment.microsecond % 1000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def from_env(env: Mapping[str, str]) -> SalesforceConnector:
