@@ -490,7 +490,19 @@ class SyncEngine:
             try:
                 payload = mapper.to_native(with_ids)
             except MappingValueError as exc:
-                log.info("push of %s %s to %s deferred: %s", entity, hub_id, system, exc)
+                # e.g. its account is not in that system yet: the push waits in quarantine
+                # (outbound), is re-planned at the start of every pass, and is never lost
+                if not dry_run:
+                    self._quarantine(
+                        s,
+                        system,
+                        entity,
+                        hub_id,
+                        data,
+                        f"push of {entity} {hub_id} to {system} waits: {exc}",
+                        [asdict(p) for p in exc.problems],
+                        direction="outbound",
+                    )
                 continue
             own_id = with_ids[EXTERNAL_IDS].get(system)
             if own_id is not None:  # update the record the system already has, by its id
