@@ -87,6 +87,8 @@ class SalesforceSettings:
     bulk_poll_initial: float = 0.5
     bulk_poll_max: float = 10.0
     bulk_timeout: float = 3600.0
+    #: Largest CSV upload of one ingest job (simple-salesforce refuses above 100 MB).
+    bulk_upload_bytes: int = 100 * 1024 * 1024 - 1024
     timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -469,12 +471,26 @@ class SalesforceConnector:
     def _bulk_write(
         self, obj: SObject, records: list[NativeRecord], update: bool
     ) -> list[WriteResult]:
+        """Bulk API 2.0 ingest, one job per upload: a job takes one CSV upload of at most
+        100 MB (simple-salesforce's check, under the API's 150 MB), so a larger batch is
+        halved until each half fits."""
+        data = _to_csv(records)
+        if len(data.encode()) <= self.settings.bulk_upload_bytes or len(records) == 1:
+            return self._bulk_job(obj, records, update, data)
+        half = len(records) // 2
+        return self._bulk_write(obj, records[:half], update) + self._bulk_write(
+            obj, records[half:], update
+        )
+
+    def _bulk_job(
+        self, obj: SObject, records: list[NativeRecord], update: bool, data: str
+    ) -> list[WriteResult]:
         """One Bulk API 2.0 ingest job (update by Id, or upsert by external id):
         create, upload, close, poll, then the successful and failed results; the
         unprocessed ones only when the job left rows unprocessed. Every record ends with
         exactly one result: rows in no result list are reported rejected, never dropped."""
         key_field = "Id" if update else obj.external_id
-        job_id, info = self._run_ingest_job(obj, records, update)
+        job_id, info = self._run_ingest_job(obj, data, update)
         ok_csv = failed_csv = ""
         if info.get("state") == "JobComplete":
             ok_csv = self._ingest_results(obj.name, job_id, "successfulResults")
@@ -520,16 +536,13 @@ class SalesforceConnector:
             )
         return out
 
-    def _run_ingest_job(
-        self, obj: SObject, records: list[NativeRecord], update: bool
-    ) -> tuple[str, dict[str, Any]]:
+    def _run_ingest_job(self, obj: SObject, data: str, update: bool) -> tuple[str, dict[str, Any]]:
         """Create, upload and close a job; answer its id and final status.
 
         A failed upload is not re-sent to the same job (a second upload would add the
         rows twice, and whether the first landed is unknown): the job is aborted and the
         whole job made again. That is safe because both operations are idempotent
         (update by Id, upsert by external id)."""
-        data = _to_csv(records)
         operation = Operation.update if update else Operation.upsert
         external_id = None if update else obj.external_id
         policy = self.settings.retry

@@ -318,6 +318,20 @@ def test_bulk_ingest_unprocessed_rows_are_reported_not_lost(
     assert stored(sf, "CUS-UNP-") == []
 
 
+def test_bulk_ingest_splits_a_batch_over_the_upload_limit(
+    sandbox: SandboxHandle, sf: SalesforceConnector
+) -> None:
+    sf.settings.bulk_threshold = 1
+    sf.settings.bulk_upload_bytes = 400  # 8 rows are ~420 bytes of CSV: two jobs of 4
+    rows = [account(f"CUS-SPLIT-{i}") for i in range(8)]
+    sandbox.reset_calls()
+    results = sf.write_batch("customer", rows)
+    assert outcomes(results) == [Outcome.CREATED] * 8
+    assert [r.key for r in results] == [r["Hub_Id__c"] for r in rows]
+    assert count(sandbox, "POST", "/jobs/ingest") == 2
+    assert stored(sf, "CUS-SPLIT-") == sorted(r["Hub_Id__c"] for r in rows)
+
+
 # -- auth -------------------------------------------------------------------------------
 def test_jwt_bearer_flow_needs_no_client_secret(sandbox: SandboxHandle) -> None:
     env = {**sandbox.env, "SALESFORCE_CLIENT_SECRET": ""}
