@@ -1,0 +1,140 @@
+"""The fault matrix: for each external system and each fault the sandbox injects, a full
+sync (and a reconciliation) runs on a fresh landscape. The run either completes or fails
+with a message naming the system; once the fault clears, the next syncs leave nothing
+failed, nothing lost and nothing doubled (every system holds exactly the records of a
+fault-free run), and records rejected on purpose wait in quarantine with the system's
+error until a retry releases them. The table prints at the end of the session."""
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from connectors import registry
+from connectors.retry import RetryPolicy
+from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.recon.run import reconcile
+from hub.store import create_store_engine
+from hub.store.migrate import upgrade
+from hub.store.models import QuarantineEntry
+from hub.sync.engine import SyncEngine, SyncIncompleteError
+from hub.transforms import load_code_lists
+from sandbox.runner import SandboxHandle, running_sandbox
+
+pytestmark = pytest.mark.slow
+
+SEED, CUSTOMERS = 12, 4
+FAST = RetryPolicy(max_attempts=4, max_seconds=8, initial_wait=0.05, max_wait=0.3, jitter=0)
+FAULTS: dict[str, dict[str, Any]] = {
+    "429": {"mode": "429", "count": 3, "retry_after": 0},
+    "503 burst": {"mode": "503", "count": 3, "retry_after": 0},
+    "drop": {"mode": "drop", "count": 2},
+    "token expiry": {"mode": "token_expiry", "after": 3},
+    "rejections": {"mode": "reject", "rate": 0.3},
+    "down": {"mode": "503", "retry_after": 0},
+}
+SYSTEMS = ("sap", "salesforce", "pim", "wms")
+
+
+def _connectors(env: dict[str, str]) -> dict[str, Any]:
+    mapped = {spec.system for spec in load_all(MAPPINGS_DIR)[0]}
+    out = {}
+    for system in registry.configured_systems(env):
+        if system in mapped:
+            connector = registry.build(system, env)
+            if hasattr(getattr(connector, "settings", None), "retry"):
+                connector.settings.retry = FAST  # type: ignore[attr-defined]
+            out[system] = connector
+    return out
+
+
+def _sync(env: dict[str, str], url: str) -> str:
+    try:
+        SyncEngine(create_store_engine(url), _connectors(env)).run()
+    except SyncIncompleteError as exc:
+        return str(exc)
+    return ""
+
+
+def _open_quarantine(url: str) -> set[tuple[str, str]]:
+    with create_store_engine(url).connect() as conn:
+        rows = conn.execute(
+            sa.select(QuarantineEntry.system, QuarantineEntry.external_key).where(
+                QuarantineEntry.status == "open"
+            )
+        ).all()
+    return {(s, k) for s, k in rows}
+
+
+def _holdings(sb: SandboxHandle) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    for system, connector in _connectors(sb.env).items():
+        for entity in connector.entities():
+            counts[f"{system}/{entity}"] = sum(
+                len(b.records) for b in connector.read_snapshot(entity)
+            )
+    return counts
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("reference")
+    url = f"sqlite:///{folder / 'hub.sqlite'}"
+    upgrade(url)
+    with running_sandbox(folder / "sb", seed=SEED, customers=CUSTOMERS) as sb:
+        assert _sync(sb.env, url) == ""
+        _sync(sb.env, url)
+        # what a fault-free landscape leaves in quarantine: records broken by the planted
+        # drift (the WMS orphan, documents of a customer deleted from SAP)
+        return {**_holdings(sb), "quarantine": _open_quarantine(url)}
+
+
+#: known failures (issue 8 stays open for them): when a creating system (PIM for products,
+#: SAP for the customers its documents name) is down for a whole run, the records other
+#: systems hold under its ids are quarantined as orphans and are not all released by the
+#: next two syncs
+KNOWN_BUGS = {("down", "pim"), ("down", "sap")}
+CELLS = [
+    pytest.param(
+        fault,
+        system,
+        marks=[pytest.mark.xfail(strict=True, reason="orphans of a creator that was down")]
+        if (fault, system) in KNOWN_BUGS
+        else [],
+        id=f"{fault}-{system}",
+    )
+    for fault in FAULTS
+    for system in SYSTEMS
+]
+
+
+@pytest.mark.parametrize(("fault", "system"), CELLS)
+def test_fault(
+    system: str, fault: str, reference: dict[str, Any], matrix: dict, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    with running_sandbox(tmp_path / "sb", seed=SEED, customers=CUSTOMERS) as sb:
+        verify = sb.env.get("HUB_CA_BUNDLE") or True
+        admin = sb.admin_url(system) + "/faults"
+        httpx.post(admin, json=FAULTS[fault], verify=verify).raise_for_status()
+        error = _sync(sb.env, url)
+        if error:
+            assert system in error, f"the failure must name {system}: {error}"
+        specs, _ = load_all(MAPPINGS_DIR)
+        engine = create_store_engine(url)
+        try:
+            reconcile(engine, _connectors(sb.env), specs, load_code_lists(MAPPINGS_DIR))
+            recon = "ok"
+        except Exception as exc:  # a failing reconciliation must name the system too
+            assert system in str(exc), str(exc)
+            recon = "failed"
+        httpx.delete(admin, verify=verify)
+        assert _sync(sb.env, url) == "", "after the fault clears the sync completes"
+        _sync(sb.env, url)
+        held = {**_holdings(sb), "quarantine": _open_quarantine(url)}
+        assert held == reference, "nothing lost, nothing doubled, nothing left in quarantine"
+    outcome = f"failed->recovered (recon {recon})" if error else f"completed (recon {recon})"
+    matrix[(system, fault)] = "ok: " + outcome
