@@ -104,7 +104,7 @@ class SapSettings:
     client: str = ""
     ca_bundle: str | None = None
     timeout: float = 60.0
-    page_size: int = 1000
+    #: hub ids per ``or`` filter: S/4 URLs stay well under the 8 KB ICM line limit
     keys_per_query: int = 100
     batch_size: int = 100
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -308,6 +308,33 @@ class SapConnector:
             page = self._call(more)
         for record in records:
             record["TaxNumber"] = found.get(record["Customer"]) or record.get("TaxNumber1") or None
+
+    def read_plant_stock(self) -> dict[tuple[str, str], int]:
+        """Unrestricted stock on hand per (material, plant) from API_MATERIAL_STOCK_SRV,
+        summed over storage locations and batches: SAP owns plant stock, and the
+        reconciliation's stock check compares open allocations with it. Read-only (the
+        service refuses writes); quantities are whole base units, as the hub counts."""
+        client = self._client("API_MATERIAL_STOCK_SRV")
+        stock_set = client.entity_sets.A_MatlStkInAcctMod
+        totals: dict[tuple[str, str], Decimal] = {}
+        page = self._call(lambda: stock_set.get_entities().execute())
+        while True:
+            for row in page:
+                if row.InventoryStockType not in ("", "01"):  # 01: unrestricted use
+                    continue
+                where = (str(row.Material), str(row.Plant))
+                totals[where] = totals.get(where, Decimal(0)) + Decimal(
+                    str(row.MatlWrhsStkQtyInMatlBaseUnit or 0)
+                )
+            if not page.next_url:
+                break
+            next_url: str = page.next_url
+
+            def more(url: str = next_url) -> Any:
+                return stock_set.get_entities().next_url(url).execute()
+
+            page = self._call(more)
+        return {k: int(v) for k, v in totals.items()}
 
     # -- writes -------------------------------------------------------------------------
     def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:

@@ -1,50 +1,104 @@
-"""The SAP connector against the SAP emulator with the real pyodata client: incremental
-reads that neither skip nor repeat, literal-safe filters, $batch writes with one result per
-record (a bad one does not stop the good ones), the stale-ETag path, CSRF expiry, faults
-(429/503/dropped connections) with nothing lost or applied twice, and no password in any
-message."""
+"""The SAP connector against the SAP emulator with the real pyodata client over loopback.
 
+Each test gets its own emulator (``serve_in_thread``) holding a small book written by the
+sandbox's SAP writer, with a server page of four entities so every read crosses several
+``__next`` pages. Faults are switched on the emulator's FaultState, as tests/sandbox/sap
+does. Covered: incremental reads that neither skip nor repeat (also inside a run of equal
+change stamps), snapshot windows, chunked reads by key with literal-safe filters, ``$batch``
+writes with one result per record (SAP's message on the rejected one), the stale-ETag path
+(re-read once, then a conflict), CSRF expiry, 429/503/500/drop with nothing lost or applied
+twice, plant stock, the password never shown, and the mappings' round trip on the book's
+records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
 import logging
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
+import requests
 
 from connectors import registry
-from connectors.base import Outcome
+from connectors.base import Connector, Outcome, Window
 from connectors.errors import AuthError
 from connectors.retry import RetryPolicy
 from connectors.sap import ETAG, SapConnector
-from sandbox.runner import SandboxHandle, running_sandbox
+from hub.mapper import Mapper
+from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.model import validate_record
+from hub.transforms import load_code_lists
+from sandbox.faults import FaultSpec, FaultState
+from sandbox.sap import SapSettings, create_app, seed_records
+from sandbox.seed import xref
+from sandbox.seed.book import Book
+from sandbox.seed.sap import SapWriter
+from sandbox.server import serve_in_thread
+from sandbox.store import DocumentStore
 
-FAST = RetryPolicy(max_attempts=5, max_seconds=20, initial_wait=0.05, max_wait=1, jitter=0)
+SEED, CUSTOMERS, PAGE = 11, 10, 4
+USER, PASSWORD, CLIENT = "HUB_SANDBOX", "sandbox-password", "100"
+FAST = RetryPolicy(max_attempts=5, max_seconds=20, initial_wait=0.05, max_wait=2, jitter=0)
+SPECS: dict[str, MappingSpec] = {
+    s.entity: s for s in load_all(MAPPINGS_DIR)[0] if s.system == "sap"
+}
+CODES = load_code_lists(MAPPINGS_DIR)
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
-    with running_sandbox(
-        tmp_path_factory.mktemp("sap") / "sb", seed=3, customers=12, systems=("sap",)
-    ) as sb:
-        yield sb
+@dataclass
+class Emulator:
+    base: str
+    store: DocumentStore
+    faults: FaultState
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "SAP_ODATA_URL": self.base,
+            "SAP_USER": USER,
+            "SAP_PASSWORD": PASSWORD,
+            "SAP_CLIENT": CLIENT,
+        }
+
+    def fault(self, **spec: Any) -> None:
+        self.faults.add(FaultSpec(**spec))
+
+    def calls(self) -> int:
+        return int(httpx.get(f"{self.base}/__sandbox/stats").json()["api_calls"])
 
 
 @pytest.fixture
-def sap(sandbox: SandboxHandle) -> Iterator[SapConnector]:
-    connector = registry.build("sap", sandbox.env)
+def emulator(tmp_path: Path) -> Iterator[Emulator]:
+    store = DocumentStore(tmp_path / "sap.sqlite")
+    writer = SapWriter(store)
+    book = Book(SEED, CUSTOMERS)
+    writer.write_products(book.products())
+    writer.write_slices(book.slices())
+    writer.finish()
+    faults = FaultState(seed=7)
+    with serve_in_thread(create_app(store, faults, SapSettings(page_size=PAGE))) as base:
+        yield Emulator(base, store, faults)
+    store.close()
+
+
+@pytest.fixture
+def sap(emulator: Emulator) -> Iterator[SapConnector]:
+    connector = registry.build("sap", emulator.env)
     assert isinstance(connector, SapConnector)
     connector.settings.retry = FAST
     yield connector
-    httpx.delete(sandbox.admin_url("sap") + "/faults")
     connector.close()
 
 
-def fault(sandbox: SandboxHandle, **spec: Any) -> None:
-    httpx.post(sandbox.admin_url("sap") + "/faults", json=spec).raise_for_status()
-
-
-def _all(
+def _changes(
     connector: SapConnector, entity: str, cursor: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     records: list[dict[str, Any]] = []
@@ -55,139 +109,327 @@ def _all(
     return records, last
 
 
-def test_reads_every_record_once_then_exactly_the_changes(sap: SapConnector) -> None:
-    sap.settings.page_size = 5
-    customers, cursor = _all(sap, "customer")
+def _by_keys(connector: SapConnector, entity: str, keys: list[str]) -> list[dict[str, Any]]:
+    return [r for b in connector.read_by_keys(entity, keys) for r in b.records]
+
+
+def _stamp_key(record: dict[str, Any], key: str) -> tuple[str, str]:
+    return (record["LastChangeDateTime"].rstrip("Z"), record[key])
+
+
+class GetLog:
+    """GET requests the connector's own session sends (a requests response hook)."""
+
+    def __init__(self, session: requests.Session) -> None:
+        self.urls: list[str] = []
+        session.hooks["response"].append(self._seen)
+
+    def _seen(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        if response.request.method == "GET":
+            self.urls.append(unquote(response.request.url or ""))
+
+
+# -- reads ----------------------------------------------------------------------------------
+def test_reads_every_record_once_over_several_pages_then_exactly_the_changes(
+    sap: SapConnector,
+) -> None:
+    assert isinstance(sap, Connector)
+    log = GetLog(sap.session)
+    customers, cursor = _changes(sap, "customer")
     hub_ids = [c["YY1_HubId"] for c in customers]
-    assert len(hub_ids) == len(set(hub_ids)) >= 10
+    assert len(hub_ids) == len(set(hub_ids)) == CUSTOMERS
+    pages = [u for u in log.urls if "/A_Customer?" in u]
+    assert len(pages) == -(-CUSTOMERS // PAGE) and "$skiptoken=" in pages[-1]  # __next
     assert all(c["CustomerPaymentTerms"] and c["Currency"] for c in customers)
-    assert sum(1 for c in customers if c["TaxNumber"]) > len(customers) // 2  # from the BP
-    assert _all(sap, "customer", cursor)[0] == []
+    assert sum(1 for c in customers if c["TaxNumber"]) > CUSTOMERS // 2  # from the BP
+    assert [_stamp_key(c, "Customer") for c in customers] == sorted(
+        _stamp_key(c, "Customer") for c in customers
+    )
+    assert _changes(sap, "customer", cursor) == ([], cursor)
 
     target = customers[3]
     (result,) = sap.write_batch(
         "customer", [{"YY1_HubId": target["YY1_HubId"], "CustomerPaymentTerms": "NT60"}]
     )
-    assert result.outcome is Outcome.UPDATED
-    changed, _ = _all(sap, "customer", cursor)
+    assert result.outcome is Outcome.UPDATED and result.external_id == target["Customer"]
+    changed, cursor = _changes(sap, "customer", cursor)
     assert [c["YY1_HubId"] for c in changed] == [target["YY1_HubId"]]
     assert changed[0]["CustomerPaymentTerms"] == "NT60"
+    assert _changes(sap, "customer", cursor)[0] == []
 
 
-def test_a_cursor_inside_a_run_of_equal_stamps_resumes_after_the_last_key(
-    sap: SapConnector,
+@pytest.mark.parametrize("entity", ["subscription", "invoice"])
+def test_other_entities_page_and_resume(sap: SapConnector, entity: str) -> None:
+    records, cursor = _changes(sap, entity)
+    key = {"subscription": "SalesContract", "invoice": "BillingDocument"}[entity]
+    assert len(records) > 2 * PAGE
+    assert len({r[key] for r in records}) == len(records)
+    assert _changes(sap, entity, cursor)[0] == []
+    if entity == "subscription":
+        assert all(r["to_Item"] and r["to_Item"][0]["Material"] for r in records)
+
+
+def test_a_run_of_equal_stamps_is_resumed_batch_by_batch_without_loss(
+    emulator: Emulator, sap: SapConnector
 ) -> None:
-    customers, _ = _all(sap, "customer")
-    stamps = sorted((c["LastChangeDateTime"].rstrip("Z"), c["Customer"]) for c in customers)
-    stamp, key = stamps[2]
-    resumed, _ = _all(sap, "customer", f"{stamp}|{key}")
-    assert [(c["LastChangeDateTime"].rstrip("Z"), c["Customer"]) for c in resumed] == [
-        s for s in stamps if s > (stamp, key)
-    ]
-
-
-def test_filters_take_values_literally(sap: SapConnector) -> None:
-    hostile = ["x' or YY1_HubId ne 'y", "a\\b", "CUS') or (1 eq 1"]
-    assert [r for b in sap.read_by_keys("customer", hostile) for r in b.records] == []
-    customers, _ = _all(sap, "customer")
-    found = [
-        r
-        for b in sap.read_by_keys("customer", [customers[0]["YY1_HubId"], *hostile])
-        for r in b.records
-    ]
-    assert [r["YY1_HubId"] for r in found] == [customers[0]["YY1_HubId"]]
-
-
-def test_batch_writes_report_each_record_and_a_bad_one_stops_nothing(sap: SapConnector) -> None:
-    customers, _ = _all(sap, "customer")
-    a, b = customers[0], customers[1]
-    results = sap.write_batch(
-        "customer",
-        [
-            {"YY1_HubId": a["YY1_HubId"], "CustomerFullName": a["CustomerFullName"] + " AG"},
-            {"YY1_HubId": b["YY1_HubId"], "CustomerPaymentTerms": "BOGUS"},
+    """Ten customers share one change stamp (a mass load does that): every page's cursor
+    lands inside the run, and resuming from each one loses and repeats nothing."""
+    _, cursor = _changes(sap, "customer")
+    same = dt.datetime(2030, 1, 1, 12, 0, 0, 500_000, tzinfo=dt.UTC)
+    seed_records(
+        emulator.store,
+        "A_Customer",
+        (
             {
-                "YY1_HubId": "CUS-NEW-0001",
-                "CustomerFullName": "Nordlicht GmbH",
-                "Currency": "EUR",
-                "CustomerPaymentTerms": "NT30",
-                "YY1_CreditLimitAmount": "5000.00",
-            },
-            {
-                "YY1_HubId": customers[2]["YY1_HubId"],
-                "CustomerFullName": customers[2]["CustomerFullName"],
-            },
-        ],
+                "Customer": str(3_000_000 + i),
+                "CustomerName": f"Same Stamp {i}",
+                "CustomerFullName": f"Same Stamp {i}",
+                "YY1_HubId": f"CUS-SAME-{i:02d}",
+                "LastChangeDateTime": same,
+                "to_CustomerSalesArea": [
+                    {
+                        "SalesOrganization": "1010",
+                        "DistributionChannel": "10",
+                        "Division": "00",
+                        "Currency": "EUR",
+                        "CustomerPaymentTerms": "NT30",
+                    }
+                ],
+            }
+            for i in range(10)
+        ),
     )
+    seen: list[str] = []
+    resumes = 0
+    while True:
+        batch = next(iter(sap.read_changes("customer", cursor)), None)  # one page, then stop
+        if batch is None:
+            break
+        resumes += 1
+        seen += [r["YY1_HubId"] for r in batch.records]
+        assert batch.cursor is not None and batch.cursor.startswith("2030-01-01T12:00:00.5")
+        cursor = batch.cursor
+    assert seen == [f"CUS-SAME-{i:02d}" for i in range(10)]
+    assert resumes >= 3  # the cursor sat inside the run at least twice
+
+
+def test_a_snapshot_window_is_start_inclusive_end_exclusive(sap: SapConnector) -> None:
+    everything = [r for b in sap.read_snapshot("invoice") for r in b.records]
+    stamps = sorted({r["LastChangeDateTime"] for r in everything})
+    start, end = stamps[2], stamps[-3]
+
+    def moment(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    window = Window(moment(start), moment(end))
+    inside = [r for b in sap.read_snapshot("invoice", window) for r in b.records]
+    expected = {r["BillingDocument"] for r in everything if start <= r["LastChangeDateTime"] < end}
+    assert {r["BillingDocument"] for r in inside} == expected and len(inside) == len(expected)
+    assert all(b.cursor is None for b in sap.read_snapshot("invoice", window))
+
+
+def test_reads_by_key_go_in_chunks_and_take_values_literally(sap: SapConnector) -> None:
+    customers, _ = _changes(sap, "customer")
+    wanted = [c["YY1_HubId"] for c in customers[:7]]
+    hostile = ["x' or YY1_HubId ne 'y", "a\\b", "CUS') or (1 eq 1"]
+    sap.settings.keys_per_query = 3
+    log = GetLog(sap.session)
+    found = _by_keys(sap, "customer", [*wanted, *hostile])
+    assert sorted(r["YY1_HubId"] for r in found) == sorted(wanted)
+    assert len([u for u in log.urls if "/A_Customer?" in u]) == 4  # 10 keys in threes
+    assert _by_keys(sap, "customer", hostile) == []
+    invoices, _ = _changes(sap, "invoice")
+    (one,) = _by_keys(sap, "invoice", [invoices[-1]["YY1_HubId"]])
+    assert one["BillingDocument"] == invoices[-1]["BillingDocument"] and one[ETAG]
+
+
+def test_plant_stock_is_summed_per_material_and_plant(sap: SapConnector) -> None:
+    stock = sap.read_plant_stock()
+    assert stock and all(q > 0 for q in stock.values())
+    assert all(isinstance(q, int) for q in stock.values())
+    book = Book(SEED, CUSTOMERS)
+    open_at = {
+        (a["sku"], a["location"])
+        for s in book.slices()
+        for a in s.allocations
+        if a["status"] in ("reserved", "picked")
+    }
+    assert set(stock) == open_at  # the seed stocks every plant with open allocations
+
+
+# -- writes ---------------------------------------------------------------------------------
+def test_a_batch_creates_and_updates_and_reports_the_rejected_record_with_sap_message(
+    emulator: Emulator, sap: SapConnector
+) -> None:
+    customers, _ = _changes(sap, "customer")
+    emulator.fault(mode="reject", rate=0.5)  # SAP refuses some records by hub id
+    refused = emulator.faults.should_reject
+    candidates = [f"CUS-NEW-{i:04d}" for i in range(2, 200)]
+    new_bad = next(k for k in candidates if refused(k))
+    new_ok = next(k for k in candidates if not refused(k))
+    updatable, unchanged = [c for c in customers if not refused(c["YY1_HubId"])][:2]
+    rows: list[dict[str, Any]] = [
+        {"YY1_HubId": updatable["YY1_HubId"], "CustomerFullName": "Renamed By Hub AG"},
+        {
+            "YY1_HubId": new_bad,
+            "CustomerFullName": "Locked Ltd",
+            "Currency": "EUR",
+            "CustomerPaymentTerms": "NT30",
+        },
+        {
+            "YY1_HubId": new_ok,
+            "CustomerFullName": "Nordlicht GmbH",
+            "Currency": "EUR",
+            "CustomerPaymentTerms": "NT30",
+            "YY1_CreditLimitAmount": "5000.00",
+        },
+        {"YY1_HubId": unchanged["YY1_HubId"], "CustomerFullName": unchanged["CustomerFullName"]},
+    ]
+    results = sap.write_batch("customer", rows)
+    assert [r.key for r in results] == [r["YY1_HubId"] for r in rows]
     assert [r.outcome for r in results] == [
         Outcome.UPDATED,
         Outcome.REJECTED,
         Outcome.CREATED,
         Outcome.UNCHANGED,
     ]
-    assert "CustomerPaymentTerms" in (results[1].error or "") or "BOGUS" in (results[1].error or "")
-    created = [r for bt in sap.read_by_keys("customer", ["CUS-NEW-0001"]) for r in bt.records]
-    assert len(created) == 1 and created[0]["Customer"] == results[2].external_id
-    assert created[0]["CustomerPaymentTerms"] == "NT30"
+    error = results[1].error or ""
+    assert new_bad in error and "locked by a background process" in error  # SAP's words
+    assert results[1].error_code == "400"
+    (created,) = _by_keys(sap, "customer", [new_ok])
+    assert created["Customer"] == results[2].external_id
+    assert created["CustomerPaymentTerms"] == "NT30" and created["Currency"] == "EUR"
+    assert Decimal(created["YY1_CreditLimitAmount"]) == Decimal("5000.00")
+    assert created["YY1_CreditLimitCurrency"] == "EUR"
+    assert _by_keys(sap, "customer", [new_bad]) == []
+    (renamed,) = _by_keys(sap, "customer", [updatable["YY1_HubId"]])
+    assert renamed["CustomerFullName"] == "Renamed By Hub AG"
     again = sap.write_batch(
-        "customer", [{"YY1_HubId": "CUS-NEW-0001", "CustomerFullName": "Nordlicht GmbH"}]
+        "customer", [{"YY1_HubId": new_ok, "CustomerFullName": "Nordlicht GmbH"}]
     )
     assert again[0].outcome is Outcome.UNCHANGED  # an upsert by hub id: never a second one
 
 
-def test_a_stale_etag_is_reread_and_retried_once(sap: SapConnector) -> None:
-    (current,) = [
-        r
-        for b in sap.read_by_keys("customer", [_all(sap, "customer")[0][4]["YY1_HubId"]])
-        for r in b.records
-    ]
-    stale = {**current, ETAG: current[ETAG]}
-    other = registry.build("sap", {**_env_of(sap)})
-    other.write_batch(
-        "customer", [{"YY1_HubId": current["YY1_HubId"], "CustomerFullName": "Changed Meanwhile"}]
+def test_a_field_sap_refuses_is_reported_per_record(sap: SapConnector) -> None:
+    customers, _ = _changes(sap, "customer")
+    results = sap.write_batch(
+        "customer",
+        [
+            {"YY1_HubId": customers[0]["YY1_HubId"], "CustomerPaymentTerms": "BOGUS"},
+            {"YY1_HubId": customers[1]["YY1_HubId"], "CustomerPaymentTerms": "NT90"},
+        ],
     )
-    from connectors.sap import ROUTES, _Plan
+    assert [r.outcome for r in results] == [Outcome.REJECTED, Outcome.UPDATED]
+    assert "BOGUS" in (results[0].error or "")
 
-    plan = _Plan(current["YY1_HubId"], stale, {"CustomerFullName": "Hub Value"}, {}, None)
-    sap._send_one("customer", ROUTES["customer"], plan, None)
-    assert plan.result is not None and plan.result.outcome is Outcome.UPDATED
-    (now,) = [r for b in sap.read_by_keys("customer", [current["YY1_HubId"]]) for r in b.records]
+
+def test_invoices_are_created_and_updated(sap: SapConnector) -> None:
+    customers, _ = _changes(sap, "customer")
+    invoices, _ = _changes(sap, "invoice")
+    existing = invoices[0]
+    results = sap.write_batch(
+        "invoice",
+        [
+            {"YY1_HubId": existing["YY1_HubId"], "TotalTaxAmount": "0.00"},
+            {
+                "YY1_HubId": "INV-NEW-1",
+                "SoldToParty": customers[0]["Customer"],
+                "BillingDocumentDate": "2025-03-01",
+                "TotalNetAmount": "100.00",
+                "TotalTaxAmount": "19.00",
+                "TotalGrossAmount": "119.00",
+                "TransactionCurrency": "EUR",
+            },
+        ],
+    )
+    assert [r.outcome for r in results] == [Outcome.UPDATED, Outcome.CREATED]
+    (created,) = _by_keys(sap, "invoice", ["INV-NEW-1"])
+    assert created["BillingDocument"] == results[1].external_id
+    assert Decimal(created["TotalGrossAmount"]) == Decimal("119")
+    assert created["BillingDocumentDate"].startswith("2025-03-01")
+
+
+def _meanwhile(sap: SapConnector, env: dict[str, str], hub_id: str, times: int) -> list[str]:
+    """Another SAP user changes ``hub_id`` right after each of the connector's reads of it
+    (``times`` times): the ETag the connector just read is stale when it writes."""
+    other = registry.build("sap", env)
+    names: list[str] = []
+    counter = itertools.count()
+
+    def hook(response: requests.Response, *_: Any, **__: Any) -> None:
+        url = unquote(response.request.url or "")
+        if response.request.method == "GET" and "/A_Customer?" in url and hub_id in url:
+            n = next(counter)
+            if n < times:
+                names.append(f"Changed Meanwhile {n}")
+                other.write_batch(
+                    "customer", [{"YY1_HubId": hub_id, "CustomerFullName": names[-1]}]
+                )
+
+    sap.session.hooks["response"].append(hook)
+    return names
+
+
+def test_a_stale_etag_is_reread_and_the_write_tried_once_more(
+    emulator: Emulator, sap: SapConnector
+) -> None:
+    hub_id = _changes(sap, "customer")[0][4]["YY1_HubId"]
+    names = _meanwhile(sap, emulator.env, hub_id, times=1)
+    (result,) = sap.write_batch(
+        "customer", [{"YY1_HubId": hub_id, "CustomerFullName": "Hub Value"}]
+    )
+    assert names and result.outcome is Outcome.UPDATED
+    (now,) = _by_keys(sap, "customer", [hub_id])
     assert now["CustomerFullName"] == "Hub Value"
 
 
-def _env_of(sap: SapConnector) -> dict[str, str]:
-    s = sap.settings
-    return {
-        "SAP_ODATA_URL": s.url,
-        "SAP_USER": s.user,
-        "SAP_PASSWORD": s.password,
-        "SAP_CLIENT": s.client,
-    }
-
-
-def test_an_expired_csrf_token_is_fetched_again(sap: SapConnector) -> None:
-    customers, _ = _all(sap, "customer")
-    sap.write_batch(
-        "customer", [{"YY1_HubId": customers[5]["YY1_HubId"], "CustomerPaymentTerms": "NT45"}]
-    )
-    sap.session.headers["X-CSRF-Token"] = "expired-token"
-    (result,) = sap.write_batch(
-        "customer", [{"YY1_HubId": customers[5]["YY1_HubId"], "CustomerPaymentTerms": "NT90"}]
-    )
-    assert result.outcome is Outcome.UPDATED
-
-
-@pytest.mark.parametrize("mode", ["429", "503", "drop"])
-def test_faults_lose_nothing_and_apply_nothing_twice(
-    sandbox: SandboxHandle, sap: SapConnector, mode: str
+def test_a_record_changed_again_after_the_reread_is_reported_as_a_conflict(
+    emulator: Emulator, sap: SapConnector
 ) -> None:
-    before, _ = _all(sap, "customer")
-    fault(sandbox, mode=mode, count=2, retry_after=0)
-    during, _ = _all(sap, "customer")
-    assert sorted(c["YY1_HubId"] for c in during) == sorted(c["YY1_HubId"] for c in before)
-    key = f"CUS-FAULT-{mode}"
-    fault(sandbox, mode=mode, count=1, retry_after=0, path="batch")
+    hub_id = _changes(sap, "customer")[0][5]["YY1_HubId"]
+    names = _meanwhile(sap, emulator.env, hub_id, times=100)
     (result,) = sap.write_batch(
+        "customer", [{"YY1_HubId": hub_id, "CustomerFullName": "Hub Value"}]
+    )
+    assert result.outcome is Outcome.REJECTED and result.error_code == "CONFLICT"
+    assert "412" in (result.error or "")
+    (now,) = _by_keys(sap, "customer", [hub_id])
+    assert now["CustomerFullName"] == names[-2]  # the other user's value stands (last read)
+
+
+@pytest.mark.parametrize("how", ["stale header", "token_expiry fault"])
+def test_an_expired_csrf_token_is_fetched_again(
+    emulator: Emulator, sap: SapConnector, how: str
+) -> None:
+    customers, _ = _changes(sap, "customer")
+    target = customers[5]["YY1_HubId"]
+    sap.write_batch("customer", [{"YY1_HubId": target, "CustomerPaymentTerms": "NT45"}])
+    token = sap.session.headers["X-CSRF-Token"]
+    if how == "stale header":
+        sap.session.headers["X-CSRF-Token"] = "expired-token"
+    else:
+        emulator.fault(mode="token_expiry")
+    (result,) = sap.write_batch("customer", [{"YY1_HubId": target, "CustomerPaymentTerms": "NT90"}])
+    assert result.outcome is Outcome.UPDATED
+    assert sap.session.headers["X-CSRF-Token"] not in ("expired-token", "")
+    if how == "token_expiry fault":
+        assert sap.session.headers["X-CSRF-Token"] != token
+    (now,) = _by_keys(sap, "customer", [target])
+    assert now["CustomerPaymentTerms"] == "NT90"
+
+
+@pytest.mark.parametrize("mode", ["429", "503", "500", "drop"])
+def test_faults_lose_nothing_and_apply_nothing_twice(
+    emulator: Emulator, sap: SapConnector, mode: str
+) -> None:
+    before, _ = _changes(sap, "customer")
+    emulator.fault(mode=mode, count=2, retry_after=0)
+    during, _ = _changes(sap, "customer")
+    assert [c["YY1_HubId"] for c in during] == [c["YY1_HubId"] for c in before]
+    key = f"CUS-FAULT-{mode}"
+    update = before[0]["YY1_HubId"]
+    emulator.fault(mode=mode, count=1, retry_after=0, path=r"\$batch")
+    results = sap.write_batch(
         "customer",
         [
             {
@@ -195,25 +437,149 @@ def test_faults_lose_nothing_and_apply_nothing_twice(
                 "CustomerFullName": f"Fault {mode} Ltd",
                 "Currency": "EUR",
                 "CustomerPaymentTerms": "NT30",
-            }
+            },
+            {"YY1_HubId": update, "CustomerFullName": f"Updated through {mode}"},
         ],
     )
-    assert result.outcome is Outcome.CREATED
-    assert len([r for b in sap.read_by_keys("customer", [key]) for r in b.records]) == 1
+    assert [r.outcome for r in results] == [Outcome.CREATED, Outcome.UPDATED]
+    assert len(_by_keys(sap, "customer", [key])) == 1
+    (updated,) = _by_keys(sap, "customer", [update])
+    assert updated["CustomerFullName"] == f"Updated through {mode}"
+    assert not emulator.faults.active()  # the fault did hit
 
 
+def test_retry_after_is_honoured(emulator: Emulator, sap: SapConnector) -> None:
+    _changes(sap, "invoice")  # metadata loaded
+    emulator.fault(mode="429", count=1, retry_after=1)
+    started = time.monotonic()
+    records, _ = _changes(sap, "invoice")
+    assert records and time.monotonic() - started >= 1.0
+
+
+# -- secrets and health --------------------------------------------------------------------
 def test_a_wrong_password_is_named_but_never_shown(
-    sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "Wr0ng-But-Secret-Pa55"
-    connector = registry.build("sap", {**sandbox.env, "SAP_PASSWORD": secret})
+    connector = registry.build("sap", {**emulator.env, "SAP_PASSWORD": secret})
+    assert isinstance(connector, SapConnector)
     with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as info:
         list(connector.read_changes("customer", None))
     assert "SAP_PASSWORD" in str(info.value)
     assert secret not in str(info.value) and secret not in repr(info.value)
+    health = connector.health()
+    assert not health.ok and "401" in health.detail and secret not in health.detail
     assert secret not in caplog.text
-    assert sandbox.env["SAP_PASSWORD"] not in caplog.text
 
 
-def test_health(sap: SapConnector, tmp_path: Path) -> None:
-    assert sap.health().ok
+def test_the_password_never_reaches_a_log_through_faults_and_rejections(
+    emulator: Emulator, sap: SapConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        emulator.fault(mode="503", count=2, retry_after=0)
+        customers, _ = _changes(sap, "customer")
+        emulator.fault(mode="drop", count=1, path=r"\$batch")
+        results = sap.write_batch(
+            "customer",
+            [
+                {"YY1_HubId": customers[0]["YY1_HubId"], "CustomerPaymentTerms": "BOGUS"},
+                {"YY1_HubId": customers[1]["YY1_HubId"], "CustomerPaymentTerms": "NT15"},
+            ],
+        )
+    assert [r.outcome for r in results] == [Outcome.REJECTED, Outcome.UPDATED]
+    assert "retrying" in caplog.text  # the retries were logged
+    assert PASSWORD not in caplog.text
+    assert all(PASSWORD not in (r.error or "") for r in results)
+
+
+def test_health(sap: SapConnector) -> None:
+    health = sap.health()
+    assert health.ok and health.latency_ms is not None
+
+
+# -- mappings -------------------------------------------------------------------------------
+class BookRefs:
+    """References as the hub's xref table would hold them for the book (SAP numbers are
+    derived from hub ids by the seed: sandbox.seed.xref)."""
+
+    def __init__(self, book: Book) -> None:
+        self.customers = {
+            xref.sap_customer_number(s.customer["hub_id"]): s.customer["hub_id"]
+            for s in book.slices()
+        }
+
+    def to_hub(self, entity: str, system: str, external_id: str) -> str | None:
+        return self.customers.get(external_id) if entity == "customer" else None
+
+    def to_system(self, entity: str, system: str, hub_id: str) -> str | None:
+        return xref.sap_customer_number(hub_id) if entity == "customer" else None
+
+
+def _book(entity: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for s in Book(SEED, CUSTOMERS).slices():
+        records = {
+            "customer": [s.customer],
+            "subscription": s.subscriptions,
+            "invoice": s.invoices,
+            "allocation": s.allocations,
+        }[entity]
+        for record in records:
+            out[record["hub_id"]] = validate_record(entity, record).model_dump(mode="json")
+    return out
+
+
+def _same(native: Any, again: Any) -> bool:
+    """Equal as SAP means them: decimals by value, dates by day."""
+    if native == again:
+        return True
+    try:
+        return Decimal(str(native)) == Decimal(str(again))
+    except InvalidOperation:
+        return str(native)[:10] == str(again)[:10] and len(str(again)) == 10
+
+
+@pytest.mark.parametrize("entity", sorted(SPECS))
+def test_mapper_round_trip_on_seeded_records_equals_the_book(
+    sap: SapConnector, entity: str
+) -> None:
+    spec = SPECS[entity]
+    mapper = Mapper(spec, CODES, BookRefs(Book(SEED, CUSTOMERS)))
+    book = _book(entity)
+    natives = [r for b in sap.read_snapshot(entity) for r in b.records]
+    held = {k: v for k, v in book.items() if spec.holds(v)}
+    assert sorted(mapper.hub_id(n) or "" for n in natives) == sorted(held)
+    mapped = {name for name in spec.fields if not name.startswith("external_ids.")}
+    for native in natives:
+        hub_id = mapper.hub_id(native)
+        assert hub_id is not None
+        expected = book[hub_id]
+        canonical = mapper.to_canonical(native)
+        assert set(canonical) <= mapped | {"external_ids"}
+        # what SAP says, laid over the book's record, is the book's record
+        merged = validate_record(entity, {**expected, **canonical}).model_dump(mode="json")
+        assert {f: merged[f] for f in canonical} == {f: expected[f] for f in canonical}, hub_id
+        back = mapper.to_native({**canonical, "hub_id": hub_id})
+        for field, value in back.items():
+            assert _same(native.get(field), value), (hub_id, field, native.get(field), value)
+
+
+def test_a_canonical_customer_written_through_the_mapping_reads_back_equal(
+    sap: SapConnector,
+) -> None:
+    mapper = Mapper(SPECS["customer"], CODES)
+    book = _book("customer")
+    hub_id = sorted(book)[1]
+    changed = {
+        **book[hub_id],
+        "legal_name": "Round Trip Holdings Ltd",
+        "payment_terms": "net60",
+        "credit_limit_minor": 1_234_567,
+    }
+    payload = mapper.to_native(changed)
+    (result,) = sap.write_batch("customer", [payload])
+    assert result.outcome is Outcome.UPDATED
+    (native,) = _by_keys(sap, "customer", [hub_id])
+    canonical = mapper.to_canonical(native)
+    for field in ("legal_name", "payment_terms", "credit_limit_minor", "currency", "tax_id"):
+        assert canonical[field] == changed[field], field
