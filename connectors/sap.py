@@ -46,6 +46,21 @@ RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 #: connector-private keys on native records (never mapped, never sent)
 ETAG = "__etag"
 SALES_AREA = {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
+#: Edm.DateTime fields the hub sends as ISO dates (pyodata wants datetimes for them)
+DATE_FIELDS = frozenset(
+    {"BillingDocumentDate", "SalesContractValidityStartDate", "SalesContractValidityEndDate"}
+)
+#: SAP's "valid until further notice": a contract without an end date ends on 9999-12-31
+OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
+OPEN_END_TEXT = "9999-12-31T00:00:00Z"
+#: a contract's header fields on create, besides what the hub sends (sales area, type WK1:
+#: the value contract subscriptions are kept as)
+CONTRACT_DEFAULTS = {
+    "SalesContractType": "WK1",
+    "SalesOrganization": SALES_AREA["SalesOrganization"],
+    "DistributionChannel": SALES_AREA["DistributionChannel"],
+    "OrganizationDivision": SALES_AREA["Division"],
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,18 @@ ROUTES: dict[str, EntityRoute] = {
         ),
     ),
     "subscription": EntityRoute(
-        "API_SALES_CONTRACT_SRV", "A_SalesContract", "SalesContract", expand="to_Item"
+        "API_SALES_CONTRACT_SRV",
+        "A_SalesContract",
+        "SalesContract",
+        expand="to_Item",
+        writable=(
+            "SoldToParty",
+            "PurchaseOrderByCustomer",
+            "SalesContractValidityStartDate",
+            "SalesContractValidityEndDate",
+            "TransactionCurrency",
+            "YY1_HubId",
+        ),
     ),
     "invoice": EntityRoute(
         "API_BILLING_DOCUMENT_SRV",
@@ -267,6 +293,10 @@ class SapConnector:
             record["CustomerPaymentTerms"] = area.get("CustomerPaymentTerms") or None
         elif entity == "subscription":
             record["to_Item"] = _expanded(proxy, "to_Item")
+            # ABAP initial values mean "none": no customer reference, no end date
+            if record.get("SalesContractValidityEndDate") == OPEN_END_TEXT:
+                record["SalesContractValidityEndDate"] = None
+            record["PurchaseOrderByCustomer"] = record.get("PurchaseOrderByCustomer") or None
         elif entity == "invoice" and record.get("InvoiceClearingStatus") == "C":
             # cleared in full (FI clearing): what the customer paid is the gross amount.
             # Open or partly cleared documents make no claim (billing tracks partials).
@@ -338,7 +368,7 @@ class SapConnector:
 
     # -- writes -------------------------------------------------------------------------
     def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
-        if entity not in ("customer", "invoice"):
+        if entity not in ("customer", "subscription", "invoice"):
             raise PermanentError(SYSTEM, f"the hub does not write {entity} records to SAP")
         rows = [dict(r) for r in records]
         results: list[WriteResult] = []
@@ -393,17 +423,24 @@ class SapConnector:
                 row.setdefault("YY1_CreditLimitCurrency", row["Currency"])
             if row.get("TaxNumber") and len(str(row["TaxNumber"])) <= 16:
                 row.setdefault("TaxNumber1", row["TaxNumber"])  # BP tax numbers need a BP
-        if entity == "invoice" and isinstance(row.get("BillingDocumentDate"), str):
-            row["BillingDocumentDate"] = datetime.fromisoformat(
-                row["BillingDocumentDate"][:10]
-            ).replace(tzinfo=UTC)
+        for name in DATE_FIELDS & set(row):
+            if isinstance(row[name], str):
+                row[name] = datetime.fromisoformat(row[name][:10]).replace(tzinfo=UTC)
+        if entity == "subscription":
+            if (
+                "SalesContractValidityEndDate" in row
+                and row["SalesContractValidityEndDate"] is None
+            ):
+                row["SalesContractValidityEndDate"] = OPEN_END
+            if "PurchaseOrderByCustomer" in row and row["PurchaseOrderByCustomer"] is None:
+                row["PurchaseOrderByCustomer"] = ""
         header = {k: _wire(row[k]) for k in route.writable if k in row}
         area: dict[str, Any] = {
             k: row[k] for k in ("Currency", "CustomerPaymentTerms") if row.get(k) is not None
         }
         if current is None:
             return _Plan(hub_id, None, header, area, None)
-        changed = {k: v for k, v in header.items() if _wire(current.get(k)) != v}
+        changed = {k: v for k, v in header.items() if _as_read(k, current.get(k)) != _as_read(k, v)}
         area_changed = {k: v for k, v in area.items() if current.get(k) != v}
         if not changed and not area_changed:
             result = WriteResult(hub_id, Outcome.UNCHANGED, external_id=str(current[route.key]))
@@ -418,6 +455,11 @@ class SapConnector:
             values = _to_send(plan.header)
             if route.entity_set == "A_Customer":
                 values["to_CustomerSalesArea"] = [{**SALES_AREA, **plan.area}]
+            elif route.entity_set == "A_SalesContract":
+                values = {**CONTRACT_DEFAULTS, **values}
+                start = values.get("SalesContractValidityStartDate")
+                if start is not None:
+                    values.setdefault("SalesContractDate", start)
             out.append(entity_set.create_entity().set(**values))
             return out
         key = plan.current[route.key]
@@ -641,6 +683,19 @@ def _wire(value: Any) -> Any:
                 return Decimal(value)
         except ArithmeticError:
             return value
+    return value
+
+
+def _as_read(name: str, value: Any) -> Any:
+    """A value as the connector reads it back, so a planned write compares equal to what
+    SAP already holds (dates as ISO text, decimals by value, initial values as none)."""
+    value = _wire(value)
+    if isinstance(value, datetime):
+        value = _json_value(value)
+    if name == "SalesContractValidityEndDate" and value == OPEN_END_TEXT:
+        return None
+    if name == "PurchaseOrderByCustomer" and value == "":
+        return None
     return value
 
 

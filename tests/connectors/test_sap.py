@@ -349,6 +349,51 @@ def test_invoices_are_created_and_updated(sap: SapConnector) -> None:
     assert created["BillingDocumentDate"].startswith("2025-03-01")
 
 
+def test_subscriptions_are_kept_as_contract_headers(sap: SapConnector) -> None:
+    """Creates a value contract in the sales area; an unchanged header (an open end and
+    no customer reference, as SAP's initial values) is recognised as such; an update
+    carries the new validity end."""
+    customers, _ = _changes(sap, "customer")
+    contracts, _ = _changes(sap, "subscription")
+    open_ended = next(c for c in contracts if c["SalesContractValidityEndDate"] is None)
+    same = {
+        k: open_ended[k]
+        for k in (
+            "YY1_HubId",
+            "SoldToParty",
+            "PurchaseOrderByCustomer",
+            "TransactionCurrency",
+            "SalesContractValidityEndDate",
+        )
+    }
+    same["SalesContractValidityStartDate"] = open_ended["SalesContractValidityStartDate"][:10]
+    ending = next(c for c in contracts if c is not open_ended)
+    results = sap.write_batch(
+        "subscription",
+        [
+            same,
+            {"YY1_HubId": ending["YY1_HubId"], "SalesContractValidityEndDate": "2031-06-30"},
+            {
+                "YY1_HubId": "SUB-NEW-1",
+                "SoldToParty": customers[0]["Customer"],
+                "PurchaseOrderByCustomer": None,
+                "TransactionCurrency": "EUR",
+                "SalesContractValidityStartDate": "2025-04-01",
+                "SalesContractValidityEndDate": None,
+            },
+        ],
+    )
+    assert [r.outcome for r in results] == [Outcome.UNCHANGED, Outcome.UPDATED, Outcome.CREATED]
+    (ended,) = _by_keys(sap, "subscription", [ending["YY1_HubId"]])
+    assert ended["SalesContractValidityEndDate"].startswith("2031-06-30")
+    (created,) = _by_keys(sap, "subscription", ["SUB-NEW-1"])
+    assert created["SalesContract"] == results[2].external_id
+    assert created["SalesContractValidityEndDate"] is None  # stored as 9999-12-31
+    assert created["PurchaseOrderByCustomer"] is None
+    assert (created["SalesContractType"], created["SalesOrganization"]) == ("WK1", "1010")
+    assert created["SalesContractDate"].startswith("2025-04-01")
+
+
 def _meanwhile(sap: SapConnector, env: dict[str, str], hub_id: str, times: int) -> list[str]:
     """Another SAP user changes ``hub_id`` right after each of the connector's reads of it
     (``times`` times): the ETag the connector just read is stale when it writes."""
