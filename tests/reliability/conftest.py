@@ -1,27 +1,36 @@
-"""Collects the fault matrix's cells and prints the table at the end of the session."""
+"""Collects the fault matrix's cells and prints the table at the end of the session.
 
-from collections.abc import Generator
+The table goes through pytest's terminal reporter, so it shows whether or not output
+capture is on (``-s``): the matrix is the suite's summary, not debug output."""
+
+from __future__ import annotations
+
 from typing import Any
 
 import pytest
 
+#: (system, fault) -> outcome of the cell ("FAILED" until the cell finishes)
 MATRIX: dict[tuple[str, str], str] = {}
+SYSTEM_ORDER = ("billing", "sap", "salesforce", "pim", "wms")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def matrix() -> dict[tuple[str, str], str]:
     return MATRIX
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> Generator[None, None, None] | None:
+def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not MATRIX:
-        return None
-    systems = sorted({s for s, _ in MATRIX})
+        return
+    seen = {s for s, _ in MATRIX}
+    systems = [s for s in SYSTEM_ORDER if s in seen] + sorted(seen - set(SYSTEM_ORDER))
     modes = list(dict.fromkeys(m for _, m in MATRIX))
-    width = max(len(v) for v in MATRIX.values()) + 2
+    first = max(len("fault"), *(len(m) for m in modes)) + 2
+    widths = {
+        s: max(len(s), *(len(v) for (t, _), v in MATRIX.items() if t == s)) + 2 for s in systems
+    }
     terminalreporter.section("fault matrix (fault x system -> outcome)")
-    terminalreporter.write_line(f"{'fault':<16}" + "".join(f"{s:<{width}}" for s in systems))
+    terminalreporter.write_line("fault".ljust(first) + "".join(s.ljust(widths[s]) for s in systems))
     for mode in modes:
-        cells = "".join(f"{MATRIX.get((s, mode), '-'):<{width}}" for s in systems)
-        terminalreporter.write_line(f"{mode:<16}{cells}")
-    return None
+        cells = "".join(MATRIX.get((s, mode), "-").ljust(widths[s]) for s in systems)
+        terminalreporter.write_line(mode.ljust(first) + cells.rstrip())
