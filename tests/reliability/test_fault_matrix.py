@@ -95,7 +95,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 #: SAP for the customers its documents name) is down for a whole run, the records other
 #: systems hold under its ids are quarantined as orphans and are not all released by the
 #: next two syncs
-KNOWN_BUGS = {("down", "pim"), ("down", "sap")}
+KNOWN_BUGS = {("down", "pim")}
 CELLS = [
     pytest.param(
         fault,
