@@ -35,6 +35,25 @@ def set_path(record: dict[str, Any], path: str, value: Any) -> None:
     current[parts[-1]] = value
 
 
+def _check_unicode(value: Any) -> None:
+    """Text with a lone surrogate cannot be stored, hashed or sent anywhere as UTF-8;
+    such a record is malformed at the source, so it is held back here with the position."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TransformError(
+                f"invalid Unicode (lone surrogate U+{ord(value[exc.start]):04X} at position "
+                f"{exc.start}); correct the text at the source"
+            ) from None
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_unicode(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_unicode(item)
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     field: str
@@ -138,6 +157,7 @@ class Mapper:
                     value = REGISTRY[name][0 if inbound else 1](value, ctx)
                 if inbound:
                     value = self._resolve(fmap, value, inbound=True)
+                    _check_unicode(value)
             except TransformError as exc:
                 problems.append(FieldProblem(prefix + canonical_name, str(exc)))
                 continue

@@ -43,16 +43,24 @@ def _none_safe(fn: Fn) -> Fn:
     return wrapped
 
 
+def _text(value: Any) -> str:
+    """Text transforms take text only: a number or an object where a name belongs is a
+    malformed record, not something to pass through to the golden record."""
+    if not isinstance(value, str):
+        raise TransformError(f"expected text, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
 def _trim(value: Any, _: Context) -> Any:
-    return value.strip() if isinstance(value, str) else value
+    return _text(value).strip()
 
 
 def _upper(value: Any, _: Context) -> Any:
-    return value.upper() if isinstance(value, str) else value
+    return _text(value).upper()
 
 
 def _lower(value: Any, _: Context) -> Any:
-    return value.lower() if isinstance(value, str) else value
+    return _text(value).lower()
 
 
 def _code_in(value: Any, ctx: Context) -> Any:
