@@ -5,6 +5,7 @@ failures into the connector error classes so retry decisions are made in one pla
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -17,6 +18,26 @@ from connectors.retry import parse_retry_after
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+#: Seconds of silence after which any connector call is abandoned (and retried when the
+#: operation may be retried); one setting for every system.
+TIMEOUT_VARIABLE = "HUB_HTTP_TIMEOUT"
+
+
+def timeout_from_env(env: Mapping[str, str], default: float) -> float:
+    """The configured read timeout, or ``default``; a bad value is a configuration error
+    that names the variable rather than a silent fallback."""
+    raw = env.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ValueError(f"{TIMEOUT_VARIABLE}={raw!r}: give a positive number of seconds")
+    return value
+
+
 def tls_verify(ca_bundle: str | None = None) -> str | bool:
     """A CA bundle path when one is configured (HUB_CA_BUNDLE), else the system store.
     Verification is never switched off."""
@@ -25,6 +46,8 @@ def tls_verify(ca_bundle: str | None = None) -> str | bool:
 
 
 class _PinnedTrustSession(requests.Session):
+    timeout: float | tuple[float, float] | None = None
+
     """A requests session whose ``verify`` is not overridden by the environment.
 
     requests replaces a session's CA bundle with ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``
@@ -40,11 +63,23 @@ class _PinnedTrustSession(requests.Session):
             merged["verify"] = self.verify
         return merged
 
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        # requests has no session-wide timeout and simple-salesforce and pyodata pass none:
+        # without this a stalled server holds the sync as long as it stalls
+        if kwargs.get("timeout") is None and self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, *args, **kwargs)
 
-def requests_session(ca_bundle: str | None = None) -> requests.Session:
-    """A requests session verifying TLS with HUB_CA_BUNDLE (or the system store)."""
+
+def requests_session(
+    ca_bundle: str | None = None, *, timeout: float | None = None, connect_timeout: float = 5.0
+) -> requests.Session:
+    """A requests session verifying TLS with HUB_CA_BUNDLE (or the system store) whose
+    calls time out after ``timeout`` seconds of silence unless the caller says otherwise."""
     session = _PinnedTrustSession()
     session.verify = tls_verify(ca_bundle)
+    if timeout is not None:
+        session.timeout = (min(connect_timeout, timeout), timeout)
     return session
 
 

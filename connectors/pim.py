@@ -31,7 +31,13 @@ import httpx
 
 from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
 from connectors.errors import AuthError, ConnectorError
-from connectors.http import RETRYABLE_STATUS, make_client, raise_for_status, transport_error
+from connectors.http import (
+    RETRYABLE_STATUS,
+    make_client,
+    raise_for_status,
+    timeout_from_env,
+    transport_error,
+)
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry
 
@@ -361,5 +367,6 @@ def from_env(env: Mapping[str, str]) -> PimConnector:
             username=env.get("PIM_USERNAME", ""),
             password=env.get("PIM_PASSWORD", ""),
             ca_bundle=env.get("HUB_CA_BUNDLE") or None,
+            timeout=timeout_from_env(env, 30.0),
         )
     )

@@ -41,7 +41,7 @@ from connectors.errors import (
     SystemUnavailableError,
     TransientError,
 )
-from connectors.http import requests_session
+from connectors.http import requests_session, timeout_from_env
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
 from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
@@ -118,7 +118,7 @@ class SalesforceConnector:
         self.sobjects = dict(sobjects)
         for secret in (settings.client_secret,):
             register_secret(secret)
-        self.session = requests_session(settings.ca_bundle)
+        self.session = requests_session(settings.ca_bundle, timeout=settings.timeout)
         self._retry_after: float | None = None
         self._usage: tuple[int, int] | None = None
         self.session.hooks["response"].append(self._remember_retry_after)
@@ -697,5 +697,6 @@ def from_env(env: Mapping[str, str]) -> SalesforceConnector:
         private_key_file=env.get("SALESFORCE_PRIVATE_KEY_FILE", ""),
         api_version=env.get("SALESFORCE_API_VERSION") or "61.0",
         ca_bundle=env.get("HUB_CA_BUNDLE") or None,
+        timeout=timeout_from_env(env, 60.0),
     )
     return SalesforceConnector(settings, sobjects_from_mappings(specs))

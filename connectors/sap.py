@@ -35,7 +35,7 @@ from connectors.errors import (
     SystemUnavailableError,
     TransientError,
 )
-from connectors.http import requests_session
+from connectors.http import requests_session, timeout_from_env
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
 
@@ -142,7 +142,7 @@ class SapConnector:
     def __init__(self, settings: SapSettings) -> None:
         self.settings = settings
         register_secret(settings.password)
-        self.session = requests_session(settings.ca_bundle)
+        self.session = requests_session(settings.ca_bundle, timeout=settings.timeout)
         self.session.auth = (settings.user, settings.password)
         if settings.client:
             self.session.params = {"sap-client": settings.client}
@@ -725,5 +725,6 @@ def from_env(env: Mapping[str, str]) -> SapConnector:
             password=env.get("SAP_PASSWORD", ""),
             client=env.get("SAP_CLIENT", ""),
             ca_bundle=env.get("HUB_CA_BUNDLE") or None,
+            timeout=timeout_from_env(env, 60.0),
         )
     )

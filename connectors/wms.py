@@ -24,7 +24,7 @@ import httpx
 
 from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
 from connectors.errors import AuthError, ConnectorError, TransientError
-from connectors.http import make_client, raise_for_status, transport_error
+from connectors.http import make_client, raise_for_status, timeout_from_env, transport_error
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
 
@@ -276,6 +276,7 @@ def from_env(env: Mapping[str, str]) -> WmsConnector:
             url=env["WMS_URL"],
             api_key=env.get("WMS_API_KEY", ""),
             ca_bundle=env.get("HUB_CA_BUNDLE") or None,
+            timeout=timeout_from_env(env, 30.0),
             api_key_provider=lambda: env.get("WMS_API_KEY", ""),
         )
     )

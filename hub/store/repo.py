@@ -264,6 +264,25 @@ def quarantine(
         row.status, row.last_seen = "open", utcnow()
 
 
+def open_inbound_quarantine(
+    session: Session, system: str, entity: str, keys: Sequence[str]
+) -> set[str]:
+    """Which of ``keys`` wait in inbound quarantine for this system (one query a batch)."""
+    if not keys:
+        return set()
+    return set(
+        session.scalars(
+            select(QuarantineEntry.external_key).where(
+                QuarantineEntry.system == system,
+                QuarantineEntry.entity == entity,
+                QuarantineEntry.direction == "inbound",
+                QuarantineEntry.status == "open",
+                QuarantineEntry.external_key.in_(list(keys)),
+            )
+        )
+    )
+
+
 def release_quarantine(
     session: Session, system: str, entity: str, external_key: str, direction: str = "inbound"
 ) -> None:

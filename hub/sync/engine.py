@@ -126,10 +126,26 @@ class SyncEngine:
         }
 
     def sync_entity(self, entity: str, systems: Sequence[str] | None = None) -> None:
-        self.retry_quarantine(entity, systems)
         self._links_minted = 0
-        for system in self.pull_order(entity, self._systems(entity, systems)):
+        order = self.pull_order(entity, self._systems(entity, systems))
+        creators = [system for system in order if self.specs[(system, entity)].creates]
+        # the creators first, then what waited in quarantine before this pass: records held
+        # as orphans while their creator was down find the golden records it brings now
+        with self.sessions() as s:
+            waiting = list(
+                s.scalars(
+                    select(QuarantineEntry.id).where(
+                        QuarantineEntry.entity == entity, QuarantineEntry.status == "open"
+                    )
+                )
+            )
+        for system in creators:
             self.pull(system, entity)
+        if waiting:
+            self.retry_quarantine(entity, systems, ids=waiting)
+        for system in order:
+            if system not in creators:
+                self.pull(system, entity)
         for system in self._push_order(entity, self._systems(entity, systems)):
             self.push(system, entity)
         # this pass's pushes may have created what quarantined records were waiting for
@@ -288,6 +304,7 @@ class SyncEngine:
         owned_fps = (
             repo.fingerprints_for(s, with_owned(system), entity, hub_ids) if owned_read_only else {}
         )
+        held = repo.open_inbound_quarantine(s, system, entity, hub_ids)
         now = utcnow()
         for native, sid, hub_id, partial in staged:
             golden = goldens.get(hub_id)
@@ -324,6 +341,8 @@ class SyncEngine:
                 and owned_fps.get(hub_id, "") == owned_fp
             ):
                 golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
+                if hub_id in held:  # it was held back, and now agrees with the hub
+                    repo.release_quarantine(s, system, entity, hub_id)
                 continue
             changed_at = _as_datetime(partial.get("updated_at")) or now
             incoming = {

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from connectors.errors import PermanentError, SystemUnavailableError, TransientError
+from connectors.http import requests_session, timeout_from_env
 from connectors.redact import install_log_redaction, redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
 
@@ -88,3 +89,29 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
         logging.getLogger("hub.test").info("token call with %s", "s3cr3t-client-secret")
     assert "s3cr3t-client-secret" not in caplog.text
     assert "token call with ***" in caplog.text
+
+
+def test_http_timeout_comes_from_the_environment_and_rejects_nonsense() -> None:
+    assert timeout_from_env({}, 30.0) == 30.0
+    assert timeout_from_env({"HUB_HTTP_TIMEOUT": " 2.5 "}, 30.0) == 2.5
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ValueError, match="HUB_HTTP_TIMEOUT"):
+            timeout_from_env({"HUB_HTTP_TIMEOUT": bad}, 30.0)
+
+
+def test_requests_session_times_out_calls_that_pass_no_timeout() -> None:
+    """simple-salesforce and pyodata call the session without a timeout: a silent server
+    must still be abandoned (a listening socket that never answers)."""
+    import socket
+
+    import requests
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        session = requests_session(timeout=0.5)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            session.get(f"http://127.0.0.1:{server.getsockname()[1]}/")
+    finally:
+        server.close()
