@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,14 @@ from hub.mapping_spec import MAPPINGS_DIR, load_all
 from hub.model import validate_record
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
-from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
+from hub.store.models import (
+    Finding,
+    FindingObservation,
+    GoldenRecord,
+    OutboxEntry,
+    QuarantineEntry,
+    ReconciliationRun,
+)
 from hub.sync.engine import ENTITY_ORDER
 from sandbox.runner import SandboxHandle, running_sandbox
 
@@ -52,12 +60,12 @@ SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}")
 SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")  # sandbox/seed/xref.py's pod
 
 
-def _child(env_file: Path, store: str) -> subprocess.Popen[str]:
+def _child(env_file: Path, store: str, module: str = "sync_child") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "tests.e2e.sync_child",
+            f"tests.e2e.{module}",
             "--env-file",
             str(env_file),
             "--store",
@@ -263,3 +271,96 @@ def test_sigkilled_syncs_converge_to_the_uninterrupted_result(
         )
     assert actual["quarantine"] == expected["quarantine"]
     assert set(ENTITY_ORDER) <= {json.loads(k)["entity"] for k in expected["golden"]}
+
+
+def _reconcile_to_end(env_file: Path, store: str) -> int:
+    child = _child(env_file, store, "recon_child")
+    assert child.stdout is not None
+    ticks = sum(1 for line in child.stdout if line.startswith("tick"))
+    assert child.wait(timeout=300) == 0
+    return ticks
+
+
+def _findings_state(store: str) -> dict[str, Any]:
+    """The findings as an engineer sees them (last_seen aside, which every run moves), and
+    the bookkeeping a half-written run would leave: a run row never finished, observations
+    of no run, findings seen by no run."""
+    engine = create_store_engine(store)
+    with engine.connect() as conn:
+        findings = sorted(
+            (
+                f.id,
+                f.kind,
+                f.field or "",
+                json.dumps(f.expected, sort_keys=True),
+                json.dumps(f.actual, sort_keys=True),
+                f.status,
+                f.first_seen.isoformat(),
+            )
+            for f in conn.execute(sa.select(Finding)).all()
+        )
+        unfinished = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(ReconciliationRun)
+            .where(ReconciliationRun.finished_at.is_(None))
+        ).scalar_one()
+        runs = conn.execute(sa.select(sa.func.count()).select_from(ReconciliationRun)).scalar_one()
+        unobserved = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(Finding)
+            .where(
+                Finding.kind != "conflict",  # the sync records conflicts, outside any run
+                ~sa.exists().where(FindingObservation.finding_id == Finding.id),
+            )
+        ).scalar_one()
+    engine.dispose()
+    return {
+        "findings": findings,
+        "unfinished_runs": unfinished,
+        "runs": runs,
+        "unobserved": unobserved,
+    }
+
+
+@pytest.mark.slow
+def test_sigkilled_reconciliations_leave_the_findings_of_an_uninterrupted_run(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A reconciliation killed while staging, comparing or persisting leaves the findings
+    exactly as the last completed run left them (one transaction per run), and the next
+    complete run finds what an uninterrupted run finds."""
+    rng = random.Random(20251126)
+    upgrade(store_url)
+    with running_sandbox(tmp_path / "sb", seed=SEED, customers=CUSTOMERS) as sb:
+        env_file = tmp_path / "sb" / "sandbox.env"
+        _sync_to_end(env_file, store_url)
+        _user_changes(sb)  # drift the reconciliation must see: not synced yet
+        stages = _reconcile_to_end(env_file, store_url)
+        reference = _findings_state(store_url)
+        assert reference["unfinished_runs"] == 0 and reference["unobserved"] == 0
+        assert [f for f in reference["findings"] if f[5] == "open"], "drift must be found"
+        landed = []
+        for _ in range(6):
+            child = _child(env_file, store_url, "recon_child")
+            assert child.stdout is not None
+            kill_at = rng.randint(1, stages)
+            seen = 0
+            for line in child.stdout:
+                seen += line.startswith("tick")
+                if seen >= kill_at:
+                    # at the last stage, let it run on into the comparison and the write
+                    if seen == stages - 1:
+                        time.sleep(rng.uniform(0, 0.5))
+                    os.kill(child.pid, signal.SIGKILL)
+                    landed.append(seen)
+                    break
+            child.wait(timeout=300)
+            after_kill = _findings_state(store_url)
+            # nothing half-written: either the killed run committed whole, or not at all
+            assert after_kill["unfinished_runs"] == 0 and after_kill["unobserved"] == 0
+            assert after_kill["findings"] == reference["findings"]
+        _reconcile_to_end(env_file, store_url)
+        final = _findings_state(store_url)
+    assert len(landed) == 6, landed
+    assert final["findings"] == reference["findings"]
+    assert final["runs"] >= reference["runs"] + 1
