@@ -7,7 +7,7 @@ either all of a batch or none of it."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -264,25 +264,6 @@ def quarantine(
         row.status, row.last_seen = "open", utcnow()
 
 
-def open_inbound_quarantine(
-    session: Session, system: str, entity: str, keys: Sequence[str]
-) -> set[str]:
-    """Which of ``keys`` wait in inbound quarantine for this system (one query a batch)."""
-    if not keys:
-        return set()
-    return set(
-        session.scalars(
-            select(QuarantineEntry.external_key).where(
-                QuarantineEntry.system == system,
-                QuarantineEntry.entity == entity,
-                QuarantineEntry.direction == "inbound",
-                QuarantineEntry.status == "open",
-                QuarantineEntry.external_key.in_(list(keys)),
-            )
-        )
-    )
-
-
 def release_quarantine(
     session: Session, system: str, entity: str, external_key: str, direction: str = "inbound"
 ) -> None:
@@ -341,3 +322,212 @@ def record_conflict(
     else:
         row.expected, row.actual, row.last_seen = expected, actual, seen_at
         row.status, row.resolved_at = "open", None
+
+
+# -- one batch's rows, read once ------------------------------------------------------
+class BatchRows:
+    """The xrefs, fingerprints, pending pushes and open inbound quarantine of one batch's
+    records, read in a few queries when the batch starts and kept in step with every write
+    the batch makes through this object.
+
+    Why: the sync engine judges and plans each record against these rows; asking the
+    database per record and per system cost ~20 statements per record read (an initial
+    load of 100k customers would take hours). Reads are answered from the objects loaded
+    into the caller's Session; writes still go through that Session (added, changed or
+    deleted ORM objects, flushed with the batch), so the database ends the transaction
+    exactly as the per-record functions above would leave it. Records outside the batch
+    fall back to those functions.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        entity: str,
+        hub_ids: Iterable[str],
+        external_ids: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        self.session, self.entity = session, entity
+        self.hub_ids: set[str] = set()
+        #: (system, external id) pairs whose every holder is loaded
+        self.covered: set[tuple[str, str]] = set()
+        self.xrefs: dict[str, dict[str, Xref]] = {}  # hub id -> system -> row
+        self.holders: dict[tuple[str, str], Xref] = {}  # (system, external id) -> row
+        self.fps: dict[tuple[str, str], Fingerprint] = {}  # (system slot, hub id) -> row
+        self.pending: dict[tuple[str, str], list[OutboxEntry]] = {}
+        self.open: set[tuple[str, str, str]] = set()  # (system, direction, external key)
+        self.extend(hub_ids, external_ids)
+
+    def extend(
+        self, hub_ids: Iterable[str], external_ids: Mapping[str, Iterable[str]] | None = None
+    ) -> None:
+        """Load the rows of more records (and every holder of these external ids)."""
+        session, entity = self.session, self.entity
+        ids = sorted(set(hub_ids) - self.hub_ids)
+        self.hub_ids.update(ids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            for x in session.scalars(
+                select(Xref).where(Xref.entity == entity, Xref.hub_id.in_(chunk))
+            ):
+                self._hold(x)
+            for f in session.scalars(
+                select(Fingerprint).where(
+                    Fingerprint.entity == entity, Fingerprint.hub_id.in_(chunk)
+                )
+            ):
+                self.fps[(f.system, f.hub_id)] = f
+            for o in session.scalars(
+                select(OutboxEntry)
+                .where(
+                    OutboxEntry.entity == entity,
+                    OutboxEntry.status == "pending",
+                    OutboxEntry.hub_id.in_(chunk),
+                )
+                .order_by(OutboxEntry.id)
+            ):
+                self.pending.setdefault((o.system, o.hub_id), []).append(o)
+            for system, direction, key in session.execute(
+                select(
+                    QuarantineEntry.system, QuarantineEntry.direction, QuarantineEntry.external_key
+                ).where(
+                    QuarantineEntry.entity == entity,
+                    QuarantineEntry.status == "open",
+                    QuarantineEntry.external_key.in_(chunk),
+                )
+            ):
+                self.open.add((system, direction, key))
+        for system, exts in (external_ids or {}).items():
+            wanted = sorted({e for e in exts if (system, e) not in self.covered})
+            self.covered.update((system, e) for e in wanted)
+            for start in range(0, len(wanted), _IN_CHUNK):
+                for x in session.scalars(
+                    select(Xref).where(
+                        Xref.entity == entity,
+                        Xref.system == system,
+                        Xref.external_id.in_(wanted[start : start + _IN_CHUNK]),
+                    )
+                ):
+                    self._hold(x)
+
+    def _hold(self, row: Xref) -> None:
+        self.xrefs.setdefault(row.hub_id, {})[row.system] = row
+        self.holders[(row.system, row.external_id)] = row
+
+    def _drop(self, row: Xref) -> None:
+        if self.xrefs.get(row.hub_id, {}).get(row.system) is row:
+            del self.xrefs[row.hub_id][row.system]
+        if self.holders.get((row.system, row.external_id)) is row:
+            del self.holders[(row.system, row.external_id)]
+
+    # -- external ids -------------------------------------------------------------------
+    def external_ids(self, hub_id: str) -> dict[str, str]:
+        """As :func:`all_external_ids`."""
+        if hub_id not in self.hub_ids:
+            return all_external_ids(self.session, self.entity, hub_id)
+        return {system: x.external_id for system, x in self.xrefs.get(hub_id, {}).items()}
+
+    def set_xref(self, hub_id: str, system: str, external_id: str) -> bool:
+        """As :func:`set_xref`: record (or move) a cross reference; True when new/changed."""
+        if hub_id not in self.hub_ids or (system, external_id) not in self.covered:
+            changed = set_xref(self.session, self.entity, hub_id, system, external_id)
+            if changed:  # re-read what moved, so the loaded rows stay true
+                self._reload_xref(hub_id, system, external_id)
+            return changed
+        row = self.xrefs.get(hub_id, {}).get(system)
+        if row is not None and row.external_id == external_id:
+            return False
+        other = self.holders.get((system, external_id))
+        if other is not None and other.hub_id != hub_id:  # a merge of duplicates moved it
+            self._drop(other)
+            if other in self.session.new:
+                self.session.expunge(other)
+            else:
+                self.session.delete(other)
+            self.session.flush()  # the unique (system, external id) is free before reuse
+        if row is None:
+            row = Xref(entity=self.entity, hub_id=hub_id, system=system, external_id=external_id)
+            self.session.add(row)
+        else:
+            self._drop(row)
+            row.external_id, row.updated_at = external_id, utcnow()
+            self.session.flush()  # an id changed in place: the database sees it in order
+        self._hold(row)
+        return True
+
+    def _reload_xref(self, hub_id: str, system: str, external_id: str) -> None:
+        for key in [k for k, x in self.holders.items() if k == (system, external_id)]:
+            self._drop(self.holders[key])
+        if hub_id in self.hub_ids:
+            stale = self.xrefs.get(hub_id, {}).get(system)
+            if stale is not None:
+                self._drop(stale)
+        row = self.session.get(Xref, (self.entity, hub_id, system))
+        if row is not None and (hub_id in self.hub_ids or (system, external_id) in self.covered):
+            self._hold(row)
+
+    # -- fingerprints -------------------------------------------------------------------
+    def fingerprint(self, system: str, hub_id: str) -> str | None:
+        """As :func:`fingerprints_for` for one record."""
+        if hub_id not in self.hub_ids:
+            return fingerprints_for(self.session, system, self.entity, [hub_id]).get(hub_id)
+        row = self.fps.get((system, hub_id))
+        return row.fingerprint if row is not None else None
+
+    def set_fingerprint(self, system: str, hub_id: str, fp: str) -> None:
+        """As :func:`set_fingerprint`."""
+        if hub_id not in self.hub_ids:
+            set_fingerprint(self.session, system, self.entity, hub_id, fp)
+            return
+        row = self.fps.get((system, hub_id))
+        if row is None:
+            row = Fingerprint(system=system, entity=self.entity, hub_id=hub_id, fingerprint=fp)
+            self.session.add(row)
+            self.fps[(system, hub_id)] = row
+        elif row.fingerprint != fp:
+            row.fingerprint, row.updated_at = fp, utcnow()
+
+    # -- outbox ---------------------------------------------------------------------------
+    def enqueue(self, system: str, hub_id: str, payload: dict[str, Any], fp: str) -> None:
+        """As :func:`enqueue`."""
+        if hub_id not in self.hub_ids:
+            enqueue(self.session, system, self.entity, hub_id, payload, fp)
+            return
+        rows = self.pending.get((system, hub_id))
+        if not rows:
+            row = OutboxEntry(
+                system=system, entity=self.entity, hub_id=hub_id, payload=payload, fingerprint=fp
+            )
+            self.session.add(row)
+            self.pending[(system, hub_id)] = [row]
+        elif rows[0].fingerprint != fp:
+            rows[0].payload, rows[0].fingerprint, rows[0].updated_at = payload, fp, utcnow()
+
+    def drop_pending(self, system: str, hub_id: str) -> None:
+        """As :func:`drop_pending`."""
+        if hub_id not in self.hub_ids:
+            drop_pending(self.session, system, self.entity, hub_id)
+            return
+        for row in self.pending.pop((system, hub_id), []):
+            if row in self.session.new:
+                self.session.expunge(row)
+            else:
+                self.session.delete(row)
+
+    # -- quarantine -----------------------------------------------------------------------
+    def quarantined(self, system: str, external_key: str, direction: str) -> None:
+        """Note a record quarantined during the batch (so a later release finds it)."""
+        self.open.add((system, direction, external_key))
+
+    def release_quarantine(
+        self, system: str, external_key: str, direction: str = "inbound"
+    ) -> None:
+        """As :func:`release_quarantine`, with no statement when nothing is open."""
+        key = (system, direction, external_key)
+        if external_key in self.hub_ids and key not in self.open:
+            return
+        self.open.discard(key)
+        release_quarantine(self.session, system, self.entity, external_key, direction)
+
+
+#: Keys per IN list: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
+_IN_CHUNK = 5000

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from connectors.base import Connector, NativeRecord, Outcome
 from connectors.errors import ConnectorError
 from hub.fingerprint import fingerprint
-from hub.mapper import Mapper, MappingValueError, set_path
+from hub.mapper import Mapper, MappingValueError, get_path, set_path
 from hub.mapping_spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
 from hub.model import ENTITIES, CanonicalValidationError, validate_record
 from hub.store import repo
@@ -60,16 +60,54 @@ class SyncIncompleteError(RuntimeError):
 
 
 class _XrefResolver:
-    """Reference lookups for one transaction, cached per batch."""
+    """Reference lookups for one transaction, cached per batch.
 
-    def __init__(self, session: Session) -> None:
+    References to another entity than the batch's (a subscription's customer) cannot
+    change while the batch runs - only the batch entity's xrefs are written - so they are
+    answered from a cache that :meth:`prime` fills with one query per entity and system
+    for the whole batch, instead of one query per reference. References to the batch's own
+    entity (a child account's parent) always ask the session: the batch may have just
+    linked them."""
+
+    def __init__(self, session: Session, batch_entity: str | None = None) -> None:
         self.session = session
+        self.batch_entity = batch_entity
+        self._hub: dict[tuple[str, str, str], str | None] = {}
+        self._system: dict[tuple[str, str, str], str | None] = {}
+
+    def _cacheable(self, entity: str) -> bool:
+        return self.batch_entity is not None and entity != self.batch_entity
+
+    def prime(self, entity: str, system: str, *, external_ids: set[str], hub_ids: set[str]) -> None:
+        """Look up these references both ways in one query each (misses cached too)."""
+        if not self._cacheable(entity):
+            return
+        exts = sorted(e for e in external_ids if (entity, system, e) not in self._hub)
+        if exts:
+            found = repo.hub_ids_for(self.session, entity, system, exts)
+            self._hub.update({(entity, system, e): found.get(e) for e in exts})
+        hubs = sorted(h for h in hub_ids if (entity, system, h) not in self._system)
+        if hubs:
+            found = repo.external_ids_for(self.session, entity, system, hubs)
+            self._system.update({(entity, system, h): found.get(h) for h in hubs})
 
     def to_hub(self, entity: str, system: str, external_id: str) -> str | None:
-        return repo.hub_ids_for(self.session, entity, system, [external_id]).get(external_id)
+        key = (entity, system, external_id)
+        if key in self._hub:
+            return self._hub[key]
+        hub_id = repo.hub_ids_for(self.session, entity, system, [external_id]).get(external_id)
+        if self._cacheable(entity):
+            self._hub[key] = hub_id
+        return hub_id
 
     def to_system(self, entity: str, system: str, hub_id: str) -> str | None:
-        return repo.external_ids_for(self.session, entity, system, [hub_id]).get(hub_id)
+        key = (entity, system, hub_id)
+        if key in self._system:
+            return self._system[key]
+        ext = repo.external_ids_for(self.session, entity, system, [hub_id]).get(hub_id)
+        if self._cacheable(entity):
+            self._system[key] = ext
+        return ext
 
 
 class SyncEngine:
@@ -218,8 +256,43 @@ class SyncEngine:
             and (systems is None or system in systems)
         ]
 
-    def _mapper(self, system: str, entity: str, session: Session) -> Mapper:
-        return Mapper(self.specs[(system, entity)], self.code_lists, _XrefResolver(session))
+    def _mapper(
+        self, system: str, entity: str, session: Session, resolver: _XrefResolver | None = None
+    ) -> Mapper:
+        return Mapper(
+            self.specs[(system, entity)], self.code_lists, resolver or _XrefResolver(session)
+        )
+
+    def _prime(
+        self,
+        resolver: _XrefResolver,
+        entity: str,
+        *,
+        natives: Mapping[str, Sequence[NativeRecord]] | None = None,
+        canonicals: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Fill the batch's reference cache: the ids its native records ({system:
+        records}) refer to, and the hub ids its canonical records refer to in every
+        system they may be pushed to."""
+        for (system, ent), spec in self.specs.items():
+            if ent != entity or system not in self.connectors:
+                continue
+            wanted: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+            groups = [(None, spec.fields)] + [(n, c.fields) for n, c in spec.children.items()]
+            objects = {n: c.object for n, c in spec.children.items()}
+            for child, fields in groups:
+                for name, fmap in fields.items():
+                    if fmap.ref is None or fmap.ref == entity:
+                        continue
+                    exts, hubs = wanted[fmap.ref]
+                    for native in (natives or {}).get(system, ()):
+                        rows = [native] if child is None else native.get(objects[child]) or []
+                        exts.update(_ref_values(rows, fmap.field))
+                    for canonical in canonicals:
+                        rows = [canonical] if child is None else canonical.get(child) or []
+                        hubs.update(_ref_values(rows, name))
+            for ref, (exts, hubs) in wanted.items():
+                resolver.prime(ref, system, external_ids=exts, hub_ids=hubs)
 
     def _tick(self, system: str, entity: str) -> None:
         if self.progress is not None:
@@ -252,13 +325,20 @@ class SyncEngine:
 
     def _ingest(self, s: Session, system: str, entity: str, records: list[NativeRecord]) -> None:
         spec = self.specs[(system, entity)]
-        mapper = self._mapper(system, entity, s)
+        resolver = _XrefResolver(s, entity)
+        self._prime(resolver, entity, natives={system: records})
+        mapper = self._mapper(system, entity, s, resolver)
         counts = self.counts[system][entity]
         golden_counts = self.counts[HUB][entity]
         key_field = ENTITIES[entity].key_field
         sys_ids = [mapper.system_id(r) for r in records]
-        known = repo.hub_ids_for(s, entity, system, [i for i in sys_ids if i])
-        self._link_batch(s, spec, mapper, records, sys_ids)
+        present = [i for i in sys_ids if i]
+        known = repo.hub_ids_for(s, entity, system, present)
+        # this batch's xrefs, fingerprints, pending pushes and open quarantine: read once
+        # here, not per record and system (see repo.BatchRows)
+        carried = [h for h in map(mapper.hub_id, records) if h]
+        held = repo.BatchRows(s, entity, [*carried, *known.values()], {system: present})
+        self._link_batch(s, spec, mapper, records, sys_ids, held)
         staged: list[tuple[NativeRecord, str | None, str, dict[str, Any]]] = []
         for native, sid in zip(records, sys_ids, strict=True):
             counts.read += 1
@@ -274,6 +354,7 @@ class SyncEngine:
                     native,
                     str(exc),
                     [asdict(p) for p in exc.problems],
+                    held=held,
                 )
                 continue
             if hub_id is None and key_field != "hub_id":
@@ -289,22 +370,30 @@ class SyncEngine:
                         f"{system} {entity} {sid} is not linked to a hub record "
                         f"and {system} does not create {entity} records; link it "
                         f"or create it in the owning system",
+                        held=held,
                     )
                     continue
                 hub_id = f"{entity[:3].upper()}-{uuid.uuid4().hex[:12]}"
             staged.append((native, sid, str(hub_id), partial))
         hub_ids = [h for _, _, h, _ in staged]
         goldens = repo.golden_for(s, entity, hub_ids)
-        fps = repo.fingerprints_for(s, system, entity, hub_ids)
+        held.extend(hub_ids)
+        self._prime(
+            resolver,
+            entity,
+            canonicals=[p for *_, p in staged] + [g.data for g in goldens.values()],
+        )
+        fps = {h: fp for h in hub_ids if (fp := held.fingerprint(system, h)) is not None}
         # fields this system owns but the hub never writes there (SAP's payment clearing):
         # not part of what the hub pushes, so watched through a fingerprint of their own
         owned_read_only = sorted(
             f for f in spec.owns if f in spec.fields and spec.fields[f].read_only
         )
         owned_fps = (
-            repo.fingerprints_for(s, with_owned(system), entity, hub_ids) if owned_read_only else {}
+            {h: fp for h in hub_ids if (fp := held.fingerprint(with_owned(system), h)) is not None}
+            if owned_read_only
+            else {}
         )
-        held = repo.open_inbound_quarantine(s, system, entity, hub_ids)
         now = utcnow()
         for native, sid, hub_id, partial in staged:
             golden = goldens.get(hub_id)
@@ -322,15 +411,16 @@ class SyncEngine:
                     f"does not know, and {system} does not create {entity} records: an orphan. "
                     f"Create it in {' or '.join(creators) or 'its owning system'} or remove it "
                     f"from {system}",
+                    held=held,
                 )
                 continue
             if sid:
-                repo.set_xref(s, entity, hub_id, system, sid)
-            judged = _known_ids_only(partial, s, entity, hub_id)
+                held.set_xref(hub_id, system, sid)
+            judged = _known_ids_only(partial, held, hub_id)
             fp = fingerprint(self._projection(mapper, judged))
             if judged is not partial:  # it carries ids the hub does not know (yet)
                 full = fingerprint(self._projection(mapper, partial))
-                repo.set_fingerprint(s, with_claims(system), entity, hub_id, full)
+                held.set_fingerprint(with_claims(system), hub_id, full)
             owned_fp = ""
             if owned_read_only:
                 flat_partial = flatten(partial)
@@ -341,8 +431,8 @@ class SyncEngine:
                 and owned_fps.get(hub_id, "") == owned_fp
             ):
                 golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
-                if hub_id in held:  # it was held back, and now agrees with the hub
-                    repo.release_quarantine(s, system, entity, hub_id)
+                # held back before, it now agrees with the hub: no longer held
+                held.release_quarantine(system, hub_id)
                 continue
             changed_at = _as_datetime(partial.get("updated_at")) or now
             incoming = {
@@ -375,6 +465,7 @@ class SyncEngine:
                     native,
                     str(exc),
                     [e.model_dump() for e in exc.errors],
+                    held=held,
                 )
                 continue
             for conflict in result.conflicts:
@@ -410,12 +501,11 @@ class SyncEngine:
                 golden_counts.updated += 1
             else:
                 golden_counts.unchanged += 1
-            repo.set_fingerprint(s, system, entity, hub_id, fp)
+            held.set_fingerprint(system, hub_id, fp)
             if owned_read_only:
-                repo.set_fingerprint(s, with_owned(system), entity, hub_id, owned_fp)
-            repo.release_quarantine(s, system, entity, hub_id)
-            s.flush()
-            self._plan(s, entity, hub_id, clean)
+                held.set_fingerprint(with_owned(system), hub_id, owned_fp)
+            held.release_quarantine(system, hub_id)
+            self._plan(s, entity, hub_id, clean, held=held, resolver=resolver)
 
     def _link_batch(
         self,
@@ -424,6 +514,7 @@ class SyncEngine:
         mapper: Mapper,
         records: list[NativeRecord],
         sys_ids: list[str | None],
+        held: repo.BatchRows,
     ) -> None:
         """Record the links a batch carries before mapping any of it: a record may refer
         to another in the same batch (a child account read before its parent), and its
@@ -440,7 +531,7 @@ class SyncEngine:
             existing = repo.golden_for(s, spec.entity, [h for h, _ in linked])
             linked = [(h, sid) for h, sid in linked if h in existing]
         for hub_id, sid in linked:
-            repo.set_xref(s, spec.entity, hub_id, spec.system, sid)
+            held.set_xref(hub_id, spec.system, sid)
 
     def _quarantine(
         self,
@@ -452,6 +543,7 @@ class SyncEngine:
         reason: str,
         errors: list[Any] | None = None,
         direction: str = "inbound",
+        held: repo.BatchRows | None = None,
     ) -> None:
         external_key = key or f"unkeyed:{fingerprint(payload)[:16]}"
         repo.quarantine(
@@ -464,6 +556,8 @@ class SyncEngine:
             errors=errors,
             direction=direction,
         )
+        if held is not None:
+            held.quarantined(system, external_key, direction)
         self.counts[system][entity].quarantined += 1
         log.warning("quarantined %s %s %s: %s", system, entity, external_key, reason)
 
@@ -476,35 +570,39 @@ class SyncEngine:
         data: dict[str, Any],
         only: Sequence[str] | None = None,
         dry_run: bool = False,
+        held: repo.BatchRows | None = None,
+        resolver: _XrefResolver | None = None,
     ) -> list[tuple[str, dict[str, Any]]]:
         """Queue a push to every system whose copy differs from the golden record; returns
-        (system, payload) of each planned push (``dry_run``: planned, not queued)."""
+        (system, payload) of each planned push (``dry_run``: planned, not queued).
+        ``held``/``resolver``: the batch's rows and references already read (one record's
+        are read here otherwise)."""
         planned: list[tuple[str, dict[str, Any]]] = []
-        with_ids = {**data, EXTERNAL_IDS: repo.all_external_ids(s, entity, hub_id)}
+        if held is None:
+            held = repo.BatchRows(s, entity, [hub_id])
+        with_ids = {**data, EXTERNAL_IDS: held.external_ids(hub_id)}
         for system, ent in self.specs:
             if ent != entity:
                 continue
             if only is not None and system not in only:
                 continue
-            mapper = self._mapper(system, entity, s)
+            mapper = self._mapper(system, entity, s, resolver)
             if not mapper.spec.holds(with_ids):
                 continue  # e.g. a draft invoice: SAP only gets posted ones
             projection = self._projection(mapper, with_ids)
             fp = fingerprint(projection)
-            held = repo.fingerprints_for(s, system, entity, [hub_id]).get(hub_id)
-            if held != fp and (
-                repo.fingerprints_for(s, with_claims(system), entity, [hub_id]).get(hub_id) == fp
-            ):
+            there = held.fingerprint(system, hub_id)
+            if there != fp and held.fingerprint(with_claims(system), hub_id) == fp:
                 # the system already carried ids the hub has only now learned, and they
                 # match: it holds exactly this (no write to tell it what it knows)
                 if not dry_run:
-                    repo.set_fingerprint(s, system, entity, hub_id, fp)
-                held = fp
-            if held == fp:
+                    held.set_fingerprint(system, hub_id, fp)
+                there = fp
+            if there == fp:
                 # the system already holds this: a push planned from an earlier state of
                 # the record (e.g. before its owner was read in this pass) is obsolete
                 if not dry_run:
-                    repo.drop_pending(s, system, entity, hub_id)
+                    held.drop_pending(system, hub_id)
                 continue
             try:
                 payload = mapper.to_native(with_ids)
@@ -528,7 +626,7 @@ class SyncEngine:
                 set_path(payload, mapper.spec.key.system_id_field, own_id)
             planned.append((system, payload))
             if not dry_run:
-                repo.enqueue(s, system, entity, hub_id, payload, fp)
+                held.enqueue(system, hub_id, payload, fp)
         return planned
 
     # -- push ---------------------------------------------------------------------------
@@ -587,6 +685,12 @@ class SyncEngine:
                 )
             with self.sessions.begin() as s:
                 done = []
+                minted = [r.external_id for r in results if r.external_id]
+                held = repo.BatchRows(s, entity, [r.hub_id for r in rows], {system: minted})
+                linked = [r.hub_id for r, x in zip(rows, results, strict=True) if x.external_id]
+                goldens = repo.golden_for(s, entity, linked)
+                resolver = _XrefResolver(s, entity)
+                self._prime(resolver, entity, canonicals=[g.data for g in goldens.values()])
                 for row, result in zip(rows, results, strict=True):
                     if result.outcome is Outcome.REJECTED:
                         repo.fail(s, row.id, result.error or "rejected")
@@ -595,21 +699,34 @@ class SyncEngine:
                             f"{result.error_code or 'error'}: {result.error}"
                         )
                         self._quarantine(
-                            s, system, entity, row.hub_id, row.payload, reason, direction="outbound"
+                            s,
+                            system,
+                            entity,
+                            row.hub_id,
+                            row.payload,
+                            reason,
+                            direction="outbound",
+                            held=held,
                         )
                         continue
                     setattr(counts, result.outcome.value, getattr(counts, result.outcome.value) + 1)
-                    repo.set_fingerprint(s, system, entity, row.hub_id, row.fingerprint)
-                    repo.release_quarantine(s, system, entity, row.hub_id, direction="outbound")
+                    held.set_fingerprint(system, row.hub_id, row.fingerprint)
+                    held.release_quarantine(system, row.hub_id, direction="outbound")
                     done.append(row.id)
-                    if result.external_id and repo.set_xref(
-                        s, entity, row.hub_id, system, result.external_id
-                    ):
+                    if result.external_id and held.set_xref(row.hub_id, system, result.external_id):
                         self._links_minted += 1
-                        golden = s.get(GoldenRecord, (entity, row.hub_id))
+                        golden = goldens.get(row.hub_id)
                         if golden is not None:  # others may carry this id: re-plan them
                             others = [t for (t, e) in self.specs if e == entity and t != system]
-                            self._plan(s, entity, row.hub_id, golden.data, only=others)
+                            self._plan(
+                                s,
+                                entity,
+                                row.hub_id,
+                                golden.data,
+                                only=others,
+                                held=held,
+                                resolver=resolver,
+                            )
                 repo.complete(s, done)
             self._tick(system, entity)
 
@@ -626,7 +743,7 @@ def with_claims(system: str) -> str:
 
 
 def _known_ids_only(
-    partial: Mapping[str, Any], s: Session, entity: str, hub_id: str
+    partial: Mapping[str, Any], held: repo.BatchRows, hub_id: str
 ) -> Mapping[str, Any]:
     """A system's record as the hub can judge it: other systems' ids it carries count only
     where the hub knows them (an SAP number on an Account is never 'cleared' by the hub
@@ -634,8 +751,18 @@ def _known_ids_only(
     carried = partial.get(EXTERNAL_IDS)
     if not carried:
         return partial
-    known = repo.all_external_ids(s, entity, hub_id)
+    known = held.external_ids(hub_id)
     return {**partial, EXTERNAL_IDS: {k: v for k, v in carried.items() if k in known}}
+
+
+def _ref_values(rows: Sequence[Any], path: str) -> set[str]:
+    """The reference values at ``path`` in these records, as the resolver is asked them."""
+    out = set()
+    for row in rows:
+        value = get_path(dict(row), path) if isinstance(row, Mapping) else None
+        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            out.add(str(value))
+    return out
 
 
 def _content(data: Mapping[str, Any]) -> dict[str, Any]:
