@@ -418,8 +418,13 @@ class SyncEngine:
                 held.set_xref(hub_id, system, sid)
             judged = _known_ids_only(partial, held, hub_id)
             fp = fingerprint(self._projection(mapper, judged))
+            unstamped = bool(spec.key.hub_id_field) and mapper.hub_id(native) is None
+            if unstamped:
+                # a record its creator made without the hub's id: no push matches this,
+                # so the id the hub gave it is written back (to billing, say)
+                fp = NO_HUB_ID
             if judged is not partial:  # it carries ids the hub does not know (yet)
-                full = fingerprint(self._projection(mapper, partial))
+                full = NO_HUB_ID if unstamped else fingerprint(self._projection(mapper, partial))
                 held.set_fingerprint(with_claims(system), hub_id, full)
             owned_fp = ""
             if owned_read_only:
@@ -629,6 +634,52 @@ class SyncEngine:
                 held.enqueue(system, hub_id, payload, fp)
         return planned
 
+    def _hold_retired_skus(
+        self, system: str, entity: str, rows: list[OutboxEntry]
+    ) -> list[OutboxEntry]:
+        """Pushes that may go out: a new allocation (one the target does not hold yet) for
+        a SKU the PIM has retired is not sent - existing ones still are - and waits in
+        quarantine until the SKU or the allocation changes; the reconciliation reports the
+        subscription's broken reference. Checked at delivery, when every system's ids
+        are known, so an allocation the target already holds is never held."""
+        if entity != "allocation" or self.specs[(system, entity)].creates:
+            return rows
+        with self.sessions.begin() as s:
+            goldens = repo.golden_for(s, entity, [r.hub_id for r in rows])
+            known = repo.external_ids_for(s, entity, system, [r.hub_id for r in rows])
+            skus = {str(g.data.get("sku")) for g in goldens.values() if g.data.get("sku")}
+            retired = {
+                sku
+                for sku, product in repo.golden_for(s, "product", sorted(skus)).items()
+                if product.data.get("lifecycle") == "retired"
+            }
+            if not retired:
+                return rows
+            keep = []
+            for row in rows:
+                golden = goldens.get(row.hub_id)
+                sku = golden.data.get("sku") if golden is not None else None
+                if sku not in retired or row.hub_id in known:
+                    keep.append(row)
+                    continue
+                reason = (
+                    f"new {entity} {row.hub_id} not sent to {system}: SKU {sku} is retired in "
+                    f"the PIM (lifecycle 'retired'). Reinstate the SKU in the PIM or cancel the "
+                    f"{entity} in its owning system, then `hub quarantine retry`"
+                )
+                repo.fail(s, row.id, reason)
+                self._quarantine(
+                    s,
+                    system,
+                    entity,
+                    row.hub_id,
+                    row.payload,
+                    reason,
+                    [{"field": "sku", "message": f"SKU {sku} is retired"}],
+                    direction="outbound",
+                )
+        return keep
+
     # -- push ---------------------------------------------------------------------------
     def systems_for(self, entity: str) -> list[str]:
         """Every system with a mapping for ``entity`` (connected or not)."""
@@ -670,6 +721,9 @@ class SyncEngine:
             if not rows:
                 return
             after = rows[-1].id
+            rows = self._hold_retired_skus(system, entity, rows)
+            if not rows:
+                continue
             try:
                 results = connector.write_batch(entity, [dict(r.payload) for r in rows])
             except ConnectorError as exc:
@@ -729,6 +783,10 @@ class SyncEngine:
                             )
                 repo.complete(s, done)
             self._tick(system, entity)
+
+
+#: The fingerprint of a record read without its hub id (it matches no push).
+NO_HUB_ID = "no hub id"
 
 
 def with_owned(system: str) -> str:

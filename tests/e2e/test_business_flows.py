@@ -1,0 +1,315 @@
+"""The flows a B2B subscription business runs on, end to end through the sandbox with the
+real connectors: each test does what a user does in one system (through that system's
+own interface) and checks, after one `SyncEngine.run()`, what the other systems hold.
+
+One landscape is synced once for the module; every test changes records of its own."""
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from simple_salesforce import format_soql
+
+from connectors import registry
+from connectors.billing_schema import (
+    accounts,
+    allocations,
+    invoice_lines,
+    invoices,
+    subscription_items,
+    subscriptions,
+)
+from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.store import create_store_engine
+from hub.store.migrate import upgrade
+from hub.store.models import QuarantineEntry
+from hub.sync.engine import SyncEngine
+from sandbox.runner import SandboxHandle, running_sandbox
+
+pytestmark = pytest.mark.slow
+
+RETIRED_SKU = "DEV-SCAN-100"  # the seed's planted drift retires it in the PIM
+
+
+class Landscape:
+    def __init__(self, sb: SandboxHandle, store: str) -> None:
+        self.sb, self.store = sb, store
+        self.billing = sa.create_engine(sb.billing_url)
+
+    def sync(self) -> dict[str, Any]:
+        mapped = {spec.system for spec in load_all(MAPPINGS_DIR)[0]}
+        connectors = {
+            s: registry.build(s, self.sb.env)
+            for s in registry.configured_systems(self.sb.env)
+            if s in mapped
+        }
+        try:
+            return SyncEngine(create_store_engine(self.store), connectors).run()
+        finally:
+            for connector in connectors.values():
+                connector.close()
+
+    def soql(self, query: str, *values: Any) -> list[dict[str, Any]]:
+        sf = registry.build("salesforce", self.sb.env)
+        try:
+            records: list[dict[str, Any]] = sf._client().query_all(  # type: ignore[attr-defined]
+                format_soql(query, *values)
+            )["records"]
+        finally:
+            sf.close()
+        return records
+
+    def sap(self, entity: str, hub_id: str) -> dict[str, Any] | None:
+        sap = registry.build("sap", self.sb.env)
+        try:
+            for batch in sap.read_snapshot(entity):
+                for record in batch.records:
+                    if record.get("YY1_HubId") == hub_id:
+                        return record
+        finally:
+            sap.close()
+        return None
+
+    def wms(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.sb.env["WMS_URL"],
+            headers={"Authorization": f"Bearer {self.sb.env['WMS_API_KEY']}"},
+            verify=self.sb.env.get("HUB_CA_BUNDLE") or True,
+        )
+
+    def open_quarantine(self) -> list[QuarantineEntry]:
+        engine = create_store_engine(self.store)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(QuarantineEntry).where(QuarantineEntry.status == "open")
+            ).all()
+        engine.dispose()
+        return [row for row in rows]
+
+
+@pytest.fixture(scope="module")
+def land(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Landscape]:
+    folder = tmp_path_factory.mktemp("flows")
+    store = f"sqlite:///{folder / 'hub.sqlite'}"
+    upgrade(store)
+    with running_sandbox(folder / "sb", seed=21, customers=10) as sb:
+        landscape = Landscape(sb, store)
+        landscape.sync()
+        landscape.sync()  # the echoes of its own writes
+        yield landscape
+        landscape.billing.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _clone(conn: sa.Connection, table: sa.Table, row: Any, **changes: Any) -> int:
+    values = {k: v for k, v in row._mapping.items() if k != "id"}
+    values.update(created_at=_now(), updated_at=_now(), **changes)
+    return int(conn.execute(sa.insert(table).values(**values)).inserted_primary_key[0])
+
+
+def test_customer_created_in_salesforce_becomes_sap_and_billing_with_the_number_back(
+    land: Landscape,
+) -> None:
+    sf = registry.build("salesforce", land.sb.env)
+    created = sf._client().Account.create(  # type: ignore[attr-defined]
+        {
+            "Name": "Nordlicht Logistik GmbH",
+            "BillingStreet": "Hafenstrasse 7",
+            "BillingCity": "Hamburg",
+            "BillingPostalCode": "20457",
+            "BillingCountry": "DE",
+            "CurrencyIsoCode": "EUR",
+        }
+    )
+    sf.close()
+    land.sync()
+    land.sync()  # the SAP number reaches Salesforce in the pass that learns it
+    account = land.soql(
+        "SELECT Id, Hub_Id__c, SAP_Customer_Number__c FROM Account WHERE Id = {}", created["id"]
+    )[0]
+    hub_id, sap_number = account["Hub_Id__c"], account["SAP_Customer_Number__c"]
+    assert hub_id and sap_number, account
+    sap = land.sap("customer", hub_id)
+    assert sap is not None and sap["Customer"] == sap_number
+    assert sap["CustomerFullName"] == "Nordlicht Logistik GmbH"
+    with land.billing.connect() as conn:
+        row = conn.execute(sa.select(accounts).where(accounts.c.hub_id == hub_id)).one()
+    assert row.legal_name == "Nordlicht Logistik GmbH"
+    assert row.sap_customer_number == sap_number
+    assert row.salesforce_account_id == created["id"]
+
+
+def _new_subscription(land: Landscape) -> str:
+    """Billing sells a copy of an active subscription to the same customer; returns the
+    hub id the hub gives it."""
+    with land.billing.begin() as conn:
+        template = conn.execute(
+            sa.select(subscriptions)
+            .where(subscriptions.c.status == "active")
+            .order_by(subscriptions.c.hub_id)
+            .limit(1)
+        ).one()
+        new_id = _clone(conn, subscriptions, template, hub_id=None, contract_number="C-FLOW-0001")
+        for item in conn.execute(
+            sa.select(subscription_items).where(subscription_items.c.subscription_id == template.id)
+        ).all():
+            _clone(conn, subscription_items, item, subscription_id=new_id)
+    land.sync()
+    with land.billing.connect() as conn:
+        hub_id = conn.execute(
+            sa.select(subscriptions.c.hub_id).where(subscriptions.c.id == new_id)
+        ).scalar_one()
+    assert hub_id, "the hub writes the id it minted back to billing"
+    return str(hub_id)
+
+
+def test_subscription_sold_then_cancelled_in_billing_reaches_salesforce_and_sap(
+    land: Landscape,
+) -> None:
+    hub_id = _new_subscription(land)
+    sf = land.soql(
+        "SELECT Id, Name, Status__c, End_Date__c, Account__r.SAP_Customer_Number__c "
+        "FROM Subscription__c WHERE Hub_Id__c = {}",
+        hub_id,
+    )
+    assert len(sf) == 1 and sf[0]["Name"] == "C-FLOW-0001" and sf[0]["Status__c"] == "active"
+    contract = land.sap("subscription", hub_id)
+    assert contract is not None, "SAP keeps the subscription as a sales contract"
+    assert contract["SoldToParty"] == sf[0]["Account__r"]["SAP_Customer_Number__c"]
+    assert contract["PurchaseOrderByCustomer"] == "C-FLOW-0001"
+
+    end = date.today() + timedelta(days=30)
+    with land.billing.begin() as conn:
+        conn.execute(
+            sa.update(subscriptions)
+            .where(subscriptions.c.hub_id == hub_id)
+            .values(status="canceled", end_date=end, canceled_at=_now(), updated_at=_now())
+        )
+    land.sync()
+    sf = land.soql(
+        "SELECT Status__c, End_Date__c FROM Subscription__c WHERE Hub_Id__c = {}", hub_id
+    )
+    assert sf == [
+        {"attributes": sf[0]["attributes"], "Status__c": "canceled", "End_Date__c": str(end)}
+    ]
+    contract = land.sap("subscription", hub_id)
+    assert contract is not None
+    assert str(contract["SalesContractValidityEndDate"])[:10] == str(end)
+
+
+def test_invoice_issued_in_billing_becomes_sap_document_and_salesforce_invoice(
+    land: Landscape,
+) -> None:
+    with land.billing.begin() as conn:
+        template = conn.execute(
+            sa.select(invoices)
+            .where(invoices.c.status == "open", invoices.c.sap_billing_document.is_not(None))
+            .order_by(invoices.c.hub_id)
+            .limit(1)
+        ).one()
+        new_id = _clone(
+            conn,
+            invoices,
+            template,
+            hub_id=None,
+            number="INV-FLOW-0001",
+            sap_billing_document=None,
+            salesforce_invoice_id=None,
+        )
+        for line in conn.execute(
+            sa.select(invoice_lines).where(invoice_lines.c.invoice_id == template.id)
+        ).all():
+            _clone(conn, invoice_lines, line, invoice_id=new_id)
+    land.sync()
+    land.sync()  # SAP's document number reaches Salesforce in the pass that learns it
+    with land.billing.connect() as conn:
+        row = conn.execute(sa.select(invoices).where(invoices.c.id == new_id)).one()
+    assert row.hub_id and row.sap_billing_document and row.salesforce_invoice_id
+    document = land.sap("invoice", row.hub_id)
+    assert document is not None and document["BillingDocument"] == row.sap_billing_document
+    assert round(float(document["TotalGrossAmount"]) * 100) == row.total_minor
+    sf = land.soql(
+        "SELECT Id, Total_Amount__c, SAP_Billing_Document__c, Dunning_Stage__c "
+        "FROM Invoice__c WHERE Hub_Id__c = {}",
+        row.hub_id,
+    )
+    assert len(sf) == 1 and sf[0]["Id"] == row.salesforce_invoice_id
+    assert round(sf[0]["Total_Amount__c"] * 100) == row.total_minor
+    assert sf[0]["SAP_Billing_Document__c"] == row.sap_billing_document
+
+    # dunning: billing moves the overdue invoice to stage 2; Salesforce's collectors see it
+    with land.billing.begin() as conn:
+        conn.execute(
+            sa.update(invoices)
+            .where(invoices.c.id == new_id)
+            .values(dunning_stage=2, updated_at=_now())
+        )
+    land.sync()
+    sf = land.soql("SELECT Dunning_Stage__c FROM Invoice__c WHERE Hub_Id__c = {}", row.hub_id)
+    assert sf[0]["Dunning_Stage__c"] == 2
+
+
+def test_wms_fulfilment_status_flows_back_to_billing(land: Landscape) -> None:
+    with land.wms() as wms:
+        listed = wms.get("/v1/allocations", params={"status": "reserved", "limit": 1}).json()
+        allocation = listed["data"][0]
+        response = wms.patch(f"/v1/allocations/{allocation['id']}", json={"status": "picked"})
+        assert response.status_code == 200, response.text
+    land.sync()
+    with land.billing.connect() as conn:
+        status = conn.execute(
+            sa.select(allocations.c.status).where(
+                allocations.c.wms_allocation_id == allocation["id"]
+            )
+        ).scalar_one()
+    assert status == "picked"
+
+
+def test_new_allocation_for_a_retired_sku_is_held_back_and_reported(land: Landscape) -> None:
+    with land.billing.begin() as conn:
+        item = conn.execute(
+            sa.select(subscription_items).where(subscription_items.c.sku == RETIRED_SKU).limit(1)
+        ).one()
+        existing = conn.execute(
+            sa.select(allocations).where(allocations.c.sku == RETIRED_SKU).limit(1)
+        ).one_or_none()
+        before_wms = existing.wms_allocation_id if existing is not None else None
+        new_id = int(
+            conn.execute(
+                sa.insert(allocations).values(
+                    subscription_id=item.subscription_id,
+                    item_id=item.item_id,
+                    sku=RETIRED_SKU,
+                    location="WH-1",
+                    quantity=1,
+                    delivery_date=date.today() + timedelta(days=7),
+                    status="reserved",
+                    created_at=_now(),
+                    updated_at=_now(),
+                )
+            ).inserted_primary_key[0]
+        )
+    report = land.sync()
+    with land.billing.connect() as conn:
+        row = conn.execute(sa.select(allocations).where(allocations.c.id == new_id)).one()
+    assert row.hub_id, "the hub knows the allocation"
+    assert row.wms_allocation_id is None, "no WMS reservation for a retired SKU"
+    with land.wms() as wms:
+        held = wms.get("/v1/allocations", params={"external_ref": row.hub_id}).json()["data"]
+    assert [a for a in held if a.get("external_ref") == row.hub_id] == []
+    entry = next(
+        e
+        for e in land.open_quarantine()
+        if e.system == "wms" and e.external_key == row.hub_id and e.direction == "outbound"
+    )
+    assert RETIRED_SKU in entry.reason and "retired" in entry.reason
+    assert report["wms"]["allocation"]["quarantined"] >= 1
+    if before_wms is not None:  # allocations made before the SKU was retired stay served
+        with land.wms() as wms:
+            assert wms.get(f"/v1/allocations/{before_wms}").status_code == 200
