@@ -1,6 +1,7 @@
 """Reconciliation benchmark: the hub's columnar compare against a floor and a peer.
 
     .venv/bin/python -m bench.recon --rows 1000000 [--drift 0.001] [--pushdown-rows N]
+        [--pushdown-backend sqlite,postgresql] [--skip peer,pushdown]
 
 Stages N invoices (1-3 lines each) for billing, SAP and Salesforce and N/4 customers for
 all five systems in a DuckDB file, plants drift in a known share of keys, then measures,
@@ -9,8 +10,10 @@ each in a fresh process (so peak RSS is that step's own):
   the planted drift (exact = found all planted, nothing else);
 - floor: one hand-written DuckDB query (canonicalise, 64-bit hash, chained full outer join);
 - peer: datacompy on one pair (golden vs billing invoices) at min(N, 200k) rows;
-- pushdown: an SQLite billing table vs its golden copy by segment checksums, against a
-  ``count(*)`` over the same table.
+- pushdown: a billing invoice table vs its golden copy by segment checksums
+  (``hub.recon.pushdown.hashdiff``), against a ``count(*)`` over the same table, on SQLite
+  files and on a throwaway PostgreSQL 15 (``--pushdown-backend``); the keys found are
+  checked against the planted ones (exact=yes/no).
 Prints ratios; asserts nothing.
 """
 
@@ -343,12 +346,51 @@ def work_hub_pair(path: str, rows: int) -> dict[str, Any]:
 
 
 # -- pushdown -----------------------------------------------------------------------------
-def stage_sqlite(dirpath: Path, n: int, drift: float) -> dict[str, int]:
+PD_COLS = (
+    "hub_id",
+    "number",
+    "customer_id",
+    "currency",
+    "subtotal_minor",
+    "tax_minor",
+    "total_minor",
+    "status",
+    "issue_date",
+    "updated_at",
+)
+# drift: ~cut per million rows changed (total), deleted, or added (at id + n + 10)
+PD_PICK = "(id * 2654435761) % 1000003 < {cut}"
+
+
+def _planted_sql(n: int, cut: int) -> dict[str, str]:
+    """Queries (over the undrifted golden copy) for the keys the drift touches."""
+    pick = PD_PICK.format(cut=cut)
+    return {
+        "changed": f"SELECT id FROM invoices WHERE {pick} AND id % 3 = 0 ORDER BY id",
+        "deleted": f"SELECT id FROM invoices WHERE {pick} AND id % 3 = 1 ORDER BY id",
+        "added": f"SELECT id + {n} + 10 FROM invoices WHERE {pick} AND id % 3 = 2 ORDER BY id",
+    }
+
+
+def _drift_sql(n: int, cut: int) -> str:
+    pick = PD_PICK.format(cut=cut)
+    return f"""
+        UPDATE invoices SET total_minor = total_minor + 1 WHERE {pick} AND id % 3 = 0;
+        DELETE FROM invoices WHERE {pick} AND id % 3 = 1;
+        INSERT INTO invoices SELECT id + {n} + 10, 'x' || hub_id, number, customer_id,
+          currency, subtotal_minor, tax_minor, total_minor, status, issue_date, updated_at
+          FROM invoices WHERE {pick} AND id % 3 = 2;
+    """
+
+
+def stage_sqlite(dirpath: Path, n: int, drift: float) -> dict[str, list[int]]:
+    """billing.sqlite and golden.sqlite (n invoices, unique index on hub_id), drift in
+    billing; writes and returns the planted keys."""
     import sqlite3
 
     cut = int(drift * 1_000_000)
-    planted = {}
-    for name in ("billing", "golden"):
+    planted: dict[str, list[int]] = {}
+    for name in ("golden", "billing"):
         path = dirpath / f"{name}.sqlite"
         path.unlink(missing_ok=True)
         db = sqlite3.connect(path)
@@ -365,63 +407,150 @@ def stage_sqlite(dirpath: Path, n: int, drift: float) -> dict[str, int]:
               date('2024-01-01', '+' || (i % 365) || ' days'),
               '2024-06-01T00:00:00+00:00' FROM c;
         """)
-        if name == "billing":
-            # drift: ~cut per million rows changed (total), deleted, or added
-            db.executescript(f"""
-                UPDATE invoices SET total_minor = total_minor + 1
-                  WHERE (id * 2654435761) % 1000003 < {cut} AND id % 3 = 0;
-                DELETE FROM invoices WHERE (id * 2654435761) % 1000003 < {cut} AND id % 3 = 1;
-                INSERT INTO invoices SELECT id + {n} + 10, 'x' || hub_id, number, customer_id,
-                  currency, subtotal_minor, tax_minor, total_minor, status, issue_date, updated_at
-                  FROM invoices WHERE (id * 2654435761) % 1000003 < {cut} AND id % 3 = 2;
-            """)
-            planted["changed"] = db.execute(
-                f"SELECT count(*) FROM invoices WHERE id <= {n} "
-                f"AND (id * 2654435761) % 1000003 < {cut} AND id % 3 = 0"
-            ).fetchall()[0][0]
+        if name == "golden":
+            for kind, sql in _planted_sql(n, cut).items():
+                planted[kind] = [r[0] for r in db.execute(sql)]
+        else:
+            db.executescript(_drift_sql(n, cut))
         db.commit()
         db.close()
+    (dirpath / "planted.json").write_text(json.dumps(planted))
     return planted
 
 
-def work_pushdown(dirpath: str, n: int) -> dict[str, Any]:
+PG_TABLE = """
+    CREATE TABLE invoices (id bigint NOT NULL, hub_id text NOT NULL, number text,
+      customer_id text, currency text, subtotal_minor bigint, tax_minor bigint,
+      total_minor bigint, status text, issue_date date, updated_at timestamptz);
+    INSERT INTO invoices SELECT i, 'inv-' || lpad(i::text, 10, '0'), 'N' || i,
+      'cus-' || lpad((i % 250000)::text, 10, '0'), 'EUR', 1000 + i % 997,
+      (1000 + i % 997) / 5, 1000 + i % 997 + (1000 + i % 997) / 5,
+      CASE i % 4 WHEN 0 THEN 'open' ELSE 'paid' END, date '2024-01-01' + (i % 365)::int,
+      timestamptz '2024-06-01 00:00:00+00' FROM generate_series(1, {n}) i;
+    ALTER TABLE invoices ADD PRIMARY KEY (id);
+    CREATE UNIQUE INDEX invoices_hub_id ON invoices (hub_id);
+"""
+
+
+def stage_postgresql(server_url: str, n: int, drift: float, workdir: Path) -> dict[str, Any]:
+    """Databases billing and golden in one throwaway cluster, each with n invoices (bulk
+    INSERT ... SELECT generate_series, then primary key and unique hub_id index), drift in
+    billing, VACUUM ANALYZE (so count(*) can use an index-only scan). Both loads run at
+    once; returns the two URLs and the planted keys."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlalchemy as sa
+
+    cut = int(drift * 1_000_000)
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in ("billing", "golden"):
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    urls = {name: server_url.rsplit("/", 1)[0] + f"/{name}" for name in ("billing", "golden")}
+    planted: dict[str, list[int]] = {}
+
+    def load(name: str) -> None:
+        engine = sa.create_engine(urls[name], isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            with raw.cursor() as cur:
+                cur.execute(PG_TABLE.format(n=n))
+                if name == "golden":
+                    for kind, sql in _planted_sql(n, cut).items():
+                        cur.execute(sql)
+                        planted[kind] = [r[0] for r in cur.fetchall()]
+                else:
+                    cur.execute(_drift_sql(n, cut))
+                cur.execute("VACUUM (ANALYZE) invoices")
+                cur.execute("CHECKPOINT")
+        engine.dispose()
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(load, ("billing", "golden")))
+    (workdir / "planted.json").write_text(json.dumps(planted))
+    return {"urls": urls, "planted": planted}
+
+
+def work_pushdown(backend: str, where: str, n: int) -> dict[str, Any]:
+    """count(*) over billing (warm, best of 3) against hashdiff(golden, billing) (best of
+    ``repeat``: 3 on PostgreSQL, 1 on SQLite, where a run takes minutes at 10M)."""
     import sqlalchemy as sa
 
     from hub.recon.pushdown import SqlTable, hashdiff
 
-    cols = (
-        "hub_id",
-        "number",
-        "customer_id",
-        "currency",
-        "subtotal_minor",
-        "tax_minor",
-        "total_minor",
-        "status",
-        "issue_date",
-        "updated_at",
-    )
-    billing = sa.create_engine(f"sqlite:///{dirpath}/billing.sqlite")
-    golden = sa.create_engine(f"sqlite:///{dirpath}/golden.sqlite")
+    if backend == "sqlite":
+        billing = sa.create_engine(f"sqlite:///{where}/billing.sqlite")
+        golden = sa.create_engine(f"sqlite:///{where}/golden.sqlite")
+        planted = json.loads((Path(where) / "planted.json").read_text())
+        repeat = 1
+    else:
+        urls = json.loads(where)
+        billing, golden = sa.create_engine(urls["billing"]), sa.create_engine(urls["golden"])
+        planted = json.loads((Path(urls["workdir"]) / "planted.json").read_text())
+        repeat = 3
+    count_sql = sa.text("SELECT count(*) FROM invoices")
+    plan = ""
     with billing.connect() as c:
-        c.execute(sa.text("SELECT count(*) FROM invoices")).scalar()  # warm the page cache
-        count_s, count = timed(lambda: c.execute(sa.text("SELECT count(*) FROM invoices")).scalar())
-    diff_s, diff = timed(
-        lambda: hashdiff(
-            SqlTable(golden, "invoices", "id", cols), SqlTable(billing, "invoices", "id", cols)
+        c.execute(count_sql).scalar()  # warm the cache
+        times: list[float] = []
+        count = 0
+        for _ in range(3):
+            start = time.perf_counter()
+            count = int(c.execute(count_sql).scalar_one())
+            times.append(time.perf_counter() - start)
+        count_s = min(times)
+        if backend == "postgresql":
+            lines = [r[0] for r in c.execute(sa.text("EXPLAIN SELECT count(*) FROM invoices"))]
+            plan = next((ln.strip(" ->") for ln in lines if "Scan" in ln), "").split("  ")[0]
+    runs: list[float] = []
+    diff = None
+    for _ in range(repeat):
+        s, diff = timed(
+            lambda: hashdiff(
+                SqlTable(golden, "invoices", "id", PD_COLS),
+                SqlTable(billing, "invoices", "id", PD_COLS),
+            )
         )
+        runs.append(s)
+    assert diff is not None
+    exact = (diff.differing, diff.only_a, diff.only_b) == (
+        planted["changed"],
+        planted["deleted"],
+        planted["added"],
     )
     return {
         "count_seconds": count_s,
         "count": count,
-        "seconds": diff_s,
+        "count_plan": plan,
+        "seconds": min(runs),
+        "runs": runs,
+        "hash": diff.hash,
         "differing": len(diff.differing),
         "only_golden": len(diff.only_a),
         "only_billing": len(diff.only_b),
+        "planted": {k: len(v) for k, v in planted.items()},
+        "exact": exact,
         "queries": diff.queries,
+        "segments": diff.segments_checked,
+        "rows_fetched": diff.rows_fetched,
         "bytes_moved": diff.bytes_moved,
         "peak": peak_rss_bytes(),
     }
+
+
+def run_pushdown(backend: str, workdir: Path, n: int, drift: float) -> dict[str, Any]:
+    """Stage (timed) and measure one backend; the PostgreSQL cluster lives for this call."""
+    if backend == "sqlite":
+        st, _ = timed(lambda: stage_sqlite(workdir, n, drift))
+        return {**_run_worker("pushdown", "sqlite", str(workdir), str(n)), "staged": st}
+    from sandbox.postgres import throwaway_postgres
+
+    with throwaway_postgres("postgres_bench") as server:
+        st, staged = timed(lambda: stage_postgresql(server, n, drift, workdir))
+        where = json.dumps({**staged["urls"], "workdir": str(workdir)})
+        return {**_run_worker("pushdown", "postgresql", where, str(n)), "staged": st}
 
 
 def _run_worker(*args: str) -> dict[str, Any]:
@@ -441,6 +570,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drift", type=float, default=0.001)
     p.add_argument("--peer-rows", type=int, default=200_000)
     p.add_argument("--pushdown-rows", type=int, default=None, help="default: --rows")
+    p.add_argument(
+        "--pushdown-backend",
+        default="sqlite,postgresql",
+        help="comma list: sqlite (files), postgresql (a throwaway PostgreSQL 15 cluster)",
+    )
     p.add_argument("--skip", default="", help="comma list of steps to skip: peer,pushdown")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -455,7 +589,7 @@ def main(argv: list[str] | None = None) -> None:
         elif kind == "hubpair":
             result = work_hub_pair(rest[0], int(rest[1]))
         else:
-            result = work_pushdown(rest[0], int(rest[1]))
+            result = work_pushdown(rest[0], rest[1], int(rest[2]))
         print(json.dumps(result))
         return
     skip = set(filter(None, a.skip.split(",")))
@@ -508,29 +642,36 @@ def main(argv: list[str] | None = None) -> None:
         notes.append(f"hub per row over the full run: {hub_row * 1e6:.3f} us")
     if "pushdown" not in skip:
         n = a.pushdown_rows or a.rows
-        st, planted_sql = timed(lambda: stage_sqlite(workdir, n, a.drift))
-        pd = _run_worker("pushdown", str(workdir), str(n))
-        rows.append(
-            [
-                f"count(*) SQLite billing ({pd['count']:,} rows)",
-                f"{pd['count_seconds']:.3f}s",
-                "-",
-                "1.00x",
-            ]
-        )
-        rows.append(
-            [
-                "pushdown segment checksums",
-                f"{pd['seconds']:.2f}s",
-                gib(pd["peak"]),
-                f"{pd['seconds'] / pd['count_seconds']:.1f}x count(*)",
-            ]
-        )
-        notes.append(
-            f"pushdown (SQLite staged in {st:.0f}s): differing {pd['differing']} "
-            f"(planted {planted_sql['changed']}), only golden {pd['only_golden']}, only billing "
-            f"{pd['only_billing']}, {pd['queries']} queries, ~{pd['bytes_moved']:,} bytes moved"
-        )
+        for backend in filter(None, a.pushdown_backend.split(",")):
+            label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
+            print(f"pushdown on {label}: staging 2 x {n:,} rows ...", flush=True)
+            pd = run_pushdown(backend, workdir, n, a.drift)
+            ratio = pd["seconds"] / pd["count_seconds"]
+            rows.append(
+                [
+                    f"count(*) {label} billing ({pd['count']:,} rows)",
+                    f"{pd['count_seconds']:.3f}s",
+                    "-",
+                    "1.00x",
+                ]
+            )
+            rows.append(
+                [
+                    f"pushdown {label} ({pd['hash']}, exact={'yes' if pd['exact'] else 'no'})",
+                    f"{pd['seconds']:.2f}s",
+                    gib(pd["peak"]),
+                    f"{ratio:.1f}x count(*)",
+                ]
+            )
+            notes.append(
+                f"pushdown {label} (staged in {pd['staged']:.0f}s; runs "
+                + ", ".join(f"{r:.2f}s" for r in pd["runs"])
+                + f"; count(*) plan: {pd['count_plan'] or '-'}): differing {pd['differing']}, "
+                f"only golden {pd['only_golden']}, only billing {pd['only_billing']} vs planted "
+                f"{pd['planted']} -> exact={'yes' if pd['exact'] else 'no'}; {pd['queries']} "
+                f"queries, {pd['segments']:,} segment checksums, {pd['rows_fetched']:,} pairs, "
+                f"~{pd['bytes_moved']:,} bytes moved; ratio {ratio:.1f}x count(*)"
+            )
     print()
     print_table(["step", "time", "peak RSS", "ratio"], rows)
     print()

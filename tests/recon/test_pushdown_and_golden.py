@@ -1,21 +1,27 @@
-"""Hash pushdown finds exactly the differing keys (SQLite and PostgreSQL); the golden
-loader streams golden_records into flattened Arrow that compares clean."""
+"""Hash pushdown finds exactly the differing keys (SQLite-SQLite, PostgreSQL-PostgreSQL with
+its native 64-bit hash, and mixed); the golden loader streams golden_records into flattened
+Arrow that compares clean."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects.postgresql import JSONB
 
 from hub.fingerprint import fingerprint
 from hub.recon.compare import compare
 from hub.recon.engine import connect
 from hub.recon.golden import children, golden_batches, load_golden
-from hub.recon.pushdown import SqlTable, hashdiff
+from hub.recon.pushdown import HashDiff, SqlTable, hashdiff
 from hub.store.db import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import GoldenRecord
@@ -188,3 +194,206 @@ def test_golden_loader_streams_flattened_arrow(store_url: str) -> None:
     assert str(lines.column("period_start").type) == "date32[day]"
     assert str(invoices.column("updated_at")[0]) == "2024-05-01 08:00:00+00:00"
     engine.dispose()
+
+
+# -- both sides on one backend: PostgreSQL pairs hash natively (64-bit), SQLite by CRC-32 --
+PAIR_META = sa.MetaData()
+PAIR_COLS = ("number", "total_minor", "status", "issued")
+PAIR_TABLES = {
+    name: sa.Table(
+        name,
+        PAIR_META,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("number", sa.Text),
+        sa.Column("total_minor", sa.BigInteger),
+        sa.Column("status", sa.String(40)),
+        sa.Column("issued", sa.Date),
+    )
+    for name in ("golden_inv", "billing_inv")
+}
+TEXT = st.sampled_from(["", "'", "''", "O'Brien", '"q"', "a|b", "\\", "NULL", "é€"]) | st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\x1e"),
+    max_size=6,
+)
+VALUES = {
+    "number": st.none() | TEXT,
+    "total_minor": st.none() | st.integers(-(2**62), 2**62),
+    "status": st.none() | TEXT,
+    "issued": st.none() | st.dates(date(1900, 1, 1), date(2200, 12, 31)),
+}
+PAIR_N = 300
+
+
+def _base_row(i: int) -> dict[str, object]:
+    return {
+        "id": i,
+        "number": f"N'{i}" if i % 5 == 0 else f"N{i}",
+        "total_minor": None if i % 7 == 0 else i * 10,
+        "status": None if i % 3 == 0 else "paid",
+        "issued": date(2024, 1, 1) + timedelta(days=i % 365),
+    }
+
+
+@pytest.fixture(scope="module")
+def pair_engines(
+    postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[sa.Engine, sa.Engine]]]:
+    pg = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with pg.connect() as conn:
+        conn.execute(sa.text("DROP DATABASE IF EXISTS pushdown_pairs"))
+        conn.execute(sa.text("CREATE DATABASE pushdown_pairs"))
+    pg.dispose()
+    pg_url = postgres_server.rsplit("/", 1)[0] + "/pushdown_pairs"
+    # the two PostgreSQL sides in different session time zones: timestamps hash as UTC
+    pg_a = sa.create_engine(pg_url, connect_args={"options": "-c TimeZone=UTC"})
+    pg_b = sa.create_engine(pg_url, connect_args={"options": "-c TimeZone=Asia/Kolkata"})
+    base = tmp_path_factory.mktemp("pairs")
+    lite_a = sa.create_engine(f"sqlite:///{base / 'golden.sqlite'}")
+    lite_b = sa.create_engine(f"sqlite:///{base / 'billing.sqlite'}")
+    yield {"postgresql": (pg_a, pg_b), "sqlite": (lite_a, lite_b)}
+    for e in (pg_a, pg_b, lite_a, lite_b):
+        e.dispose()
+
+
+def _load(engine: sa.Engine, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    table.drop(engine, checkfirst=True)
+    table.create(engine)
+    with engine.begin() as conn:
+        if rows:
+            conn.execute(sa.insert(table), rows)
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"ANALYZE {table.name}"))
+
+
+def _pair_diff(
+    engines: tuple[sa.Engine, sa.Engine],
+    golden_rows: list[dict[str, object]],
+    billing_rows: list[dict[str, object]],
+    **kw: int,
+) -> HashDiff:
+    ga, gb = engines
+    _load(ga, PAIR_TABLES["golden_inv"], golden_rows)
+    _load(gb, PAIR_TABLES["billing_inv"], billing_rows)
+    return hashdiff(
+        SqlTable(ga, "golden_inv", "id", PAIR_COLS),
+        SqlTable(gb, "billing_inv", "id", PAIR_COLS),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_same_backend_pushdown_finds_exactly_the_planted_keys(
+    pair_engines: dict[str, tuple[sa.Engine, sa.Engine]], backend: str, data: st.DataObject
+) -> None:
+    golden_rows = [_base_row(i) for i in range(1, PAIR_N + 1)]
+    billing = {r["id"]: dict(r) for r in golden_rows}
+    keys = st.integers(1, PAIR_N)
+    changed: set[int] = set()
+    for key in data.draw(st.sets(keys, max_size=12), label="changed"):
+        col = data.draw(st.sampled_from(PAIR_COLS), label="column")
+        value = data.draw(VALUES[col], label="value")
+        if billing[key][col] != value:
+            billing[key][col] = value
+            changed.add(key)
+    deleted = data.draw(st.sets(keys, max_size=6), label="deleted") - changed
+    for key in deleted:
+        del billing[key]
+    added = data.draw(st.sets(st.integers(PAIR_N + 1, 3 * PAIR_N), max_size=6), label="added")
+    for key in added:
+        billing[key] = {"id": key, **{c: data.draw(VALUES[c]) for c in PAIR_COLS}}
+    kw = data.draw(
+        st.fixed_dictionaries(
+            {
+                "first_rows": st.sampled_from([4, 32, 128, 1000]),
+                "leaf_rows": st.sampled_from([1, 4, 32]),
+                "fanout": st.sampled_from([2, 8, 64]),
+            }
+        ),
+        label="params",
+    )
+    diff = _pair_diff(pair_engines[backend], golden_rows, list(billing.values()), **kw)
+    assert diff.hash == ("pg64" if backend == "postgresql" else "crc32")
+    assert diff.differing == sorted(changed)
+    assert diff.only_a == sorted(deleted)
+    assert diff.only_b == sorted(added)
+    if not (changed or deleted or added):
+        assert diff.rows_fetched == 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_values_swapped_between_keys_of_one_segment_are_found(
+    pair_engines: dict[str, tuple[sa.Engine, sa.Engine]], backend: str
+) -> None:
+    """The row hash covers the key: the same multiset of values under other keys differs."""
+    golden_rows = [_base_row(i) for i in range(1, 65)]
+    billing_rows = [dict(r) for r in golden_rows]
+    billing_rows[9] = {**golden_rows[10], "id": 10}
+    billing_rows[10] = {**golden_rows[9], "id": 11}
+    diff = _pair_diff(pair_engines[backend], golden_rows, billing_rows)
+    assert (diff.differing, diff.only_a, diff.only_b) == ([10, 11], [], [])
+    empty = _pair_diff(pair_engines[backend], [], [])
+    assert (empty.differing, empty.only_a, empty.only_b, empty.queries > 0) == ([], [], [], True)
+
+
+def test_postgresql_native_hash_covers_its_types(
+    pair_engines: dict[str, tuple[sa.Engine, sa.Engine]],
+) -> None:
+    """numeric, timestamptz (sides in different session time zones), bool, float, jsonb,
+    uuid, smallint and varchar columns hash by their type's own function; NULLs count."""
+    meta = sa.MetaData()
+    cols = ("amount", "at", "flag", "ratio", "doc", "ref", "small", "code")
+    tables = [
+        sa.Table(
+            name,
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("amount", sa.Numeric(12, 2)),
+            sa.Column("at", sa.DateTime(timezone=True)),
+            sa.Column("flag", sa.Boolean),
+            sa.Column("ratio", sa.Float),
+            sa.Column("doc", JSONB),
+            sa.Column("ref", sa.Uuid),
+            sa.Column("small", sa.SmallInteger),
+            sa.Column("code", sa.String(10)),
+        )
+        for name in ("golden_typed", "billing_typed")
+    ]
+    at = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    rows = [
+        {
+            "id": i,
+            "amount": Decimal(i) / 4,
+            "at": at + timedelta(hours=i),
+            "flag": i % 2 == 0,
+            "ratio": i / 3,
+            "doc": {"k": i, "q": "it's"},
+            "ref": uuid.UUID(int=i),
+            "small": i % 100,
+            "code": None if i % 4 == 0 else f"c'{i}",
+        }
+        for i in range(1, 201)
+    ]
+    changes = {
+        3: ("amount", Decimal("0.76")),
+        17: ("at", at + timedelta(hours=17, seconds=1)),
+        40: ("flag", None),
+        41: ("ratio", 41 / 3 + 1e-9),
+        77: ("doc", {"k": 77, "q": "its"}),
+        120: ("ref", uuid.UUID(int=7)),
+        150: ("small", None),
+        160: ("code", "c'161"),
+        199: ("code", ""),
+    }
+    billing_rows = [dict(r) for r in rows]
+    for key, (col, value) in changes.items():
+        billing_rows[key - 1][col] = value
+    ga, gb = pair_engines["postgresql"]
+    _load(ga, tables[0], rows)
+    _load(gb, tables[1], billing_rows)
+    diff = hashdiff(
+        SqlTable(ga, "golden_typed", "id", cols), SqlTable(gb, "billing_typed", "id", cols)
+    )
+    assert diff.hash == "pg64"
+    assert (diff.differing, diff.only_a, diff.only_b) == (sorted(changes), [], [])
