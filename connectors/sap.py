@@ -297,10 +297,13 @@ class SapConnector:
             if record.get("SalesContractValidityEndDate") == OPEN_END_TEXT:
                 record["SalesContractValidityEndDate"] = None
             record["PurchaseOrderByCustomer"] = record.get("PurchaseOrderByCustomer") or None
-        elif entity == "invoice" and record.get("InvoiceClearingStatus") == "C":
-            # cleared in full (FI clearing): what the customer paid is the gross amount.
-            # Open or partly cleared documents make no claim (billing tracks partials).
-            record["AmountCleared"] = record.get("TotalGrossAmount")
+        elif entity == "invoice":
+            # what FI cleared in full (an extension field stamped at clearing): what the
+            # customer paid. Open or partly cleared documents make no claim (billing
+            # tracks partial payments), so the key is left out rather than set to none.
+            cleared = record.pop("YY1_AmountCleared", None)
+            if record.get("InvoiceClearingStatus") == "C" and cleared not in (None, ""):
+                record["AmountCleared"] = cleared
         return record
 
     def _add_tax_numbers(self, records: list[dict[str, Any]]) -> None:

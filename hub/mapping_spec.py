@@ -47,12 +47,15 @@ class CompareRule(BaseModel):
     exact: equal after mapping (money in minor units is always exact); abs / rel: numeric
     difference within ``tolerance`` (absolute, or relative to the expected value); fold:
     case- and whitespace-insensitive text; timestamp: equal instants whatever the zone,
-    within ``tolerance`` seconds."""
+    within ``tolerance`` seconds. ``claim_only``: the system states this field only when it
+    has something to say (SAP reports a payment only once it has cleared the document), so
+    a value missing on its side is no claim and no drift."""
 
     model_config = ConfigDict(extra="forbid")
     rule: Literal["exact", "abs", "rel", "fold", "timestamp"] = "exact"
     tolerance: float = Field(default=0.0, ge=0.0)
     severity: Literal["error", "warning"] | None = None
+    claim_only: bool = False
 
 
 class FieldMap(BaseModel):

@@ -316,6 +316,20 @@ class Invoice(_Canonical):
             raise ValueError("lines: line_no values must be unique within an invoice")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _paid_in_full(cls, data: Any) -> Any:
+        """An open invoice paid in full (SAP's payment clearing, say) is paid, everywhere:
+        billing and Salesforce learn it from the golden record."""
+        if isinstance(data, dict) and data.get("status") == InvoiceStatus.OPEN.value:
+            try:
+                total, paid = int(data["total_minor"]), int(data.get("amount_paid_minor") or 0)
+            except (KeyError, TypeError, ValueError):
+                return data  # the field validators say what is wrong
+            if 0 < total <= paid:
+                return {**data, "status": InvoiceStatus.PAID.value}
+        return data
+
     def arithmetic_errors(self) -> list[str]:
         """Cross-field sums that do not add up (reported by reconciliation, not rejected)."""
         errors = []

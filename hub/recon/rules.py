@@ -55,6 +55,9 @@ def _instant(expr: str) -> str:
 
 def drift_predicate(g: str, s: str, rule: CompareRule, g_type: str, s_type: str) -> str:
     """SQL that is true when golden value ``g`` and system value ``s`` differ under ``rule``."""
+    if rule.claim_only:  # nothing stated is no claim: compare only what the system states
+        plain = rule.model_copy(update={"claim_only": False})
+        return f"(({s}) IS NOT NULL AND {drift_predicate(g, s, plain, g_type, s_type)})"
     one_null = f"(({g}) IS NULL) <> (({s}) IS NULL)"
     tol = float(rule.tolerance)
     if rule.rule == "exact":

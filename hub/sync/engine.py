@@ -384,10 +384,13 @@ class SyncEngine:
             canonicals=[p for *_, p in staged] + [g.data for g in goldens.values()],
         )
         fps = {h: fp for h in hub_ids if (fp := held.fingerprint(system, h)) is not None}
-        # fields this system owns but the hub never writes there (SAP's payment clearing):
-        # not part of what the hub pushes, so watched through a fingerprint of their own
+        # fields the hub never writes to this system but takes from it - what it owns, and
+        # what it claims now and then (SAP's payment clearing): not part of what the hub
+        # pushes, so watched through a fingerprint of their own
         owned_read_only = sorted(
-            f for f in spec.owns if f in spec.fields and spec.fields[f].read_only
+            f
+            for f, fmap in spec.fields.items()
+            if fmap.read_only and (f in spec.owns or fmap.compare.claim_only)
         )
         owned_fps = (
             {h: fp for h in hub_ids if (fp := held.fingerprint(with_owned(system), h)) is not None}

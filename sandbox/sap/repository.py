@@ -391,7 +391,15 @@ class Repository:
 
 
 def derive_fields(es: EntitySet, doc: Doc) -> None:
-    """Values SD computes itself: an item's net value from quantity and net price."""
+    """Values SD computes itself: an item's net value from quantity and net price; the
+    amount FI cleared, fixed when a billing document is cleared in full (a later change
+    of the document's amounts does not change what the customer paid)."""
+    if es.name == "A_BillingDocument":
+        if doc.get("InvoiceClearingStatus") == "C":
+            if doc.get("YY1_AmountCleared") in (None, ""):
+                doc["YY1_AmountCleared"] = doc.get("TotalGrossAmount")
+        else:
+            doc["YY1_AmountCleared"] = None
     if es.name == "A_SalesContractItem":
         qty = Decimal(doc.get("RequestedQuantity") or 0)
         price = Decimal(doc.get("NetPriceAmount") or 0)

@@ -311,6 +311,7 @@ BILLING_DOCUMENT = Service(
                 s("OverallBillingStatus", 1, "Billing Status"),
                 s("InvoiceClearingStatus", 1, "Clearing Status", codes="clearing_status"),
                 date("YY1_ClearingDate", "Clearing Date"),
+                dec("YY1_AmountCleared", 16, 3, "Amount Cleared"),
                 *stamps(),
                 HUB_ID,
             ),

@@ -319,6 +319,7 @@ def billing_records(
         "OverallBillingStatus": "C",
         "InvoiceClearingStatus": clearing,
         "YY1_ClearingDate": inv["updated_at"].date() if status == "paid" else None,
+        "YY1_AmountCleared": (decimal(inv["total_minor"], currency) if clearing == "C" else None),
         "YY1_HubId": inv["hub_id"],
         "LastChangeDateTime": inv["updated_at"],
     }

@@ -313,3 +313,41 @@ def test_new_allocation_for_a_retired_sku_is_held_back_and_reported(land: Landsc
     if before_wms is not None:  # allocations made before the SKU was retired stay served
         with land.wms() as wms:
             assert wms.get(f"/v1/allocations/{before_wms}").status_code == 200
+
+
+def test_payment_cleared_in_sap_marks_the_invoice_paid_in_billing_and_salesforce(
+    land: Landscape,
+) -> None:
+    with land.billing.connect() as conn:
+        hub_id, total = conn.execute(
+            sa.select(invoices.c.hub_id, invoices.c.total_minor)
+            .where(
+                invoices.c.status == "open",
+                invoices.c.amount_paid_minor == 0,
+                invoices.c.sap_billing_document.is_not(None),
+                invoices.c.total_minor > 0,
+            )
+            .order_by(invoices.c.hub_id)
+            .limit(1)
+        ).one()
+    sap = registry.build("sap", land.sb.env)
+    try:
+        (doc,) = [r for b in sap.read_by_keys("invoice", [hub_id]) for r in b.records]
+        assert "AmountCleared" not in doc, "an open document makes no claim on payment"
+        client = sap._client("API_BILLING_DOCUMENT_SRV")  # type: ignore[attr-defined]
+        sap._fetch_csrf("API_BILLING_DOCUMENT_SRV")  # type: ignore[attr-defined]
+        update = client.entity_sets.A_BillingDocument.update_entity(
+            BillingDocument=doc["BillingDocument"]
+        ).set(InvoiceClearingStatus="C")
+        update.add_headers({"If-Match": doc["__etag"]})
+        update.execute()  # the customer paid: FI cleared the document in full
+    finally:
+        sap.close()
+    land.sync()
+    with land.billing.connect() as conn:
+        row = conn.execute(sa.select(invoices).where(invoices.c.hub_id == hub_id)).one()
+    assert (row.amount_paid_minor, row.status) == (total, "paid")
+    (sf,) = land.soql(
+        "SELECT Amount_Paid__c, Status__c FROM Invoice__c WHERE Hub_Id__c = {}", hub_id
+    )
+    assert round(sf["Amount_Paid__c"] * 100) == total and sf["Status__c"] == "paid"

@@ -19,8 +19,9 @@ Records missing a required key and the same record twice in one batch are covere
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -254,7 +255,12 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Me
 def _fresh(synced: tuple[Path, dict[str, MemorySystem]], tmp: Path) -> tuple[str, dict]:
     db, systems = synced
     target = tmp / f"hub-{uuid.uuid4().hex}.sqlite"  # hypothesis reuses tmp per example
-    shutil.copyfile(db, target)
+    # SQLite's backup API, not a file copy: what sits in the WAL file is part of the store
+    with (
+        contextlib.closing(sqlite3.connect(db)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
     return f"sqlite:///{target}", copy.deepcopy(systems)
 
 
