@@ -225,3 +225,16 @@ def test_exactly_the_planted_drift_is_found(
     )
     assert {(r["key"], r["kind"], r["field"]) for r in found.to_pylist()} == expected
     assert found.num_rows == len(expected)
+
+
+def test_claim_only_field_compares_only_what_the_system_states() -> None:
+    """SAP states what was paid only for cleared documents: a missing value on its side is
+    no claim (no finding); a stated value that differs is a mismatch like any other."""
+    con = connect()
+    golden = pa.table({"key": ["a", "b", "c"], "amount_paid_minor": [0, 500, 700]})
+    system = pa.table({"key": ["a", "b", "c"], "amount_paid_minor": [None, 500, 699]})
+    rules = {"amount_paid_minor": CompareRule(claim_only=True)}
+    found = _one(compare(con, golden, system, entity="invoice", system="sap", rules=rules))
+    assert (found["key"], found["kind"], found["field"]) == ("c", "mismatch", "amount_paid_minor")
+    plain = compare(con, golden, system, entity="invoice", system="sap")
+    assert sorted(r["key"] for r in plain.to_pylist()) == ["a", "c"]  # without the rule
