@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import pyodata
 import requests
@@ -148,6 +149,16 @@ class SapConnector:
             self.session.params = {"sap-client": settings.client}
         self._clients: dict[str, Any] = {}
         self._csrf = False
+        self.session.hooks["response"].append(self._remember_csrf)
+
+    def _remember_csrf(self, response: requests.Response, *_: Any, **__: Any) -> requests.Response:
+        """Keep a CSRF token SAP hands out on any GET that asked for one (the first page
+        of a read does), so a later $batch needs no token fetch of its own."""
+        token = response.headers.get("x-csrf-token", "")
+        if response.ok and token and token.lower() != "required":
+            self.session.headers["X-CSRF-Token"] = token
+            self._csrf = True
+        return response
 
     # -- plumbing -----------------------------------------------------------------------
     def _service_url(self, service: str) -> str:
@@ -218,7 +229,7 @@ class SapConnector:
         client = self._client(route.service)
         entity_set = getattr(client.entity_sets, route.entity_set)
 
-        def first() -> Any:
+        def query() -> Any:
             request = entity_set.get_entities()
             if where:
                 request = request.filter(where)
@@ -226,15 +237,27 @@ class SapConnector:
                 request = request.order_by(f"LastChangeDateTime asc,{route.key} asc")
             if route.expand:
                 request = request.expand(route.expand)
+            return request
+
+        def first() -> Any:
+            request = query()
+            if entity == "customer" and not self._csrf:  # for the $batch reads below
+                request.add_headers({"X-CSRF-Token": "Fetch"})
             return request.execute()
 
         page = self._call(first)
         while True:
             records = [self._native(entity, e) for e in page]
+            next_url = page.next_url
+            token = _skiptoken(next_url)
+            if entity == "customer" and records and token and self._csrf:
+                # the tax numbers of this page ride in one $batch with the next page
+                page = self._tax_and_next_page(records, query, token)
+                yield records
+                continue
             if entity == "customer":
                 self._add_tax_numbers(records)
             yield records
-            next_url = page.next_url
             if not next_url:
                 return
 
@@ -306,31 +329,69 @@ class SapConnector:
                 record["AmountCleared"] = cleared
         return record
 
+    def _tax_request(self, numbers: Sequence[str]) -> Any:
+        """The query for the tax numbers of these partners: one range query (the numbers
+        of one page or chunk lie close together), not one per customer; partners in the
+        range that are not asked for are ignored."""
+        tax_numbers = self._client("API_BUSINESS_PARTNER").entity_sets.A_BusinessPartnerTaxNumber
+        where = (
+            f"BusinessPartner ge {_literal(min(numbers))} "
+            f"and BusinessPartner le {_literal(max(numbers))}"
+        )
+        return tax_numbers.get_entities().filter(where)
+
+    @staticmethod
+    def _apply_tax(records: list[dict[str, Any]], found: Mapping[str, str]) -> None:
+        for record in records:
+            record["TaxNumber"] = found.get(record["Customer"]) or record.get("TaxNumber1") or None
+
+    @staticmethod
+    def _collect_tax(page: Any, wanted: set[str], found: dict[str, str]) -> None:
+        for tax in page:
+            if tax.BusinessPartner in wanted:
+                found.setdefault(tax.BusinessPartner, tax.BPTaxLongNumber or tax.BPTaxNumber)
+
+    def _tax_and_next_page(
+        self, records: list[dict[str, Any]], query: Callable[[], Any], skiptoken: str
+    ) -> Any:
+        """Read this page's tax numbers and the next page in one $batch (two GET parts);
+        returns the next page. Why: the tax id lives in another entity set that A_Customer
+        cannot expand, and a second call per page would double what a read costs."""
+        client = self._client("API_BUSINESS_PARTNER")
+        numbers = [r["Customer"] for r in records if r.get("Customer")]
+
+        def send() -> list[Any]:
+            batch = client.create_batch()
+            batch.add_request(self._tax_request(numbers))
+            batch.add_request(query().custom("$skiptoken", skiptoken))
+            try:
+                return list(batch.execute())
+            except HttpError as exc:
+                if _csrf_refused(exc.response):
+                    self._fetch_csrf("API_BUSINESS_PARTNER")
+                raise
+
+        tax_page, page = self._call(send)
+        if tax_page.next_url:  # more tax numbers than one page: read them on their own
+            self._add_tax_numbers(records)
+        else:
+            found: dict[str, str] = {}
+            self._collect_tax(tax_page, set(numbers), found)
+            self._apply_tax(records, found)
+        return page
+
     def _add_tax_numbers(self, records: list[dict[str, Any]]) -> None:
         """The tax id lives on the business partner (A_BusinessPartnerTaxNumber): one
         query per page, not one per customer."""
         numbers = [r["Customer"] for r in records if r.get("Customer")]
         if not numbers:
             return
-        client = self._client("API_BUSINESS_PARTNER")
+        tax_numbers = self._client("API_BUSINESS_PARTNER").entity_sets.A_BusinessPartnerTaxNumber
         found: dict[str, str] = {}
-        tax_numbers = client.entity_sets.A_BusinessPartnerTaxNumber
-        # one range query per page (the numbers of one page lie close together), not one
-        # per customer; partners in the range that are not on the page are ignored
-        where = (
-            f"BusinessPartner ge {_literal(min(numbers))} "
-            f"and BusinessPartner le {_literal(max(numbers))}"
-        )
-
-        def first(condition: str = where) -> Any:
-            return tax_numbers.get_entities().filter(condition).execute()
-
-        page = self._call(first)
         wanted = set(numbers)
+        page = self._call(self._tax_request(numbers).execute)
         while True:
-            for tax in page:
-                if tax.BusinessPartner in wanted:
-                    found.setdefault(tax.BusinessPartner, tax.BPTaxLongNumber or tax.BPTaxNumber)
+            self._collect_tax(page, wanted, found)
             if not page.next_url:
                 break
             next_url: str = page.next_url
@@ -339,8 +400,7 @@ class SapConnector:
                 return tax_numbers.get_entities().next_url(url).execute()
 
             page = self._call(more)
-        for record in records:
-            record["TaxNumber"] = found.get(record["Customer"]) or record.get("TaxNumber1") or None
+        self._apply_tax(records, found)
 
     def read_plant_stock(self) -> dict[tuple[str, str], int]:
         """Unrestricted stock on hand per (material, plant) from API_MATERIAL_STOCK_SRV,
@@ -374,23 +434,43 @@ class SapConnector:
         if entity not in ("customer", "subscription", "invoice"):
             raise PermanentError(SYSTEM, f"the hub does not write {entity} records to SAP")
         rows = [dict(r) for r in records]
+        size = self.settings.batch_size
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
         results: list[WriteResult] = []
-        for i in range(0, len(rows), self.settings.batch_size):
-            results += self._write_chunk(entity, rows[i : i + self.settings.batch_size])
+        known: dict[str, NativeRecord] | None = None
+        for i, chunk in enumerate(chunks):
+            following = chunks[i + 1] if i + 1 < len(chunks) else None
+            done, known = self._write_chunk(entity, chunk, known, following)
+            results += done
         return results
 
-    def _write_chunk(self, entity: str, rows: list[NativeRecord]) -> list[WriteResult]:
+    def _write_chunk(
+        self,
+        entity: str,
+        rows: list[NativeRecord],
+        known: dict[str, NativeRecord] | None = None,
+        following: list[NativeRecord] | None = None,
+    ) -> tuple[list[WriteResult], dict[str, NativeRecord] | None]:
+        """Write one chunk; returns its results and what SAP holds of the ``following``
+        chunk, read inside this chunk's $batch (None when it could not be): each chunk
+        is still planned from a read made before it is sent - creates never go out
+        blind - but that read rides on the previous $batch instead of its own call."""
         route = ROUTES[entity]
-        current = {
-            r["YY1_HubId"]: r
-            for batch in self.read_by_keys(entity, [str(r["YY1_HubId"]) for r in rows])
-            for r in batch.records
-        }
+        current = (
+            known
+            if known is not None
+            else {
+                r["YY1_HubId"]: r
+                for batch in self.read_by_keys(entity, [str(r["YY1_HubId"]) for r in rows])
+                for r in batch.records
+            }
+        )
         plans = [self._plan(entity, row, current.get(str(row["YY1_HubId"]))) for row in rows]
         todo = [p for p in plans if p.result is None]
+        ahead: dict[str, NativeRecord] | None = None
         if todo:
             try:
-                self._send_batch(route, todo)
+                ahead = self._send_batch(route, todo, following)
             except ConnectorError:
                 # The $batch failed as a whole (or a change set broke it): read back what
                 # landed, then send the rest one by one to learn each record's fate.
@@ -411,9 +491,10 @@ class SapConnector:
                             continue
                     if plan.result is None:
                         self._send_one(entity, route, plan, there)
-        return [
+        results = [
             p.result or WriteResult(p.hub_id, Outcome.REJECTED, error="not sent") for p in plans
         ]
+        return results, ahead
 
     def _plan(self, entity: str, row: NativeRecord, current: dict[str, Any] | None) -> _Plan:
         route = ROUTES[entity]
@@ -478,10 +559,20 @@ class SapConnector:
             out.append(area)
         return out
 
-    def _send_batch(self, route: EntityRoute, plans: list[_Plan]) -> None:
+    def _send_batch(
+        self, route: EntityRoute, plans: list[_Plan], following: list[NativeRecord] | None = None
+    ) -> dict[str, NativeRecord] | None:
+        """Send the plans' change sets in one $batch; with ``following``, the same $batch
+        also reads (GET parts, after the change sets) what SAP holds of those records,
+        returned by hub id - or None when that read needs more than it gave."""
         client = self._client(route.service)
+        entity = next(e for e, r in ROUTES.items() if r is route)
+        ahead_keys = [str(r["YY1_HubId"]) for r in following or []]
+        numbers = sorted(str(r[route.key]) for r in following or [] if r.get(route.key))
+        reads = 0
 
         def send() -> list[Any]:
+            nonlocal reads
             if not self._csrf:
                 self._fetch_csrf(route.service)
             batch = client.create_batch()
@@ -490,6 +581,19 @@ class SapConnector:
                 for request in self._requests(route, plan):
                     changeset.add_request(request)
                 batch.add_request(changeset)
+            reads = 0
+            if ahead_keys:
+                request = getattr(client.entity_sets, route.entity_set).get_entities()
+                request = request.filter(
+                    " or ".join(f"YY1_HubId eq {_literal(k)}" for k in ahead_keys)
+                )
+                if route.expand:
+                    request = request.expand(route.expand)
+                batch.add_request(request)
+                reads = 1
+                if entity == "customer" and numbers:
+                    batch.add_request(self._tax_request(numbers))
+                    reads = 2
             try:
                 return list(batch.execute())
             except HttpError as exc:
@@ -503,8 +607,26 @@ class SapConnector:
             answers = self._call_once(send)
         else:
             answers = self._call(send)
-        for plan, answer in zip(plans, answers, strict=True):
+        for plan, answer in zip(plans, answers[: len(plans)], strict=True):
             plan.result = self._result(route, plan, answer)
+        return self._read_ahead(entity, answers[len(plans) :], numbers) if reads else None
+
+    def _read_ahead(
+        self, entity: str, pages: list[Any], numbers: Sequence[str]
+    ) -> dict[str, NativeRecord] | None:
+        """The records a $batch read for the next chunk, by hub id (None if incomplete)."""
+        if not pages or not isinstance(pages[0], list) or getattr(pages[0], "next_url", None):
+            return None
+        records = [self._native(entity, e) for e in pages[0]]
+        if entity == "customer" and records:
+            there = {r["Customer"] for r in records if r.get("Customer")}
+            if len(pages) > 1 and not getattr(pages[1], "next_url", None) and there <= set(numbers):
+                found: dict[str, str] = {}
+                self._collect_tax(pages[1], there, found)
+                self._apply_tax(records, found)
+            else:  # records the payloads did not name: their tax numbers are read on their own
+                self._add_tax_numbers(records)
+        return {str(r["YY1_HubId"]): r for r in records}
 
     def _send_one(
         self, entity: str, route: EntityRoute, plan: _Plan, landed: dict[str, Any] | None
@@ -625,6 +747,14 @@ def _classify(response: requests.Response | None) -> ConnectorError:
             SYSTEM, f"{text}. Check SAP_USER, SAP_PASSWORD and SAP_CLIENT.", status=status
         )
     return PermanentError(SYSTEM, text, status=status)
+
+
+def _skiptoken(next_url: str | None) -> str | None:
+    """The server paging token of a ``__next`` link (None when it pages otherwise)."""
+    if not next_url:
+        return None
+    values = parse_qs(urlsplit(next_url).query).get("$skiptoken")
+    return values[0] if values else None
 
 
 def _csrf_refused(response: requests.Response | None) -> bool:

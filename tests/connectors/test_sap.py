@@ -122,11 +122,15 @@ class GetLog:
 
     def __init__(self, session: requests.Session) -> None:
         self.urls: list[str] = []
+        self.batches: list[str] = []
         session.hooks["response"].append(self._seen)
 
     def _seen(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        url = unquote(response.request.url or "")
         if response.request.method == "GET":
-            self.urls.append(unquote(response.request.url or ""))
+            self.urls.append(url)
+        elif url.split("?")[0].endswith("/$batch"):
+            self.batches.append(url)
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -139,7 +143,9 @@ def test_reads_every_record_once_over_several_pages_then_exactly_the_changes(
     hub_ids = [c["YY1_HubId"] for c in customers]
     assert len(hub_ids) == len(set(hub_ids)) == CUSTOMERS
     pages = [u for u in log.urls if "/A_Customer?" in u]
-    assert len(pages) == -(-CUSTOMERS // PAGE) and "$skiptoken=" in pages[-1]  # __next
+    # the first page is a GET; each further page (its __next $skiptoken) rides in one
+    # $batch with the tax numbers of the page before
+    assert len(pages) == 1 and len(log.batches) == -(-CUSTOMERS // PAGE) - 1
     assert all(c["CustomerPaymentTerms"] and c["Currency"] for c in customers)
     assert sum(1 for c in customers if c["TaxNumber"]) > CUSTOMERS // 2  # from the BP
     assert [_stamp_key(c, "Customer") for c in customers] == sorted(
@@ -638,3 +644,52 @@ def test_a_canonical_customer_written_through_the_mapping_reads_back_equal(
     canonical = mapper.to_canonical(native)
     for field in ("legal_name", "payment_terms", "credit_limit_minor", "currency", "tax_id"):
         assert canonical[field] == changed[field], field
+
+
+def test_a_csrf_token_expiring_between_batched_pages_is_fetched_again(
+    emulator: Emulator, sap: SapConnector
+) -> None:
+    """Pages after the first ride in $batch POSTs, which need the CSRF token: when SAP
+    expires it mid-read, the connector fetches a new one and reads every record once."""
+    before, _ = _changes(sap, "customer")
+    reader = iter(sap.read_changes("customer", None))
+    first = next(reader).records
+    emulator.fault(mode="token_expiry")  # the token the first page brought is now stale
+    rest = [r for batch in reader for r in batch.records]
+    assert [c["YY1_HubId"] for c in first + rest] == [c["YY1_HubId"] for c in before]
+    assert [c["TaxNumber"] for c in first + rest] == [c["TaxNumber"] for c in before]
+
+
+def test_each_chunk_is_planned_from_a_read_made_in_the_batch_before_it(
+    sap: SapConnector,
+) -> None:
+    """Chunks of 2: the first is planned from its own read; every later one from a GET
+    that rode in the previous $batch (after its change sets). Creates, updates and
+    unchanged records come out as with a read per chunk, and nothing is created twice."""
+    sap.settings.batch_size = 2
+    customers, _ = _changes(sap, "customer")
+    log = GetLog(sap.session)
+    rows: list[dict[str, Any]] = [
+        {"YY1_HubId": customers[0]["YY1_HubId"], "CustomerFullName": "Chunked Eins AG"},
+        {"YY1_HubId": "CUS-CHUNK-1", "CustomerFullName": "Chunk One", "Currency": "EUR"},
+        {
+            "YY1_HubId": customers[1]["YY1_HubId"],
+            "CustomerFullName": customers[1]["CustomerFullName"],
+        },
+        {"YY1_HubId": "CUS-CHUNK-2", "CustomerFullName": "Chunk Two", "Currency": "EUR"},
+        {"YY1_HubId": customers[2]["YY1_HubId"], "CustomerFullName": "Chunked Drei AG"},
+    ]
+    results = sap.write_batch("customer", rows)
+    assert [r.outcome for r in results] == [
+        Outcome.UPDATED,
+        Outcome.CREATED,
+        Outcome.UNCHANGED,
+        Outcome.CREATED,
+        Outcome.UPDATED,
+    ]
+    assert len([u for u in log.urls if "/A_Customer?" in u]) == 1  # the first chunk's read
+    assert len(log.batches) == 3  # one $batch per chunk, nothing else
+    again = sap.write_batch("customer", rows[1:2] + rows[3:4])
+    assert [r.outcome for r in again] == [Outcome.UNCHANGED, Outcome.UNCHANGED]
+    held = _by_keys(sap, "customer", ["CUS-CHUNK-1", "CUS-CHUNK-2"])
+    assert sorted(r["YY1_HubId"] for r in held) == ["CUS-CHUNK-1", "CUS-CHUNK-2"]
