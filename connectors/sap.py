@@ -219,6 +219,19 @@ class SapConnector:
 
         return call_with_retry(SYSTEM, attempt, self.settings.retry)
 
+    def _pages(self, entity_set: Any, page: Any) -> Iterator[Any]:
+        """A first page and every page its ``__next`` links lead to, one round trip each."""
+        while True:
+            yield page
+            if not page.next_url:
+                return
+            next_url: str = page.next_url
+
+            def more(url: str = next_url) -> Any:
+                return entity_set.get_entities().next_url(url).execute()
+
+            page = self._call(more)
+
     def entities(self) -> Sequence[str]:
         return list(ROUTES)
 
@@ -389,17 +402,8 @@ class SapConnector:
         tax_numbers = self._client("API_BUSINESS_PARTNER").entity_sets.A_BusinessPartnerTaxNumber
         found: dict[str, str] = {}
         wanted = set(numbers)
-        page = self._call(self._tax_request(numbers).execute)
-        while True:
+        for page in self._pages(tax_numbers, self._call(self._tax_request(numbers).execute)):
             self._collect_tax(page, wanted, found)
-            if not page.next_url:
-                break
-            next_url: str = page.next_url
-
-            def more(url: str = next_url) -> Any:
-                return tax_numbers.get_entities().next_url(url).execute()
-
-            page = self._call(more)
         self._apply_tax(records, found)
 
     def read_plant_stock(self) -> dict[tuple[str, str], int]:
@@ -410,8 +414,7 @@ class SapConnector:
         client = self._client("API_MATERIAL_STOCK_SRV")
         stock_set = client.entity_sets.A_MatlStkInAcctMod
         totals: dict[tuple[str, str], Decimal] = {}
-        page = self._call(lambda: stock_set.get_entities().execute())
-        while True:
+        for page in self._pages(stock_set, self._call(lambda: stock_set.get_entities().execute())):
             for row in page:
                 if row.InventoryStockType not in ("", "01"):  # 01: unrestricted use
                     continue
@@ -419,14 +422,6 @@ class SapConnector:
                 totals[where] = totals.get(where, Decimal(0)) + Decimal(
                     str(row.MatlWrhsStkQtyInMatlBaseUnit or 0)
                 )
-            if not page.next_url:
-                break
-            next_url: str = page.next_url
-
-            def more(url: str = next_url) -> Any:
-                return stock_set.get_entities().next_url(url).execute()
-
-            page = self._call(more)
         return {k: int(v) for k, v in totals.items()}
 
     # -- writes -------------------------------------------------------------------------
