@@ -91,23 +91,27 @@ class _XrefResolver:
             found = repo.external_ids_for(self.session, entity, system, hubs)
             self._system.update({(entity, system, h): found.get(h) for h in hubs})
 
-    def to_hub(self, entity: str, system: str, external_id: str) -> str | None:
-        key = (entity, system, external_id)
-        if key in self._hub:
-            return self._hub[key]
-        hub_id = repo.hub_ids_for(self.session, entity, system, [external_id]).get(external_id)
+    def _lookup(
+        self,
+        cache: dict[tuple[str, str, str], str | None],
+        query: Callable[[Session, str, str, Sequence[str]], Mapping[str, str]],
+        entity: str,
+        system: str,
+        value: str,
+    ) -> str | None:
+        key = (entity, system, value)
+        if key in cache:
+            return cache[key]
+        found = query(self.session, entity, system, [value]).get(value)
         if self._cacheable(entity):
-            self._hub[key] = hub_id
-        return hub_id
+            cache[key] = found
+        return found
+
+    def to_hub(self, entity: str, system: str, external_id: str) -> str | None:
+        return self._lookup(self._hub, repo.hub_ids_for, entity, system, external_id)
 
     def to_system(self, entity: str, system: str, hub_id: str) -> str | None:
-        key = (entity, system, hub_id)
-        if key in self._system:
-            return self._system[key]
-        ext = repo.external_ids_for(self.session, entity, system, [hub_id]).get(hub_id)
-        if self._cacheable(entity):
-            self._system[key] = ext
-        return ext
+        return self._lookup(self._system, repo.external_ids_for, entity, system, hub_id)
 
 
 class SyncEngine:
