@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +110,13 @@ def held_tokens(connector: Any) -> list[str]:
     return [t for t in found if len(t) >= 12]
 
 
-def mint_tokens(sb: SandboxHandle) -> list[str]:
-    """Tokens fetched from the token endpoints directly, as any client would."""
-    verify: Any = sb.env.get("HUB_CA_BUNDLE") or True
-    env = sb.env
-    out: list[str] = []
+def mint_tokens(env: Mapping[str, str]) -> dict[str, str]:
+    """Tokens fetched from the token endpoints directly, as any client would, by name."""
+    verify: Any = env.get("HUB_CA_BUNDLE") or True
+    out: dict[str, str] = {}
     if env.get("SALESFORCE_LOGIN_URL"):
         answer = httpx.post(
-            env["SALESFORCE_LOGIN_URL"] + "/services/oauth2/token",
+            env["SALESFORCE_LOGIN_URL"].rstrip("/") + "/services/oauth2/token",
             data={
                 "grant_type": "client_credentials",
                 "client_id": env["SALESFORCE_CLIENT_ID"],
@@ -126,19 +125,21 @@ def mint_tokens(sb: SandboxHandle) -> list[str]:
             verify=verify,
         )
         answer.raise_for_status()
-        out.append(answer.json()["access_token"])
+        out["Salesforce access_token"] = answer.json()["access_token"]
     if env.get("PIM_URL"):
         answer = httpx.post(
-            env["PIM_URL"] + "/api/oauth/v1/token",
+            env["PIM_URL"].rstrip("/") + "/api/oauth/v1/token",
             json={
                 "grant_type": "password",
                 "username": env["PIM_USERNAME"],
                 "password": env["PIM_PASSWORD"],
             },
             auth=(env["PIM_CLIENT_ID"], env["PIM_SECRET"]),
+            verify=verify,
         )
         answer.raise_for_status()
-        out += [answer.json()["access_token"], answer.json()["refresh_token"]]
+        out["PIM access_token"] = answer.json()["access_token"]
+        out["PIM refresh_token"] = answer.json()["refresh_token"]
     return out
 
 
@@ -194,7 +195,7 @@ def test_no_secret_in_logs_exceptions_or_results(
         running_sandbox(tmp_path / "sb", seed=2, customers=8) as sb,
         every_logger_at_debug(caplog.handler),
     ):
-        minted = mint_tokens(sb)
+        minted = list(mint_tokens(sb.env).values())
         wrong = {**WRONG, "salesforce": [*WRONG["salesforce"], {}]}
         wrong["salesforce"][-1] = {"SALESFORCE_PRIVATE_KEY_FILE": str(bad_key)}
         for system in registry.configured_systems(sb.env):

@@ -6,12 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from connectors import registry
 from hub.mapping_spec import MAPPINGS_DIR, load_all
 from hub.recon.run import reconcile
-from hub.settings import read_env_file
 from hub.store import create_store_engine
 from hub.transforms import load_code_lists
+from tests.e2e.sync_child import mapped_connectors
 
 
 def main() -> None:
@@ -19,16 +18,10 @@ def main() -> None:
     parser.add_argument("--env-file", required=True)
     parser.add_argument("--store", required=True)
     args = parser.parse_args()
-    env = read_env_file(Path(args.env_file))
-    specs, _ = load_all(MAPPINGS_DIR)
-    mapped = {spec.system for spec in specs}
-    connectors = {
-        s: registry.build(s, env) for s in registry.configured_systems(env) if s in mapped
-    }
     reconcile(
         create_store_engine(args.store),
-        connectors,
-        specs,
+        mapped_connectors(Path(args.env_file)),
+        load_all(MAPPINGS_DIR)[0],
         load_code_lists(MAPPINGS_DIR),
         progress=lambda message: print(f"tick {message}", flush=True),
     )

@@ -7,10 +7,18 @@ import sys
 from pathlib import Path
 
 from connectors import registry
+from connectors.base import Connector
 from hub.mapping_spec import MAPPINGS_DIR, load_all
 from hub.settings import read_env_file
 from hub.store import create_store_engine
 from hub.sync.engine import Counts, SyncEngine
+
+
+def mapped_connectors(env_file: Path) -> dict[str, Connector]:
+    """A connector for every configured system that has mappings."""
+    env = read_env_file(env_file)
+    mapped = {spec.system for spec in load_all(MAPPINGS_DIR)[0]}
+    return {s: registry.build(s, env) for s in registry.configured_systems(env) if s in mapped}
 
 
 def main() -> None:
@@ -19,12 +27,7 @@ def main() -> None:
     parser.add_argument("--store", required=True)
     parser.add_argument("--push-batch", type=int, default=3)
     args = parser.parse_args()
-    env = read_env_file(Path(args.env_file))
-    specs, _ = load_all(MAPPINGS_DIR)
-    mapped = {spec.system for spec in specs}
-    connectors = {
-        s: registry.build(s, env) for s in registry.configured_systems(env) if s in mapped
-    }
+    connectors = mapped_connectors(Path(args.env_file))
 
     def tick(system: str, entity: str, _: Counts) -> None:
         print(f"tick {system} {entity}", flush=True)

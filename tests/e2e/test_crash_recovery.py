@@ -60,7 +60,10 @@ SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}")
 SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")  # sandbox/seed/xref.py's pod
 
 
-def _child(env_file: Path, store: str, module: str = "sync_child") -> subprocess.Popen[str]:
+def _child(
+    env_file: Path, store: str, module: str = "sync_child", stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """A sync (or with ``module``, a reconciliation) in its own process, printing ticks."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -73,7 +76,7 @@ def _child(env_file: Path, store: str, module: str = "sync_child") -> subprocess
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

@@ -26,16 +26,10 @@ from dagster import DagsterInstance
 from hub.launch import run_job
 from hub.store import create_store_engine
 from sandbox.runner import running_sandbox
+from tests.connectors.test_no_secrets import SECRET_VARS, mint_tokens
 
 pytestmark = pytest.mark.slow
 
-SECRET_VARS = (
-    "SAP_PASSWORD",
-    "SALESFORCE_CLIENT_SECRET",
-    "PIM_SECRET",
-    "PIM_PASSWORD",
-    "WMS_API_KEY",
-)
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 BEARER = re.compile(r"(?i)\bbearer\s+(?!\*|<|\[|redacted)[A-Za-z0-9._~+/=-]{12,}")
 
@@ -47,32 +41,7 @@ def _secrets(env: dict[str, str]) -> dict[str, str]:
     body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
     for i, line in enumerate(body[1:-1:4]):  # any full line of the key body
         found[f"private key line {i}"] = line
-    verify = env.get("HUB_CA_BUNDLE") or True
-    token = httpx.post(
-        env["PIM_URL"].rstrip("/") + "/api/oauth/v1/token",
-        json={
-            "grant_type": "password",
-            "username": env["PIM_USERNAME"],
-            "password": env["PIM_PASSWORD"],
-        },
-        auth=(env["PIM_CLIENT_ID"], env["PIM_SECRET"]),
-        verify=verify,
-    )
-    token.raise_for_status()
-    for kind in ("access_token", "refresh_token"):
-        if token.json().get(kind):
-            found[f"PIM {kind}"] = token.json()[kind]
-    sf = httpx.post(
-        env["SALESFORCE_LOGIN_URL"].rstrip("/") + "/services/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": env["SALESFORCE_CLIENT_ID"],
-            "client_secret": env["SALESFORCE_CLIENT_SECRET"],
-        },
-        verify=verify,
-    )
-    if sf.is_success and sf.json().get("access_token"):
-        found["Salesforce access_token"] = sf.json()["access_token"]
+    found.update(mint_tokens(env))  # what the token endpoints hand out
     return {k: v for k, v in found.items() if len(v) >= 6}
 
 
