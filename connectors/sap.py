@@ -3,15 +3,16 @@ HUB_CA_BUNDLE), as the published APIs in docs/sandbox-sap.md.
 
 Entities: ``customer`` (A_Customer with its sales area, the business partner's tax number
 read alongside), ``subscription`` (A_SalesContract with items), ``invoice``
-(A_BillingDocument). Reads page through ``__next`` on ``LastChangeDateTime`` ordered with
-the key as tie-break; the hub's cursor is ``stamp|key`` and a resumed read asks for
-``stamp ge`` and drops what it already had at that very stamp, so no record is skipped
-when many share one. Writes: the CSRF token is fetched once per session (and again when
-SAP answers "CSRF token validation failed"); a batch goes out as one ``$batch`` with one
-change set per record, so a bad record cannot roll back the good ones; updates carry the
-ETag in ``If-Match`` and a 412 re-reads the record and tries once more before reporting a
-conflict. If a ``$batch`` fails as a whole, what landed is read back before anything is
-re-sent one by one, so no create is applied twice.
+(A_BillingDocument), ``allocation`` (A_ReservationDocumentHeader with its one item, its
+flags read as a fulfilment status: see reservation_status). Reads page through ``__next`` on
+``LastChangeDateTime`` ordered with the key as tie-break; the hub's cursor is ``stamp|key``
+and a resumed read asks for ``stamp ge`` and drops what it already had at that very stamp,
+so no record is skipped when many share one. Writes: the CSRF token is fetched once per
+session (and again when SAP answers "CSRF token validation failed"); a batch goes out as one
+``$batch`` with one change set per record, so a bad record cannot roll back the good ones;
+updates carry the ETag in ``If-Match`` and a 412 re-reads the record and tries once more
+before reporting a conflict. If a ``$batch`` fails as a whole, what landed is read back
+before anything is re-sent one by one, so no create is applied twice.
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ ETAG = "__etag"
 SALES_AREA = {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
 #: Edm.DateTime fields the hub sends as ISO dates (pyodata wants datetimes for them)
 DATE_FIELDS = frozenset(
-    {"BillingDocumentDate", "SalesContractValidityStartDate", "SalesContractValidityEndDate"}
+    {
+        "BillingDocumentDate",
+        "SalesContractValidityStartDate",
+        "SalesContractValidityEndDate",
+        "ReservationDate",
+        "MatlCompRequirementDate",
+    }
 )
 #: SAP's "valid until further notice": a contract without an end date ends on 9999-12-31
 OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
@@ -63,6 +70,53 @@ CONTRACT_DEFAULTS = {
     "OrganizationDivision": SALES_AREA["Division"],
 }
 
+#: a reservation's movement type on create: 601, goods issue for delivery (subscription
+#: deliveries leave the plant for the customer)
+RESERVATION_DEFAULTS = {"GoodsMovementType": "601"}
+#: reservation item fields the hub writes (the header carries the contract and hub id)
+RESERVATION_ITEM_FIELDS = (
+    "Material",
+    "Plant",
+    "ResvnItmRequiredQtyInBaseUnit",
+    "MatlCompRequirementDate",
+    "ResvnItmWithdrawnQtyInBaseUnit",
+    "GoodsMovementIsAllowed",
+    "ReservationItemIsFinallyIssued",
+    "ReservationItmIsMarkedForDeltn",
+)
+#: the synthetic field a reservation's fulfilment state travels in (see reservation_status)
+FULFILMENT_STATUS = "FulfilmentStatus"
+
+
+def reservation_status(item: Mapping[str, Any]) -> str:
+    """A reservation item's flags as the hub's allocation status. SAP has no status field
+    on a reservation: a deleted item is a released allocation, a finally issued one was
+    shipped, one released for goods movement was picked (ready to issue), and anything
+    else is still reserved."""
+    if _flag(item.get("ReservationItmIsMarkedForDeltn")):
+        return "released"
+    if _flag(item.get("ReservationItemIsFinallyIssued")):
+        return "shipped"
+    if _flag(item.get("GoodsMovementIsAllowed")):
+        return "picked"
+    return "reserved"
+
+
+def reservation_flags(status: str, required: Any) -> dict[str, Any]:
+    """The item flags (and withdrawn quantity) that say ``status`` - reservation_status's
+    inverse; a shipped item has had its whole required quantity withdrawn."""
+    shipped = status == "shipped"
+    return {
+        "ReservationItmIsMarkedForDeltn": status == "released",
+        "ReservationItemIsFinallyIssued": shipped,
+        "GoodsMovementIsAllowed": status in ("picked", "shipped"),
+        "ResvnItmWithdrawnQtyInBaseUnit": _wire(required) if shipped else Decimal(0),
+    }
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "x")
+
 
 @dataclass(frozen=True)
 class EntityRoute:
@@ -74,6 +128,9 @@ class EntityRoute:
     expand: str = ""
     #: header fields sent on create/update (everything else is read-only or a child)
     writable: tuple[str, ...] = ()
+    #: fields of the one child record the hub keeps flat on the native record (the
+    #: customer's sales area, the reservation's item): written through the child's own set
+    child: tuple[str, ...] = ()
 
 
 ROUTES: dict[str, EntityRoute] = {
@@ -90,6 +147,7 @@ ROUTES: dict[str, EntityRoute] = {
             "TaxNumber1",
             "YY1_HubId",
         ),
+        child=("Currency", "CustomerPaymentTerms"),
     ),
     "subscription": EntityRoute(
         "API_SALES_CONTRACT_SRV",
@@ -119,6 +177,14 @@ ROUTES: dict[str, EntityRoute] = {
             "TransactionCurrency",
             "YY1_HubId",
         ),
+    ),
+    "allocation": EntityRoute(
+        "API_RESERVATION_DOCUMENT_SRV",
+        "A_ReservationDocumentHeader",
+        "Reservation",
+        expand="to_ReservationDocumentItem",
+        writable=("SalesOrder", "ReservationDate", "YY1_HubId"),
+        child=RESERVATION_ITEM_FIELDS,
     ),
 }
 
@@ -340,6 +406,17 @@ class SapConnector:
             cleared = record.pop("YY1_AmountCleared", None)
             if record.get("InvoiceClearingStatus") == "C" and cleared not in (None, ""):
                 record["AmountCleared"] = cleared
+        elif entity == "allocation":
+            # one item per reservation (the hub writes one per allocation), kept flat
+            items = sorted(
+                _expanded(proxy, "to_ReservationDocumentItem"),
+                key=lambda i: str(i.get("ReservationItem")),
+            )
+            item = items[0] if items else {}
+            record.update({k: item.get(k) for k in RESERVATION_ITEM_FIELDS})
+            record["ReservationItem"] = item.get("ReservationItem")
+            record[FULFILMENT_STATUS] = reservation_status(item) if item else None
+            record["SalesOrder"] = record.get("SalesOrder") or None
         return record
 
     def _tax_request(self, numbers: Sequence[str]) -> Any:
@@ -426,7 +503,7 @@ class SapConnector:
 
     # -- writes -------------------------------------------------------------------------
     def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
-        if entity not in ("customer", "subscription", "invoice"):
+        if entity not in ROUTES:
             raise PermanentError(SYSTEM, f"the hub does not write {entity} records to SAP")
         rows = [dict(r) for r in records]
         size = self.settings.batch_size
@@ -502,6 +579,14 @@ class SapConnector:
                 row.setdefault("YY1_CreditLimitCurrency", row["Currency"])
             if row.get("TaxNumber") and len(str(row["TaxNumber"])) <= 16:
                 row.setdefault("TaxNumber1", row["TaxNumber"])  # BP tax numbers need a BP
+        if entity == "allocation":
+            if row.get(FULFILMENT_STATUS) is not None:
+                required = row.get("ResvnItmRequiredQtyInBaseUnit")
+                row.update(reservation_flags(str(row[FULFILMENT_STATUS]), required))
+            if row.get("MatlCompRequirementDate") is not None:
+                row.setdefault("ReservationDate", row["MatlCompRequirementDate"])
+            if "SalesOrder" in row and row["SalesOrder"] is None:
+                row["SalesOrder"] = ""
         for name in DATE_FIELDS & set(row):
             if isinstance(row[name], str):
                 row[name] = datetime.fromisoformat(row[name][:10]).replace(tzinfo=UTC)
@@ -514,13 +599,13 @@ class SapConnector:
             if "PurchaseOrderByCustomer" in row and row["PurchaseOrderByCustomer"] is None:
                 row["PurchaseOrderByCustomer"] = ""
         header = {k: _wire(row[k]) for k in route.writable if k in row}
-        area: dict[str, Any] = {
-            k: row[k] for k in ("Currency", "CustomerPaymentTerms") if row.get(k) is not None
-        }
+        area: dict[str, Any] = {k: _wire(row[k]) for k in route.child if row.get(k) is not None}
         if current is None:
             return _Plan(hub_id, None, header, area, None)
         changed = {k: v for k, v in header.items() if _as_read(k, current.get(k)) != _as_read(k, v)}
-        area_changed = {k: v for k, v in area.items() if current.get(k) != v}
+        area_changed = {
+            k: v for k, v in area.items() if _as_read(k, current.get(k)) != _as_read(k, v)
+        }
         if not changed and not area_changed:
             result = WriteResult(hub_id, Outcome.UNCHANGED, external_id=str(current[route.key]))
             return _Plan(hub_id, current, changed, area_changed, result)
@@ -539,6 +624,9 @@ class SapConnector:
                 start = values.get("SalesContractValidityStartDate")
                 if start is not None:
                     values.setdefault("SalesContractDate", start)
+            elif route.entity_set == "A_ReservationDocumentHeader":
+                values = {**RESERVATION_DEFAULTS, **values}
+                values["to_ReservationDocumentItem"] = [_to_send(plan.area)]
             out.append(entity_set.create_entity().set(**values))
             return out
         key = plan.current[route.key]
@@ -552,6 +640,17 @@ class SapConnector:
             ).set(**plan.area)
             area.add_headers({"If-Match": "*"})
             out.append(area)
+        elif plan.area and route.entity_set == "A_ReservationDocumentHeader":
+            items = client.entity_sets.A_ReservationDocumentItem
+            number = plan.current.get("ReservationItem")
+            if number:
+                item = items.update_entity(
+                    Reservation=key, ReservationItem=number, RecordType=""
+                ).set(**_to_send(plan.area))
+                item.add_headers({"If-Match": "*"})
+            else:  # its item was deleted in SAP (so every item field differs): a new one
+                item = items.create_entity().set(Reservation=key, **_to_send(plan.area))
+            out.append(item)
         return out
 
     def _send_batch(
@@ -711,6 +810,7 @@ class _Plan:
     hub_id: str
     current: dict[str, Any] | None
     header: dict[str, Any]
+    #: the child record's fields (the route's ``child``: sales area, reservation item)
     area: dict[str, Any]
     result: WriteResult | None
 
@@ -822,7 +922,7 @@ def _as_read(name: str, value: Any) -> Any:
         value = _json_value(value)
     if name == "SalesContractValidityEndDate" and value == OPEN_END_TEXT:
         return None
-    if name == "PurchaseOrderByCustomer" and value == "":
+    if name in ("PurchaseOrderByCustomer", "SalesOrder") and value == "":
         return None
     return value
 

@@ -1,5 +1,5 @@
 """The book in SAP S/4HANA's shapes (API_BUSINESS_PARTNER, API_SALES_CONTRACT_SRV,
-API_BILLING_DOCUMENT_SRV, API_MATERIAL_STOCK_SRV).
+API_BILLING_DOCUMENT_SRV, API_MATERIAL_STOCK_SRV, API_RESERVATION_DOCUMENT_SRV).
 
 What SAP owns is filled from the book (tax id, payment terms, credit limit, payment
 clearing, plant stock); what it merely copies (names, addresses, amounts) agrees with the
@@ -15,6 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from connectors.sap import reservation_flags
 from hub.money import Money
 from sandbox.seed import catalog as C
 from sandbox.seed import xref
@@ -32,6 +33,8 @@ CONTRACT_ITEM = "A_SalesContractItem"
 BILLING_DOC = "A_BillingDocument"
 BILLING_ITEM = "A_BillingDocumentItem"
 STOCK = "A_MatlStkInAcctMod"
+RESERVATION = "A_ReservationDocumentHeader"
+RESERVATION_ITEM = "A_ReservationDocumentItem"
 MATERIAL = "A_MaterialStock"
 
 SALES_ORG, CHANNEL, DIVISION, COMPANY = "1010", "10", "00", "1010"
@@ -94,6 +97,8 @@ class SapWriter(EmulatorWriter):
             for item in items:
                 self.emit(BILLING_ITEM, item)
         for alloc in s.allocations:
+            for object_name, record in reservation_records(alloc):
+                self.emit(object_name, record)
             if alloc["status"] in ("reserved", "picked"):
                 self._open_stock[(alloc["sku"], alloc["location"])] += alloc["quantity"]
 
@@ -353,6 +358,39 @@ def billing_records(
             }
         )
     return header, items
+
+
+def reservation_records(alloc: Record) -> list[tuple[str, dict[str, Any]]]:
+    """An allocation as the reservation the hub keeps of it: one item, its flags saying
+    the fulfilment status as the hub writes them (connectors.sap.reservation_flags)."""
+    number = xref.sap_reservation_number(alloc["hub_id"])
+    if number is None:
+        return []
+    unit = sap_unit(C.PRODUCTS_BY_SKU[alloc["sku"]].unit)
+    quantity = Decimal(alloc["quantity"])
+    header = {
+        "Reservation": number,
+        "GoodsMovementType": "601",
+        "ReservationDate": alloc["delivery_date"],
+        "SalesOrder": contract_number(alloc["subscription_id"]),
+        "YY1_HubId": alloc["hub_id"],
+        "LastChangeDateTime": alloc["updated_at"],
+    }
+    item = {
+        "Reservation": number,
+        "ReservationItem": "0001",
+        "RecordType": "",
+        "Material": alloc["sku"],
+        "Plant": alloc["location"],
+        "MatlCompRequirementDate": alloc["delivery_date"],
+        "ResvnItmRequiredQtyInEntryUnit": quantity,
+        "EntryUnit": unit,
+        "ResvnItmRequiredQtyInBaseUnit": quantity,
+        "BaseUnit": unit,
+        "GoodsMovementType": "601",
+        **reservation_flags(alloc["status"], quantity),
+    }
+    return [(RESERVATION, header), (RESERVATION_ITEM, item)]
 
 
 def stock_record(sku: str, plant: str, quantity: int) -> dict[str, Any]:

@@ -55,3 +55,17 @@ def salesforce_invoice_number(hub_id: str) -> int:
 def wms_allocation_id(hub_id: str) -> str:
     """The WMS's own allocation id (``ALC-0000042-1-2-20250601`` -> ``WA0000042120250601``)."""
     return "WA" + hub_id.removeprefix("ALC-").replace("-", "")
+
+
+def sap_reservation_number(hub_id: str) -> str | None:
+    """SAP reservation number (10 digits, 5xxxxxxxxx range, clear of the number range the
+    emulator gives new reservations) for a book allocation
+    (``ALC-0000042-1-2-20250601``): customer, subscription, item and the delivery month,
+    which differs between an item's cycles (1, 3 or 12 months apart). None for an id that
+    is not the book's."""
+    parts = hub_id.split("-")
+    if len(parts) != 5 or not all(p.isdigit() for p in parts[1:]):
+        return None
+    customer, k, n, day = (int(p) for p in parts[1:])
+    month = (day // 10_000) * 12 + (day // 100) % 100
+    return f"5{customer % 1_000_000:06d}{k % 10}{n % 10}{month % 10}"

@@ -40,7 +40,7 @@ from sandbox.faults import FaultSpec, FaultState
 from sandbox.sap import SapSettings, create_app, seed_records
 from sandbox.seed import xref
 from sandbox.seed.book import Book
-from sandbox.seed.sap import SapWriter
+from sandbox.seed.sap import SapWriter, contract_number
 from sandbox.server import serve_in_thread
 from sandbox.store import DocumentStore
 
@@ -164,10 +164,10 @@ def test_reads_every_record_once_over_several_pages_then_exactly_the_changes(
     assert _changes(sap, "customer", cursor)[0] == []
 
 
-@pytest.mark.parametrize("entity", ["subscription", "invoice"])
+@pytest.mark.parametrize("entity", ["subscription", "invoice", "allocation"])
 def test_other_entities_page_and_resume(sap: SapConnector, entity: str) -> None:
     records, cursor = _changes(sap, entity)
-    key = {"subscription": "SalesContract", "invoice": "BillingDocument"}[entity]
+    key = {"subscription": "SalesContract", "invoice": "BillingDocument"}.get(entity, "Reservation")
     assert len(records) > 2 * PAGE
     assert len({r[key] for r in records}) == len(records)
     assert _changes(sap, entity, cursor)[0] == []
@@ -400,6 +400,91 @@ def test_subscriptions_are_kept_as_contract_headers(sap: SapConnector) -> None:
     assert created["SalesContractDate"].startswith("2025-04-01")
 
 
+def _reservation(hub_id: str, contract: str, status: str = "reserved") -> dict[str, Any]:
+    """An allocation as mappings/sap/allocation.yaml hands it to the connector."""
+    return {
+        "YY1_HubId": hub_id,
+        "SalesOrder": contract,
+        "Material": "SKU-WIDGET",
+        "Plant": "1010",
+        "ResvnItmRequiredQtyInBaseUnit": 4,
+        "MatlCompRequirementDate": "2025-07-01",
+        "FulfilmentStatus": status,
+    }
+
+
+def test_allocations_are_kept_as_reservations_with_one_item(sap: SapConnector) -> None:
+    """A new allocation is created as a reservation (movement type 601) with its item in
+    one deep insert; the fulfilment status is written as the item's flags and read back
+    from them; an unchanged allocation writes nothing; a status change updates the item."""
+    contracts, _ = _changes(sap, "subscription")
+    contract = contracts[0]["SalesContract"]
+    (created,) = sap.write_batch("allocation", [_reservation("ALC-NEW-1", contract)])
+    assert created.outcome is Outcome.CREATED and created.external_id
+    (held,) = _by_keys(sap, "allocation", ["ALC-NEW-1"])
+    assert held["Reservation"] == created.external_id
+    assert (held["GoodsMovementType"], held["SalesOrder"]) == ("601", contract)
+    assert (held["Material"], held["Plant"], held["ReservationItem"]) == (
+        "SKU-WIDGET",
+        "1010",
+        "0001",
+    )
+    assert Decimal(held["ResvnItmRequiredQtyInBaseUnit"]) == 4
+    assert held["MatlCompRequirementDate"].startswith("2025-07-01")
+    assert held["FulfilmentStatus"] == "reserved"
+    same = sap.write_batch("allocation", [_reservation("ALC-NEW-1", contract)])
+    assert same[0].outcome is Outcome.UNCHANGED
+    for status in ("picked", "shipped", "released"):
+        (moved,) = sap.write_batch("allocation", [_reservation("ALC-NEW-1", contract, status)])
+        assert moved.outcome is Outcome.UPDATED, status
+        (held,) = _by_keys(sap, "allocation", ["ALC-NEW-1"])
+        assert held["FulfilmentStatus"] == status
+    assert held["ReservationItmIsMarkedForDeltn"] is True
+    shipped = _reservation("ALC-NEW-1", contract, "shipped")
+    sap.write_batch("allocation", [shipped])
+    (held,) = _by_keys(sap, "allocation", ["ALC-NEW-1"])
+    assert held["ReservationItemIsFinallyIssued"] is True
+    assert Decimal(held["ResvnItmWithdrawnQtyInBaseUnit"]) == 4  # all of it went out
+    assert len(_by_keys(sap, "allocation", ["ALC-NEW-1"])) == 1
+
+
+def test_an_allocation_sap_refuses_is_reported_with_sap_message(sap: SapConnector) -> None:
+    contracts, _ = _changes(sap, "subscription")
+    bad = {**_reservation("ALC-BAD-1", contracts[0]["SalesContract"]), "Plant": None}
+    good = _reservation("ALC-GOOD-1", contracts[0]["SalesContract"])
+    results = sap.write_batch("allocation", [bad, good])
+    assert [r.outcome for r in results] == [Outcome.REJECTED, Outcome.CREATED]
+    assert "Plant" in (results[0].error or "")
+    assert _by_keys(sap, "allocation", ["ALC-BAD-1"]) == []
+
+
+@pytest.mark.parametrize("mode", ["429", "503", "drop"])
+def test_allocation_writes_through_faults_lose_nothing_and_apply_nothing_twice(
+    emulator: Emulator, sap: SapConnector, mode: str
+) -> None:
+    reservations, _ = _changes(sap, "allocation")
+    open_one = next(r for r in reservations if r["FulfilmentStatus"] == "reserved")
+    contract = open_one["SalesOrder"]
+    picked = {
+        **{k: open_one[k] for k in ("YY1_HubId", "SalesOrder", "Material", "Plant")},
+        "ResvnItmRequiredQtyInBaseUnit": open_one["ResvnItmRequiredQtyInBaseUnit"],
+        "MatlCompRequirementDate": open_one["MatlCompRequirementDate"][:10],
+        "FulfilmentStatus": "shipped",
+    }
+    emulator.fault(mode=mode, count=1, retry_after=0, path=r"\$batch")
+    key = f"ALC-FAULT-{mode}"
+    results = sap.write_batch("allocation", [_reservation(key, contract), picked])
+    assert [r.outcome for r in results] == [Outcome.CREATED, Outcome.UPDATED]
+    assert len(_by_keys(sap, "allocation", [key])) == 1
+    (shipped,) = _by_keys(sap, "allocation", [picked["YY1_HubId"]])
+    assert shipped["FulfilmentStatus"] == "shipped"
+    assert not emulator.faults.active()
+    during, _ = _changes(sap, "allocation")
+    assert sorted(r["YY1_HubId"] for r in during) == sorted(
+        [r["YY1_HubId"] for r in reservations] + [key]
+    )
+
+
 def _meanwhile(sap: SapConnector, env: dict[str, str], hub_id: str, times: int) -> list[str]:
     """Another SAP user changes ``hub_id`` right after each of the connector's reads of it
     (``times`` times): the ETag the connector just read is stale when it writes."""
@@ -559,10 +644,19 @@ class BookRefs:
             for s in book.slices()
         }
 
+        self.contracts = {
+            contract_number(sub["hub_id"]): sub["hub_id"]
+            for s in book.slices()
+            for sub in s.subscriptions
+        }
+
     def to_hub(self, entity: str, system: str, external_id: str) -> str | None:
-        return self.customers.get(external_id) if entity == "customer" else None
+        held = {"customer": self.customers, "subscription": self.contracts}.get(entity, {})
+        return held.get(external_id)
 
     def to_system(self, entity: str, system: str, hub_id: str) -> str | None:
+        if entity == "subscription":
+            return contract_number(hub_id)
         return xref.sap_customer_number(hub_id) if entity == "customer" else None
 
 
