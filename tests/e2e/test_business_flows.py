@@ -255,20 +255,29 @@ def test_invoice_issued_in_billing_becomes_sap_document_and_salesforce_invoice(
     assert sf[0]["Dunning_Stage__c"] == 2
 
 
-def test_wms_fulfilment_status_flows_back_to_billing(land: Landscape) -> None:
+def test_wms_fulfilment_status_flows_back_to_billing_and_sap(land: Landscape) -> None:
+    """The WMS picks, then ships: billing's allocation and SAP's reservation follow (the
+    reservation item released for goods movement, then finally issued in full)."""
     with land.wms() as wms:
         listed = wms.get("/v1/allocations", params={"status": "reserved", "limit": 1}).json()
         allocation = listed["data"][0]
-        response = wms.patch(f"/v1/allocations/{allocation['id']}", json={"status": "picked"})
-        assert response.status_code == 200, response.text
-    land.sync()
-    with land.billing.connect() as conn:
-        status = conn.execute(
-            sa.select(allocations.c.status).where(
-                allocations.c.wms_allocation_id == allocation["id"]
-            )
-        ).scalar_one()
-    assert status == "picked"
+        reservation = land.sap("allocation", allocation["external_ref"])
+        assert reservation is not None and reservation["FulfilmentStatus"] == "reserved"
+        for status in ("picked", "shipped"):
+            response = wms.patch(f"/v1/allocations/{allocation['id']}", json={"status": status})
+            assert response.status_code == 200, response.text
+            land.sync()
+            with land.billing.connect() as conn:
+                row = conn.execute(
+                    sa.select(allocations).where(
+                        allocations.c.wms_allocation_id == allocation["id"]
+                    )
+                ).one()
+            assert row.status == status
+            reservation = land.sap("allocation", row.hub_id)
+            assert reservation is not None and reservation["FulfilmentStatus"] == status
+    assert reservation["ReservationItemIsFinallyIssued"] is True
+    assert float(reservation["ResvnItmWithdrawnQtyInBaseUnit"]) == row.quantity
 
 
 def test_new_allocation_for_a_retired_sku_is_held_back_and_reported(land: Landscape) -> None:
@@ -303,6 +312,7 @@ def test_new_allocation_for_a_retired_sku_is_held_back_and_reported(land: Landsc
     with land.wms() as wms:
         held = wms.get("/v1/allocations", params={"external_ref": row.hub_id}).json()["data"]
     assert [a for a in held if a.get("external_ref") == row.hub_id] == []
+    assert land.sap("allocation", row.hub_id) is None, "nor an SAP reservation"
     entry = next(
         e
         for e in land.open_quarantine()
@@ -310,6 +320,10 @@ def test_new_allocation_for_a_retired_sku_is_held_back_and_reported(land: Landsc
     )
     assert RETIRED_SKU in entry.reason and "retired" in entry.reason
     assert report["wms"]["allocation"]["quarantined"] >= 1
+    assert any(
+        e.system == "sap" and e.external_key == row.hub_id and RETIRED_SKU in e.reason
+        for e in land.open_quarantine()
+    )
     if before_wms is not None:  # allocations made before the SKU was retired stay served
         with land.wms() as wms:
             assert wms.get(f"/v1/allocations/{before_wms}").status_code == 200
