@@ -51,11 +51,20 @@ def mappings_check(
     root: Path = typer.Option(MAPPINGS_DIR, help="folder of <system>/<entity>.yaml files"),
 ) -> None:
     """Validate every mapping; errors name the file, line and field."""
+    from hub.sync.deliveries import RULES_FILE, DeliveryRules
+
     specs, errors = load_all(root)
-    for error in errors:
-        typer.echo(str(error), err=True)
-    if errors:
-        typer.echo(f"{len(errors)} mapping error(s) in {root}", err=True)
+    problems = [str(error) for error in errors]
+    rules = root / RULES_FILE.name  # the delivery planner's rules live beside the mappings
+    try:
+        if rules.exists() or rules == RULES_FILE:
+            DeliveryRules.load(rules)
+    except ValueError as exc:
+        problems.append(str(exc))
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        typer.echo(f"{len(problems)} mapping error(s) in {root}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{len(specs)} mapping file(s) OK in {root}")
 

@@ -9,6 +9,7 @@ such a record is valid input whose drift the reconciliation must see and report.
 
 from __future__ import annotations
 
+import calendar
 import enum
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -207,6 +208,18 @@ class SubscriptionStatus(enum.StrEnum):
     PAST_DUE = "past_due"
     PAUSED = "paused"
     CANCELED = "canceled"
+
+
+#: Subscription statuses that take deliveries (trials ship hardware, as billing plans it):
+#: the delivery planner keeps their allocations, the reconciliation checks them.
+DELIVERING_STATUSES = ("active", "trialing", "past_due")
+
+
+def add_months(day: date, months: int) -> date:
+    """``day`` plus whole months, clipped to the month's last day (Jan 31 + 1 = Feb 28)."""
+    total = day.year * 12 + day.month - 1 + months
+    year, month = divmod(total, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 class SubscriptionItem(BaseModel):

@@ -85,6 +85,14 @@ def test_mapping_errors_name_file_line_and_field(tmp_path: Path) -> None:
     assert "3 mapping error(s)" in result.output
 
 
+def test_invalid_delivery_rules_are_reported_by_mappings_check(tmp_path: Path) -> None:
+    (tmp_path / "deliveries.yaml").write_text("physical_families: []\nwarehouses: {DE: 1}\n")
+    result = runner.invoke(app, ["mappings", "check", "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "deliveries.yaml: delivery rules are invalid" in result.output
+    assert "physical_families" in result.output
+
+
 def test_two_owners_of_one_field_is_an_error(tmp_path: Path) -> None:
     for system in ("salesforce", "sap"):
         (tmp_path / system).mkdir()

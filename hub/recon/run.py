@@ -36,7 +36,7 @@ from sqlalchemy import Engine, select
 
 from connectors.base import Connector, Window
 from hub.mapping_spec import MappingSpec
-from hub.model import ENTITIES
+from hub.model import DELIVERING_STATUSES, ENTITIES
 from hub.recon import checks
 from hub.recon import findings as F
 from hub.recon.compare import Child, compare
@@ -56,8 +56,6 @@ CROSS_SYSTEM_FIELDS = ("total_minor",)
 #: Which golden records a system is expected to hold, where not all of them (SQL over the
 #: golden table): SAP bills every invoice but drafts.
 COVERAGE: dict[tuple[str, str], str] = {("sap", "invoice"): "status IS DISTINCT FROM 'draft'"}
-#: Subscription statuses that take deliveries (trials ship hardware, as billing plans it).
-DELIVERING_STATUSES = ("active", "trialing", "past_due")
 #: Amount at stake of a missing / orphan record.
 AMOUNT_FIELDS = {"invoice": "total_minor"}
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.store.models import (
@@ -141,6 +141,38 @@ def golden_for(session: Session, entity: str, hub_ids: Sequence[str]) -> dict[st
         select(GoldenRecord).where(GoldenRecord.entity == entity, GoldenRecord.hub_id.in_(hub_ids))
     )
     return {row.hub_id: row for row in rows}
+
+
+def golden_changed_since(
+    session: Session, entity: str, after: tuple[datetime, str] | None, limit: int
+) -> list[GoldenRecord]:
+    """The next ``limit`` golden records changed after ``after`` (updated_at, hub_id),
+    oldest first: a resumable walk over what changed (index on entity, updated_at)."""
+    stmt = select(GoldenRecord).where(GoldenRecord.entity == entity)
+    if after is not None:
+        stamp, key = after
+        stmt = stmt.where(
+            or_(
+                GoldenRecord.updated_at > stamp,
+                and_(GoldenRecord.updated_at == stamp, GoldenRecord.hub_id > key),
+            )
+        )
+    stmt = stmt.order_by(GoldenRecord.updated_at, GoldenRecord.hub_id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def golden_ids_by(session: Session, entity: str, field: str) -> dict[str, list[str]]:
+    """Hub ids of ``entity``'s golden records grouped by the value of one top-level field
+    (allocations by subscription): one streamed read of two columns."""
+    value = GoldenRecord.data[field].as_string()
+    out: dict[str, list[str]] = {}
+    rows = session.execute(
+        select(value, GoldenRecord.hub_id).where(GoldenRecord.entity == entity)
+    ).yield_per(10_000)
+    for ref, hub_id in rows:
+        if ref is not None:
+            out.setdefault(str(ref), []).append(hub_id)
+    return out
 
 
 # -- outbox ---------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from hub.model import ENTITIES, CanonicalValidationError, validate_record
 from hub.store import repo
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
+from hub.sync import deliveries
+from hub.sync.deliveries import DeliveryRules
 from hub.sync.lock import store_lock
 from hub.sync.merge import collapse_empty, flatten, merge
 from hub.transforms import load_code_lists
@@ -42,6 +44,8 @@ EXTERNAL_IDS = "external_ids"
 #: Counts of golden-record changes are reported under this pseudo-system; a real system's
 #: created/updated/unchanged count the hub's writes into it.
 HUB = "hub"
+#: the delivery planner's cursor (under the hub pseudo-system): the last subscription planned
+DELIVERY_PLAN = "allocation-plan"
 
 
 @dataclass
@@ -125,6 +129,7 @@ class SyncEngine:
         push_batch_size: int = 200,
         lock_wait_seconds: float = 300,
         progress: Callable[[str, str, Counts], None] | None = None,
+        delivery_rules: DeliveryRules | None = None,
     ) -> None:
         if specs is None:
             loaded, errors = load_all(MAPPINGS_DIR)
@@ -146,6 +151,9 @@ class SyncEngine:
         self.counts: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
         self._links_minted = 0  # new external ids recorded by this pass's pushes
         self.errors: list[str] = []
+        #: allocations follow the subscriptions that changed (hub.sync.deliveries)
+        self.delivery_rules = delivery_rules
+        self.plan_deliveries = True
 
     # -- public -------------------------------------------------------------------------
     def run(
@@ -188,6 +196,8 @@ class SyncEngine:
         for system in order:
             if system not in creators:
                 self.pull(system, entity)
+        if entity == "allocation" and self.plan_deliveries:
+            self._plan_deliveries()
         for system in self._push_order(entity, self._systems(entity, systems)):
             self.push(system, entity)
         # this pass's pushes may have created what quarantined records were waiting for
@@ -249,6 +259,96 @@ class SyncEngine:
             with self.sessions.begin() as s:
                 self._ingest(s, entry.system, entity, fresh or [entry.payload])
         return len(entries)
+
+    # -- delivery planning --------------------------------------------------------------
+    def _plan_deliveries(self, chunk: int = 500) -> None:
+        """Bring allocations in step with every subscription changed since the last plan
+        (hub.sync.deliveries), a chunk of subscriptions per transaction together with the
+        plan's cursor, so a crash replays the chunk and plans the same records again.
+        Runs under the subscription lock: no subscription commits behind the cursor."""
+        rules = self.delivery_rules = self.delivery_rules or DeliveryRules.load()
+        counts = self.counts[HUB]["allocation"]
+        by_subscription: dict[str, list[str]] | None = None
+        with store_lock(self.engine, "sync:subscription", wait_seconds=self.lock_wait_seconds):
+            while True:
+                with self.sessions.begin() as s:
+                    cursor = repo.get_cursor(s, HUB, DELIVERY_PLAN)
+                    after = _split_cursor(cursor)
+                    subs = repo.golden_changed_since(s, "subscription", after, chunk)
+                    if not subs:
+                        return
+                    if by_subscription is None:
+                        by_subscription = repo.golden_ids_by(s, "allocation", "subscription_id")
+                    wanted = [h for sub in subs for h in by_subscription.get(sub.hub_id, [])]
+                    allocations = repo.golden_for(s, "allocation", wanted)
+                    skus = {str(i["sku"]) for sub in subs for i in sub.data.get("items") or ()}
+                    products = {
+                        k: g.data for k, g in repo.golden_for(s, "product", sorted(skus)).items()
+                    }
+                    customers = repo.golden_for(
+                        s, "customer", sorted({str(sub.data["customer_id"]) for sub in subs})
+                    )
+                    now = utcnow()
+                    for sub in subs:
+                        mine = [
+                            allocations[h].data
+                            for h in by_subscription.get(sub.hub_id, [])
+                            if h in allocations
+                        ]
+                        customer = customers.get(str(sub.data["customer_id"]))
+                        try:
+                            planned = deliveries.plan(
+                                sub.data,
+                                mine,
+                                products,
+                                customer.data if customer is not None else None,
+                                rules,
+                                today=now.date(),
+                                now=now,
+                            )
+                        except deliveries.NoWarehouseError as exc:
+                            counts.failed += 1
+                            self.errors.append(str(exc))
+                            log.error("%s", exc)
+                            continue
+                        for p in planned:
+                            golden = self._write_planned(s, p, allocations.get(p.hub_id), now)
+                            allocations[p.hub_id] = golden
+                            if p.created:
+                                by_subscription.setdefault(sub.hub_id, []).append(p.hub_id)
+                                counts.created += 1
+                            else:
+                                counts.updated += 1
+                            self._plan(s, "allocation", p.hub_id, golden.data)
+                    last = subs[-1]
+                    repo.set_cursor(
+                        s, HUB, DELIVERY_PLAN, f"{last.updated_at.isoformat()}|{last.hub_id}"
+                    )
+                self._tick(HUB, "allocation")
+
+    @staticmethod
+    def _write_planned(
+        s: Session, planned: deliveries.Planned, golden: GoldenRecord | None, now: datetime
+    ) -> GoldenRecord:
+        """The planned allocation as its golden record; the fields the plan set are
+        marked as the hub's (their owners' next statement takes them over)."""
+        clean = validate_record("allocation", planned.data).model_dump(mode="json")
+        stamp = {"system": HUB, "at": now.isoformat()}
+        changed = {f: dict(stamp) for f in planned.changed if f not in ("hub_id", "updated_at")}
+        if golden is None:
+            golden = GoldenRecord(
+                entity="allocation",
+                hub_id=planned.hub_id,
+                data=clean,
+                field_meta=changed,
+                fingerprint=fingerprint(clean),
+            )
+            s.add(golden)
+            return golden
+        golden.data, golden.field_meta = clean, {**golden.field_meta, **changed}
+        golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
+        golden.updated_at = now
+        return golden
 
     # -- helpers ------------------------------------------------------------------------
     def _systems(self, entity: str, systems: Sequence[str] | None) -> list[str]:
@@ -828,6 +928,13 @@ def _ref_values(rows: Sequence[Any], path: str) -> set[str]:
         if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
             out.add(str(value))
     return out
+
+
+def _split_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    stamp, key = cursor.split("|", 1)
+    return datetime.fromisoformat(stamp), key
 
 
 def _content(data: Mapping[str, Any]) -> dict[str, Any]:

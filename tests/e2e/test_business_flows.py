@@ -203,6 +203,118 @@ def test_subscription_sold_then_cancelled_in_billing_reaches_salesforce_and_sap(
     assert str(contract["SalesContractValidityEndDate"])[:10] == str(end)
 
 
+def _deliveries(land: Landscape, sub_id: int) -> list[Any]:
+    with land.billing.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(allocations)
+                .where(allocations.c.subscription_id == sub_id)
+                .order_by(allocations.c.item_id, allocations.c.delivery_date)
+            ).all()
+        )
+
+
+def _wms_allocation(land: Landscape, hub_id: str) -> dict[str, Any]:
+    with land.wms() as wms:
+        found = wms.get("/v1/allocations", params={"external_ref": hub_id}).json()["data"]
+    (one,) = [a for a in found if a.get("external_ref") == hub_id]
+    return dict(one)
+
+
+def test_subscription_changes_plan_its_deliveries_in_billing_wms_and_sap(
+    land: Landscape,
+) -> None:
+    """Billing sells a subscription with a shipped item: the hub plans its next delivery
+    (billing's allocation, a WMS reservation, an SAP stock reservation on the SAP
+    contract); an upgrade adjusts the reserved quantity everywhere; a pause releases it."""
+    with land.billing.begin() as conn:
+        template = conn.execute(
+            sa.select(subscriptions)
+            .where(
+                subscriptions.c.status == "active",
+                subscriptions.c.id.in_(
+                    sa.select(allocations.c.subscription_id).where(
+                        allocations.c.status == "reserved", allocations.c.sku != RETIRED_SKU
+                    )
+                ),
+            )
+            .order_by(subscriptions.c.hub_id)
+            .limit(1)
+        ).one()
+        new_id = _clone(conn, subscriptions, template, hub_id=None, contract_number="C-SHIP-0001")
+        shipped_skus = set(
+            conn.scalars(
+                sa.select(allocations.c.item_id).where(allocations.c.subscription_id == template.id)
+            )
+        )
+        for item in conn.execute(
+            sa.select(subscription_items).where(subscription_items.c.subscription_id == template.id)
+        ).all():
+            _clone(conn, subscription_items, item, subscription_id=new_id)
+    land.sync()
+    planned = _deliveries(land, new_id)
+    assert planned, "the new subscription's shipped items get a delivery"
+    assert {row.item_id for row in planned} == shipped_skus
+    assert all(row.status == "reserved" and row.hub_id for row in planned)
+    first = planned[0]
+    with land.billing.connect() as conn:
+        item = conn.execute(
+            sa.select(subscription_items).where(
+                subscription_items.c.subscription_id == new_id,
+                subscription_items.c.item_id == first.item_id,
+            )
+        ).one()
+        sub_hub_id = conn.execute(
+            sa.select(subscriptions.c.hub_id).where(subscriptions.c.id == new_id)
+        ).scalar_one()
+    assert first.quantity == item.quantity and first.delivery_date >= date.today()
+    wms = _wms_allocation(land, first.hub_id)
+    assert (wms["status"], wms["quantity"], wms["order_ref"]) == (
+        "reserved",
+        item.quantity,
+        sub_hub_id,
+    )
+    assert first.wms_allocation_id == wms["id"]
+    reservation = land.sap("allocation", first.hub_id)
+    contract = land.sap("subscription", sub_hub_id)
+    assert reservation is not None and contract is not None
+    assert reservation["SalesOrder"] == contract["SalesContract"]
+    assert (reservation["Material"], reservation["FulfilmentStatus"]) == (item.sku, "reserved")
+
+    # upgrade: three more of the item; billing stamps the subscription as changed
+    with land.billing.begin() as conn:
+        conn.execute(
+            sa.update(subscription_items)
+            .where(subscription_items.c.id == item.id)
+            .values(quantity=item.quantity + 3)
+        )
+        conn.execute(
+            sa.update(subscriptions).where(subscriptions.c.id == new_id).values(updated_at=_now())
+        )
+    land.sync()
+    (after,) = [r for r in _deliveries(land, new_id) if r.hub_id == first.hub_id]
+    assert after.quantity == item.quantity + 3
+    assert _wms_allocation(land, first.hub_id)["quantity"] == item.quantity + 3
+    reservation = land.sap("allocation", first.hub_id)
+    assert reservation is not None
+    assert float(reservation["ResvnItmRequiredQtyInBaseUnit"]) == item.quantity + 3
+
+    # pause: the reserved delivery is released everywhere
+    with land.billing.begin() as conn:
+        conn.execute(
+            sa.update(subscriptions)
+            .where(subscriptions.c.id == new_id)
+            .values(status="paused", updated_at=_now())
+        )
+    land.sync()
+    assert {r.status for r in _deliveries(land, new_id)} == {"released"}
+    assert _wms_allocation(land, first.hub_id)["status"] == "released"
+    reservation = land.sap("allocation", first.hub_id)
+    assert reservation is not None and reservation["FulfilmentStatus"] == "released"
+    report = land.sync()  # and it settles: nothing more to plan or write
+    assert report["hub"]["allocation"]["created"] == report["hub"]["allocation"]["updated"] == 0
+
+
 def test_invoice_issued_in_billing_becomes_sap_document_and_salesforce_invoice(
     land: Landscape,
 ) -> None:

@@ -1,0 +1,189 @@
+"""Delivery planning: the inventory allocations a subscription needs, kept in step with it.
+
+Billing sells and changes subscriptions; it does not plan stock. When a subscription
+changes, the hub derives what its deliveries must look like and writes the difference as
+allocation golden records, which the sync then pushes like any other change (to billing,
+the WMS as reservations, SAP as stock reservations):
+
+- a delivering subscription (``DELIVERING_STATUSES``) keeps, for each shipped item (a
+  product whose family ``mappings/deliveries.yaml`` lists as physical, not retired in
+  the PIM), one *reserved* allocation of the item's quantity: an upgrade or downgrade
+  adjusts the reserved quantity; an item without one gets the next delivery, reopening a
+  released allocation still ahead of today (a resumed pause) or planning a new one on the
+  next cycle date, at the subscription's warehouse;
+- a paused, cancelled or otherwise not delivering subscription, or an item removed from
+  it, releases its reserved allocations.
+
+Picked and shipped allocations are the WMS's and are never touched. The rules only look
+at the current state, so planning again changes nothing: a replay after a crash, or the
+same subscription seen twice, plans the same records under the same hub ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hub.mapping_spec import MAPPINGS_DIR
+from hub.model import DELIVERING_STATUSES, BillingPeriod, add_months
+
+RULES_FILE = MAPPINGS_DIR / "deliveries.yaml"
+OPEN, RELEASED = "reserved", "released"
+
+
+class DeliveryRules(BaseModel):
+    """``mappings/deliveries.yaml``: which products ship and from where."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    physical_families: frozenset[str] = Field(min_length=1)
+    #: ship-from location (WMS location = SAP plant) by the customer's shipping country
+    #: (its billing country when it has no shipping address)
+    warehouses: dict[str, str]
+    default_warehouse: str | None = None
+
+    @classmethod
+    def load(cls, path: Path = RULES_FILE) -> DeliveryRules:
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text()) or {})
+        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            raise ValueError(f"{path}: delivery rules are invalid: {exc}") from None
+
+    def warehouse_for(self, customer: Mapping[str, Any] | None) -> str | None:
+        return self.warehouses.get(str(_country(customer)), self.default_warehouse)
+
+
+class NoWarehouseError(ValueError):
+    """A delivery is due but no warehouse is known for the customer's country."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One allocation to write: ``changed`` names the fields the plan set (all of a new
+    one's)."""
+
+    hub_id: str
+    data: dict[str, Any]
+    changed: tuple[str, ...]
+    created: bool
+
+
+def next_delivery(subscription: Mapping[str, Any], today: date) -> date:
+    """The first cycle date on or after ``today``, counted from the first billed day
+    (the trial's end, else the start) in billing periods."""
+    first = date.fromisoformat(str(subscription.get("trial_end") or subscription["start_date"]))
+    months = BillingPeriod(subscription.get("billing_period") or "month").months
+    cycle, day = 0, first
+    while day < today:
+        cycle += 1
+        day = add_months(first, cycle * months)
+    return day
+
+
+def plan(
+    subscription: Mapping[str, Any],
+    allocations: Sequence[Mapping[str, Any]],
+    products: Mapping[str, Mapping[str, Any]],
+    customer: Mapping[str, Any] | None,
+    rules: DeliveryRules,
+    *,
+    today: date,
+    now: datetime,
+) -> list[Planned]:
+    """The allocations to create or change so ``allocations`` (this subscription's
+    golden allocations) match ``subscription``."""
+    sub_id = str(subscription["hub_id"])
+    delivering = subscription.get("status") in DELIVERING_STATUSES
+    shipped_items = {
+        str(item["item_id"]): item
+        for item in subscription.get("items") or ()
+        if (products.get(str(item["sku"])) or {}).get("family") in rules.physical_families
+    }
+    out: list[Planned] = []
+    current = {str(a["hub_id"]): dict(a) for a in allocations}
+
+    def change(hub_id: str, **values: Any) -> None:
+        record = current[hub_id]
+        changed = tuple(k for k, v in values.items() if record.get(k) != v)
+        if changed:
+            record.update(values, updated_at=now.isoformat())
+            out.append(Planned(hub_id, record, changed, created=False))
+
+    for hub_id, alloc in sorted(current.items()):
+        if alloc.get("status") != OPEN:
+            continue
+        item = shipped_items.get(str(alloc.get("subscription_item_id")))
+        if not delivering or item is None:
+            change(hub_id, status=RELEASED)
+        elif alloc.get("quantity") != item["quantity"]:
+            change(hub_id, quantity=item["quantity"])
+    if not delivering:
+        return out
+    location = _location(current.values()) or rules.warehouse_for(customer)
+    for item_id, item in sorted(shipped_items.items()):
+        mine = [a for a in current.values() if str(a.get("subscription_item_id")) == item_id]
+        if any(a.get("status") == OPEN for a in mine):
+            continue
+        if (products.get(str(item["sku"])) or {}).get("lifecycle") == "retired":
+            continue  # a retired SKU gets no new deliveries (reported by the reconciliation)
+        reopen = sorted(
+            (a for a in mine if a.get("status") == RELEASED and _day(a) >= today),
+            key=lambda a: (_day(a), str(a["hub_id"])),
+        )
+        if reopen:
+            change(str(reopen[0]["hub_id"]), status=OPEN, quantity=item["quantity"])
+            continue
+        if location is None:
+            raise NoWarehouseError(
+                f"subscription {sub_id} item {item_id} needs a delivery, but no warehouse "
+                f"is known for its customer's country {_country(customer)!r}: add it under "
+                f"warehouses in {RULES_FILE.name} (or set default_warehouse)"
+            )
+        when = next_delivery(subscription, today)
+        hub_id = _allocation_id(sub_id, item_id, when)
+        if hub_id in current:  # planned and shipped or picked already this cycle
+            continue
+        record = {
+            "hub_id": hub_id,
+            "subscription_id": sub_id,
+            "subscription_item_id": item_id,
+            "sku": item["sku"],
+            "location": location,
+            "quantity": item["quantity"],
+            "delivery_date": when.isoformat(),
+            "status": OPEN,
+            "updated_at": now.isoformat(),
+        }
+        current[hub_id] = record
+        out.append(Planned(hub_id, record, tuple(record), created=True))
+    return out
+
+
+def _allocation_id(sub_id: str, item_id: str, when: date) -> str:
+    """A planned delivery's hub id: the same plan always names it the same (a replay
+    never duplicates it), short enough for every system's key field (SAP's YY1_HubId
+    holds 40): a digest of subscription and item, and the delivery date."""
+    digest = hashlib.sha256(f"{sub_id}|{item_id}".encode()).hexdigest()[:12]
+    return f"ALC-{digest}-{when:%Y%m%d}"
+
+
+def _country(customer: Mapping[str, Any] | None) -> str | None:
+    """Where the customer's goods go: its shipping country, else its billing country."""
+    address = (customer or {}).get("shipping_address") or (customer or {}).get("billing_address")
+    return (address or {}).get("country")
+
+
+def _location(allocations: Iterable[Mapping[str, Any]]) -> str | None:
+    """Where the subscription's newest allocation ships from."""
+    latest = max(allocations, key=lambda a: (_day(a), str(a["hub_id"])), default=None)
+    return str(latest["location"]) if latest and latest.get("location") else None
+
+
+def _day(allocation: Mapping[str, Any]) -> date:
+    return date.fromisoformat(str(allocation["delivery_date"])[:10])
