@@ -123,8 +123,12 @@ def _golden_asset(entity: str, systems: list[str], upstream: list[AssetKey]) -> 
         engine = _engine(context, systems)
         with store_lock(engine.engine, f"sync:{entity}"):
             retried = engine.retry_quarantine(entity)
+            if entity == "allocation":  # deliveries follow the subscriptions that changed
+                engine.plan_deliveries()
         for connector in engine.connectors.values():
             connector.close()
+        if engine.errors:
+            raise Failure(description="; ".join(engine.errors))
         with engine.sessions() as s:
             records = s.scalar(select(func.count()).where(GoldenRecord.entity == entity))
             quarantined = s.scalar(
@@ -143,6 +147,7 @@ def _golden_asset(entity: str, systems: list[str], upstream: list[AssetKey]) -> 
                 "quarantine_open": MetadataValue.int(quarantined or 0),
                 "quarantine_retried": MetadataValue.int(retried),
                 "pushes_pending": MetadataValue.int(pending or 0),
+                "golden_changes": MetadataValue.json(asdict(engine.counts[HUB][entity])),
             }
         )
 

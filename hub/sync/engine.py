@@ -153,7 +153,6 @@ class SyncEngine:
         self.errors: list[str] = []
         #: allocations follow the subscriptions that changed (hub.sync.deliveries)
         self.delivery_rules = delivery_rules
-        self.plan_deliveries = True
 
     # -- public -------------------------------------------------------------------------
     def run(
@@ -196,8 +195,8 @@ class SyncEngine:
         for system in order:
             if system not in creators:
                 self.pull(system, entity)
-        if entity == "allocation" and self.plan_deliveries:
-            self._plan_deliveries()
+        if entity == "allocation":
+            self.plan_deliveries()
         for system in self._push_order(entity, self._systems(entity, systems)):
             self.push(system, entity)
         # this pass's pushes may have created what quarantined records were waiting for
@@ -261,7 +260,7 @@ class SyncEngine:
         return len(entries)
 
     # -- delivery planning --------------------------------------------------------------
-    def _plan_deliveries(self, chunk: int = 500) -> None:
+    def plan_deliveries(self, chunk: int = 500) -> None:
         """Bring allocations in step with every subscription changed since the last plan
         (hub.sync.deliveries), a chunk of subscriptions per transaction together with the
         plan's cursor, so a crash replays the chunk and plans the same records again.
