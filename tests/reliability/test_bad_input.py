@@ -43,9 +43,15 @@ from hub.sync.engine import SyncEngine
 from hub.transforms import load_code_lists
 from sandbox.seed.book import Book
 
-SPECS, _ERRORS = load_all(MAPPINGS_DIR)
-CODES = load_code_lists(MAPPINGS_DIR)
 ENTITIES = ("product", "customer", "allocation")
+#: the mappings of this landscape: a copy that refers to an entity it does not hold (SAP's
+#: reservations name their sales contract) has no place in it
+SPECS = [
+    spec
+    for spec in load_all(MAPPINGS_DIR)[0]
+    if spec.entity in ENTITIES and all(f.ref in (None, *ENTITIES) for f in spec.fields.values())
+]
+CODES = load_code_lists(MAPPINGS_DIR)
 #: the system whose records hypothesis corrupts, and in which entity
 TARGETS = {
     "billing": "customer",
@@ -237,7 +243,7 @@ def _golden(url: str, entity: str, key: str) -> Any:
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, MemorySystem]]:
     """A clean landscape after two syncs: nothing quarantined, nothing left to write."""
-    assert _ERRORS == []
+    assert load_all(MAPPINGS_DIR)[1] == []
     folder = tmp_path_factory.mktemp("bad-input")
     db = folder / "hub.sqlite"
     url = f"sqlite:///{db}"
