@@ -203,6 +203,7 @@ def _invoice(inv: Record, invoice_id: int, sub_ids: dict[str, int]) -> dict[str,
         account_id=xref.customer_index(inv["customer_id"]) + 1,
         subscription_id=sub_ids.get(inv["subscription_id"] or ""),
         sap_billing_document=xref.sap_billing_document(inv["hub_id"]),
+        salesforce_invoice_id=xref.salesforce_invoice_id(inv["hub_id"]),
         paid_at=inv["updated_at"] if inv["status"] == "paid" else None,
         created_at=inv["updated_at"],
     )

@@ -63,10 +63,6 @@ def subscription_id(hub_id: str) -> str:
     return xref.salesforce_id("a0S", int(customer) * 100 + int(k))
 
 
-def invoice_id(hub_id: str) -> str:
-    return xref.salesforce_id("a0I", xref.salesforce_invoice_number(hub_id))
-
-
 def account(c: Record) -> dict[str, Any]:
     address = c["billing_address"]
     shipping = c.get("shipping_address") or {}
@@ -144,7 +140,7 @@ def subscription(sub: Record) -> dict[str, Any]:
 def invoice(inv: Record) -> dict[str, Any]:
     currency = inv["currency"]
     return {
-        "Id": invoice_id(inv["hub_id"]),
+        "Id": xref.salesforce_invoice_id(inv["hub_id"]),
         "Hub_Id__c": inv["hub_id"],
         "Invoice_Number__c": inv["number"],
         "Account__c": xref.salesforce_account_id(inv["customer_id"]),

@@ -52,6 +52,11 @@ def salesforce_invoice_number(hub_id: str) -> int:
     return customer * 1_000 + k * 100 + n
 
 
+def salesforce_invoice_id(hub_id: str) -> str:
+    """The Invoice__c id (``a0I``) billing keeps for an invoice."""
+    return salesforce_id("a0I", salesforce_invoice_number(hub_id))
+
+
 def wms_allocation_id(hub_id: str) -> str:
     """The WMS's own allocation id (``ALC-0000042-1-2-20250601`` -> ``WA0000042120250601``)."""
     return "WA" + hub_id.removeprefix("ALC-").replace("-", "")

@@ -23,7 +23,7 @@ from sandbox.runner import running_sandbox
 from sandbox.seed import catalog as C
 from sandbox.seed import xref
 from sandbox.seed.book import Book
-from sandbox.seed.salesforce import invoice_id, monthly_recurring, subscription_id
+from sandbox.seed.salesforce import monthly_recurring, subscription_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -120,7 +120,7 @@ def test_salesforce_agrees_with_billing_except_for_the_planted_drift(tmp_path: P
     assert set(invoices) == set(expected)
     for hub_id, row in invoices.items():
         inv, _ = expected[hub_id]
-        assert row["Id"] == invoice_id(hub_id)
+        assert row["Id"] == xref.salesforce_invoice_id(hub_id)
         total = Decimal(str(row["Total_Amount__c"])).scaleb(exponent(inv["currency"]))
         assert total == inv["total_minor"]
         assert row["CurrencyIsoCode"] == inv["currency"]
