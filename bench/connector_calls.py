@@ -16,7 +16,8 @@ Salesforce; ``$metadata`` and the CSRF token fetch for SAP). Minimums:
 * Bulk API 2.0 query: create + one poll + ceil(n/50,000) result pages;
 * REST query (deltas): ceil(n/2,000), the first page and the ``nextRecordsUrl`` pages;
 * REST by keys: ceil(keys/500), one ``IN`` list per call;
-* SAP OData reads: ceil(n/1,000) server pages; writes: ceil(n/batch_size) ``$batch``.
+* SAP OData reads: ceil(n/1,000) server pages; writes: ceil(n/batch_size) ``$batch``, for
+  customers (business partners) and allocations (stock reservations with their item).
 
 The table prints the ratio calls/minimum; the exit status is 1 when any exceeds 1.1, and
 ``--detail`` (or a ratio over 1.1) prints which calls the rows spent.
@@ -130,37 +131,55 @@ def salesforce_rows(sb: SandboxHandle, n: int) -> list[Row]:
     return rows
 
 
-def _drain(connector: Any, cursor: str | None) -> tuple[int, str | None]:
+def _drain(connector: Any, cursor: str | None, entity: str = "customer") -> tuple[int, str | None]:
     total = 0
-    for batch in connector.read_changes("customer", cursor):
+    for batch in connector.read_changes(entity, cursor):
         total += len(batch.records)
         cursor = batch.cursor or cursor
     return total, cursor
 
 
 def sap_rows(sb: SandboxHandle, n: int) -> list[Row]:
-    rows: list[Row] = []
-    sap = _fresh(sb, "sap")
-    customers = [
-        {
-            "YY1_HubId": f"CUS-SAPB-{i:07d}",
-            "CustomerFullName": f"Bench Kunde {i}",
-            "Currency": "EUR",
-            "CustomerPaymentTerms": "NT30",
-        }
-        for i in range(n)
-    ]
-    calls, kinds = _measure(sb, "sap", lambda: sap.write_batch("customer", customers))
-    size = sap.settings.batch_size
-    need = 2 + math.ceil(n / size)
-    rows.append(Row("sap", f"write, $batch of {size}", n, calls, need, f"2+n/{size}", kinds))
+    """Customers (business partners) and allocations (stock reservations, deep-inserted
+    with their item): written, then read back through server paging."""
+    records: dict[str, list[dict[str, Any]]] = {
+        "customer": [
+            {
+                "YY1_HubId": f"CUS-SAPB-{i:07d}",
+                "CustomerFullName": f"Bench Kunde {i}",
+                "Currency": "EUR",
+                "CustomerPaymentTerms": "NT30",
+            }
+            for i in range(n)
+        ],
+        "allocation": [
+            {
+                "YY1_HubId": f"ALC-SAPB-{i:07d}",
+                "Material": "HW-GATEWAY",
+                "Plant": "DE01",
+                "ResvnItmRequiredQtyInBaseUnit": 1 + i % 5,
+                "MatlCompRequirementDate": "2026-12-15",
+                "FulfilmentStatus": "reserved",
+            }
+            for i in range(n)
+        ],
+    }
+    return [row for entity, batch in records.items() for row in _sap_entity(sb, entity, batch)]
 
+
+def _sap_entity(sb: SandboxHandle, entity: str, batch: list[dict[str, Any]]) -> list[Row]:
     sap = _fresh(sb, "sap")
+    calls, kinds = _measure(sb, "sap", lambda: sap.write_batch(entity, batch))
+    size = sap.settings.batch_size
+    need = 2 + math.ceil(len(batch) / size)
+    operation, formula = f"write {entity}, $batch of {size}", f"2+n/{size}"
+    write = Row("sap", operation, len(batch), calls, need, formula, kinds)
+    reader = _fresh(sb, "sap")
     got: list[int] = []
-    calls, kinds = _measure(sb, "sap", lambda: got.append(_drain(sap, None)[0]))
+    calls, kinds = _measure(sb, "sap", lambda: got.append(_drain(reader, None, entity)[0]))
     need = 1 + math.ceil(got[0] / 1000)
-    rows.append(Row("sap", "read, server paging", got[0], calls, need, "1+n/1000", kinds))
-    return rows
+    read = Row("sap", f"read {entity}, server paging", got[0], calls, need, "1+n/1000", kinds)
+    return [write, read]
 
 
 def _sap_available(env: dict[str, str]) -> bool:
