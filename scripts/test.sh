@@ -15,4 +15,4 @@ echo "== mypy";  mypy
 echo "== mappings"; hub mappings check
 echo "== pip-audit"; scripts/audit.sh
 echo "== pytest"
-exec pytest -p no:cacheprovider --timeout=600 "$@"
+exec pytest -p no:cacheprovider --timeout=600 --durations=15 "$@"
