@@ -55,11 +55,15 @@ def sync_counts(result: ExecuteInProcessResult) -> dict[str, dict[str, dict[str,
 
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        if len(mat.asset_key.path) != 2 or "read" not in mat.metadata:
+        if len(mat.asset_key.path) != 2:
             continue
         system, name = mat.asset_key.path
-        entity = name.removesuffix("_extract")
-        add(system, entity, {k: v.value for k, v in mat.metadata.items() if k in COUNT_FIELDS})
+        entity = name.removesuffix("_extract").removesuffix("_golden")
+        if "read" in mat.metadata:  # an extract or a push
+            counts = {k: v.value for k, v in mat.metadata.items() if k in COUNT_FIELDS}
+            add(system, entity, counts)
+        # golden-record changes: the extracts' merges, and the golden asset's quarantine
+        # retry and delivery planning
         golden = mat.metadata.get("golden_changes")
         if golden is not None and isinstance(golden.value, dict):
             add("hub", entity, golden.value)

@@ -2,11 +2,14 @@
 the instance) against the seeded sandbox: store maintenance, the full sync, the
 reconciliation, a resync from its findings, a quarantine retry and the daily analytics."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from dagster import DagsterInstance
 
+from connectors.billing_schema import allocations, subscriptions
 from hub.cli_resync import findings_scopes
 from hub.launch import code_location, run_job, sync_counts
 from sandbox.runner import running_sandbox
@@ -36,6 +39,33 @@ def test_every_job_runs_against_the_sandbox(
         for entity in ("product", "customer", "subscription", "allocation", "invoice"):
             assert run_job(f"sync_{entity}").success, entity  # incremental: nothing to do
             ran.add(f"sync_{entity}")
+
+        # billing pauses a subscription: the allocation golden asset plans the release of
+        # its reserved delivery, the push assets deliver it, `hub sync` counts it
+        billing = sa.create_engine(sb.billing_url)
+        with billing.begin() as conn:
+            sub_id = conn.execute(
+                sa.select(allocations.c.subscription_id)
+                .join(subscriptions, subscriptions.c.id == allocations.c.subscription_id)
+                .where(allocations.c.status == "reserved", subscriptions.c.status == "active")
+                .limit(1)
+            ).scalar_one()
+            conn.execute(
+                sa.update(subscriptions)
+                .where(subscriptions.c.id == sub_id)
+                .values(status="paused", updated_at=datetime.now(UTC))
+            )
+        paused = run_job("sync_all")
+        assert paused.success
+        assert sync_counts(paused)["hub"]["allocation"]["updated"] >= 1
+        with billing.connect() as conn:
+            statuses = set(
+                conn.scalars(
+                    sa.select(allocations.c.status).where(allocations.c.subscription_id == sub_id)
+                )
+            )
+        billing.dispose()
+        assert "reserved" not in statuses and "released" in statuses
 
         recon = run_job("reconcile")
         assert recon.success
