@@ -104,7 +104,9 @@ def plan(
         str(item["item_id"]): item
         for item in subscription.get("items") or ()
         if (products.get(str(item["sku"])) or {}).get("family") in rules.physical_families
+        and int(item.get("quantity") or 0) >= 1  # a zero quantity ships nothing
     }
+    end = subscription.get("end_date")
     out: list[Planned] = []
     current = {str(a["hub_id"]): dict(a) for a in allocations}
 
@@ -146,6 +148,8 @@ def plan(
                 f"warehouses in {RULES_FILE.name} (or set default_warehouse)"
             )
         when = next_delivery(subscription, today)
+        if end is not None and when > date.fromisoformat(str(end)):
+            continue  # it ends before its next cycle: no further delivery
         hub_id = _allocation_id(sub_id, item_id, when)
         if hub_id in current:  # planned and shipped or picked already this cycle
             continue

@@ -119,6 +119,15 @@ def test_a_removed_item_releases_its_delivery_and_a_new_item_gets_one() -> None:
     ]
 
 
+def test_no_delivery_after_the_end_date_nor_for_a_zero_quantity() -> None:
+    ending = {**_sub(items={"HW-1": 2, "CON-1": 0}), "end_date": "2026-12-10"}
+    assert _plan(ending, []) == []  # ends before the next cycle (Dec 15); CON-1 is zero
+    assert [p.data["sku"] for p in _plan({**ending, "end_date": None}, [])] == ["HW-1"]
+    reserved = _alloc("CON-1", "reserved", 3, "2026-12-15")
+    (released,) = _plan({**ending, "end_date": None, "items": ending["items"][1:]}, [reserved])
+    assert released.data["status"] == "released"  # down to zero: nothing to deliver
+
+
 def test_a_retired_sku_gets_no_new_delivery() -> None:
     assert _plan(_sub(items={"OLD-1": 1}), []) == []
 
