@@ -245,19 +245,42 @@ class SyncEngine:
                         )
                         self._plan(s, entity, entry.external_key, golden.data, only=[entry.system])
                 continue
-            fresh: list[NativeRecord] = []
-            try:
-                for batch in self.connectors[entry.system].read_by_keys(
-                    entity, [entry.external_key]
-                ):
-                    fresh.extend(batch.records)
-            except ConnectorError as exc:
-                log.warning(
-                    "could not re-read quarantined %s %s: %s", entity, entry.external_key, exc
-                )
-            with self.sessions.begin() as s:
-                self._ingest(s, entry.system, entity, fresh or [entry.payload])
+        inbound: dict[str, list[QuarantineEntry]] = defaultdict(list)
+        for entry in entries:
+            if entry.direction != "outbound":
+                inbound[entry.system].append(entry)
+        step = self.push_batch_size
+        for system, waiting in inbound.items():
+            for i in range(0, len(waiting), step):
+                self._reingest(system, entity, waiting[i : i + step])
         return len(entries)
+
+    def _reingest(self, system: str, entity: str, entries: Sequence[QuarantineEntry]) -> None:
+        """Re-read a chunk of quarantined records from their system in one read by keys
+        (not a call per record: a Salesforce org counts every call), and ingest each as
+        read now - or, when the system no longer has it or cannot answer, as stored."""
+        mapper = Mapper(self.specs[(system, entity)], self.code_lists)
+        fresh: dict[str, NativeRecord] = {}
+        try:
+            keys = [e.external_key for e in entries]
+            for batch in self.connectors[system].read_by_keys(entity, keys):
+                for record in batch.records:
+                    for key in (mapper.hub_id(record), mapper.system_id(record)):
+                        if key:
+                            fresh.setdefault(str(key), record)
+        except ConnectorError as exc:
+            log.warning("could not re-read %d quarantined %s: %s", len(entries), entity, exc)
+        records: list[NativeRecord] = []
+        taken: set[int] = set()
+        for entry in entries:
+            found = fresh.get(entry.external_key)
+            if found is None:
+                records.append(entry.payload)
+            elif id(found) not in taken:  # two entries of one record: ingested once
+                taken.add(id(found))
+                records.append(found)
+        with self.sessions.begin() as s:
+            self._ingest(s, system, entity, records)
 
     # -- delivery planning --------------------------------------------------------------
     def plan_deliveries(self, chunk: int = 500) -> None:
