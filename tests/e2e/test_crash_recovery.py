@@ -56,7 +56,7 @@ VOLATILE = {
     "created",
     "version",
 }
-SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}")
+SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}(-|$)")  # minted: uuid hex, may open with digits
 SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")  # sandbox/seed/xref.py's pod
 
 
