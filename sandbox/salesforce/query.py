@@ -1,7 +1,8 @@
 """Running a parsed SOQL query against the store, and paging its result.
 
 One pass over the object's collection (the store reads it in id-ordered batches, so
-memory holds the matching rows, never the raw collection): filter, project to the selected
+memory holds the matching rows, never the raw collection; when the WHERE selects by Id or
+an external id, only those records, read through the key index): filter, project to the selected
 fields, sort if asked, then slice OFFSET/LIMIT. Without ORDER BY the scan stops as soon as
 OFFSET+LIMIT rows matched. Projected rows are tuples, so 100k rows stay small; REST pages
 (``nextRecordsUrl``) and Bulk API 2.0 result pages (``Sforce-Locator``) are slices of one
@@ -15,11 +16,13 @@ import csv
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.salesforce import ids
 from sandbox.salesforce.errors import ApiError
+from sandbox.salesforce.repository import index_collection, index_key
 from sandbox.salesforce.schema import Field, sobject
 from sandbox.salesforce.soql import Doc, Query, sort_key
 from sandbox.salesforce.values import to_csv
@@ -68,7 +71,7 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
     matched: list[tuple[Any, ...]] = []
     sort_rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
     count = 0
-    for doc in store.iter(query.obj.name, batch_size=SCAN_BATCH):
+    for doc in _candidates(store, query, include_deleted=include_deleted):
         if not include_deleted and doc.get("IsDeleted"):
             continue
         if where is not None and not where(doc, resolve):
@@ -100,6 +103,33 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
         return ResultSet(query, [], total, relationships)
     rows = matched[query.offset : stop]
     return ResultSet(query, rows, len(rows), relationships)
+
+
+def _candidates(store: DocumentStore, query: Query, *, include_deleted: bool) -> Iterator[Doc]:
+    """The records ``query`` can match, in id order: read by key when the WHERE selects by
+    key (``Lookup``), else the whole object scanned. The external-id index holds live
+    records only, so queryAll on an external id scans."""
+    obj = query.obj
+    lookup = query.lookup
+    if lookup is None or (include_deleted and lookup.field.name != "Id"):
+        yield from store.iter(obj.name, batch_size=SCAN_BATCH)
+        return
+    f = lookup.field
+    record_ids: set[str] = set()
+    for value in lookup.values:
+        if value in (None, ""):
+            continue
+        if f.name == "Id":
+            full = ids.normalize(str(value))
+            if full:
+                record_ids.add(full)
+            continue
+        entry = store.get(index_collection(obj, f), index_key(value))
+        record_ids.update((entry or {}).get("ids", []))
+    for record_id in sorted(record_ids):
+        doc = store.get(obj.name, record_id)
+        if doc is not None:
+            yield doc
 
 
 def _nth(index: int) -> Callable[[tuple[tuple[Any, ...], tuple[Any, ...]]], Any]:

@@ -127,6 +127,17 @@ class OrderItem:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """``field IN (...)`` / ``field = v`` on Id or an external-id field that every match
+    must satisfy (the WHERE clause, or one operand of its top-level AND): the executor
+    reads those records by key instead of scanning the object, as Salesforce's indexes
+    make such queries selective. The full WHERE is still applied to each candidate."""
+
+    field: Field
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class Query:
     soql: str
     obj: SObjectType
@@ -136,6 +147,7 @@ class Query:
     order: tuple[OrderItem, ...]
     limit: int | None
     offset: int
+    lookup: Lookup | None = None
 
     @property
     def needs_parents(self) -> bool:
@@ -159,6 +171,8 @@ class _Parser:
         self.tokens = self._tokenize(soql)
         self.i = 0
         self.obj: SObjectType | None = None
+        #: predicates (by id; the query keeps them alive) that select records by key
+        self.lookups: dict[int, Lookup] = {}
 
     # -- tokens ----------------------------------------------------------------------------
     def _tokenize(self, soql: str) -> list[Token]:
@@ -306,7 +320,10 @@ class _Parser:
         tok = self.next()
         if tok.kind != "eof":
             raise self.unexpected(tok)
-        return Query(self.soql, obj, tuple(fields), count, where, tuple(order), limit, offset)
+        lookup = None if where is None else self.lookups.get(id(where))
+        return Query(
+            self.soql, obj, tuple(fields), count, where, tuple(order), limit, offset, lookup
+        )
 
     def integer(self) -> int:
         tok = self.next()
@@ -371,7 +388,11 @@ class _Parser:
             return items[0]
         parts = tuple(items)
         if joiner == "AND":
-            return lambda doc, res: all(p(doc, res) for p in parts)
+            both: Predicate = lambda doc, res: all(p(doc, res) for p in parts)  # noqa: E731
+            keyed = [self.lookups[id(p)] for p in parts if id(p) in self.lookups]
+            if keyed:
+                self.lookups[id(both)] = min(keyed, key=lambda lookup: len(lookup.values))
+            return both
         return lambda doc, res: any(p(doc, res) for p in parts)
 
     def unary(self) -> Predicate:
@@ -409,7 +430,8 @@ class _Parser:
             wanted = frozenset(_key(f, v) for v in values)
             if negate:
                 return lambda doc, res: _key(f, ref.get(doc, res)) not in wanted
-            return lambda doc, res: _key(f, ref.get(doc, res)) in wanted
+            member: Predicate = lambda doc, res: _key(f, ref.get(doc, res)) in wanted  # noqa: E731
+            return self._keyed(member, ref, values)
         if self.at_keyword("LIKE"):
             self.next()
             pattern_tok = self.next()
@@ -435,7 +457,15 @@ class _Parser:
         if f.type == "boolean" and op not in ("=", "!="):
             raise self.invalid_field(tok, f"invalid operator on boolean field: {f.name}")
         wanted = _key(f, value)
-        return _compare(ref, f, op, wanted)
+        compare = _compare(ref, f, op, wanted)
+        return self._keyed(compare, ref, [value]) if op == "=" else compare
+
+    def _keyed(self, predicate: Predicate, ref: FieldRef, values: list[Any]) -> Predicate:
+        """Remember that ``predicate`` selects records by the keys ``values``."""
+        f = ref.field
+        if ref.via is None and (f.name == "Id" or f.external_id):
+            self.lookups[id(predicate)] = Lookup(f, tuple(values))
+        return predicate
 
     def literal(self, f: Field) -> Any:
         """The stored-form value of the next literal for field ``f``, or a type error."""

@@ -8,6 +8,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from sandbox.salesforce import seed_records
 from sandbox.salesforce.ids import make_id
+from sandbox.store import DocumentStore
 from tests.sandbox.salesforce.conftest import (
     Org,
     account_id,
@@ -122,6 +123,48 @@ def test_relationship_fields_and_query_all_sees_deleted(seeded: Org) -> None:
     )
     assert live == 499
     assert [r["Id"] for r in everything["records"]] == [account_id(3)]
+
+
+def test_queries_by_key_read_only_those_records_and_answer_like_a_scan(
+    seeded: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_by_keys' ``Hub_Id__c IN (...)`` must not scan the object (at 100,000 accounts a
+    scan per chunk of keys made the emulator the bottleneck), yet match what a scan finds:
+    case-insensitive external ids, 15-character Ids, other conditions ANDed, records whose
+    key changed or that were deleted."""
+    sf = seeded.client()
+    account = sobject(sf, "Account")
+    account.update(account_id(5), {"Hub_Id__c": "CUS-RENAMED"})
+    assert account.delete(account_id(6)) == 204
+    scans: list[str] = []
+    original = DocumentStore.iter
+
+    def counting(self: DocumentStore, collection: str, batch_size: int = 2000):  # type: ignore[no-untyped-def]
+        scans.append(collection)
+        return original(self, collection, batch_size)
+
+    monkeypatch.setattr(DocumentStore, "iter", counting)
+    keyed = sf.query_all(
+        "SELECT Hub_Id__c FROM Account WHERE Hub_Id__c IN ('cus-0000003', 'CUS-0000006', "
+        "'CUS-0000007', 'CUS-RENAMED', 'CUS-9999999') ORDER BY SystemModstamp, Id"
+    )["records"]
+    assert [r["Hub_Id__c"] for r in keyed] == ["CUS-0000003", "CUS-RENAMED"]
+    by_id = sf.query_all(
+        f"SELECT Hub_Id__c FROM Account WHERE Id = '{account_id(9)[:15]}' "
+        f"OR Id = '{account_id(10)}'"
+    )["records"]
+    assert sorted(r["Hub_Id__c"] for r in by_id) == ["CUS-0000010", "CUS-0000011"]
+    assert scans == ["Account"]  # the OR of two keys is not one key set: it scans
+    anded = sf.query_all(
+        f"SELECT Hub_Id__c FROM Account WHERE Id IN ('{account_id(0)}', '{account_id(1)}') "
+        "AND Segment__c = 'SMB'"
+    )["records"]
+    assert [r["Hub_Id__c"] for r in anded] == ["CUS-0000001"]
+    assert scans == ["Account"]
+    deleted = sf.query_all(
+        "SELECT Id FROM Account WHERE Hub_Id__c = 'CUS-0000007'", include_deleted=True
+    )["records"]
+    assert [r["Id"] for r in deleted] == [account_id(6)]
 
 
 @pytest.mark.parametrize(
