@@ -129,6 +129,10 @@ class Fingerprint(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     updated_at: Mapped[datetime] = _ts()
 
+    # the sync loads a batch's fingerprints by (entity, hub id) for every system at once:
+    # without this the primary key (system first) cannot serve it and each batch scans all
+    __table_args__ = (Index(None, "entity", "hub_id"),)
+
 
 class OutboxEntry(Base):
     """A push the hub owes a system. Written in the same transaction as the golden record,
@@ -150,7 +154,8 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
 
-    __table_args__ = (Index(None, "status", "system", "entity"),)
+    # (entity, hub id): a batch's pending pushes, found without scanning every pending one
+    __table_args__ = (Index(None, "status", "system", "entity"), Index(None, "entity", "hub_id"))
 
 
 class QuarantineEntry(Base):
@@ -173,7 +178,10 @@ class QuarantineEntry(Base):
     first_seen: Mapped[datetime] = _ts()
     last_seen: Mapped[datetime] = _ts()
 
-    __table_args__ = (UniqueConstraint("system", "entity", "direction", "external_key"),)
+    __table_args__ = (
+        UniqueConstraint("system", "entity", "direction", "external_key"),
+        Index(None, "entity", "external_key"),  # a batch's open entries, for every system
+    )
 
 
 class ReconciliationRun(Base):
