@@ -2,9 +2,9 @@
 
 One pass over the object's collection (the store reads it in id-ordered batches, so
 memory holds the matching rows, never the raw collection; when the WHERE selects by Id or
-an external id, only those records, read through the key index): filter, project to the selected
-fields, sort if asked, then slice OFFSET/LIMIT. Without ORDER BY the scan stops as soon as
-OFFSET+LIMIT rows matched. Projected rows are tuples, so 100k rows stay small; REST pages
+an external id, only those records, read through the key index): filter, project to the
+selected fields, sort if asked, then slice OFFSET/LIMIT. Without ORDER BY the scan stops as
+soon as OFFSET+LIMIT rows matched. Projected rows are tuples, so 100k rows stay small; REST pages
 (``nextRecordsUrl``) and Bulk API 2.0 result pages (``Sforce-Locator``) are slices of one
 result computed once, which also makes a repeated page request (a client retrying after
 a dropped connection) answer the same rows.
@@ -20,9 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.salesforce import ids
 from sandbox.salesforce.errors import ApiError
-from sandbox.salesforce.repository import index_collection, index_key
+from sandbox.salesforce.repository import ids_by_key
 from sandbox.salesforce.schema import Field, sobject
 from sandbox.salesforce.soql import Doc, Query, sort_key
 from sandbox.salesforce.values import to_csv
@@ -114,18 +113,12 @@ def _candidates(store: DocumentStore, query: Query, *, include_deleted: bool) ->
     if lookup is None or (include_deleted and lookup.field.name != "Id"):
         yield from store.iter(obj.name, batch_size=SCAN_BATCH)
         return
-    f = lookup.field
-    record_ids: set[str] = set()
-    for value in lookup.values:
-        if value in (None, ""):
-            continue
-        if f.name == "Id":
-            full = ids.normalize(str(value))
-            if full:
-                record_ids.add(full)
-            continue
-        entry = store.get(index_collection(obj, f), index_key(value))
-        record_ids.update((entry or {}).get("ids", []))
+    record_ids = {
+        record_id
+        for value in lookup.values
+        if value not in (None, "")
+        for record_id in ids_by_key(store, obj, lookup.field, value)
+    }
     for record_id in sorted(record_ids):
         doc = store.get(obj.name, record_id)
         if doc is not None:

@@ -40,6 +40,16 @@ def index_key(value: Any) -> str:
     return str(value).casefold()
 
 
+def ids_by_key(store: DocumentStore, obj: SObjectType, f: Field, value: Any) -> list[str]:
+    """Ids of the records ``f`` = ``value`` may select: the 18-character form of an Id, or
+    the external-id index's entry (live records only; callers check the current value)."""
+    if f.name == "Id":
+        full = ids.normalize(str(value))
+        return [full] if full else []
+    entry = store.get(index_collection(obj, f), index_key(value))
+    return list((entry or {}).get("ids", []))
+
+
 class Repository:
     def __init__(self, store: DocumentStore, faults: FaultState, user_id: str) -> None:
         self.store = store
@@ -57,15 +67,12 @@ class Repository:
 
     def by_external(self, obj: SObjectType, f: Field, value: Any) -> list[dict[str, Any]]:
         """Live records whose external-id field equals ``value`` (case-insensitively)."""
-        if f.name == "Id":
-            full = ids.normalize(str(value))
-            doc = self.get(obj, full) if full else None
-            return [doc] if doc and not doc.get("IsDeleted") else []
-        entry = self.store.get(index_collection(obj, f), index_key(value))
         out = []
-        for record_id in (entry or {}).get("ids", []):
+        for record_id in ids_by_key(self.store, obj, f, value):
             doc = self.get(obj, record_id)
-            if doc and not doc.get("IsDeleted") and index_key(doc.get(f.name)) == index_key(value):
+            if doc is None or doc.get("IsDeleted"):
+                continue
+            if f.name == "Id" or index_key(doc.get(f.name)) == index_key(value):
                 out.append(doc)
         return out
 
