@@ -110,10 +110,14 @@ class DocumentStore:
     def iter_prefix(self, collection: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Documents whose id starts with ``prefix``, in id order (an index range scan);
         emulators use composite ids ``parent<sep>child`` to list a parent's children."""
+        return self.iter_range(collection, prefix, prefix + "\U0010ffff")
+
+    def iter_range(self, collection: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+        """Documents with ``low <= id < high``, in id order (an index range scan)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT data FROM docs WHERE collection=? AND id>=? AND id<? ORDER BY id",
-                (collection, prefix, prefix + "\U0010ffff"),
+                (collection, low, high),
             ).fetchall()
         for (data,) in rows:
             yield json.loads(data)

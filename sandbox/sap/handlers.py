@@ -20,7 +20,7 @@ from sandbox.sap.errors import (
     RESOURCE_NOT_FOUND,
     SapError,
 )
-from sandbox.sap.filter import FilterError, compile_filter
+from sandbox.sap.filter import FilterError, compile_filter, first_key_range
 from sandbox.sap.repository import (
     KEY_ID,
     KEY_SEP,
@@ -138,7 +138,8 @@ class Dispatcher:
         order_text = params.get("$orderby", "")
         predicate = self._predicate(es, filter_text)
         order = self._order(es, order_text)
-        ids = self.repo.scan_ids(svc, es, predicate, filter_text, order, order_text)
+        key_range = first_key_range(filter_text, es) if filter_text else None
+        ids = self.repo.scan_ids(svc, es, predicate, filter_text, order, order_text, key_range)
         return self._collection(
             svc,
             es,
