@@ -368,19 +368,24 @@ def compile_filter(text: str, entity_set: EntitySet) -> Callable[[Record], bool]
 
 #: above every character a key holds, so ``value + KEY_TOP`` bounds ids starting with value
 KEY_TOP = "\U0010ffff"
+#: ids join key values with this (``sandbox.sap.repository.KEY_SEP``)
+_KEY_SEP = "\x1f"
 _LOWER_BOUNDS = ("ge", "gt", "eq")
 _UPPER_BOUNDS = {"le": True, "eq": True, "lt": False}
 
 
-def first_key_range(text: str, entity_set: EntitySet) -> tuple[str, str] | None:
-    """The id range a filter ``K op 'v' [and K op 'v' ...]`` on the first (string) key
-    confines its matches to, or None when it does not have that shape.
+def first_key_ranges(text: str, entity_set: EntitySet) -> list[tuple[str, str]] | None:
+    """The id ranges a filter on the first (string) key confines its matches to, or None
+    when it has neither of the two shapes S/4 answers from the primary index:
 
-    S/4 answers such a query (the connector's tax numbers of one page of partners) from the
-    primary index; scanning the whole entity set per page made the emulator, not the hub,
-    the slow part of a 100,000-customer load. The range is a superset: the compiled
-    predicate still decides each document. Ids join key values with a control character, so
-    a value holding one is left to the full scan."""
+    - ``K op 'v' and K op 'v' ...`` (op ge/gt/le/lt/eq): one range;
+    - ``K eq 'v' or K eq 'w' ...``: one range per value (the connector's tax numbers of a
+      page of partners).
+
+    Scanning the whole entity set for these made the emulator, not the hub, the slow part
+    of a 100,000-customer load. The ranges are a superset, in id order and disjoint: the
+    compiled predicate still decides each document. A value holding a control character
+    (ids join key values with one) is left to the full scan."""
     if not entity_set.keys:
         return None
     key = entity_set.keys[0]
@@ -393,21 +398,35 @@ def first_key_range(text: str, entity_set: EntitySet) -> tuple[str, str] | None:
         return None
     if len(tokens) % 4 != 3:
         return None
-    low, high = "", KEY_TOP
+    terms: list[tuple[str, str]] = []
+    joins: set[str] = set()
     for i in range(0, len(tokens), 4):
         name, op, lit = tokens[i : i + 3]
-        if i and (tokens[i - 1].kind != "ident" or str(tokens[i - 1].value).lower() != "and"):
-            return None
+        if i:
+            join = tokens[i - 1]
+            if join.kind != "ident":
+                return None
+            joins.add(str(join.value).lower())
         word = str(op.value).lower() if op.kind == "ident" else ""
         if name.kind != "ident" or name.value != key or lit.kind != "str":
             return None
         if word not in _LOWER_BOUNDS and word not in _UPPER_BOUNDS:
             return None
         value = str(lit.value)
-        if any(ch <= "\x1f" for ch in value):
+        if any(ch <= _KEY_SEP for ch in value):
             return None
+        terms.append((word, value))
+    if joins == {"or"}:
+        if any(word != "eq" for word, _ in terms):
+            return None
+        # exactly the ids whose first key is v: 'v' itself or 'v<sep>...'
+        return [(v, v + _KEY_SEP + KEY_TOP) for v in sorted({v for _, v in terms})]
+    if joins - {"and"}:
+        return None
+    low, high = "", KEY_TOP
+    for word, value in terms:
         if word in _LOWER_BOUNDS:
             low = max(low, value)
         if word in _UPPER_BOUNDS:
             high = min(high, value + KEY_TOP if _UPPER_BOUNDS[word] else value)
-    return low, high
+    return [(low, high)]

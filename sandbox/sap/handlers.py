@@ -20,7 +20,7 @@ from sandbox.sap.errors import (
     RESOURCE_NOT_FOUND,
     SapError,
 )
-from sandbox.sap.filter import FilterError, compile_filter, first_key_range
+from sandbox.sap.filter import FilterError, compile_filter, first_key_ranges
 from sandbox.sap.repository import (
     KEY_ID,
     KEY_SEP,
@@ -138,8 +138,8 @@ class Dispatcher:
         order_text = params.get("$orderby", "")
         predicate = self._predicate(es, filter_text)
         order = self._order(es, order_text)
-        key_range = first_key_range(filter_text, es) if filter_text else None
-        ids = self.repo.scan_ids(svc, es, predicate, filter_text, order, order_text, key_range)
+        key_ranges = first_key_ranges(filter_text, es) if filter_text else None
+        ids = self.repo.scan_ids(svc, es, predicate, filter_text, order, order_text, key_ranges)
         return self._collection(
             svc,
             es,

@@ -158,11 +158,11 @@ class Repository:
         filter_text: str,
         order: list[tuple[Prop, bool]],
         order_text: str,
-        key_range: tuple[str, str] | None = None,
+        key_ranges: list[tuple[str, str]] | None = None,
     ) -> list[str]:
         """Ids of matching entities in result order; cached per (query, data version) so
-        following server pages does not rescan the collection. ``key_range`` (from
-        :func:`sandbox.sap.filter.first_key_range`) narrows the scan to an id range."""
+        following server pages does not rescan the collection. ``key_ranges`` (from
+        :func:`sandbox.sap.filter.first_key_ranges`) narrow the scan to id ranges."""
         coll = collection(svc, es)
         cache_key = (coll, filter_text, order_text, self._version(coll))
         hit = self._cache.get(cache_key)
@@ -170,7 +170,11 @@ class Repository:
             self._cache.move_to_end(cache_key)
             return hit
         rows: list[tuple[Any, str]] = []
-        docs = self.store.iter_range(coll, *key_range) if key_range else self.store.iter(coll)
+        docs = (
+            (doc for low, high in key_ranges for doc in self.store.iter_range(coll, low, high))
+            if key_ranges is not None
+            else self.store.iter(coll)
+        )
         for doc in docs:
             if predicate is None or predicate(doc):
                 rows.append((_sort_key(doc, order), doc[KEY_ID]))

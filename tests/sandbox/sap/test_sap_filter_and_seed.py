@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sandbox.faults import FaultState
 from sandbox.sap import SapSettings, create_app, seed_records
-from sandbox.sap.filter import KEY_TOP, FilterError, compile_filter, first_key_range, tokenize
+from sandbox.sap.filter import KEY_TOP, FilterError, compile_filter, first_key_ranges, tokenize
 from sandbox.sap.repository import KEY_ID, Repository, collection, doc_id
 from sandbox.sap.services import SERVICES
 from sandbox.server import serve_in_thread
@@ -127,40 +127,46 @@ TAX_NUMBER = SERVICES["API_BUSINESS_PARTNER"].sets["A_BusinessPartnerTaxNumber"]
 @pytest.mark.parametrize(
     ("expr", "expected"),
     [
-        ("BusinessPartner ge '100' and BusinessPartner le '200'", ("100", "200" + KEY_TOP)),
-        ("BusinessPartner eq '7'", ("7", "7" + KEY_TOP)),
+        ("BusinessPartner ge '100' and BusinessPartner le '200'", [("100", "200" + KEY_TOP)]),
+        ("BusinessPartner eq '7'", [("7", "7" + KEY_TOP)]),
         (
             "BusinessPartner gt '1' and BusinessPartner lt '3' and BusinessPartner ge '2'",
-            ("2", "3"),
+            [("2", "3")],
         ),
-        ("BusinessPartner eq '1' or BusinessPartner eq '2'", None),  # not one range
+        (
+            "BusinessPartner eq '2' or BusinessPartner eq '10' or BusinessPartner eq '2'",
+            [("10", "10\x1f" + KEY_TOP), ("2", "2\x1f" + KEY_TOP)],
+        ),
+        ("BusinessPartner eq '1' or BusinessPartner ge '2'", None),  # not one range per value
+        ("BusinessPartner eq '1' or BusinessPartner eq '2' and BusinessPartner eq '3'", None),
         ("(BusinessPartner ge '1')", None),
         ("BPTaxType eq 'DE0'", None),  # not the first key
         ("BusinessPartner ge '1' and BPTaxType eq 'DE0'", None),
         ("BusinessPartner ne '1'", None),
     ],
 )
-def test_first_key_range_only_for_conjunctions_of_bounds_on_the_first_key(expr, expected):
-    assert first_key_range(expr, TAX_NUMBER) == expected
+def test_first_key_ranges_only_for_the_shapes_an_index_answers(expr, expected):
+    assert first_key_ranges(expr, TAX_NUMBER) == expected
 
 
 _PARTNER = st.text(alphabet="0129ab", min_size=1, max_size=4)
-
-
-@given(
-    partners=st.sets(_PARTNER, max_size=12),
-    bounds=st.lists(
-        st.tuples(st.sampled_from(["ge", "gt", "le", "lt", "eq"]), _PARTNER), min_size=1, max_size=3
-    ),
+_BOUNDS = st.lists(
+    st.tuples(st.sampled_from(["ge", "gt", "le", "lt", "eq"]), _PARTNER), min_size=1, max_size=3
+).map(lambda terms: " and ".join(f"BusinessPartner {op} '{v}'" for op, v in terms))
+_ANY_OF = st.lists(_PARTNER, min_size=1, max_size=5).map(
+    lambda values: " or ".join(f"BusinessPartner eq '{v}'" for v in values)
 )
-def test_a_key_range_scan_finds_exactly_what_the_full_scan_finds(
-    tmp_path_factory, partners, bounds
-):
-    """The range is only a shortcut: for any bounds it must keep every match, including
-    partners whose number is a prefix of another's (ids are 'partner<sep>type')."""
+
+
+@given(partners=st.sets(_PARTNER, max_size=12), expr=st.one_of(_BOUNDS, _ANY_OF))
+def test_a_key_range_scan_finds_exactly_what_the_full_scan_finds(tmp_path_factory, partners, expr):
+    """The ranges are only a shortcut: for any bounds or set of values they must keep every
+    match, in id order, including partners whose number is a prefix of another's (ids are
+    'partner<sep>type')."""
     store = DocumentStore(tmp_path_factory.mktemp("range") / "sap.sqlite")
     repo = Repository(store, {}, check_references=False)
-    coll = collection(SERVICES["API_BUSINESS_PARTNER"], TAX_NUMBER)
+    svc = SERVICES["API_BUSINESS_PARTNER"]
+    coll = collection(svc, TAX_NUMBER)
     store.put_many(
         coll,
         [
@@ -169,12 +175,10 @@ def test_a_key_range_scan_finds_exactly_what_the_full_scan_finds(
             for row in ({"BusinessPartner": partner, "BPTaxType": t} for t in ("DE0", "US1"))
         ],
     )
-    expr = " and ".join(f"BusinessPartner {op} '{value}'" for op, value in bounds)
     predicate = compile_filter(expr, TAX_NUMBER)
-    key_range = first_key_range(expr, TAX_NUMBER)
-    assert key_range is not None
-    svc = SERVICES["API_BUSINESS_PARTNER"]
-    ranged = repo.scan_ids(svc, TAX_NUMBER, predicate, expr, [], "", key_range)
+    key_ranges = first_key_ranges(expr, TAX_NUMBER)
+    assert key_ranges is not None
+    ranged = repo.scan_ids(svc, TAX_NUMBER, predicate, expr, [], "", key_ranges)
     repo._cache.clear()
     full = repo.scan_ids(svc, TAX_NUMBER, predicate, expr, [], "")
     assert ranged == full
