@@ -441,15 +441,16 @@ class SapConnector:
             record["TaxNumber"] = found.get(record["Customer"]) or record.get("TaxNumber1") or None
 
     @staticmethod
-    def _collect_tax(page: Any, wanted: set[str], found: dict[str, str]) -> None:
-        for tax in page:
-            if tax.BusinessPartner in wanted:
-                found.setdefault(tax.BusinessPartner, tax.BPTaxLongNumber or tax.BPTaxNumber)
+    def _collect_tax(pages: Iterable[Any], wanted: set[str], found: dict[str, str]) -> None:
+        for page in pages:
+            for tax in page:
+                if tax.BusinessPartner in wanted:
+                    found.setdefault(tax.BusinessPartner, tax.BPTaxLongNumber or tax.BPTaxNumber)
 
     def _tax_and_next_page(
         self, records: list[dict[str, Any]], query: Callable[[], Any], skiptoken: str
     ) -> Any:
-        """Read this page's tax numbers and the next page in one $batch (two GET parts);
+        """Read this page's tax numbers and the next page in one $batch (GET parts);
         returns the next page. Why: the tax id lives in another entity set that A_Customer
         cannot expand, and a second call per page would double what a read costs."""
         numbers = [r["Customer"] for r in records if r.get("Customer")]
@@ -460,8 +461,7 @@ class SapConnector:
             self._add_tax_numbers(records, batched=False)
         else:
             found: dict[str, str] = {}
-            for tax_page in tax_pages:
-                self._collect_tax(tax_page, set(numbers), found)
+            self._collect_tax(tax_pages, set(numbers), found)
             self._apply_tax(records, found)
         return page
 
@@ -498,13 +498,11 @@ class SapConnector:
         if batched and self._csrf and len(wanted) > self.settings.keys_per_query:
             pages = self._read_batch(lambda: self._tax_requests(numbers))
             if not any(p.next_url for p in pages):
-                for page in pages:
-                    self._collect_tax(page, wanted, found)
+                self._collect_tax(pages, wanted, found)
                 self._apply_tax(records, found)
                 return
         for request in self._tax_requests(numbers):
-            for page in self._pages(tax_numbers, self._call(request.execute)):
-                self._collect_tax(page, wanted, found)
+            self._collect_tax(self._pages(tax_numbers, self._call(request.execute)), wanted, found)
         self._apply_tax(records, found)
 
     def read_plant_stock(self) -> dict[tuple[str, str], int]:
@@ -743,8 +741,7 @@ class SapConnector:
             complete = not any(getattr(p, "next_url", None) for p in tax_pages)
             if tax_pages and complete and there <= set(numbers):
                 found: dict[str, str] = {}
-                for tax_page in tax_pages:
-                    self._collect_tax(tax_page, there, found)
+                self._collect_tax(tax_pages, there, found)
                 self._apply_tax(records, found)
             else:  # records the payloads did not name: their tax numbers are read on their own
                 self._add_tax_numbers(records)

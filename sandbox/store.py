@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+#: above every character an id holds: ``[prefix, prefix + ID_TOP)`` is every id starting with prefix
+ID_TOP = "\U0010ffff"
+
+
 class DocumentStore:
     """A small thread-safe JSON document store on SQLite (WAL mode)."""
 
@@ -110,7 +114,7 @@ class DocumentStore:
     def iter_prefix(self, collection: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Documents whose id starts with ``prefix``, in id order (an index range scan);
         emulators use composite ids ``parent<sep>child`` to list a parent's children."""
-        return self.iter_range(collection, prefix, prefix + "\U0010ffff")
+        return self.iter_range(collection, prefix, prefix + ID_TOP)
 
     def iter_range(self, collection: str, low: str, high: str) -> Iterator[dict[str, Any]]:
         """Documents with ``low <= id < high``, in id order (an index range scan)."""

@@ -25,6 +25,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sandbox.sap.edm import EdmValueError, EntitySet, parse_iso, typed
+from sandbox.sap.repository import KEY_SEP
+from sandbox.store import ID_TOP
 
 
 class FilterError(ValueError):
@@ -366,10 +368,6 @@ def compile_filter(text: str, entity_set: EntitySet) -> Callable[[Record], bool]
     return lambda record: bool(expr(record))
 
 
-#: above every character a key holds, so ``value + KEY_TOP`` bounds ids starting with value
-KEY_TOP = "\U0010ffff"
-#: ids join key values with this (``sandbox.sap.repository.KEY_SEP``)
-_KEY_SEP = "\x1f"
 _LOWER_BOUNDS = ("ge", "gt", "eq")
 _UPPER_BOUNDS = {"le": True, "eq": True, "lt": False}
 
@@ -413,20 +411,20 @@ def first_key_ranges(text: str, entity_set: EntitySet) -> list[tuple[str, str]] 
         if word not in _LOWER_BOUNDS and word not in _UPPER_BOUNDS:
             return None
         value = str(lit.value)
-        if any(ch <= _KEY_SEP for ch in value):
+        if any(ch <= KEY_SEP for ch in value):
             return None
         terms.append((word, value))
     if joins == {"or"}:
         if any(word != "eq" for word, _ in terms):
             return None
         # exactly the ids whose first key is v: 'v' itself or 'v<sep>...'
-        return [(v, v + _KEY_SEP + KEY_TOP) for v in sorted({v for _, v in terms})]
+        return [(v, v + KEY_SEP + ID_TOP) for v in sorted({v for _, v in terms})]
     if joins - {"and"}:
         return None
-    low, high = "", KEY_TOP
+    low, high = "", ID_TOP
     for word, value in terms:
         if word in _LOWER_BOUNDS:
             low = max(low, value)
         if word in _UPPER_BOUNDS:
-            high = min(high, value + KEY_TOP if _UPPER_BOUNDS[word] else value)
+            high = min(high, value + ID_TOP if _UPPER_BOUNDS[word] else value)
     return [(low, high)]

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from sandbox.faults import FaultState
 from sandbox.sap import SapSettings, create_app, seed_records
-from sandbox.sap.filter import KEY_TOP, FilterError, compile_filter, first_key_ranges, tokenize
+from sandbox.sap.filter import FilterError, compile_filter, first_key_ranges, tokenize
 from sandbox.sap.repository import KEY_ID, Repository, collection, doc_id
 from sandbox.sap.services import SERVICES
 from sandbox.server import serve_in_thread
-from sandbox.store import DocumentStore
+from sandbox.store import ID_TOP, DocumentStore
 
 CUSTOMER = SERVICES["API_BUSINESS_PARTNER"].sets["A_Customer"]
 ROW = {
@@ -127,15 +127,15 @@ TAX_NUMBER = SERVICES["API_BUSINESS_PARTNER"].sets["A_BusinessPartnerTaxNumber"]
 @pytest.mark.parametrize(
     ("expr", "expected"),
     [
-        ("BusinessPartner ge '100' and BusinessPartner le '200'", [("100", "200" + KEY_TOP)]),
-        ("BusinessPartner eq '7'", [("7", "7" + KEY_TOP)]),
+        ("BusinessPartner ge '100' and BusinessPartner le '200'", [("100", "200" + ID_TOP)]),
+        ("BusinessPartner eq '7'", [("7", "7" + ID_TOP)]),
         (
             "BusinessPartner gt '1' and BusinessPartner lt '3' and BusinessPartner ge '2'",
             [("2", "3")],
         ),
         (
             "BusinessPartner eq '2' or BusinessPartner eq '10' or BusinessPartner eq '2'",
-            [("10", "10\x1f" + KEY_TOP), ("2", "2\x1f" + KEY_TOP)],
+            [("10", "10\x1f" + ID_TOP), ("2", "2\x1f" + ID_TOP)],
         ),
         ("BusinessPartner eq '1' or BusinessPartner ge '2'", None),  # not one range per value
         ("BusinessPartner eq '1' or BusinessPartner eq '2' and BusinessPartner eq '3'", None),
