@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ import uvicorn
 
 from sandbox.calls import CallCounting
 from sandbox.faults import FaultSpec, FaultState
-from sandbox.server import LOOPBACK, TLSFiles, free_port, uvicorn_config
+from sandbox.server import LOOPBACK, TLSFiles, listening_socket, uvicorn_config
 from sandbox.store import DocumentStore
 
 log = logging.getLogger(__name__)
@@ -304,17 +305,31 @@ class Sandbox:
         ``pid_file``: only a sandbox that owns its process writes one (``hub sandbox down``
         signals that pid)."""
         servers: list[tuple[str, uvicorn.Server]] = []
-        for spec in self.specs:
-            if spec.system not in self.apps:
-                continue
-            port = self.config.ports.get(spec.system) or free_port()
-            tls = self.tls if spec.tls else None
-            server = _QuietServer(uvicorn_config(self.apps[spec.system], port, tls))
-            servers.append((spec.system, server))
-            scheme = "https" if tls else "http"
-            self.urls[spec.system] = f"{scheme}://{LOOPBACK}:{port}"
+        sockets: list[socket.socket] = []
+        try:
+            for spec in self.specs:
+                if spec.system not in self.apps:
+                    continue
+                try:
+                    sock = listening_socket(self.config.ports.get(spec.system, 0))
+                except OSError as exc:
+                    raise SandboxError(f"{spec.system} emulator: {exc.strerror}") from exc
+                sockets.append(sock)
+                port = int(sock.getsockname()[1])
+                tls = self.tls if spec.tls else None
+                server = _QuietServer(uvicorn_config(self.apps[spec.system], port, tls))
+                servers.append((spec.system, server))
+                scheme = "https" if tls else "http"
+                self.urls[spec.system] = f"{scheme}://{LOOPBACK}:{port}"
+        except SandboxError:
+            for sock in sockets:
+                sock.close()
+            raise
         self._servers = [s for _, s in servers]
-        tasks = [asyncio.create_task(s.serve(), name=f"emulator:{n}") for n, s in servers]
+        tasks = [
+            asyncio.create_task(s.serve(sockets=[sock]), name=f"emulator:{n}")
+            for (n, s), sock in zip(servers, sockets, strict=True)
+        ]
         try:
             await self._wait_started(servers, tasks)
             await self._wait_healthy()
@@ -326,6 +341,8 @@ class Sandbox:
         finally:
             self.request_exit()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for sock in sockets:
+                sock.close()
             self._cleanup()
 
     def request_exit(self) -> None:
