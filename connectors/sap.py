@@ -468,21 +468,33 @@ class SapConnector:
     def _read_batch(self, requests: Callable[[], list[Any]]) -> list[Any]:
         """GET parts of API_BUSINESS_PARTNER in one ``$batch`` round trip, their answers in
         order (``requests`` builds them afresh for each attempt)."""
-        client = self._client("API_BUSINESS_PARTNER")
-
-        def send() -> list[Any]:
-            batch = client.create_batch()
-            for request in requests():
-                batch.add_request(request)
-            try:
-                return list(batch.execute())
-            except HttpError as exc:
-                if _csrf_refused(exc.response):
-                    self._fetch_csrf("API_BUSINESS_PARTNER")
-                raise
-
-        answers: list[Any] = self._call(send)
+        answers: list[Any] = self._call(
+            lambda: self._execute_batch("API_BUSINESS_PARTNER", lambda _, add: add(requests()))
+        )
         return answers
+
+    def _execute_batch(
+        self, service: str, fill: Callable[[Any, Callable[[list[Any]], None]], None]
+    ) -> list[Any]:
+        """Send one ``$batch`` to ``service``: the one place that minds its CSRF token
+        (fetched first if the session has none; forgotten when SAP refuses it, so the
+        retry fetches a fresh one). ``fill(client, add)`` adds the parts."""
+        if not self._csrf:
+            self._fetch_csrf(service)
+        client = self._client(service)
+        batch = client.create_batch()
+
+        def add(parts: list[Any]) -> None:
+            for part in parts:
+                batch.add_request(part)
+
+        fill(client, add)
+        try:
+            return list(batch.execute())
+        except HttpError as exc:
+            if _csrf_refused(exc.response):
+                self._csrf = False
+            raise
 
     def _add_tax_numbers(self, records: list[dict[str, Any]], *, batched: bool = True) -> None:
         """The tax id lives on the business partner (A_BusinessPartnerTaxNumber): one
@@ -681,22 +693,18 @@ class SapConnector:
         """Send the plans' change sets in one $batch; with ``following``, the same $batch
         also reads (GET parts, after the change sets) what SAP holds of those records,
         returned by hub id - or None when that read needs more than it gave."""
-        client = self._client(route.service)
         entity = next(e for e, r in ROUTES.items() if r is route)
         ahead_keys = [str(r["YY1_HubId"]) for r in following or []]
         numbers = sorted(str(r[route.key]) for r in following or [] if r.get(route.key))
         reads = 0
 
-        def send() -> list[Any]:
+        def fill(client: Any, add: Callable[[list[Any]], None]) -> None:
             nonlocal reads
-            if not self._csrf:
-                self._fetch_csrf(route.service)
-            batch = client.create_batch()
             for plan in plans:
                 changeset = client.create_changeset()
                 for request in self._requests(route, plan):
                     changeset.add_request(request)
-                batch.add_request(changeset)
+                add([changeset])
             reads = 0
             if ahead_keys:
                 request = getattr(client.entity_sets, route.entity_set).get_entities()
@@ -705,18 +713,15 @@ class SapConnector:
                 )
                 if route.expand:
                     request = request.expand(route.expand)
-                batch.add_request(request)
+                add([request])
                 reads = 1
                 if entity == "customer" and numbers:
-                    for tax_request in self._tax_requests(numbers):
-                        batch.add_request(tax_request)
-                        reads += 1
-            try:
-                return list(batch.execute())
-            except HttpError as exc:
-                if _csrf_refused(exc.response):
-                    self._csrf = False
-                raise
+                    tax_requests = self._tax_requests(numbers)
+                    add(tax_requests)
+                    reads += len(tax_requests)
+
+        def send() -> list[Any]:
+            return self._execute_batch(route.service, fill)
 
         if any(plan.current is None for plan in plans):
             # a create must not be re-sent blindly: if the answer was lost, it may have
