@@ -28,6 +28,7 @@ from sandbox.sap.repository import (
     Doc,
     Repository,
     UnitOfWork,
+    Where,
     collection,
 )
 from sandbox.sap.settings import SapSettings
@@ -136,10 +137,14 @@ class Dispatcher:
             )
         filter_text = params.get("$filter", "")
         order_text = params.get("$orderby", "")
-        predicate = self._predicate(es, filter_text)
         order = self._order(es, order_text)
-        key_ranges = first_key_ranges(filter_text, es) if filter_text else None
-        ids = self.repo.scan_ids(svc, es, predicate, filter_text, order, order_text, key_ranges)
+
+        def where() -> Where:
+            if not filter_text:
+                return None, None
+            return self._predicate(es, filter_text), first_key_ranges(filter_text, es)
+
+        ids = self.repo.scan_ids(svc, es, filter_text, order, order_text, where)
         return self._collection(
             svc,
             es,

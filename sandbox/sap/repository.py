@@ -34,6 +34,8 @@ STAMP = "__ts"
 GENERATION_META = "sap.generation"
 
 Doc = dict[str, Any]
+#: A compiled $filter: the predicate, and the id ranges that hold every match (or None).
+Where = tuple[Callable[[Doc], bool] | None, list[tuple[str, str]] | None]
 
 
 def collection(svc: Service, es: EntitySet) -> str:
@@ -154,21 +156,22 @@ class Repository:
         self,
         svc: Service,
         es: EntitySet,
-        predicate: Callable[[Doc], bool] | None,
         filter_text: str,
         order: list[tuple[Prop, bool]],
         order_text: str,
-        key_ranges: list[tuple[str, str]] | None = None,
+        where: Callable[[], Where] = lambda: (None, None),
     ) -> list[str]:
         """Ids of matching entities in result order; cached per (query, data version) so
-        following server pages does not rescan the collection. ``key_ranges`` (from
-        :func:`sandbox.sap.filter.first_key_ranges`) narrow the scan to id ranges."""
+        following server pages neither rescans the collection nor parses the filter again.
+        ``where`` compiles the filter, on a miss only: the predicate and the id ranges
+        (from :func:`sandbox.sap.filter.first_key_ranges`) that narrow the scan."""
         coll = collection(svc, es)
         cache_key = (coll, filter_text, order_text, self._version(coll))
         hit = self._cache.get(cache_key)
         if hit is not None:
             self._cache.move_to_end(cache_key)
             return hit
+        predicate, key_ranges = where()
         rows: list[tuple[Any, str]] = []
         docs = (
             (doc for low, high in key_ranges for doc in self.store.iter_range(coll, low, high))

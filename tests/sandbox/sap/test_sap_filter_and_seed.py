@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sandbox.faults import FaultState
 from sandbox.sap import SapSettings, create_app, seed_records
 from sandbox.sap.filter import FilterError, compile_filter, first_key_ranges, tokenize
-from sandbox.sap.repository import KEY_ID, Repository, collection, doc_id
+from sandbox.sap.repository import KEY_ID, Repository, Where, collection, doc_id
 from sandbox.sap.services import SERVICES
 from sandbox.server import serve_in_thread
 from sandbox.store import ID_TOP, DocumentStore
@@ -178,8 +178,29 @@ def test_a_key_range_scan_finds_exactly_what_the_full_scan_finds(tmp_path_factor
     predicate = compile_filter(expr, TAX_NUMBER)
     key_ranges = first_key_ranges(expr, TAX_NUMBER)
     assert key_ranges is not None
-    ranged = repo.scan_ids(svc, TAX_NUMBER, predicate, expr, [], "", key_ranges)
+    ranged = repo.scan_ids(svc, TAX_NUMBER, expr, [], "", lambda: (predicate, key_ranges))
     repo._cache.clear()
-    full = repo.scan_ids(svc, TAX_NUMBER, predicate, expr, [], "")
+    full = repo.scan_ids(svc, TAX_NUMBER, expr, [], "", lambda: (predicate, None))
     assert ranged == full
+    store.close()
+
+
+def test_following_pages_of_a_query_do_not_compile_its_filter_again(tmp_path) -> None:
+    """Server paging re-sends the same $filter for every page: the cached ids answer it,
+    and the filter is compiled (tokenised, parsed) only on the first page."""
+    store = DocumentStore(tmp_path / "sap.sqlite")
+    repo = Repository(store, {}, check_references=False)
+    svc = SERVICES["API_BUSINESS_PARTNER"]
+    row = {"BusinessPartner": "1", "BPTaxType": "DE0"}
+    store.put_many(collection(svc, TAX_NUMBER), [(doc_id(TAX_NUMBER, row), {**row, KEY_ID: "x"})])
+    expr = "BusinessPartner eq '1'"
+    compiled = []
+
+    def where() -> Where:
+        compiled.append(expr)
+        return compile_filter(expr, TAX_NUMBER), None
+
+    pages = [repo.scan_ids(svc, TAX_NUMBER, expr, [], "", where) for _ in range(3)]
+    assert pages == [["x"]] * 3
+    assert compiled == [expr]
     store.close()
