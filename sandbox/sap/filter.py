@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sandbox.sap.edm import EdmValueError, EntitySet, parse_iso, typed
-from sandbox.sap.repository import KEY_SEP
+from sandbox.sap.repository import CHANGE_STAMP, KEY_SEP
 from sandbox.store import ID_TOP
 
 
@@ -428,3 +428,38 @@ def first_key_ranges(text: str, entity_set: EntitySet) -> list[tuple[str, str]] 
         if word in _UPPER_BOUNDS:
             high = min(high, value + ID_TOP if _UPPER_BOUNDS[word] else value)
     return [(low, high)]
+
+
+def change_floor(text: str, entity_set: EntitySet) -> int | None:
+    """The lowest change stamp (epoch ms) a filter admits, when it is a conjunction of
+    simple terms one of which bounds ``LastChangeDateTime`` from below (the connector's
+    "changed since" reads); None otherwise. The emulator reads those documents from an
+    index on the stamp, as S/4 answers a delta query, instead of scanning the whole set:
+    a scan made every incremental read cost as much as the book. One millisecond below
+    the literal, so sub-millisecond literals never drop a match; the compiled predicate
+    still decides each document."""
+    if CHANGE_STAMP not in entity_set.prop_map:
+        return None
+    try:
+        tokens = tokenize(text)
+    except FilterError:
+        return None
+    if len(tokens) % 4 != 3:
+        return None
+    floor: int | None = None
+    for i in range(0, len(tokens), 4):
+        name, op, lit = tokens[i : i + 3]
+        if i and (tokens[i - 1].kind != "ident" or str(tokens[i - 1].value).lower() != "and"):
+            return None
+        if name.kind != "ident" or op.kind != "ident" or lit.kind not in ("str", "num", "typed"):
+            return None
+        if name.value != CHANGE_STAMP or str(op.value).lower() not in _LOWER_BOUNDS:
+            continue
+        if lit.kind != "typed" or lit.value[0] not in ("datetime", "datetimeoffset"):
+            return None
+        try:
+            low = parse_iso(lit.value[1]) - 1
+        except EdmValueError:
+            return None
+        floor = low if floor is None else max(floor, low)
+    return floor

@@ -20,8 +20,14 @@ from sandbox.sap.errors import (
     RESOURCE_NOT_FOUND,
     SapError,
 )
-from sandbox.sap.filter import FilterError, compile_filter, first_key_ranges
+from sandbox.sap.filter import (
+    FilterError,
+    change_floor,
+    compile_filter,
+    first_key_ranges,
+)
 from sandbox.sap.repository import (
+    CHANGE_STAMP,
     KEY_ID,
     KEY_SEP,
     STAMP,
@@ -29,7 +35,9 @@ from sandbox.sap.repository import (
     Repository,
     UnitOfWork,
     Where,
+    changed_since,
     collection,
+    in_key_ranges,
 )
 from sandbox.sap.settings import SapSettings
 from sandbox.sap.uri import Resource, key_predicate, parse_path
@@ -142,7 +150,14 @@ class Dispatcher:
         def where() -> Where:
             if not filter_text:
                 return None, None
-            return self._predicate(es, filter_text), first_key_ranges(filter_text, es)
+            predicate = self._predicate(es, filter_text)
+            ranges = first_key_ranges(filter_text, es)
+            if ranges is not None:
+                return predicate, in_key_ranges(ranges)
+            floor = change_floor(filter_text, es)
+            if floor is not None:
+                return predicate, changed_since(CHANGE_STAMP, floor)
+            return predicate, None
 
         ids = self.repo.scan_ids(svc, es, filter_text, order, order_text, where)
         return self._collection(

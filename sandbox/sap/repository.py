@@ -31,11 +31,27 @@ from sandbox.store import DocumentStore
 
 KEY_SEP = "\x1f"
 STAMP = "__ts"
+#: the change time S/4 answers delta queries on (indexed in the store)
+CHANGE_STAMP = "LastChangeDateTime"
 GENERATION_META = "sap.generation"
 
 Doc = dict[str, Any]
-#: A compiled $filter: the predicate, and the id ranges that hold every match (or None).
-Where = tuple[Callable[[Doc], bool] | None, list[tuple[str, str]] | None]
+#: Where a query's matches can be, read from an index (a superset: the predicate decides).
+Candidates = Callable[[DocumentStore, str], Iterable[Doc]]
+#: A compiled $filter: the predicate, and its candidates (None: the whole entity set).
+Where = tuple[Callable[[Doc], bool] | None, Candidates | None]
+
+
+def in_key_ranges(ranges: list[tuple[str, str]]) -> Candidates:
+    """Documents in these id ranges (see :func:`sandbox.sap.filter.first_key_ranges`)."""
+    return lambda store, coll: (
+        doc for low, high in ranges for doc in store.iter_range(coll, low, high)
+    )
+
+
+def changed_since(field: str, low: int) -> Candidates:
+    """Documents whose change stamp ``field`` is at least ``low``, from its index."""
+    return lambda store, coll: store.iter_from(coll, field, low)
 
 
 def collection(svc: Service, es: EntitySet) -> str:
@@ -132,6 +148,7 @@ class Repository:
         self, store: DocumentStore, code_lists: dict[str, list[str]], check_references: bool
     ) -> None:
         self.store = store
+        store.index_field(CHANGE_STAMP)  # delta reads ("changed since") use it
         self.code_lists = {name: set(values) for name, values in code_lists.items()}
         self.check_references = check_references
         self.clock = StampClock()
@@ -163,21 +180,17 @@ class Repository:
     ) -> list[str]:
         """Ids of matching entities in result order; cached per (query, data version) so
         following server pages neither rescans the collection nor parses the filter again.
-        ``where`` compiles the filter, on a miss only: the predicate and the id ranges
-        (from :func:`sandbox.sap.filter.first_key_ranges`) that narrow the scan."""
+        ``where`` compiles the filter, on a miss only: the predicate and the candidates
+        (an index read) that narrow the scan."""
         coll = collection(svc, es)
         cache_key = (coll, filter_text, order_text, self._version(coll))
         hit = self._cache.get(cache_key)
         if hit is not None:
             self._cache.move_to_end(cache_key)
             return hit
-        predicate, key_ranges = where()
+        predicate, candidates = where()
         rows: list[tuple[Any, str]] = []
-        docs = (
-            (doc for low, high in key_ranges for doc in self.store.iter_range(coll, low, high))
-            if key_ranges is not None
-            else self.store.iter(coll)
-        )
+        docs = candidates(self.store, coll) if candidates is not None else self.store.iter(coll)
         for doc in docs:
             if predicate is None or predicate(doc):
                 rows.append((_sort_key(doc, order), doc[KEY_ID]))

@@ -12,8 +12,22 @@ from hypothesis import strategies as st
 
 from sandbox.faults import FaultState
 from sandbox.sap import SapSettings, create_app, seed_records
-from sandbox.sap.filter import FilterError, compile_filter, first_key_ranges, tokenize
-from sandbox.sap.repository import KEY_ID, Repository, Where, collection, doc_id
+from sandbox.sap.filter import (
+    FilterError,
+    change_floor,
+    compile_filter,
+    first_key_ranges,
+    tokenize,
+)
+from sandbox.sap.repository import (
+    KEY_ID,
+    Repository,
+    Where,
+    changed_since,
+    collection,
+    doc_id,
+    in_key_ranges,
+)
 from sandbox.sap.services import SERVICES
 from sandbox.server import serve_in_thread
 from sandbox.store import ID_TOP, DocumentStore
@@ -178,7 +192,9 @@ def test_a_key_range_scan_finds_exactly_what_the_full_scan_finds(tmp_path_factor
     predicate = compile_filter(expr, TAX_NUMBER)
     key_ranges = first_key_ranges(expr, TAX_NUMBER)
     assert key_ranges is not None
-    ranged = repo.scan_ids(svc, TAX_NUMBER, expr, [], "", lambda: (predicate, key_ranges))
+    ranged = repo.scan_ids(
+        svc, TAX_NUMBER, expr, [], "", lambda: (predicate, in_key_ranges(key_ranges))
+    )
     repo._cache.clear()
     full = repo.scan_ids(svc, TAX_NUMBER, expr, [], "", lambda: (predicate, None))
     assert ranged == full
@@ -203,4 +219,85 @@ def test_following_pages_of_a_query_do_not_compile_its_filter_again(tmp_path) ->
     pages = [repo.scan_ids(svc, TAX_NUMBER, expr, [], "", where) for _ in range(3)]
     assert pages == [["x"]] * 3
     assert compiled == [expr]
+    store.close()
+
+
+_T0 = 1_764_000_000_000  # epoch ms, late 2025
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z'", 1709251199999),
+        ("LastChangeDateTime gt datetime'2024-03-01T00:00:00.000'", 1709251199999),
+        (
+            "LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z' and "
+            "LastChangeDateTime lt datetimeoffset'2024-04-01T00:00:00Z' and Customer eq '1'",
+            1709251199999,
+        ),
+        ("LastChangeDateTime lt datetimeoffset'2024-03-01T00:00:00Z'", None),  # no lower bound
+        ("LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z' or Customer eq '1'", None),
+        ("(LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z')", None),
+        ("Customer eq '1'", None),
+    ],
+)
+def test_change_floor_only_for_a_conjunction_with_a_lower_bound(expr, expected):
+    assert change_floor(expr, CUSTOMER) == expected
+
+
+@given(
+    stamps=st.lists(st.integers(0, 50), max_size=30),
+    low=st.integers(-2, 52),
+    op=st.sampled_from(["ge", "gt", "eq"]),
+    high=st.none() | st.integers(0, 52),
+)
+def test_a_delta_read_from_the_stamp_index_finds_exactly_what_the_full_scan_finds(
+    tmp_path_factory, stamps, low, op, high
+):
+    """The stamp index only narrows: for any stamps (ties included) and bounds, the
+    documents it yields, filtered by the predicate, are those a full scan finds."""
+    store = DocumentStore(tmp_path_factory.mktemp("delta") / "sap.sqlite")
+    repo = Repository(store, {}, check_references=False)
+    svc = SERVICES["API_BUSINESS_PARTNER"]
+    store.put_many(
+        collection(svc, CUSTOMER),
+        [
+            (
+                f"{i:04d}",
+                {"Customer": f"{i:04d}", KEY_ID: f"{i:04d}", "LastChangeDateTime": _T0 + s},
+            )
+            for i, s in enumerate(stamps)
+        ],
+    )
+    expr = f"LastChangeDateTime {op} datetimeoffset'{_iso(_T0 + low)}'"
+    if high is not None:
+        expr += f" and LastChangeDateTime lt datetimeoffset'{_iso(_T0 + high)}'"
+    floor = change_floor(expr, CUSTOMER)
+    assert floor is not None
+    predicate = compile_filter(expr, CUSTOMER)
+    narrowed = repo.scan_ids(
+        svc, CUSTOMER, expr, [], "", lambda: (predicate, changed_since("LastChangeDateTime", floor))
+    )
+    repo._cache.clear()
+    full = repo.scan_ids(svc, CUSTOMER, expr, [], "", lambda: (predicate, None))
+    assert sorted(narrowed) == full
+    store.close()
+
+
+def test_a_delta_query_reads_from_the_stamp_index(tmp_path) -> None:
+    """The emulator answers "changed since" through the index, as S/4 does: the query
+    plan SQLite picks for it searches the index instead of scanning the set."""
+    store = DocumentStore(tmp_path / "sap.sqlite")
+    Repository(store, {}, check_references=False)  # creates the index
+    plan = store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT data FROM docs WHERE collection=? "
+        "AND json_extract(data, '$.LastChangeDateTime')>=? "
+        "ORDER BY json_extract(data, '$.LastChangeDateTime'), id",
+        ("c", 1),
+    ).fetchall()
+    assert "docs_by_LastChangeDateTime" in str(plan), plan
     store.close()
