@@ -378,6 +378,40 @@ class SapConnector:
                 if records:
                     yield Batch(records)
 
+    def _current_filters(self, route: EntityRoute, rows: Sequence[NativeRecord]) -> list[str]:
+        """The queries for what SAP holds of the records about to be written: by SAP's
+        own key where the hub knows it (a primary-index read), by hub id only for the
+        rest (the records SAP may not have yet). A filter on the hub id, a custom field,
+        makes S/4 scan the whole object: asking that for every update made an
+        incremental write pass cost as much as the book."""
+        step = self.settings.keys_per_query
+        keys = sorted({str(r[route.key]) for r in rows if r.get(route.key)})
+        hub_ids = [str(r["YY1_HubId"]) for r in rows if not r.get(route.key)]
+        return [
+            " or ".join(f"{field} eq {_literal(v)}" for v in values[i : i + step])
+            for field, values in ((route.key, keys), ("YY1_HubId", hub_ids))
+            for i in range(0, len(values), step)
+        ]
+
+    @staticmethod
+    def _by_hub_id(
+        route: EntityRoute, rows: Sequence[NativeRecord], records: Iterable[NativeRecord]
+    ) -> dict[str, NativeRecord]:
+        """Records read for ``rows``, by the hub id of the row that asked for each (by SAP
+        key: the row's, even where SAP's YY1_HubId is blank; else SAP's YY1_HubId)."""
+        by_key = {str(r[route.key]): str(r["YY1_HubId"]) for r in rows if r.get(route.key)}
+        return {by_key.get(str(r.get(route.key)), str(r.get("YY1_HubId"))): r for r in records}
+
+    def _read_current(self, entity: str, rows: Sequence[NativeRecord]) -> dict[str, NativeRecord]:
+        route = ROUTES[entity]
+        records = [
+            r
+            for where in self._current_filters(route, rows)
+            for page in self._query(entity, where, order=False)
+            for r in page
+        ]
+        return self._by_hub_id(route, rows, records)
+
     def _native(self, entity: str, proxy: Any) -> dict[str, Any]:
         record = _plain(proxy)
         record[ETAG] = getattr(proxy, "etag", None)
@@ -562,15 +596,7 @@ class SapConnector:
         is still planned from a read made before it is sent - creates never go out
         blind - but that read rides on the previous $batch instead of its own call."""
         route = ROUTES[entity]
-        current = (
-            known
-            if known is not None
-            else {
-                r["YY1_HubId"]: r
-                for batch in self.read_by_keys(entity, [str(r["YY1_HubId"]) for r in rows])
-                for r in batch.records
-            }
-        )
+        current = known if known is not None else self._read_current(entity, rows)
         plans = [self._plan(entity, row, current.get(str(row["YY1_HubId"]))) for row in rows]
         todo = [p for p in plans if p.result is None]
         ahead: dict[str, NativeRecord] | None = None
@@ -694,7 +720,7 @@ class SapConnector:
         also reads (GET parts, after the change sets) what SAP holds of those records,
         returned by hub id - or None when that read needs more than it gave."""
         entity = next(e for e, r in ROUTES.items() if r is route)
-        ahead_keys = [str(r["YY1_HubId"]) for r in following or []]
+        ahead = self._current_filters(route, following) if following else []
         numbers = sorted(str(r[route.key]) for r in following or [] if r.get(route.key))
         reads = 0
 
@@ -706,19 +732,17 @@ class SapConnector:
                     changeset.add_request(request)
                 add([changeset])
             reads = 0
-            if ahead_keys:
+            for where in ahead:
                 request = getattr(client.entity_sets, route.entity_set).get_entities()
-                request = request.filter(
-                    " or ".join(f"YY1_HubId eq {_literal(k)}" for k in ahead_keys)
-                )
+                request = request.filter(where)
                 if route.expand:
                     request = request.expand(route.expand)
                 add([request])
-                reads = 1
-                if entity == "customer" and numbers:
-                    tax_requests = self._tax_requests(numbers)
-                    add(tax_requests)
-                    reads += len(tax_requests)
+                reads += 1
+            if reads and entity == "customer" and numbers:
+                tax_requests = self._tax_requests(numbers)
+                add(tax_requests)
+                reads += len(tax_requests)
 
         def send() -> list[Any]:
             return self._execute_batch(route.service, fill)
@@ -731,26 +755,30 @@ class SapConnector:
             answers = self._call(send)
         for plan, answer in zip(plans, answers[: len(plans)], strict=True):
             plan.result = self._result(route, plan, answer)
-        return self._read_ahead(entity, answers[len(plans) :], numbers) if reads else None
+        if not reads:
+            return None
+        pages = answers[len(plans) :]
+        return self._read_ahead(entity, following or [], pages[: len(ahead)], pages[len(ahead) :])
 
     def _read_ahead(
-        self, entity: str, pages: list[Any], numbers: Sequence[str]
+        self, entity: str, following: list[NativeRecord], pages: list[Any], tax_pages: list[Any]
     ) -> dict[str, NativeRecord] | None:
         """The records a $batch read for the next chunk, by hub id (None if incomplete)."""
-        if not pages or not isinstance(pages[0], list) or getattr(pages[0], "next_url", None):
+        if not all(isinstance(p, list) and not getattr(p, "next_url", None) for p in pages):
             return None
-        records = [self._native(entity, e) for e in pages[0]]
+        route = ROUTES[entity]
+        records = [self._native(entity, e) for page in pages for e in page]
+        numbers = {str(r[route.key]) for r in following if r.get(route.key)}
         if entity == "customer" and records:
             there = {r["Customer"] for r in records if r.get("Customer")}
-            tax_pages = pages[1:]
             complete = not any(getattr(p, "next_url", None) for p in tax_pages)
-            if tax_pages and complete and there <= set(numbers):
+            if tax_pages and complete and there <= numbers:
                 found: dict[str, str] = {}
                 self._collect_tax(tax_pages, there, found)
                 self._apply_tax(records, found)
             else:  # records the payloads did not name: their tax numbers are read on their own
                 self._add_tax_numbers(records)
-        return {str(r["YY1_HubId"]): r for r in records}
+        return self._by_hub_id(route, following, records)
 
     def _send_one(
         self, entity: str, route: EntityRoute, plan: _Plan, landed: dict[str, Any] | None
