@@ -2,8 +2,10 @@
 
 One pass over the object's collection (the store reads it in id-ordered batches, so
 memory holds the matching rows, never the raw collection; when the WHERE selects by Id or
-an external id, only those records, read through the key index): filter, project to the
-selected fields, sort if asked, then slice OFFSET/LIMIT. Without ORDER BY the scan stops as
+an external id, only those records, read through the key index; when it bounds
+``SystemModstamp`` / ``LastModifiedDate`` from below, only the records from that stamp on,
+read through the store's stamp index): filter, project to the selected fields, sort if
+asked, then slice OFFSET/LIMIT. Without ORDER BY the scan stops as
 soon as OFFSET+LIMIT rows matched. Projected rows are tuples, so 100k rows stay small; REST pages
 (``nextRecordsUrl``) and Bulk API 2.0 result pages (``Sforce-Locator``) are slices of one
 result computed once, which also makes a repeated page request (a client retrying after
@@ -63,7 +65,10 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
     """Evaluate ``query``; ``include_deleted`` is queryAll (soft-deleted rows too)."""
     resolve = ParentCache(store)
     where = query.where
-    wanted = None if query.order or query.limit is None else query.offset + query.limit
+    by_stamp = _by_stamp(query, include_deleted=include_deleted)
+    # stamp-ordered candidates: no early stop, the rows are put in id order at the end
+    stop_early = not (query.order or by_stamp)
+    wanted = None if query.limit is None or not stop_early else query.offset + query.limit
     vias = [f.via for f in query.fields if f.via is not None]
     relationships = tuple({f.name: f for f in vias}.values())
     keys = [sort_key(item) for item in query.order]
@@ -91,6 +96,10 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
             matched.append(row)
             if wanted is not None and len(matched) >= wanted:
                 break
+    if by_stamp:
+        # the order a scan reads in, so ties of the ORDER BY keys stay as a scan leaves them
+        sort_rows.sort(key=_row_id)
+        matched.sort(key=_row_id_only)
     if keys:
         # stable multi-pass sort: last key first, each pass in its own direction
         for index in range(len(keys) - 1, -1, -1):
@@ -104,14 +113,32 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
     return ResultSet(query, rows, len(rows), relationships)
 
 
+def _by_key(query: Query, *, include_deleted: bool) -> bool:
+    """Whether the records are read by key (``Lookup``). The external-id index holds live
+    records only, so queryAll on an external id does not."""
+    lookup = query.lookup
+    return lookup is not None and not (include_deleted and lookup.field.name != "Id")
+
+
+def _by_stamp(query: Query, *, include_deleted: bool) -> bool:
+    """Whether the records are read from the stamp index (``Floor``), in (stamp, id)
+    order: when the WHERE bounds a stamp from below and does not select by key."""
+    return query.floor is not None and not _by_key(query, include_deleted=include_deleted)
+
+
 def _candidates(store: DocumentStore, query: Query, *, include_deleted: bool) -> Iterator[Doc]:
-    """The records ``query`` can match, in id order: read by key when the WHERE selects by
-    key (``Lookup``), else the whole object scanned. The external-id index holds live
-    records only, so queryAll on an external id scans."""
+    """The records ``query`` can match: read by key in id order when the WHERE selects by
+    key (``Lookup``); from the stamp index, in (stamp, id) order, when it bounds a stamp
+    from below (``Floor``: the index holds deleted records too, so queryAll may use it);
+    else the whole object scanned in id order."""
     obj = query.obj
     lookup = query.lookup
-    if lookup is None or (include_deleted and lookup.field.name != "Id"):
-        yield from store.iter(obj.name, batch_size=SCAN_BATCH)
+    floor = query.floor
+    if lookup is None or not _by_key(query, include_deleted=include_deleted):
+        if floor is None:
+            yield from store.iter(obj.name, batch_size=SCAN_BATCH)
+        else:
+            yield from store.iter_from(obj.name, floor.field, floor.low, batch_size=SCAN_BATCH)
         return
     record_ids = {
         record_id
@@ -123,6 +150,14 @@ def _candidates(store: DocumentStore, query: Query, *, include_deleted: bool) ->
         doc = store.get(obj.name, record_id)
         if doc is not None:
             yield doc
+
+
+def _row_id(pair: tuple[tuple[Any, ...], tuple[Any, ...]]) -> Any:
+    return pair[1][0]
+
+
+def _row_id_only(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 def _nth(index: int) -> Callable[[tuple[tuple[Any, ...], tuple[Any, ...]]], Any]:

@@ -23,6 +23,7 @@ from sandbox.faults import FaultState
 from sandbox.salesforce import ids
 from sandbox.salesforce.errors import NOT_FOUND_MESSAGE, ApiError, RecordError, RecordRejected
 from sandbox.salesforce.schema import AUTO_NUMBER_FORMATS, Field, SObjectType
+from sandbox.salesforce.soql import STAMP_FIELDS
 from sandbox.salesforce.values import Invalid, check_rules, coerce, format_datetime
 from sandbox.store import DocumentStore
 
@@ -57,6 +58,10 @@ class Repository:
         self.user_id = user_id
         self.lock = threading.RLock()
         self._last_stamp = dt.datetime.min.replace(tzinfo=dt.UTC)
+        # a real org answers "SystemModstamp > X" delta polls from an index; without one
+        # every incremental read would scan the object (see soql.Floor / query._candidates)
+        for name in STAMP_FIELDS:
+            store.index_field(name)
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, obj: SObjectType, record_id: str) -> dict[str, Any] | None:

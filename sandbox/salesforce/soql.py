@@ -137,6 +137,21 @@ class Lookup:
     values: tuple[Any, ...]
 
 
+#: datetime fields the repository indexes in the store (``DocumentStore.index_field``)
+STAMP_FIELDS = ("SystemModstamp", "LastModifiedDate")
+
+
+@dataclass(frozen=True)
+class Floor:
+    """``field >= low`` holds for every record the WHERE can match (``low`` a stored
+    datetime string): the executor reads candidates from the store's index on ``field``
+    instead of scanning the object, as a real org answers ``SystemModstamp > X`` delta
+    polls from its index. The full WHERE is still applied to each candidate."""
+
+    field: str
+    low: str
+
+
 @dataclass(frozen=True)
 class Query:
     soql: str
@@ -148,6 +163,7 @@ class Query:
     limit: int | None
     offset: int
     lookup: Lookup | None = None
+    floor: Floor | None = None
 
     @property
     def needs_parents(self) -> bool:
@@ -173,6 +189,8 @@ class _Parser:
         self.obj: SObjectType | None = None
         #: predicates (by id; the query keeps them alive) that select records by key
         self.lookups: dict[int, Lookup] = {}
+        #: predicates (by id) that imply ``field >= low`` on STAMP_FIELDS: {field: low}
+        self.floors: dict[int, dict[str, str]] = {}
 
     # -- tokens ----------------------------------------------------------------------------
     def _tokenize(self, soql: str) -> list[Token]:
@@ -321,9 +339,12 @@ class _Parser:
         if tok.kind != "eof":
             raise self.unexpected(tok)
         lookup = None if where is None else self.lookups.get(id(where))
+        floors = {} if where is None else self.floors.get(id(where), {})
+        floor = next((Floor(n, floors[n]) for n in STAMP_FIELDS if n in floors), None)
         return Query(
-            self.soql, obj, tuple(fields), count, where, tuple(order), limit, offset, lookup
-        )
+            self.soql, obj, tuple(fields), count, where, tuple(order), limit, offset, lookup,
+            floor,
+        )  # fmt: skip
 
     def integer(self) -> int:
         tok = self.next()
@@ -392,8 +413,28 @@ class _Parser:
             keyed = [self.lookups[id(p)] for p in parts if id(p) in self.lookups]
             if keyed:
                 self.lookups[id(both)] = min(keyed, key=lambda lookup: len(lookup.values))
+            self._floor(both, parts, conjunction=True)
             return both
-        return lambda doc, res: any(p(doc, res) for p in parts)
+        either: Predicate = lambda doc, res: any(p(doc, res) for p in parts)  # noqa: E731
+        self._floor(either, parts, conjunction=False)
+        return either
+
+    def _floor(
+        self, predicate: Predicate, parts: tuple[Predicate, ...], *, conjunction: bool
+    ) -> None:
+        """The stamp lower bounds ``predicate`` implies: an AND implies the highest bound
+        any operand implies per field; an OR only a field every branch bounds, at the
+        lowest of those bounds (``S > X OR (S = X AND Id > Y)`` implies ``S >= X``)."""
+        bounds = [self.floors.get(id(p), {}) for p in parts]
+        merged: dict[str, str] = {}
+        for name in STAMP_FIELDS:
+            lows = [b[name] for b in bounds if name in b]
+            if conjunction and lows:
+                merged[name] = max(lows)
+            elif not conjunction and len(lows) == len(parts):
+                merged[name] = min(lows)
+        if merged:
+            self.floors[id(predicate)] = merged
 
     def unary(self) -> Predicate:
         if self.at_keyword("NOT"):
@@ -458,6 +499,11 @@ class _Parser:
             raise self.invalid_field(tok, f"invalid operator on boolean field: {f.name}")
         wanted = _key(f, value)
         compare = _compare(ref, f, op, wanted)
+        stamp = ref.via is None and f.name in STAMP_FIELDS and f.type == "datetime"
+        if stamp and op in ("=", ">", ">=") and isinstance(value, str):
+            # stamps are stored strings of one layout, so the literal's stored form is
+            # both what the predicate compares with and the index's lower bound
+            self.floors[id(compare)] = {f.name: value}
         return self._keyed(compare, ref, [value]) if op == "=" else compare
 
     def _keyed(self, predicate: Predicate, ref: FieldRef, values: list[Any]) -> Predicate:
