@@ -372,6 +372,31 @@ _LOWER_BOUNDS = ("ge", "gt", "eq")
 _UPPER_BOUNDS = {"le": True, "eq": True, "lt": False}
 
 
+def _flat_terms(text: str) -> tuple[list[tuple[str, str, Token]], set[str]] | None:
+    """A filter made only of ``name op literal`` terms joined by and/or (no parentheses,
+    functions or not): its terms as (name, lower-case operator, literal token) and the
+    joins it uses; None for any other shape (those stay on the full scan)."""
+    try:
+        tokens = tokenize(text)
+    except FilterError:
+        return None
+    if len(tokens) % 4 != 3:
+        return None
+    terms: list[tuple[str, str, Token]] = []
+    joins: set[str] = set()
+    for i in range(0, len(tokens), 4):
+        name, op, lit = tokens[i : i + 3]
+        if i:
+            join = tokens[i - 1]
+            if join.kind != "ident":
+                return None
+            joins.add(str(join.value).lower())
+        if name.kind != "ident" or op.kind != "ident" or lit.kind not in ("str", "num", "typed"):
+            return None
+        terms.append((str(name.value), str(op.value).lower(), lit))
+    return terms, joins
+
+
 def first_key_ranges(text: str, entity_set: EntitySet) -> list[tuple[str, str]] | None:
     """The id ranges a filter on the first (string) key confines its matches to, or None
     when it has neither of the two shapes S/4 answers from the primary index:
@@ -390,23 +415,12 @@ def first_key_ranges(text: str, entity_set: EntitySet) -> list[tuple[str, str]] 
     prop = entity_set.prop_map.get(key)
     if prop is None or prop.type != "Edm.String":
         return None
-    try:
-        tokens = tokenize(text)
-    except FilterError:
-        return None
-    if len(tokens) % 4 != 3:
+    flat = _flat_terms(text)
+    if flat is None:
         return None
     terms: list[tuple[str, str]] = []
-    joins: set[str] = set()
-    for i in range(0, len(tokens), 4):
-        name, op, lit = tokens[i : i + 3]
-        if i:
-            join = tokens[i - 1]
-            if join.kind != "ident":
-                return None
-            joins.add(str(join.value).lower())
-        word = str(op.value).lower() if op.kind == "ident" else ""
-        if name.kind != "ident" or name.value != key or lit.kind != "str":
+    for name, word, lit in flat[0]:
+        if name != key or lit.kind != "str":
             return None
         if word not in _LOWER_BOUNDS and word not in _UPPER_BOUNDS:
             return None
@@ -414,6 +428,7 @@ def first_key_ranges(text: str, entity_set: EntitySet) -> list[tuple[str, str]] 
         if any(ch <= KEY_SEP for ch in value):
             return None
         terms.append((word, value))
+    joins = flat[1]
     if joins == {"or"}:
         if any(word != "eq" for word, _ in terms):
             return None
@@ -440,20 +455,12 @@ def change_floor(text: str, entity_set: EntitySet) -> int | None:
     still decides each document."""
     if CHANGE_STAMP not in entity_set.prop_map:
         return None
-    try:
-        tokens = tokenize(text)
-    except FilterError:
-        return None
-    if len(tokens) % 4 != 3:
+    flat = _flat_terms(text)
+    if flat is None or flat[1] - {"and"}:
         return None
     floor: int | None = None
-    for i in range(0, len(tokens), 4):
-        name, op, lit = tokens[i : i + 3]
-        if i and (tokens[i - 1].kind != "ident" or str(tokens[i - 1].value).lower() != "and"):
-            return None
-        if name.kind != "ident" or op.kind != "ident" or lit.kind not in ("str", "num", "typed"):
-            return None
-        if name.value != CHANGE_STAMP or str(op.value).lower() not in _LOWER_BOUNDS:
+    for name, word, lit in flat[0]:
+        if name != CHANGE_STAMP or word not in _LOWER_BOUNDS:
             continue
         if lit.kind != "typed" or lit.value[0] not in ("datetime", "datetimeoffset"):
             return None
