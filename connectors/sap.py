@@ -758,17 +758,23 @@ class SapConnector:
         if not reads:
             return None
         pages = answers[len(plans) :]
-        return self._read_ahead(entity, following or [], pages[: len(ahead)], pages[len(ahead) :])
+        return self._read_ahead(
+            entity, following or [], pages[: len(ahead)], pages[len(ahead) :], set(numbers)
+        )
 
     def _read_ahead(
-        self, entity: str, following: list[NativeRecord], pages: list[Any], tax_pages: list[Any]
+        self,
+        entity: str,
+        following: list[NativeRecord],
+        pages: list[Any],
+        tax_pages: list[Any],
+        numbers: set[str],
     ) -> dict[str, NativeRecord] | None:
         """The records a $batch read for the next chunk, by hub id (None if incomplete)."""
         if not all(isinstance(p, list) and not getattr(p, "next_url", None) for p in pages):
             return None
         route = ROUTES[entity]
         records = [self._native(entity, e) for page in pages for e in page]
-        numbers = {str(r[route.key]) for r in following if r.get(route.key)}
         if entity == "customer" and records:
             there = {r["Customer"] for r in records if r.get("Customer")}
             complete = not any(getattr(p, "next_url", None) for p in tax_pages)
