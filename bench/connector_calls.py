@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import print_table
-from connectors import registry
+from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 
 LIMIT = 1.1
@@ -84,7 +84,7 @@ def _accounts(n: int, prefix: str) -> list[dict[str, Any]]:
 
 
 def _fresh(sb: SandboxHandle, system: str, **settings: Any) -> Any:
-    connector = registry.build(system, sb.env)
+    connector = connect(system, sb.env)
     for name, value in settings.items():
         setattr(connector.settings, name, value)  # type: ignore[attr-defined]
     return connector
@@ -184,7 +184,7 @@ def _sap_entity(sb: SandboxHandle, entity: str, batch: list[dict[str, Any]]) -> 
 
 def _sap_available(env: dict[str, str]) -> bool:
     try:
-        registry.build("sap", env).close()
+        connect("sap", env).close()
     except (ImportError, AttributeError, ValueError):
         return False
     return True

@@ -215,7 +215,7 @@ def stage(path: Path, n: int, drift: float) -> dict[str, int]:
 def work_hub(path: str) -> dict[str, Any]:
     import duckdb
 
-    from hub.mapping_spec import CompareRule
+    from hub.mapping.spec import CompareRule
     from hub.recon.compare import Child, compare
 
     con = duckdb.connect(path, read_only=True)

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from bench._common import gib, peak_rss_bytes, print_table, timed
 from connectors import registry
 from connectors.base import Connector
+from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 
 CHANGE_SHARE = 0.01
@@ -44,7 +45,7 @@ Report = dict[str, dict[str, dict[str, int]]]
 
 
 def build_connectors(env: Mapping[str, str]) -> dict[str, Connector]:
-    return {s: registry.build(s, env) for s in registry.configured_systems(env)}
+    return {s: connect(s, env) for s in registry.configured_systems(env)}
 
 
 def close_all(connectors: Mapping[str, Connector]) -> None:
@@ -118,7 +119,7 @@ def change_one_percent(sb: SandboxHandle, customers: int) -> tuple[int, int, int
     from connectors.billing_schema import subscriptions
 
     k = max(1, round(customers * CHANGE_SHARE))
-    connector: Any = registry.build("salesforce", sb.env)
+    connector: Any = connect("salesforce", sb.env)
     try:
         sf = connector._client()
         rows = sf.query_all(f"SELECT Id, Name FROM Account ORDER BY Id LIMIT {k}")["records"]

@@ -11,12 +11,27 @@ holds a whole table.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 NativeRecord = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MappedObject:
+    """What the hub's mappings tell a connector of one entity's native object: its name,
+    the field that holds the hub id (or the native key when there is none) and the fields
+    the mappings read or write. Connectors that discover their objects ignore it."""
+
+    name: str
+    external_id: str
+    fields: tuple[str, ...]
+
+
+#: Mapped objects by entity, as ``connectors.registry.build`` hands them to ``from_env``.
+MappedObjects = Mapping[str, MappedObject]
 
 
 @dataclass(frozen=True)

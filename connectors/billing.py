@@ -42,11 +42,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from connectors import billing_schema as S
-from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
+from connectors.base import (
+    Batch,
+    Health,
+    MappedObjects,
+    NativeRecord,
+    Outcome,
+    Window,
+    WriteResult,
+)
 from connectors.errors import ConnectorError, PermanentError, TransientError
-from connectors.redact import redact, register_secret
+from connectors.redact import redact, redact_url, register_secret
 from connectors.sql_source import ChildTable, EntityTable, SqlEntitySource, _coerce
-from hub.settings import redact_url
 
 SYSTEM = "billing"
 log = logging.getLogger("hub.connectors.billing")
@@ -596,6 +603,6 @@ def _account_number(hub_id: str) -> str:
     return "H-" + hashlib.sha256(hub_id.encode()).hexdigest()[:30]
 
 
-def from_env(env: Mapping[str, str]) -> BillingConnector:
+def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> BillingConnector:
     """The connector for ``BILLING_DATABASE_URL`` (the registry's entry point)."""
     return BillingConnector(env["BILLING_DATABASE_URL"])

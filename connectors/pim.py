@@ -29,7 +29,15 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
+from connectors.base import (
+    Batch,
+    Health,
+    MappedObjects,
+    NativeRecord,
+    Outcome,
+    Window,
+    WriteResult,
+)
 from connectors.errors import AuthError, ConnectorError
 from connectors.http import (
     RETRYABLE_STATUS,
@@ -356,7 +364,7 @@ def _decode(cursor: str | None) -> tuple[datetime | None, set[str]]:
     return _parse_stamp(stamp), {str(s) for s in seen}
 
 
-def from_env(env: Mapping[str, str]) -> PimConnector:
+def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> PimConnector:
     """Built by connectors.registry from PIM_URL, PIM_CLIENT_ID, PIM_SECRET, PIM_USERNAME,
     PIM_PASSWORD and HUB_CA_BUNDLE."""
     return PimConnector(

@@ -75,3 +75,10 @@ def install_log_redaction() -> None:
 
         logging.setLogRecordFactory(factory)
         _installed = True
+
+
+def redact_url(url: str) -> str:
+    """A database URL safe to print: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
-from connectors.base import Connector
+from connectors.base import Connector, MappedObjects
 
 MODULES: dict[str, str] = {
     "billing": "connectors.billing",
@@ -33,7 +33,9 @@ def configured_systems(env: Mapping[str, str]) -> list[str]:
     return [system for system, marker in MARKERS.items() if env.get(marker)]
 
 
-def build(system: str, env: Mapping[str, str]) -> Connector:
+def build(system: str, env: Mapping[str, str], objects: MappedObjects | None = None) -> Connector:
+    """``system``'s connector from its settings in ``env``; ``objects`` are what the hub's
+    mappings say of its native objects (see ``hub.systems.connect``)."""
     if system not in MODULES:
         raise ValueError(f"unknown system {system!r}; known: {sorted(MODULES)}")
     if not env.get(MARKERS[system]):
@@ -42,5 +44,5 @@ def build(system: str, env: Mapping[str, str]) -> Connector:
             f"start the sandbox with `hub sandbox up`"
         )
     module = importlib.import_module(MODULES[system])
-    connector: Connector = module.from_env(env)
+    connector: Connector = module.from_env(env, objects)
     return connector

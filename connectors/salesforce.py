@@ -32,7 +32,15 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
+from connectors.base import (
+    Batch,
+    Health,
+    MappedObjects,
+    NativeRecord,
+    Outcome,
+    Window,
+    WriteResult,
+)
 from connectors.errors import (
     AuthError,
     BudgetExhaustedError,
@@ -44,7 +52,6 @@ from connectors.errors import (
 from connectors.http import requests_session, timeout_from_env
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
-from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
 
 SYSTEM = "salesforce"
 T = TypeVar("T")
@@ -93,21 +100,16 @@ class SalesforceSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-def sobjects_from_mappings(specs: Sequence[MappingSpec]) -> dict[str, SObject]:
-    out: dict[str, SObject] = {}
-    for spec in specs:
-        if spec.system != SYSTEM:
-            continue
-        names = {fmap.field.split(".")[0] for fmap in spec.fields.values()}
-        names |= {spec.key.system_id_field}
-        if spec.key.hub_id_field:
-            names.add(spec.key.hub_id_field)
-        out[spec.entity] = SObject(
-            name=spec.object,
-            external_id=spec.key.hub_id_field or "Id",
-            fields=tuple(sorted(names | {"SystemModstamp"})),
+def sobjects_from_mapped(objects: MappedObjects) -> dict[str, SObject]:
+    """The sObjects the connector reads and writes, by entity, from the hub's mappings."""
+    return {
+        entity: SObject(
+            name=obj.name,
+            external_id=obj.external_id,
+            fields=tuple(sorted({*obj.fields, "SystemModstamp"})),
         )
-    return out
+        for entity, obj in objects.items()
+    }
 
 
 class SalesforceConnector:
@@ -687,8 +689,7 @@ def _soql_datetime(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def from_env(env: Mapping[str, str]) -> SalesforceConnector:
-    specs, _ = load_all(MAPPINGS_DIR)
+def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SalesforceConnector:
     settings = SalesforceSettings(
         login_url=env["SALESFORCE_LOGIN_URL"],
         client_id=env.get("SALESFORCE_CLIENT_ID", ""),
@@ -699,4 +700,4 @@ def from_env(env: Mapping[str, str]) -> SalesforceConnector:
         ca_bundle=env.get("HUB_CA_BUNDLE") or None,
         timeout=timeout_from_env(env, 60.0),
     )
-    return SalesforceConnector(settings, sobjects_from_mappings(specs))
+    return SalesforceConnector(settings, sobjects_from_mapped(objects or {}))

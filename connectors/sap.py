@@ -29,7 +29,15 @@ import pyodata
 import requests
 from pyodata.exceptions import HttpError, PyODataException
 
-from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
+from connectors.base import (
+    Batch,
+    Health,
+    MappedObjects,
+    NativeRecord,
+    Outcome,
+    Window,
+    WriteResult,
+)
 from connectors.errors import (
     AuthError,
     ConnectorError,
@@ -1009,7 +1017,7 @@ def _literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def from_env(env: Mapping[str, str]) -> SapConnector:
+def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SapConnector:
     return SapConnector(
         SapSettings(
             url=env["SAP_ODATA_URL"],

@@ -35,7 +35,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from connectors.base import Batch
+from connectors.base import Batch, MappedObjects
 from connectors.errors import PermanentError
 from connectors.redact import register_secret
 from connectors.sap import FULFILMENT_STATUS, reservation_status
@@ -372,7 +372,7 @@ def _wrap(clause: str, width: int = 72) -> list[str]:
     return lines
 
 
-def from_env(env: Mapping[str, str]) -> SapRfcReader:
+def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SapRfcReader:
     return SapRfcReader(
         RfcSettings(
             ashost=env["SAP_RFC_ASHOST"],

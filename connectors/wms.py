@@ -22,7 +22,15 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
+from connectors.base import (
+    Batch,
+    Health,
+    MappedObjects,
+    NativeRecord,
+    Outcome,
+    Window,
+    WriteResult,
+)
 from connectors.errors import AuthError, ConnectorError, TransientError
 from connectors.http import make_client, raise_for_status, timeout_from_env, transport_error
 from connectors.redact import redact, register_secret
@@ -268,7 +276,7 @@ def _decode_cursor(cursor: str | None) -> tuple[str, str] | None:
     return str(data["updated_at"]), str(data["id"])
 
 
-def from_env(env: Mapping[str, str]) -> WmsConnector:
+def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> WmsConnector:
     """Built by the registry from WMS_URL, WMS_API_KEY and HUB_CA_BUNDLE. The key is
     re-read from ``env`` when the WMS says it expired (``env`` may be ``os.environ``)."""
     return WmsConnector(

@@ -44,10 +44,3 @@ def connection_env() -> dict[str, str]:
     """Connector settings: the process environment wins; anything it lacks comes from the
     running sandbox's sandbox.env, so the defaults point at the sandbox."""
     return {**read_env_file(sandbox_env_file()), **os.environ}
-
-
-def redact_url(url: str) -> str:
-    """A database URL safe to print: the password replaced by ***."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from connectors.redact import redact_url
 from hub import settings
 
 app = typer.Typer(
@@ -81,7 +82,7 @@ def _print_summary(sandbox: Any) -> None:
     typer.echo(f"sandbox ready in {sandbox.dir} (seed {seeded['seed']}: {counts})")
     for system, url in sandbox.urls.items():
         typer.echo(f"  {system:<11}{url}")
-    typer.echo(f"  {'billing':<11}{settings.redact_url(sandbox.billing_url)}")
+    typer.echo(f"  {'billing':<11}{redact_url(sandbox.billing_url)}")
     typer.echo(f"  planted drift: {len(seeded['drifts'])} (manifest.json)")
     typer.echo(f"  environment: {sandbox.dir / 'sandbox.env'}  (Ctrl+C to stop)")
 

@@ -31,8 +31,8 @@ from dagster import (
 )
 from sqlalchemy import select
 
-from hub.mapping_spec import MAPPINGS_DIR, load_all
-from hub.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.store.db import session_factory
 from hub.store.models import Finding
 from hub.sync.engine import ENTITY_ORDER

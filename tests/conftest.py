@@ -19,7 +19,7 @@ def _isolated_hub_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     old = {k: os.environ.get(k) for k in ("HUB_DATA_DIR", "DAGSTER_HOME", "HUB_DATABASE_URL")}
     os.environ["HUB_DATA_DIR"] = str(home)
     os.environ.pop("HUB_DATABASE_URL", None)
-    from hub.dagster_home import ensure_dagster_home
+    from app.dagster_home import ensure_dagster_home
 
     ensure_dagster_home(home / "dagster_home")
     yield home

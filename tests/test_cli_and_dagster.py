@@ -8,10 +8,10 @@ import pytest
 from dagster import DagsterInstance, Definitions
 from typer.testing import CliRunner
 
-from hub.cli import app
-from hub.definitions import defs
-from hub.mapping_spec import MAPPINGS_DIR, check
-from hub.resources import HubStoreResource
+from app.cli.main import app
+from app.definitions import defs
+from app.defs.resources import HubStoreResource
+from hub.mapping.spec import MAPPINGS_DIR, check
 from hub.store.migrate import head_revision
 
 REPO = Path(__file__).resolve().parent.parent

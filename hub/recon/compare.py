@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from hub.mapping_spec import CompareRule
+from hub.mapping.spec import CompareRule
 from hub.recon import findings as F
 from hub.recon.engine import Source, columns, quote, register, run
 from hub.recon.rules import EXACT, drift_predicate, is_money, severity

@@ -7,7 +7,7 @@ epsilon of 1e-9 so that ``|1.1 - 1.0| <= 0.1`` holds the way a person reads it.
 
 from __future__ import annotations
 
-from hub.mapping_spec import CompareRule
+from hub.mapping.spec import CompareRule
 
 EXACT = CompareRule()
 _NUMERIC = (

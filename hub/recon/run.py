@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Engine, select
 
 from connectors.base import Connector, Window
-from hub.mapping_spec import MappingSpec
+from hub.mapping.spec import MappingSpec
 from hub.model import DELIVERING_STATUSES, ENTITIES
 from hub.recon import checks
 from hub.recon import findings as F

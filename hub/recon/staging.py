@@ -35,8 +35,8 @@ import pyarrow.json as pj
 from sqlalchemy import Engine
 
 from connectors.base import Connector, NativeRecord, Window
-from hub.mapper import Mapper, MappingValueError
-from hub.mapping_spec import MappingSpec
+from hub.mapping.mapper import Mapper, MappingValueError
+from hub.mapping.spec import MappingSpec
 from hub.model import ENTITIES
 from hub.recon.engine import quote, run
 from hub.recon.golden import arrow_schema, children, flatten, golden_batches

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub.mapping_spec import MAPPINGS_DIR
+from hub.mapping.spec import MAPPINGS_DIR
 from hub.model import DELIVERING_STATUSES, BillingPeriod, add_months
 
 RULES_FILE = MAPPINGS_DIR / "deliveries.yaml"

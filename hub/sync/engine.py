@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from connectors.base import Connector, NativeRecord, Outcome
 from connectors.errors import ConnectorError
 from hub.fingerprint import fingerprint
-from hub.mapper import Mapper, MappingValueError, get_path, set_path
-from hub.mapping_spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
+from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
+from hub.mapping.spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITIES, CanonicalValidationError, validate_record
 from hub.store import repo
 from hub.store.db import session_factory
@@ -34,7 +35,6 @@ from hub.sync import deliveries
 from hub.sync.deliveries import DeliveryRules
 from hub.sync.lock import store_lock
 from hub.sync.merge import collapse_empty, flatten, merge
-from hub.transforms import load_code_lists
 
 log = logging.getLogger("hub.sync")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from dagster import AssetCheckSeverity, Definitions, materialize
 from sqlalchemy import Engine
 
-from hub.analytics_dagster import (
+from app.defs.analytics import (
     ANALYTICS_JOB,
     ANALYTICS_KEYS,
     COHORTS_KEY,
@@ -19,7 +19,7 @@ from hub.analytics_dagster import (
     analytics_definitions,
     subscription_analytics,
 )
-from hub.resources import HubStoreResource
+from app.defs.resources import HubStoreResource
 from tests.analytics.golden import write_golden
 from tests.analytics.scenarios import AS_OF, hand_book
 
@@ -58,7 +58,7 @@ def test_materialize_passes_the_identity_check_and_attaches_plots(
 def test_definitions_load_alone_and_merged_with_the_hub() -> None:
     defs = analytics_definitions()
     Definitions.validate_loadable(defs)
-    from hub.definitions import defs as hub_defs
+    from app.definitions import defs as hub_defs
 
     merged = Definitions.merge(hub_defs, analytics_definitions(with_resources=False))
     Definitions.validate_loadable(merged)

@@ -20,7 +20,7 @@ def _hub(args: list[str], url: str, tmp: Path) -> subprocess.CompletedProcess[st
     env = {**os.environ, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(tmp / "data")}
     env.pop("HUB_REPORTING_CURRENCY", None)
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", "metrics", *args],
+        [sys.executable, "-m", "app.cli.main", "metrics", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -20,11 +20,11 @@ from connectors import billing_schema as S
 from connectors.base import Connector, Outcome, Window, WriteResult
 from connectors.billing import BillingConnector
 from connectors.errors import PermanentError, TransientError
-from connectors.registry import build
-from hub.mapper import Mapper
-from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.mapping.mapper import Mapper
+from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITIES, validate_record
-from hub.transforms import load_code_lists
+from hub.systems import connect
 from sandbox.seed.billing import BillingWriter
 from sandbox.seed.book import Book
 from tests.unit import strategies
@@ -461,7 +461,7 @@ def test_registry_builds_it_and_health_never_shows_the_password(
     secret = "hunter2-billing-secret"
     url = postgres_server.replace("postgres@", f"postgres:{secret}@")  # trust auth: ignored
     caplog.set_level(logging.DEBUG)
-    connector = build("billing", {"BILLING_DATABASE_URL": url})
+    connector = connect("billing", {"BILLING_DATABASE_URL": url})
     assert isinstance(connector, BillingConnector)
     health = connector.health()
     connector.close()

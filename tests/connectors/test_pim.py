@@ -20,10 +20,10 @@ from connectors.base import Batch, Connector, Outcome, Window
 from connectors.errors import SystemUnavailableError
 from connectors.pim import PimConnector, PimSettings, from_env
 from connectors.retry import RetryPolicy
-from hub.mapper import Mapper
-from hub.mapping_spec import MAPPINGS_DIR, load_mapping
+from hub.mapping.mapper import Mapper
+from hub.mapping.spec import MAPPINGS_DIR, load_mapping
+from hub.mapping.transforms import load_code_lists
 from hub.model import validate_record
-from hub.transforms import load_code_lists
 from sandbox.faults import FaultState
 from sandbox.pim import PimSettings as EmulatorSettings
 from sandbox.pim import create_app, seed_records

@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors import registry
 from connectors.base import Outcome, Window, WriteResult
 from connectors.errors import AuthError, BudgetExhaustedError, SystemUnavailableError
 from connectors.retry import RetryPolicy
 from connectors.salesforce import SalesforceConnector, _parse_sf_datetime
+from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 
 FAST = RetryPolicy(max_attempts=10, max_seconds=20, initial_wait=0.02, max_wait=1.5, jitter=0)
@@ -43,7 +43,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]
 
 
 def _connector(env: dict[str, str], **settings: Any) -> SalesforceConnector:
-    connector = registry.build("salesforce", env)
+    connector = connect("salesforce", env)
     assert isinstance(connector, SalesforceConnector)
     connector.settings.retry = FAST
     connector.settings.bulk_poll_initial = 0.01

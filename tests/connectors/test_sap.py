@@ -27,15 +27,15 @@ import httpx
 import pytest
 import requests
 
-from connectors import registry
 from connectors.base import Connector, Outcome, Window
 from connectors.errors import AuthError
 from connectors.retry import RetryPolicy
 from connectors.sap import ETAG, SapConnector
-from hub.mapper import Mapper
-from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.mapping.mapper import Mapper
+from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.model import validate_record
-from hub.transforms import load_code_lists
+from hub.systems import connect
 from sandbox.faults import FaultSpec, FaultState
 from sandbox.sap import SapSettings, create_app, seed_records
 from sandbox.seed import xref
@@ -91,7 +91,7 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
 
 @pytest.fixture
 def sap(emulator: Emulator) -> Iterator[SapConnector]:
-    connector = registry.build("sap", emulator.env)
+    connector = connect("sap", emulator.env)
     assert isinstance(connector, SapConnector)
     connector.settings.retry = FAST
     yield connector
@@ -553,7 +553,7 @@ def test_allocation_writes_through_faults_lose_nothing_and_apply_nothing_twice(
 def _meanwhile(sap: SapConnector, env: dict[str, str], hub_id: str, times: int) -> list[str]:
     """Another SAP user changes ``hub_id`` right after each of the connector's reads of it
     (``times`` times): the ETag the connector just read is stale when it writes."""
-    other = registry.build("sap", env)
+    other = connect("sap", env)
     names: list[str] = []
     counter = itertools.count()
 
@@ -662,7 +662,7 @@ def test_a_wrong_password_is_named_but_never_shown(
     emulator: Emulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "Wr0ng-But-Secret-Pa55"
-    connector = registry.build("sap", {**emulator.env, "SAP_PASSWORD": secret})
+    connector = connect("sap", {**emulator.env, "SAP_PASSWORD": secret})
     assert isinstance(connector, SapConnector)
     with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as info:
         list(connector.read_changes("customer", None))

@@ -10,9 +10,9 @@ import pytest
 
 from connectors.errors import PermanentError
 from connectors.sap_rfc import INSTALL_HINT, RfcSettings, SapRfcReader, open_connection
-from hub.mapper import Mapper
-from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
-from hub.transforms import load_code_lists
+from hub.mapping.mapper import Mapper
+from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.mapping.transforms import load_code_lists
 
 SPECS: dict[str, MappingSpec] = {
     s.entity: s for s in load_all(MAPPINGS_DIR)[0] if s.system == "sap"

@@ -14,19 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors import registry
 from connectors.base import Connector, Outcome, Window
 from connectors.errors import AuthError, SystemUnavailableError
 from connectors.redact import install_log_redaction
 from connectors.retry import RetryPolicy
 from connectors.wms import WmsConnector, WmsSettings
-from hub.mapper import Mapper
-from hub.mapping_spec import MAPPINGS_DIR, load_mapping
+from hub.mapping.mapper import Mapper
+from hub.mapping.spec import MAPPINGS_DIR, load_mapping
+from hub.mapping.transforms import load_code_lists
 from hub.model import validate_record
 from hub.store.db import create_store_engine
 from hub.store.migrate import upgrade
 from hub.sync.engine import SyncEngine
-from hub.transforms import load_code_lists
+from hub.systems import connect
 from sandbox.faults import FaultState
 from sandbox.seed.book import Book
 from sandbox.seed.drift import ORPHAN_ALLOCATION
@@ -95,12 +95,12 @@ def _record(ref: str, **extra: object) -> dict:
 
 def test_is_a_connector_built_by_the_registry_from_the_env(wms):
     env = {"WMS_URL": wms.base, "WMS_API_KEY": API_KEY}
-    connector = registry.build("wms", env)
+    connector = connect("wms", env)
     assert isinstance(connector, Connector)
     assert connector.entities() == ["allocation"]
     health = connector.health()
     assert health.ok and health.latency_ms is not None
-    bad = registry.build("wms", {**env, "WMS_API_KEY": "not-the-key"})
+    bad = connect("wms", {**env, "WMS_API_KEY": "not-the-key"})
     assert not bad.health().ok
     with pytest.raises(AuthError, match="WMS_API_KEY"):
         _drain(bad.read_snapshot("allocation"))

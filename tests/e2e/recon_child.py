@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.recon.run import reconcile
 from hub.store import create_store_engine
-from hub.transforms import load_code_lists
 from tests.e2e.sync_child import mapped_connectors
 
 

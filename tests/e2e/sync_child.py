@@ -8,17 +8,18 @@ from pathlib import Path
 
 from connectors import registry
 from connectors.base import Connector
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.settings import read_env_file
 from hub.store import create_store_engine
 from hub.sync.engine import Counts, SyncEngine
+from hub.systems import connect
 
 
 def mapped_connectors(env_file: Path) -> dict[str, Connector]:
     """A connector for every configured system that has mappings."""
     env = read_env_file(env_file)
     mapped = {spec.system for spec in load_all(MAPPINGS_DIR)[0]}
-    return {s: registry.build(s, env) for s in registry.configured_systems(env) if s in mapped}
+    return {s: connect(s, env) for s in registry.configured_systems(env) if s in mapped}
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from hub.devserver import dagster_dev
-from hub.launch import run_job
+from app.cli.launch import run_job
+from sandbox.devserver import dagster_dev
 from sandbox.runner import running_sandbox
 from tests.e2e.browser import ARTIFACTS, browser_page, dismiss_community_modal
 from tests.e2e.test_dagster_ui import wait_for_run

@@ -22,11 +22,12 @@ from connectors.billing_schema import (
     subscription_items,
     subscriptions,
 )
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import QuarantineEntry
 from hub.sync.engine import SyncEngine
+from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ class Landscape:
     def sync(self) -> dict[str, Any]:
         mapped = {spec.system for spec in load_all(MAPPINGS_DIR)[0]}
         connectors = {
-            s: registry.build(s, self.sb.env)
+            s: connect(s, self.sb.env)
             for s in registry.configured_systems(self.sb.env)
             if s in mapped
         }
@@ -53,7 +54,7 @@ class Landscape:
                 connector.close()
 
     def soql(self, query: str, *values: Any) -> list[dict[str, Any]]:
-        sf = registry.build("salesforce", self.sb.env)
+        sf = connect("salesforce", self.sb.env)
         try:
             records: list[dict[str, Any]] = sf._client().query_all(  # type: ignore[attr-defined]
                 format_soql(query, *values)
@@ -63,7 +64,7 @@ class Landscape:
         return records
 
     def sap(self, entity: str, hub_id: str) -> dict[str, Any] | None:
-        sap = registry.build("sap", self.sb.env)
+        sap = connect("sap", self.sb.env)
         try:
             for batch in sap.read_snapshot(entity):
                 for record in batch.records:
@@ -116,7 +117,7 @@ def _clone(conn: sa.Connection, table: sa.Table, row: Any, **changes: Any) -> in
 def test_customer_created_in_salesforce_becomes_sap_and_billing_with_the_number_back(
     land: Landscape,
 ) -> None:
-    sf = registry.build("salesforce", land.sb.env)
+    sf = connect("salesforce", land.sb.env)
     created = sf._client().Account.create(  # type: ignore[attr-defined]
         {
             "Name": "Nordlicht Logistik GmbH",
@@ -456,7 +457,7 @@ def test_payment_cleared_in_sap_marks_the_invoice_paid_in_billing_and_salesforce
             .order_by(invoices.c.hub_id)
             .limit(1)
         ).one()
-    sap = registry.build("sap", land.sb.env)
+    sap = connect("sap", land.sb.env)
     try:
         (doc,) = [r for b in sap.read_by_keys("invoice", [hub_id]) for r in b.records]
         assert "AmountCleared" not in doc, "an open document makes no claim on payment"

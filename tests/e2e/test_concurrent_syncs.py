@@ -11,11 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from connectors import registry
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.model import validate_record
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import GoldenRecord, OutboxEntry
+from hub.systems import connect
 from sandbox.runner import running_sandbox
 from tests.e2e.test_crash_recovery import _child
 from tests.e2e.test_sandbox_sync import _writes
@@ -48,7 +49,7 @@ def test_two_syncs_at_once_wait_for_each_other_and_corrupt_nothing(
         for system in registry.configured_systems(sb.env):
             if system not in {k.split("/")[0] for k in HUB_ID_FIELDS}:
                 continue
-            connector = registry.build(system, sb.env)
+            connector = connect(system, sb.env)
             for entity in connector.entities():
                 field = HUB_ID_FIELDS.get(f"{system}/{entity}")
                 if not field:

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from connectors import registry
 from connectors.billing_schema import subscriptions
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.model import validate_record
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
@@ -37,6 +37,7 @@ from hub.store.models import (
     ReconciliationRun,
 )
 from hub.sync.engine import ENTITY_ORDER
+from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +114,7 @@ def _sync_with_kills(env_file: Path, store: str, kill_after: list[int]) -> list[
 
 def _user_changes(sb: SandboxHandle) -> None:
     """What users do between syncs, identically in both landscapes."""
-    sf = registry.build("salesforce", sb.env)._client()  # type: ignore[attr-defined]
+    sf = connect("salesforce", sb.env)._client()  # type: ignore[attr-defined]
     accounts = sf.query("SELECT Id, Name FROM Account ORDER BY Hub_Id__c LIMIT 3")["records"]
     for account in accounts:
         sf.Account.update(account["Id"], {"Name": account["Name"] + " Holding"})
@@ -193,7 +194,7 @@ def _state(sb: SandboxHandle, store: str) -> dict[str, Any]:
     # ids Salesforce mints at run time follow its own counter (which also counts records
     # a test user created): named after the record's hub id. Duplicates still show, as
     # extra records in the counts below.
-    sf = registry.build("salesforce", sb.env)
+    sf = connect("salesforce", sb.env)
     for entity in sf.entities():
         for batch in sf.read_snapshot(entity):
             for r in batch.records:
@@ -207,7 +208,7 @@ def _state(sb: SandboxHandle, store: str) -> dict[str, Any]:
     for system in registry.configured_systems(sb.env):
         if system not in mapped:
             continue
-        connector = registry.build(system, sb.env)
+        connector = connect(system, sb.env)
         for entity in connector.entities():
             rows = [
                 json.dumps(_normalise(r, names), sort_keys=True, default=str)

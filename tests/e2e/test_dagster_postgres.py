@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy.engine import make_url
 
+from app.cli.launch import run_job
 from connectors.billing_schema import accounts
-from hub.devserver import REPO_ROOT, dagster_dev
-from hub.launch import run_job
 from hub.store import create_store_engine
 from hub.store.models import Finding
+from sandbox.devserver import REPO_ROOT, dagster_dev
 from sandbox.runner import running_sandbox
 from tests.conftest import _fresh_pg_database
 from tests.e2e.test_dagster_ui import wait_for_run

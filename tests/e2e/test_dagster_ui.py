@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from hub.devserver import dagster_dev
+from sandbox.devserver import dagster_dev
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance
 
+from app.cli.launch import code_location, run_job, sync_counts
+from app.cli.resync import findings_scopes
 from connectors.billing_schema import allocations, subscriptions
-from hub.cli_resync import findings_scopes
-from hub.launch import code_location, run_job, sync_counts
 from sandbox.runner import running_sandbox
 
 pytestmark = pytest.mark.slow

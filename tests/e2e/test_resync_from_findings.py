@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connectors.registry import build, configured_systems
-from hub.cli_resync import FIXABLE_KINDS, findings_scopes
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from app.cli.resync import FIXABLE_KINDS, findings_scopes
+from connectors.registry import configured_systems
+from hub.mapping.spec import MAPPINGS_DIR, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.recon.run import reconcile
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import Finding
 from hub.sync.engine import ENTITY_ORDER, SyncEngine
 from hub.sync.resync import ResyncRequest, resync
-from hub.transforms import load_code_lists
+from hub.systems import connect
 from sandbox.runner import running_sandbox
 
 NEEDS_A_PERSON = {"orphan", "aggregate", "broken_ref"}
@@ -34,7 +35,7 @@ def test_resyncing_the_findings_resolves_every_one_a_push_can_fix(
     specs, _ = load_all(MAPPINGS_DIR)
     codes = load_code_lists(MAPPINGS_DIR)
     with running_sandbox(tmp_path / "sb", seed=7, customers=40) as sb:
-        connectors = {s: build(s, sb.env) for s in configured_systems(sb.env)}
+        connectors = {s: connect(s, sb.env) for s in configured_systems(sb.env)}
         engine = create_store_engine(url)
         sync = SyncEngine(engine, connectors)
         for entity in ENTITY_ORDER:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from connectors import registry
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.sync.engine import SyncEngine
+from hub.systems import connect
 from sandbox.runner import running_sandbox
 
 #: calls that change nothing although they are not GETs: OAuth token requests and
@@ -54,9 +55,7 @@ def _engine(env: dict[str, str], url: str) -> SyncEngine:
     assert errors == []
     mapped = {spec.system for spec in specs}
     systems = [s for s in registry.configured_systems(env) if s in mapped]
-    return SyncEngine(
-        create_store_engine(url), {s: Recording(registry.build(s, env)) for s in systems}
-    )
+    return SyncEngine(create_store_engine(url), {s: Recording(connect(s, env)) for s in systems})
 
 
 def _customer_of(key: str) -> str:

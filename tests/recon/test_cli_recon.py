@@ -11,9 +11,9 @@ import typer
 from dagster import DagsterInstance
 from typer.testing import CliRunner
 
-import hub.cli_recon
-from hub.recon_dagster import recon_definitions
-from hub.resources import HubStoreResource
+from app.cli import recon as cli_recon
+from app.defs.recon import recon_definitions
+from app.defs.resources import HubStoreResource
 from tests.recon.test_recon_dagster import Holder, Unconfigured
 from tests.sync.conftest import account
 
@@ -39,10 +39,10 @@ def cli(setup, monkeypatch):  # type: ignore[no-untyped-def]
         **{s: Unconfigured(s) for s in ("billing", "pim", "wms")},
     }
     defs = recon_definitions(list(sync.specs.values()), sync.code_lists, resources)
-    monkeypatch.setattr("hub.launch.code_location", lambda: defs)
+    monkeypatch.setattr("app.cli.launch.code_location", lambda: defs)
     app = typer.Typer()
-    app.command("reconcile")(hub.cli_recon.reconcile)
-    app.command("findings")(hub.cli_recon.findings)
+    app.command("reconcile")(cli_recon.reconcile)
+    app.command("findings")(cli_recon.findings)
     return app, erp
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.mapping_spec import CompareRule
+from hub.mapping.spec import CompareRule
 from hub.recon.compare import Child, compare
 from hub.recon.engine import connect
 from hub.store.repo import finding_id

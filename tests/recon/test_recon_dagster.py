@@ -16,15 +16,15 @@ from dagster import (
     RunConfig,
 )
 
-from hub.mapping_spec import CompareRule, MappingSpec
-from hub.recon_dagster import (
+from app.defs.recon import (
     DRIFT_REPORT_KEY,
     RECONCILE_OP,
     RECONCILIATION_KEY,
     ReconcileConfig,
     recon_definitions,
 )
-from hub.resources import HubStoreResource
+from app.defs.resources import HubStoreResource
+from hub.mapping.spec import CompareRule, MappingSpec
 from tests.sync.conftest import account
 from tests.sync.memory_system import MemorySystem
 

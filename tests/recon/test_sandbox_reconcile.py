@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from connectors.registry import build, configured_systems
-from hub.mapping_spec import MAPPINGS_DIR, field_owner, load_all
+from connectors.registry import configured_systems
+from hub.mapping.spec import MAPPINGS_DIR, field_owner, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.recon.run import reconcile
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.sync.engine import ENTITY_ORDER, SyncEngine
-from hub.transforms import load_code_lists
+from hub.systems import connect
 from sandbox.runner import running_sandbox
 
 Entry = tuple[str, str, str, str, str | None]
@@ -54,7 +55,7 @@ def test_every_planted_drift_of_the_covered_systems_and_nothing_else(tmp_path: P
         connectors, skipped = {}, {}
         for system in configured_systems(sb.env):
             try:
-                connector = build(system, sb.env)
+                connector = connect(system, sb.env)
             except (ValueError, ImportError) as exc:
                 skipped[system] = str(exc)
                 continue

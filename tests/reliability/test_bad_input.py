@@ -34,13 +34,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import Batch, Health, NativeRecord, Outcome, Window, WriteResult
-from hub.mapper import Mapper, get_path, set_path
-from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.mapping.mapper import Mapper, get_path, set_path
+from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import Finding, GoldenRecord, QuarantineEntry
 from hub.sync.engine import SyncEngine
-from hub.transforms import load_code_lists
 from sandbox.seed.book import Book
 
 ENTITIES = ("product", "customer", "allocation")

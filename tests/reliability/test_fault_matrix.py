@@ -15,13 +15,14 @@ import sqlalchemy as sa
 
 from connectors import registry
 from connectors.retry import RetryPolicy
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.recon.run import reconcile
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import QuarantineEntry
 from hub.sync.engine import SyncEngine, SyncIncompleteError
-from hub.transforms import load_code_lists
+from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def _connectors(env: dict[str, str]) -> dict[str, Any]:
     out = {}
     for system in registry.configured_systems(env):
         if system in mapped:
-            connector = registry.build(system, env)
+            connector = connect(system, env)
             if hasattr(getattr(connector, "settings", None), "retry"):
                 connector.settings.retry = FAST  # type: ignore[attr-defined]
             out[system] = connector

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance
 
-from hub.launch import run_job
+from app.cli.launch import run_job
 from hub.store import create_store_engine
 from sandbox.runner import running_sandbox
 from tests.connectors.test_no_secrets import SECRET_VARS, mint_tokens

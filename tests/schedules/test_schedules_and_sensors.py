@@ -16,8 +16,8 @@ from dagster import (
     op,
 )
 
+from app.defs.resources import HubStoreResource
 from connectors.base import Health
-from hub.resources import HubStoreResource
 from hub.store import Finding, create_store_engine
 from hub.store.db import session_factory
 from hub.store.migrate import upgrade

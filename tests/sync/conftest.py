@@ -7,11 +7,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from hub.mapping_spec import load_all
+from hub.mapping.spec import load_all
+from hub.mapping.transforms import load_code_lists
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.sync.engine import SyncEngine
-from hub.transforms import load_code_lists
 from tests.sync.memory_system import MemorySystem
 
 CRM = {

@@ -4,8 +4,8 @@ ones still broken stay in quarantine with their attempts counted."""
 import sqlalchemy as sa
 from dagster import DagsterInstance
 
-from hub.quarantine_job import quarantine_retry_job
-from hub.resources import HubStoreResource
+from app.defs.quarantine import quarantine_retry_job
+from app.defs.resources import HubStoreResource
 from hub.store import QuarantineEntry
 from tests.sync.conftest import account
 from tests.sync.test_resync_job import Holder

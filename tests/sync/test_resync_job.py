@@ -5,8 +5,8 @@ import pytest
 from dagster import DagsterInstance, RunConfig
 from dagster._core.errors import DagsterInvalidConfigError
 
-from hub.resources import HubStoreResource
-from hub.resync_job import ResyncConfig, parse_utc, resync_job
+from app.defs.resources import HubStoreResource
+from app.defs.resync import ResyncConfig, parse_utc, resync_job
 from tests.sync.conftest import account
 from tests.sync.memory_system import MemorySystem
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance, materialize
 
-from hub.resources import HubStoreResource
+from app.defs.resources import HubStoreResource
+from app.defs.sync import build_sync_assets, build_sync_jobs
 from hub.store import GoldenRecord
-from hub.sync_assets import build_sync_assets, build_sync_jobs
 from tests.sync.conftest import account
 from tests.sync.memory_system import MemorySystem
 

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.currency import EXPONENTS, exponent
-from hub.mapper import Mapper, MappingValueError
-from hub.mapping_spec import MAPPINGS_DIR, FieldMap, MappingSpec, load_all
-from hub.transforms import load_code_lists
+from hub.mapping.mapper import Mapper, MappingValueError
+from hub.mapping.spec import MAPPINGS_DIR, FieldMap, MappingSpec, load_all
+from hub.mapping.transforms import load_code_lists
 
 SPECS, ERRORS = load_all(MAPPINGS_DIR)
 CODES = load_code_lists(MAPPINGS_DIR)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from hub.cli import app
+from app.cli.main import app
 from sandbox.runner import running_sandbox
 from sandbox.server import _ephemeral_range, free_port, listening_socket
 

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from app.cli.main import app
 from connectors import billing_schema as S
-from hub.cli import app
 from hub.settings import read_env_file
 from sandbox.runner import EMULATORS, SandboxError, parse_fault, running_sandbox
 
@@ -73,7 +73,7 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 90) ->
 
 
 def _hub(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hub.cli", *args]
+    return [sys.executable, "-m", "app.cli.main", *args]
 
 
 def _start(data_dir: Path, *extra: str) -> subprocess.Popen[bytes]:

@@ -83,8 +83,8 @@ def findings_of_run(engine: Engine, run_id: str) -> list[dict[str, Any]]:
 
 def run_reconcile(entity: str, system: str) -> ExecuteInProcessResult:
     """The code location's ``reconcile`` job, recorded in $DAGSTER_HOME's instance."""
-    from hub.launch import run_job
-    from hub.recon_dagster import RECONCILE_OP
+    from app.cli.launch import run_job
+    from app.defs.recon import RECONCILE_OP
 
     return run_job(
         "reconcile",
@@ -95,7 +95,7 @@ def run_reconcile(entity: str, system: str) -> ExecuteInProcessResult:
 
 
 def _summary(result: ExecuteInProcessResult) -> dict[str, Any]:
-    from hub.recon_dagster import RECONCILIATION_KEY
+    from app.defs.recon import RECONCILIATION_KEY
 
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -135,7 +135,7 @@ def reconcile(
         raise typer.BadParameter(
             f"{system!r}; choose from {', '.join(SYSTEMS)}", param_hint="--system"
         )
-    from hub.launch import failure_summary
+    from app.cli.launch import failure_summary
 
     with contextlib.redirect_stdout(sys.stderr):
         result = run_reconcile(entity, system)

@@ -3,7 +3,7 @@
 from dagster import MetadataValue, OpExecutionContext, job, op
 from sqlalchemy import func, select
 
-from hub.resources import HubStoreResource
+from app.defs.resources import HubStoreResource
 from hub.store.migrate import head_revision, upgrade
 from hub.store.models import Finding, GoldenRecord, OutboxEntry, QuarantineEntry
 

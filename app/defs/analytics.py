@@ -47,9 +47,9 @@ from dagster import (
 )
 from pydantic import Field
 
+from app.defs.resources import HubStoreResource
 from hub.analytics import Metrics, RatesError, RateTable, metrics_from_store
 from hub.analytics.plots import cohort_heatmap_png, markdown_image, waterfall_png
-from hub.resources import HubStoreResource
 from hub.settings import data_dir
 
 GROUP = "analytics"
@@ -323,10 +323,10 @@ analytics_schedule = build_schedule_from_partitioned_job(
 
 
 def analytics_definitions(*, with_resources: bool = True) -> Definitions:
-    """The analytics' assets (with their check), job and schedule, for ``hub.definitions``
+    """The analytics' assets (with their check), job and schedule, for ``app.definitions``
     to merge. ``Definitions.merge`` refuses two different objects under one resource key,
     so merge with ``with_resources=False`` into definitions that already bind
-    ``hub_store`` (``hub.definitions`` does)."""
+    ``hub_store`` (``app.definitions`` does)."""
     return Definitions(
         assets=[subscription_analytics],
         jobs=[analytics_job],

@@ -8,12 +8,12 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 
-from hub.dagster_home import ensure_dagster_home
+from app.dagster_home import ensure_dagster_home
 
 
 def code_location() -> Definitions:
     """The definitions the CLI runs jobs from (tests substitute their own)."""
-    from hub.definitions import defs
+    from app.definitions import defs
 
     return defs
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hub.mapping_spec import FieldMap, MappingSpec
+from hub.mapping.spec import FieldMap, MappingSpec
+from hub.mapping.transforms import REGISTRY, Context, TransformError
 from hub.model import ENTITIES
-from hub.transforms import REGISTRY, Context, TransformError
 
 _MISSING = object()
 

@@ -18,8 +18,8 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
+from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from connectors.errors import AuthError, PermanentError
-from hub.resources import SYSTEM_RESOURCES, HubStoreResource
 from hub.sync.engine import SyncEngine
 from hub.sync.resync import ResyncReport, ResyncRequest, ResyncRequestError, resync
 

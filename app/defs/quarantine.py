@@ -7,8 +7,8 @@ from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 from sqlalchemy import func, select
 
+from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from connectors.errors import AuthError, PermanentError
-from hub.resources import SYSTEM_RESOURCES, HubStoreResource
 from hub.store.models import QuarantineEntry
 from hub.sync.engine import ENTITY_ORDER, SyncEngine
 

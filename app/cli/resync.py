@@ -87,7 +87,7 @@ def resync(
     as_json: bool = typer.Option(False, "--json", help="a JSON array of run reports on stdout"),
 ) -> None:
     """Push golden records to systems after an incident, through the Dagster resync job."""
-    from hub.launch import failure_summary, run_job
+    from app.cli.launch import failure_summary, run_job
 
     if from_findings:
         scopes = findings_scopes(entity, system, kind, finding)

@@ -15,10 +15,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITIES
-from hub.transforms import load_code_lists
 
-MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
+MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
 SYSTEMS = ("billing", "salesforce", "sap", "pim", "wms")
 

@@ -10,9 +10,10 @@ from pydantic import Field
 from sqlalchemy import Engine
 
 from connectors.base import Connector
-from connectors.registry import build
-from hub.settings import connection_env, database_url, redact_url
+from connectors.redact import redact_url
+from hub.settings import connection_env, database_url
 from hub.store.db import create_store_engine
+from hub.systems import connect
 
 
 class HubStoreResource(ConfigurableResource):
@@ -51,7 +52,7 @@ class _SystemResource(ConfigurableResource):
         return env
 
     def connector(self) -> Connector:
-        return build(self.system, self.settings())
+        return connect(self.system, self.settings())
 
 
 class BillingResource(_SystemResource):

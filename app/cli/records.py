@@ -86,7 +86,7 @@ def quarantine_retry(
     """Retry quarantined records through the Dagster quarantine_retry job: inbound ones are
     re-read from their system (or re-processed if it no longer has them), rejected pushes
     are re-planned and delivered."""
-    from hub.launch import run_job
+    from app.cli.launch import run_job
 
     config = {"entity": entity, "entry_ids": list(entry_id or [])}
     result = run_job(

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import typer
 
+from app.cli.metrics import metrics
+from app.cli.recon import findings, reconcile
+from app.cli.records import quarantine_app
+from app.cli.resync import resync
+from connectors.redact import redact_url
 from hub import settings
-from hub.cli_metrics import metrics
-from hub.cli_recon import findings, reconcile
-from hub.cli_records import quarantine_app
-from hub.cli_resync import resync
-from hub.mapping_spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all
 from sandbox.cli import app as sandbox_app
 
 app = typer.Typer(
@@ -43,7 +44,7 @@ def db_upgrade(
 
     target = url or settings.database_url()
     at = upgrade(target, revision)
-    typer.echo(f"hub store at revision {at}: {settings.redact_url(target)}")
+    typer.echo(f"hub store at revision {at}: {redact_url(target)}")
 
 
 @mappings_app.command("check")
@@ -76,8 +77,8 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="counts as one JSON object on stdout"),
 ) -> None:
     """Run the incremental sync through the same Dagster job the UI launches."""
-    from hub.launch import failure_summary, run_job, sync_counts
-    from hub.sync_assets import sync_asset_keys
+    from app.cli.launch import failure_summary, run_job, sync_counts
+    from app.defs.sync import sync_asset_keys
 
     job = f"sync_{entity}" if entity else "sync_all"
     keys = sync_asset_keys(entity, system) if system else None
@@ -95,7 +96,7 @@ def sync(
 
 
 def _print_counts(counts: dict[str, dict[str, dict[str, int]]]) -> None:
-    from hub.launch import COUNT_FIELDS
+    from app.cli.launch import COUNT_FIELDS
 
     header = f"{'system':<11}{'entity':<14}" + "".join(f"{name:>12}" for name in COUNT_FIELDS)
     typer.echo(header)
@@ -120,7 +121,7 @@ def demo(
     the reconciliation through Dagster, and print what happened."""
     import time
 
-    from hub.launch import failure_summary, run_job, sync_counts
+    from app.cli.launch import failure_summary, run_job, sync_counts
     from sandbox.runner import running_sandbox
 
     data_dir = settings.data_dir() / "sandbox"
@@ -131,7 +132,7 @@ def demo(
         if not maintenance.success:
             typer.echo("store_maintenance failed; see the run in the Dagster UI", err=True)
             raise typer.Exit(1)
-        typer.echo(f"store: {settings.redact_url(settings.database_url())}")
+        typer.echo(f"store: {redact_url(settings.database_url())}")
         result = run_job("sync_all", tags={"hub/entity": "all"}, log_level="CRITICAL")
         typer.echo(f"sync_all run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
         _print_counts(sync_counts(result))
@@ -161,7 +162,7 @@ def demo(
 
 
 def _job_names() -> set[str]:
-    from hub.definitions import defs
+    from app.definitions import defs
 
     return {job.name for job in defs.resolve_all_job_defs()}
 

@@ -47,13 +47,13 @@ from dagster import (
 from pydantic import Field
 from sqlalchemy import Engine, case, func, select
 
+from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.defs.sync import golden_key
 from connectors.base import Connector
-from hub.mapping_spec import MAPPINGS_DIR, SYSTEMS, MappingsInvalidError, MappingSpec, load_all
+from hub.mapping.spec import MAPPINGS_DIR, SYSTEMS, MappingsInvalidError, MappingSpec, load_all
+from hub.mapping.transforms import load_code_lists
 from hub.recon.run import ENTITY_ORDER, reconcile
-from hub.resources import SYSTEM_RESOURCES, HubStoreResource
 from hub.store.models import Finding, ReconciliationRun
-from hub.sync_assets import golden_key
-from hub.transforms import load_code_lists
 
 RECONCILIATION_KEY = AssetKey(["hub", "reconciliation"])
 DRIFT_REPORT_KEY = AssetKey(["hub", "drift_report"])
@@ -403,7 +403,7 @@ def recon_definitions(
     resources: Mapping[str, Any] | None = None,
 ) -> Definitions:
     """Everything reconciliation adds to the code location, for ``Definitions.merge``
-    with ``hub.definitions.defs`` (same resource keys: ``hub_store`` and one per system).
+    with ``app.definitions.defs`` (same resource keys: ``hub_store`` and one per system).
     ``specs``/``code_lists``: mappings other than ``mappings/`` (tests)."""
     checks = recon_checks(specs)
     return Definitions(

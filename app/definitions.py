@@ -5,14 +5,14 @@ locations often, so all work happens inside ops, assets, schedules and sensors."
 
 from dagster import Definitions
 
-from hub.analytics_dagster import analytics_definitions
-from hub.jobs import store_maintenance
-from hub.quarantine_job import quarantine_retry_job
-from hub.recon_dagster import recon_definitions
-from hub.resources import SYSTEM_RESOURCES, HubStoreResource
-from hub.resync_job import resync_job
-from hub.sync_assets import build_sync_assets, build_sync_jobs
-from schedules import build_schedules, build_sensors
+from app.defs.analytics import analytics_definitions
+from app.defs.quarantine import quarantine_retry_job
+from app.defs.recon import recon_definitions
+from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.defs.resync import resync_job
+from app.defs.schedules import build_schedules, build_sensors
+from app.defs.store import store_maintenance
+from app.defs.sync import build_sync_assets, build_sync_jobs
 
 RESOURCES = {
     "hub_store": HubStoreResource(),

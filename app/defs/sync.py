@@ -29,9 +29,9 @@ from dagster import (
 )
 from sqlalchemy import func, select
 
+from app.defs.resources import HubStoreResource
 from connectors.errors import AuthError, PermanentError
-from hub.mapping_spec import MAPPINGS_DIR, MappingSpec, load_all
-from hub.resources import HubStoreResource
+from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
 from hub.sync.engine import ENTITY_ORDER, HUB, SyncEngine
 from hub.sync.lock import store_lock
