@@ -15,7 +15,6 @@ from app.cli.resync import resync
 from connectors.redact import redact_url
 from hub import settings
 from hub.mapping.spec import MAPPINGS_DIR, load_all
-from sandbox.cli import app as sandbox_app
 
 app = typer.Typer(
     help="Subscription Integration Hub: sync, reconcile and resync B2B subscription data.",
@@ -26,12 +25,18 @@ db_app = typer.Typer(help="Hub store schema.", no_args_is_help=True)
 mappings_app = typer.Typer(help="Declarative field mappings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mappings_app, name="mappings")
-app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(quarantine_app, name="quarantine")
 app.command("findings")(findings)
 app.command("resync")(resync)
 app.command("metrics")(metrics)
 app.command("reconcile")(reconcile)
+
+try:  # the sandbox is a development tool: the production wheel does not ship it
+    from sandbox.cli import app as sandbox_app
+except ModuleNotFoundError:
+    sandbox_app = None
+if sandbox_app is not None:
+    app.add_typer(sandbox_app, name="sandbox")
 
 
 @db_app.command("upgrade")
@@ -122,6 +127,14 @@ def demo(
     import time
 
     from app.cli.launch import failure_summary, run_job, sync_counts
+
+    if sandbox_app is None:
+        typer.echo(
+            "hub demo needs the sandbox, which this installation lacks: run it from a "
+            "checkout of the repository (`make demo`)",
+            err=True,
+        )
+        raise typer.Exit(2)
     from sandbox.runner import running_sandbox
 
     data_dir = settings.data_dir() / "sandbox"
