@@ -29,10 +29,10 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from sqlalchemy import select
 
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from hub.mapping.spec import MAPPINGS_DIR, load_all
+from hub.store import findings as finding_store
 from hub.store.db import session_factory
 from hub.store.models import Finding
 from hub.sync.engine import ENTITY_ORDER
@@ -155,12 +155,13 @@ def _open_findings(hub_store: HubStoreResource, since: str | None) -> Iterator[F
     engine = hub_store.engine()
     try:
         with session_factory(engine)() as s:
-            stmt = select(Finding).where(
-                Finding.status == "open", Finding.kind.in_(autofix_kinds())
+            yield from finding_store.list_findings(
+                s,
+                status="open",
+                kinds=autofix_kinds(),
+                first_seen_after=datetime.fromisoformat(since) if since else None,
+                order="first_seen",
             )
-            if since:
-                stmt = stmt.where(Finding.first_seen > datetime.fromisoformat(since))
-            yield from s.scalars(stmt.order_by(Finding.first_seen, Finding.id))
     finally:
         engine.dispose()
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import typer
 from dagster import ExecuteInProcessResult
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from hub.store.models import Finding, FindingObservation
+from hub.store import findings as finding_store
+from hub.store.models import Finding
 
 ENTITIES = ("all", "product", "customer", "subscription", "allocation", "invoice")
 SYSTEMS = ("all", "billing", "salesforce", "sap", "pim", "wms")
@@ -71,14 +72,8 @@ def finding_json(f: Finding) -> dict[str, Any]:
 
 def findings_of_run(engine: Engine, run_id: str) -> list[dict[str, Any]]:
     """Findings a reconciliation run observed (not those it resolved), in a stable order."""
-    stmt = (
-        select(Finding)
-        .join(FindingObservation, FindingObservation.finding_id == Finding.id)
-        .where(FindingObservation.run_id == run_id, FindingObservation.status == "open")
-        .order_by(Finding.entity, Finding.key, Finding.system, Finding.kind, Finding.field)
-    )
     with Session(engine) as s:
-        return [finding_json(f) for f in s.scalars(stmt)]
+        return [finding_json(f) for f in finding_store.observed_in_run(s, run_id)]
 
 
 def run_reconcile(entity: str, system: str) -> ExecuteInProcessResult:
@@ -176,19 +171,16 @@ def findings(
     ``hub reconcile --json`` (amounts in minor units of ``currency``)."""
     from hub.store.db import create_store_engine
 
-    stmt = select(Finding).order_by(
-        Finding.entity, Finding.key, Finding.system, Finding.kind, Finding.field
-    )
-    if open_only:
-        stmt = stmt.where(Finding.status == "open")
-    if entity:
-        stmt = stmt.where(Finding.entity == entity)
-    if system:
-        stmt = stmt.where(Finding.system == system)
     engine = create_store_engine()
     try:
         with Session(engine) as s:
-            rows = [finding_json(f) for f in s.scalars(stmt)]
+            found = finding_store.list_findings(
+                s,
+                status="open" if open_only else None,
+                entity=entity or None,
+                systems=[system] if system else None,
+            )
+            rows = [finding_json(f) for f in found]
     finally:
         engine.dispose()
     if as_json:

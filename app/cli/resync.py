@@ -8,10 +8,9 @@ from collections import defaultdict
 from typing import Any
 
 import typer
-from sqlalchemy import select
 
+from hub.store import findings as finding_store
 from hub.store.db import create_store_engine, session_factory
-from hub.store.models import Finding
 
 #: drift a push of the golden record repairs; orphans, aggregates and broken references
 #: need a person (delete? re-price? re-link?) and are never resynced automatically
@@ -26,21 +25,22 @@ def findings_scopes(
 ) -> list[dict[str, Any]]:
     """Open findings grouped into resync requests: one per (entity, system), with the
     hub keys of the drifted records and the finding ids they came from."""
-    stmt = select(Finding).where(Finding.status == "open")
-    stmt = stmt.where(Finding.kind.in_(kinds or FIXABLE_KINDS))
-    if entity:
-        stmt = stmt.where(Finding.entity == entity)
-    if systems:
-        stmt = stmt.where(Finding.system.in_(systems))
-    if finding_ids:
-        stmt = stmt.where(Finding.id.in_(finding_ids))
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"keys": set(), "findings": []}
     )
     engine = create_store_engine()
     try:
         with session_factory(engine)() as s:
-            for finding in s.scalars(stmt.order_by(Finding.entity, Finding.system, Finding.key)):
+            found = finding_store.list_findings(
+                s,
+                status="open",
+                kinds=kinds or FIXABLE_KINDS,
+                entity=entity or None,
+                systems=systems or None,
+                ids=finding_ids or None,
+                order="scope",
+            )
+            for finding in found:
                 group = groups[(finding.entity, finding.system)]
                 group["keys"].add(finding.key)
                 group["findings"].append(finding.id)

@@ -45,7 +45,8 @@ from dagster import (
     define_asset_job,
 )
 from pydantic import Field
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from app.defs.sync import golden_key
@@ -53,7 +54,8 @@ from connectors.base import Connector
 from hub.mapping.spec import MAPPINGS_DIR, SYSTEMS, MappingsInvalidError, MappingSpec, load_all
 from hub.mapping.transforms import load_code_lists
 from hub.recon.run import ENTITY_ORDER, reconcile
-from hub.store.models import Finding, ReconciliationRun
+from hub.store import findings as finding_store
+from hub.store.models import Finding
 
 RECONCILIATION_KEY = AssetKey(["hub", "reconciliation"])
 DRIFT_REPORT_KEY = AssetKey(["hub", "drift_report"])
@@ -188,42 +190,14 @@ def findings_table(rows: Sequence[Finding]) -> str:
 def entity_drift(engine: Engine, entity: str) -> tuple[dict[str, Any], list[Finding]]:
     """Open findings of ``entity``: counts and the top ``TOP_N`` (errors first, then the
     most money at stake, then the most recent)."""
-    from sqlalchemy.orm import Session
-
-    open_ = (Finding.entity == entity, Finding.status == "open")
     with Session(engine) as s:
-        counts: dict[str, Any] = {}
-        for name, col in (
-            ("by_system", Finding.system),
-            ("by_kind", Finding.kind),
-            ("by_severity", Finding.severity),
-        ):
-            counts[name] = {
-                k: n for k, n in s.execute(select(col, func.count()).where(*open_).group_by(col))
-            }
-        counts["amount_at_stake_minor"] = {
-            cur: int(n)
-            for cur, n in s.execute(
-                select(Finding.currency, func.sum(func.abs(Finding.amount_at_stake_minor)))
-                .where(*open_, Finding.currency.is_not(None))
-                .where(Finding.amount_at_stake_minor.is_not(None))
-                .group_by(Finding.currency)
-            )
+        counts: dict[str, Any] = {
+            f"by_{col}": finding_store.open_counts_by(s, col, entity=entity)
+            for col in ("system", "kind", "severity")
         }
+        counts["amount_at_stake_minor"] = finding_store.open_amount_at_stake(s, entity=entity)
         counts["open"] = sum(counts["by_severity"].values())
-        top = list(
-            s.scalars(
-                select(Finding)
-                .where(*open_)
-                .order_by(
-                    case((Finding.severity == "error", 0), else_=1),
-                    func.abs(func.coalesce(Finding.amount_at_stake_minor, 0)).desc(),
-                    Finding.last_seen.desc(),
-                    Finding.id,
-                )
-                .limit(TOP_N)
-            )
-        )
+        top = finding_store.top_open(s, entity, TOP_N)
         s.expunge_all()
     return counts, top
 
@@ -297,58 +271,21 @@ def _drift_report_asset() -> AssetsDefinition:
 
 def drift_report(engine: Engine) -> dict[str, Any]:
     """Totals of open findings and the last runs' counts, straight from the store."""
-    from sqlalchemy.orm import Session
-
-    open_ = Finding.status == "open"
     with Session(engine) as s:
-        out: dict[str, Any] = {}
-        for name, col in (
-            ("by_entity", Finding.entity),
-            ("by_system", Finding.system),
-            ("by_kind", Finding.kind),
-            ("by_severity", Finding.severity),
-        ):
-            out[name] = {
-                k: n for k, n in s.execute(select(col, func.count()).where(open_).group_by(col))
-            }
-        out["open"] = sum(out["by_severity"].values())
-        out["matrix"] = [
-            {"entity": e, "system": sy, "kind": k, "open": n, "amount_at_stake_minor": a}
-            for e, sy, k, n, a in s.execute(
-                select(
-                    Finding.entity,
-                    Finding.system,
-                    Finding.kind,
-                    func.count(),
-                    func.sum(func.abs(Finding.amount_at_stake_minor)),
-                )
-                .where(open_)
-                .group_by(Finding.entity, Finding.system, Finding.kind)
-                .order_by(Finding.entity, Finding.system, Finding.kind)
-            )
-        ]
-        out["amount_at_stake_minor"] = {
-            cur: int(n)
-            for cur, n in s.execute(
-                select(Finding.currency, func.sum(func.abs(Finding.amount_at_stake_minor)))
-                .where(open_, Finding.currency.is_not(None))
-                .where(Finding.amount_at_stake_minor.is_not(None))
-                .group_by(Finding.currency)
-                .order_by(Finding.currency)
-            )
+        out: dict[str, Any] = {
+            f"by_{col}": finding_store.open_counts_by(s, col)
+            for col in ("entity", "system", "kind", "severity")
         }
-        runs = s.scalars(
-            select(ReconciliationRun)
-            .order_by(ReconciliationRun.started_at.desc())
-            .limit(HISTORY_RUNS)
-        )
+        out["open"] = sum(out["by_severity"].values())
+        out["matrix"] = finding_store.open_matrix(s)
+        out["amount_at_stake_minor"] = finding_store.open_amount_at_stake(s)
         out["history"] = [
             {
                 "run_id": r.id,
                 "started_at": r.started_at.isoformat(),
                 **{k: r.counts.get(k, 0) for k in ("observed", "new", "reopened", "resolved")},
             }
-            for r in runs
+            for r in finding_store.recent_runs(s, HISTORY_RUNS)
         ]
     return out
 

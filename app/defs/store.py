@@ -2,10 +2,12 @@
 
 from dagster import MetadataValue, OpExecutionContext, job, op
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.defs.resources import HubStoreResource
+from hub.store import findings
 from hub.store.migrate import head_revision, upgrade
-from hub.store.models import Finding, GoldenRecord, OutboxEntry, QuarantineEntry
+from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
 
 
 @op(description="Bring the hub store schema to the latest Alembic revision.")
@@ -26,11 +28,11 @@ def store_summary(
         "golden_records": select(func.count()).select_from(GoldenRecord),
         "outbox_pending": select(func.count()).where(OutboxEntry.status == "pending"),
         "quarantine_open": select(func.count()).where(QuarantineEntry.status == "open"),
-        "findings_open": select(func.count()).where(Finding.status == "open"),
     }
     try:
-        with engine.connect() as conn:
-            counts = {label: int(conn.execute(q).scalar_one()) for label, q in queries.items()}
+        with Session(engine) as s:
+            counts = {label: int(s.execute(q).scalar_one()) for label, q in queries.items()}
+            counts["findings_open"] = findings.count_open(s)
     finally:
         engine.dispose()
     context.add_output_metadata(

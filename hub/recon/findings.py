@@ -1,6 +1,6 @@
 """The findings table every check produces: one Arrow schema, one stable identity.
 
-The id is the same hash ``hub.store.repo.finding_id`` computes (SHA-256 of entity, key,
+The id is the same hash ``hub.store.findings.finding_id`` computes (SHA-256 of entity, key,
 system, kind and field joined by U+001F, first 32 hex digits), but computed in SQL so a
 million findings never pass through a Python loop.
 """
@@ -13,7 +13,9 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-KINDS = ("missing", "orphan", "mismatch", "broken_ref", "aggregate")
+from hub.store.findings import RECON_KINDS
+
+KINDS = RECON_KINDS
 
 SCHEMA = pa.schema(
     [

@@ -6,7 +6,6 @@ either all of a batch or none of it."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -14,9 +13,11 @@ from typing import Any
 from sqlalchemy import and_, delete, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
+# conflict findings belong to the findings repository; re-exported for older callers
+from hub.store.findings import finding_id as finding_id
+from hub.store.findings import record_conflict as record_conflict
 from hub.store.models import (
     Cursor,
-    Finding,
     Fingerprint,
     GoldenRecord,
     OutboxEntry,
@@ -311,49 +312,6 @@ def release_quarantine(
         )
         .values(status="resolved", last_seen=utcnow())
     )
-
-
-# -- conflict findings ----------------------------------------------------------------
-def finding_id(entity: str, key: str, system: str, kind: str, field: str | None) -> str:
-    """Stable identity: the same drift is the same finding in every run."""
-    raw = "\x1f".join((entity, key, system, kind, field or ""))
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def record_conflict(
-    session: Session,
-    *,
-    entity: str,
-    key: str,
-    system: str,
-    external_id: str | None,
-    field: str,
-    expected: Any,
-    actual: Any,
-    seen_at: datetime,
-) -> None:
-    fid = finding_id(entity, key, system, "conflict", field)
-    row = session.get(Finding, fid)
-    if row is None:
-        session.add(
-            Finding(
-                id=fid,
-                entity=entity,
-                key=key,
-                system=system,
-                external_id=external_id,
-                kind="conflict",
-                field=field,
-                expected=expected,
-                actual=actual,
-                severity="warning",
-                first_seen=seen_at,
-                last_seen=seen_at,
-            )
-        )
-    else:
-        row.expected, row.actual, row.last_seen = expected, actual, seen_at
-        row.status, row.resolved_at = "open", None
 
 
 # -- one batch's rows, read once ------------------------------------------------------

@@ -28,6 +28,7 @@ from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
 from hub.mapping.spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
 from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITIES, CanonicalValidationError, validate_record
+from hub.store import findings as finding_store
 from hub.store import repo
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
@@ -604,7 +605,7 @@ class SyncEngine:
                 continue
             for conflict in result.conflicts:
                 counts.conflicts += 1
-                repo.record_conflict(
+                finding_store.record_conflict(
                     s,
                     entity=entity,
                     key=hub_id,

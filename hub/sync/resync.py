@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from connectors.base import Window
 from connectors.errors import ConnectorError
 from hub.model import ENTITIES
-from hub.store import repo
-from hub.store.models import Finding, GoldenRecord, OutboxEntry, utcnow
+from hub.store import findings, repo
+from hub.store.models import GoldenRecord, OutboxEntry
 from hub.sync.engine import SyncEngine, with_claims
 from hub.sync.lock import store_lock
 
@@ -145,18 +145,7 @@ def _resolve_conflicts(
                 )
             )
             delivered = [k for k in keys if k not in undelivered]
-            if delivered:
-                s.execute(
-                    update(Finding)
-                    .where(
-                        Finding.entity == entity,
-                        Finding.system == system,
-                        Finding.kind == "conflict",
-                        Finding.status == "open",
-                        Finding.key.in_(delivered),
-                    )
-                    .values(status="resolved", resolved_at=utcnow())
-                )
+            findings.resolve_open(s, entity=entity, system=system, kind="conflict", keys=delivered)
 
 
 def _owners(engine: SyncEngine, entity: str) -> list[str]:
