@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -53,6 +53,7 @@ from connectors.base import (
 )
 from connectors.errors import ConnectorError, PermanentError, TransientError
 from connectors.redact import redact, redact_url, register_secret
+from connectors.settings import env_var, read_settings
 from connectors.sql_source import ChildTable, EntityTable, SqlEntitySource, _coerce
 
 SYSTEM = "billing"
@@ -603,6 +604,17 @@ def _account_number(hub_id: str) -> str:
     return "H-" + hashlib.sha256(hub_id.encode()).hexdigest()[:30]
 
 
+@dataclass(frozen=True)
+class BillingSettings:
+    database_url: str = field(
+        metadata=env_var(
+            "BILLING_DATABASE_URL",
+            required=True,
+            doc="SQLAlchemy URL of the billing store",
+        )
+    )
+
+
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> BillingConnector:
-    """The connector for ``BILLING_DATABASE_URL`` (the registry's entry point)."""
-    return BillingConnector(env["BILLING_DATABASE_URL"])
+    """The connector for the billing store's URL (the registry's entry point)."""
+    return BillingConnector(read_settings(BillingSettings, env).database_url)

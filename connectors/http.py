@@ -14,34 +14,22 @@ import requests
 from connectors.errors import AuthError, PermanentError, TransientError
 from connectors.redact import redact
 from connectors.retry import parse_retry_after
+from connectors.settings import CA_BUNDLE, TIMEOUT_VARIABLE, parse_timeout
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-#: Seconds of silence after which any connector call is abandoned (and retried when the
-#: operation may be retried); one setting for every system.
-TIMEOUT_VARIABLE = "HUB_HTTP_TIMEOUT"
-
-
 def timeout_from_env(env: Mapping[str, str], default: float) -> float:
-    """The configured read timeout, or ``default``; a bad value is a configuration error
-    that names the variable rather than a silent fallback."""
-    raw = env.get(TIMEOUT_VARIABLE, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ValueError(f"{TIMEOUT_VARIABLE}={raw!r}: give a positive number of seconds")
-    return value
+    """The configured read timeout (``HUB_HTTP_TIMEOUT``), or ``default``; a bad value is
+    a configuration error that names the variable rather than a silent fallback."""
+    value = parse_timeout(env.get(TIMEOUT_VARIABLE, ""))
+    return default if value is None else value
 
 
 def tls_verify(ca_bundle: str | None = None) -> str | bool:
     """A CA bundle path when one is configured (HUB_CA_BUNDLE), else the system store.
     Verification is never switched off."""
-    bundle = ca_bundle or os.environ.get("HUB_CA_BUNDLE")
+    bundle = ca_bundle or os.environ.get(CA_BUNDLE)
     return bundle if bundle else True
 
 

@@ -43,11 +43,11 @@ from connectors.http import (
     RETRYABLE_STATUS,
     make_client,
     raise_for_status,
-    timeout_from_env,
     transport_error,
 )
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry
+from connectors.settings import ca_bundle_env, env_var, read_settings, timeout_env
 
 SYSTEM = "pim"
 PRODUCTS_PATH = "/api/rest/v1/products"
@@ -62,13 +62,13 @@ READ_ONLY = frozenset({"created", "updated", "_links", "metadata", "completeness
 
 @dataclass
 class PimSettings:
-    url: str
-    client_id: str
-    secret: str
-    username: str
-    password: str
-    ca_bundle: str | None = None
-    timeout: float = 30.0
+    url: str = field(metadata=env_var("PIM_URL", required=True))
+    client_id: str = field(metadata=env_var("PIM_CLIENT_ID"))
+    secret: str = field(metadata=env_var("PIM_SECRET", secret=True))
+    username: str = field(metadata=env_var("PIM_USERNAME"))
+    password: str = field(metadata=env_var("PIM_PASSWORD", secret=True))
+    ca_bundle: str | None = field(default=None, metadata=ca_bundle_env())
+    timeout: float = field(default=30.0, metadata=timeout_env())
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: seconds of server time an incremental read leaves alone (clock skew allowance)
     settle_seconds: int = 1
@@ -365,16 +365,5 @@ def _decode(cursor: str | None) -> tuple[datetime | None, set[str]]:
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> PimConnector:
-    """Built by connectors.registry from PIM_URL, PIM_CLIENT_ID, PIM_SECRET, PIM_USERNAME,
-    PIM_PASSWORD and HUB_CA_BUNDLE."""
-    return PimConnector(
-        PimSettings(
-            url=env["PIM_URL"],
-            client_id=env.get("PIM_CLIENT_ID", ""),
-            secret=env.get("PIM_SECRET", ""),
-            username=env.get("PIM_USERNAME", ""),
-            password=env.get("PIM_PASSWORD", ""),
-            ca_bundle=env.get("HUB_CA_BUNDLE") or None,
-            timeout=timeout_from_env(env, 30.0),
-        )
-    )
+    """Built by connectors.registry from the variables :class:`PimSettings` declares."""
+    return PimConnector(read_settings(PimSettings, env))

@@ -49,9 +49,10 @@ from connectors.errors import (
     SystemUnavailableError,
     TransientError,
 )
-from connectors.http import requests_session, timeout_from_env
+from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
+from connectors.settings import ca_bundle_env, env_var, read_settings, timeout_env
 
 SYSTEM = "salesforce"
 T = TypeVar("T")
@@ -70,13 +71,26 @@ class SObject:
 
 @dataclass
 class SalesforceSettings:
-    login_url: str
-    client_id: str
-    client_secret: str = ""
-    username: str = ""
-    private_key_file: str = ""
-    api_version: str = "61.0"
-    ca_bundle: str | None = None
+    login_url: str = field(
+        metadata=env_var(
+            "SALESFORCE_LOGIN_URL",
+            required=True,
+            doc="OAuth host; token endpoint is <login_url>/services/oauth2/token",
+        )
+    )
+    client_id: str = field(metadata=env_var("SALESFORCE_CLIENT_ID"))
+    client_secret: str = field(
+        default="", metadata=env_var("SALESFORCE_CLIENT_SECRET", secret=True)
+    )
+    username: str = field(
+        default="", metadata=env_var("SALESFORCE_USERNAME", doc="JWT bearer subject")
+    )
+    private_key_file: str = field(
+        default="",
+        metadata=env_var("SALESFORCE_PRIVATE_KEY_FILE", doc="PEM key for the JWT bearer flow"),
+    )
+    api_version: str = field(default="61.0", metadata=env_var("SALESFORCE_API_VERSION"))
+    ca_bundle: str | None = field(default=None, metadata=ca_bundle_env())
     #: ``aud`` of JWT assertions; empty: the login URL. Salesforce wants
     #: https://login.salesforce.com (or test.salesforce.com for sandboxes) even when the
     #: token is fetched from a My Domain URL.
@@ -96,7 +110,7 @@ class SalesforceSettings:
     bulk_timeout: float = 3600.0
     #: Largest CSV upload of one ingest job (simple-salesforce refuses above 100 MB).
     bulk_upload_bytes: int = 100 * 1024 * 1024 - 1024
-    timeout: float = 60.0
+    timeout: float = field(default=60.0, metadata=timeout_env())
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -690,14 +704,5 @@ def _soql_datetime(moment: datetime) -> str:
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SalesforceConnector:
-    settings = SalesforceSettings(
-        login_url=env["SALESFORCE_LOGIN_URL"],
-        client_id=env.get("SALESFORCE_CLIENT_ID", ""),
-        client_secret=env.get("SALESFORCE_CLIENT_SECRET", ""),
-        username=env.get("SALESFORCE_USERNAME", ""),
-        private_key_file=env.get("SALESFORCE_PRIVATE_KEY_FILE", ""),
-        api_version=env.get("SALESFORCE_API_VERSION") or "61.0",
-        ca_bundle=env.get("HUB_CA_BUNDLE") or None,
-        timeout=timeout_from_env(env, 60.0),
-    )
+    settings = read_settings(SalesforceSettings, env)
     return SalesforceConnector(settings, sobjects_from_mapped(objects or {}))

@@ -45,9 +45,10 @@ from connectors.errors import (
     SystemUnavailableError,
     TransientError,
 )
-from connectors.http import requests_session, timeout_from_env
+from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
+from connectors.settings import ca_bundle_env, env_var, read_settings, timeout_env
 
 SYSTEM = "sap"
 T = TypeVar("T")
@@ -199,12 +200,18 @@ ROUTES: dict[str, EntityRoute] = {
 
 @dataclass
 class SapSettings:
-    url: str
-    user: str
-    password: str
-    client: str = ""
-    ca_bundle: str | None = None
-    timeout: float = 60.0
+    url: str = field(
+        metadata=env_var(
+            "SAP_ODATA_URL",
+            required=True,
+            doc="host root; services under /sap/opu/odata/sap/<SERVICE>/",
+        )
+    )
+    user: str = field(metadata=env_var("SAP_USER"))
+    password: str = field(metadata=env_var("SAP_PASSWORD", secret=True))
+    client: str = field(default="", metadata=env_var("SAP_CLIENT", doc="sap-client"))
+    ca_bundle: str | None = field(default=None, metadata=ca_bundle_env())
+    timeout: float = field(default=60.0, metadata=timeout_env())
     #: hub ids per ``or`` filter: S/4 URLs stay well under the 8 KB ICM line limit
     keys_per_query: int = 100
     batch_size: int = 100
@@ -1018,13 +1025,4 @@ def _literal(value: str) -> str:
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SapConnector:
-    return SapConnector(
-        SapSettings(
-            url=env["SAP_ODATA_URL"],
-            user=env.get("SAP_USER", ""),
-            password=env.get("SAP_PASSWORD", ""),
-            client=env.get("SAP_CLIENT", ""),
-            ca_bundle=env.get("HUB_CA_BUNDLE") or None,
-            timeout=timeout_from_env(env, 60.0),
-        )
-    )
+    return SapConnector(read_settings(SapSettings, env))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -38,7 +38,8 @@ from typing import Any, Protocol
 from connectors.base import Batch, MappedObjects
 from connectors.errors import PermanentError
 from connectors.redact import register_secret
-from connectors.sap import FULFILMENT_STATUS, reservation_status
+from connectors.sap import FULFILMENT_STATUS, SapSettings, reservation_status
+from connectors.settings import env_var, read_settings, same_as
 
 SYSTEM = "sap"
 INSTALL_HINT = (
@@ -229,11 +230,12 @@ class RfcConnection(Protocol):
 
 @dataclass
 class RfcSettings:
-    ashost: str
-    sysnr: str
-    client: str
-    user: str
-    password: str
+    ashost: str = field(metadata=env_var("SAP_RFC_ASHOST", required=True))
+    sysnr: str = field(metadata=env_var("SAP_RFC_SYSNR", parse=lambda raw: raw or "00"))
+    #: the same client and logon as the OData connector's
+    client: str = field(metadata=same_as(SapSettings, "client"))
+    user: str = field(metadata=same_as(SapSettings, "user"))
+    password: str = field(metadata=same_as(SapSettings, "password"))
     sales_org: str = "1010"
     rows_per_call: int = 5000
     #: keys per ``IN (...)`` of a child read: the generated WHERE clause stays short
@@ -373,12 +375,4 @@ def _wrap(clause: str, width: int = 72) -> list[str]:
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SapRfcReader:
-    return SapRfcReader(
-        RfcSettings(
-            ashost=env["SAP_RFC_ASHOST"],
-            sysnr=env.get("SAP_RFC_SYSNR", "00"),
-            client=env.get("SAP_CLIENT", ""),
-            user=env.get("SAP_USER", ""),
-            password=env.get("SAP_PASSWORD", ""),
-        )
-    )
+    return SapRfcReader(read_settings(RfcSettings, env))

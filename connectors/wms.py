@@ -32,9 +32,10 @@ from connectors.base import (
     WriteResult,
 )
 from connectors.errors import AuthError, ConnectorError, TransientError
-from connectors.http import make_client, raise_for_status, timeout_from_env, transport_error
+from connectors.http import make_client, raise_for_status, transport_error
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
+from connectors.settings import ca_bundle_env, env_names, env_var, read_settings, timeout_env
 
 SYSTEM = "wms"
 ENTITY = "allocation"
@@ -51,10 +52,10 @@ _OUTCOMES = {
 
 @dataclass
 class WmsSettings:
-    url: str
-    api_key: str
-    ca_bundle: str | None = None
-    timeout: float = 30.0
+    url: str = field(metadata=env_var("WMS_URL", required=True))
+    api_key: str = field(metadata=env_var("WMS_API_KEY", secret=True))
+    ca_bundle: str | None = field(default=None, metadata=ca_bundle_env())
+    timeout: float = field(default=30.0, metadata=timeout_env())
     page_limit: int = 500
     batch_limit: int = 500
     keys_per_query: int = 100
@@ -277,14 +278,9 @@ def _decode_cursor(cursor: str | None) -> tuple[str, str] | None:
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> WmsConnector:
-    """Built by the registry from WMS_URL, WMS_API_KEY and HUB_CA_BUNDLE. The key is
+    """Built by the registry from the variables :class:`WmsSettings` declares. The key is
     re-read from ``env`` when the WMS says it expired (``env`` may be ``os.environ``)."""
+    key_variable = env_names(WmsSettings)["api_key"]
     return WmsConnector(
-        WmsSettings(
-            url=env["WMS_URL"],
-            api_key=env.get("WMS_API_KEY", ""),
-            ca_bundle=env.get("HUB_CA_BUNDLE") or None,
-            timeout=timeout_from_env(env, 30.0),
-            api_key_provider=lambda: env.get("WMS_API_KEY", ""),
-        )
+        read_settings(WmsSettings, env, api_key_provider=lambda: env.get(key_variable, ""))
     )

@@ -1,0 +1,134 @@
+"""Connector settings, each environment variable declared once, on its settings field.
+
+A connector's settings dataclass says, per field, which environment variable sets it::
+
+    url: str = field(metadata=env_var("WMS_URL", required=True))
+    api_key: str = field(metadata=env_var("WMS_API_KEY", secret=True))
+    ca_bundle: str | None = field(default=None, metadata=ca_bundle_env())
+
+``from_env`` reads the settings with :func:`read_settings`, the registry's marker (the
+variable whose presence says a system is configured) is the one ``required`` variable,
+and the Dagster resources derive their fields and ``env_names`` from :func:`declared`.
+
+Reading rules (those every connector's ``from_env`` followed by hand): a ``required``
+variable that is absent raises ``KeyError`` naming it; any other variable that is absent
+or empty leaves the field's default (a field without a default gets ``""``); ``parse``
+turns the text into the field's value, or ``None`` for "unset" (the default again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+#: A PEM file trusted for TLS, shared by every HTTP connector (enterprises' private CAs).
+CA_BUNDLE = "HUB_CA_BUNDLE"
+#: Seconds of silence after which any connector call is abandoned (and retried when the
+#: operation may be retried); one setting for every system.
+TIMEOUT_VARIABLE = "HUB_HTTP_TIMEOUT"
+
+_KEY = "connectors.env"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EnvSetting:
+    """How one settings field is read from the environment."""
+
+    variable: str
+    required: bool = False
+    #: a credential: registered as a secret by the connector, bound with a secret store
+    #: (Dagster ``EnvVar``) in production
+    secret: bool = False
+    doc: str = ""
+    parse: Callable[[str], Any] | None = None
+
+
+def env_var(
+    variable: str,
+    *,
+    required: bool = False,
+    secret: bool = False,
+    doc: str = "",
+    parse: Callable[[str], Any] | None = None,
+) -> dict[str, EnvSetting]:
+    """``metadata=`` of a settings field read from ``variable``."""
+    return {_KEY: EnvSetting(variable, required, secret, doc, parse)}
+
+
+def parse_timeout(raw: str) -> float | None:
+    """Seconds of ``HUB_HTTP_TIMEOUT``; ``None`` when blank. A bad value is a
+    configuration error that names the variable rather than a silent fallback."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ValueError(f"{TIMEOUT_VARIABLE}={raw!r}: give a positive number of seconds")
+    return value
+
+
+def timeout_env(doc: str = "seconds of silence before a call is abandoned") -> dict[str, Any]:
+    """``metadata=`` of a connector's ``timeout`` field (``HUB_HTTP_TIMEOUT``)."""
+    return env_var(TIMEOUT_VARIABLE, doc=doc, parse=parse_timeout)
+
+
+def ca_bundle_env() -> dict[str, Any]:
+    """``metadata=`` of a connector's ``ca_bundle`` field (``HUB_CA_BUNDLE``)."""
+    return env_var(CA_BUNDLE, doc="PEM bundle trusted for TLS")
+
+
+def same_as(settings_cls: type[Any], name: str) -> dict[str, EnvSetting]:
+    """``metadata=`` of a field read from the same variable as ``settings_cls``'s field
+    ``name`` (another reader of the same system)."""
+    return {_KEY: declared(settings_cls)[name]}
+
+
+def declared(settings_cls: type[Any]) -> dict[str, EnvSetting]:
+    """Settings field -> how it is read, in field order, for the fields that are read
+    from the environment."""
+    out: dict[str, EnvSetting] = {}
+    for f in dataclasses.fields(settings_cls):
+        setting = f.metadata.get(_KEY)
+        if setting is not None:
+            out[f.name] = setting
+    return out
+
+
+def env_names(settings_cls: type[Any]) -> dict[str, str]:
+    """Settings field -> environment variable."""
+    return {name: setting.variable for name, setting in declared(settings_cls).items()}
+
+
+def marker(settings_cls: type[Any]) -> str:
+    """The variable without which the settings cannot be read (the system's marker)."""
+    required = [s.variable for s in declared(settings_cls).values() if s.required]
+    if len(required) != 1:
+        raise TypeError(f"{settings_cls.__name__} must declare one required variable")
+    return required[0]
+
+
+def read_settings(settings_cls: type[T], env: Mapping[str, str], **given: Any) -> T:
+    """``settings_cls`` from ``env`` by its declaration; ``given`` fields are taken as they
+    are (values that do not come from the environment)."""
+    values: dict[str, Any] = {}
+    defaults = {
+        f.name
+        for f in dataclasses.fields(settings_cls)  # type: ignore[arg-type]
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+    for name, setting in declared(settings_cls).items():
+        if name in given:
+            continue
+        raw = env[setting.variable] if setting.required else env.get(setting.variable, "")
+        value = setting.parse(raw) if setting.parse is not None else raw
+        if value is None or (value == "" and name in defaults):
+            continue  # the field's default
+        values[name] = value
+    return settings_cls(**values, **given)
