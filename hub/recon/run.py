@@ -2,18 +2,12 @@
 persist, summarise.
 
 For each entity asked for, the golden records and each system's snapshot (through its
-mapping, ``hub.recon.staging``) become DuckDB tables; then
-
-- ``compare`` per (system, entity): missing / orphan / per-field mismatch, children
-  (invoice lines, subscription items) row by row, rules from the mappings' ``compare:``;
-- ``checks.invoice_sums`` on every system's invoices that have lines;
-- ``checks.price_leakage`` on billing's invoices against the golden subscriptions' prices;
-- ``checks.cross_system_amounts``: another system's invoice amounts against billing's (the
-  money fields checked there are left out of that system's ``compare`` so one drift is
-  one finding);
-- ``checks.broken_refs`` on each system's subscriptions against its own customers and
-  products, and on the golden subscriptions against the PIM's catalogue (system ``pim``);
-- ``checks.allocations`` on each system's allocations against the golden subscriptions.
+mapping, ``hub.recon.staging``) become DuckDB tables; then the checks registered per
+entity in ``hub.recon.registry.CHECKS`` run over them: ``compare`` per (system, entity)
+(missing / orphan / per-field mismatch, children row by row, rules from the mappings'
+``compare:``), invoice sums, price leakage on billing's invoices, another system's
+invoice amounts against billing's, broken references (each system's own, and the PIM's
+catalogue against the golden subscriptions) and allocation quantities.
 
 Everything found is persisted in one ``persist`` call whose scope is exactly what ran, so
 findings of systems that were not configured are neither seen nor resolved.
@@ -31,33 +25,20 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Engine, select
 
 from connectors.base import Connector, Window
 from hub.mapping.spec import MappingSpec
-from hub.model import DELIVERING_STATUSES, ENTITIES
-from hub.recon import checks
+from hub.model import ENTITIES, ENTITY_ORDER
 from hub.recon import findings as F
-from hub.recon.compare import Child, compare
-from hub.recon.engine import columns, connect, quote, run
+from hub.recon.engine import connect, quote, run
 from hub.recon.persist import Scope, persist
+from hub.recon.registry import CHECKS, CheckContext
 from hub.recon.staging import CHILD_KEYS, Staged, golden_table, load_golden, stage_system
 from hub.store.models import Xref
 
 log = logging.getLogger("hub.recon")
 
-#: Parents before children (the sync's order).
-ENTITY_ORDER = ("product", "customer", "subscription", "allocation", "invoice")
-#: The system of record for invoice amounts; other systems' copies are checked against it.
-REFERENCE_SYSTEM = "billing"
-#: Money fields another system's invoice copy must agree on with the reference system.
-CROSS_SYSTEM_FIELDS = ("total_minor",)
-#: Which golden records a system is expected to hold, where not all of them (SQL over the
-#: golden table): SAP bills every invoice but drafts.
-COVERAGE: dict[tuple[str, str], str] = {("sap", "invoice"): "status IS DISTINCT FROM 'draft'"}
-#: Amount at stake of a missing / orphan record.
-AMOUNT_FIELDS = {"invoice": "total_minor"}
 
 
 @dataclass
@@ -122,8 +103,10 @@ def reconcile(
     con = connect(memory_limit=memory_limit)
     try:
         needed = set(wanted_entities)
-        if {"subscription", "allocation", "invoice", "product"} & needed:
-            needed.add("subscription")  # broken refs, allocations and prices need it
+        if needed - {"customer"}:
+            # every entity but customers needs subscriptions: broken refs, allocations and
+            # prices
+            needed.add("subscription")
         for entity in ENTITY_ORDER:
             if entity in needed:
                 load_golden(con, engine, entity)
@@ -176,123 +159,11 @@ def _findings(
     mapped: Mapping[tuple[str, str], MappingSpec],
     wanted_entities: Sequence[str],
 ) -> tuple[list[pa.Table], list[Scope]]:
-    tables: list[pa.Table] = []
-    kinds: dict[tuple[str, str], set[str]] = {}
-
-    def ran(entity: str, system: str, *ks: str) -> None:
-        kinds.setdefault((entity, system), set()).update(ks)
-
-    billing_invoices = staged.get((REFERENCE_SYSTEM, "invoice"))
-    for system, entity in pairs:
-        st = staged[(system, entity)]
-        spec = mapped[(system, entity)]
-        golden, golden_kids = _golden_views(con, system, entity, st)
-        skip: set[str] = set()
-        if (
-            entity == "invoice"
-            and system != REFERENCE_SYSTEM
-            and billing_invoices is not None
-            and (REFERENCE_SYSTEM, "invoice") in [(s, e) for s, e in pairs]
-        ):
-            fields = [f for f in CROSS_SYSTEM_FIELDS if f in st.fields]
-            if fields:
-                tables.append(
-                    checks.cross_system_amounts(
-                        con, billing_invoices.table, st.table, system=system, fields=fields
-                    )
-                )
-                ran(entity, system, "aggregate")
-                skip |= set(fields)
-        rules = {name: fm.compare for name, fm in spec.fields.items()}
-        found = compare(
-            con,
-            golden,
-            st.table,
-            entity=entity,
-            system=system,
-            rules=rules,
-            fields=[f for f in st.fields if f not in skip],
-            amount_field=AMOUNT_FIELDS.get(entity),
-        )
-        for name, table in st.children.items():
-            child_spec = spec.children[name]
-            found = F.concat(
-                [
-                    found,
-                    compare(
-                        con,
-                        golden_kids[name],
-                        table,
-                        entity=entity,
-                        system=system,
-                        rules={f: fm.compare for f, fm in child_spec.fields.items()},
-                        fields=st.child_fields[name],
-                        child=Child(name, CHILD_KEYS[name]),
-                    ),
-                ]
-            )
-        if st.unmappable:  # in quarantine, not missing
-            keep = pc.invert(pc.is_in(found.column("key"), pa.array(sorted(st.unmappable))))
-            found = found.filter(keep)
-        tables.append(found)
-        ran(entity, system, "missing", "orphan", "mismatch")
-
-        if entity == "invoice" and "lines" in st.children and _has(con, st.table, "total_minor"):
-            tables.append(checks.invoice_sums(con, st.table, st.children["lines"], system=system))
-            ran(entity, system, "aggregate")
-            if system == REFERENCE_SYSTEM:
-                leak = _price_leakage(con, st)
-                if leak is not None:
-                    tables.append(leak)
-        if entity == "subscription" and "items" in st.children:
-            refs = {
-                "customers": staged.get((system, "customer")),
-                "products": staged.get((system, "product")),
-            }
-            if any(refs.values()) and _has(con, st.table, "customer_id"):
-                tables.append(
-                    checks.broken_refs(
-                        con,
-                        st.table,
-                        st.children["items"],
-                        system=system,
-                        customers=refs["customers"].table if refs["customers"] else None,
-                        products=refs["products"].table if refs["products"] else None,
-                    )
-                )
-                ran(entity, system, "broken_ref")
-        if entity == "allocation" and _has(con, st.table, "subscription_item_id", "status"):
-            tables.append(
-                checks.allocations(
-                    con,
-                    st.table,
-                    golden_table("subscription"),
-                    _golden_items(con),
-                    system=system,
-                    active_statuses=DELIVERING_STATUSES,
-                )
-            )
-            ran("subscription", system, "aggregate")
-    # the catalogue's view of the subscriptions: SKUs a product system lacks or retired
-    for (system, entity), st in staged.items():
-        if entity != "product" or "subscription" not in wanted_entities:
-            continue
-        if (system, "subscription") in staged:
-            continue  # checked against its own subscriptions above
-        retired = _has(con, st.table, "lifecycle")
-        tables.append(
-            checks.broken_refs(
-                con,
-                golden_table("subscription"),
-                _golden_items(con),
-                system=system,
-                products=st.table,
-                pim_products=st.table if retired else None,
-            )
-        )
-        ran("subscription", system, "broken_ref")
-    scope = [Scope(e, s, tuple(sorted(k))) for (e, s), k in sorted(kinds.items())]
-    return tables, scope
+    """Every registered check (``hub.recon.registry.CHECKS``) over what was staged: the
+    findings tables and the scope they cover."""
+    ctx = CheckContext(con, staged, pairs, mapped, wanted_entities)
+    CHECKS.run_all(ctx)
+    return ctx.tables, ctx.scope()
 
 
 def _keep_established(
@@ -318,78 +189,3 @@ def _keep_established(
             )
     finally:
         con.unregister("_established")
-
-
-def _has(con: duckdb.DuckDBPyConnection, table: str, *names: str) -> bool:
-    cols = columns(con, quote(table))
-    return all(n in cols for n in names)
-
-
-def _golden_views(
-    con: duckdb.DuckDBPyConnection, system: str, entity: str, st: Staged
-) -> tuple[str, dict[str, str]]:
-    """The golden tables this system is held to (all records, or its COVERAGE)."""
-    where = COVERAGE.get((system, entity))
-    kids = {name: golden_table(entity, name) for name in st.children}
-    if where is None:
-        return golden_table(entity), kids
-    view = f"golden_{entity}_for_{system}"
-    run(
-        con,
-        f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS "
-        f"SELECT * FROM {quote(golden_table(entity))} WHERE {where}",
-    )
-    for name, table in list(kids.items()):
-        kview = f"{view}_{name}"
-        run(
-            con,
-            f"CREATE OR REPLACE TEMP VIEW {quote(kview)} AS SELECT * FROM {quote(table)} "
-            f"WHERE key IN (SELECT key FROM {quote(view)})",
-        )
-        kids[name] = kview
-    return view, kids
-
-
-def _golden_items(con: duckdb.DuckDBPyConnection) -> str:
-    """Golden subscription items with the price columns ``checks`` expects (kind,
-    flat_amount_minor, unit_amount_minor, discount_bps) next to sku and quantity."""
-    view = "golden_subscription_items_priced"
-    items = quote(golden_table("subscription", "items"))
-    run(
-        con,
-        f"""CREATE OR REPLACE TEMP VIEW {view} AS
-            SELECT key, item_id, sku, quantity, "price.kind" AS kind,
-                   "price.flat_amount_minor" AS flat_amount_minor,
-                   "price.unit_amount_minor" AS unit_amount_minor,
-                   "price.discount_bps" AS discount_bps
-            FROM {items}""",
-    )
-    return view
-
-
-def _golden_tiers(con: duckdb.DuckDBPyConnection) -> str:
-    view = "golden_subscription_tiers"
-    items = quote(golden_table("subscription", "items"))
-    run(
-        con,
-        f"""CREATE OR REPLACE TEMP VIEW {view} AS
-            SELECT key, item_id, tier_no, t.up_to AS up_to,
-                   t.unit_amount_minor AS unit_amount_minor,
-                   t.flat_amount_minor AS flat_amount_minor
-            FROM (SELECT key, item_id,
-                         unnest(generate_series(1, len("price.tiers"))) AS tier_no,
-                         unnest("price.tiers") AS t
-                  FROM {items} WHERE len("price.tiers") > 0)""",
-    )
-    return view
-
-
-def _price_leakage(con: duckdb.DuckDBPyConnection, st: Staged) -> pa.Table | None:
-    lines = st.children.get("lines")
-    if lines is None or not _has(con, st.table, "subscription_id", "currency"):
-        return None
-    if not _has(con, lines, "sku", "amount_minor", "quantity", "line_no"):
-        return None
-    return checks.price_leakage(
-        con, st.table, lines, _golden_items(con), _golden_tiers(con), system=st.system
-    )

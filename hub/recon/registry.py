@@ -1,0 +1,397 @@
+"""Which checks a reconciliation runs: small check objects, registered per entity in one
+registry (:data:`CHECKS`).
+
+Two sorts of check:
+
+- a :class:`SystemCheck` runs for each (system, entity) the run compares, in registration
+  order, with that system's snapshot (:class:`Target`);
+- a :class:`RunCheck` runs once per run when its entity was asked for, after every
+  system's checks (e.g. the catalogue's view of the subscriptions).
+
+A check adds findings tables to the :class:`CheckContext` and says which (entity, system,
+kinds) it covered; that coverage becomes the persisted run's scope, so findings a run
+did not check are neither seen nor resolved. Adding a check is one registration::
+
+    CHECKS.register("invoice", MyCheck())
+
+The SQL of each check lives in ``hub.recon.checks`` and ``hub.recon.compare``.
+"""
+
+# ruff: noqa: S608 - SQL is built from quoted identifiers; no caller values are spliced in.
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hub.mapping.spec import MappingSpec
+from hub.model import DELIVERING_STATUSES, ENTITIES
+from hub.recon import checks
+from hub.recon import findings as F
+from hub.recon.compare import Child, compare
+from hub.recon.engine import columns, quote, run
+from hub.recon.staging import CHILD_KEYS, Staged, golden_table
+from hub.store.findings import Scope
+
+#: The system of record for invoice amounts; other systems' copies are checked against it.
+REFERENCE_SYSTEM = "billing"
+#: Money fields another system's invoice copy must agree on with the reference system.
+CROSS_SYSTEM_FIELDS = ("total_minor",)
+#: Which golden records a system is expected to hold, where not all of them (SQL over the
+#: golden table): SAP bills every invoice but drafts.
+COVERAGE: dict[tuple[str, str], str] = {("sap", "invoice"): "status IS DISTINCT FROM 'draft'"}
+#: Amount at stake of a missing / orphan record.
+AMOUNT_FIELDS = {"invoice": "total_minor"}
+
+
+@dataclass
+class CheckContext:
+    """One run's inputs for the checks, and what they found and covered."""
+
+    con: duckdb.DuckDBPyConnection
+    staged: Mapping[tuple[str, str], Staged]
+    pairs: Sequence[tuple[str, str]]
+    mapped: Mapping[tuple[str, str], MappingSpec]
+    wanted_entities: Sequence[str]
+    tables: list[pa.Table] = field(default_factory=list)
+    kinds: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    def found(self, table: pa.Table) -> None:
+        """Findings (``hub.recon.findings.SCHEMA``) a check produced."""
+        self.tables.append(table)
+
+    def ran(self, entity: str, system: str, *kinds: str) -> None:
+        """That a check covered these kinds of finding of ``entity`` in ``system``."""
+        self.kinds.setdefault((entity, system), set()).update(kinds)
+
+    def scope(self) -> list[Scope]:
+        """What the run covered, for ``persist_run``."""
+        return [Scope(e, s, tuple(sorted(k))) for (e, s), k in sorted(self.kinds.items())]
+
+    def has(self, table: str, *names: str) -> bool:
+        """Whether the DuckDB ``table`` has every column in ``names``."""
+        cols = columns(self.con, quote(table))
+        return all(n in cols for n in names)
+
+
+@dataclass
+class Target:
+    """One system's snapshot of one entity, and the golden tables it is held to."""
+
+    system: str
+    entity: str
+    staged: Staged
+    spec: MappingSpec
+    golden: str
+    golden_children: dict[str, str]
+    #: fields another check already compared (left out of the record compare)
+    claimed: set[str] = field(default_factory=set)
+
+
+class SystemCheck(ABC):
+    """A check run for each (system, entity) compared."""
+
+    @abstractmethod
+    def run(self, ctx: CheckContext, target: Target) -> None: ...
+
+
+class RunCheck(ABC):
+    """A check run once per run, after every system's checks, when its entity is wanted."""
+
+    @abstractmethod
+    def run(self, ctx: CheckContext) -> None: ...
+
+
+C = TypeVar("C", SystemCheck, RunCheck)
+
+
+class CheckRegistry:
+    """Checks per entity, in the order they run."""
+
+    def __init__(self) -> None:
+        self._system: dict[str, list[SystemCheck]] = {}
+        self._run: dict[str, list[RunCheck]] = {}
+
+    def register(self, entity: str, check: C) -> C:
+        """Run ``check`` for ``entity`` (after the checks registered before it)."""
+        if isinstance(check, SystemCheck):
+            self._system.setdefault(entity, []).append(check)
+        else:
+            self._run.setdefault(entity, []).append(check)
+        return check
+
+    def copy(self) -> CheckRegistry:
+        """A registry with the same checks, to extend without touching this one."""
+        other = CheckRegistry()
+        other._system = {e: list(cs) for e, cs in self._system.items()}
+        other._run = {e: list(cs) for e, cs in self._run.items()}
+        return other
+
+    def system_checks(self, entity: str) -> tuple[SystemCheck, ...]:
+        return tuple(self._system.get(entity, ()))
+
+    def run_checks(self, entity: str) -> tuple[RunCheck, ...]:
+        return tuple(self._run.get(entity, ()))
+
+    def entities(self) -> set[str]:
+        return set(self._system) | set(self._run)
+
+    def run_all(self, ctx: CheckContext) -> None:
+        """Every registered check over the run's pairs, then the run-level ones."""
+        for system, entity in ctx.pairs:
+            target = make_target(ctx, system, entity)
+            for check in self.system_checks(entity):
+                check.run(ctx, target)
+        for entity in ctx.wanted_entities:
+            for run_check in self.run_checks(entity):
+                run_check.run(ctx)
+
+
+def make_target(ctx: CheckContext, system: str, entity: str) -> Target:
+    st = ctx.staged[(system, entity)]
+    golden, kids = golden_views(ctx.con, system, entity, st)
+    return Target(system, entity, st, ctx.mapped[(system, entity)], golden, kids)
+
+
+# -- the checks -----------------------------------------------------------------------
+class CrossSystemAmounts(SystemCheck):
+    """Another system's invoice amounts against the reference system's; the money fields
+    checked here are left out of that system's record compare (one drift, one finding)."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        reference = ctx.staged.get((REFERENCE_SYSTEM, target.entity))
+        if (
+            target.system == REFERENCE_SYSTEM
+            or reference is None
+            or (REFERENCE_SYSTEM, target.entity) not in ctx.pairs
+        ):
+            return
+        fields = [f for f in CROSS_SYSTEM_FIELDS if f in target.staged.fields]
+        if not fields:
+            return
+        ctx.found(
+            checks.cross_system_amounts(
+                ctx.con, reference.table, target.staged.table, system=target.system, fields=fields
+            )
+        )
+        ctx.ran(target.entity, target.system, "aggregate")
+        target.claimed |= set(fields)
+
+
+class RecordCompare(SystemCheck):
+    """Missing / orphan records and per-field mismatches (children row by row), by the
+    mapping's compare rules; records in quarantine are not missing."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st, spec, entity, system = target.staged, target.spec, target.entity, target.system
+        found = compare(
+            ctx.con,
+            target.golden,
+            st.table,
+            entity=entity,
+            system=system,
+            rules={name: fm.compare for name, fm in spec.fields.items()},
+            fields=[f for f in st.fields if f not in target.claimed],
+            amount_field=AMOUNT_FIELDS.get(entity),
+        )
+        for name, table in st.children.items():
+            child = compare(
+                ctx.con,
+                target.golden_children[name],
+                table,
+                entity=entity,
+                system=system,
+                rules={f: fm.compare for f, fm in spec.children[name].fields.items()},
+                fields=st.child_fields[name],
+                child=Child(name, CHILD_KEYS[name]),
+            )
+            found = F.concat([found, child])
+        if st.unmappable:  # in quarantine, not missing
+            keep = pc.invert(pc.is_in(found.column("key"), pa.array(sorted(st.unmappable))))
+            found = found.filter(keep)
+        ctx.found(found)
+        ctx.ran(entity, system, "missing", "orphan", "mismatch")
+
+
+def _invoice_sums_apply(ctx: CheckContext, target: Target) -> bool:
+    st = target.staged
+    return "lines" in st.children and ctx.has(st.table, "total_minor")
+
+
+class InvoiceSums(SystemCheck):
+    """Invoice total vs its lines and tax, subtotal vs its lines."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        if not _invoice_sums_apply(ctx, target):
+            return
+        st = target.staged
+        ctx.found(checks.invoice_sums(ctx.con, st.table, st.children["lines"], system=st.system))
+        ctx.ran(target.entity, target.system, "aggregate")
+
+
+class PriceLeakage(SystemCheck):
+    """The reference system's billed line amounts vs the golden subscriptions' prices."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
+            return
+        st = target.staged
+        lines = st.children["lines"]
+        if not ctx.has(st.table, "subscription_id", "currency"):
+            return
+        if not ctx.has(lines, "sku", "amount_minor", "quantity", "line_no"):
+            return
+        items, tiers = golden_items(ctx.con), golden_tiers(ctx.con)
+        ctx.found(checks.price_leakage(ctx.con, st.table, lines, items, tiers, system=st.system))
+        ctx.ran(target.entity, target.system, "aggregate")
+
+
+class SubscriptionRefs(SystemCheck):
+    """A system's subscriptions pointing at customers or SKUs that system lacks."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st, system = target.staged, target.system
+        if "items" not in st.children:
+            return
+        customers = ctx.staged.get((system, "customer"))
+        products = ctx.staged.get((system, "product"))
+        if (customers is None and products is None) or not ctx.has(st.table, "customer_id"):
+            return
+        ctx.found(
+            checks.broken_refs(
+                ctx.con,
+                st.table,
+                st.children["items"],
+                system=system,
+                customers=customers.table if customers else None,
+                products=products.table if products else None,
+            )
+        )
+        ctx.ran(target.entity, system, "broken_ref")
+
+
+class AllocationQuantities(SystemCheck):
+    """A system's open allocations vs what the golden subscriptions' items require."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st = target.staged
+        if not ctx.has(st.table, "subscription_item_id", "status"):
+            return
+        ctx.found(
+            checks.allocations(
+                ctx.con,
+                st.table,
+                golden_table("subscription"),
+                golden_items(ctx.con),
+                system=target.system,
+                active_statuses=DELIVERING_STATUSES,
+            )
+        )
+        ctx.ran("subscription", target.system, "aggregate")
+
+
+class CatalogueRefs(RunCheck):
+    """The catalogue's view of the golden subscriptions: SKUs a product system lacks or
+    has retired (for product systems whose own subscriptions were not checked)."""
+
+    def run(self, ctx: CheckContext) -> None:
+        for (system, entity), st in ctx.staged.items():
+            if entity != "product" or (system, "subscription") in ctx.staged:
+                continue
+            retired = ctx.has(st.table, "lifecycle")
+            ctx.found(
+                checks.broken_refs(
+                    ctx.con,
+                    golden_table("subscription"),
+                    golden_items(ctx.con),
+                    system=system,
+                    products=st.table,
+                    pim_products=st.table if retired else None,
+                )
+            )
+            ctx.ran("subscription", system, "broken_ref")
+
+
+def default_registry() -> CheckRegistry:
+    """The checks every reconciliation runs."""
+    registry = CheckRegistry()
+    registry.register("invoice", CrossSystemAmounts())  # first: it claims fields
+    for entity in ENTITIES:
+        registry.register(entity, RecordCompare())
+    registry.register("invoice", InvoiceSums())
+    registry.register("invoice", PriceLeakage())
+    registry.register("subscription", SubscriptionRefs())
+    registry.register("allocation", AllocationQuantities())
+    registry.register("subscription", CatalogueRefs())
+    return registry
+
+
+#: The registry ``hub.recon.run.reconcile`` uses.
+CHECKS = default_registry()
+
+
+# -- golden views the checks share ----------------------------------------------------
+def golden_views(
+    con: duckdb.DuckDBPyConnection, system: str, entity: str, st: Staged
+) -> tuple[str, dict[str, str]]:
+    """The golden tables this system is held to (all records, or its COVERAGE)."""
+    where = COVERAGE.get((system, entity))
+    kids = {name: golden_table(entity, name) for name in st.children}
+    if where is None:
+        return golden_table(entity), kids
+    view = f"golden_{entity}_for_{system}"
+    run(
+        con,
+        f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS "
+        f"SELECT * FROM {quote(golden_table(entity))} WHERE {where}",
+    )
+    for name, table in list(kids.items()):
+        kview = f"{view}_{name}"
+        run(
+            con,
+            f"CREATE OR REPLACE TEMP VIEW {quote(kview)} AS SELECT * FROM {quote(table)} "
+            f"WHERE key IN (SELECT key FROM {quote(view)})",
+        )
+        kids[name] = kview
+    return view, kids
+
+
+def golden_items(con: duckdb.DuckDBPyConnection) -> str:
+    """Golden subscription items with the price columns ``checks`` expects (kind,
+    flat_amount_minor, unit_amount_minor, discount_bps) next to sku and quantity."""
+    view = "golden_subscription_items_priced"
+    items = quote(golden_table("subscription", "items"))
+    run(
+        con,
+        f"""CREATE OR REPLACE TEMP VIEW {view} AS
+            SELECT key, item_id, sku, quantity, "price.kind" AS kind,
+                   "price.flat_amount_minor" AS flat_amount_minor,
+                   "price.unit_amount_minor" AS unit_amount_minor,
+                   "price.discount_bps" AS discount_bps
+            FROM {items}""",
+    )
+    return view
+
+
+def golden_tiers(con: duckdb.DuckDBPyConnection) -> str:
+    """Golden subscription items' price tiers, one row per tier (1-based ``tier_no``)."""
+    view = "golden_subscription_tiers"
+    items = quote(golden_table("subscription", "items"))
+    run(
+        con,
+        f"""CREATE OR REPLACE TEMP VIEW {view} AS
+            SELECT key, item_id, tier_no, t.up_to AS up_to,
+                   t.unit_amount_minor AS unit_amount_minor,
+                   t.flat_amount_minor AS flat_amount_minor
+            FROM (SELECT key, item_id,
+                         unnest(generate_series(1, len("price.tiers"))) AS tier_no,
+                         unnest("price.tiers") AS t
+                  FROM {items} WHERE len("price.tiers") > 0)""",
+    )
+    return view
