@@ -11,7 +11,6 @@ is re-read, and pushes are upserts by external id."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -27,21 +26,20 @@ from hub.fingerprint import fingerprint
 from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
 from hub.mapping.spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
 from hub.mapping.transforms import load_code_lists
-from hub.model import ENTITIES, CanonicalValidationError, validate_record
-from hub.store import findings as finding_store
+from hub.model import validate_record
 from hub.store import repo
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
-from hub.sync import deliveries
+from hub.sync import deliveries, staging
 from hub.sync.deliveries import DeliveryRules
+from hub.sync.fingerprints import EXTERNAL_IDS, projection, with_claims
 from hub.sync.lock import store_lock
-from hub.sync.merge import collapse_empty, flatten, merge
+from hub.sync.merging import BatchMerger
 
 log = logging.getLogger("hub.sync")
 
 #: Parents before children, so references resolve within one pass.
 ENTITY_ORDER = ("product", "customer", "subscription", "allocation", "invoice")
-EXTERNAL_IDS = "external_ids"
 #: Counts of golden-record changes are reported under this pseudo-system; a real system's
 #: created/updated/unchanged count the hub's writes into it.
 HUB = "hub"
@@ -425,13 +423,6 @@ class SyncEngine:
         if self.progress is not None:
             self.progress(system, entity, self.counts[system][entity])
 
-    @staticmethod
-    def _projection(mapper: Mapper, canonical: Mapping[str, Any]) -> dict[str, Any]:
-        """What this system holds of a record, in canonical terms: the basis of its
-        fingerprint both when we read it and when we push to it (echo suppression)."""
-        flat = flatten(canonical)
-        return {f: flat[f] for f in mapper.writable_fields if flat.get(f) is not None}
-
     # -- pull ---------------------------------------------------------------------------
     def pull(self, system: str, entity: str) -> None:
         """Extract changes since the cursor, merge them into golden records, plan pushes."""
@@ -451,222 +442,29 @@ class SyncEngine:
             log.error("reading %s from %s", entity, exc)
 
     def _ingest(self, s: Session, system: str, entity: str, records: list[NativeRecord]) -> None:
-        spec = self.specs[(system, entity)]
+        """One extracted batch into the golden records, in the caller's transaction:
+        staged (mapped, validated, the store state of its keys read at once), then merged
+        by ownership (conflicts, new versions, planned pushes, xrefs and fingerprints).
+        See hub.sync.staging and hub.sync.merging for why the two halves."""
         resolver = _XrefResolver(s, entity)
         self._prime(resolver, entity, natives={system: records})
         mapper = self._mapper(system, entity, s, resolver)
-        counts = self.counts[system][entity]
-        golden_counts = self.counts[HUB][entity]
-        key_field = ENTITIES[entity].key_field
-        sys_ids = [mapper.system_id(r) for r in records]
-        present = [i for i in sys_ids if i]
-        known = repo.hub_ids_for(s, entity, system, present)
-        # this batch's xrefs, fingerprints, pending pushes and open quarantine: read once
-        # here, not per record and system (see repo.BatchRows)
-        carried = [h for h in map(mapper.hub_id, records) if h]
-        held = repo.BatchRows(s, entity, [*carried, *known.values()], {system: present})
-        self._link_batch(s, spec, mapper, records, sys_ids, held)
-        staged: list[tuple[NativeRecord, str | None, str, dict[str, Any]]] = []
-        for native, sid in zip(records, sys_ids, strict=True):
-            counts.read += 1
-            hub_id = mapper.hub_id(native) or (known.get(sid) if sid else None)
-            try:
-                partial = mapper.to_canonical(native)
-            except MappingValueError as exc:
-                self._quarantine(
-                    s,
-                    system,
-                    entity,
-                    hub_id or sid,
-                    native,
-                    str(exc),
-                    [asdict(p) for p in exc.problems],
-                    held=held,
-                )
-                continue
-            if hub_id is None and key_field != "hub_id":
-                hub_id = partial.get(key_field)
-            if hub_id is None:
-                if not spec.creates:
-                    self._quarantine(
-                        s,
-                        system,
-                        entity,
-                        sid,
-                        native,
-                        f"{system} {entity} {sid} is not linked to a hub record "
-                        f"and {system} does not create {entity} records; link it "
-                        f"or create it in the owning system",
-                        held=held,
-                    )
-                    continue
-                hub_id = f"{entity[:3].upper()}-{uuid.uuid4().hex[:12]}"
-            staged.append((native, sid, str(hub_id), partial))
-        hub_ids = [h for _, _, h, _ in staged]
-        goldens = repo.golden_for(s, entity, hub_ids)
-        held.extend(hub_ids)
-        self._prime(
-            resolver,
-            entity,
-            canonicals=[p for *_, p in staged] + [g.data for g in goldens.values()],
-        )
-        fps = {h: fp for h in hub_ids if (fp := held.fingerprint(system, h)) is not None}
-        # fields the hub never writes to this system but takes from it - what it owns, and
-        # what it claims now and then (SAP's payment clearing): not part of what the hub
-        # pushes, so watched through a fingerprint of their own
-        owned_read_only = sorted(
-            f
-            for f, fmap in spec.fields.items()
-            if fmap.read_only and (f in spec.owns or fmap.compare.claim_only)
-        )
-        owned_fps = (
-            {h: fp for h in hub_ids if (fp := held.fingerprint(with_owned(system), h)) is not None}
-            if owned_read_only
-            else {}
-        )
-        now = utcnow()
-        for native, sid, hub_id, partial in staged:
-            golden = goldens.get(hub_id)
-            if golden is None and not spec.creates:
-                creators = sorted(
-                    t for (t, e), sp in self.specs.items() if e == entity and sp.creates
-                )
-                self._quarantine(
-                    s,
-                    system,
-                    entity,
-                    hub_id,
-                    native,
-                    f"{system} {entity} {sid or hub_id} carries hub id {hub_id}, which the hub "
-                    f"does not know, and {system} does not create {entity} records: an orphan. "
-                    f"Create it in {' or '.join(creators) or 'its owning system'} or remove it "
-                    f"from {system}",
-                    held=held,
-                )
-                continue
-            if sid:
-                held.set_xref(hub_id, system, sid)
-            judged = _known_ids_only(partial, held, hub_id)
-            fp = fingerprint(self._projection(mapper, judged))
-            unstamped = bool(spec.key.hub_id_field) and mapper.hub_id(native) is None
-            if unstamped:
-                # a record its creator made without the hub's id: no push matches this,
-                # so the id the hub gave it is written back (to billing, say)
-                fp = NO_HUB_ID
-            if judged is not partial:  # it carries ids the hub does not know (yet)
-                full = NO_HUB_ID if unstamped else fingerprint(self._projection(mapper, partial))
-                held.set_fingerprint(with_claims(system), hub_id, full)
-            owned_fp = ""
-            if owned_read_only:
-                flat_partial = flatten(partial)
-                owned_fp = fingerprint({f: flat_partial.get(f) for f in owned_read_only})
-            if (
-                golden is not None
-                and fps.get(hub_id) == fp
-                and owned_fps.get(hub_id, "") == owned_fp
-            ):
-                golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
-                # held back before, it now agrees with the hub: no longer held
-                held.release_quarantine(system, hub_id)
-                continue
-            changed_at = _as_datetime(partial.get("updated_at")) or now
-            incoming = {
-                k: v
-                for k, v in partial.items()
-                # a new record takes the model's defaults for what its creator leaves empty
-                if k not in ("updated_at", EXTERNAL_IDS) and (golden is not None or v is not None)
-            }
-            result = merge(
-                golden.data if golden else None,
-                golden.field_meta if golden else None,
-                incoming,
-                system=system,
-                changed_at=changed_at,
-                owners=self.owners[entity],
-            )
-            data = collapse_empty(dict(result.data))
-            data.pop(EXTERNAL_IDS, None)
-            data[key_field] = hub_id
-            previous = _as_datetime(golden.data.get("updated_at")) if golden else None
-            data["updated_at"] = max(filter(None, (previous, changed_at))).isoformat()
-            try:
-                clean = validate_record(entity, data).model_dump(mode="json")
-            except CanonicalValidationError as exc:
-                self._quarantine(
-                    s,
-                    system,
-                    entity,
-                    hub_id,
-                    native,
-                    str(exc),
-                    [e.model_dump() for e in exc.errors],
-                    held=held,
-                )
-                continue
-            for conflict in result.conflicts:
-                counts.conflicts += 1
-                finding_store.record_conflict(
-                    s,
-                    entity=entity,
-                    key=hub_id,
-                    system=system,
-                    external_id=sid,
-                    field=conflict.field,
-                    expected=conflict.golden_value,
-                    actual=conflict.system_value,
-                    seen_at=now,
-                )
-            if golden is None:
-                golden = GoldenRecord(
-                    entity=entity,
-                    hub_id=hub_id,
-                    data=clean,
-                    field_meta=result.field_meta,
-                    fingerprint=fingerprint(clean),
-                )
-                s.add(golden)
-                goldens[hub_id] = golden
-                golden_counts.created += 1
-            elif _content(clean) != _content(golden.data):
-                # (a system restating what the golden record already says - e.g. the echo
-                # of the hub's own push, stamped later - changes nothing: no new version)
-                golden.data, golden.field_meta = clean, result.field_meta
-                golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
-                golden.updated_at = now
-                golden_counts.updated += 1
-            else:
-                golden_counts.unchanged += 1
-            held.set_fingerprint(system, hub_id, fp)
-            if owned_read_only:
-                held.set_fingerprint(with_owned(system), hub_id, owned_fp)
-            held.release_quarantine(system, hub_id)
-            self._plan(s, entity, hub_id, clean, held=held, resolver=resolver)
+        batch = staging.stage(s, mapper, records, self.counts[system][entity], self._quarantine)
+        self._prime(resolver, entity, canonicals=batch.canonicals())
 
-    def _link_batch(
-        self,
-        s: Session,
-        spec: MappingSpec,
-        mapper: Mapper,
-        records: list[NativeRecord],
-        sys_ids: list[str | None],
-        held: repo.BatchRows,
-    ) -> None:
-        """Record the links a batch carries before mapping any of it: a record may refer
-        to another in the same batch (a child account read before its parent), and its
-        reference resolves through the xref table. A non-creating system's links are
-        taken only for records the hub already knows (anything else is an orphan)."""
-        linked: list[tuple[str, str]] = []
-        for record, sid in zip(records, sys_ids, strict=True):
-            hub_id = mapper.hub_id(record)
-            if hub_id and sid:
-                linked.append((hub_id, sid))
-        if not linked:
-            return
-        if not spec.creates:
-            existing = repo.golden_for(s, spec.entity, [h for h, _ in linked])
-            linked = [(h, sid) for h, sid in linked if h in existing]
-        for hub_id, sid in linked:
-            held.set_xref(hub_id, spec.system, sid)
+        def plan(hub_id: str, data: dict[str, Any]) -> None:
+            self._plan(s, entity, hub_id, data, held=batch.held, resolver=resolver)
+
+        BatchMerger(
+            batch,
+            owners=self.owners[entity],
+            creators=sorted(t for (t, e), sp in self.specs.items() if e == entity and sp.creates),
+            counts=self.counts[system][entity],
+            golden_counts=self.counts[HUB][entity],
+            quarantine=self._quarantine,
+            plan=plan,
+            now=utcnow(),
+        ).merge_all()
 
     def _quarantine(
         self,
@@ -724,8 +522,7 @@ class SyncEngine:
             mapper = self._mapper(system, entity, s, resolver)
             if not mapper.spec.holds(with_ids):
                 continue  # e.g. a draft invoice: SAP only gets posted ones
-            projection = self._projection(mapper, with_ids)
-            fp = fingerprint(projection)
+            fp = fingerprint(projection(mapper, with_ids))
             there = held.fingerprint(system, hub_id)
             if there != fp and held.fingerprint(with_claims(system), hub_id) == fp:
                 # the system already carried ids the hub has only now learned, and they
@@ -915,34 +712,6 @@ class SyncEngine:
             self._tick(system, entity)
 
 
-#: The fingerprint of a record read without its hub id (it matches no push).
-NO_HUB_ID = "no hub id"
-
-
-def with_owned(system: str) -> str:
-    """The fingerprint slot of the fields a system owns but the hub never writes to it."""
-    return f"{system}~owned"
-
-
-def with_claims(system: str) -> str:
-    """The fingerprint slot of a system's record including the other systems' ids it
-    carries that the hub did not know when it read it."""
-    return f"{system}~claims"
-
-
-def _known_ids_only(
-    partial: Mapping[str, Any], held: repo.BatchRows, hub_id: str
-) -> Mapping[str, Any]:
-    """A system's record as the hub can judge it: other systems' ids it carries count only
-    where the hub knows them (an SAP number on an Account is never 'cleared' by the hub
-    just because SAP is not connected), so the echo of a push fingerprints like the push."""
-    carried = partial.get(EXTERNAL_IDS)
-    if not carried:
-        return partial
-    known = held.external_ids(hub_id)
-    return {**partial, EXTERNAL_IDS: {k: v for k, v in carried.items() if k in known}}
-
-
 def _ref_values(rows: Sequence[Any], path: str) -> set[str]:
     """The reference values at ``path`` in these records, as the resolver is asked them."""
     out = set()
@@ -958,16 +727,3 @@ def _split_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         return None
     stamp, key = cursor.split("|", 1)
     return datetime.fromisoformat(stamp), key
-
-
-def _content(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A golden record's data without its change stamp."""
-    return {k: v for k, v in data.items() if k != "updated_at"}
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
