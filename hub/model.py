@@ -353,9 +353,13 @@ class Invoice(_Canonical):
         return errors
 
 
+#: The entities, in their sync order: parents before children (a record's references
+#: resolve within one pass). The one list of entities; every other list derives from it.
 ENTITIES: dict[str, type[_Canonical]] = {
     cls.entity: cls for cls in (Product, Customer, Subscription, InventoryAllocation, Invoice)
 }
+#: The entities' names in sync order.
+ENTITY_ORDER: tuple[str, ...] = tuple(ENTITIES)
 
 
 class FieldError(BaseModel):

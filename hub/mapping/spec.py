@@ -15,12 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors import registry
 from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITIES
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
-SYSTEMS = ("billing", "salesforce", "sap", "pim", "wms")
+#: The systems a mapping may name (connectors.registry's list).
+SYSTEMS = registry.NAMES
 
 #: Transforms a field map may name; parameters are checked by the sync engine's registry.
 TRANSFORMS = frozenset(

@@ -40,7 +40,6 @@ from hub.store.models import Xref
 log = logging.getLogger("hub.recon")
 
 
-
 @dataclass
 class ReconcileResult:
     """What a run saw and stored."""

@@ -26,7 +26,7 @@ from hub.fingerprint import fingerprint
 from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
 from hub.mapping.spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
 from hub.mapping.transforms import load_code_lists
-from hub.model import validate_record
+from hub.model import ENTITY_ORDER, validate_record
 from hub.store import repo
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
@@ -38,8 +38,6 @@ from hub.sync.merging import BatchMerger
 
 log = logging.getLogger("hub.sync")
 
-#: Parents before children, so references resolve within one pass.
-ENTITY_ORDER = ("product", "customer", "subscription", "allocation", "invoice")
 #: Counts of golden-record changes are reported under this pseudo-system; a real system's
 #: created/updated/unchanged count the hub's writes into it.
 HUB = "hub"

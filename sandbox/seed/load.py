@@ -19,6 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
+from hub.model import ENTITY_ORDER
 from sandbox.seed.book import Book, CustomerSlice, Record
 from sandbox.seed.drift import DRIFT_TS, Drift, manifest, plan
 
@@ -62,7 +63,7 @@ def seed_systems(
     for writer in writers:
         writer.write_products(products)
     slices = book.slices()
-    counts = dict.fromkeys(("customer", "subscription", "allocation", "invoice"), 0)
+    counts = dict.fromkeys(ENTITY_ORDER, 0)
     while batch := list(islice(slices, batch_customers)):
         for writer in writers:
             writer.write_slices(batch)
