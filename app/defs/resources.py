@@ -3,14 +3,16 @@ secrets never show in the UI); defaults point at the embedded store and the sand
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from dagster import ConfigurableResource
 from pydantic import Field
 from sqlalchemy import Engine
 
+from connectors import registry
 from connectors.base import Connector
 from connectors.redact import redact_url
+from connectors.settings import EnvSetting
 from hub.settings import connection_env, database_url
 from hub.store.db import create_store_engine
 from hub.systems import connect
@@ -41,6 +43,7 @@ class _SystemResource(ConfigurableResource):
     ``EnvVar("...")`` so their values never appear in the UI or run config."""
 
     system: ClassVar[str]
+    #: resource field -> environment variable (from the connector's settings declaration)
     env_names: ClassVar[dict[str, str]]
 
     def settings(self) -> dict[str, str]:
@@ -55,83 +58,38 @@ class _SystemResource(ConfigurableResource):
         return connect(self.system, self.settings())
 
 
-class BillingResource(_SystemResource):
-    system: ClassVar[str] = "billing"
-    env_names: ClassVar[dict[str, str]] = {"database_url": "BILLING_DATABASE_URL"}
-    database_url: str = Field(default="", description="SQLAlchemy URL of the billing store")
+def _description(setting: EnvSetting) -> str:
+    parts = [setting.variable]
+    if setting.doc:
+        parts.append(setting.doc)
+    if setting.secret:
+        parts.append(f"secret: bind with EnvVar({setting.variable!r}) in production")
+    return "; ".join(parts)
 
 
-class SalesforceResource(_SystemResource):
-    system: ClassVar[str] = "salesforce"
-    env_names: ClassVar[dict[str, str]] = {
-        "login_url": "SALESFORCE_LOGIN_URL",
-        "client_id": "SALESFORCE_CLIENT_ID",
-        "client_secret": "SALESFORCE_CLIENT_SECRET",
-        "username": "SALESFORCE_USERNAME",
-        "private_key_file": "SALESFORCE_PRIVATE_KEY_FILE",
-        "api_version": "SALESFORCE_API_VERSION",
-        "ca_bundle": "HUB_CA_BUNDLE",
+def _system_resource(system: registry.System) -> type[_SystemResource]:
+    """``system``'s resource: one text field per variable its connector's settings
+    declare (named as the settings field; empty = the environment's value)."""
+    settings = system.settings()
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": f"{system.name.capitalize()}Resource",
+        "__doc__": f"Connection settings of {system.name} (empty fields: the environment).",
+        "__annotations__": {field: str for field in settings},
+        "system": system.name,
+        "env_names": system.env_names(),
+        **{
+            field: Field(default="", description=_description(setting))
+            for field, setting in settings.items()
+        },
     }
-    login_url: str = Field(
-        default="", description="OAuth host; token endpoint is <login_url>/services/oauth2/token"
-    )
-    client_id: str = ""
-    client_secret: str = Field(default="", description="bind with EnvVar in production")
-    username: str = Field(default="", description="JWT bearer subject")
-    private_key_file: str = Field(default="", description="PEM key for the JWT bearer flow")
-    api_version: str = ""
-    ca_bundle: str = Field(default="", description="PEM bundle trusted for TLS")
+    return type(namespace["__qualname__"], (_SystemResource,), namespace)
 
 
-class SapResource(_SystemResource):
-    system: ClassVar[str] = "sap"
-    env_names: ClassVar[dict[str, str]] = {
-        "odata_url": "SAP_ODATA_URL",
-        "user": "SAP_USER",
-        "password": "SAP_PASSWORD",
-        "client": "SAP_CLIENT",
-        "ca_bundle": "HUB_CA_BUNDLE",
-    }
-    odata_url: str = Field(
-        default="", description="host root; services under /sap/opu/odata/sap/<SERVICE>/"
-    )
-    user: str = ""
-    password: str = Field(default="", description="bind with EnvVar in production")
-    client: str = Field(default="", description="sap-client")
-    ca_bundle: str = ""
-
-
-class PimResource(_SystemResource):
-    system: ClassVar[str] = "pim"
-    env_names: ClassVar[dict[str, str]] = {
-        "url": "PIM_URL",
-        "client_id": "PIM_CLIENT_ID",
-        "secret": "PIM_SECRET",
-        "username": "PIM_USERNAME",
-        "password": "PIM_PASSWORD",
-        "ca_bundle": "HUB_CA_BUNDLE",
-    }
-    url: str = ""
-    client_id: str = ""
-    secret: str = Field(default="", description="bind with EnvVar in production")
-    username: str = ""
-    password: str = Field(default="", description="bind with EnvVar in production")
-    ca_bundle: str = ""
-
-
-class WmsResource(_SystemResource):
-    system: ClassVar[str] = "wms"
-    env_names: ClassVar[dict[str, str]] = {
-        "url": "WMS_URL",
-        "api_key": "WMS_API_KEY",
-        "ca_bundle": "HUB_CA_BUNDLE",
-    }
-    url: str = ""
-    api_key: str = Field(default="", description="bind with EnvVar in production")
-    ca_bundle: str = ""
-
-
+#: One resource class per system of the registry, by system name.
 SYSTEM_RESOURCES: dict[str, type[_SystemResource]] = {
-    cls.system: cls
-    for cls in (BillingResource, SalesforceResource, SapResource, PimResource, WmsResource)
+    system.name: _system_resource(system) for system in registry.SYSTEMS
 }
+# module attributes too (BillingResource, SalesforceResource, ...), so each class can be
+# found by its qualified name, as pickle and Dagster's UI name it
+globals().update({cls.__name__: cls for cls in SYSTEM_RESOURCES.values()})
