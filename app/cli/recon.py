@@ -19,11 +19,12 @@ from dagster import ExecuteInProcessResult
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.choices import ENTITY_CHOICES, SYSTEM_CHOICES
 from hub.store import findings as finding_store
 from hub.store.models import Finding
 
-ENTITIES = ("all", "product", "customer", "subscription", "allocation", "invoice")
-SYSTEMS = ("all", "billing", "salesforce", "sap", "pim", "wms")
+ENTITIES = ENTITY_CHOICES
+SYSTEMS = SYSTEM_CHOICES
 
 #: The keys of every finding object (``--json``), in order. ``system_id`` is the system's
 #: own id of the record (``external_id`` is kept as an alias); amounts are signed minor

@@ -1,21 +1,21 @@
 """Retrying quarantined records as a Dagster op job, so `hub quarantine retry` and the
 Launchpad do the same thing and the run shows up in the UI with what it released."""
 
-from typing import Literal
-
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 from sqlalchemy import func, select
 
+from app.choices import ALL, EntityChoice
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from connectors.errors import AuthError, PermanentError
+from hub.model import ENTITY_ORDER
 from hub.store.models import QuarantineEntry
-from hub.sync.engine import ENTITY_ORDER, SyncEngine
+from hub.sync.engine import SyncEngine
 
 
 class QuarantineRetryConfig(Config):
-    entity: Literal["all", "product", "customer", "subscription", "allocation", "invoice"] = Field(
-        default="all", description="entity whose quarantined records to retry"
+    entity: EntityChoice = Field(
+        default=ALL, description="entity whose quarantined records to retry"
     )
     entry_ids: list[int] = Field(
         default=[], description="quarantine entry ids (hub quarantine list); empty = all open"
@@ -51,7 +51,7 @@ def retry_quarantined(
         except (ValueError, AuthError, PermanentError) as exc:
             context.log.info(f"{system} not configured, skipped: {exc}")
     engine = SyncEngine(store.engine(), connectors)
-    entities = ENTITY_ORDER if config.entity == "all" else (config.entity,)
+    entities = ENTITY_ORDER if config.entity == ALL else (config.entity,)
     summary: dict[str, dict[str, int]] = {}
     try:
         for entity in entities:

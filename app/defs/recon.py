@@ -24,7 +24,7 @@ import annotations``: Dagster inspects the annotations of Config classes and ops
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -48,12 +48,14 @@ from pydantic import Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.choices import ALL, EntityChoice, SystemChoice
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from app.defs.sync import golden_key
 from connectors.base import Connector
 from hub.mapping.spec import MAPPINGS_DIR, SYSTEMS, MappingsInvalidError, MappingSpec, load_all
 from hub.mapping.transforms import load_code_lists
-from hub.recon.run import ENTITY_ORDER, reconcile
+from hub.model import ENTITY_ORDER
+from hub.recon.run import reconcile
 from hub.store import findings as finding_store
 from hub.store.models import Finding
 
@@ -65,15 +67,12 @@ GROUP = "reconciliation"
 TOP_N = 20
 HISTORY_RUNS = 10
 
-EntityChoice = Literal["all", "product", "customer", "subscription", "allocation", "invoice"]
-SystemChoice = Literal["all", "billing", "salesforce", "sap", "pim", "wms"]
-
 
 class ReconcileConfig(Config):
     """What one reconciliation covers (``all``: every mapped entity / configured system)."""
 
-    entity: EntityChoice = Field(default="all", description="one entity, or all")
-    system: SystemChoice = Field(default="all", description="one system, or all configured")
+    entity: EntityChoice = Field(default=ALL, description="one entity, or all")
+    system: SystemChoice = Field(default=ALL, description="one system, or all configured")
 
 
 def _specs(specs: Sequence[MappingSpec] | None) -> list[MappingSpec]:
@@ -119,13 +118,13 @@ def _reconciliation_asset(
         chosen_specs = _specs(specs)
         lists = code_lists if code_lists is not None else load_code_lists(MAPPINGS_DIR)
         mapped_systems = sorted({s.system for s in chosen_specs})
-        wanted = mapped_systems if config.system == "all" else [config.system]
-        if config.system != "all" and config.system not in mapped_systems:
+        wanted = mapped_systems if config.system == ALL else [config.system]
+        if config.system != ALL and config.system not in mapped_systems:
             raise Failure(f"{config.system} has no mapping in mappings/", allow_retries=False)
         connectors, skipped = connectors_for(context.resources, wanted)
         for system, reason in skipped.items():
             context.log.warning(f"{system} skipped: {reason}")
-        if config.system != "all" and not connectors:
+        if config.system != ALL and not connectors:
             raise Failure(f"{config.system} is not configured: {skipped[config.system]}")
         store: HubStoreResource = context.resources.hub_store
         engine = store.engine()
@@ -135,7 +134,7 @@ def _reconciliation_asset(
                 connectors,
                 chosen_specs,
                 lists,
-                entities=None if config.entity == "all" else [config.entity],
+                entities=None if config.entity == ALL else [config.entity],
                 skipped=skipped,
                 run_id=context.run_id,
                 progress=context.log.info,

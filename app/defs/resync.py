@@ -18,12 +18,11 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
+from app.choices import EntityName
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from connectors.errors import AuthError, PermanentError
 from hub.sync.engine import SyncEngine
 from hub.sync.resync import ResyncReport, ResyncRequest, ResyncRequestError, resync
-
-EntityName = Literal["product", "customer", "subscription", "allocation", "invoice"]
 
 
 class ResyncConfig(Config):
@@ -36,8 +35,8 @@ class ResyncConfig(Config):
     )
     systems: list[str] = Field(
         default=[],
-        description="target systems (billing, salesforce, sap, pim, wms); empty = every "
-        "system mapping the entity",
+        description=f"target systems ({', '.join(SYSTEM_RESOURCES)}); empty = every system "
+        "mapping the entity",
     )
     window_start: str = Field(
         default="",

@@ -1,0 +1,25 @@
+"""The closed lists as the roof offers them: Dagster config choices (Launchpad enums) and
+the CLI's choices, derived from their registries (entities: ``hub.model``; systems:
+``connectors.registry``) and never written out again.
+
+The ``Literal`` types are built from the registries at import; mypy cannot see through
+that and takes them as ``Any``, while pydantic and Dagster see the real ``Literal`` (an
+enum in the Launchpad) and refuse any other value."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from connectors.registry import NAMES as SYSTEM_NAMES
+from hub.model import ENTITY_ORDER
+
+#: "every entity" / "every configured system"
+ALL = "all"
+
+#: The CLI's choices (``all`` first).
+ENTITY_CHOICES: tuple[str, ...] = (ALL, *ENTITY_ORDER)
+SYSTEM_CHOICES: tuple[str, ...] = (ALL, *SYSTEM_NAMES)
+
+EntityName = Literal[ENTITY_ORDER]  # type: ignore[valid-type]
+EntityChoice = Literal[ENTITY_CHOICES]  # type: ignore[valid-type]
+SystemChoice = Literal[SYSTEM_CHOICES]  # type: ignore[valid-type]
