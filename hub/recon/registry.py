@@ -22,7 +22,7 @@ The SQL of each check lives in ``hub.recon.checks`` and ``hub.recon.compare``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -43,9 +43,6 @@ from hub.store.findings import Scope
 REFERENCE_SYSTEM = "billing"
 #: Money fields another system's invoice copy must agree on with the reference system.
 CROSS_SYSTEM_FIELDS = ("total_minor",)
-#: Which golden records a system is expected to hold, where not all of them (SQL over the
-#: golden table): SAP bills every invoice but drafts.
-COVERAGE: dict[tuple[str, str], str] = {("sap", "invoice"): "status IS DISTINCT FROM 'draft'"}
 #: Amount at stake of a missing / orphan record.
 AMOUNT_FIELDS = {"invoice": "total_minor"}
 
@@ -155,8 +152,9 @@ class CheckRegistry:
 
 def make_target(ctx: CheckContext, system: str, entity: str) -> Target:
     st = ctx.staged[(system, entity)]
-    golden, kids = golden_views(ctx.con, system, entity, st)
-    return Target(system, entity, st, ctx.mapped[(system, entity)], golden, kids)
+    spec = ctx.mapped[(system, entity)]
+    golden, kids = golden_views(ctx.con, spec, st)
+    return Target(system, entity, st, spec, golden, kids)
 
 
 # -- the checks -----------------------------------------------------------------------
@@ -337,12 +335,28 @@ CHECKS = default_registry()
 
 
 # -- golden views the checks share ----------------------------------------------------
+def coverage_sql(spec: MappingSpec, golden_columns: Collection[str]) -> str | None:
+    """The mapping's ``not_held_when`` as a condition over the golden table: true for the
+    records the system is meant to hold (as ``MappingSpec.holds``: a NULL value, or a
+    field the golden table lacks, excludes nothing; values compare as text). ``None``
+    when the system holds every record."""
+    terms = [
+        f"coalesce(CAST({quote(name)} AS VARCHAR) NOT IN "
+        f"({', '.join(F.literal(v) for v in excluded)}), true)"
+        for name, excluded in spec.not_held_when.items()
+        if excluded and name in golden_columns
+    ]
+    return " AND ".join(terms) if terms else None
+
+
 def golden_views(
-    con: duckdb.DuckDBPyConnection, system: str, entity: str, st: Staged
+    con: duckdb.DuckDBPyConnection, spec: MappingSpec, st: Staged
 ) -> tuple[str, dict[str, str]]:
-    """The golden tables this system is held to (all records, or its COVERAGE)."""
-    where = COVERAGE.get((system, entity))
+    """The golden tables this system is held to: all records, or those its mapping's
+    ``not_held_when`` leaves it (``coverage_sql``)."""
+    system, entity = spec.system, spec.entity
     kids = {name: golden_table(entity, name) for name in st.children}
+    where = coverage_sql(spec, columns(con, quote(golden_table(entity))))
     if where is None:
         return golden_table(entity), kids
     view = f"golden_{entity}_for_{system}"
