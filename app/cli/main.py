@@ -31,6 +31,7 @@ app.command("resync")(resync)
 app.command("metrics")(metrics)
 app.command("reconcile")(reconcile)
 
+sandbox_app: typer.Typer | None
 try:  # the sandbox is a development tool: the production wheel does not ship it
     from sandbox.cli import app as sandbox_app
 except ModuleNotFoundError:
