@@ -6,13 +6,18 @@ allocation golden records, which the sync then pushes like any other change (to 
 the WMS as reservations, SAP as stock reservations):
 
 - a delivering subscription (``DELIVERING_STATUSES``) keeps, for each shipped item (a
-  product whose family ``mappings/deliveries.yaml`` lists as physical, not retired in
-  the PIM), one *reserved* allocation of the item's quantity: an upgrade or downgrade
-  adjusts the reserved quantity; an item without one gets the next delivery, reopening a
-  released allocation still ahead of today (a resumed pause) or planning a new one on the
-  next cycle date, at the subscription's warehouse;
+  product whose family ``mappings/deliveries.yaml`` lists as physical), one *reserved*
+  allocation of the item's quantity: an upgrade or downgrade adjusts the reserved
+  quantity; an item without one gets the next delivery, reopening a released allocation
+  still ahead of today (a resumed pause) or planning a new one on the next cycle date, at
+  the subscription's warehouse - unless its product takes no new deliveries (the rules'
+  ``no_new_deliveries``, e.g. a SKU the PIM has retired);
 - a paused, cancelled or otherwise not delivering subscription, or an item removed from
   it, releases its reserved allocations.
+
+The same ``no_new_deliveries`` rules hold back, at push time, a new allocation made
+elsewhere (in billing, say) from the systems that do not hold it yet (:func:`withheld`):
+the sync engine asks them and knows no product state itself.
 
 Picked and shipped allocations are the WMS's and are never touched. The rules only look
 at the current state, so planning again changes nothing: a replay after a crash, or the
@@ -22,7 +27,7 @@ same subscription seen twice, plans the same records under the same hub ids.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -36,10 +41,24 @@ from hub.model import DELIVERING_STATUSES, BillingPeriod, add_months
 
 RULES_FILE = MAPPINGS_DIR / "deliveries.yaml"
 OPEN, RELEASED = "reserved", "released"
+#: the entity the rules plan (and may hold back), and the one its ``sku`` refers to
+ALLOCATION, PRODUCT = "allocation", "product"
+
+
+class NoNewDeliveries(BaseModel):
+    """Products that take no new deliveries: those whose golden record's ``field`` holds
+    one of ``values``. ``decided_in`` names where that is decided (and undone), for the
+    person who reads the quarantine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    field: str
+    values: frozenset[str] = Field(min_length=1)
+    decided_in: str
 
 
 class DeliveryRules(BaseModel):
-    """``mappings/deliveries.yaml``: which products ship and from where."""
+    """``mappings/deliveries.yaml``: which products ship, from where, and which take no
+    new deliveries."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     physical_families: frozenset[str] = Field(min_length=1)
@@ -47,6 +66,7 @@ class DeliveryRules(BaseModel):
     #: (its billing country when it has no shipping address)
     warehouses: dict[str, str]
     default_warehouse: str | None = None
+    no_new_deliveries: tuple[NoNewDeliveries, ...] = ()
 
     @classmethod
     def load(cls, path: Path = RULES_FILE) -> DeliveryRules:
@@ -58,9 +78,33 @@ class DeliveryRules(BaseModel):
     def warehouse_for(self, customer: Mapping[str, Any] | None) -> str | None:
         return self.warehouses.get(str(_country(customer)), self.default_warehouse)
 
+    def no_new_delivery(
+        self, product: Mapping[str, Any] | None
+    ) -> tuple[NoNewDeliveries, str] | None:
+        """The rule that keeps ``product`` (its golden record's data) from new deliveries,
+        with the value that trips it; None when it may be delivered."""
+        for rule in self.no_new_deliveries:
+            value = (product or {}).get(rule.field)
+            if value is not None and str(value) in rule.values:
+                return rule, str(value)
+        return None
+
 
 class NoWarehouseError(ValueError):
     """A delivery is due but no warehouse is known for the customer's country."""
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """Why a new allocation is not sent to a system: the quarantine entry's reason and
+    field errors."""
+
+    reason: str
+    errors: list[dict[str, str]]
+
+
+#: golden records' data by entity and hub ids (those found)
+GoldenLookup = Callable[[str, Sequence[str]], Mapping[str, Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -132,8 +176,8 @@ def plan(
         mine = [a for a in current.values() if str(a.get("subscription_item_id")) == item_id]
         if any(a.get("status") == OPEN for a in mine):
             continue
-        if (products.get(str(item["sku"])) or {}).get("lifecycle") == "retired":
-            continue  # a retired SKU gets no new deliveries (reported by the reconciliation)
+        if rules.no_new_delivery(products.get(str(item["sku"]))) is not None:
+            continue  # e.g. a retired SKU: no new deliveries (reported by the reconciliation)
         reopen = sorted(
             (a for a in mine if a.get("status") == RELEASED and _day(a) >= today),
             key=lambda a: (_day(a), str(a["hub_id"])),
@@ -166,6 +210,41 @@ def plan(
         }
         current[hub_id] = record
         out.append(Planned(hub_id, record, tuple(record), created=True))
+    return out
+
+
+def may_withhold(entity: str) -> bool:
+    """Whether the rules may hold back pushes of ``entity`` (they govern allocations)."""
+    return entity == ALLOCATION
+
+
+def withheld(
+    rules: DeliveryRules, system: str, new: Sequence[str], golden: GoldenLookup
+) -> dict[str, Withheld]:
+    """The new allocations (``new``: hub ids ``system`` does not hold yet) the rules keep
+    from it - those of a product that takes no new deliveries - each with why. They wait
+    in quarantine until the product or the allocation changes; the reconciliation reports
+    the subscription's reference. Allocations a system already holds are not asked about:
+    they are still kept in step."""
+    if not rules.no_new_deliveries or not new:
+        return {}
+    allocations = golden(ALLOCATION, new)
+    skus = {str(a["sku"]) for a in allocations.values() if a.get("sku")}
+    products = golden(PRODUCT, sorted(skus))
+    out: dict[str, Withheld] = {}
+    for hub_id, allocation in allocations.items():
+        sku = allocation.get("sku")
+        stop = rules.no_new_delivery(products.get(str(sku))) if sku else None
+        if stop is None:
+            continue
+        rule, value = stop
+        out[hub_id] = Withheld(
+            f"new {ALLOCATION} {hub_id} not sent to {system}: SKU {sku} is {value} in "
+            f"{rule.decided_in} ({rule.field} {value!r}). Reinstate the SKU in "
+            f"{rule.decided_in} or cancel the {ALLOCATION} in its owning system, then "
+            f"`hub quarantine retry`",
+            [{"field": "sku", "message": f"SKU {sku} is {value}"}],
+        )
     return out
 
 

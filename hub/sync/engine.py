@@ -559,48 +559,40 @@ class SyncEngine:
                 held.enqueue(system, hub_id, payload, fp)
         return planned
 
-    def _hold_retired_skus(
-        self, system: str, entity: str, rows: list[OutboxEntry]
-    ) -> list[OutboxEntry]:
-        """Pushes that may go out: a new allocation (one the target does not hold yet) for
-        a SKU the PIM has retired is not sent - existing ones still are - and waits in
-        quarantine until the SKU or the allocation changes; the reconciliation reports the
-        subscription's broken reference. Checked at delivery, when every system's ids
-        are known, so an allocation the target already holds is never held."""
-        if entity != "allocation" or self.specs[(system, entity)].creates:
+    def _hold_back(self, system: str, entity: str, rows: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Pushes that may go out. The delivery rules (hub.sync.deliveries, declared in
+        mappings/deliveries.yaml) may withhold a record the target does not hold yet -
+        a new allocation of a SKU the PIM retired, say: it is not sent and waits in
+        quarantine (outbound) until it or what it refers to changes. Checked at delivery,
+        when every system's ids are known, so a record the target already holds is never
+        held; nor is a push to a system that creates the entity (where such records come
+        from)."""
+        if self.specs[(system, entity)].creates or not deliveries.may_withhold(entity):
             return rows
+        rules = self.delivery_rules = self.delivery_rules or DeliveryRules.load()
         with self.sessions.begin() as s:
-            goldens = repo.golden_for(s, entity, [r.hub_id for r in rows])
+
+            def golden(ent: str, hub_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+                return {h: g.data for h, g in repo.golden_for(s, ent, hub_ids).items()}
+
             known = repo.external_ids_for(s, entity, system, [r.hub_id for r in rows])
-            skus = {str(g.data.get("sku")) for g in goldens.values() if g.data.get("sku")}
-            retired = {
-                sku
-                for sku, product in repo.golden_for(s, "product", sorted(skus)).items()
-                if product.data.get("lifecycle") == "retired"
-            }
-            if not retired:
-                return rows
+            new = [r.hub_id for r in rows if r.hub_id not in known]
+            withheld = deliveries.withheld(rules, system, new, golden)
             keep = []
             for row in rows:
-                golden = goldens.get(row.hub_id)
-                sku = golden.data.get("sku") if golden is not None else None
-                if sku not in retired or row.hub_id in known:
+                why = withheld.get(row.hub_id)
+                if why is None:
                     keep.append(row)
                     continue
-                reason = (
-                    f"new {entity} {row.hub_id} not sent to {system}: SKU {sku} is retired in "
-                    f"the PIM (lifecycle 'retired'). Reinstate the SKU in the PIM or cancel the "
-                    f"{entity} in its owning system, then `hub quarantine retry`"
-                )
-                repo.fail(s, row.id, reason)
+                repo.fail(s, row.id, why.reason)
                 self._quarantine(
                     s,
                     system,
                     entity,
                     row.hub_id,
                     row.payload,
-                    reason,
-                    [{"field": "sku", "message": f"SKU {sku} is retired"}],
+                    why.reason,
+                    list(why.errors),
                     direction="outbound",
                 )
         return keep
@@ -646,7 +638,7 @@ class SyncEngine:
             if not rows:
                 return
             after = rows[-1].id
-            rows = self._hold_retired_skus(system, entity, rows)
+            rows = self._hold_back(system, entity, rows)
             if not rows:
                 continue
             try:
