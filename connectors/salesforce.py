@@ -105,7 +105,15 @@ class SalesforceSettings:
     bulk_page_size: int = 50_000
     #: First wait after closing a Bulk API 2.0 job, then doubled up to bulk_poll_max:
     #: a small job is usually done within the first wait, so it costs one status call.
-    bulk_poll_initial: float = 0.5
+    #: The sandbox sets it low: its emulated org finishes a job as it is closed.
+    bulk_poll_initial: float = field(
+        default=0.5,
+        metadata=env_var(
+            "SALESFORCE_BULK_POLL_SECONDS",
+            parse=lambda text: float(text) if text.strip() else None,
+            doc="first wait before asking whether a Bulk API 2.0 job is done",
+        ),
+    )
     bulk_poll_max: float = 10.0
     bulk_timeout: float = 3600.0
     #: Largest CSV upload of one ingest job (simple-salesforce refuses above 100 MB).

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
+from hub import yamlio
 from hub.currency import exponent, is_currency
 
 RATES_FILE = Path(__file__).with_name("rates.yaml")
@@ -63,7 +64,7 @@ class RateTable:
     def load(cls, path: Path | str | None = None) -> RateTable:
         file = Path(path) if path else rates_path()
         try:
-            doc = yaml.safe_load(file.read_text())
+            doc = yamlio.load(file.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise RatesError(f"{file}: cannot read the rate table: {exc}") from None
         raw = doc.get("rates") if isinstance(doc, dict) else None

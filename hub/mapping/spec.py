@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors import registry
+from hub import yamlio
 from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITIES
 
@@ -183,8 +184,8 @@ def _load(
 ) -> tuple[MappingSpec | None, list[MappingError], dict[tuple[str, ...], int]]:
     text = path.read_text()
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yamlio.compose(text)
+        data = yamlio.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return None, [MappingError(path, (mark.line + 1) if mark else 1, "<yaml>", str(exc))], {}

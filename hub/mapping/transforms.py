@@ -13,8 +13,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hub import yamlio
 from hub.currency import exponent
 from hub.money import Money, PrecisionError
 
@@ -236,6 +235,6 @@ def load_code_lists(root: Path) -> dict[str, dict[str, str]]:
     """``mappings/codes/<name>.yaml``: canonical code -> system code."""
     lists: dict[str, dict[str, str]] = {}
     for path in sorted((root / "codes").glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yamlio.load(path.read_text()) or {}
         lists[path.stem] = {str(k): str(v) for k, v in data.items()}
     return lists

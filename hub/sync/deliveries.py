@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hub import yamlio
 from hub.mapping.spec import MAPPINGS_DIR
 from hub.model import DELIVERING_STATUSES, BillingPeriod, add_months
 
@@ -71,7 +72,7 @@ class DeliveryRules(BaseModel):
     @classmethod
     def load(cls, path: Path = RULES_FILE) -> DeliveryRules:
         try:
-            return cls.model_validate(yaml.safe_load(path.read_text()) or {})
+            return cls.model_validate(yamlio.load(path.read_text()) or {})
         except (OSError, yaml.YAMLError, ValidationError) as exc:
             raise ValueError(f"{path}: delivery rules are invalid: {exc}") from None
 

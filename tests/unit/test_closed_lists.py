@@ -42,6 +42,7 @@ ARCHITECTURE_VARIABLES = {
         "SALESFORCE_API_VERSION",
         "HUB_CA_BUNDLE",
         "HUB_HTTP_TIMEOUT",
+        "SALESFORCE_BULK_POLL_SECONDS",  # the hub's own tuning knob, documented in the README
     },
     "sap": {
         "SAP_ODATA_URL",
