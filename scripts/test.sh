@@ -15,4 +15,8 @@ echo "== mypy";  mypy
 echo "== mappings"; hub mappings check
 echo "== pip-audit"; scripts/audit.sh
 echo "== pytest"
-exec pytest -p no:cacheprovider --timeout=600 --durations=15 "$@"
+# Tests run in parallel worker processes (pytest-xdist): most of the suite's wall time is
+# spent waiting on emulators, subprocesses and databases, so more workers than cores pay
+# off. HUB_TEST_WORKERS=0 runs everything in this process.
+exec pytest -p no:cacheprovider --timeout=600 --durations=25 \
+  -n "${HUB_TEST_WORKERS:-4}" --dist worksteal "$@"

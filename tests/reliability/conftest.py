@@ -5,18 +5,35 @@ capture is on (``-s``): the matrix is the suite's summary, not debug output."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from connectors import registry
+
 #: (system, fault) -> outcome of the cell ("FAILED" until the cell finishes)
 MATRIX: dict[tuple[str, str], str] = {}
-SYSTEM_ORDER = ("billing", "sap", "salesforce", "pim", "wms")
+SYSTEM_ORDER = registry.NAMES
+MATRIX_PROPERTY = "fault_matrix_cell"
 
 
-@pytest.fixture(scope="session")
-def matrix() -> dict[tuple[str, str], str]:
-    return MATRIX
+@pytest.fixture
+def matrix(request: pytest.FixtureRequest) -> Iterator[dict[tuple[str, str], str]]:
+    """Where a cell records its outcome. The outcome travels as a user property of the
+    test's report, so the table is complete when the cells run in pytest-xdist workers
+    too (the controller sees the workers' reports, not their memory)."""
+    cells: dict[tuple[str, str], str] = {}
+    yield cells
+    for (system, fault), outcome in cells.items():
+        request.node.user_properties.append((MATRIX_PROPERTY, [system, fault, outcome]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == MATRIX_PROPERTY:
+            system, fault, outcome = value
+            MATRIX[(system, fault)] = outcome
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
