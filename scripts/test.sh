@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --with-test-deps
 echo "== dependency check"; python3 -m uv pip check
 
+# uv itself (installed by bootstrap into the system Python, not into .venv): the wheel
+# test builds the production wheel with it.
+export HUB_UV_BIN="${HUB_UV_BIN:-$(python3 -c 'import uv; print(uv.find_uv_bin())')}"
 export PATH="$PWD/.venv/bin:$PATH"
 # Never let a developer's environment point the suite at a real store or system.
 unset HUB_DATABASE_URL BILLING_DATABASE_URL DAGSTER_HOME

@@ -4,6 +4,8 @@ the schedules and the mappings) and not the development tools (sandbox, bench, t
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    uv = os.environ.get("HUB_UV_BIN") or shutil.which("uv")
+    assert uv, "uv not found: run the tests through `make test` (scripts/test.sh sets HUB_UV_BIN)"
     subprocess.run(
-        ["python3", "-m", "uv", "build", "--wheel", "--quiet", "-o", str(out), str(ROOT)],
+        [uv, "build", "--wheel", "--quiet", "-o", str(out), str(ROOT)],
         check=True,
         timeout=300,
     )
