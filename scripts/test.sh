@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --with-test-deps
-echo "== dependency check"; python3 -m uv pip check
+echo "== dependency check"; python3 -m uv pip check --python .venv/bin/python
 
 # uv itself (installed by bootstrap into the system Python, not into .venv): the wheel
 # test builds the production wheel with it.
@@ -20,6 +20,8 @@ echo "== pip-audit"; scripts/audit.sh
 echo "== pytest"
 # Tests run in parallel worker processes (pytest-xdist): most of the suite's wall time is
 # spent waiting on emulators, subprocesses and databases, so more workers than cores pay
-# off. HUB_TEST_WORKERS=0 runs everything in this process.
+# off. Tests go out one at a time (--maxschedchunk 1) in the order tests/conftest.py sets,
+# longest first, so no worker is handed a run of end-to-end tests while the others idle.
+# HUB_TEST_WORKERS=0 runs everything in this process.
 exec pytest -p no:cacheprovider --timeout=600 --durations=25 \
-  -n "${HUB_TEST_WORKERS:-4}" --dist worksteal "$@"
+  -n "${HUB_TEST_WORKERS:-6}" --dist load --maxschedchunk 1 "$@"

@@ -56,3 +56,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     server = request.getfixturevalue("postgres_server")
     name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50].lower()
     return _fresh_pg_database(server, name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first: the end-to-end tests (minutes each), then the other slow ones, then
+    the rest. With pytest-xdist's ``--dist load`` the workers take tests in this order, so
+    the long ones start at once and the short ones fill the gaps, instead of one worker
+    starting a three-minute test when the others are done. The order within each group is
+    kept, so module fixtures stay shared."""
+
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow") is None:
+            return 2
+        return 0 if item.path.parent.name == "e2e" else 1
+
+    items.sort(key=weight)
