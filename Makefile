@@ -8,12 +8,14 @@ demo:
 test:
 	@scripts/test.sh
 
-# The Dagster UI on http://127.0.0.1:3000 with the repo's dagster.yaml.
+# The Dagster UI on http://127.0.0.1:3000 with the repo's dagster.yaml; another port with
+# `make dev PORT=3100` or HUB_UI_PORT=3100.
+PORT ?= $(or $(HUB_UI_PORT),3000)
 dev:
 	@scripts/bootstrap.sh
 	@DAGSTER_HOME=$${DAGSTER_HOME:-$$PWD/data/dagster_home}; mkdir -p $$DAGSTER_HOME; \
 	  [ -f $$DAGSTER_HOME/dagster.yaml ] || cp dagster.yaml $$DAGSTER_HOME/; \
-	  DAGSTER_HOME=$$DAGSTER_HOME .venv/bin/dg dev -h 127.0.0.1 -p 3000
+	  DAGSTER_HOME=$$DAGSTER_HOME exec .venv/bin/dg dev -h 127.0.0.1 -p $(PORT)
 
 setup:
 	@scripts/bootstrap.sh --with-test-deps

@@ -8,6 +8,7 @@ enum in the Launchpad) and refuse any other value."""
 
 from __future__ import annotations
 
+import enum
 from typing import Literal
 
 from connectors.registry import NAMES as SYSTEM_NAMES
@@ -23,3 +24,6 @@ SYSTEM_CHOICES: tuple[str, ...] = (ALL, *SYSTEM_NAMES)
 EntityName = Literal[ENTITY_ORDER]  # type: ignore[valid-type]
 EntityChoice = Literal[ENTITY_CHOICES]  # type: ignore[valid-type]
 SystemChoice = Literal[SYSTEM_CHOICES]  # type: ignore[valid-type]
+#: For lists of systems: Dagster's config schema takes no ``list[Literal]``, but a list of
+#: an Enum, shown as an enum in the Launchpad and checked before launch.
+SystemName = enum.StrEnum("SystemName", {name: name for name in SYSTEM_NAMES})  # type: ignore[misc]

@@ -21,9 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def dagster_dev(
-    dagster_home: Path, env: dict[str, str] | None = None, port: int = 0, timeout: float = 120
+    dagster_home: Path,
+    env: dict[str, str] | None = None,
+    port: int = 0,
+    timeout: float = 120,
+    command: list[str] | None = None,
 ) -> Iterator[str]:
-    """``dagster dev`` from the repo root; yields the UI's base URL once it answers."""
+    """``dagster dev`` from the repo root (or ``command``, which must serve the UI on
+    ``$HUB_UI_PORT``, e.g. ``make dev``); yields the UI's base URL once it answers."""
     port = port or free_port()
     dagster_home.mkdir(parents=True, exist_ok=True)
     yaml_path = dagster_home / "dagster.yaml"
@@ -33,9 +38,11 @@ def dagster_dev(
     bin_dir = Path(sys.executable).parent
     full_env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)}
     full_env["PATH"] = f"{bin_dir}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env["HUB_UI_PORT"] = str(port)
+    argv = command or [str(bin_dir / "dagster"), "dev", "-h", LOOPBACK, "-p", str(port)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(bin_dir / "dagster"), "dev", "-h", LOOPBACK, "-p", str(port)],
+            argv,
             cwd=REPO_ROOT,
             env=full_env,
             stdout=log,
@@ -47,7 +54,7 @@ def dagster_dev(
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited: {log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{argv[0]} exited: {log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
                     break

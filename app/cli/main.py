@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from app.cli.metrics import metrics
+from app.cli.options import entity_option, system_option
 from app.cli.recon import findings, reconcile
 from app.cli.records import quarantine_app
 from app.cli.resync import resync
@@ -78,8 +79,8 @@ def mappings_check(
 
 @app.command("sync")
 def sync(
-    entity: str | None = typer.Option(None, help="one entity (default: all, parents first)"),
-    system: list[str] | None = typer.Option(None, help="limit to these systems (repeatable)"),
+    entity: str | None = entity_option(help="one entity (default: all, parents first)"),
+    system: list[str] | None = system_option(),
     as_json: bool = typer.Option(False, "--json", help="counts as one JSON object on stdout"),
 ) -> None:
     """Run the incremental sync through the same Dagster job the UI launches."""

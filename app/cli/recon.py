@@ -19,12 +19,9 @@ from dagster import ExecuteInProcessResult
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.choices import ENTITY_CHOICES, SYSTEM_CHOICES
+from app.cli.options import entity_option, system_option
 from hub.store import findings as finding_store
 from hub.store.models import Finding
-
-ENTITIES = ENTITY_CHOICES
-SYSTEMS = SYSTEM_CHOICES
 
 #: The keys of every finding object (``--json``), in order. ``system_id`` is the system's
 #: own id of the record (``external_id`` is kept as an alias); amounts are signed minor
@@ -111,26 +108,14 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
 
 
 def reconcile(
-    entity: str = typer.Option(
-        "all", "--entity", "-e", help=f"one entity or all: {', '.join(ENTITIES)}"
-    ),
-    system: str = typer.Option(
-        "all", "--system", "-s", help=f"one system or all configured: {', '.join(SYSTEMS)}"
-    ),
+    entity: str = entity_option("all", with_all=True, help="one entity or all"),
+    system: str = system_option("all", with_all=True, help="one system or all configured"),
     as_json: bool = typer.Option(
         False, "--json", help="only a JSON array of this run's findings on stdout"
     ),
 ) -> None:
     """Reconcile every configured system against the golden records through the Dagster
     reconcile job; print this run's findings (amounts in minor units, expected - actual)."""
-    if entity not in ENTITIES:
-        raise typer.BadParameter(
-            f"{entity!r}; choose from {', '.join(ENTITIES)}", param_hint="--entity"
-        )
-    if system not in SYSTEMS:
-        raise typer.BadParameter(
-            f"{system!r}; choose from {', '.join(SYSTEMS)}", param_hint="--system"
-        )
     from app.cli.launch import failure_summary
 
     with contextlib.redirect_stdout(sys.stderr):
@@ -164,8 +149,8 @@ def reconcile(
 
 def findings(
     open_only: bool = typer.Option(False, "--open", help="only findings still open"),
-    entity: str | None = typer.Option(None, help="only this entity"),
-    system: str | None = typer.Option(None, help="only this system"),
+    entity: str | None = entity_option(help="only this entity"),
+    system: str | None = system_option(help="only this system"),
     as_json: bool = typer.Option(False, "--json", help="a JSON array on stdout, nothing else"),
 ) -> None:
     """Drift findings from the store with their history, in the shape of

@@ -9,6 +9,7 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.cli.options import entity_option, system_option
 from hub.store.db import create_store_engine, session_factory
 from hub.store.models import QuarantineEntry
 
@@ -41,8 +42,8 @@ def quarantine_row(entry: QuarantineEntry, *, payload: bool = False) -> dict[str
 @quarantine_app.command("list")
 def quarantine_list(
     status: str = typer.Option("open", help="open, resolved or all"),
-    entity: str | None = typer.Option(None),
-    system: str | None = typer.Option(None),
+    entity: str | None = entity_option(help="only this entity"),
+    system: str | None = system_option(help="only this system"),
     as_json: bool = typer.Option(False, "--json", help="a JSON array on stdout"),
 ) -> None:
     """List quarantined records (newest first)."""
@@ -80,7 +81,7 @@ def quarantine_show(entry_id: int) -> None:
 @quarantine_app.command("retry")
 def quarantine_retry(
     entry_id: list[int] | None = typer.Argument(None, help="entry ids (default: all open)"),
-    entity: str = typer.Option("all", help="only this entity's entries"),
+    entity: str = entity_option("all", with_all=True, help="only this entity's entries"),
     as_json: bool = typer.Option(False, "--json", help="the summary as JSON on stdout"),
 ) -> None:
     """Retry quarantined records through the Dagster quarantine_retry job: inbound ones are

@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 
+from app.cli.options import entity_option, one_of, parse_moment, system_option
 from hub.store import findings as finding_store
 from hub.store.db import create_store_engine, session_factory
+from hub.store.findings import RECON_KINDS
 
 #: drift a push of the golden record repairs; orphans, aggregates and broken references
 #: need a person (delete? re-price? re-link?) and are never resynced automatically
@@ -65,11 +67,9 @@ def findings_scopes(
 
 
 def resync(
-    entity: str | None = typer.Option(
-        None, help="entity to resync (required unless --from-findings)"
-    ),
+    entity: str | None = entity_option(help="entity to resync (required unless --from-findings)"),
     key: list[str] | None = typer.Option(None, "--key", help="hub id (repeatable)"),
-    system: list[str] | None = typer.Option(None, help="target system (repeatable; default all)"),
+    system: list[str] | None = system_option(help="target systems (repeatable; default all)"),
     since: str = typer.Option(
         "", help="window start, ISO 8601 with zone (e.g. 2025-06-30T00:00:00Z)"
     ),
@@ -81,6 +81,7 @@ def resync(
     ),
     kind: list[str] | None = typer.Option(
         None,
+        parser=one_of((*RECON_KINDS, "conflict")),
         help=f"finding kinds to take with --from-findings (default {', '.join(FIXABLE_KINDS)})",
     ),
     finding: list[str] | None = typer.Option(None, help="finding id (repeatable)"),
@@ -89,6 +90,8 @@ def resync(
     """Push golden records to systems after an incident, through the Dagster resync job."""
     from app.cli.launch import failure_summary, run_job
 
+    parse_moment(since, "--since")  # refused here, not 20 s into the run
+    parse_moment(until, "--until")
     if from_findings:
         scopes = findings_scopes(entity, system, kind, finding)
         requests = [

@@ -6,6 +6,7 @@ from pydantic import Field
 from sqlalchemy import func, select
 
 from app.choices import ALL, EntityChoice
+from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from connectors.errors import AuthError, PermanentError
 from hub.model import ENTITY_ORDER
@@ -40,6 +41,7 @@ def _open_count(engine: SyncEngine, entity: str) -> int:
     required_resource_keys={"hub_store", *SYSTEM_RESOURCES},
     tags={"hub/kind": "quarantine-retry"},
 )
+@fails_fast
 def retry_quarantined(
     context: OpExecutionContext, config: QuarantineRetryConfig
 ) -> dict[str, dict[str, int]]:

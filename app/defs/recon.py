@@ -49,6 +49,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.choices import ALL, EntityChoice, SystemChoice
+from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from app.defs.sync import golden_key
 from connectors.base import Connector
@@ -112,6 +113,7 @@ def _reconciliation_asset(
         "compared with the golden records in DuckDB; findings persisted in the hub store "
         "(stable ids, first/last seen, auto-resolved when gone).",
     )
+    @fails_fast
     def _reconciliation(
         context: AssetExecutionContext, config: ReconcileConfig
     ) -> MaterializeResult:

@@ -18,8 +18,10 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
-from app.choices import EntityName
+from app.choices import EntityName, SystemName
+from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from connectors.base import Connector
 from connectors.errors import AuthError, PermanentError
 from hub.sync.engine import SyncEngine
 from hub.sync.resync import ResyncReport, ResyncRequest, ResyncRequestError, resync
@@ -33,7 +35,7 @@ class ResyncConfig(Config):
     hub_ids: list[str] = Field(
         default=[], description="hub ids of the records (e.g. CUS-0000042); or give a window"
     )
-    systems: list[str] = Field(
+    systems: list[SystemName] = Field(  # an enum in the Launchpad: refused before launch
         default=[],
         description=f"target systems ({', '.join(SYSTEM_RESOURCES)}); empty = every system "
         "mapping the entity",
@@ -49,7 +51,7 @@ class ResyncConfig(Config):
     )
     dry_run: bool = Field(default=False, description="plan and report, send nothing")
 
-    @field_validator("systems")
+    @field_validator("systems", mode="before")
     @classmethod
     def _known_systems(cls, value: list[str]) -> list[str]:
         unknown = sorted(set(value) - set(SYSTEM_RESOURCES))
@@ -68,7 +70,7 @@ class ResyncConfig(Config):
         return ResyncRequest(
             entity=self.entity,
             keys=list(self.hub_ids),
-            systems=list(self.systems),
+            systems=[str(system) for system in self.systems],
             start=parse_utc(self.window_start) if self.window_start else None,
             end=parse_utc(self.window_end) if self.window_end else None,
             direction=self.direction,
@@ -105,10 +107,11 @@ def _markdown(report: ResyncReport) -> str:
     required_resource_keys={"hub_store", *SYSTEM_RESOURCES},
     tags={"hub/kind": "resync"},
 )
+@fails_fast
 def resync_records(context: OpExecutionContext, config: ResyncConfig) -> dict[str, object]:
     store: HubStoreResource = context.resources.hub_store
-    wanted = config.systems or list(SYSTEM_RESOURCES)
-    connectors = {}
+    wanted = [str(system) for system in config.systems] or list(SYSTEM_RESOURCES)
+    connectors: dict[str, Connector] = {}
     for system in wanted:
         try:
             connectors[system] = getattr(context.resources, system).connector()
@@ -138,6 +141,16 @@ def resync_records(context: OpExecutionContext, config: ResyncConfig) -> dict[st
     )
     if report.errors:
         raise Failure(description="; ".join(report.errors))
+    if report.missing_keys:  # a chosen record not delivered: the run must not look green
+        shown = ", ".join(report.missing_keys[:20])
+        more = f" and {len(report.missing_keys) - 20} more" if len(report.missing_keys) > 20 else ""
+        raise Failure(
+            description=f"{len(report.missing_keys)} {config.entity} hub id(s) are not in the hub "
+            f"(never synced, or mistyped): {shown}{more}; the {report.selected} known record(s) "
+            "were handled",
+            metadata={"missing_keys": MetadataValue.json(report.missing_keys[:50])},
+            allow_retries=False,
+        )
     return report.as_dict()
 
 

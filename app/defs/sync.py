@@ -29,6 +29,7 @@ from dagster import (
 )
 from sqlalchemy import func, select
 
+from app.defs.failures import fails_fast
 from app.defs.resources import HubStoreResource
 from connectors.errors import AuthError, PermanentError
 from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
@@ -82,8 +83,8 @@ def _finish(
 ) -> MaterializeResult:
     for connector in engine.connectors.values():
         connector.close()
-    if engine.errors:
-        raise Failure(description="; ".join(engine.errors))
+    if engine.errors:  # a refused credential or request: no retry can help
+        raise Failure(description="; ".join(engine.errors), allow_retries=engine.retryable)
     context.log.info(f"{system} {entity}: {asdict(engine.counts[system][entity])}")
     return MaterializeResult(metadata=_counts_metadata(engine, system, entity))
 
@@ -100,6 +101,7 @@ def _extract_asset(system: str, entity: str, upstream: list[AssetKey]) -> Assets
         description=f"Changes of {entity} records read from {system} since its cursor, "
         f"mapped, validated (bad records to quarantine) and merged into the golden record.",
     )
+    @fails_fast
     def _extract(context: AssetExecutionContext) -> MaterializeResult:
         engine = _engine(context, [system])
         with store_lock(engine.engine, f"sync:{entity}"):
@@ -119,6 +121,7 @@ def _golden_asset(entity: str, systems: list[str], upstream: list[AssetKey]) -> 
         description=f"The golden {entity} records: the hub's single source of truth, "
         f"assembled field by field from the owning systems.",
     )
+    @fails_fast
     def _golden(context: AssetExecutionContext) -> MaterializeResult:
         engine = _engine(context, systems)
         with store_lock(engine.engine, f"sync:{entity}"):
@@ -169,6 +172,7 @@ def _push_asset(system: str, entity: str, carries: list[str]) -> AssetsDefinitio
         description=f"{system}'s copy of the {entity} records: pending pushes delivered in "
         f"bulk (upsert by external id), external ids recorded.",
     )
+    @fails_fast
     def _push(context: AssetExecutionContext) -> MaterializeResult:
         engine = _engine(context, [system])
         with store_lock(engine.engine, f"sync:{entity}"):

@@ -33,3 +33,42 @@ def create_store_engine(url: str | None = None, **kwargs: Any) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+#: What a driver says when the store has no schema (SQLite; PostgreSQL's UndefinedTable)
+_NO_SCHEMA = ("no such table", "undefinedtable", "does not exist")
+#: What a driver says when the store cannot be reached at all
+_UNREACHABLE = (
+    "connection refused",
+    "could not connect",
+    "could not translate host name",
+    "connection to server",
+    "unable to open database file",
+    "timeout expired",
+    "name or service not known",
+)
+
+
+def store_problem(exc: BaseException, url: str | None = None) -> str | None:
+    """One line naming the cause and the fix when ``exc`` says the hub store itself is
+    unusable (no schema, unreachable), else ``None``. Such errors are configuration, not
+    load: retrying a step cannot fix them, and the run should say so at the top instead
+    of three levels down in an event log. The URL is shown with its password masked."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    from connectors.redact import redact_url
+
+    if not isinstance(exc, DBAPIError | OperationalError | ProgrammingError):
+        return None
+    where = redact_url(url or database_url())
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    lowered = f"{type(getattr(exc, 'orig', exc)).__name__} {text}".lower()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if any(marker in lowered for marker in _NO_SCHEMA):
+        return f"hub store at {where} has no schema or an old one ({first}): run `hub db upgrade`"
+    if any(marker in lowered for marker in _UNREACHABLE):
+        return (
+            f"hub store unreachable at {where} ({first}): is the database running, and is "
+            "HUB_DATABASE_URL right?"
+        )
+    return None

@@ -306,17 +306,41 @@ def _staged_totals(conn: Connection) -> dict[str, Any]:
                 sa.text(f"SELECT {col}, count(*) FROM {_STAGE} GROUP BY {col}")
             )
         }
+    amount = sa.column("amount_at_stake_minor", sa.BigInteger)
     out["amount_at_stake_minor"] = {
-        cur: int(n)
-        for cur, n in conn.execute(
-            sa.text(
-                f"SELECT currency, sum(abs(amount_at_stake_minor)) FROM {_STAGE} "
-                "WHERE amount_at_stake_minor IS NOT NULL AND currency IS NOT NULL "
-                "GROUP BY currency"
-            )
+        cur: _joined(hi, lo)
+        for cur, hi, lo in conn.execute(
+            sa.select(sa.column("currency"), *_wide_abs_sum(amount))
+            .select_from(sa.table(_STAGE))
+            .where(amount.is_not(None), sa.column("currency").is_not(None))
+            .group_by(sa.column("currency"))
         )
     }
     return out
+
+
+#: Amounts are summed in two halves: 64-bit minor units summed as they are overflow (an
+#: absurd invoice total near 2**63 stopped every reconciliation with SQLite's "integer
+#: overflow"). Truncating division and remainder keep the sign of the amount, so
+#: |x| = |x / 2**32| * 2**32 + |x % 2**32| exactly, and neither half can overflow a sum
+#: of fewer than 2**31 rows, on SQLite and PostgreSQL alike.
+_HALF = 2**32
+
+
+def _wide_abs_sum(amount: Any) -> tuple[Any, Any]:
+    """SQL sums of the high and low halves of ``|amount|`` (see :func:`_joined`)."""
+    # op(): the SQL operators as written (integer division and remainder), not
+    # SQLAlchemy's true division, which would cast to NUMERIC
+    high = amount.op("/", return_type=sa.BigInteger)(_HALF)
+    low = amount.op("%", return_type=sa.BigInteger)(_HALF)
+    return func.sum(func.abs(high)), func.sum(func.abs(low))
+
+
+def _joined(high: Any, low: Any) -> int | None:
+    """The exact sum from the halves' sums (``None`` when there was nothing to sum)."""
+    if high is None and low is None:
+        return None
+    return int(high or 0) * _HALF + int(low or 0)
 
 
 def _finish_run(conn: Connection, run_id: str, counts: dict[str, Any]) -> None:
@@ -419,9 +443,9 @@ def open_amount_at_stake(session: Session, *, entity: str | None = None) -> dict
     """Money at stake in open findings (of ``entity``, or all): sum of
     |amount_at_stake_minor| per currency, in currency order."""
     return {
-        cur: int(n)
-        for cur, n in session.execute(
-            select(Finding.currency, func.sum(func.abs(Finding.amount_at_stake_minor)))
+        cur: _joined(hi, lo) or 0
+        for cur, hi, lo in session.execute(
+            select(Finding.currency, *_wide_abs_sum(Finding.amount_at_stake_minor))
             .where(*_open(entity), Finding.currency.is_not(None))
             .where(Finding.amount_at_stake_minor.is_not(None))
             .group_by(Finding.currency)
@@ -452,14 +476,14 @@ def open_matrix(session: Session) -> list[dict[str, Any]]:
     """Open findings per (entity, system, kind): count and money at stake (all
     currencies summed, ``None`` when no finding of the cell has an amount)."""
     return [
-        {"entity": e, "system": sy, "kind": k, "open": n, "amount_at_stake_minor": a}
-        for e, sy, k, n, a in session.execute(
+        {"entity": e, "system": sy, "kind": k, "open": n, "amount_at_stake_minor": _joined(hi, lo)}
+        for e, sy, k, n, hi, lo in session.execute(
             select(
                 Finding.entity,
                 Finding.system,
                 Finding.kind,
                 func.count(),
-                func.sum(func.abs(Finding.amount_at_stake_minor)),
+                *_wide_abs_sum(Finding.amount_at_stake_minor),
             )
             .where(Finding.status == "open")
             .group_by(Finding.entity, Finding.system, Finding.kind)

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from connectors.base import Connector, NativeRecord, Outcome
-from connectors.errors import ConnectorError
+from connectors.errors import AuthError, ConnectorError, PermanentError
 from hub.fingerprint import fingerprint
 from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
 from hub.mapping.spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
@@ -148,6 +148,8 @@ class SyncEngine:
         self.counts: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
         self._links_minted = 0  # new external ids recorded by this pass's pushes
         self.errors: list[str] = []
+        #: False once an error no retry can fix was met (credentials or a request refused)
+        self.retryable = True
         #: allocations follow the subscriptions that changed (hub.sync.deliveries)
         self.delivery_rules = delivery_rules
 
@@ -206,6 +208,10 @@ class SyncEngine:
             if released:
                 for system in self._push_order(entity, self._systems(entity, systems)):
                     self.push(system, entity)
+
+    def _failed(self, exc: ConnectorError) -> None:
+        if isinstance(exc, AuthError | PermanentError):
+            self.retryable = False
 
     def retry_quarantine(
         self, entity: str, systems: Sequence[str] | None = None, ids: Sequence[int] | None = None
@@ -436,6 +442,7 @@ class SyncEngine:
                 self._tick(system, entity)
         except ConnectorError as exc:
             self.counts[system][entity].failed += 1
+            self._failed(exc)
             self.errors.append(f"reading {entity} from {exc}")
             log.error("reading %s from %s", entity, exc)
 
@@ -647,6 +654,7 @@ class SyncEngine:
                 with self.sessions.begin() as s:
                     repo.note_attempt(s, [r.id for r in rows], str(exc))
                 counts.failed += len(rows)
+                self._failed(exc)
                 self.errors.append(f"writing {entity} to {exc}")
                 log.error("writing %s to %s", entity, exc)
                 return

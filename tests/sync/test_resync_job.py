@@ -102,3 +102,28 @@ def test_windows_must_be_iso_with_a_zone(text: str, message: str) -> None:
 def test_unknown_system_is_named() -> None:
     with pytest.raises(ValueError, match="unknown system\\(s\\) \\['sapp'\\]"):
         ResyncConfig(systems=["sapp"])
+
+
+def test_unknown_system_is_refused_before_the_run(synced) -> None:
+    """The Launchpad validates against the config schema (an enum of the registry's
+    systems) before launching, instead of failing inside the run."""
+    resources, *_ = synced
+    config = {"ops": {"resync_records": {"config": {"hub_ids": ["X"], "systems": ["sapp"]}}}}
+    with pytest.raises(DagsterInvalidConfigError, match="sapp"):
+        _run(resources, config)
+
+
+def test_unknown_hub_ids_fail_the_run_and_are_named(synced) -> None:
+    """A resync that could not deliver a chosen record is a red run naming the record; the
+    known records are still handled."""
+    resources, erp, erp_id, hub_id = synced
+    erp.rows[erp_id]["CustomerName"] = "Mangled"
+    config = RunConfig(
+        ops={"resync_records": ResyncConfig(hub_ids=[hub_id, "CUS-NOPE"], systems=["sap"])}
+    )
+    result = _run(resources, config)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    description = failure.event_specific_data.user_failure_data.description
+    assert "1 customer hub id(s) are not in the hub" in description and "CUS-NOPE" in description
+    assert erp.rows[erp_id]["CustomerName"] == "Acme GmbH"  # the known one was repaired

@@ -209,3 +209,22 @@ def test_conflicts_are_recorded_reopened_and_resolved_by_key(engine: Engine) -> 
     with Session(engine) as s:
         (again,) = findings.list_findings(s, status="open", ids=[k1[0].id])
         assert again.actual == "ACME again" and again.resolved_at is None
+
+
+def test_money_at_stake_near_the_int64_limit_sums_exactly(engine: Engine) -> None:
+    """One absurd invoice total (near 2**63, quarantined by the sync but still drift in
+    billing) must not stop the reconciliation: every sum of amounts is exact, on SQLite
+    (whose sum() raised "integer overflow") and PostgreSQL alike."""
+    top = 2**63 - 1
+    rows = [
+        _row("a", amount=top),
+        _row("b", amount=top - 7),
+        _row("c", amount=-(2**63)),  # the most negative bigint: abs() itself overflows
+        _row("d", amount=-12_345),
+    ]
+    done = findings.persist_run(engine, _table(*rows), scope=[findings.Scope("invoice", "sap")])
+    exact = top + (top - 7) + 2**63 + 12_345
+    assert done["amount_at_stake_minor"] == {"EUR": exact}
+    with Session(engine) as s:
+        assert findings.open_amount_at_stake(s) == {"EUR": exact}
+        assert findings.open_matrix(s)[0]["amount_at_stake_minor"] == exact

@@ -1,0 +1,79 @@
+"""The CLI's shared options: one definition of ``--entity`` and ``--system`` for every
+command, their values checked against the registries before anything runs.
+
+A typo must never widen a command (``--system sapp`` once synced every system) or end in
+a traceback: it is refused at once, naming the choices and the closest one."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import typer
+
+from app.choices import ALL, ENTITY_CHOICES, SYSTEM_CHOICES
+from connectors.registry import NAMES as SYSTEM_NAMES
+from hub.model import ENTITY_ORDER
+
+
+def one_of(choices: Sequence[str]) -> Callable[[str], str]:
+    """A parser accepting exactly ``choices`` (click prints "Invalid value for ...")."""
+
+    def parse(value: str) -> str:
+        if value in choices:
+            return value
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}{hint}")
+
+    return parse
+
+
+def entity_option(default: Any = None, *, with_all: bool = False, help: str = "") -> Any:
+    choices = ENTITY_CHOICES if with_all else ENTITY_ORDER
+    return typer.Option(
+        default,
+        "--entity",
+        "-e",
+        parser=one_of(choices),
+        metavar="ENTITY",
+        help=f"{help or 'one entity'}: {', '.join(choices)}",
+    )
+
+
+def system_option(default: Any = None, *, with_all: bool = False, help: str = "") -> Any:
+    """``--system``; a list default (``None`` for an optional list) makes it repeatable."""
+    choices = SYSTEM_CHOICES if with_all else SYSTEM_NAMES
+    return typer.Option(
+        default,
+        "--system",
+        "-s",
+        parser=one_of(choices),
+        metavar="SYSTEM",
+        help=f"{help or 'limit to these systems (repeatable)'}: {', '.join(choices)}",
+    )
+
+
+def parse_moment(value: str, option: str) -> datetime | None:
+    """An ISO 8601 timestamp with its time zone, or ``None`` for empty; a value without a
+    zone is refused (which zone would it be?) instead of failing inside the run."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 timestamp (e.g. 2025-06-30T00:00:00Z)",
+            param_hint=option,
+        ) from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(
+            f"{value!r} has no time zone: add one, e.g. {value}Z or {value}+02:00",
+            param_hint=option,
+        )
+    return moment
+
+
+__all__ = ["ALL", "entity_option", "one_of", "parse_moment", "system_option"]

@@ -1,0 +1,52 @@
+"""The CLI refuses a misspelt entity, system, finding kind or window at once (exit 2, the
+choices and the closest one named), before any run starts: a typo never widens a
+command and never ends in a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli.main import app
+
+
+def _launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record any job launch (none may happen)."""
+    launched: list[str] = []
+
+    def refuse(name: str, *_, **__):
+        launched.append(name)
+        raise AssertionError(f"{name} launched despite bad input")
+
+    monkeypatch.setattr("app.cli.launch.run_job", refuse)
+    return launched
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "said"),
+    [
+        (["sync", "--system", "sapp"], "--system", "did you mean 'sap'?"),
+        (["sync", "--entity", "custmer"], "--entity", "did you mean 'customer'?"),
+        (["reconcile", "--system", "salesfroce"], "--system", "did you mean 'salesforce'?"),
+        (["findings", "--entity", "invoices"], "--entity", "did you mean 'invoice'?"),
+        (["resync", "--entity", "custmer", "--key", "X"], "--entity", "'custmer' is not one"),
+        (["resync", "--entity", "customer", "--key", "X", "--system", "wm"], "--system", ""),
+        (["resync", "--from-findings", "--kind", "mismatc"], "--kind", "'mismatch'"),
+        (["quarantine", "list", "--system", "pimm"], "--system", "did you mean 'pim'?"),
+        (
+            ["resync", "--entity", "customer", "--since", "2025-06-30T00:00:00"],
+            "--since",
+            "has no time zone",
+        ),
+        (["resync", "--entity", "customer", "--until", "yesterday"], "--until", "not an ISO 8601"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], option: str, said: str
+) -> None:
+    launched = _launches(monkeypatch)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert option in result.output and said in result.output
+    assert "Traceback" not in result.output
+    assert launched == []
