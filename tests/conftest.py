@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,50 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 0 if item.path.parent.name == "e2e" else 1
 
     items.sort(key=weight)
+
+
+#: Per-test CPU seconds (this process and the children it waited for), reported by the
+#: workers as a user property and summed up at the end: on a shared 2-core machine CPU,
+#: not wall time, says which tests make the suite slow.
+CPU_PROPERTY = "cpu_seconds"
+CPU_SECONDS: dict[str, float] = {}
+
+
+def _cpu_now() -> float:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    item.stash[_CPU_START] = _cpu_now()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield
+    start = item.stash.get(_CPU_START, None)
+    if start is not None:
+        item.user_properties.append((CPU_PROPERTY, round(_cpu_now() - start, 2)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == CPU_PROPERTY and report.when == "teardown":
+            CPU_SECONDS[report.nodeid] = float(value)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not CPU_SECONDS:
+        return
+    total = sum(CPU_SECONDS.values())
+    terminalreporter.section(f"most CPU (of {total:.0f} CPU seconds in tests)")
+    for nodeid, seconds in sorted(CPU_SECONDS.items(), key=lambda kv: -kv[1])[:15]:
+        terminalreporter.write_line(f"{seconds:8.1f}s  {nodeid}")
+
+
+_CPU_START = pytest.StashKey[float]()
