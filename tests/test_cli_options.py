@@ -29,7 +29,7 @@ def _launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         (["sync", "--entity", "custmer"], "--entity", "did you mean 'customer'?"),
         (["reconcile", "--system", "salesfroce"], "--system", "did you mean 'salesforce'?"),
         (["findings", "--entity", "invoices"], "--entity", "did you mean 'invoice'?"),
-        (["resync", "--entity", "custmer", "--key", "X"], "--entity", "'custmer' is not one"),
+        (["resync", "--entity", "custmer", "--key", "X"], "--entity", "'custmer'; choose from"),
         (["resync", "--entity", "customer", "--key", "X", "--system", "wm"], "--system", ""),
         (["resync", "--from-findings", "--kind", "mismatc"], "--kind", "'mismatch'"),
         (["quarantine", "list", "--system", "pimm"], "--system", "did you mean 'pim'?"),

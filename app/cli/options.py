@@ -26,7 +26,7 @@ def one_of(choices: Sequence[str]) -> Callable[[str], str]:
             return value
         close = difflib.get_close_matches(value, choices, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}{hint}")
+        raise typer.BadParameter(f"{value!r}; choose from {', '.join(choices)}{hint}")
 
     return parse
 
