@@ -5,6 +5,8 @@ failed, nothing lost and nothing doubled (every system holds exactly the records
 fault-free run), and records rejected on purpose wait in quarantine with the system's
 error until a retry releases them. The table prints at the end of the session."""
 
+import os
+import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from filelock import FileLock
 
 from connectors import registry
 from connectors.retry import RetryPolicy
@@ -99,6 +102,22 @@ def _holdings(sb: SandboxHandle) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What a fault-free landscape leaves. Under pytest-xdist the cells run in several
+    workers: the first to get here computes it, the others read its copy (it is the same
+    seeded landscape and the same code in every worker)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        return _reference(tmp_path_factory)
+    shared = tmp_path_factory.getbasetemp().parent / f"fault-matrix-reference-{run}.pickle"
+    with FileLock(f"{shared}.lock"):
+        if shared.exists():
+            return pickle.loads(shared.read_bytes())
+        computed = _reference(tmp_path_factory)
+        shared.write_bytes(pickle.dumps(computed))
+        return computed
+
+
+def _reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("reference")
     url = f"sqlite:///{folder / 'hub.sqlite'}"
     upgrade(url)
