@@ -13,7 +13,10 @@ if ! "$PY" -m uv --version >/dev/null 2>&1; then
 fi
 
 # --frozen: install exactly what uv.lock pins; never re-resolve on a user's machine.
-"$PY" -m uv sync --frozen --quiet
+# --compile-bytecode: compile once here, not in every process that imports Dagster first
+# (on a fresh clone the test suite's many worker and child processes each compiled it
+# again: 19 CPU minutes instead of 15).
+"$PY" -m uv sync --frozen --quiet --compile-bytecode
 
 # The tests also need a PostgreSQL 15 server (initdb/pg_ctl) and Debian's Chromium for the
 # browser test; install them from Debian's packages when missing (root only).
