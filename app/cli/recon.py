@@ -97,14 +97,58 @@ def _summary(result: ExecuteInProcessResult) -> dict[str, Any]:
     return {}
 
 
+#: The findings table: (header, widest a cell may be; ``None``: never cut). The id comes
+#: first and whole (``hub resync --finding ID`` takes it), the values last and whole; a
+#: longer cell is cut with an ellipsis (``--json`` has it all), so columns never merge.
+TABLE_COLUMNS: tuple[tuple[str, int | None], ...] = (
+    ("ID", None),
+    ("SEVERITY", 8),
+    ("ENTITY", 12),
+    ("KEY", 28),
+    ("SYSTEM", 10),
+    ("KIND", 10),
+    ("FIELD", 28),
+    ("AT STAKE", 24),
+    ("EXPECTED / ACTUAL", None),
+)
+GAP = "  "
+
+
+def _fit(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
 def print_table(rows: Sequence[dict[str, Any]]) -> None:
-    for r in rows:
-        stake = "" if r["amount_at_stake"] is None else f"{r['amount_at_stake']} {r['currency']}"
-        typer.echo(
-            f"{r['severity']:<8}{r['entity']:<13}{r['key']:<22}{r['system']:<11}"
-            f"{r['kind']:<11}{(r['field'] or ''):<28}"
-            f"expected={json.dumps(r['expected'])} actual={json.dumps(r['actual'])} {stake}"
-        )
+    """Findings as aligned columns two spaces apart, a header first (nothing if none)."""
+    if not rows:
+        return
+    cells = [
+        [
+            _fit(text, width)
+            for text, (_, width) in zip(
+                (
+                    r["id"],
+                    r["severity"],
+                    r["entity"],
+                    r["key"],
+                    r["system"],
+                    r["kind"],
+                    r["field"] or "",
+                    ""
+                    if r["amount_at_stake"] is None
+                    else f"{r['amount_at_stake']} {r['currency']}",
+                    f"expected={json.dumps(r['expected'])} actual={json.dumps(r['actual'])}",
+                ),
+                TABLE_COLUMNS,
+                strict=True,
+            )
+        ]
+        for r in rows
+    ]
+    headers = [name for name, _ in TABLE_COLUMNS]
+    widths = [max(len(row[i]) for row in [headers, *cells]) for i in range(len(headers))]
+    for row in [headers, *cells]:
+        typer.echo(GAP.join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def reconcile(

@@ -91,3 +91,69 @@ def test_reconcile_table_and_bad_options(cli) -> None:
     assert "missing" in result.stdout and "1 finding(s)" in result.stderr
     bad = CliRunner().invoke(app, ["reconcile", "--entity", "planet"])
     assert bad.exit_code != 0 and "choose from" in bad.stderr
+
+
+def test_findings_table_leads_with_the_id_and_keeps_columns_apart(tmp_path, monkeypatch) -> None:
+    """`hub resync --finding ID` needs the id, so the table shows it whole, first; a long
+    key or field is cut with an ellipsis instead of running into the next column."""
+    from sqlalchemy.orm import Session
+
+    from app.cli.main import app as hub
+    from hub.store.db import create_store_engine
+    from hub.store.findings import finding_id
+    from hub.store.migrate import upgrade
+    from hub.store.models import Finding
+
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    long_key = "SUB-" + "7" * 60
+    long_field = "a_field_name_far_longer_than_any_column_should_be"
+    made = [
+        ("customer", "CUS-0000001", "sap", "mismatch", "tax_id", "DE1", "DE2", None),
+        ("subscription", long_key, "salesforce", "missing", None, None, None, None),
+        ("invoice", "INV-0000003", "billing", "mismatch", long_field, 1000, 900, 100),
+    ]
+    engine = create_store_engine(url)
+    with Session(engine) as s:
+        for entity, key, system, kind, field, expected, actual, stake in made:
+            s.add(
+                Finding(
+                    id=finding_id(entity, key, system, kind, field),
+                    entity=entity,
+                    key=key,
+                    system=system,
+                    kind=kind,
+                    field=field,
+                    expected=expected,
+                    actual=actual,
+                    severity="error",
+                    amount_at_stake_minor=stake,
+                    currency="EUR" if stake else None,
+                )
+            )
+        s.commit()
+    engine.dispose()
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+
+    result = CliRunner().invoke(hub, ["findings"])
+    assert result.exit_code == 0, result.output
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[0] == "ID"
+    listed = json.loads(CliRunner().invoke(hub, ["findings", "--json"]).stdout)
+    assert len(lines) == len(listed) == 3
+    for line, row in zip(lines, listed, strict=True):
+        cells = line.split("  ")
+        cells = [c.strip() for c in cells if c.strip()]
+        assert cells[0] == row["id"]  # whole, first, apart from what follows
+        assert cells[1:3] == ["error", row["entity"]]
+        # a cut cell ends in an ellipsis and starts the value; it never merges with the
+        # next column
+        key_cell = cells[3]
+        assert key_cell == row["key"] or (
+            key_cell.endswith("…") and row["key"].startswith(key_cell[:-1])
+        )
+        assert cells[4:6] == [row["system"], row["kind"]]
+    by_key = {row["key"]: line for line, row in zip(lines, listed, strict=True)}
+    assert long_key not in by_key[long_key]
+    assert long_field not in by_key["INV-0000003"]
+    assert "100 EUR" in by_key["INV-0000003"]
