@@ -8,7 +8,9 @@ keys, which Dagster dedupes even if a cursor is reset).
   is waiting for.
 * ``resync_auto_fixable_findings``: reconciliation opened findings of a kind marked
   auto-fixable (``HUB_AUTOFIX_KINDS``, default ``missing,mismatch``): re-read the owners
-  and push the golden record to the drifted system, one run per entity and system.
+  and push the golden record to the drifted system, one run per entity and system. Drift
+  on a field's owner and conflicts are never pushed (hub.sync.triage): they are logged as
+  needing a person.
 """
 
 import hashlib
@@ -31,11 +33,12 @@ from dagster import (
 )
 
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
-from hub.mapping.spec import MAPPINGS_DIR, load_all
+from hub.mapping.spec import MAPPINGS_DIR, load_all, load_specs
 from hub.store import findings as finding_store
 from hub.store.db import session_factory
 from hub.store.models import Finding
 from hub.sync.engine import ENTITY_ORDER
+from hub.sync.triage import triage
 
 RESYNC_JOB = "resync"
 #: the failed run's window starts this much before it, for changes it read late
@@ -124,7 +127,6 @@ def resync_after_failed_sync(
                                     "entity": entity,
                                     "window_start": _iso(start - LOOKBACK),
                                     "window_end": _iso(end + timedelta(minutes=1)),
-                                    "direction": "golden_to_systems",
                                 }
                             }
                         }
@@ -179,11 +181,16 @@ def resync_auto_fixable_findings(
 ) -> SensorResult:
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"keys": set(), "ids": []})
     newest = context.cursor
-    for finding in _open_findings(hub_store, context.cursor):
+    found = list(_open_findings(hub_store, context.cursor))
+    if found:
+        newest = found[-1].first_seen.isoformat()
+    fixable, held = triage(found, load_specs(MAPPINGS_DIR))
+    for item in held:  # conflicts and drift on a field's owner: never pushed
+        context.log.info(f"not auto-fixed, needs a person: {item.finding_id}: {item.reason}")
+    for finding in fixable:
         group = groups[(finding.entity, finding.system)]
         group["keys"].add(finding.key)
         group["ids"].append(finding.id)
-        newest = finding.first_seen.isoformat()
     requests = []
     for (entity, system), group in sorted(groups.items()):
         digest = hashlib.sha256("\n".join(sorted(group["ids"])).encode()).hexdigest()[:16]
@@ -197,7 +204,6 @@ def resync_auto_fixable_findings(
                                 "entity": entity,
                                 "hub_ids": sorted(group["keys"]),
                                 "systems": [system],
-                                "direction": "repull_then_push",
                             }
                         }
                     }

@@ -5,18 +5,32 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 
 from app.cli.options import entity_option, one_of, parse_moment, system_option
+from hub.mapping.spec import load_specs
+from hub.model import ENTITY_ORDER
 from hub.store import findings as finding_store
 from hub.store.db import create_store_engine, session_factory
 from hub.store.findings import RECON_KINDS
+from hub.sync.triage import NeedsAPerson, triage
 
-#: drift a push of the golden record repairs; orphans, aggregates and broken references
-#: need a person (delete? re-price? re-link?) and are never resynced automatically
-FIXABLE_KINDS = ("missing", "mismatch", "conflict")
+#: drift a push of the golden record may repair; orphans, aggregates and broken references
+#: need a person (delete? re-price? re-link?), and so do conflicts and drift on a field's
+#: owner (hub.sync.triage): those are reported per finding and never pushed
+FIXABLE_KINDS = ("missing", "mismatch")
+
+
+@dataclass
+class Scopes:
+    """Open findings grouped into resync requests (one per entity and system, parents
+    first), and the findings no resync may push, each with its reason."""
+
+    requests: list[dict[str, Any]]
+    needs_a_person: list[NeedsAPerson]
 
 
 def findings_scopes(
@@ -24,12 +38,12 @@ def findings_scopes(
     systems: list[str] | None = None,
     kinds: list[str] | None = None,
     finding_ids: list[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Open findings grouped into resync requests: one per (entity, system), with the
-    hub keys of the drifted records and the finding ids they came from."""
+) -> Scopes:
+    """The resync requests for the open findings chosen by the filters."""
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"keys": set(), "findings": []}
     )
+    specs = load_specs()
     engine = create_store_engine()
     try:
         with session_factory(engine)() as s:
@@ -42,19 +56,19 @@ def findings_scopes(
                 ids=finding_ids or None,
                 order="scope",
             )
-            for finding in found:
+            fixable, held = triage(found, specs)
+            for finding in fixable:
                 group = groups[(finding.entity, finding.system)]
                 group["keys"].add(finding.key)
                 group["findings"].append(finding.id)
     finally:
         engine.dispose()
-    from hub.sync.engine import ENTITY_ORDER
 
     def parents_first(item: tuple[tuple[str, str], Any]) -> tuple[int, str]:
         (ent, system), _ = item
-        return (ENTITY_ORDER.index(ent) if ent in ENTITY_ORDER else 99, system)
+        return (ENTITY_ORDER.index(ent), system)
 
-    return [
+    requests = [
         {
             "entity": ent,
             "system": system,
@@ -64,6 +78,7 @@ def findings_scopes(
         # parents first: an invoice pushed to Salesforce needs its account and subscription
         for (ent, system), group in sorted(groups.items(), key=parents_first)
     ]
+    return Scopes(requests, held)
 
 
 def resync(
@@ -74,7 +89,6 @@ def resync(
         "", help="window start, ISO 8601 with zone (e.g. 2025-06-30T00:00:00Z)"
     ),
     until: str = typer.Option("", help="window end (exclusive), ISO 8601 with zone"),
-    repull: bool = typer.Option(False, help="re-read the owning systems before pushing"),
     dry_run: bool = typer.Option(False, "--dry-run", help="plan and report, send nothing"),
     from_findings: bool = typer.Option(
         False, "--from-findings", help="resync the records of open findings (see --kind, --finding)"
@@ -92,13 +106,16 @@ def resync(
 
     parse_moment(since, "--since")  # refused here, not 20 s into the run
     parse_moment(until, "--until")
+    held: list[NeedsAPerson] = []
     if from_findings:
         scopes = findings_scopes(entity, system, kind, finding)
+        held = scopes.needs_a_person
         requests = [
-            {"entity": s["entity"], "hub_ids": s["keys"], "systems": [s["system"]]} for s in scopes
+            {"entity": s["entity"], "hub_ids": s["keys"], "systems": [s["system"]]}
+            for s in scopes.requests
         ]
         if not requests:
-            _emit([], as_json, "no open findings match: nothing to resync")
+            _emit([], held, as_json, "no open findings a resync may repair match: nothing sent")
             return
     else:
         if not entity:
@@ -111,7 +128,6 @@ def resync(
             **request,
             "window_start": since,
             "window_end": until,
-            "direction": "repull_then_push" if repull else "golden_to_systems",
             "dry_run": dry_run,
         }
         result = run_job(
@@ -127,14 +143,17 @@ def resync(
             failed = True
             report |= {"entity": request["entity"], "error": failure_summary(result)}
         reports.append(report)
-    _emit(reports, as_json)
+    _emit(reports, held, as_json)
     if failed:
         raise typer.Exit(1)
 
 
-def _emit(reports: list[dict[str, Any]], as_json: bool, empty: str = "") -> None:
+def _emit(
+    reports: list[dict[str, Any]], held: list[NeedsAPerson], as_json: bool, empty: str = ""
+) -> None:
     if as_json:
-        typer.echo(json.dumps(reports, default=str, sort_keys=True))
+        out = {"runs": reports, "needs_a_person": [h.as_dict() for h in held]}
+        typer.echo(json.dumps(out, default=str, sort_keys=True))
         return
     if not reports:
         typer.echo(empty)
@@ -144,8 +163,13 @@ def _emit(reports: list[dict[str, Any]], as_json: bool, empty: str = "") -> None
             continue
         mode = "dry run, planned" if r["dry_run"] else "pushed"
         typer.echo(
-            f"resync {r['entity']} run {r['run_id']}: {r['selected']} record(s); planned "
-            f"{r['planned']}; {mode} {r['pushed'] if not r['dry_run'] else ''}".rstrip()
+            f"resync {r['entity']} run {r['run_id']}: {r['selected']} record(s); re-read from "
+            f"owners {r['repulled']}; planned {r['planned']}; "
+            f"{mode} {r['pushed'] if not r['dry_run'] else ''}".rstrip()
         )
         if r["missing_keys"]:
             typer.echo(f"  not in the hub (never synced?): {', '.join(r['missing_keys'])}")
+    if held:
+        typer.echo(f"{len(held)} finding(s) need a person and were not pushed:")
+        for h in held:
+            typer.echo(f"  {h.finding_id}: {h.reason}")

@@ -53,7 +53,7 @@ from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from app.defs.sync import golden_key
 from connectors.base import Connector
-from hub.mapping.spec import MAPPINGS_DIR, SYSTEMS, MappingsInvalidError, MappingSpec, load_all
+from hub.mapping.spec import MAPPINGS_DIR, SYSTEMS, MappingSpec, load_all, load_specs
 from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITY_ORDER
 from hub.recon.run import reconcile
@@ -79,10 +79,7 @@ class ReconcileConfig(Config):
 def _specs(specs: Sequence[MappingSpec] | None) -> list[MappingSpec]:
     if specs is not None:
         return list(specs)
-    loaded, errors = load_all(MAPPINGS_DIR)
-    if errors:
-        raise MappingsInvalidError(errors)
-    return loaded
+    return load_specs(MAPPINGS_DIR)
 
 
 def connectors_for(

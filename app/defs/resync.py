@@ -3,10 +3,10 @@ parameterised write-back is an op job, not an asset materialisation - a resync o
 ids must not look like a full sync in the asset graph).
 
 The Launchpad shows every field with its default and description; ``entity`` and
-``direction`` are enums, so a typo is refused before the run starts."""
+``systems`` are enums, so a typo is refused before the run starts. There is no way to push
+without re-reading the owners first (hub.sync.resync)."""
 
 from datetime import datetime
-from typing import Literal
 
 from dagster import (
     Config,
@@ -45,10 +45,6 @@ class ResyncConfig(Config):
         description="ISO 8601 UTC, e.g. 2025-06-30T00:00:00Z: golden records changed since",
     )
     window_end: str = Field(default="", description="ISO 8601 UTC, exclusive; empty = now")
-    direction: Literal["golden_to_systems", "repull_then_push"] = Field(
-        default="golden_to_systems",
-        description="push the golden record as it is, or re-read the owning systems first",
-    )
     dry_run: bool = Field(default=False, description="plan and report, send nothing")
 
     @field_validator("systems", mode="before")
@@ -73,7 +69,6 @@ class ResyncConfig(Config):
             systems=[str(system) for system in self.systems],
             start=parse_utc(self.window_start) if self.window_start else None,
             end=parse_utc(self.window_end) if self.window_end else None,
-            direction=self.direction,
             dry_run=self.dry_run,
         )
 
@@ -102,8 +97,8 @@ def _markdown(report: ResyncReport) -> str:
 
 
 @op(
-    description="Push golden records (by key or change window) to the chosen systems, "
-    "optionally re-reading their owners first; dry run plans only.",
+    description="Re-read the owners of the chosen records (by key or change window), then "
+    "push the golden records to the chosen systems; dry run plans only.",
     required_resource_keys={"hub_store", *SYSTEM_RESOURCES},
     tags={"hub/kind": "resync"},
 )

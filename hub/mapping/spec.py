@@ -281,6 +281,15 @@ def load_all(root: Path = MAPPINGS_DIR) -> tuple[list[MappingSpec], list[Mapping
     return specs, errors
 
 
+def load_specs(root: Path = MAPPINGS_DIR) -> list[MappingSpec]:
+    """Every mapping, or MappingsInvalidError naming each problem (what the engine, the
+    reconciliation and the repair triage need: nothing runs on half a set of mappings)."""
+    specs, errors = load_all(root)
+    if errors:
+        raise MappingsInvalidError(errors)
+    return specs
+
+
 def check(root: Path = MAPPINGS_DIR) -> list[MappingError]:
     return load_all(root)[1]
 

@@ -24,7 +24,7 @@ from connectors.base import Connector, NativeRecord, Outcome
 from connectors.errors import AuthError, ConnectorError, PermanentError
 from hub.fingerprint import fingerprint
 from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
-from hub.mapping.spec import MAPPINGS_DIR, MappingsInvalidError, MappingSpec, load_all
+from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_specs
 from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITY_ORDER, validate_record
 from hub.store import repo
@@ -129,10 +129,7 @@ class SyncEngine:
         delivery_rules: DeliveryRules | None = None,
     ) -> None:
         if specs is None:
-            loaded, errors = load_all(MAPPINGS_DIR)
-            if errors:
-                raise MappingsInvalidError(errors)
-            specs = loaded
+            specs = load_specs(MAPPINGS_DIR)
         self.engine = engine
         self.sessions = session_factory(engine)
         self.connectors = connectors

@@ -4,9 +4,13 @@ A resync is corrective, not routine: it names an entity, the records (hub keys, 
 golden records changed in a time window) and the target systems, and it pushes the golden
 record to them even when the hub believes they already hold it (their fingerprints are
 forgotten first, because the incident is exactly the case where that belief is wrong).
-With ``direction="repull"`` the owning systems are read again for those records first,
-so a golden record damaged by the incident is rebuilt from its owners before it is pushed.
-``dry_run`` plans and reports the pushes without queueing or sending anything.
+
+Owner first, always: the systems that own fields of the chosen records are read again
+for exactly those records and merged by ownership *before* anything is planned, so a push
+never carries a golden value older than the owner's current one (an invoice line billing
+changed since the last sync, a SKU the PIM retired). When an owner cannot be read, nothing
+is pushed. ``dry_run`` re-reads and plans in a transaction that is rolled back: it reports
+what a real run would send and changes nothing in the hub or any system.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from connectors.base import Window
 from connectors.errors import ConnectorError
 from hub.model import ENTITIES
 from hub.store import findings, repo
@@ -27,7 +31,6 @@ from hub.store.models import GoldenRecord, OutboxEntry
 from hub.sync.engine import SyncEngine, with_claims
 from hub.sync.lock import store_lock
 
-Direction = Literal["golden_to_systems", "repull_then_push"]
 #: pushes shown per system in a report (the full plan can be large)
 SAMPLE = 5
 
@@ -43,7 +46,6 @@ class ResyncRequest:
     systems: Sequence[str] = ()
     start: datetime | None = None
     end: datetime | None = None
-    direction: Direction = "golden_to_systems"
     dry_run: bool = False
 
 
@@ -105,25 +107,40 @@ def resync(engine: SyncEngine, request: ResyncRequest) -> ResyncReport:
     targets = validate_request(engine, request)
     report = ResyncReport(entity=request.entity, dry_run=request.dry_run)
     with store_lock(engine.engine, f"sync:{request.entity}", wait_seconds=engine.lock_wait_seconds):
-        if request.direction == "repull_then_push" and not request.dry_run:
-            _repull(engine, request, report)
         keys = _select_keys(engine, request, report)
         report.selected = len(keys)
-        _plan(engine, request, keys, targets, report)
-        if not request.dry_run:
-            for system in targets:
-                engine.push(system, request.entity)
-                counts = engine.counts[system][request.entity]
-                report.pushed[system] = {
-                    "created": counts.created,
-                    "updated": counts.updated,
-                    "unchanged": counts.unchanged,
-                    "failed": counts.failed,
-                    "quarantined": counts.quarantined,
-                }
-            _resolve_conflicts(engine, request.entity, keys, targets)
+        if request.dry_run:
+            # one transaction, never committed: the re-read merges and the forgotten
+            # fingerprints make it plan exactly what a real run would, and nothing sticks
+            with engine.sessions() as s:
+                if _reread_owners(engine, s, request.entity, keys, report):
+                    _plan(engine, s, request, keys, targets, report)
+                s.rollback()
+        else:
+            with engine.sessions.begin() as s:
+                reread = _reread_owners(engine, s, request.entity, keys, report)
+            if reread:
+                with engine.sessions.begin() as s:
+                    _plan(engine, s, request, keys, targets, report)
+                _push(engine, request.entity, keys, targets, report)
     report.errors.extend(engine.errors)
     return report
+
+
+def _push(
+    engine: SyncEngine, entity: str, keys: list[str], targets: list[str], report: ResyncReport
+) -> None:
+    for system in targets:
+        engine.push(system, entity)
+        counts = engine.counts[system][entity]
+        report.pushed[system] = {
+            "created": counts.created,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "failed": counts.failed,
+            "quarantined": counts.quarantined,
+        }
+    _resolve_conflicts(engine, entity, keys, targets)
 
 
 def _resolve_conflicts(
@@ -153,26 +170,29 @@ def _owners(engine: SyncEngine, entity: str) -> list[str]:
     return sorted(s for s in owners if s in engine.connectors)
 
 
-def _repull(engine: SyncEngine, request: ResyncRequest, report: ResyncReport) -> None:
-    """Read the records again from the systems that own their fields and merge them, so
-    the golden record is right before it is pushed."""
-    for system in _owners(engine, request.entity):
+def _reread_owners(
+    engine: SyncEngine, s: Session, entity: str, keys: list[str], report: ResyncReport
+) -> bool:
+    """Read the chosen records again from every system that owns fields of them and merge
+    them by ownership, so the golden record holds each owner's current values before
+    anything is planned. False (and nothing may be pushed) when an owner cannot be read:
+    pushing without knowing the owner's current value is how an owner's change is undone."""
+    ok = True
+    for system in _owners(engine, entity):
         connector = engine.connectors[system]
+        read = 0
         try:
-            if request.keys:
-                batches = connector.read_by_keys(request.entity, list(request.keys))
-            else:
-                batches = connector.read_snapshot(
-                    request.entity, Window(request.start, request.end)
-                )
-            read = 0
-            for batch in batches:
-                with engine.sessions.begin() as s:
-                    engine._ingest(s, system, request.entity, batch.records)
+            for batch in connector.read_by_keys(entity, keys):
+                engine._ingest(s, system, entity, batch.records)
                 read += len(batch.records)
-            report.repulled[system] = read
         except ConnectorError as exc:
-            report.errors.append(f"re-reading {request.entity} from {exc}")
+            report.errors.append(
+                f"re-reading {entity} from its owner {exc}; nothing was pushed (an owner's "
+                "current values must be known before the golden record goes out)"
+            )
+            ok = False
+        report.repulled[system] = read
+    return ok
 
 
 def _select_keys(engine: SyncEngine, request: ResyncRequest, report: ResyncReport) -> list[str]:
@@ -191,6 +211,7 @@ def _select_keys(engine: SyncEngine, request: ResyncRequest, report: ResyncRepor
 
 def _plan(
     engine: SyncEngine,
+    s: Session,
     request: ResyncRequest,
     keys: list[str],
     targets: list[str],
@@ -199,28 +220,22 @@ def _plan(
     planned: Counter[str] = Counter()
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        # A dry run plans inside a transaction that is never committed: the forgotten
-        # fingerprints make it plan exactly what a real run would, and nothing sticks.
-        scope = engine.sessions() if request.dry_run else engine.sessions.begin()
-        with scope as s:
-            goldens = repo.golden_for(s, request.entity, chunk)
-            for hub_id in chunk:
-                for system in targets:  # what the hub believes each target holds
-                    repo.forget_fingerprint(s, system, request.entity, hub_id)
-                    repo.forget_fingerprint(s, with_claims(system), request.entity, hub_id)
-                pushes = engine._plan(
-                    s,
-                    request.entity,
-                    hub_id,
-                    goldens[hub_id].data,
-                    only=targets,
-                    dry_run=request.dry_run,
-                )
-                for system, payload in pushes:
-                    planned[system] += 1
-                    sample = report.samples.setdefault(system, [])
-                    if len(sample) < SAMPLE:
-                        sample.append({"key": hub_id, "payload": payload})
-            if request.dry_run:
-                s.rollback()
+        goldens = repo.golden_for(s, request.entity, chunk)
+        for hub_id in chunk:
+            for system in targets:  # what the hub believes each target holds
+                repo.forget_fingerprint(s, system, request.entity, hub_id)
+                repo.forget_fingerprint(s, with_claims(system), request.entity, hub_id)
+            pushes = engine._plan(
+                s,
+                request.entity,
+                hub_id,
+                goldens[hub_id].data,
+                only=targets,
+                dry_run=request.dry_run,
+            )
+            for system, payload in pushes:
+                planned[system] += 1
+                sample = report.samples.setdefault(system, [])
+                if len(sample) < SAMPLE:
+                    sample.append({"key": hub_id, "payload": payload})
     report.planned = dict(planned)

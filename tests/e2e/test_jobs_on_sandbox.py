@@ -71,7 +71,7 @@ def test_every_job_runs_against_the_sandbox(
         assert recon.success
         ran.add("reconcile")
 
-        scopes = findings_scopes() or [
+        scopes = findings_scopes().requests or [
             {"entity": "customer", "keys": ["CUS-0000001"], "system": "billing"}
         ]
         scope = scopes[0]

@@ -107,7 +107,7 @@ def test_failed_sync_is_resynced_once_its_systems_answer() -> None:
         assert isinstance(request, RunRequest)
         assert request.run_key == f"after-failed-sync:{result.run_id}:customer"
         config = request.run_config["ops"]["resync_records"]["config"]
-        assert config["entity"] == "customer" and config["direction"] == "golden_to_systems"
+        assert config["entity"] == "customer" and "direction" not in config  # owners re-read
         start = datetime.fromisoformat(config["window_start"])
         assert datetime.now(UTC) - start >= timedelta(minutes=15)
         assert request.tags["hub/failed-run"] == result.run_id
@@ -160,7 +160,6 @@ def test_auto_fixable_findings_launch_one_resync_per_entity_and_system(store, mo
         assert set(by_system) == {"sap", "salesforce"}
         sap = by_system["sap"].run_config["ops"]["resync_records"]["config"]
         assert sap["hub_ids"] == ["CUS-1", "CUS-2"] and sap["systems"] == ["sap"]
-        assert sap["direction"] == "repull_then_push"
 
         second = resync_auto_fixable_findings(
             build_sensor_context(instance=instance, cursor=first.cursor, resources=resources)

@@ -33,7 +33,7 @@ def _materialize(setup: Any, monkeypatch: pytest.MonkeyPatch, url: str, crm: Any
         "hub.sync.engine.load_code_lists",
         lambda _: {"terms": {"net30": "NT30", "net60": "NT60", "due_on_receipt": "NT00"}},
     )
-    monkeypatch.setattr("hub.sync.engine.load_all", lambda _: (specs, []))
+    monkeypatch.setattr("hub.sync.engine.load_specs", lambda _: specs)
     resources = {
         "hub_store": HubStoreResource(database_url=url),
         "salesforce": Holder(crm or default_crm),

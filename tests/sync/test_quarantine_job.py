@@ -18,7 +18,7 @@ def test_retry_releases_fixed_records_and_keeps_broken_ones(setup, monkeypatch) 
         "hub.sync.engine.load_code_lists",
         lambda _: {"terms": {"net30": "NT30", "net60": "NT60", "due_on_receipt": "NT00"}},
     )
-    monkeypatch.setattr("hub.sync.engine.load_all", lambda _: (specs, []))
+    monkeypatch.setattr("hub.sync.engine.load_specs", lambda _: specs)
     fixed = crm.put(account("Fix Me", CurrencyIsoCode="XXY", Hub_Id__c="CUS-FIX"))
     crm.put(account("Still Bad", CurrencyIsoCode="QQQ", Hub_Id__c="CUS-BAD"))
     make().run(["customer"])

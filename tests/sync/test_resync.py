@@ -55,7 +55,7 @@ def test_repull_rebuilds_the_golden_record_from_its_owner_first(setup) -> None:
     make, crm, erp, _, crm_id, erp_id, hub_id = _synced(setup)
     # the owner changed silently (lost event): only a re-read finds it
     crm.rows[crm_id]["Name"] = "Acme Holding GmbH"
-    request = ResyncRequest("customer", keys=[hub_id], direction="repull_then_push")
+    request = ResyncRequest("customer", keys=[hub_id])  # every resync re-reads owners
     report = resync(make(), request)
     assert report.repulled == {"salesforce": 1, "sap": 1}  # both own fields of it
     assert erp.rows[erp_id]["CustomerName"] == "Acme Holding GmbH"

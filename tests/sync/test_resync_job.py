@@ -31,7 +31,7 @@ def synced(setup, monkeypatch):
         "hub.sync.engine.load_code_lists",
         lambda _: {"terms": {"net30": "NT30", "net60": "NT60", "due_on_receipt": "NT00"}},
     )
-    monkeypatch.setattr("hub.sync.engine.load_all", lambda _: (specs, []))
+    monkeypatch.setattr("hub.sync.engine.load_specs", lambda _: specs)
     crm.put(account())
     make().run(["customer"])
     make().run(["customer"])

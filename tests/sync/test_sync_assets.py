@@ -37,7 +37,7 @@ def test_materialising_the_sync_graph_syncs_both_ways(setup, monkeypatch) -> Non
         "hub.sync.engine.load_code_lists",
         lambda _: {"terms": {"net30": "NT30", "net60": "NT60", "due_on_receipt": "NT00"}},
     )
-    monkeypatch.setattr("hub.sync.engine.load_all", lambda _: (specs, []))
+    monkeypatch.setattr("hub.sync.engine.load_specs", lambda _: specs)
     with DagsterInstance.ephemeral() as instance:
         result = materialize(build_sync_assets(specs), resources=resources, instance=instance)
     assert result.success
