@@ -75,14 +75,20 @@ def test_mapping_errors_name_file_line_and_field(tmp_path: Path) -> None:
         "owns: [legal_name, tax_id]\n"
     )
     errors = [str(e) for e in check(tmp_path)]
-    assert f"{bad}:7: fields.legal_nmae: not a field of canonical customer" in errors
+    assert (
+        f"{bad}:7: customer: fields.legal_nmae: not a field of canonical customer "
+        "(did you mean 'legal_name'?)"
+    ) in errors
     assert any(
-        e.startswith(f"{bad}:8: fields.currency.transform: unknown transform") for e in errors
+        e.startswith(f"{bad}:8: customer: fields.currency.transform: unknown transform")
+        for e in errors
     )
-    assert any(e.startswith(f"{bad}:9: owns.tax_id:") for e in errors)
+    assert any(e.startswith(f"{bad}:9: customer: owns.tax_id:") for e in errors)
     result = runner.invoke(app, ["mappings", "check", "--root", str(tmp_path)])
     assert result.exit_code == 1
-    assert "3 mapping error(s)" in result.output
+    # the CLI checks native names too: Account has no Name2
+    assert "fields.legal_nmae.field: 'Name2' is not a field of salesforce Account" in result.output
+    assert "4 mapping error(s)" in result.output
 
 
 def test_invalid_delivery_rules_are_reported_by_mappings_check(tmp_path: Path) -> None:
@@ -102,7 +108,7 @@ def test_two_owners_of_one_field_is_an_error(tmp_path: Path) -> None:
         )
     errors = [str(e) for e in check(tmp_path)]
     assert (
-        len(errors) == 1 and "already owned by" in errors[0] and ":7: owns.legal_name" in errors[0]
+        len(errors) == 1 and "already owned by" in errors[0] and ":7: customer: owns.legal_name" in errors[0]
     )
 
 

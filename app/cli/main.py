@@ -4,10 +4,10 @@ launches, so their runs show up in the UI either way."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
+from app.cli.mappings import mappings_app
 from app.cli.metrics import metrics
 from app.cli.options import entity_option, system_option
 from app.cli.recon import findings, reconcile
@@ -15,7 +15,6 @@ from app.cli.records import quarantine_app
 from app.cli.resync import resync
 from connectors.redact import redact_url
 from hub import settings
-from hub.mapping.spec import MAPPINGS_DIR, load_all
 
 app = typer.Typer(
     help="Subscription Integration Hub: sync, reconcile and resync B2B subscription data.",
@@ -23,7 +22,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 db_app = typer.Typer(help="Hub store schema.", no_args_is_help=True)
-mappings_app = typer.Typer(help="Declarative field mappings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(quarantine_app, name="quarantine")
@@ -52,29 +50,6 @@ def db_upgrade(
     target = url or settings.database_url()
     at = upgrade(target, revision)
     typer.echo(f"hub store at revision {at}: {redact_url(target)}")
-
-
-@mappings_app.command("check")
-def mappings_check(
-    root: Path = typer.Option(MAPPINGS_DIR, help="folder of <system>/<entity>.yaml files"),
-) -> None:
-    """Validate every mapping; errors name the file, line and field."""
-    from hub.sync.deliveries import RULES_FILE, DeliveryRules
-
-    specs, errors = load_all(root)
-    problems = [str(error) for error in errors]
-    rules = root / RULES_FILE.name  # the delivery planner's rules live beside the mappings
-    try:
-        if rules.exists() or rules == RULES_FILE:
-            DeliveryRules.load(rules)
-    except ValueError as exc:
-        problems.append(str(exc))
-    for problem in problems:
-        typer.echo(problem, err=True)
-    if problems:
-        typer.echo(f"{len(problems)} mapping error(s) in {root}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{len(specs)} mapping file(s) OK in {root}")
 
 
 @app.command("sync")

@@ -8,6 +8,10 @@ the line and the field, because a mapping typo found at 2 a.m. during a sync is 
 
 from __future__ import annotations
 
+import copy
+import difflib
+import typing
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -124,15 +128,27 @@ class MappingChild(BaseModel):
 MappingSpec.model_rebuild()
 
 
+#: The native field names of one system, by object: {object: its field names}.
+NativeFields = Mapping[str, Collection[str]]
+
+
 @dataclass(frozen=True)
 class MappingError:
     file: Path
     line: int
     field: str
     message: str
+    entity: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+        entity = f"{self.entity}: " if self.entity else ""
+        return f"{self.file}:{self.line}: {entity}{self.field}: {self.message}"
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class MappingsInvalidError(ValueError):
@@ -174,31 +190,140 @@ def _canonical_fields(entity: str) -> set[str]:
     return fields
 
 
-def load_mapping(path: Path) -> tuple[MappingSpec | None, list[MappingError]]:
-    spec, errors, _ = _load(path, load_code_lists(path.parent.parent))
-    return spec, errors
+def load_mapping(
+    path: Path, native: Mapping[str, NativeFields] | None = None
+) -> tuple[MappingSpec | None, list[MappingError]]:
+    """One mapping file and every error in it (native field names checked for the systems
+    in ``native``); the spec is ``None`` unless its structure is valid."""
+    loaded = _load(path, load_code_lists(path.parent.parent), native)
+    return (loaded.spec if loaded.complete else None), loaded.errors
+
+
+@dataclass
+class _Loaded:
+    #: the file's spec, or what of it is well-formed (``complete`` False) for the checks
+    spec: MappingSpec | None
+    errors: list[MappingError]
+    lines: dict[tuple[str, ...], int]
+    complete: bool
+
+
+#: What a broken required part of a file is replaced by so the rest can still be checked.
+_STAND_INS: dict[str, Any] = {
+    "system": "",
+    "entity": "",
+    "object": "?",
+    "key": {"system_id_field": "?"},
+    "fields": {},
+}
 
 
 def _load(
-    path: Path, code_lists: dict[str, dict[str, str]]
-) -> tuple[MappingSpec | None, list[MappingError], dict[tuple[str, ...], int]]:
+    path: Path,
+    code_lists: dict[str, dict[str, str]],
+    native: Mapping[str, NativeFields] | None = None,
+) -> _Loaded:
+    """Every error of one file: its structure (each unknown key with the closest valid
+    one), then the meaning of every part that is well-formed - a typo in one place never
+    hides the errors elsewhere in the file."""
     text = path.read_text()
     try:
         node = yamlio.compose(text)
         data = yamlio.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return None, [MappingError(path, (mark.line + 1) if mark else 1, "<yaml>", str(exc))], {}
+        line = (mark.line + 1) if mark else 1
+        return _Loaded(None, [MappingError(path, line, "<yaml>", str(exc))], {}, False)
     lines = _lines(node) if node is not None else {}
+    given = data.get("entity") if isinstance(data, dict) else None
+    entity = given if isinstance(given, str) and given in ENTITIES else path.stem
+    if not isinstance(data, dict):
+        message = "a mapping file is a YAML mapping: system, entity, object, key, fields, ..."
+        return _Loaded(None, [MappingError(path, 1, "<file>", message, entity)], lines, False)
+    errors: list[MappingError] = []
+    broken: set[str] = set()
+    complete = True
     try:
-        spec = MappingSpec.model_validate(data)
+        spec: MappingSpec | None = MappingSpec.model_validate(data)
     except ValidationError as exc:
-        errors = []
+        complete = False
         for err in exc.errors(include_url=False, include_input=False):
             loc = tuple(str(p) for p in err["loc"])
-            errors.append(MappingError(path, _line_for(lines, loc), ".".join(loc), err["msg"]))
-        return None, errors, lines
-    return spec, _semantic_errors(path, spec, lines, code_lists), lines
+            message = err["msg"]
+            if err["type"] == "extra_forbidden" and loc:
+                model = _model_at(loc[:-1])
+                valid = model.model_fields if model is not None else ()
+                message = f"unknown key {loc[-1]!r}{closest(loc[-1], valid)}"
+            errors.append(MappingError(path, _line_for(lines, loc), ".".join(loc), message, entity))
+        spec, broken = _well_formed_part(data, exc)
+    if spec is not None:
+        raw_fields = data.get("fields")
+        names = list(raw_fields) if isinstance(raw_fields, dict) else []
+        errors += _semantic_errors(path, spec, lines, code_lists, native, broken, names, entity)
+    errors.sort(key=lambda e: e.line)
+    return _Loaded(spec, errors, lines, complete)
+
+
+def _model_at(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    """The model a location in a mapping file is validated by (``fields.x``: FieldMap)."""
+    model: type[BaseModel] = MappingSpec
+    parts = list(loc)
+    while parts:
+        info = model.model_fields.get(parts.pop(0))
+        if info is None:
+            return None
+        annotation = info.annotation
+        if typing.get_origin(annotation) is dict:
+            if not parts:
+                return None
+            parts.pop(0)  # the entry's name
+            annotation = typing.get_args(annotation)[1]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _well_formed_part(
+    data: dict[Any, Any], exc: ValidationError
+) -> tuple[MappingSpec | None, set[str]]:
+    """The file without what failed validation: an unknown key is dropped, a broken field
+    map (or child) is left out, a broken required part is stood in for and named in the
+    returned set so no check relies on it."""
+    part = copy.deepcopy(data)
+    broken: set[str] = set()
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(err["loc"])
+        if not loc:
+            return None, broken
+        if err["type"] == "extra_forbidden":
+            _drop(part, loc)
+        elif loc[0] == "fields" and len(loc) >= 2:
+            _drop(part, loc[:2])
+        elif loc[0] == "children" and len(loc) >= 4 and loc[2] == "fields":
+            _drop(part, loc[:4])
+        elif loc[0] == "children" and len(loc) >= 2:
+            _drop(part, loc[:2])
+        else:
+            top = str(loc[0])
+            broken.add(top)
+            if top in _STAND_INS:
+                part[top] = copy.deepcopy(_STAND_INS[top])
+            else:
+                part.pop(loc[0], None)  # it has a default
+    try:
+        return MappingSpec.model_validate(part), broken
+    except ValidationError:
+        return None, broken
+
+
+def _drop(data: Any, loc: tuple[Any, ...]) -> None:
+    for step in loc[:-1]:
+        if not isinstance(data, dict) or step not in data:
+            return
+        data = data[step]
+    if isinstance(data, dict):
+        data.pop(loc[-1], None)
 
 
 def _semantic_errors(
@@ -206,32 +331,63 @@ def _semantic_errors(
     spec: MappingSpec,
     lines: dict[tuple[str, ...], int],
     code_lists: dict[str, dict[str, str]],
+    native: Mapping[str, NativeFields] | None = None,
+    broken: Collection[str] = (),
+    field_names: Iterable[str] = (),
+    entity: str = "",
 ) -> list[MappingError]:
     errors: list[MappingError] = []
 
     def err(loc: tuple[str, ...], field: str, message: str) -> None:
-        errors.append(MappingError(path, _line_for(lines, loc), field, message))
+        errors.append(MappingError(path, _line_for(lines, loc), field, message, entity))
 
-    if spec.system not in SYSTEMS:
-        err(("system",), "system", f"unknown system {spec.system!r}; known: {list(SYSTEMS)}")
+    if "system" not in broken and spec.system not in SYSTEMS:
+        err(
+            ("system",),
+            "system",
+            f"unknown system {spec.system!r}; known: {', '.join(SYSTEMS)}"
+            + closest(spec.system, SYSTEMS),
+        )
+    if "system" not in broken and native is not None and spec.system in native:
+        _check_native(spec, native[spec.system], err, broken)
+    if "entity" in broken:
+        return errors
     if spec.entity not in ENTITIES:
-        err(("entity",), "entity", f"unknown entity {spec.entity!r}; known: {sorted(ENTITIES)}")
+        err(
+            ("entity",),
+            "entity",
+            f"unknown entity {spec.entity!r}; known: {', '.join(ENTITIES)}"
+            + closest(spec.entity, ENTITIES),
+        )
         return errors
     expected = Path(spec.system) / f"{spec.entity}.yaml"
-    if path.parts[-2:] != expected.parts:
+    if "system" not in broken and path.parts[-2:] != expected.parts:
         err((), "<file>", f"a {spec.system}/{spec.entity} mapping belongs in mappings/{expected}")
     canonical = _canonical_fields(spec.entity) | {f"external_ids.{s}" for s in SYSTEMS}
+    for name in dict.fromkeys([*field_names, *spec.fields]):
+        if name not in canonical:
+            err(
+                ("fields", name),
+                f"fields.{name}",
+                f"not a field of canonical {spec.entity}{closest(name, canonical)}",
+            )
     for name, fmap in spec.fields.items():
         if fmap.ref is not None and fmap.ref not in ENTITIES:
-            err(("fields", name, "ref"), f"fields.{name}.ref", f"unknown entity {fmap.ref!r}")
-        if name not in canonical:
-            err(("fields", name), f"fields.{name}", f"not a field of canonical {spec.entity}")
+            err(
+                ("fields", name, "ref"),
+                f"fields.{name}.ref",
+                f"unknown entity {fmap.ref!r}{closest(fmap.ref, ENTITIES)}",
+            )
         for i, transform in enumerate(fmap.transform):
             if transform not in TRANSFORMS:
                 err(
                     ("fields", name, "transform", str(i)),
                     f"fields.{name}.transform",
-                    f"unknown transform {transform!r}; known: {sorted(TRANSFORMS)}",
+                    f"unknown transform {transform!r}"
+                    + (
+                        closest(transform, TRANSFORMS)
+                        or f"; known: {', '.join(sorted(TRANSFORMS))}"
+                    ),
                 )
         if "code" in fmap.transform and not fmap.codes:
             err(("fields", name), f"fields.{name}.codes", "the 'code' transform needs 'codes'")
@@ -245,16 +401,77 @@ def _semantic_errors(
             err(
                 ("fields", name, "codes"),
                 f"fields.{name}.codes",
-                f"no code list mappings/codes/{fmap.codes}.yaml",
+                f"no code list mappings/codes/{fmap.codes}.yaml{closest(fmap.codes, code_lists)}",
             )
-    for i, owned in enumerate(spec.owns):
-        if owned not in spec.fields:
-            err(("owns", str(i)), f"owns.{owned}", "an owned field must also be mapped here")
+    if "fields" not in broken:
+        mapped = set(field_names) | set(spec.fields)
+        for i, owned in enumerate(spec.owns):
+            if owned not in mapped:
+                err(
+                    ("owns", str(i)),
+                    f"owns.{owned}",
+                    "an owned field must also be mapped here" + closest(owned, mapped),
+                )
     return errors
 
 
-def load_all(root: Path = MAPPINGS_DIR) -> tuple[list[MappingSpec], list[MappingError]]:
-    """Load every mapping under ``root`` and check cross-file rules (one owner per field)."""
+def _check_native(
+    spec: MappingSpec,
+    objects: NativeFields,
+    err: Callable[[tuple[str, ...], str, str], None],
+    broken: Collection[str],
+) -> None:
+    """Report through ``err`` each object and native field name the file uses that
+    ``objects`` (the system's declaration) lacks, with the closest declared one."""
+
+    def name(loc: tuple[str, ...], field: str, value: str, obj: str) -> None:
+        known = objects[obj]
+        if value not in known:
+            err(
+                loc,
+                field,
+                f"{value!r} is not a field of {spec.system} {obj}{closest(value, known)}",
+            )
+
+    def obj(loc: tuple[str, ...], field: str, value: str) -> bool:
+        if value in objects:
+            return True
+        err(loc, field, f"{spec.system} has no object {value!r}{closest(value, objects)}")
+        return False
+
+    if "object" not in broken and obj(("object",), "object", spec.object):
+        if "key" not in broken:
+            for attr in ("hub_id_field", "system_id_field"):
+                value = getattr(spec.key, attr)
+                if value is not None:
+                    name(("key", attr), f"key.{attr}", value, spec.object)
+        for field, fmap in spec.fields.items():
+            name(("fields", field, "field"), f"fields.{field}.field", fmap.field, spec.object)
+    for child_name, child in spec.children.items():
+        where = ("children", child_name)
+        if not obj((*where, "object"), f"children.{child_name}.object", child.object):
+            continue
+        name(
+            (*where, "parent_field"),
+            f"children.{child_name}.parent_field",
+            child.parent_field,
+            child.object,
+        )
+        for field, fmap in child.fields.items():
+            name(
+                (*where, "fields", field, "field"),
+                f"children.{child_name}.fields.{field}.field",
+                fmap.field,
+                child.object,
+            )
+
+
+def load_all(
+    root: Path = MAPPINGS_DIR, native: Mapping[str, NativeFields] | None = None
+) -> tuple[list[MappingSpec], list[MappingError]]:
+    """Load every mapping under ``root`` and check cross-file rules (one owner per field).
+    Every error of every file is reported; with ``native`` ({system: {object: fields}}),
+    the native field names of those systems' mappings are checked too."""
     specs: list[MappingSpec] = []
     errors: list[MappingError] = []
     owners: dict[tuple[str, str], Path] = {}
@@ -262,20 +479,23 @@ def load_all(root: Path = MAPPINGS_DIR) -> tuple[list[MappingSpec], list[Mapping
     for path in sorted(root.glob("*/*.yaml")):
         if path.parent.name == "codes":
             continue
-        spec, file_errors, lines = _load(path, code_lists)
-        errors.extend(file_errors)
+        loaded = _load(path, code_lists, native)
+        errors.extend(loaded.errors)
+        spec = loaded.spec
         if spec is None:
             continue
-        specs.append(spec)
+        if loaded.complete:
+            specs.append(spec)
         for i, owned in enumerate(spec.owns):
             other = owners.setdefault((spec.entity, owned), path)
             if other != path:
                 errors.append(
                     MappingError(
                         path,
-                        _line_for(lines, ("owns", str(i))),
+                        _line_for(loaded.lines, ("owns", str(i))),
                         f"owns.{owned}",
                         f"{spec.entity}.{owned} is already owned by {other}",
+                        spec.entity,
                     )
                 )
     return specs, errors
@@ -290,8 +510,10 @@ def load_specs(root: Path = MAPPINGS_DIR) -> list[MappingSpec]:
     return specs
 
 
-def check(root: Path = MAPPINGS_DIR) -> list[MappingError]:
-    return load_all(root)[1]
+def check(
+    root: Path = MAPPINGS_DIR, native: Mapping[str, NativeFields] | None = None
+) -> list[MappingError]:
+    return load_all(root, native)[1]
 
 
 def field_owner(specs: list[MappingSpec], entity: str, field: str) -> str | None:
