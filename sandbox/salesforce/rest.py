@@ -8,6 +8,7 @@ them in a worker thread and adds the headers every API response carries."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,12 +55,46 @@ class Call:
     version: str
 
     def json(self) -> Any:
+        """The body as JSON; a body Salesforce cannot read is a 400 JSON_PARSER_ERROR."""
         if not self.body:
             return None
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except ValueError as exc:
             raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
+        lone = _lone_surrogate(value)
+        if lone is not None:
+            # JSON's syntax lets "\ud800" through, but it is half a character, no text:
+            # Salesforce takes only proper UTF-8 and answers a body it cannot read with
+            # 400 (stored, it failed every later query of the record with a 500)
+            raise ApiError(
+                400,
+                "JSON_PARSER_ERROR",
+                f"Invalid UTF-16 surrogate \\u{ord(lone):04x} without its pair in a JSON string",
+            )
+        return value
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first unpaired UTF-16 surrogate in any string (key or value) of ``value``:
+    ``json.loads`` joins a proper pair into one character, so any surrogate left is
+    alone."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                return found.group()
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def release_label(version: str) -> str:
