@@ -39,6 +39,7 @@ from hub.store.models import (
 from hub.sync.engine import ENTITY_ORDER
 from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
+from tests.computed_once import computed_once
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED, CUSTOMERS = 5, 12
@@ -236,23 +237,34 @@ def _diff(a: Counter, b: Counter) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.slow
-def test_sigkilled_syncs_converge_to_the_uninterrupted_result(
-    tmp_path: Path, store_url: str
-) -> None:
-    rng = random.Random(20251125)
-    reference_store = f"sqlite:///{tmp_path / 'reference.sqlite'}"
+def _uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The state an uninterrupted initial load, user changes and incremental pass leave
+    (on SQLite; the same for both store backends, so computed once per test run)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    reference_store = f"sqlite:///{folder / 'reference.sqlite'}"
     upgrade(reference_store)
-    upgrade(store_url)
-    with running_sandbox(tmp_path / "reference", seed=SEED, customers=CUSTOMERS) as sb:
-        env_file = tmp_path / "reference" / "sandbox.env"
+    with running_sandbox(folder / "sb", seed=SEED, customers=CUSTOMERS) as sb:
+        env_file = folder / "sb" / "sandbox.env"
         initial_ticks = _sync_to_end(env_file, reference_store)
         _user_changes(sb)
         incremental_ticks = _sync_to_end(env_file, reference_store)
         _sync_to_end(env_file, reference_store)  # reads the echoes of its own creates
-        expected = _state(sb, reference_store)
-    assert expected["pending"] == 0
+        state = _state(sb, reference_store)
+    assert state["pending"] == 0
     assert initial_ticks > 10 and incremental_ticks > 3
+    return {"state": state, "incremental_ticks": incremental_ticks}
+
+
+@pytest.mark.slow
+def test_sigkilled_syncs_converge_to_the_uninterrupted_result(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, store_url: str
+) -> None:
+    rng = random.Random(20251125)
+    upgrade(store_url)
+    reference = computed_once(
+        tmp_path_factory, "crash-sync-reference", lambda: _uninterrupted(tmp_path_factory)
+    )
+    expected, incremental_ticks = reference["state"], reference["incremental_ticks"]
 
     with running_sandbox(tmp_path / "crashed", seed=SEED, customers=CUSTOMERS) as sb:
         env_file = tmp_path / "crashed" / "sandbox.env"

@@ -5,8 +5,6 @@ failed, nothing lost and nothing doubled (every system holds exactly the records
 fault-free run), and records rejected on purpose wait in quarantine with the system's
 error until a retry releases them. The table prints at the end of the session."""
 
-import os
-import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from filelock import FileLock
 
 from connectors import registry
 from connectors.retry import RetryPolicy
@@ -27,6 +24,7 @@ from hub.store.models import QuarantineEntry
 from hub.sync.engine import SyncEngine, SyncIncompleteError
 from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
+from tests.computed_once import computed_once
 
 pytestmark = pytest.mark.slow
 
@@ -105,16 +103,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What a fault-free landscape leaves. Under pytest-xdist the cells run in several
     workers: the first to get here computes it, the others read its copy (it is the same
     seeded landscape and the same code in every worker)."""
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run is None:
-        return _reference(tmp_path_factory)
-    shared = tmp_path_factory.getbasetemp().parent / f"fault-matrix-reference-{run}.pickle"
-    with FileLock(f"{shared}.lock"):
-        if shared.exists():
-            return pickle.loads(shared.read_bytes())
-        computed = _reference(tmp_path_factory)
-        shared.write_bytes(pickle.dumps(computed))
-        return computed
+    return computed_once(
+        tmp_path_factory, "fault-matrix-reference", lambda: _reference(tmp_path_factory)
+    )
 
 
 def _reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
