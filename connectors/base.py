@@ -60,6 +60,10 @@ class WriteResult:
     external_id: str | None = None
     error: str | None = None
     error_code: str | None = None
+    #: rejected because the record this write addressed by its native id was deleted in
+    #: the system (Salesforce ``ENTITY_IS_DELETED``): the hub decides whether that is drift
+    #: to recreate or a delete to respect, so the connector only says so
+    gone: bool = False
 
 
 @dataclass(frozen=True)

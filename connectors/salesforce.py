@@ -57,6 +57,8 @@ from connectors.settings import ca_bundle_env, env_var, read_settings, timeout_e
 SYSTEM = "salesforce"
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
+#: the statusCode of a write addressing a record by an Id that is in the recycle bin
+DELETED = "ENTITY_IS_DELETED"
 
 
 @dataclass(frozen=True)
@@ -482,12 +484,14 @@ class SalesforceConnector:
                     out.append(WriteResult(key, outcome, external_id=answer.get("id")))
                 else:
                     errors = answer.get("errors") or [{}]
+                    code = errors[0].get("statusCode")
                     out.append(
                         WriteResult(
                             key,
                             Outcome.REJECTED,
                             error=errors[0].get("message", "rejected"),
-                            error_code=errors[0].get("statusCode"),
+                            error_code=code,
+                            gone=code == DELETED,
                         )
                     )
         return out
@@ -531,7 +535,11 @@ class SalesforceConnector:
             code, _, rest = (row.get("sf__Error") or "").partition(":")
             message = rest.rsplit(":", 1)[0] if rest.endswith("--") else rest
             answers[key] = WriteResult(
-                key, Outcome.REJECTED, error=message.strip() or code, error_code=code or None
+                key,
+                Outcome.REJECTED,
+                error=message.strip() or code,
+                error_code=code or None,
+                gone=code == DELETED,
             )
         job_error = str(info.get("errorMessage") or "")
         if len(answers) < len(records):

@@ -96,6 +96,17 @@ def _markdown(report: ResyncReport) -> str:
     return "\n".join(rows)
 
 
+def _undelivered_text(undelivered: dict[str, dict[str, str]], shown: int = 10) -> str:
+    total = sum(len(keys) for keys in undelivered.values())
+    lines = [f"{total} chosen record(s) were not delivered:"]
+    for system, keys in sorted(undelivered.items()):
+        for hub_id, reason in list(sorted(keys.items()))[:shown]:
+            lines.append(f"{system} {hub_id}: {reason}")
+        if len(keys) > shown:
+            lines.append(f"{system}: and {len(keys) - shown} more (see `hub quarantine list`)")
+    return "\n".join(lines)
+
+
 @op(
     description="Re-read the owners of the chosen records (by key or change window), then "
     "push the golden records to the chosen systems; dry run plans only.",
@@ -131,11 +142,18 @@ def resync_records(context: OpExecutionContext, config: ResyncConfig) -> dict[st
             "planned": MetadataValue.json(report.planned),
             "pushed": MetadataValue.json(report.pushed),
             "repulled": MetadataValue.json(report.repulled),
+            "undelivered": MetadataValue.json(report.undelivered),
             "sample": MetadataValue.md(_markdown(report)),
         }
     )
     if report.errors:
         raise Failure(description="; ".join(report.errors))
+    if report.undelivered:  # a chosen record a target still lacks: the run is not a repair
+        raise Failure(
+            description=_undelivered_text(report.undelivered),
+            metadata={"undelivered": MetadataValue.json(report.undelivered)},
+            allow_retries=False,
+        )
     if report.missing_keys:  # a chosen record not delivered: the run must not look green
         shown = ", ".join(report.missing_keys[:20])
         more = f" and {len(report.missing_keys) - 20} more" if len(report.missing_keys) > 20 else ""

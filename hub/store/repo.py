@@ -441,6 +441,24 @@ class BatchRows:
         self._hold(row)
         return True
 
+    def forget(self, hub_id: str, system: str, slots: Iterable[str]) -> str | None:
+        """The record is gone from ``system`` (deleted there): forget its id there, what
+        the hub believed each of ``slots`` held (fingerprints) and its pending pushes to
+        ``system``, so the next plan creates it anew. Returns the forgotten id."""
+        self.extend([hub_id])
+        for slot in slots:
+            fp = self.fps.pop((slot, hub_id), None)
+            if fp is not None:
+                _discard(self.session, fp)
+        self.drop_pending(system, hub_id)
+        row = self.xrefs.get(hub_id, {}).get(system)
+        if row is None:
+            return None
+        self._drop(row)
+        _discard(self.session, row)
+        self.session.flush()
+        return row.external_id
+
     def _reload_xref(self, hub_id: str, system: str, external_id: str) -> None:
         for key in [k for k, x in self.holders.items() if k == (system, external_id)]:
             self._drop(self.holders[key])

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from connectors.base import Connector, NativeRecord, Outcome
+from connectors.base import Connector, NativeRecord, Outcome, WriteResult
 from connectors.errors import AuthError, ConnectorError, PermanentError
 from hub.fingerprint import fingerprint
 from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
@@ -602,6 +602,13 @@ class SyncEngine:
         return keep
 
     # -- push ---------------------------------------------------------------------------
+    def _owns_records(self, system: str, entity: str) -> bool:
+        """Whether ``system`` is an authority on ``entity`` records (it owns fields of them
+        or creates them): its delete is a decision to respect, never drift to repair."""
+        spec = self.specs.get((system, entity))
+        owned = system in self.owners[entity].values()
+        return owned or bool(spec is not None and spec.creates)
+
     def systems_for(self, entity: str) -> list[str]:
         """Every system with a mapping for ``entity`` (connected or not)."""
         return sorted(system for (system, ent) in self.specs if ent == entity)
@@ -660,51 +667,94 @@ class SyncEngine:
                     f"{system} connector returned {len(results)} results for {len(rows)} records"
                 )
             with self.sessions.begin() as s:
-                done = []
-                minted = [r.external_id for r in results if r.external_id]
-                held = repo.BatchRows(s, entity, [r.hub_id for r in rows], {system: minted})
-                linked = [r.hub_id for r, x in zip(rows, results, strict=True) if x.external_id]
-                goldens = repo.golden_for(s, entity, linked)
-                resolver = _XrefResolver(s, entity)
-                self._prime(resolver, entity, canonicals=[g.data for g in goldens.values()])
-                for row, result in zip(rows, results, strict=True):
-                    if result.outcome is Outcome.REJECTED:
-                        repo.fail(s, row.id, result.error or "rejected")
-                        reason = (
-                            f"{system} rejected {entity} {row.hub_id}: "
-                            f"{result.error_code or 'error'}: {result.error}"
-                        )
-                        self._quarantine(
-                            s,
-                            system,
-                            entity,
-                            row.hub_id,
-                            row.payload,
-                            reason,
-                            direction="outbound",
-                            held=held,
-                        )
-                        continue
-                    setattr(counts, result.outcome.value, getattr(counts, result.outcome.value) + 1)
-                    held.set_fingerprint(system, row.hub_id, row.fingerprint)
-                    held.release_quarantine(system, row.hub_id, direction="outbound")
-                    done.append(row.id)
-                    if result.external_id and held.set_xref(row.hub_id, system, result.external_id):
-                        self._links_minted += 1
-                        golden = goldens.get(row.hub_id)
-                        if golden is not None:  # others may carry this id: re-plan them
-                            others = [t for (t, e) in self.specs if e == entity and t != system]
-                            self._plan(
-                                s,
-                                entity,
-                                row.hub_id,
-                                golden.data,
-                                only=others,
-                                held=held,
-                                resolver=resolver,
-                            )
-                repo.complete(s, done)
+                recreating = self._record_results(s, system, entity, rows, results)
+            if recreating:  # SQLite may give the new push the id of the one it replaces
+                after = rows[0].id - 1
             self._tick(system, entity)
+
+    def _record_results(
+        self,
+        s: Session,
+        system: str,
+        entity: str,
+        rows: list[OutboxEntry],
+        results: list[WriteResult],
+    ) -> bool:
+        """One written batch's results into the store; True when records deleted in the
+        system were re-planned as creates (to be sent by the same push)."""
+        counts = self.counts[system][entity]
+        done, recreating = [], False
+        minted = [r.external_id for r in results if r.external_id]
+        held = repo.BatchRows(s, entity, [r.hub_id for r in rows], {system: minted})
+        linked = [r.hub_id for r, x in zip(rows, results, strict=True) if x.external_id]
+        goldens = repo.golden_for(s, entity, linked)
+        resolver = _XrefResolver(s, entity)
+        self._prime(resolver, entity, canonicals=[g.data for g in goldens.values()])
+        for row, result in zip(rows, results, strict=True):
+            if result.gone and not self._owns_records(system, entity):
+                self._recreate(s, system, entity, row.hub_id, held, resolver)
+                recreating = True
+                continue
+            if result.outcome is Outcome.REJECTED:
+                self._rejected(s, system, entity, row, result, held)
+                continue
+            setattr(counts, result.outcome.value, getattr(counts, result.outcome.value) + 1)
+            held.set_fingerprint(system, row.hub_id, row.fingerprint)
+            held.release_quarantine(system, row.hub_id, direction="outbound")
+            done.append(row.id)
+            if result.external_id and held.set_xref(row.hub_id, system, result.external_id):
+                self._links_minted += 1
+                golden = goldens.get(row.hub_id)
+                if golden is not None:  # others may carry this id: re-plan them
+                    others = [t for (t, e) in self.specs if e == entity and t != system]
+                    self._plan(
+                        s, entity, row.hub_id, golden.data, only=others, held=held,
+                        resolver=resolver,
+                    )  # fmt: skip
+        repo.complete(s, done)
+        return recreating
+
+    def _recreate(
+        self,
+        s: Session,
+        system: str,
+        entity: str,
+        hub_id: str,
+        held: repo.BatchRows,
+        resolver: _XrefResolver,
+    ) -> None:
+        """Deleted in a system that only receives the record: drift. The stale id is
+        forgotten and the record re-planned as a create (an upsert on the hub id)."""
+        stale = held.forget(hub_id, system, (system, with_claims(system)))
+        golden = repo.golden_for(s, entity, [hub_id]).get(hub_id)
+        if golden is None:
+            return
+        log.warning("%s %s was deleted in %s (id %s): recreating it", entity, hub_id, system, stale)
+        self._plan(s, entity, hub_id, golden.data, only=[system], held=held, resolver=resolver)
+
+    def _rejected(
+        self,
+        s: Session,
+        system: str,
+        entity: str,
+        row: OutboxEntry,
+        result: WriteResult,
+        held: repo.BatchRows,
+    ) -> None:
+        repo.fail(s, row.id, result.error or "rejected")
+        reason = (
+            f"{system} rejected {entity} {row.hub_id}: "
+            f"{result.error_code or 'error'}: {result.error}"
+        )
+        if result.gone:
+            reason += (
+                f". {system} deleted it and holds data of {entity}s as their owner, so the "
+                f"hub does not recreate it: restore it from {system}'s recycle bin if the "
+                "delete was a mistake"
+            )
+        self._quarantine(
+            s, system, entity, row.hub_id, row.payload, reason, direction="outbound", held=held
+        )
 
 
 def _ref_values(rows: Sequence[Any], path: str) -> set[str]:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from connectors.errors import ConnectorError
 from hub.model import ENTITIES
 from hub.store import findings, repo
-from hub.store.models import GoldenRecord, OutboxEntry
+from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
 from hub.sync.engine import SyncEngine, with_claims
 from hub.sync.lock import store_lock
 
@@ -60,6 +60,9 @@ class ResyncReport:
     pushed: dict[str, dict[str, int]] = field(default_factory=dict)
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    #: chosen records a target still does not hold after the push, with the reason
+    #: (rejected and quarantined, or still waiting in the outbox)
+    undelivered: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,7 @@ class ResyncReport:
             "pushed": self.pushed,
             "samples": self.samples,
             "errors": self.errors,
+            "undelivered": self.undelivered,
         }
 
 
@@ -141,6 +145,41 @@ def _push(
             "quarantined": counts.quarantined,
         }
     _resolve_conflicts(engine, entity, keys, targets)
+    report.undelivered = _undelivered(engine, entity, keys, targets)
+
+
+def _undelivered(
+    engine: SyncEngine, entity: str, keys: list[str], targets: list[str]
+) -> dict[str, dict[str, str]]:
+    """What each target still lacks of the chosen records: an exit code of 0 must mean
+    every chosen record arrived."""
+    out: dict[str, dict[str, str]] = {}
+    with engine.sessions() as s:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            waiting = s.execute(
+                select(OutboxEntry.system, OutboxEntry.hub_id, OutboxEntry.last_error).where(
+                    OutboxEntry.entity == entity,
+                    OutboxEntry.system.in_(targets),
+                    OutboxEntry.hub_id.in_(chunk),
+                )
+            )
+            for system, hub_id, error in waiting:
+                out.setdefault(system, {})[hub_id] = error or "still waiting in the outbox"
+            held = s.execute(
+                select(
+                    QuarantineEntry.system, QuarantineEntry.external_key, QuarantineEntry.reason
+                ).where(
+                    QuarantineEntry.entity == entity,
+                    QuarantineEntry.direction == "outbound",
+                    QuarantineEntry.status == "open",
+                    QuarantineEntry.system.in_(targets),
+                    QuarantineEntry.external_key.in_(chunk),
+                )
+            )
+            for system, hub_id, reason in held:
+                out.setdefault(system, {})[hub_id] = reason
+    return out
 
 
 def _resolve_conflicts(

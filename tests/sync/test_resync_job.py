@@ -127,3 +127,17 @@ def test_unknown_hub_ids_fail_the_run_and_are_named(synced) -> None:
     description = failure.event_specific_data.user_failure_data.description
     assert "1 customer hub id(s) are not in the hub" in description and "CUS-NOPE" in description
     assert erp.rows[erp_id]["CustomerName"] == "Acme GmbH"  # the known one was repaired
+
+
+def test_a_record_the_target_rejects_fails_the_run_and_is_named(synced) -> None:
+    """Honest exit codes: a resync whose chosen record ends in quarantine is not a repair."""
+    resources, erp, erp_id, hub_id = synced
+    erp.rows[erp_id]["CustomerName"] = "Mangled"
+    erp.reject.add(hub_id)
+    config = RunConfig(ops={"resync_records": ResyncConfig(hub_ids=[hub_id], systems=["sap"])})
+    result = _run(resources, config)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    description = failure.event_specific_data.user_failure_data.description
+    assert description.startswith("1 chosen record(s) were not delivered")
+    assert f"sap {hub_id}: sap rejected customer {hub_id}: STRING_TOO_LONG" in description
