@@ -44,8 +44,11 @@ def up(
     ),
     reseed: bool = typer.Option(False, help="wipe the data dir's state and seed again"),
 ) -> None:
-    """Seed (first start only), serve every emulator on loopback, write sandbox.env once all
-    answer, and stay in the foreground until Ctrl+C / SIGTERM / `hub sandbox down`."""
+    """Start the emulated landscape and stay in the foreground.
+
+    Seeds it (first start only), serves every emulator on loopback, writes sandbox.env
+    once all answer, and runs until Ctrl+C, SIGTERM or hub sandbox down.
+    """
     from sandbox.runner import Sandbox, SandboxConfig, SandboxError, parse_fault, run_foreground
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -115,7 +118,7 @@ def fault(
     path: str | None = typer.Option(None, help="regex: only matching paths are hit"),
     data_dir: Path | None = DATA_DIR,
 ) -> None:
-    """Switch a fault on (or `clear` all faults) in a running emulator."""
+    """Switch a fault on in a running emulator (mode clear: switch them all off)."""
     import httpx
 
     from sandbox.faults import FaultSpec

@@ -1,11 +1,19 @@
 """The `hub` command line. Commands that run work launch the same Dagster jobs the UI
-launches, so their runs show up in the UI either way."""
+launches, so their runs show up in the UI either way.
+
+Help texts are plain text (Typer shows docstrings as they are): no RST markup in a
+command's docstring or an option's help. `hub --help` lists the commands in the order an
+operator meets them (COMMAND_ORDER), not in the order this module happens to register
+them."""
 
 from __future__ import annotations
 
+import inspect
 import json
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from app.cli.mappings import mappings_app
 from app.cli.metrics import metrics
@@ -15,8 +23,36 @@ from app.cli.records import quarantine_app
 from app.cli.resync import resync
 from connectors.redact import redact_url
 from hub import settings
+from hub.model import ENTITY_ORDER
+
+#: The operator's path: bring up the landscape, the store and the mappings, sync,
+#: reconcile, read the findings, repair, look at what was refused, report; demo does it
+#: all at once. A command missing here is listed after these, alphabetically.
+COMMAND_ORDER = (
+    "sandbox",
+    "db",
+    "mappings",
+    "sync",
+    "reconcile",
+    "findings",
+    "resync",
+    "quarantine",
+    "metrics",
+    "demo",
+)
+
+
+class OperatorOrder(TyperGroup):
+    """Lists commands in COMMAND_ORDER (Typer lists groups after commands otherwise)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # Any: Typer's own vendored click
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+
 
 app = typer.Typer(
+    cls=OperatorOrder,
     help="Subscription Integration Hub: sync, reconcile and resync B2B subscription data.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
@@ -25,10 +61,10 @@ db_app = typer.Typer(help="Hub store schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(quarantine_app, name="quarantine")
+app.command("reconcile")(reconcile)
 app.command("findings")(findings)
 app.command("resync")(resync)
 app.command("metrics")(metrics)
-app.command("reconcile")(reconcile)
 
 sandbox_app: typer.Typer | None
 try:  # the sandbox is a development tool: the production wheel does not ship it
@@ -54,27 +90,54 @@ def db_upgrade(
 
 @app.command("sync")
 def sync(
-    entity: str | None = entity_option(help="one entity (default: all, parents first)"),
+    entity: list[str] | None = entity_option(
+        help="only these entities (repeatable; default all, parents first)"
+    ),
     system: list[str] | None = system_option(),
     as_json: bool = typer.Option(False, "--json", help="counts as one JSON object on stdout"),
 ) -> None:
-    """Run the incremental sync through the same Dagster job the UI launches."""
+    """Incremental sync, through the same Dagster jobs the UI launches.
+
+    Without --entity one sync_all run syncs every entity, parents first. With --entity,
+    one sync_<entity> run per entity, parents first; a failed run stops the ones after
+    it. --system limits the runs to those systems.
+    """
     from app.cli.launch import failure_summary, run_job, sync_counts
     from app.defs.sync import sync_asset_keys
 
-    job = f"sync_{entity}" if entity else "sync_all"
-    keys = sync_asset_keys(entity, system) if system else None
-    result = run_job(
-        job, tags={"hub/entity": entity or "all"}, asset_selection=keys, log_level="CRITICAL"
-    )
-    counts = sync_counts(result)
+    scopes: list[str | None] = [e for e in ENTITY_ORDER if e in entity] if entity else [None]
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    failed: Any = None
+    for done, scope in enumerate(scopes):
+        job = f"sync_{scope}" if scope else "sync_all"
+        keys = sync_asset_keys(scope, system) if system else None
+        result = run_job(
+            job, tags={"hub/entity": scope or "all"}, asset_selection=keys, log_level="CRITICAL"
+        )
+        _add_counts(counts, sync_counts(result))
+        if not result.success:
+            failed = (result, [s for s in scopes[done + 1 :] if s])
+            break
     if as_json:
         typer.echo(json.dumps(counts, sort_keys=True))
     else:
         _print_counts(counts)
-    if not result.success:
+    if failed:
+        result, not_run = failed
         typer.echo(f"sync run {result.run_id} failed: {failure_summary(result)}", err=True)
+        if not_run:
+            typer.echo(f"not run after it: {', '.join(not_run)}", err=True)
         raise typer.Exit(1)
+
+
+def _add_counts(
+    into: dict[str, dict[str, dict[str, int]]], more: dict[str, dict[str, dict[str, int]]]
+) -> None:
+    for system, entities in more.items():
+        for entity, values in entities.items():
+            slot = into.setdefault(system, {}).setdefault(entity, dict.fromkeys(values, 0))
+            for name, value in values.items():
+                slot[name] = slot.get(name, 0) + value
 
 
 def _print_counts(counts: dict[str, dict[str, dict[str, int]]]) -> None:
@@ -95,12 +158,15 @@ def demo(
     customers: int = typer.Option(300, help="size of the seeded book (first start only)"),
     seed: int = typer.Option(42, help="seed of the book (first start only)"),
     keep_running: bool = typer.Option(
-        False, help="keep the sandbox up afterwards (Ctrl+C stops it), e.g. for `make dev`"
+        False, help="keep the sandbox up afterwards (Ctrl+C stops it), e.g. for make dev"
     ),
 ) -> None:
-    """The main job against the embedded sandbox: start the emulated landscape (seeded on
-    first start, kept in $HUB_DATA_DIR/sandbox), migrate the store, run the full sync and
-    the reconciliation through Dagster, and print what happened."""
+    """Everything at once on the embedded sandbox: sync, reconcile, report.
+
+    Starts the emulated landscape (seeded on first start, kept in $HUB_DATA_DIR/sandbox),
+    migrates the store, runs the full sync and the reconciliation through Dagster and
+    prints what happened.
+    """
     import time
 
     from app.cli.launch import failure_summary, run_job, sync_counts
@@ -156,6 +222,20 @@ def _job_names() -> set[str]:
 
     return {job.name for job in defs.resolve_all_job_defs()}
 
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Make each paragraph of every command's help one line, for the terminal to wrap.
+    Docstrings are wrapped for the source, and Typer's rich help keeps those breaks
+    inside a paragraph (ragged lines)."""
+    for info in typer_app.registered_commands:
+        text = info.help or inspect.getdoc(info.callback) or ""
+        info.help = "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
+
+
+reflow_help(app)
 
 if __name__ == "__main__":
     app()

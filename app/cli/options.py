@@ -1,8 +1,10 @@
-"""The CLI's shared options: one definition of ``--entity`` and ``--system`` for every
-command, their values checked against the registries before anything runs.
+"""The CLI's shared options: one definition of --entity and --system for every command,
+their values checked against the registries before anything runs.
 
-A typo must never widen a command (``--system sapp`` once synced every system) or end in
-a traceback: it is refused at once, naming the choices and the closest one."""
+Both are repeatable on every command that takes them: declare the parameter as
+``list[str] | None`` (None: every entity / system). A typo must never widen a command
+(--system sapp once synced every system) or end in a traceback: it is refused at once,
+naming the choices and the closest one."""
 
 from __future__ import annotations
 
@@ -31,33 +33,42 @@ def one_of(choices: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def entity_option(default: Any = None, *, with_all: bool = False, help: str = "") -> Any:
+def entity_option(*, with_all: bool = False, help: str = "") -> Any:
+    """--entity / -e, repeatable (annotate ``list[str] | None``; None: every entity)."""
     choices = ENTITY_CHOICES if with_all else ENTITY_ORDER
     return typer.Option(
-        default,
+        None,
         "--entity",
         "-e",
         parser=one_of(choices),
         metavar="ENTITY",
-        help=f"{help or 'one entity'}: {', '.join(choices)}",
+        help=f"{help or 'only these entities (repeatable; default all)'}: {', '.join(choices)}",
     )
 
 
-def system_option(default: Any = None, *, with_all: bool = False, help: str = "") -> Any:
-    """``--system``; a list default (``None`` for an optional list) makes it repeatable."""
+def system_option(*, with_all: bool = False, help: str = "") -> Any:
+    """--system / -s, repeatable (annotate ``list[str] | None``; None: every system)."""
     choices = SYSTEM_CHOICES if with_all else SYSTEM_NAMES
     return typer.Option(
-        default,
+        None,
         "--system",
         "-s",
         parser=one_of(choices),
         metavar="SYSTEM",
-        help=f"{help or 'limit to these systems (repeatable)'}: {', '.join(choices)}",
+        help=f"{help or 'only these systems (repeatable; default all)'}: {', '.join(choices)}",
     )
 
 
+def chosen(values: Sequence[str] | None, every: Sequence[str]) -> list[str]:
+    """The values of a repeatable --entity / --system in registry order, once each;
+    none given, or ``all`` among them, means ``every``."""
+    if not values or ALL in values:
+        return list(every)
+    return [v for v in every if v in values]
+
+
 def parse_moment(value: str, option: str) -> datetime | None:
-    """An ISO 8601 timestamp with its time zone, or ``None`` for empty; a value without a
+    """An ISO 8601 timestamp with its time zone, or None for empty; a value without a
     zone is refused (which zone would it be?) instead of failing inside the run."""
     if not value:
         return None
@@ -76,4 +87,4 @@ def parse_moment(value: str, option: str) -> datetime | None:
     return moment
 
 
-__all__ = ["ALL", "entity_option", "one_of", "parse_moment", "system_option"]
+__all__ = ["ALL", "chosen", "entity_option", "one_of", "parse_moment", "system_option"]

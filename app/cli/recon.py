@@ -19,7 +19,9 @@ from dagster import ExecuteInProcessResult
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.cli.options import entity_option, system_option
+from app.cli.options import ALL, chosen, entity_option, system_option
+from connectors.registry import NAMES as SYSTEM_NAMES
+from hub.model import ENTITY_ORDER
 from hub.store import findings as finding_store
 from hub.store.models import Finding
 
@@ -152,64 +154,91 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
 
 
 def reconcile(
-    entity: str = entity_option("all", with_all=True, help="one entity or all"),
-    system: str = system_option("all", with_all=True, help="one system or all configured"),
+    entity: list[str] | None = entity_option(
+        with_all=True, help="only these entities (repeatable; default all)"
+    ),
+    system: list[str] | None = system_option(
+        with_all=True, help="only these systems (repeatable; default all configured)"
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="only a JSON array of this run's findings on stdout"
     ),
 ) -> None:
-    """Reconcile every configured system against the golden records through the Dagster
-    reconcile job; print this run's findings (amounts in minor units, expected - actual)."""
-    from app.cli.launch import failure_summary
+    """Compare every configured system with the golden records; print the findings.
 
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run_reconcile(entity, system)
-    if not result.success:
-        typer.echo(f"reconcile run {result.run_id} failed: {failure_summary(result)}", err=True)
-        raise typer.Exit(1)
+    Runs the Dagster reconcile job (one run per chosen entity and system; one run when
+    all). Amounts are minor units, expected minus actual. With --json stdout is one JSON
+    array of the findings the runs saw and nothing else; if a run fails, nothing is
+    printed on stdout and the exit code is 1.
+    """
+    from app.cli.launch import failure_summary
     from hub.store.db import create_store_engine
 
+    entities = [ALL] if not entity or ALL in entity else chosen(entity, ENTITY_ORDER)
+    systems = [ALL] if not system or ALL in system else chosen(system, SYSTEM_NAMES)
+    runs = []
+    for one_entity in entities:
+        for one_system in systems:
+            with contextlib.redirect_stdout(sys.stderr):
+                result = run_reconcile(one_entity, one_system)
+            if not result.success:
+                typer.echo(
+                    f"reconcile run {result.run_id} failed: {failure_summary(result)}", err=True
+                )
+                raise typer.Exit(1)
+            runs.append(result)
     engine = create_store_engine()
     try:
-        rows = findings_of_run(engine, result.run_id)
+        seen = [(result, findings_of_run(engine, result.run_id)) for result in runs]
     finally:
         engine.dispose()
+    rows = [row for _, found in seen for row in found]
     if as_json:
         typer.echo(json.dumps(rows, default=str))
         return
-    summary = _summary(result)
     print_table(rows)
-    for system_name, reason in (summary.get("skipped") or {}).items():
-        typer.echo(f"skipped {system_name}: {reason}", err=True)
-    typer.echo(
-        f"reconcile run {result.run_id}: {len(rows)} finding(s) in "
-        f"{', '.join(summary.get('systems') or []) or 'no system'}; "
-        f"new {summary.get('new', 0)}, resolved {summary.get('resolved', 0)}; "
-        f"by kind {summary.get('by_kind', {})}; "
-        f"money at stake {summary.get('amount_at_stake_minor', {})}",
-        err=True,
-    )
+    for result, found in seen:
+        summary = _summary(result)
+        for system_name, reason in (summary.get("skipped") or {}).items():
+            typer.echo(f"skipped {system_name}: {reason}", err=True)
+        typer.echo(
+            f"reconcile run {result.run_id}: {len(found)} finding(s) in "
+            f"{', '.join(summary.get('systems') or []) or 'no system'}; "
+            f"new {summary.get('new', 0)}, resolved {summary.get('resolved', 0)}; "
+            f"by kind {summary.get('by_kind', {})}; "
+            f"money at stake {summary.get('amount_at_stake_minor', {})}",
+            err=True,
+        )
 
 
 def findings(
     open_only: bool = typer.Option(False, "--open", help="only findings still open"),
-    entity: str | None = entity_option(help="only this entity"),
-    system: str | None = system_option(help="only this system"),
+    entity: list[str] | None = entity_option(),
+    system: list[str] | None = system_option(),
     as_json: bool = typer.Option(False, "--json", help="a JSON array on stdout, nothing else"),
 ) -> None:
-    """Drift findings from the store with their history, in the shape of
-    ``hub reconcile --json`` (amounts in minor units of ``currency``)."""
+    """Drift findings from the store, with their history.
+
+    The id in the first column is what hub resync --finding takes. --json prints the
+    shape hub reconcile --json prints (amounts in minor units of the finding's currency).
+    """
     from hub.store.db import create_store_engine
 
     engine = create_store_engine()
     try:
         with Session(engine) as s:
-            found = finding_store.list_findings(
-                s,
-                status="open" if open_only else None,
-                entity=entity or None,
-                systems=[system] if system else None,
-            )
+            found = [
+                f
+                # entity leads the listing's order, so one query per entity in name order
+                # lists them as one query would
+                for one in (sorted(set(entity)) if entity else [None])
+                for f in finding_store.list_findings(
+                    s,
+                    status="open" if open_only else None,
+                    entity=one,
+                    systems=system or None,
+                )
+            ]
             rows = [finding_json(f) for f in found]
     finally:
         engine.dispose()

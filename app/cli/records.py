@@ -9,7 +9,8 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.cli.options import entity_option, system_option
+from app.cli.options import ALL, chosen, entity_option, system_option
+from hub.model import ENTITY_ORDER
 from hub.store.db import create_store_engine, session_factory
 from hub.store.models import QuarantineEntry
 
@@ -42,8 +43,8 @@ def quarantine_row(entry: QuarantineEntry, *, payload: bool = False) -> dict[str
 @quarantine_app.command("list")
 def quarantine_list(
     status: str = typer.Option("open", help="open, resolved or all"),
-    entity: str | None = entity_option(help="only this entity"),
-    system: str | None = system_option(help="only this system"),
+    entity: list[str] | None = entity_option(),
+    system: list[str] | None = system_option(),
     as_json: bool = typer.Option(False, "--json", help="a JSON array on stdout"),
 ) -> None:
     """List quarantined records (newest first)."""
@@ -51,9 +52,9 @@ def quarantine_list(
     if status != "all":
         stmt = stmt.where(QuarantineEntry.status == status)
     if entity:
-        stmt = stmt.where(QuarantineEntry.entity == entity)
+        stmt = stmt.where(QuarantineEntry.entity.in_(entity))
     if system:
-        stmt = stmt.where(QuarantineEntry.system == system)
+        stmt = stmt.where(QuarantineEntry.system.in_(system))
     with _sessions()() as s:
         rows = [quarantine_row(e) for e in s.scalars(stmt)]
     if as_json:
@@ -81,24 +82,31 @@ def quarantine_show(entry_id: int) -> None:
 @quarantine_app.command("retry")
 def quarantine_retry(
     entry_id: list[int] | None = typer.Argument(None, help="entry ids (default: all open)"),
-    entity: str = entity_option("all", with_all=True, help="only this entity's entries"),
+    entity: list[str] | None = entity_option(
+        with_all=True, help="only these entities' entries (repeatable; default all)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="the summary as JSON on stdout"),
 ) -> None:
-    """Retry quarantined records through the Dagster quarantine_retry job: inbound ones are
-    re-read from their system (or re-processed if it no longer has them), rejected pushes
-    are re-planned and delivered."""
+    """Retry quarantined records through the Dagster quarantine_retry job.
+
+    Inbound records are re-read from their system (or re-processed if it no longer has
+    them); rejected pushes are re-planned and delivered. One run for all entities, or one
+    per --entity, parents first.
+    """
     from app.cli.launch import run_job
 
-    config = {"entity": entity, "entry_ids": list(entry_id or [])}
-    result = run_job(
-        "quarantine_retry",
-        run_config={"ops": {"retry_quarantined": {"config": config}}},
-        log_level="CRITICAL",
-    )
-    if not result.success:
-        typer.echo(f"quarantine retry run {result.run_id} failed; see the Dagster UI", err=True)
-        raise typer.Exit(1)
-    summary = result.output_for_node("retry_quarantined")
+    summary: dict[str, Any] = {}
+    for one in [ALL] if not entity or ALL in entity else chosen(entity, ENTITY_ORDER):
+        config = {"entity": one, "entry_ids": list(entry_id or [])}
+        result = run_job(
+            "quarantine_retry",
+            run_config={"ops": {"retry_quarantined": {"config": config}}},
+            log_level="CRITICAL",
+        )
+        if not result.success:
+            typer.echo(f"quarantine retry run {result.run_id} failed; see the Dagster UI", err=True)
+            raise typer.Exit(1)
+        summary |= result.output_for_node("retry_quarantined")
     if as_json:
         typer.echo(json.dumps(summary, sort_keys=True))
         return

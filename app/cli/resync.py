@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ class Scopes:
 
 
 def findings_scopes(
-    entity: str | None = None,
+    entities: Sequence[str] | None = None,
     systems: list[str] | None = None,
     kinds: list[str] | None = None,
     finding_ids: list[str] | None = None,
@@ -47,15 +48,19 @@ def findings_scopes(
     engine = create_store_engine()
     try:
         with session_factory(engine)() as s:
-            found = finding_store.list_findings(
-                s,
-                status="open",
-                kinds=kinds or FIXABLE_KINDS,
-                entity=entity or None,
-                systems=systems or None,
-                ids=finding_ids or None,
-                order="scope",
-            )
+            found = [
+                finding
+                for entity in (sorted(set(entities)) if entities else [None])
+                for finding in finding_store.list_findings(
+                    s,
+                    status="open",
+                    kinds=kinds or FIXABLE_KINDS,
+                    entity=entity,
+                    systems=systems or None,
+                    ids=finding_ids or None,
+                    order="scope",
+                )
+            ]
             fixable, held = triage(found, specs)
             for finding in fixable:
                 group = groups[(finding.entity, finding.system)]
@@ -82,7 +87,9 @@ def findings_scopes(
 
 
 def resync(
-    entity: str | None = entity_option(help="entity to resync (required unless --from-findings)"),
+    entity: list[str] | None = entity_option(
+        help="entities to resync (repeatable; required unless --from-findings)"
+    ),
     key: list[str] | None = typer.Option(None, "--key", help="hub id (repeatable)"),
     system: list[str] | None = system_option(help="target systems (repeatable; default all)"),
     since: str = typer.Option(
@@ -101,7 +108,13 @@ def resync(
     finding: list[str] | None = typer.Option(None, help="finding id (repeatable)"),
     as_json: bool = typer.Option(False, "--json", help="a JSON array of run reports on stdout"),
 ) -> None:
-    """Push golden records to systems after an incident, through the Dagster resync job."""
+    """Push golden records to systems after an incident (the Dagster resync job).
+
+    The records given by --key (one --entity), those changed in a window (--since,
+    --until), or those of open findings (--from-findings, narrowed by --entity, --system,
+    --kind and --finding). One run per entity (from findings: per entity and system),
+    parents first.
+    """
     from app.cli.launch import failure_summary, run_job
 
     parse_moment(since, "--since")  # refused here, not 20 s into the run
@@ -120,7 +133,15 @@ def resync(
     else:
         if not entity:
             raise typer.BadParameter("give --entity (or --from-findings)", param_hint="--entity")
-        requests = [{"entity": entity, "hub_ids": list(key or []), "systems": list(system or [])}]
+        if key and len(set(entity)) > 1:
+            raise typer.BadParameter(
+                "a hub id belongs to one entity: give one --entity with --key", param_hint="--key"
+            )
+        requests = [
+            {"entity": one, "hub_ids": list(key or []), "systems": list(system or [])}
+            for one in ENTITY_ORDER
+            if one in entity
+        ]
     reports = []
     failed = False
     for request in requests:
