@@ -3,12 +3,19 @@ started from a terminal is recorded in $DAGSTER_HOME and shows up in the UI like
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
+import typer
 from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from app.dagster_home import ensure_dagster_home
+from app.stop import STOP
+
+T = TypeVar("T")
 
 
 def code_location() -> Definitions:
@@ -31,13 +38,69 @@ def run_job(
     job = code_location().resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     with DagsterInstance.get() as instance:
-        return job.execute_in_process(
-            run_config=config,
-            instance=instance,
-            tags={"hub/launched-by": "cli", **(tags or {})},
-            raise_on_error=False,
-            asset_selection=asset_selection,
+        result = _interruptible(
+            lambda: job.execute_in_process(
+                run_config=config,
+                instance=instance,
+                tags={"hub/launched-by": "cli", **(tags or {})},
+                raise_on_error=False,
+                asset_selection=asset_selection,
+            )
         )
+    if STOP.is_set():
+        typer.echo(
+            f"interrupted: {name} run {result.run_id} stopped after the batch in progress was "
+            "committed (nothing is half-written); run the command again to resume from the "
+            "cursors",
+            err=True,
+        )
+        raise typer.Exit(INTERRUPTED)
+    return result
+
+
+#: the shell's exit status for a command stopped by SIGINT
+INTERRUPTED = 130
+
+
+def _interruptible(execute: Callable[[], T]) -> T:
+    """Run ``execute`` (a Dagster run) in a worker thread while this, the main thread,
+    takes SIGINT and SIGTERM: the first asks the run to stop after its current batch
+    (app.stop), a second abandons it at once. See app.stop for why not Dagster's handling."""
+    STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return execute()  # only the main thread may take signals
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = execute()
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if STOP.is_set():
+            typer.echo("abandoned: exiting now; the run may show as started until run "
+                       "monitoring fails it", err=True)  # fmt: skip
+            os._exit(INTERRUPTED)
+        STOP.set()
+        typer.echo(
+            f"{signal.Signals(signum).name}: stopping after the batch in progress is "
+            "committed (again to abandon it now)",
+            err=True,
+        )
+
+    worker = threading.Thread(target=work, name="hub-run", daemon=True)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(T, outcome["value"])
 
 
 COUNT_FIELDS = ("read", "created", "updated", "unchanged", "conflicts", "quarantined", "failed")

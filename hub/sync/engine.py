@@ -60,6 +60,12 @@ class SyncIncompleteError(RuntimeError):
     """Some system could not be read or written; everything else was committed."""
 
 
+class SyncInterrupted(Exception):
+    """The operator asked the sync to stop (Ctrl+C, SIGTERM). Raised between batches, right
+    after one was committed: nothing is half-written and the next run resumes from the
+    cursors and the outbox."""
+
+
 class _XrefResolver:
     """Reference lookups for one transaction, cached per batch.
 
@@ -127,6 +133,7 @@ class SyncEngine:
         lock_wait_seconds: float = 300,
         progress: Callable[[str, str, Counts], None] | None = None,
         delivery_rules: DeliveryRules | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         if specs is None:
             specs = load_specs(MAPPINGS_DIR)
@@ -149,6 +156,8 @@ class SyncEngine:
         self.retryable = True
         #: allocations follow the subscriptions that changed (hub.sync.deliveries)
         self.delivery_rules = delivery_rules
+        #: asked after every committed batch: True stops the sync there (SyncInterrupted)
+        self.should_stop = should_stop
 
     # -- public -------------------------------------------------------------------------
     def run(
@@ -421,8 +430,14 @@ class SyncEngine:
                 resolver.prime(ref, system, external_ids=exts, hub_ids=hubs)
 
     def _tick(self, system: str, entity: str) -> None:
+        """A batch of ``system``'s ``entity`` was committed."""
         if self.progress is not None:
             self.progress(system, entity, self.counts[system][entity])
+        if self.should_stop is not None and self.should_stop():
+            raise SyncInterrupted(
+                f"stopped on request after a committed batch of {system} {entity}: everything "
+                "committed is kept, and the next run resumes from the cursors and the outbox"
+            )
 
     # -- pull ---------------------------------------------------------------------------
     def pull(self, system: str, entity: str) -> None:
