@@ -3,6 +3,7 @@ throwaway PostgreSQL so every store test runs on SQLite *and* PostgreSQL (never 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section(f"most CPU (of {total:.0f} CPU seconds in tests)")
     for nodeid, seconds in sorted(CPU_SECONDS.items(), key=lambda kv: -kv[1])[:15]:
         terminalreporter.write_line(f"{seconds:8.1f}s  {nodeid}")
+    report = os.environ.get("HUB_TEST_CPU_REPORT")
+    if report:  # every test's CPU seconds, for finding what to make cheaper
+        Path(report).write_text(json.dumps(CPU_SECONDS, indent=1, sort_keys=True))
 
 
 _CPU_START = pytest.StashKey[float]()
