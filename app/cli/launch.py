@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import typer
 from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
+from rich.console import Console
+from rich.live import Live
 
 from app.dagster_home import ensure_dagster_home
+from app.progress import BOARD, render
 from app.stop import STOP
 
 T = TypeVar("T")
@@ -31,9 +35,11 @@ def run_job(
     tags: dict[str, str] | None = None,
     log_level: str = "WARNING",
     asset_selection: Sequence[AssetKey] | None = None,
+    progress: bool = True,
 ) -> ExecuteInProcessResult:
     """Execute ``name`` in this process, recorded in the instance. The console shows
-    warnings and errors only: the full event log is in the UI."""
+    warnings and errors only: the full event log is in the UI. With ``progress``, a terminal
+    shows the counts per system and entity live while the run goes (app.progress)."""
     ensure_dagster_home()
     job = code_location().resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
@@ -45,7 +51,8 @@ def run_job(
                 tags={"hub/launched-by": "cli", **(tags or {})},
                 raise_on_error=False,
                 asset_selection=asset_selection,
-            )
+            ),
+            progress,
         )
     if STOP.is_set():
         typer.echo(
@@ -58,11 +65,26 @@ def run_job(
     return result
 
 
+def _wait(worker: threading.Thread, progress: bool, console: Console | None = None) -> None:
+    """Wait for the run, drawing the progress board while it goes when stderr is a
+    terminal (quiet in a pipe, a log file or CI)."""
+    console = console or Console(stderr=True)
+    BOARD.clear()
+    if not (progress and console.is_terminal):
+        while worker.is_alive():
+            worker.join(0.2)
+        return
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+        while worker.is_alive():
+            live.update(render(BOARD.lines(), time.monotonic() - BOARD.started))
+            worker.join(0.25)
+
+
 #: the shell's exit status for a command stopped by SIGINT
 INTERRUPTED = 130
 
 
-def _interruptible(execute: Callable[[], T]) -> T:
+def _interruptible(execute: Callable[[], T], progress: bool = False) -> T:
     """Run ``execute`` (a Dagster run) in a worker thread while this, the main thread,
     takes SIGINT and SIGTERM: the first asks the run to stop after its current batch
     (app.stop), a second abandons it at once. See app.stop for why not Dagster's handling."""
@@ -93,8 +115,7 @@ def _interruptible(execute: Callable[[], T]) -> T:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         worker.start()
-        while worker.is_alive():
-            worker.join(0.2)
+        _wait(worker, progress)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

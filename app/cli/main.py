@@ -112,7 +112,11 @@ def sync(
         job = f"sync_{scope}" if scope else "sync_all"
         keys = sync_asset_keys(scope, system) if system else None
         result = run_job(
-            job, tags={"hub/entity": scope or "all"}, asset_selection=keys, log_level="CRITICAL"
+            job,
+            tags={"hub/entity": scope or "all"},
+            asset_selection=keys,
+            log_level="CRITICAL",
+            progress=not as_json,
         )
         _add_counts(counts, sync_counts(result))
         if not result.success:

@@ -156,6 +156,7 @@ def resync(
             run_config={"ops": {"resync_records": {"config": config}}},
             tags={"hub/entity": request["entity"], "hub/kind": "resync"},
             log_level="CRITICAL",
+            progress=not as_json,
         )
         report: dict[str, Any] = {"run_id": result.run_id, "success": result.success}
         if result.success:

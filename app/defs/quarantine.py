@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from app.choices import ALL, EntityChoice
 from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.progress import step_reporter
 from app.stop import stop_requested
 from connectors.errors import AuthError, PermanentError
 from hub.model import ENTITY_ORDER
@@ -53,7 +54,12 @@ def retry_quarantined(
             connectors[system] = getattr(context.resources, system).connector()
         except (ValueError, AuthError, PermanentError) as exc:
             context.log.info(f"{system} not configured, skipped: {exc}")
-    engine = SyncEngine(store.engine(), connectors, should_stop=stop_requested)
+    engine = SyncEngine(
+        store.engine(),
+        connectors,
+        should_stop=stop_requested,
+        progress=step_reporter(context),
+    )
     entities = ENTITY_ORDER if config.entity == ALL else (config.entity,)
     summary: dict[str, dict[str, int]] = {}
     try:

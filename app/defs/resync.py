@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 from app.choices import EntityName, SystemName
 from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.progress import step_reporter
 from app.stop import stop_requested
 from connectors.base import Connector
 from connectors.errors import AuthError, PermanentError
@@ -126,7 +127,12 @@ def resync_records(context: OpExecutionContext, config: ResyncConfig) -> dict[st
             if config.systems:  # asked for by name: not being able to reach it is an error
                 raise Failure(description=str(exc), allow_retries=False) from exc
             context.log.info(f"{system} not configured, skipped: {exc}")
-    engine = SyncEngine(store.engine(), connectors, should_stop=stop_requested)
+    engine = SyncEngine(
+        store.engine(),
+        connectors,
+        should_stop=stop_requested,
+        progress=step_reporter(context),
+    )
     try:
         report = resync(engine, config.request())
     except ResyncRequestError as exc:

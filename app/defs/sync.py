@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 
 from app.defs.failures import fails_fast
 from app.defs.resources import HubStoreResource
+from app.progress import step_reporter
 from app.stop import stop_requested
 from connectors.errors import AuthError, PermanentError
 from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
@@ -68,7 +69,12 @@ def _engine(context: AssetExecutionContext, systems: Sequence[str]) -> SyncEngin
         connectors = {s: getattr(context.resources, s).connector() for s in systems}
     except (ValueError, AuthError, PermanentError) as exc:
         raise Failure(description=str(exc), allow_retries=False) from exc
-    return SyncEngine(store.engine(), connectors, should_stop=stop_requested)
+    return SyncEngine(
+        store.engine(),
+        connectors,
+        should_stop=stop_requested,
+        progress=step_reporter(context),
+    )
 
 
 def _counts_metadata(engine: SyncEngine, system: str, entity: str) -> dict[str, Any]:
