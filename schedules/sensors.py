@@ -127,6 +127,8 @@ def resync_after_failed_sync(
                                     "entity": entity,
                                     "window_start": _iso(start - LOOKBACK),
                                     "window_end": _iso(end + timedelta(minutes=1)),
+                                    # the job's config defaults to a dry run: this repairs
+                                    "dry_run": False,
                                 }
                             }
                         }
@@ -204,6 +206,8 @@ def resync_auto_fixable_findings(
                                 "entity": entity,
                                 "hub_ids": sorted(group["keys"]),
                                 "systems": [system],
+                                # the job's config defaults to a dry run: this repairs
+                                "dry_run": False,
                             }
                         }
                     }

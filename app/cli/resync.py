@@ -4,9 +4,7 @@ given keys, a window, or straight from open findings."""
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import typer
@@ -14,24 +12,16 @@ import typer
 from app.cli.options import entity_option, one_of, parse_moment, system_option
 from hub.mapping.spec import load_specs
 from hub.model import ENTITY_ORDER
-from hub.store import findings as finding_store
 from hub.store.db import create_store_engine, session_factory
 from hub.store.findings import RECON_KINDS
-from hub.sync.triage import NeedsAPerson, triage
+from hub.sync.repair_scope import FIXABLE_KINDS, RepairScope, select_repairs
+from hub.sync.triage import NeedsAPerson
 
-#: drift a push of the golden record may repair; orphans, aggregates and broken references
-#: need a person (delete? re-price? re-link?), and so do conflicts and drift on a field's
-#: owner (hub.sync.triage): those are reported per finding and never pushed
-FIXABLE_KINDS = ("missing", "mismatch")
+__all__ = ["FIXABLE_KINDS", "Scopes", "findings_scopes", "resync"]
 
-
-@dataclass
-class Scopes:
-    """Open findings grouped into resync requests (one per entity and system, parents
-    first), and the findings no resync may push, each with its reason."""
-
-    requests: list[dict[str, Any]]
-    needs_a_person: list[NeedsAPerson]
+#: open findings grouped into resync requests (hub.sync.repair_scope, shared with the
+#: resync job's ``from_findings``)
+Scopes = RepairScope
 
 
 def findings_scopes(
@@ -39,51 +29,22 @@ def findings_scopes(
     systems: list[str] | None = None,
     kinds: list[str] | None = None,
     finding_ids: list[str] | None = None,
-) -> Scopes:
-    """The resync requests for the open findings chosen by the filters."""
-    groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {"keys": set(), "findings": []}
-    )
-    specs = load_specs()
+) -> RepairScope:
+    """The resync requests for the open findings chosen by the filters, parents first,
+    and the findings that need a person (hub.sync.repair_scope.select_repairs)."""
     engine = create_store_engine()
     try:
         with session_factory(engine)() as s:
-            found = [
-                finding
-                for entity in (sorted(set(entities)) if entities else [None])
-                for finding in finding_store.list_findings(
-                    s,
-                    status="open",
-                    kinds=kinds or FIXABLE_KINDS,
-                    entity=entity,
-                    systems=systems or None,
-                    ids=finding_ids or None,
-                    order="scope",
-                )
-            ]
-            fixable, held = triage(found, specs)
-            for finding in fixable:
-                group = groups[(finding.entity, finding.system)]
-                group["keys"].add(finding.key)
-                group["findings"].append(finding.id)
+            return select_repairs(
+                s,
+                load_specs(),
+                entities=entities,
+                systems=systems,
+                kinds=kinds,
+                finding_ids=finding_ids,
+            )
     finally:
         engine.dispose()
-
-    def parents_first(item: tuple[tuple[str, str], Any]) -> tuple[int, str]:
-        (ent, system), _ = item
-        return (ENTITY_ORDER.index(ent), system)
-
-    requests = [
-        {
-            "entity": ent,
-            "system": system,
-            "keys": sorted(group["keys"]),
-            "findings": group["findings"],
-        }
-        # parents first: an invoice pushed to Salesforce needs its account and subscription
-        for (ent, system), group in sorted(groups.items(), key=parents_first)
-    ]
-    return Scopes(requests, held)
 
 
 def resync(

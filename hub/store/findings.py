@@ -9,7 +9,8 @@ Who calls what:
 - the CLI, the sensors and the Dagster checks and report read with
   :func:`list_findings`, :func:`observed_in_run`, :func:`count_open`,
   :func:`open_counts_by`, :func:`open_amount_at_stake`, :func:`top_open`,
-  :func:`open_matrix` and :func:`recent_runs`.
+  :func:`open_matrix`, :func:`recent_runs`, :func:`latest_completed_run` and
+  :func:`observed_counts_by`.
 
 Reads and small writes take the caller's ``Session`` and never commit; :func:`persist_run`
 takes an ``Engine`` and runs in one transaction of its own.
@@ -385,11 +386,18 @@ def list_findings(
     kinds: Collection[str] | None = None,
     ids: Collection[str] | None = None,
     first_seen_after: datetime | None = None,
+    opened_since: datetime | None = None,
+    observed_in: str | None = None,
     order: Order = "identity",
 ) -> list[Finding]:
     """Findings matching every filter given (``None``: any; an empty collection matches
-    nothing), in ``order``."""
+    nothing), in ``order``. ``opened_since``: first seen at or after; ``observed_in``:
+    seen (not resolved) by that reconciliation run."""
     stmt = select(Finding)
+    if observed_in is not None:
+        stmt = stmt.join(FindingObservation, FindingObservation.finding_id == Finding.id).where(
+            FindingObservation.run_id == observed_in, FindingObservation.status == "open"
+        )
     if status is not None:
         stmt = stmt.where(Finding.status == status)
     if kinds is not None:
@@ -402,6 +410,8 @@ def list_findings(
         stmt = stmt.where(Finding.id.in_(list(ids)))
     if first_seen_after is not None:
         stmt = stmt.where(Finding.first_seen > first_seen_after)
+    if opened_since is not None:
+        stmt = stmt.where(Finding.first_seen >= opened_since)
     return list(session.scalars(stmt.order_by(*_ORDERS[order])))
 
 
@@ -505,3 +515,37 @@ def latest_run(session: Session) -> ReconciliationRun | None:
     """The newest reconciliation run, if any."""
     runs = recent_runs(session, 1)
     return runs[0] if runs else None
+
+
+def latest_completed_run(
+    session: Session, entity: str | None = None, *, look_back: int = 50
+) -> ReconciliationRun | None:
+    """The newest reconciliation run that finished (one that failed half-way has no
+    ``finished_at``), and with ``entity`` the newest whose scope covered that entity
+    (among the last ``look_back`` finished runs)."""
+    runs = session.scalars(
+        select(ReconciliationRun)
+        .where(ReconciliationRun.finished_at.is_not(None))
+        .order_by(ReconciliationRun.finished_at.desc())
+        .limit(1 if entity is None else look_back)
+    )
+    for run in runs:
+        scope: list[Any] = list(run.scope) if isinstance(run.scope, list) else []
+        if entity is None or any(part.get("entity") == entity for part in scope):
+            return run
+    return None
+
+
+def observed_counts_by(
+    session: Session, run_id: str, column: GroupColumn, *, entity: str | None = None
+) -> dict[str, int]:
+    """The findings run ``run_id`` observed (of ``entity``, or all), counted by ``column``."""
+    col = getattr(Finding, column)
+    stmt = (
+        select(col, func.count())
+        .join(FindingObservation, FindingObservation.finding_id == Finding.id)
+        .where(FindingObservation.run_id == run_id, FindingObservation.status == "open")
+    )
+    if entity is not None:
+        stmt = stmt.where(Finding.entity == entity)
+    return {k: n for k, n in session.execute(stmt.group_by(col).order_by(col))}

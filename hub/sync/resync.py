@@ -11,12 +11,18 @@ never carries a golden value older than the owner's current one (an invoice line
 changed since the last sync, a SKU the PIM retired). When an owner cannot be read, nothing
 is pushed. ``dry_run`` re-reads and plans in a transaction that is rolled back: it reports
 what a real run would send and changes nothing in the hub or any system.
+
+Every planned push is listed in ``ResyncReport.plan`` (up to :data:`PLAN_ROWS`): the
+target, the hub id, the payload, and when the request came from findings
+(hub.sync.repair_scope) each finding's field with the target's value before and the
+golden value (after the owners were re-read) the push carries.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +39,8 @@ from hub.sync.lock import store_lock
 
 #: pushes shown per system in a report (the full plan can be large)
 SAMPLE = 5
+#: planned pushes listed in a report's ``plan`` (the counts in ``planned`` are complete)
+PLAN_ROWS = 200
 
 
 class ResyncRequestError(ValueError):
@@ -47,6 +55,9 @@ class ResyncRequest:
     start: datetime | None = None
     end: datetime | None = None
     dry_run: bool = False
+    #: per hub id, what findings say will change (hub.sync.repair_scope.RepairGroup):
+    #: shown in the plan as before -> after
+    changes: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +74,9 @@ class ResyncReport:
     #: chosen records a target still does not hold after the push, with the reason
     #: (rejected and quarantined, or still waiting in the outbox)
     undelivered: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the first PLAN_ROWS planned pushes: system, key, payload, changes (before/after);
+    #: metadata only, not part of as_dict (the CLI's JSON stays as it was)
+    plan: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -277,4 +291,46 @@ def _plan(
                 sample = report.samples.setdefault(system, [])
                 if len(sample) < SAMPLE:
                     sample.append({"key": hub_id, "payload": payload})
+                if len(report.plan) < PLAN_ROWS:
+                    report.plan.append(
+                        {
+                            "system": system,
+                            "key": hub_id,
+                            "payload": payload,
+                            "changes": _changes(
+                                request.changes.get(hub_id, ()), goldens[hub_id].data
+                            ),
+                        }
+                    )
     report.planned = dict(planned)
+
+
+def _changes(known: Sequence[Mapping[str, Any]], golden: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The findings' changes of one record, ``after`` taken from the golden record as it
+    stands now (the owners were just re-read) where the field's path leads to a value."""
+    out = []
+    for change in known:
+        row = dict(change)
+        if change.get("field"):
+            found, value = value_at(golden, str(change["field"]))
+            if found:
+                row["after"] = value
+        out.append(row)
+    return out
+
+
+def value_at(data: Any, path: str) -> tuple[bool, Any]:
+    """The value at a canonical field path (``billing_address.city``,
+    ``lines[3].amount_minor``); (False, None) when the path does not lead anywhere."""
+    current = data
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            if not isinstance(current, list) or index >= len(current):
+                return False, None
+            current = current[index]
+        elif isinstance(current, Mapping) and part in current:
+            current = current[part]
+        else:
+            return False, None
+    return True, current
