@@ -16,6 +16,10 @@ children per batch, upserts by hub id) that adds what the billing schema needs:
   names; the batch's other records commit together. Deferred constraints are checked per
   record (PostgreSQL: ``SET CONSTRAINTS ALL IMMEDIATE`` inside the savepoint) so a bad
   record can never fail the batch's COMMIT.
+* **Cursors that never skip.** Rows are paged by ``updated_at`` as the database orders
+  time (on SQLite whatever text form a trigger or job wrote it in), then ``id``; each
+  read starts ``BILLING_CURSOR_OVERLAP_SECONDS`` (5 minutes) before its cursor, so a row
+  committed late with an earlier stamp is read too (see ``connectors.sql_source``).
 * **Connector-owned stamps.** ``id``, ``created_at`` and ``updated_at`` in a payload are
   ignored: the store stamps what it changes, and an upsert that changes nothing is
   ``unchanged`` and keeps its stamp (so it does not echo back on the next read).
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -58,6 +63,8 @@ from connectors.sql_source import ChildTable, EntityTable, SqlEntitySource, _coe
 
 SYSTEM = "billing"
 log = logging.getLogger("hub.connectors.billing")
+#: How far (seconds) each incremental read starts before its cursor, by default.
+CURSOR_OVERLAP_SECONDS = 300.0
 
 #: Where each canonical entity lives in the billing store.
 TABLES: dict[str, EntityTable] = {
@@ -148,16 +155,19 @@ class BillingConnector(SqlEntitySource):
         url: str,
         *,
         batch_size: int = 1000,
-        lookback: timedelta = timedelta(0),
+        overlap: timedelta = timedelta(seconds=CURSOR_OVERLAP_SECONDS),
     ) -> None:
         register_secret(make_url(url).password)
         self.url = url
-        super().__init__(
-            create_billing_engine(url), TABLES, batch_size=batch_size, lookback=lookback
-        )
+        super().__init__(create_billing_engine(url), TABLES, batch_size=batch_size, overlap=overlap)
         self._entity_of = {spec.table: entity for entity, spec in TABLES.items()}
         self._constraint_fields = _constraint_fields()
-        log.info("billing store at %s (batch size %d)", redact_url(url), batch_size)
+        log.info(
+            "billing store at %s (batch size %d, cursor overlap %ss)",
+            redact_url(url),
+            batch_size,
+            f"{overlap.total_seconds():g}",
+        )
 
     def entities(self) -> Sequence[str]:
         return list(TABLES)
@@ -604,6 +614,24 @@ def _account_number(hub_id: str) -> str:
     return "H-" + hashlib.sha256(hub_id.encode()).hexdigest()[:30]
 
 
+def parse_overlap(raw: str) -> float | None:
+    """Seconds of ``BILLING_CURSOR_OVERLAP_SECONDS``; ``None`` when blank. A bad value is
+    a configuration error naming the variable, not a silent fallback."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(
+            f"BILLING_CURSOR_OVERLAP_SECONDS={raw!r}: give the seconds (0 or more) each "
+            "incremental read re-reads before its cursor"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class BillingSettings:
     database_url: str = field(
@@ -613,8 +641,24 @@ class BillingSettings:
             doc="SQLAlchemy URL of the billing store",
         )
     )
+    #: Seconds each incremental read starts before its cursor's stamp, re-reading the rows
+    #: stamped in that span: a row committed after the last read with an earlier stamp (a
+    #: long transaction, a job stamping rows with its own clock or its start time) is read
+    #: all the same. Re-read rows that did not change write nothing (the sync engine's
+    #: fingerprints); a larger overlap costs only re-reading. 0 turns it off.
+    cursor_overlap_seconds: float = field(
+        default=CURSOR_OVERLAP_SECONDS,
+        metadata=env_var(
+            "BILLING_CURSOR_OVERLAP_SECONDS",
+            parse=parse_overlap,
+            doc="seconds each incremental read re-reads before its cursor (default 300)",
+        ),
+    )
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> BillingConnector:
     """The connector for the billing store's URL (the registry's entry point)."""
-    return BillingConnector(read_settings(BillingSettings, env).database_url)
+    settings = read_settings(BillingSettings, env)
+    return BillingConnector(
+        settings.database_url, overlap=timedelta(seconds=settings.cursor_overlap_seconds)
+    )

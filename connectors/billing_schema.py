@@ -11,7 +11,10 @@ Conventions the billing connector relies on:
 
 * money is ``BIGINT`` minor units next to a ``CHAR(3)`` ISO 4217 currency, never a float;
 * every table has ``updated_at`` (timezone-aware UTC; SQLite stores it as naive UTC) and an
-  index on ``(updated_at, id)`` for keyset-paginated incremental reads;
+  index on ``(updated_at, id)`` for keyset-paginated incremental reads; on SQLite, which
+  compares the stamp normalized (``connectors.sql_source.sqlite_stamp_key``: rows stamped
+  by a trigger's ``CURRENT_TIMESTAMP`` have no fraction), a second index on that
+  expression and ``id`` serves them;
 * child rows (subscription items, invoice lines) carry ``updated_at`` too, and their parent
   is touched whenever they change;
 * an allocation references its subscription item by the natural key
@@ -27,6 +30,9 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.schema import CreateIndex
+
+from connectors.sql_source import sqlite_stamp_key
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -311,9 +317,28 @@ TABLES: tuple[sa.Table, ...] = (
 )
 
 
+def _stamp_key_index(table: sa.Table) -> sa.Index:
+    """SQLite only: the incremental read orders by the normalized stamp, which the plain
+    ``(updated_at, id)`` index cannot serve (each page would scan and sort the table)."""
+    index = sa.Index(
+        f"ix_{table.name}_stamp_key_id", sqlite_stamp_key(table.c.updated_at), table.c.id
+    )
+    return index.ddl_if(dialect="sqlite")
+
+
+#: The SQLite indexes on the normalized stamp, one per table.
+STAMP_KEY_INDEXES: tuple[sa.Index, ...] = tuple(_stamp_key_index(t) for t in TABLES)
+
+
 def create_billing_schema(engine: Engine) -> None:
-    """Create every billing table and index that does not exist yet (idempotent)."""
+    """Create every billing table and index that does not exist yet (idempotent): a store
+    created before an index joined the schema gets it too."""
     metadata.create_all(engine)
+    if engine.dialect.name == "sqlite":
+        # SQLAlchemy does not reflect expression indexes, so it cannot check for them
+        with engine.begin() as conn:
+            for index in STAMP_KEY_INDEXES:
+                conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def reset_id_sequences(engine: Engine) -> None:

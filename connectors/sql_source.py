@@ -1,14 +1,33 @@
 """Reading and writing entity tables of a SQL system (the billing store) in batches.
 
-Incremental reads use keyset pagination on (updated_at, primary key): rows with equal
-timestamps are never skipped or read twice, and the cursor is the last row's pair. Child
-rows (invoice lines, subscription items) are fetched per batch with one IN query and nested
-under the parent, as the sync engine's mappings expect. Writes upsert by the hub-id column
-in one transaction per batch."""
+Incremental reads use keyset pagination on (change stamp, primary key): rows with equal
+stamps are never skipped or read twice within a read, and the cursor is the last row's
+pair. The stamp is compared as the database orders time, in ORDER BY and WHERE alike:
+
+* PostgreSQL (and any backend with a real timestamp type): the column itself.
+* SQLite, which stores a time as text in whatever form its writer chose (SQLAlchemy's
+  ``2025-01-01 10:00:00.123456``, ``CURRENT_TIMESTAMP``'s ``2025-01-01 10:00:00``, ISO
+  8601 with ``T``, ``Z`` or an offset): ``strftime('%Y-%m-%d %H:%M:%f', column)``, UTC to
+  the millisecond (:func:`sqlite_stamp_key`). Comparing the stored text itself skips rows:
+  ``'... 10:00:00' < '... 10:00:00.000000'``, and a ``T`` sorts after every space.
+
+The cursor keeps the database's own key of the last row (SQLite: that normalized text,
+otherwise ISO 8601 of the timestamp) plus its primary key as the tie-breaker; cursors
+written before (ISO 8601 of the stamp as Python read it) still decode. Each read starts an
+*overlap* before its cursor (re-reading the rows stamped in it) so a row committed late
+with an earlier stamp is still seen; the sync engine's fingerprints make such re-reads of
+unchanged rows write nothing. Between the pages of one read the position only moves
+forward, and a cursor handed out is never behind the one the read started from.
+
+Child rows (invoice lines, subscription items) are fetched per batch with one IN query
+and nested under the parent, as the sync engine's mappings expect. Writes upsert by the
+hub-id column in one transaction per batch."""
 
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -45,13 +64,66 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def encode_cursor(stamp: datetime, pk: Any) -> str:
-    return json.dumps([_utc(stamp).isoformat(), pk])
+#: SQLite's form of a change stamp as the keyset compares it: UTC, to the millisecond.
+SQLITE_STAMP_FORMAT = "%Y-%m-%d %H:%M:%f"
+_SQLITE_KEY = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}")
+#: Label of the key column the incremental read selects next to the table's columns.
+_KEY_LABEL = "_hub_cursor_key"
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, Any]:
+def sqlite_stamp_key(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The change stamp as SQLite orders time: ``strftime`` reads every text form SQLite
+    knows (space or ``T``, with or without seconds' fraction, ``Z`` or ``+HH:MM``) and
+    writes it in one form, in UTC, to the millisecond (a 6-digit fraction is rounded).
+    Text SQLite cannot read as a time (an offset without its colon, ``+0200``) is ``''``:
+    such rows sort first and never stall the pagination. The format is a literal, not a
+    bound parameter, so that an index on this very expression (``billing_schema``)
+    serves the query."""
+    return sa.func.coalesce(
+        sa.func.strftime(sa.literal_column(f"'{SQLITE_STAMP_FORMAT}'"), column),
+        sa.literal_column("''"),
+    )
+
+
+def _sqlite_text(stamp: datetime) -> str:
+    """``stamp`` in the form of :func:`sqlite_stamp_key`, truncated to the millisecond
+    (where SQLite rounds), so a lower bound made from it never starts after SQLite's."""
+    t = _utc(stamp)
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d} "
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}"
+    )
+
+
+def _parse_stamp(text: str) -> datetime:
+    return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def encode_cursor(key: str | datetime, pk: Any) -> str:
+    """The stored cursor: the database's key of the last row read (SQLite's normalized
+    text, or ISO 8601 of the timestamp) and its primary key, as JSON ``[key, pk]``."""
+    return json.dumps([key if isinstance(key, str) else _utc(key).isoformat(), pk])
+
+
+def decode_cursor(cursor: str) -> tuple[str, Any]:
+    """(stamp text, pk) of a stored cursor: one of :func:`encode_cursor`, or one written
+    before the stamp was normalized (ISO 8601 of the stamp as Python read it)."""
     stamp, pk = json.loads(cursor)
-    return datetime.fromisoformat(stamp), pk
+    return str(stamp), pk
+
+
+@dataclass(frozen=True)
+class _Position:
+    """A place in the keyset order: the rows after (key, pk), or with ``pk`` None every
+    row whose key is at or after ``key``."""
+
+    key: Any  # SQLite: normalized text; otherwise an aware UTC datetime
+    pk: Any = None
+
+    def after(self, other: _Position) -> bool:
+        if self.key != other.key:
+            return bool(self.key > other.key)
+        return other.pk is None or (self.pk is not None and self.pk > other.pk)
 
 
 def _coerce(column: sa.Column[Any], value: Any) -> Any:
@@ -87,31 +159,86 @@ def _plain(value: Any) -> Any:
 
 
 class SqlEntitySource:
+    """Entity tables of one SQL database behind the connector protocol.
+
+    ``overlap``: how far before its cursor each incremental read starts again, so a row
+    committed late with an earlier stamp (a long transaction, a job stamping its own
+    clock) is read all the same; the rows re-read are the ones stamped in that span."""
+
     def __init__(
         self,
         engine: Engine,
         tables: dict[str, EntityTable],
         *,
         batch_size: int = 1000,
-        lookback: timedelta = timedelta(0),
+        overlap: timedelta = timedelta(0),
     ) -> None:
+        if overlap < timedelta(0):
+            raise ValueError(f"overlap {overlap} must not be negative")
         self.engine = engine
         self.tables = tables
         self.batch_size = batch_size
-        self.lookback = lookback
+        self.overlap = overlap
         self.metadata = sa.MetaData()
         self._reflected: dict[str, sa.Table] = {}
+        self._sqlite = engine.dialect.name == "sqlite"
 
     def table(self, name: str) -> sa.Table:
         if name not in self._reflected:
-            self._reflected[name] = sa.Table(name, self.metadata, autoload_with=self.engine)
+            with warnings.catch_warnings():
+                # the SQLite cursor index is on an expression, which SQLAlchemy does not
+                # reflect (and says so); reads and writes never need reflected indexes
+                warnings.filterwarnings(
+                    "ignore", "Skipped unsupported reflection of expression-based index"
+                )
+                self._reflected[name] = sa.Table(name, self.metadata, autoload_with=self.engine)
         return self._reflected[name]
+
+    # -- keyset -------------------------------------------------------------------------
+    def stamp_key(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """The change stamp as the database orders it (see the module docstring)."""
+        return sqlite_stamp_key(column) if self._sqlite else column
+
+    def _key_at(self, stamp: datetime) -> Any:
+        """The key of a point in time, to compare :meth:`stamp_key` with."""
+        return _sqlite_text(stamp) if self._sqlite else _utc(stamp)
+
+    def _bound(self, column: sa.Column[Any], key: Any) -> Any:
+        """``key`` as a bind value: a timestamp without time zone gets naive UTC."""
+        if isinstance(key, datetime) and not getattr(column.type, "timezone", False):
+            return _utc(key).replace(tzinfo=None)
+        return key
+
+    def _row_key(self, value: Any) -> Any:
+        return value if self._sqlite or value is None else _utc(value)
+
+    def _start(self, cursor: str | None) -> tuple[_Position | None, _Position | None]:
+        """(where an incremental read starts, where its cursor stood): the cursor's
+        position less the overlap; a cursor from before the normalized key (SQLite) starts
+        at its millisecond, tie-breaker dropped, as its rows were ordered otherwise."""
+        if not cursor:
+            return None, None
+        text, pk = decode_cursor(cursor)
+        if self._sqlite and (text == "" or _SQLITE_KEY.fullmatch(text)):
+            stored = start = _Position(text, pk)
+        else:
+            stored = _Position(self._key_at(_parse_stamp(text)), pk)
+            start = _Position(stored.key) if self._sqlite else stored
+        if not self.overlap or start.key == "":
+            return start, stored
+        stamp = start.key if isinstance(start.key, datetime) else _parse_stamp(start.key)
+        try:
+            return _Position(self._key_at(stamp - self.overlap)), stored
+        except OverflowError:  # a cursor near year 1: read from the beginning
+            return None, stored
 
     # -- reads --------------------------------------------------------------------------
     def _rows(
         self, conn: sa.Connection, spec: EntityTable, rows: list[sa.Row[Any]]
     ) -> list[NativeRecord]:
-        records = [{k: _plain(v) for k, v in row._mapping.items()} for row in rows]
+        records = [
+            {k: _plain(v) for k, v in row._mapping.items() if k != _KEY_LABEL} for row in rows
+        ]
         if not records or not spec.children:
             return records
         by_pk = {r[spec.primary_key]: r for r in records}
@@ -130,33 +257,34 @@ class SqlEntitySource:
         return records
 
     def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
+        """Rows changed since ``cursor`` (everything when None), oldest first, in
+        batches; each batch's cursor is where a later read resumes."""
         spec = self.tables[entity]
         table = self.table(spec.table)
         stamp_col, pk_col = table.c[spec.updated_column], table.c[spec.primary_key]
-        position = decode_cursor(cursor) if cursor else None
-        if position is not None and self.lookback:
-            position = (position[0] - self.lookback, None)
+        key = self.stamp_key(stamp_col)
+        position, stored = self._start(cursor)
         while True:
-            stmt = sa.select(table).order_by(stamp_col, pk_col).limit(self.batch_size)
+            stmt = (
+                sa.select(table, key.label(_KEY_LABEL)).order_by(key, pk_col).limit(self.batch_size)
+            )
             if position is not None:
-                stamp, pk = position
-                stamp_value = _coerce(stamp_col, stamp)
-                if pk is None:
-                    stmt = stmt.where(stamp_col >= stamp_value)
-                else:
-                    stmt = stmt.where(
-                        sa.or_(
-                            stamp_col > stamp_value, sa.and_(stamp_col == stamp_value, pk_col > pk)
-                        )
-                    )
+                bound = self._bound(stamp_col, position.key)
+                # key >= bound narrows the index range; the tie-breaker within it
+                stmt = stmt.where(key >= bound)
+                if position.pk is not None:
+                    stmt = stmt.where(sa.or_(key > bound, pk_col > position.pk))
             with self.engine.connect() as conn:
                 rows = list(conn.execute(stmt))
                 records = self._rows(conn, spec, rows)
             if not rows:
                 return
             last = rows[-1]._mapping
-            position = (_utc(last[spec.updated_column]), last[spec.primary_key])
-            yield Batch(records, encode_cursor(*position))
+            position = _Position(self._row_key(last[_KEY_LABEL]), last[spec.primary_key])
+            if stored is None or position.after(stored):
+                yield Batch(records, encode_cursor(position.key, position.pk))
+            else:  # still re-reading the overlap: the cursor stays where it was
+                yield Batch(records, cursor)
             if len(rows) < self.batch_size:
                 return
 
@@ -164,15 +292,16 @@ class SqlEntitySource:
         spec = self.tables[entity]
         table = self.table(spec.table)
         pk_col, stamp_col = table.c[spec.primary_key], table.c[spec.updated_column]
+        key = self.stamp_key(stamp_col)
         last: Any = None
         while True:
             stmt = sa.select(table).order_by(pk_col).limit(self.batch_size)
             if last is not None:
                 stmt = stmt.where(pk_col > last)
             if window and window.start:
-                stmt = stmt.where(stamp_col >= _coerce(stamp_col, window.start))
+                stmt = stmt.where(key >= self._bound(stamp_col, self._key_at(window.start)))
             if window and window.end:
-                stmt = stmt.where(stamp_col < _coerce(stamp_col, window.end))
+                stmt = stmt.where(key < self._bound(stamp_col, self._key_at(window.end)))
             with self.engine.connect() as conn:
                 rows = list(conn.execute(stmt))
                 records = self._rows(conn, spec, rows)

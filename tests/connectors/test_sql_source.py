@@ -1,7 +1,8 @@
 """Keyset-paginated reads and batched upserts of SQL entity tables, on SQLite and
 PostgreSQL."""
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -90,6 +91,49 @@ def test_every_row_exactly_once_for_any_batching(
     got = [r["hub_id"] for b in source.read_changes("invoice", None) for r in b.records]
     assert sorted(got) == sorted(f"INV-{i:04d}" for i in range(n))
     assert len(got) == len(set(got))
+    engine.dispose()
+
+
+#: Text forms SQLite stores a time in, by who writes it.
+TEXT_FORMS: tuple[Callable[[datetime], str], ...] = (
+    lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),  # CURRENT_TIMESTAMP (drops the fraction)
+    lambda t: t.strftime("%Y-%m-%d %H:%M:%S.%f"),  # SQLAlchemy
+    lambda t: t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],  # strftime('%f')
+    lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    lambda t: t.isoformat(),  # 'T' and +00:00
+    lambda t: t.astimezone(timezone(timedelta(hours=2))).isoformat(),  # +02:00
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 7), st.integers(0, len(TEXT_FORMS) - 1)), max_size=20),
+    batch=st.integers(1, 6),
+)
+def test_sqlite_stamps_in_any_text_form_are_read_in_time_order(
+    rows: list[tuple[int, int]], batch: int
+) -> None:
+    """Half-second instants, each written in any of SQLite's text forms: read in time
+    order (ties by id), exactly once, and a read resumed after any batch reads the rest."""
+    engine = sa.create_engine("sqlite://")
+    md.create_all(engine)
+    seed(engine, len(rows), [SAME])
+    stored = {}
+    with engine.begin() as conn:
+        for pk, (half_seconds, form) in enumerate(rows, start=1):
+            text = TEXT_FORMS[form](SAME + timedelta(milliseconds=500 * half_seconds))
+            stored[pk] = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            conn.exec_driver_sql("UPDATE invoices SET updated_at = ? WHERE id = ?", (text, pk))
+    instant = {pk: t if t.tzinfo else t.replace(tzinfo=UTC) for pk, t in stored.items()}
+    expected = [f"INV-{pk - 1:04d}" for pk in sorted(instant, key=lambda pk: (instant[pk], pk))]
+    source = SqlEntitySource(engine, TABLES, batch_size=batch)
+    batches = list(source.read_changes("invoice", None))
+    assert [r["hub_id"] for b in batches for r in b.records] == expected
+    for n, b in enumerate(batches):
+        rest = [
+            r["hub_id"] for later in source.read_changes("invoice", b.cursor) for r in later.records
+        ]
+        assert rest == expected[batch * (n + 1) :]
     engine.dispose()
 
 

@@ -32,7 +32,10 @@ SYSTEM_NAMES = frozenset({"billing", "salesforce", "sap", "pim", "wms"})
 
 #: The variable names ARCHITECTURE.md fixes (scripts and the sandbox rely on them).
 ARCHITECTURE_VARIABLES = {
-    "billing": {"BILLING_DATABASE_URL"},
+    "billing": {
+        "BILLING_DATABASE_URL",
+        "BILLING_CURSOR_OVERLAP_SECONDS",  # the hub's own tuning knob, in docs/operations.md
+    },
     "salesforce": {
         "SALESFORCE_LOGIN_URL",
         "SALESFORCE_CLIENT_ID",
