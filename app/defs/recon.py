@@ -14,8 +14,14 @@ the drift report.
   from the store: ERROR when any is an error (money, missing/orphan records, broken
   references, aggregates), WARN when only cosmetic drift (case, whitespace, clock) is
   open. Metadata: counts and a capped Markdown table of the top findings; the full list
-  lives in the store (``hub findings``), never in run metadata. They also run after a
-  sync materialises a golden asset, showing the latest known drift.
+  lives in the store (``hub findings``), never in run metadata; the last completed
+  reconciliation (run id, time, what it observed by system and kind) in metadata and
+  description. They also run after a sync materialises a golden asset, showing the
+  latest known drift.
+- ``drift_after_failed_sync`` (run-failure sensor, on by default): a sync run that fails
+  before its golden asset skips the drift check it planned, and Dagster shows that check
+  as "Execution failed" with no metadata, hiding the drift. The sensor records the check
+  again (a runless evaluation) from the store, saying which sync run failed.
 - ``hub/drift_report``: open findings by entity, system, kind and severity, money at stake
   per currency, and the trend over the last runs (from ``reconciliation_runs``).
 
@@ -27,7 +33,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
@@ -36,14 +44,20 @@ from dagster import (
     AssetsDefinition,
     AssetSelection,
     Config,
+    DefaultSensorStatus,
     Definitions,
     Failure,
     MaterializeResult,
     MetadataValue,
+    RunFailureSensorContext,
+    SensorDefinition,
+    SkipReason,
     asset,
     asset_check,
     define_asset_job,
+    run_failure_sensor,
 )
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from pydantic import Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -200,6 +214,65 @@ def entity_drift(engine: Engine, entity: str) -> tuple[dict[str, Any], list[Find
     return counts, top
 
 
+def last_reconciliation(engine: Engine, entity: str) -> dict[str, Any] | None:
+    """The last completed reconciliation that covered ``entity``: its run id, when it
+    finished, and the findings of the entity it observed by system and by kind."""
+    with Session(engine) as s:
+        run = finding_store.latest_completed_run(s, entity)
+        if run is None:
+            return None
+        by = {
+            f"by_{col}": finding_store.observed_counts_by(s, run.id, col, entity=entity)
+            for col in ("system", "kind")
+        }
+        return {
+            "run_id": run.id,
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "entity": entity,
+            "observed": sum(by["by_system"].values()),
+            **by,
+        }
+
+
+def drift_evaluation(
+    engine: Engine, entity: str, failed_sync: str | None = None
+) -> tuple[bool, AssetCheckSeverity, dict[str, Any], str]:
+    """The drift check's result for ``entity``: passed, severity, metadata and a
+    description naming the last completed reconciliation (and ``failed_sync``, the sync
+    run whose failure kept the check from running, when there is one)."""
+    counts, top = entity_drift(engine, entity)
+    last = last_reconciliation(engine, entity)
+    errors = counts["by_severity"].get("error", 0)
+    severity = AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN
+    metadata: dict[str, Any] = {
+        "open": MetadataValue.int(counts["open"]),
+        "errors": MetadataValue.int(errors),
+        "warnings": MetadataValue.int(counts["by_severity"].get("warning", 0)),
+        "by_system": MetadataValue.json(counts["by_system"]),
+        "by_kind": MetadataValue.json(counts["by_kind"]),
+        "amount_at_stake_minor": MetadataValue.json(counts["amount_at_stake_minor"]),
+        "last_reconciliation": MetadataValue.json(last or {}),
+    }
+    if top:
+        title = f"Top {len(top)} of {counts['open']} open findings (`hub findings --open`)"
+        metadata["top_findings"] = MetadataValue.md(f"{title}\n\n{findings_table(top)}")
+    if last is None:
+        seen = f"No reconciliation of {entity} has completed yet; {counts['open']} open finding(s)."
+    else:
+        seen = (
+            f"{counts['open']} open {entity} finding(s); the last completed reconciliation, "
+            f"run {last['run_id']} finished {last['finished_at']}, observed {last['observed']}."
+        )
+    if failed_sync is not None:
+        metadata["failed_sync_run"] = MetadataValue.text(failed_sync)
+        seen = (
+            f"The sync run {failed_sync} failed before this check could run in it (see that "
+            f"run for why); shown instead: the drift known from reconciliation. {seen}"
+        )
+    return counts["open"] == 0, severity, metadata, seen
+
+
 def _drift_check(entity: str) -> AssetChecksDefinition:
     @asset_check(
         asset=golden_key(entity),
@@ -209,30 +282,82 @@ def _drift_check(entity: str) -> AssetChecksDefinition:
         blocking=False,
         description=f"Open reconciliation findings of {entity} records in any system: "
         f"ERROR for money, missing records, broken references and aggregates; WARN when "
-        f"only cosmetic drift is open.",
+        f"only cosmetic drift is open. Names the last completed reconciliation (run id, "
+        f"time, counts by system and kind). When a sync run fails before the check runs "
+        f"in it, the sensor drift_after_failed_sync records the check again from the "
+        f"store, saying the sync failed, so the findings stay in view.",
     )
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         engine = context.resources.hub_store.engine()
         try:
-            counts, top = entity_drift(engine, entity)
+            passed, severity, metadata, description = drift_evaluation(engine, entity)
         finally:
             engine.dispose()
-        errors = counts["by_severity"].get("error", 0)
-        severity = AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN
-        metadata: dict[str, Any] = {
-            "open": MetadataValue.int(counts["open"]),
-            "errors": MetadataValue.int(errors),
-            "warnings": MetadataValue.int(counts["by_severity"].get("warning", 0)),
-            "by_system": MetadataValue.json(counts["by_system"]),
-            "by_kind": MetadataValue.json(counts["by_kind"]),
-            "amount_at_stake_minor": MetadataValue.json(counts["amount_at_stake_minor"]),
-        }
-        if top:
-            title = f"Top {len(top)} of {counts['open']} open findings (`hub findings --open`)"
-            metadata["top_findings"] = MetadataValue.md(f"{title}\n\n{findings_table(top)}")
-        return AssetCheckResult(passed=counts["open"] == 0, severity=severity, metadata=metadata)
+        return AssetCheckResult(
+            passed=passed, severity=severity, metadata=metadata, description=description
+        )
 
     return _check
+
+
+def drift_check_key(entity: str) -> AssetCheckKey:
+    return AssetCheckKey(golden_key(entity), "drift")
+
+
+def failed_sync_sensor(entities: Sequence[str]) -> SensorDefinition:
+    """After a failed sync run: every drift check that run planned but never ran (Dagster
+    shows it as "Execution failed", without metadata, hiding the drift) is recorded again
+    from the hub store, saying the sync failed."""
+
+    @run_failure_sensor(
+        name="drift_after_failed_sync",
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="When a sync run fails before its drift checks run, record them from "
+        "the hub store (the last completed reconciliation's findings), saying the sync "
+        "failed, instead of leaving them as 'Execution failed'.",
+    )
+    def drift_after_failed_sync(
+        context: RunFailureSensorContext, hub_store: HubStoreResource
+    ) -> SkipReason | None:
+        run = context.dagster_run
+        if run.tags.get("hub/kind") != "sync":
+            return SkipReason(f"run {run.run_id} is not a sync")
+        keys = {drift_check_key(entity): entity for entity in entities}
+        latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            list(keys)
+        )
+        hidden = [
+            entity
+            for key, entity in keys.items()
+            if (record := latest.get(key)) is not None
+            and record.run_id == run.run_id
+            and record.status == AssetCheckExecutionRecordStatus.PLANNED
+        ]
+        if not hidden:
+            return SkipReason(f"sync run {run.run_id} left no drift check unevaluated")
+        engine = hub_store.engine()
+        try:
+            for entity in hidden:
+                passed, severity, metadata, description = drift_evaluation(
+                    engine, entity, failed_sync=run.run_id
+                )
+                context.instance.report_runless_asset_event(
+                    AssetCheckEvaluation(
+                        asset_key=golden_key(entity),
+                        check_name="drift",
+                        passed=passed,
+                        severity=severity,
+                        metadata=metadata,
+                        description=description,
+                    )
+                )
+                context.log.info(f"drift check of {entity} recorded after sync run {run.run_id}")
+        finally:
+            engine.dispose()
+        return None
+
+    return drift_after_failed_sync
 
 
 def _drift_report_asset() -> AssetsDefinition:
@@ -345,6 +470,7 @@ def recon_definitions(
         assets=recon_assets(specs, code_lists),
         asset_checks=checks,
         jobs=[reconcile_job(checks)],
+        sensors=[failed_sync_sensor(golden_entities(specs))],
         resources=dict(resources)
         if resources is not None
         else {

@@ -1,6 +1,7 @@
 """The reconcile job in Dagster, executed in process against in-memory systems and the
 real hub store: Launchpad config, drift checks on the golden assets with ERROR/WARN
-severity and a capped Markdown table, the drift report, skipped systems."""
+severity and a capped Markdown table, the drift report, skipped systems, and the drift
+check after a failed sync."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from typing import Any
 
 import pytest
 from dagster import (
+    AssetCheckKey,
     AssetCheckSeverity,
     AssetKey,
     DagsterInstance,
     Definitions,
     RunConfig,
+    build_run_status_sensor_context,
+)
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecordStatus,
 )
 
 from app.defs.recon import (
@@ -24,6 +30,7 @@ from app.defs.recon import (
     recon_definitions,
 )
 from app.defs.resources import HubStoreResource
+from app.defs.sync import build_sync_assets, build_sync_jobs
 from hub.mapping.spec import CompareRule, MappingSpec
 from tests.sync.conftest import account
 from tests.sync.memory_system import MemorySystem
@@ -162,3 +169,79 @@ def _materialized(result: Any) -> dict[AssetKey, Any]:
         m.materialization.asset_key: m.materialization.metadata
         for m in result.get_asset_materialization_events()
     }
+
+
+def test_drift_check_shows_the_last_reconciliation_after_a_failed_sync(
+    landscape, setup, monkeypatch
+) -> None:
+    """A sync run whose extract fails skips the drift check planned on the golden asset,
+    and Dagster then shows that check as "Execution failed" with no metadata. After the
+    failed run, the check shows the last completed reconciliation's result again: its
+    counts by entity, system and kind, its run id and time, and says the sync failed."""
+    defs, crm, erp, engine, _ = landscape
+    del erp.rows[_row(erp, "Beta AG")["Id"]]
+    sync_engine = setup[0]()
+    specs = _fold_names(list(sync_engine.specs.values()))
+    monkeypatch.setattr("hub.sync.engine.load_specs", lambda _: specs)
+    monkeypatch.setattr(
+        "hub.sync.engine.load_code_lists",
+        lambda _: {"terms": {"net30": "NT30", "net60": "NT60", "due_on_receipt": "NT00"}},
+    )
+    store = HubStoreResource(database_url=engine.url.render_as_string(False))
+    broken = {"hub_store": store, "salesforce": Holder(crm), "sap": Unconfigured("sap")}
+    resources = {**broken, **{s: Unconfigured(s) for s in ("billing", "pim", "wms")}}
+    with_sync = Definitions.merge(  # the code location's shape, with SAP out of reach
+        recon_definitions(specs, sync_engine.code_lists, resources),
+        Definitions(assets=build_sync_assets(specs), jobs=build_sync_jobs(specs)),
+    )
+    check_key = AssetCheckKey(AssetKey(["hub", "customer_golden"]), "drift")
+    with DagsterInstance.ephemeral() as instance:
+        recon = defs.resolve_job_def("reconcile").execute_in_process(
+            run_config=RunConfig(ops={RECONCILE_OP: ReconcileConfig()}),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert recon.success
+        sync = with_sync.resolve_job_def("sync_customer").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not sync.success
+        failed = _latest_check(instance, check_key)
+        # planned in the failed run and never evaluated: the UI's "Execution failed"
+        assert failed.run_id == sync.run_id and failed.status == PLANNED
+
+        sensor = with_sync.resolve_sensor_def("drift_after_failed_sync")
+        failure = next(e for e in sync.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=instance,
+            dagster_run=sync.dagster_run,
+            dagster_event=failure,
+            resources={"hub_store": store},
+        ).for_run_failure()
+        sensor(context)
+
+        latest = _latest_check(instance, check_key)
+        assert latest.status == AssetCheckExecutionRecordStatus.FAILED  # evaluated: findings open
+        evaluation = latest.evaluation
+        assert not evaluation.passed
+        assert evaluation.severity == AssetCheckSeverity.ERROR
+        assert f"sync run {sync.run_id}" in evaluation.description
+        assert "failed" in evaluation.description and recon.run_id in evaluation.description
+        metadata = {k: v.value for k, v in evaluation.metadata.items()}
+        assert metadata["open"] == 1 and metadata["by_kind"] == {"missing": 1}
+        last = metadata["last_reconciliation"]
+        assert last["run_id"] == recon.run_id and last["finished_at"]
+        assert last["by_system"] == {"sap": 1} and last["by_kind"] == {"missing": 1}
+        assert metadata["failed_sync_run"] == sync.run_id
+
+        # a second tick for the same failure changes nothing (the check is shown already)
+        sensor(context)
+        assert _latest_check(instance, check_key).id == latest.id
+
+
+PLANNED = AssetCheckExecutionRecordStatus.PLANNED
+
+
+def _latest_check(instance: DagsterInstance, key: AssetCheckKey) -> Any:
+    return instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
