@@ -64,7 +64,7 @@ RUN_HERE: tuple[tuple[str, int], ...] = (
     ("dagster instance concurrency set salesforce_api 2", 0),
     ("make demo", 0),
 )
-#: Started by the sandbox session, not by a command of its own.
+#: Run after the sandbox session: they start their own sandbox on the same data dir.
 WITHOUT_SANDBOX = {"make demo"}
 
 DAGSTER_UI_TESTS = "tests/e2e/test_dagster_ui.py::"
