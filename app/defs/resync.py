@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from app.choices import EntityName, SystemName
 from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.progress import step_reporter
 from app.stop import stop_requested
 from connectors.base import Connector
 from connectors.errors import AuthError, PermanentError
@@ -306,13 +307,16 @@ def resync_records(context: OpExecutionContext, config: ResyncConfig) -> dict[st
     connectors = _connectors(context, config)
     reports: list[tuple[ResyncRequest, ResyncReport]] = []
     failures: list[str] = []
+    progress = step_reporter(context)
     try:
         requests, scope = _requests(
             context, config, SyncEngine(store.engine(), connectors, should_stop=stop_requested)
         )
         for request in requests:
             # a fresh engine per request: its errors and counts are the request's own
-            engine = SyncEngine(store.engine(), connectors, should_stop=stop_requested)
+            engine = SyncEngine(
+                store.engine(), connectors, should_stop=stop_requested, progress=progress
+            )
             try:
                 reports.append((request, resync(engine, request)))
             except ResyncRequestError as exc:
