@@ -108,7 +108,9 @@ def test_two_owners_of_one_field_is_an_error(tmp_path: Path) -> None:
         )
     errors = [str(e) for e in check(tmp_path)]
     assert (
-        len(errors) == 1 and "already owned by" in errors[0] and ":7: customer: owns.legal_name" in errors[0]
+        len(errors) == 1
+        and "already owned by" in errors[0]
+        and ":7: customer: owns.legal_name" in errors[0]
     )
 
 

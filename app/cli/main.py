@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -19,7 +20,12 @@ from app.cli.mappings import mappings_app
 from app.cli.metrics import metrics
 from app.cli.options import entity_option, system_option
 from app.cli.recon import findings, reconcile
-from app.cli.records import quarantine_app
+from app.cli.records import (
+    left_in_quarantine,
+    print_left_in_quarantine,
+    quarantine_app,
+    quarantined_counts,
+)
 from app.cli.resync import resync
 from connectors.redact import redact_url
 from hub import settings
@@ -105,6 +111,7 @@ def sync(
     from app.cli.launch import failure_summary, run_job, sync_counts
     from app.defs.sync import sync_asset_keys
 
+    started = datetime.now(UTC)
     scopes: list[str | None] = [e for e in ENTITY_ORDER if e in entity] if entity else [None]
     counts: dict[str, dict[str, dict[str, int]]] = {}
     failed: Any = None
@@ -122,10 +129,13 @@ def sync(
         if not result.success:
             failed = (result, [s for s in scopes[done + 1 :] if s])
             break
+    left = left_in_quarantine(started)
+    _count_left(counts, left)
     if as_json:
         typer.echo(json.dumps(counts, sort_keys=True))
     else:
         _print_counts(counts)
+        print_left_in_quarantine(left)
     if failed:
         result, not_run = failed
         typer.echo(f"sync run {result.run_id} failed: {failure_summary(result)}", err=True)
@@ -142,6 +152,20 @@ def _add_counts(
             slot = into.setdefault(system, {}).setdefault(entity, dict.fromkeys(values, 0))
             for name, value in values.items():
                 slot[name] = slot.get(name, 0) + value
+
+
+def _count_left(counts: dict[str, dict[str, dict[str, int]]], left: list[Any]) -> None:
+    """The table's quarantined column is what stays in quarantine after the run (a record
+    that waited for its parent's id until a later batch of the run is not counted)."""
+    from app.cli.launch import COUNT_FIELDS
+
+    by_scope = quarantined_counts(left)
+    for system, entities in counts.items():
+        for entity, values in entities.items():
+            values["quarantined"] = by_scope.get((system, entity), 0)
+    for (system, entity), n in by_scope.items():
+        slot = counts.setdefault(system, {}).setdefault(entity, dict.fromkeys(COUNT_FIELDS, 0))
+        slot["quarantined"] = n
 
 
 def _print_counts(counts: dict[str, dict[str, dict[str, int]]]) -> None:
@@ -193,9 +217,13 @@ def demo(
             typer.echo("store_maintenance failed; see the run in the Dagster UI", err=True)
             raise typer.Exit(1)
         typer.echo(f"store: {redact_url(settings.database_url())}")
+        started = datetime.now(UTC)
         result = run_job("sync_all", tags={"hub/entity": "all"}, log_level="CRITICAL")
         typer.echo(f"sync_all run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-        _print_counts(sync_counts(result))
+        counts, left = sync_counts(result), left_in_quarantine(started)
+        _count_left(counts, left)
+        _print_counts(counts)
+        print_left_in_quarantine(left)
         if not result.success:
             typer.echo(failure_summary(result), err=True)
             raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -38,6 +39,47 @@ def quarantine_row(entry: QuarantineEntry, *, payload: bool = False) -> dict[str
         row["errors"] = entry.errors
         row["payload"] = entry.payload
     return row
+
+
+#: lines of records left in quarantine printed after a sync (the rest: hub quarantine list)
+SHOWN = 20
+
+
+def left_in_quarantine(since: datetime) -> list[QuarantineEntry]:
+    """What a run that started at ``since`` left in quarantine: open entries it judged
+    (new, or refused again). Records that waited only until a later batch of the same run
+    were released and are not here."""
+    with _sessions()() as s:
+        return list(
+            s.scalars(
+                select(QuarantineEntry)
+                .where(QuarantineEntry.status == "open", QuarantineEntry.last_seen >= since)
+                .order_by(QuarantineEntry.system, QuarantineEntry.entity, QuarantineEntry.id)
+            )
+        )
+
+
+def quarantined_counts(entries: list[QuarantineEntry]) -> dict[tuple[str, str], int]:
+    """Records left in quarantine per (system, entity): the sync table's column."""
+    out: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        out[(entry.system, entry.entity)] = out.get((entry.system, entry.entity), 0) + 1
+    return out
+
+
+def print_left_in_quarantine(entries: list[QuarantineEntry]) -> None:
+    """One line per record left in quarantine, after the counts table."""
+    if not entries:
+        return
+    typer.echo(f"{len(entries)} record(s) stay in quarantine (`hub quarantine list`):", err=True)
+    for entry in entries[:SHOWN]:
+        typer.echo(
+            f"  [{entry.id}] {entry.system} {entry.entity} {entry.external_key} "
+            f"({entry.direction}, attempt {entry.attempts}): {entry.reason}",
+            err=True,
+        )
+    if len(entries) > SHOWN:
+        typer.echo(f"  ... and {len(entries) - SHOWN} more", err=True)
 
 
 @quarantine_app.command("list")

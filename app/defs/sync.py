@@ -11,6 +11,7 @@ here calls a system while Dagster loads definitions)."""
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
@@ -77,6 +78,14 @@ def _engine(context: AssetExecutionContext, systems: Sequence[str]) -> SyncEngin
     )
 
 
+def _run_started(context: AssetExecutionContext) -> datetime | None:
+    """When this run started: what its extract steps quarantined since then was judged in
+    this pass already (retrying it again would count two attempts per run)."""
+    record = context.instance.get_run_record_by_id(context.run_id)
+    started = record.start_time if record is not None else None
+    return datetime.fromtimestamp(started, UTC) if started else None
+
+
 def _counts_metadata(engine: SyncEngine, system: str, entity: str) -> dict[str, Any]:
     counts = asdict(engine.counts[system][entity])
     golden = asdict(engine.counts[HUB][entity])
@@ -132,7 +141,7 @@ def _golden_asset(entity: str, systems: list[str], upstream: list[AssetKey]) -> 
     def _golden(context: AssetExecutionContext) -> MaterializeResult:
         engine = _engine(context, systems)
         with store_lock(engine.engine, f"sync:{entity}"):
-            retried = engine.retry_quarantine(entity)
+            retried = engine.retry_quarantine(entity, seen_before=_run_started(context))
             if entity == "allocation":  # deliveries follow the subscriptions that changed
                 engine.plan_deliveries()
         for connector in engine.connectors.values():

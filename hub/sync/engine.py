@@ -220,16 +220,25 @@ class SyncEngine:
             self.retryable = False
 
     def retry_quarantine(
-        self, entity: str, systems: Sequence[str] | None = None, ids: Sequence[int] | None = None
+        self,
+        entity: str,
+        systems: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        seen_before: datetime | None = None,
     ) -> int:
         """Give quarantined records another go: inbound ones are re-read from their system
         (the source may have been fixed) or, failing that, re-processed from the stored
-        payload (the mapping may have been fixed); outbound ones are re-planned."""
+        payload (the mapping may have been fixed); outbound ones are re-planned.
+        ``seen_before``: inbound entries judged since then are left alone (this run's
+        extract just refused them: trying again in the same pass counted two attempts)."""
         stmt = select(QuarantineEntry).where(
             QuarantineEntry.entity == entity, QuarantineEntry.status == "open"
         )
         if ids is not None:
             stmt = stmt.where(QuarantineEntry.id.in_(ids))
+        if seen_before is not None:
+            outbound = QuarantineEntry.direction == "outbound"
+            stmt = stmt.where(outbound | (QuarantineEntry.last_seen < seen_before))
         with self.sessions() as s:
             entries = [e for e in s.scalars(stmt) if e.system in self._systems(entity, systems)]
         for entry in entries:
@@ -509,7 +518,9 @@ class SyncEngine:
         if held is not None:
             held.quarantined(system, external_key, direction)
         self.counts[system][entity].quarantined += 1
-        log.warning("quarantined %s %s %s: %s", system, entity, external_key, reason)
+        # not a console warning: a record often waits only until a later batch of the same
+        # run (its parent's id); what stays quarantined is listed once at the end of a run
+        log.debug("quarantined %s %s %s: %s", system, entity, external_key, reason)
 
     # -- plan ---------------------------------------------------------------------------
     def _plan(
