@@ -95,7 +95,12 @@ def test_sync_reconcile_resync_over_graphql_on_a_postgres_instance(
             resync = {
                 "ops": {
                     "resync_records": {
-                        "config": {"entity": "customer", "hub_ids": [key], "systems": ["billing"]}
+                        "config": {
+                            "entity": "customer",
+                            "hub_ids": [key],
+                            "systems": ["billing"],
+                            "dry_run": False,  # the job plans only by default
+                        }
                     }
                 }
             }

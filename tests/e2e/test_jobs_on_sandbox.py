@@ -75,7 +75,12 @@ def test_every_job_runs_against_the_sandbox(
             {"entity": "customer", "keys": ["CUS-0000001"], "system": "billing"}
         ]
         scope = scopes[0]
-        config = {"entity": scope["entity"], "hub_ids": scope["keys"], "systems": [scope["system"]]}
+        config = {
+            "entity": scope["entity"],
+            "hub_ids": scope["keys"],
+            "systems": [scope["system"]],
+            "dry_run": False,  # the job plans only by default: this one repairs
+        }
         resync = run_job("resync", run_config={"ops": {"resync_records": {"config": config}}})
         assert resync.success
         assert resync.output_for_node("resync_records")["selected"] == len(scope["keys"])

@@ -102,7 +102,12 @@ def test_no_secret_anywhere_after_sync_reconcile_resync(
             runs = [run_job("store_maintenance", log_level="DEBUG")]
             runs.append(run_job("sync_all", log_level="DEBUG"))
             runs.append(run_job("reconcile", log_level="DEBUG"))
-            config = {"entity": "customer", "hub_ids": ["CUS-0000001"], "systems": ["salesforce"]}
+            config = {
+                "entity": "customer",
+                "hub_ids": ["CUS-0000001"],
+                "systems": ["salesforce"],
+                "dry_run": False,  # pushes, so every write path's logs are scanned
+            }
             runs.append(
                 run_job(
                     "resync",
