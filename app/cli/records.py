@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.options import ALL, chosen, entity_option, system_option
@@ -49,14 +50,18 @@ def left_in_quarantine(since: datetime) -> list[QuarantineEntry]:
     """What a run that started at ``since`` left in quarantine: open entries it judged
     (new, or refused again). Records that waited only until a later batch of the same run
     were released and are not here."""
-    with _sessions()() as s:
-        return list(
-            s.scalars(
-                select(QuarantineEntry)
-                .where(QuarantineEntry.status == "open", QuarantineEntry.last_seen >= since)
-                .order_by(QuarantineEntry.system, QuarantineEntry.entity, QuarantineEntry.id)
-            )
-        )
+    stmt = (
+        select(QuarantineEntry)
+        .where(QuarantineEntry.status == "open", QuarantineEntry.last_seen >= since)
+        .order_by(QuarantineEntry.system, QuarantineEntry.entity, QuarantineEntry.id)
+    )
+    try:
+        with _sessions()() as s:
+            return list(s.scalars(stmt))
+    except (OperationalError, ProgrammingError):
+        # no schema (the run failed before it could write anything; its failure says
+        # why and what to run): nothing of this run can be in quarantine
+        return []
 
 
 def quarantined_counts(entries: list[QuarantineEntry]) -> dict[tuple[str, str], int]:

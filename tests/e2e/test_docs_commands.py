@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "docs/operations.md")
 SHELL_FENCES = {"bash", "sh", "shell", "console"}
 #: an inline code span is a command when its first word is one of these programs ...
@@ -78,7 +78,9 @@ RUN_ELSEWHERE: dict[str, str] = {
     "make dev PORT=3100": MAKE_DEV_TEST,
     "dg dev": "make dev",
     "hub demo": "make demo",
-    "dagster dev": DAGSTER_UI_TESTS + "test_store_maintenance_launched_over_graphql_succeeds",
+    "dagster dev": (
+        "tests/e2e/test_browser_ui.py::test_resync_from_the_launchpad_and_the_asset_checks_view"
+    ),
     "hub sandbox up": (
         "tests/sandbox/runner/test_runner.py::test_up_writes_env_survives_restart_and_down_stops_it"
     ),
@@ -286,7 +288,7 @@ def test_every_documented_command_is_classified() -> None:
     assert not unclassified, (
         "commands in the docs that no test runs:\n"
         + "\n".join(f"  {c}" for c in unclassified)
-        + "\nAdd each to RUN_HERE in tests/test_docs_commands.py (run verbatim on the "
+        + "\nAdd each to RUN_HERE in tests/e2e/test_docs_commands.py (run verbatim on the "
         "sandbox), or to RUN_ELSEWHERE naming the test that runs it verbatim; if it is "
         "syntax rather than a command, write it with placeholders ([--opt X], ID) and show "
         "a concrete example next to it."
