@@ -39,8 +39,7 @@ class HubStoreResource(ConfigurableResource):
 
 class _SystemResource(ConfigurableResource):
     """Base of the per-system resources. Empty fields fall back to the process environment
-    and then to the running sandbox's sandbox.env; in production bind secret fields with
-    ``EnvVar("...")`` so their values never appear in the UI or run config."""
+    and then to the running sandbox's sandbox.env; secrets are read from there only."""
 
     system: ClassVar[str]
     #: resource field -> environment variable (from the connector's settings declaration)
@@ -62,25 +61,27 @@ def _description(setting: EnvSetting) -> str:
     parts = [setting.variable]
     if setting.doc:
         parts.append(setting.doc)
-    if setting.secret:
-        parts.append(f"secret: bind with EnvVar({setting.variable!r}) in production")
     return "; ".join(parts)
 
 
 def _system_resource(system: registry.System) -> type[_SystemResource]:
     """``system``'s resource: one text field per variable its connector's settings
-    declare (named as the settings field; empty = the environment's value)."""
-    settings = system.settings()
+    declare (named as the settings field; empty = the environment's value), except the
+    secrets. A secret is never a resource field: it comes only from the environment (where
+    a secret store puts it), so neither the Launchpad's scaffold nor a stored run config
+    can invite or keep one."""
+    public = {field: s for field, s in system.settings().items() if not s.secret}
     namespace: dict[str, Any] = {
         "__module__": __name__,
         "__qualname__": f"{system.name.capitalize()}Resource",
-        "__doc__": f"Connection settings of {system.name} (empty fields: the environment).",
-        "__annotations__": {field: str for field in settings},
+        "__doc__": f"Connection settings of {system.name} (empty fields: the environment; "
+        "secrets: only the environment).",
+        "__annotations__": {field: str for field in public},
         "system": system.name,
-        "env_names": system.env_names(),
+        "env_names": {f: v for f, v in system.env_names().items() if f in public},
         **{
             field: Field(default="", description=_description(setting))
-            for field, setting in settings.items()
+            for field, setting in public.items()
         },
     }
     return type(namespace["__qualname__"], (_SystemResource,), namespace)

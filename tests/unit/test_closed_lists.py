@@ -181,6 +181,24 @@ def test_the_roof_derives_its_choices_and_resources() -> None:
 
     assert tuple(SYSTEM_RESOURCES) == registry.NAMES
     for name, resource in SYSTEM_RESOURCES.items():
-        declared = registry.BY_NAME[name].env_names()
-        assert resource.env_names == declared
-        assert set(resource.model_fields) == set(declared)
+        settings = registry.BY_NAME[name].settings()
+        public = {f: v for f, v in registry.BY_NAME[name].env_names().items()
+                  if not settings[f].secret}  # fmt: skip
+        assert resource.env_names == public
+        assert set(resource.model_fields) == set(public)
+
+
+def test_no_secret_is_a_resource_field() -> None:
+    """The Launchpad's scaffold offered password and secret fields, inviting credentials
+    into stored run config: secrets come from the environment only."""
+    from app.defs.resources import SYSTEM_RESOURCES
+
+    secrets = {
+        field
+        for system in registry.SYSTEMS
+        for field, setting in system.settings().items()
+        if setting.secret
+    }
+    assert {"password", "secret", "client_secret", "api_key"} <= secrets
+    for resource in SYSTEM_RESOURCES.values():
+        assert not set(resource.model_fields) & secrets, resource.__name__
