@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from connectors.redact import redact_url
 from hub import settings
@@ -25,6 +36,46 @@ def _default_dir() -> Path:
 DATA_DIR = typer.Option(
     None, "--data-dir", help="sandbox state and sandbox.env (default: $HUB_DATA_DIR/sandbox)"
 )
+
+
+class SeedingProgress:
+    """The seeding's progress on a terminal (a bar: customers written of the book, rate,
+    elapsed); nothing in a pipe or a log file."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar: Progress | None = None
+        if console.is_terminal:
+            self.bar = Progress(
+                TextColumn("seeding the sandbox"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("customers"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+        self.task: TaskID | None = None
+
+    def __call__(self, written: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("seed", total=total)
+        self.bar.update(self.task, completed=written)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextlib.contextmanager
+def seeding_progress(console: Console) -> Iterator[SeedingProgress]:
+    progress = SeedingProgress(console)
+    try:
+        yield progress
+    finally:
+        progress.done()
 
 
 @app.command("up")
@@ -68,11 +119,14 @@ def up(
             faults=[parse_fault(text) for text in fault or []],
             reseed=reseed,
         )
+        with seeding_progress(Console(stderr=True)) as progress:
+            config.seed_progress = progress
 
-        def ready(sandbox: Sandbox) -> None:
-            _print_summary(sandbox)
+            def ready(sandbox: Sandbox) -> None:
+                progress.done()
+                _print_summary(sandbox)
 
-        run_foreground(config, ready)
+            run_foreground(config, ready)
     except SandboxError as exc:
         typer.echo(f"sandbox: {exc}", err=True)
         raise typer.Exit(1) from None

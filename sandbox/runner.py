@@ -126,6 +126,8 @@ class SandboxConfig:
     faults: list[tuple[str, FaultSpec]] = field(default_factory=list)
     reseed: bool = False
     systems: tuple[str, ...] = SYSTEMS
+    #: called while seeding (customers written, customers in the book), e.g. a progress bar
+    seed_progress: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -280,7 +282,9 @@ class Sandbox:
                 continue
             writers.append(writer_cls(self.stores[spec.system]))
         book = Book(self.config.seed, self.config.customers)
-        report = seed_systems(book, writers, self.dir / MANIFEST_FILE)
+        report = seed_systems(
+            book, writers, self.dir / MANIFEST_FILE, progress=self.config.seed_progress
+        )
         engine.dispose()
         marker.write_text(
             json.dumps(

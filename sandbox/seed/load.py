@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -55,8 +55,11 @@ def seed_systems(
     writers: list[Writer],
     manifest_path: Path | None = None,
     batch_customers: int = 500,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SeedReport:
-    """Write ``book`` through every writer, plant its drift, write the manifest."""
+    """Write ``book`` through every writer, plant its drift, write the manifest.
+    ``progress(customers written, customers in the book)`` after every batch: seeding
+    5,000 customers takes most of a minute, which must not look like a hang."""
     started = time.monotonic()
     report = SeedReport(book.seed, book.customers)
     products = book.products()
@@ -72,6 +75,8 @@ def seed_systems(
             counts["subscription"] += len(s.subscriptions)
             counts["allocation"] += len(s.allocations)
             counts["invoice"] += len(s.invoices)
+        if progress is not None:
+            progress(counts["customer"], book.customers)
     counts["product"] = len(products)
     for writer in writers:
         writer.finish()
