@@ -34,10 +34,10 @@ from dagster import (
 
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from hub.mapping.spec import MAPPINGS_DIR, load_all, load_specs
+from hub.model import ENTITY_ORDER
 from hub.store import findings as finding_store
 from hub.store.db import session_factory
 from hub.store.models import Finding
-from hub.sync.engine import ENTITY_ORDER
 from hub.sync.triage import triage
 
 RESYNC_JOB = "resync"

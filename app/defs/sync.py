@@ -36,8 +36,9 @@ from app.progress import step_reporter
 from app.stop import stop_requested
 from connectors.errors import AuthError, PermanentError
 from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
+from hub.model import ENTITY_ORDER
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
-from hub.sync.engine import ENTITY_ORDER, HUB, SyncEngine
+from hub.sync.engine import HUB, SyncEngine
 from hub.sync.lock import store_lock
 
 RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)

@@ -34,7 +34,8 @@ from connectors.errors import ConnectorError
 from hub.model import ENTITIES
 from hub.store import findings, repo
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
-from hub.sync.engine import SyncEngine, with_claims
+from hub.sync.engine import SyncEngine
+from hub.sync.fingerprints import with_claims
 from hub.sync.lock import store_lock
 
 #: pushes shown per system in a report (the full plan can be large)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from connectors import registry
 from connectors.billing_schema import subscriptions
 from hub.mapping.spec import MAPPINGS_DIR, load_all
-from hub.model import validate_record
+from hub.model import ENTITY_ORDER, validate_record
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import (
@@ -36,7 +36,6 @@ from hub.store.models import (
     QuarantineEntry,
     ReconciliationRun,
 )
-from hub.sync.engine import ENTITY_ORDER
 from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 from tests.computed_once import computed_once

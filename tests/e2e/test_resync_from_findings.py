@@ -14,11 +14,12 @@ from app.cli.resync import FIXABLE_KINDS, findings_scopes
 from connectors.registry import configured_systems
 from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.mapping.transforms import load_code_lists
+from hub.model import ENTITY_ORDER
 from hub.recon.run import reconcile
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import Finding
-from hub.sync.engine import ENTITY_ORDER, SyncEngine
+from hub.sync.engine import SyncEngine
 from hub.sync.resync import ResyncRequest, resync
 from hub.systems import connect
 from sandbox.runner import running_sandbox
