@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -58,7 +57,7 @@ from connectors.base import (
 )
 from connectors.errors import ConnectorError, PermanentError, TransientError
 from connectors.redact import redact, redact_url, register_secret
-from connectors.settings import env_var, read_settings
+from connectors.settings import env_var, parse_seconds, read_settings
 from connectors.sql_source import ChildTable, EntityTable, SqlEntitySource, _coerce
 
 SYSTEM = "billing"
@@ -615,21 +614,13 @@ def _account_number(hub_id: str) -> str:
 
 
 def parse_overlap(raw: str) -> float | None:
-    """Seconds of ``BILLING_CURSOR_OVERLAP_SECONDS``; ``None`` when blank. A bad value is
-    a configuration error naming the variable, not a silent fallback."""
-    raw = raw.strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(
-            f"BILLING_CURSOR_OVERLAP_SECONDS={raw!r}: give the seconds (0 or more) each "
-            "incremental read re-reads before its cursor"
-        )
-    return value
+    """Seconds of ``BILLING_CURSOR_OVERLAP_SECONDS``."""
+    return parse_seconds(
+        "BILLING_CURSOR_OVERLAP_SECONDS",
+        raw,
+        zero_ok=True,
+        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ turns the text into the field's value, or ``None`` for "unset" (the default agai
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -59,19 +60,27 @@ def env_var(
     return {_KEY: EnvSetting(variable, required, secret, doc, parse)}
 
 
-def parse_timeout(raw: str) -> float | None:
-    """Seconds of ``HUB_HTTP_TIMEOUT``; ``None`` when blank. A bad value is a
-    configuration error that names the variable rather than a silent fallback."""
+def parse_seconds(variable: str, raw: str, *, zero_ok: bool, expected: str) -> float | None:
+    """Seconds read from ``variable``; ``None`` when blank. Anything but a finite number
+    in range (0 allowed only with ``zero_ok``) is a configuration error that names the
+    variable and says what it ``expected``, never a silent fallback."""
     raw = raw.strip()
     if not raw:
         return None
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ValueError(f"{TIMEOUT_VARIABLE}={raw!r}: give a positive number of seconds")
+        value = math.nan
+    if not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
+        raise ValueError(f"{variable}={raw!r}: {expected}")
     return value
+
+
+def parse_timeout(raw: str) -> float | None:
+    """Seconds of ``HUB_HTTP_TIMEOUT``."""
+    return parse_seconds(
+        TIMEOUT_VARIABLE, raw, zero_ok=False, expected="give a positive number of seconds"
+    )
 
 
 def timeout_env(doc: str = "seconds of silence before a call is abandoned") -> dict[str, Any]:

@@ -115,3 +115,12 @@ def test_requests_session_times_out_calls_that_pass_no_timeout() -> None:
             session.get(f"http://127.0.0.1:{server.getsockname()[1]}/")
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "soon", "nan", "inf"])
+def test_a_timeout_that_is_not_a_positive_finite_number_names_the_variable(bad: str) -> None:
+    from connectors.settings import parse_timeout
+
+    assert parse_timeout(" ") is None and parse_timeout("2.5") == 2.5
+    with pytest.raises(ValueError, match=r"HUB_HTTP_TIMEOUT=.*give a positive number of seconds"):
+        parse_timeout(bad)
