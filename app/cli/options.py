@@ -8,7 +8,6 @@ naming the choices and the closest one."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ import typer
 
 from app.choices import ALL, ENTITY_CHOICES, SYSTEM_CHOICES
 from connectors.registry import NAMES as SYSTEM_NAMES
+from hub.mapping.spec import closest
 from hub.model import ENTITY_ORDER
 
 
@@ -26,36 +26,36 @@ def one_of(choices: Sequence[str]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value in choices:
             return value
-        close = difflib.get_close_matches(value, choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = closest(value, choices)
         raise typer.BadParameter(f"{value!r}; choose from {', '.join(choices)}{hint}")
 
     return parse
 
 
+def _repeatable(name: str, short: str, choices: Sequence[str], default_help: str, help: str) -> Any:
+    return typer.Option(
+        None,
+        f"--{name}",
+        short,
+        parser=one_of(choices),
+        metavar=name.upper(),
+        help=f"{help or default_help}: {', '.join(choices)}",
+    )
+
+
 def entity_option(*, with_all: bool = False, help: str = "") -> Any:
     """--entity / -e, repeatable (annotate ``list[str] | None``; None: every entity)."""
     choices = ENTITY_CHOICES if with_all else ENTITY_ORDER
-    return typer.Option(
-        None,
-        "--entity",
-        "-e",
-        parser=one_of(choices),
-        metavar="ENTITY",
-        help=f"{help or 'only these entities (repeatable; default all)'}: {', '.join(choices)}",
+    return _repeatable(
+        "entity", "-e", choices, "only these entities (repeatable; default all)", help
     )
 
 
 def system_option(*, with_all: bool = False, help: str = "") -> Any:
     """--system / -s, repeatable (annotate ``list[str] | None``; None: every system)."""
     choices = SYSTEM_CHOICES if with_all else SYSTEM_NAMES
-    return typer.Option(
-        None,
-        "--system",
-        "-s",
-        parser=one_of(choices),
-        metavar="SYSTEM",
-        help=f"{help or 'only these systems (repeatable; default all)'}: {', '.join(choices)}",
+    return _repeatable(
+        "system", "-s", choices, "only these systems (repeatable; default all)", help
     )
 
 
