@@ -129,8 +129,7 @@ def sync(
         if not result.success:
             failed = (result, [s for s in scopes[done + 1 :] if s])
             break
-    left = left_in_quarantine(started)
-    _count_left(counts, left)
+    left = _count_left(counts, started)
     if as_json:
         typer.echo(json.dumps(counts, sort_keys=True))
     else:
@@ -154,11 +153,13 @@ def _add_counts(
                 slot[name] = slot.get(name, 0) + value
 
 
-def _count_left(counts: dict[str, dict[str, dict[str, int]]], left: list[Any]) -> None:
+def _count_left(counts: dict[str, dict[str, dict[str, int]]], started: datetime) -> list[Any]:
     """The table's quarantined column is what stays in quarantine after the run (a record
-    that waited for its parent's id until a later batch of the run is not counted)."""
+    that waited for its parent's id until a later batch of the run is not counted);
+    returns those records."""
     from app.cli.launch import COUNT_FIELDS
 
+    left = left_in_quarantine(started)
     by_scope = quarantined_counts(left)
     for system, entities in counts.items():
         for entity, values in entities.items():
@@ -166,6 +167,7 @@ def _count_left(counts: dict[str, dict[str, dict[str, int]]], left: list[Any]) -
     for (system, entity), n in by_scope.items():
         slot = counts.setdefault(system, {}).setdefault(entity, dict.fromkeys(COUNT_FIELDS, 0))
         slot["quarantined"] = n
+    return left
 
 
 def _print_counts(counts: dict[str, dict[str, dict[str, int]]]) -> None:
@@ -220,8 +222,8 @@ def demo(
         started = datetime.now(UTC)
         result = run_job("sync_all", tags={"hub/entity": "all"}, log_level="CRITICAL")
         typer.echo(f"sync_all run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-        counts, left = sync_counts(result), left_in_quarantine(started)
-        _count_left(counts, left)
+        counts = sync_counts(result)
+        left = _count_left(counts, started)
         _print_counts(counts)
         print_left_in_quarantine(left)
         if not result.success:
