@@ -44,7 +44,7 @@ def run_job(
     job = code_location().resolve_job_def(name)
     config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
     with DagsterInstance.get() as instance:
-        result = _interruptible(
+        result, stopped = _interruptible(
             lambda: job.execute_in_process(
                 run_config=config,
                 instance=instance,
@@ -54,7 +54,7 @@ def run_job(
             ),
             progress,
         )
-    if STOP.is_set():
+    if stopped:
         typer.echo(
             f"interrupted: {name} run {result.run_id} stopped after the batch in progress was "
             "committed (nothing is half-written); run the command again to resume from the "
@@ -84,13 +84,17 @@ def _wait(worker: threading.Thread, progress: bool, console: Console | None = No
 INTERRUPTED = 130
 
 
-def _interruptible(execute: Callable[[], T], progress: bool = False) -> T:
+def _interruptible(execute: Callable[[], T], progress: bool = False) -> tuple[T, bool]:
     """Run ``execute`` (a Dagster run) in a worker thread while this, the main thread,
     takes SIGINT and SIGTERM: the first asks the run to stop after its current batch
-    (app.stop), a second abandons it at once. See app.stop for why not Dagster's handling."""
+    (app.stop), a second abandons it at once. See app.stop for why not Dagster's handling.
+
+    Returns the run's outcome and whether a stop was asked for. The request ends with the
+    run: a later run in the same process (a test session, a notebook) must not start
+    already stopped."""
     STOP.clear()
     if threading.current_thread() is not threading.main_thread():
-        return execute()  # only the main thread may take signals
+        return execute(), False  # only the main thread may take signals
     outcome: dict[str, Any] = {}
 
     def work() -> None:
@@ -119,9 +123,11 @@ def _interruptible(execute: Callable[[], T], progress: bool = False) -> T:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        stopped = STOP.is_set()
+        STOP.clear()
     if "error" in outcome:
         raise outcome["error"]
-    return cast(T, outcome["value"])
+    return cast(T, outcome["value"]), stopped
 
 
 COUNT_FIELDS = ("read", "created", "updated", "unchanged", "conflicts", "quarantined", "failed")

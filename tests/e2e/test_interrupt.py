@@ -112,7 +112,9 @@ def test_sigterm_asks_the_run_to_stop_like_ctrl_c() -> None:
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     try:
-        assert _interruptible(run) is True
+        assert _interruptible(run) == (True, True)
     finally:
         timer.cancel()
     assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
+    # the request ended with that run: the next run in this process starts normally
+    assert not STOP.is_set()
