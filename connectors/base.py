@@ -67,6 +67,16 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """A record deleted in the system: its own id, the hub key it carried (when the system
+    still tells it) and when the system says it was deleted (UTC)."""
+
+    external_id: str
+    key: str | None
+    deleted_at: datetime
+
+
+@dataclass(frozen=True)
 class Health:
     system: str
     ok: bool
@@ -112,3 +122,15 @@ class Connector(Protocol):
     def health(self) -> Health: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsDeletions(Protocol):
+    """A connector whose system tells which records were deleted (Salesforce's recycle
+    bin through ``queryAll``). Optional: the hub asks only connectors that implement it."""
+
+    def read_deletions(self, entity: str, since: datetime | None) -> list[Deletion] | None:
+        """Records deleted after ``since`` (every one the system still remembers, when
+        None). ``None`` when ``since`` lies beyond what the system remembers (Salesforce
+        empties its recycle bin after 15 days): the hub then compares keys instead."""
+        ...

@@ -34,6 +34,7 @@ from simple_salesforce.exceptions import (
 
 from connectors.base import (
     Batch,
+    Deletion,
     Health,
     MappedObjects,
     NativeRecord,
@@ -346,9 +347,30 @@ class SalesforceConnector:
                 obj, self._rest_query(self._soql(obj, where)), with_cursor=False
             )
 
-    def _rest_query(self, soql: str) -> Iterator[dict[str, Any]]:
-        """REST query with nextRecordsUrl paging, one page per API call."""
-        page = self._call(lambda sf: sf.query(soql, include_deleted=False))
+    def read_deletions(self, entity: str, since: datetime | None) -> list[Deletion] | None:
+        """Deleted records from the recycle bin, through ``queryAll`` (``IsDeleted =
+        true``; a delete stamps ``SystemModstamp``). Salesforce keeps them 15 days: for
+        an older ``since`` it can no longer tell, and says so (None)."""
+        obj = self.sobjects[entity]
+        where = "IsDeleted = true"
+        if since is not None:
+            if since < datetime.now(UTC) - RECYCLE_BIN_DAYS:
+                return None
+            where += format_soql(f" AND {obj.modstamp} > {{:literal}}", _soql_datetime(since))
+        soql = f"SELECT Id, {obj.external_id}, {obj.modstamp} FROM {obj.name} WHERE {where}"  # noqa: S608
+        return [
+            Deletion(
+                external_id=str(row["Id"]),
+                key=str(row[obj.external_id]) if row.get(obj.external_id) else None,
+                deleted_at=_parse_sf_datetime(str(row[obj.modstamp])),
+            )
+            for row in self._rest_query(soql, include_deleted=True)
+        ]
+
+    def _rest_query(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """REST query (``queryAll`` with ``include_deleted``) with nextRecordsUrl paging,
+        one page per API call."""
+        page = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted))
         while True:
             for record in page["records"]:
                 record.pop("attributes", None)
@@ -700,6 +722,10 @@ def _sf_message(exc: SalesforceError) -> str:
         first = content[0]
         return redact(f"{first.get('errorCode')}: {first.get('message')}")
     return redact(str(content)[:300])
+
+
+#: How long Salesforce keeps deleted records in the recycle bin, where queryAll finds them
+RECYCLE_BIN_DAYS = timedelta(days=15)
 
 
 def _parse_sf_datetime(value: str) -> datetime:

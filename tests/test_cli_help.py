@@ -18,7 +18,7 @@ runner = CliRunner()
 RST = re.compile(r"``|:[a-z]+:`|`")
 OPERATORS_PATH = [
     "sandbox", "db", "mappings", "sync", "reconcile", "findings", "resync", "quarantine",
-    "metrics", "demo",
+    "tombstones", "outbox", "metrics", "demo",
 ]  # fmt: skip
 
 
@@ -52,7 +52,8 @@ def test_commands_are_listed_in_the_operators_order() -> None:
 
 def test_the_commands_taking_a_system_or_an_entity_are_known() -> None:
     assert sorted(" ".join(path) for path, _ in TAKING) == [
-        "findings", "quarantine list", "quarantine retry", "reconcile", "resync", "sync",
+        "findings", "outbox release", "quarantine list", "quarantine retry", "reconcile",
+        "resync", "sync", "tombstones list",
     ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from app.cli.deletes import outbox_app, tombstones_app
 from app.cli.mappings import mappings_app
 from app.cli.metrics import metrics
 from app.cli.options import entity_option, system_option
@@ -43,6 +44,8 @@ COMMAND_ORDER = (
     "findings",
     "resync",
     "quarantine",
+    "tombstones",
+    "outbox",
     "metrics",
     "demo",
 )
@@ -67,6 +70,8 @@ db_app = typer.Typer(help="Hub store schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(tombstones_app, name="tombstones")
+app.add_typer(outbox_app, name="outbox")
 app.command("reconcile")(reconcile)
 app.command("findings")(findings)
 app.command("resync")(resync)

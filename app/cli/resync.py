@@ -152,6 +152,11 @@ def _emit(
         )
         if r["missing_keys"]:
             typer.echo(f"  not in the hub (never synced?): {', '.join(r['missing_keys'])}")
+        if r["tombstoned"]:
+            typer.echo(
+                f"  deleted in their owner, not pushed: {', '.join(r['tombstoned'])} "
+                "(hub tombstones list; hub tombstones restore to bring them back)"
+            )
     if held:
         typer.echo(f"{len(held)} finding(s) need a person and were not pushed:")
         for h in held:

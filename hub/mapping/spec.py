@@ -14,10 +14,10 @@ import typing
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors import registry
 from hub import yamlio
@@ -89,6 +89,22 @@ class KeySpec(BaseModel):
     system_id_field: str
 
 
+class OnDelete(BaseModel):
+    """What this system is told when the record's owner deletes it: ``keep`` it as it is
+    (posted invoices), or ``deactivate`` it by setting canonical values (``set: {status:
+    inactive}``), which must be fields this mapping writes."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["keep", "deactivate"] = "keep"
+    set: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _deactivate_sets_something(self) -> Self:
+        if self.action == "deactivate" and not self.set:
+            raise ValueError("on_delete: deactivate needs `set`: the canonical values to write")
+        return self
+
+
 class MappingSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     system: str
@@ -102,6 +118,10 @@ class MappingSpec(BaseModel):
         description="whether a record first seen in this system creates a golden record",
     )
     children: dict[str, MappingChild] = Field(default_factory=dict)
+    on_delete: OnDelete = Field(
+        default_factory=OnDelete,
+        description="what this system is told when the record's owner deletes it",
+    )
     not_held_when: dict[str, list[str]] = Field(
         default_factory=dict,
         description="the records this system keeps, by canonical field values it excludes: "
@@ -411,6 +431,14 @@ def _semantic_errors(
                     ("owns", str(i)),
                     f"owns.{owned}",
                     "an owned field must also be mapped here" + closest(owned, mapped),
+                )
+        for name in spec.on_delete.set:
+            if name not in spec.fields:
+                err(
+                    ("on_delete", "set", name),
+                    f"on_delete.set.{name}",
+                    "a value set on delete must be a field this mapping writes"
+                    + closest(name, spec.fields),
                 )
     return errors
 

@@ -244,3 +244,18 @@ class Lock(Base):
     holder: Mapped[str] = mapped_column(String(255), nullable=False)
     acquired_at: Mapped[datetime] = _ts()
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class Tombstone(Base):
+    """A record its owner (or creator) deleted: who deleted it, where, and when. The golden
+    record stays (``deleted``), so no path brings it back unasked and ``hub tombstones
+    restore`` can, within ``TOMBSTONE_DAYS``."""
+
+    __tablename__ = "tombstones"
+    entity: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hub_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    system: Mapped[str] = mapped_column(String(32), nullable=False)
+    external_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    deleted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    recorded_at: Mapped[datetime] = _ts()
+    restored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

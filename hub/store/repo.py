@@ -70,6 +70,14 @@ def external_ids_for(
     return {hub: ext for hub, ext in rows}
 
 
+def known_external_ids(session: Session, entity: str, system: str) -> dict[str, str]:
+    """Every id the hub knows ``system`` holds for ``entity``: external id -> hub id."""
+    rows = session.execute(
+        select(Xref.external_id, Xref.hub_id).where(Xref.entity == entity, Xref.system == system)
+    )
+    return {ext: hub for ext, hub in rows}
+
+
 def all_external_ids(session: Session, entity: str, hub_id: str) -> dict[str, str]:
     rows = session.execute(
         select(Xref.system, Xref.external_id).where(Xref.entity == entity, Xref.hub_id == hub_id)

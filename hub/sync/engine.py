@@ -20,7 +20,14 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from connectors.base import Connector, NativeRecord, Outcome, WriteResult
+from connectors.base import (
+    Connector,
+    Deletion,
+    NativeRecord,
+    Outcome,
+    ReadsDeletions,
+    WriteResult,
+)
 from connectors.errors import AuthError, ConnectorError, PermanentError
 from hub.fingerprint import fingerprint
 from hub.mapping.mapper import Mapper, MappingValueError, get_path, set_path
@@ -30,7 +37,7 @@ from hub.model import ENTITY_ORDER, validate_record
 from hub.store import repo
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
-from hub.sync import deliveries, staging
+from hub.sync import deletions, deliveries, staging
 from hub.sync.deliveries import DeliveryRules
 from hub.sync.fingerprints import EXTERNAL_IDS, projection, with_claims
 from hub.sync.lock import store_lock
@@ -54,6 +61,8 @@ class Counts:
     conflicts: int = 0
     quarantined: int = 0
     failed: int = 0
+    #: records deleted in this system that the hub tombstoned (it owns or creates them)
+    deleted: int = 0
 
 
 class SyncIncompleteError(RuntimeError):
@@ -134,6 +143,7 @@ class SyncEngine:
         progress: Callable[[str, str, Counts], None] | None = None,
         delivery_rules: DeliveryRules | None = None,
         should_stop: Callable[[], bool] | None = None,
+        guard: deletions.GuardLimits | None = None,
     ) -> None:
         if specs is None:
             specs = load_specs(MAPPINGS_DIR)
@@ -158,6 +168,10 @@ class SyncEngine:
         self.delivery_rules = delivery_rules
         #: asked after every committed batch: True stops the sync there (SyncInterrupted)
         self.should_stop = should_stop
+        #: how many tombstones one pass may propagate before its pushes are held
+        self.guard = guard or deletions.GuardLimits.from_env()
+        #: pushes held for a person by the guard in this run: {(system, entity): count}
+        self.held: dict[tuple[str, str], int] = {}
 
     # -- public -------------------------------------------------------------------------
     def run(
@@ -195,11 +209,13 @@ class SyncEngine:
             )
         for system in creators:
             self.pull(system, entity)
+            self.pull_deletions(system, entity)
         if waiting:
             self.retry_quarantine(entity, systems, ids=waiting)
         for system in order:
             if system not in creators:
                 self.pull(system, entity)
+                self.pull_deletions(system, entity)
         if entity == "allocation":
             self.plan_deliveries()
         for system in self._push_order(entity, self._systems(entity, systems)):
@@ -256,7 +272,7 @@ class SyncEngine:
                         s, entry.system, entity, entry.external_key, direction="outbound"
                     )
                     golden = s.get(GoldenRecord, (entity, entry.external_key))
-                    if golden is not None:
+                    if golden is not None and not golden.deleted:
                         repo.forget_fingerprint(s, entry.system, entity, entry.external_key)
                         repo.forget_fingerprint(
                             s, with_claims(entry.system), entity, entry.external_key
@@ -466,6 +482,65 @@ class SyncEngine:
             self._failed(exc)
             self.errors.append(f"reading {entity} from {exc}")
             log.error("reading %s from %s", entity, exc)
+
+    def pull_deletions(self, system: str, entity: str) -> None:
+        """Records ``system`` deleted since the last look, applied by who deleted them
+        (hub.sync.deletions). Only for connectors whose system tells deletions; a read
+        that fails changes nothing."""
+        connector = self.connectors[system]
+        if not isinstance(connector, ReadsDeletions):
+            return
+        slot = deletions.cursor_slot(entity)
+        with self.sessions() as s:
+            raw = repo.get_cursor(s, system, slot)
+        since = datetime.fromisoformat(raw) - deletions.OVERLAP if raw else None
+        try:
+            found = connector.read_deletions(entity, since)
+            if found is None:  # beyond what the system remembers
+                found = self._deleted_by_key_compare(system, entity)
+        except ConnectorError as exc:
+            self.counts[system][entity].failed += 1
+            self._failed(exc)
+            self.errors.append(f"reading deleted {entity} records from {exc}")
+            log.error("reading deleted %s records from %s", entity, exc)
+            return
+        if not found:
+            return
+        with self.sessions.begin() as s:
+            applied = deletions.DeletionPass(self, s, system, entity).apply(found, self.guard)
+            newest = max(d.deleted_at for d in found)
+            repo.set_cursor(s, system, slot, newest.isoformat())
+        self.counts[system][entity].deleted += applied.tombstoned
+        if applied.held:
+            self.held[(system, entity)] = self.held.get((system, entity), 0) + applied.held
+            log.warning(
+                "%d %s records deleted in %s is more than the guard allows in one pass: "
+                "%d deactivations are held for a person (hub outbox held; hub outbox release)",
+                applied.tombstoned, entity, system, applied.held,
+            )  # fmt: skip
+
+    def _deleted_by_key_compare(self, system: str, entity: str) -> list[Deletion]:
+        """The records the hub knows in ``system`` that it no longer has, by reading every
+        key. A read that returns nothing deletes nothing (an empty source is an outage or
+        a mistake, not a mass delete)."""
+        id_field = self.specs[(system, entity)].key.system_id_field
+        present = {
+            str(r[id_field])
+            for batch in self.connectors[system].read_snapshot(entity)
+            for r in batch.records
+            if r.get(id_field) not in (None, "")
+        }
+        if not present:
+            log.warning("%s returned no %s records: no deletes are inferred", system, entity)
+            return []
+        with self.sessions() as s:
+            known = repo.known_external_ids(s, entity, system)
+        now = utcnow()
+        return [
+            Deletion(external_id=ext, key=hub_id, deleted_at=now)
+            for ext, hub_id in known.items()
+            if ext not in present
+        ]
 
     def _ingest(self, s: Session, system: str, entity: str, records: list[NativeRecord]) -> None:
         """One extracted batch into the golden records, in the caller's transaction:
@@ -731,7 +806,7 @@ class SyncEngine:
             if result.external_id and held.set_xref(row.hub_id, system, result.external_id):
                 self._links_minted += 1
                 golden = goldens.get(row.hub_id)
-                if golden is not None:  # others may carry this id: re-plan them
+                if golden is not None and not golden.deleted:  # others may carry this id
                     others = [t for (t, e) in self.specs if e == entity and t != system]
                     self._plan(
                         s, entity, row.hub_id, golden.data, only=others, held=held,
@@ -747,13 +822,14 @@ class SyncEngine:
         entity: str,
         hub_id: str,
         held: repo.BatchRows,
-        resolver: _XrefResolver,
+        resolver: _XrefResolver | None = None,
     ) -> None:
         """Deleted in a system that only receives the record: drift. The stale id is
-        forgotten and the record re-planned as a create (an upsert on the hub id)."""
+        forgotten and the record re-planned as a create (an upsert on the hub id), unless
+        its owner deleted it too (tombstoned: never resurrected)."""
         stale = held.forget(hub_id, system, (system, with_claims(system)))
         golden = repo.golden_for(s, entity, [hub_id]).get(hub_id)
-        if golden is None:
+        if golden is None or golden.deleted:
             return
         log.warning("%s %s was deleted in %s (id %s): recreating it", entity, hub_id, system, stale)
         self._plan(s, entity, hub_id, golden.data, only=[system], held=held, resolver=resolver)

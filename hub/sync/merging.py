@@ -90,6 +90,11 @@ class BatchMerger:
         if golden is None and not self.spec.creates:
             self._quarantine_orphan(record)
             return
+        if golden is not None and golden.deleted:
+            # its owner deleted it (tombstone): a copy elsewhere does not bring it back;
+            # ``hub tombstones restore`` does
+            self.golden_counts.unchanged += 1
+            return
         if record.sid:
             self.held.set_xref(record.hub_id, self.system, record.sid)
         prints = self._fingerprint(record)

@@ -67,6 +67,8 @@ class ResyncReport:
     dry_run: bool
     selected: int = 0
     missing_keys: list[str] = field(default_factory=list)
+    #: chosen records their owner deleted: never pushed (``hub tombstones restore``)
+    tombstoned: list[str] = field(default_factory=list)
     repulled: dict[str, int] = field(default_factory=dict)
     planned: dict[str, int] = field(default_factory=dict)
     pushed: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -85,6 +87,7 @@ class ResyncReport:
             "dry_run": self.dry_run,
             "selected": self.selected,
             "missing_keys": self.missing_keys,
+            "tombstoned": self.tombstoned,
             "repulled": self.repulled,
             "planned": self.planned,
             "pushed": self.pushed,
@@ -254,8 +257,11 @@ def _select_keys(engine: SyncEngine, request: ResyncRequest, report: ResyncRepor
         if request.keys:
             found = repo.golden_for(s, request.entity, list(request.keys))
             report.missing_keys = [k for k in request.keys if k not in found]
-            return [k for k in request.keys if k in found]
-        stmt = select(GoldenRecord.hub_id).where(GoldenRecord.entity == request.entity)
+            report.tombstoned = [k for k in request.keys if k in found and found[k].deleted]
+            return [k for k in request.keys if k in found and not found[k].deleted]
+        stmt = select(GoldenRecord.hub_id).where(
+            GoldenRecord.entity == request.entity, GoldenRecord.deleted.is_(False)
+        )
         if request.start is not None:
             stmt = stmt.where(GoldenRecord.updated_at >= request.start)
         if request.end is not None:
@@ -276,6 +282,9 @@ def _plan(
         chunk = keys[start : start + 500]
         goldens = repo.golden_for(s, request.entity, chunk)
         for hub_id in chunk:
+            if goldens[hub_id].deleted:  # its owner's delete was read by the re-read
+                report.tombstoned.append(hub_id)
+                continue
             for system in targets:  # what the hub believes each target holds
                 repo.forget_fingerprint(s, system, request.entity, hub_id)
                 repo.forget_fingerprint(s, with_claims(system), request.entity, hub_id)

@@ -52,6 +52,7 @@ RUN_HERE: tuple[tuple[str, int], ...] = (
     ("hub db upgrade", 0),
     (".venv/bin/hub --help", 0),
     ("hub sync", 0),
+    ("hub sync --entity customer", 0),
     ("hub reconcile", 0),
     ("hub findings --open", 0),
     ("hub resync --entity customer --key CUS-0000012 --system sap --dry-run", 0),
@@ -60,6 +61,9 @@ RUN_HERE: tuple[tuple[str, int], ...] = (
     ("hub quarantine list", 0),
     ("hub quarantine show 1", 0),
     ("hub quarantine retry", 0),
+    ("hub tombstones list", 0),
+    ("hub outbox held", 0),
+    ("hub outbox release", 0),
     ("hub metrics", 0),
     ("dagster instance concurrency set salesforce_api 2", 0),
     ("make demo", 0),
@@ -85,6 +89,10 @@ RUN_ELSEWHERE: dict[str, str] = {
         "tests/sandbox/runner/test_runner.py::test_up_writes_env_survives_restart_and_down_stops_it"
     ),
     "hub mappings check": "tests/test_cli_and_dagster.py::test_mappings_in_repo_are_valid",
+    "hub tombstones restore customer CUS-0000003": (
+        "tests/e2e/test_deletes.py::"
+        "test_an_account_deleted_in_salesforce_is_tombstoned_propagated_and_restorable"
+    ),
     "scripts/audit.sh": "tests/test_static_checks.py::test_no_known_vulnerable_dependency",
 }
 
