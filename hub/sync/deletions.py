@@ -70,6 +70,13 @@ class GuardLimits:
         return max(self.min_records, math.floor(self.share * live))
 
 
+def scan_interval() -> timedelta:
+    """``HUB_DELETE_SCAN_HOURS``: how often a system that does not tell its deletes (billing,
+    SAP, the PIM, the WMS) has its keys compared with the hub's; 0 compares every pass."""
+    hours = _env_number("HUB_DELETE_SCAN_HOURS", 24.0, float, "hours, 0 or more")
+    return timedelta(hours=hours)
+
+
 def _env_number(name: str, default: Any, kind: Callable[[str], Any], expected: str) -> Any:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -78,7 +85,8 @@ def _env_number(name: str, default: Any, kind: Callable[[str], Any], expected: s
         value = kind(raw)
     except ValueError:
         value = None
-    if value is None or not math.isfinite(value) or value < 0 or (kind is float and value > 1):
+    share = name.endswith("_SHARE")
+    if value is None or not math.isfinite(value) or value < 0 or (share and value > 1):
         raise ValueError(f"{name}={raw!r} is not valid: give {expected} (default {default})")
     return value
 

@@ -14,7 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -144,6 +144,7 @@ class SyncEngine:
         delivery_rules: DeliveryRules | None = None,
         should_stop: Callable[[], bool] | None = None,
         guard: deletions.GuardLimits | None = None,
+        scan_every: timedelta | None = None,
     ) -> None:
         if specs is None:
             specs = load_specs(MAPPINGS_DIR)
@@ -170,6 +171,8 @@ class SyncEngine:
         self.should_stop = should_stop
         #: how many tombstones one pass may propagate before its pushes are held
         self.guard = guard or deletions.GuardLimits.from_env()
+        #: how often systems that do not tell their deletes are compared by key
+        self.scan_every = deletions.scan_interval() if scan_every is None else scan_every
         #: pushes held for a person by the guard in this run: {(system, entity): count}
         self.held: dict[tuple[str, str], int] = {}
 
@@ -485,37 +488,40 @@ class SyncEngine:
 
     def pull_deletions(self, system: str, entity: str) -> None:
         """Records ``system`` deleted since the last look, applied by who deleted them
-        (hub.sync.deletions). Only for connectors whose system tells deletions; a read
-        that fails changes nothing."""
+        (hub.sync.deletions). A system that tells its deletes (Salesforce's recycle bin)
+        is asked every pass; the others are compared by key at most every
+        ``HUB_DELETE_SCAN_HOURS``. A read that fails, or returns nothing, deletes nothing."""
         connector = self.connectors[system]
-        if not isinstance(connector, ReadsDeletions):
-            return
         slot = deletions.cursor_slot(entity)
         with self.sessions() as s:
             raw = repo.get_cursor(s, system, slot)
-        since = datetime.fromisoformat(raw) - deletions.OVERLAP if raw else None
+        last = datetime.fromisoformat(raw) if raw else None
+        now = utcnow()
         try:
-            found = connector.read_deletions(entity, since)
-            if found is None:  # beyond what the system remembers
-                found = self._deleted_by_key_compare(system, entity)
+            if isinstance(connector, ReadsDeletions):
+                found = connector.read_deletions(entity, last - deletions.OVERLAP if last else None)
+                if found is None:  # beyond what the system remembers
+                    found = self._deleted_by_key_compare(system, entity)
+            elif last is not None and now - last < self.scan_every:
+                return
+            else:  # the first pass only starts the clock: its load is the snapshot
+                found = self._deleted_by_key_compare(system, entity) if last else []
         except ConnectorError as exc:
             self.counts[system][entity].failed += 1
             self._failed(exc)
             self.errors.append(f"reading deleted {entity} records from {exc}")
             log.error("reading deleted %s records from %s", entity, exc)
             return
-        if not found:
-            return
         with self.sessions.begin() as s:
             applied = deletions.DeletionPass(self, s, system, entity).apply(found, self.guard)
-            newest = max(d.deleted_at for d in found)
-            repo.set_cursor(s, system, slot, newest.isoformat())
+            # taken before the read: a delete committed while it ran is read next time
+            repo.set_cursor(s, system, slot, now.isoformat())
         self.counts[system][entity].deleted += applied.tombstoned
         if applied.held:
             self.held[(system, entity)] = self.held.get((system, entity), 0) + applied.held
             log.warning(
                 "%d %s records deleted in %s is more than the guard allows in one pass: "
-                "%d deactivations are held for a person (hub outbox held; hub outbox release)",
+                "%d pushes are held for a person (hub outbox held; hub outbox release)",
                 applied.tombstoned, entity, system, applied.held,
             )  # fmt: skip
 
@@ -523,18 +529,18 @@ class SyncEngine:
         """The records the hub knows in ``system`` that it no longer has, by reading every
         key. A read that returns nothing deletes nothing (an empty source is an outage or
         a mistake, not a mass delete)."""
-        id_field = self.specs[(system, entity)].key.system_id_field
+        with self.sessions() as s:
+            mapper = self._mapper(system, entity, s)
+            known = repo.known_external_ids(s, entity, system)
         present = {
-            str(r[id_field])
+            sid
             for batch in self.connectors[system].read_snapshot(entity)
-            for r in batch.records
-            if r.get(id_field) not in (None, "")
+            for sid in map(mapper.system_id, batch.records)
+            if sid is not None
         }
         if not present:
             log.warning("%s returned no %s records: no deletes are inferred", system, entity)
             return []
-        with self.sessions() as s:
-            known = repo.known_external_ids(s, entity, system)
         now = utcnow()
         return [
             Deletion(external_id=ext, key=hub_id, deleted_at=now)

@@ -103,3 +103,39 @@ def test_deactivate_needs_values_and_billing_deactivates_customers() -> None:
     specs = {(s.system, s.entity): s for s in load_specs(MAPPINGS_DIR)}
     assert specs[("billing", "customer")].on_delete.set == {"status": "inactive"}
     assert specs[("sap", "customer")].on_delete.action == "keep"
+
+
+class _Billing:
+    """Tells no deletes: its keys are compared, at most every scan interval."""
+
+    system = "billing"
+
+    def __init__(self, live: Sequence[str]) -> None:
+        self.live, self.snapshots = list(live), 0
+
+    def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
+        self.snapshots += 1
+        yield Batch([{"id": i} for i in self.live])
+
+
+def test_a_system_without_deletes_is_compared_by_key_once_per_interval(store: Engine) -> None:
+    from datetime import timedelta
+
+    with session_factory(store).begin() as s:
+        for n in range(3):
+            s.add(Xref(entity="customer", hub_id=f"CUS-{n}", system="billing", external_id=str(n)))
+    billing = _Billing(live=["0", "1", "2"])
+
+    def pull(every: timedelta) -> None:
+        engine = SyncEngine(store, {"billing": billing}, scan_every=every)  # type: ignore[dict-item]
+        engine.pull_deletions("billing", "customer")
+
+    pull(timedelta(hours=24))  # the first pass starts the clock: its load is the snapshot
+    pull(timedelta(hours=24))  # within the interval: not read again
+    assert billing.snapshots == 0
+    billing.live.remove("2")
+    pull(timedelta(0))
+    assert billing.snapshots == 1
+    with session_factory(store)() as s:
+        (stone,) = s.scalars(select(Tombstone))
+        assert (stone.hub_id, stone.system, stone.external_id) == ("CUS-2", "billing", "2")
