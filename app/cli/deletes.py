@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import typer
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.cli.options import entity_option, system_option
 from hub.model import ENTITY_ORDER
@@ -77,6 +78,24 @@ def tombstones_restore(
         f"restored {len(restored)} {entity} record(s): {', '.join(restored)}; "
         "run `hub sync` to recreate and reactivate them in every system"
     )
+
+
+def print_held() -> None:
+    """After a sync: say so when pushes wait for a person (a mass delete was held)."""
+    try:
+        with session_factory(create_store_engine())() as s:
+            held = deletions.held_pushes(s)
+    except (OperationalError, ProgrammingError):
+        return  # no schema: the run failed before it could hold anything, and says why
+    if held:
+        total = sum(n for *_, n in held)
+        where = ", ".join(f"{n} {op} to {system} {entity}" for system, entity, op, n in held)
+        typer.echo(
+            f"{total} push(es) held for a person by the blast-radius guard ({where}): "
+            "review with `hub outbox held` and `hub tombstones list`, then `hub outbox "
+            "release` or `hub tombstones restore`",
+            err=True,
+        )
 
 
 @outbox_app.command("held")

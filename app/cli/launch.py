@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any, TypeVar, cast
 
 import typer
@@ -18,6 +19,7 @@ from rich.live import Live
 from app.dagster_home import ensure_dagster_home
 from app.progress import BOARD, render
 from app.stop import STOP
+from hub.sync.engine import Counts
 
 T = TypeVar("T")
 
@@ -130,7 +132,8 @@ def _interruptible(execute: Callable[[], T], progress: bool = False) -> tuple[T,
     return cast(T, outcome["value"]), stopped
 
 
-COUNT_FIELDS = ("read", "created", "updated", "unchanged", "conflicts", "quarantined", "failed")
+#: the sync table's columns and --json keys: every count the engine keeps
+COUNT_FIELDS = tuple(f.name for f in fields(Counts))
 
 
 def sync_counts(result: ExecuteInProcessResult) -> dict[str, dict[str, dict[str, int]]]:

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from app.cli.deletes import outbox_app, tombstones_app
+from app.cli.deletes import outbox_app, print_held, tombstones_app
 from app.cli.mappings import mappings_app
 from app.cli.metrics import metrics
 from app.cli.options import entity_option, system_option
@@ -140,6 +140,7 @@ def sync(
     else:
         _print_counts(counts)
         print_left_in_quarantine(left)
+    print_held()  # on stderr: --json keeps stdout to the counts
     if failed:
         result, not_run = failed
         typer.echo(f"sync run {result.run_id} failed: {failure_summary(result)}", err=True)

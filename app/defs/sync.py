@@ -92,6 +92,14 @@ def _counts_metadata(engine: SyncEngine, system: str, entity: str) -> dict[str, 
     golden = asdict(engine.counts[HUB][entity])
     meta: dict[str, Any] = {k: MetadataValue.int(v) for k, v in counts.items()}
     meta["golden_changes"] = MetadataValue.json(golden)
+    held = engine.held.get((system, entity))
+    if held:
+        meta["held_for_a_person"] = MetadataValue.md(
+            f"**{held} pushes held** by the blast-radius guard: this pass deleted more "
+            f"{entity} records in {system} than it allows. Review them with `hub outbox "
+            "held` and `hub tombstones list`; `hub outbox release` lets them out, `hub "
+            "tombstones restore` undoes the deletes."
+        )
     return meta
 
 
@@ -123,6 +131,7 @@ def _extract_asset(system: str, entity: str, upstream: list[AssetKey]) -> Assets
         engine = _engine(context, [system])
         with store_lock(engine.engine, f"sync:{entity}"):
             engine.pull(system, entity)
+            engine.pull_deletions(system, entity)
         return _finish(context, engine, system, entity)
 
     return _extract

@@ -5,6 +5,7 @@ policy (deactivate: status inactive), SAP keeps its copy; no sync or resync brin
 back; `hub tombstones restore` does, everywhere. A mass delete trips the guard: the
 deactivations wait in the outbox until `hub outbox release`."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,9 @@ def landscape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     upgrade(url)
     monkeypatch.setenv("HUB_DATABASE_URL", url)
     with running_sandbox(tmp_path / "sb", seed=5, customers=12) as sb:
+        for name, value in sb.env.items():  # for `hub sync`, which runs the Dagster job
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
         connectors = {s: connect(s, sb.env) for s in configured_systems(sb.env)}
         store = create_store_engine(url)
         SyncEngine(store, connectors).run()
@@ -104,19 +108,24 @@ def test_an_account_deleted_in_salesforce_is_tombstoned_propagated_and_restorabl
     assert gone not in _hub("tombstones", "list")
 
 
-def test_a_mass_delete_is_held_for_a_person_until_released(landscape: Any) -> None:
+def test_a_mass_delete_is_held_for_a_person_until_released(
+    landscape: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """4 of 12 Accounts (33%) against a guard of max(2, 10%): tombstoned in the hub, but
-    nothing is pushed to billing until `hub outbox release`."""
+    nothing is pushed to billing until `hub outbox release`. The first sync is `hub sync`
+    (the Dagster job), as an operator runs it."""
     store, connectors, sf, hub_ids, sf_ids = landscape
     deleted = hub_ids[:4]
     for sf_id in sf_ids[:4]:
         sf.Account.delete(sf_id)
+    monkeypatch.setenv("HUB_GUARD_MIN_RECORDS", "2")
     guard = GuardLimits(min_records=2, share=0.10)
 
-    engine = SyncEngine(store, connectors, guard=guard)
-    counts = engine.run(entities=["customer"])
+    result = RUNNER.invoke(app, ["sync", "--entity", "customer", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
     assert counts["salesforce"]["customer"]["deleted"] == 4
-    assert engine.held == {("salesforce", "customer"): 4}
+    assert "4 push(es) held for a person" in result.stderr
     assert set(_billing_status(connectors["billing"], deleted).values()) == {"active"}
     held = _hub("outbox", "held")
     assert "billing" in held and "deactivate" in held and "4" in held
