@@ -106,15 +106,28 @@ def sync(
     ),
     system: list[str] | None = system_option(),
     as_json: bool = typer.Option(False, "--json", help="counts as one JSON object on stdout"),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="read and plan as a sync would, print the creates, updates (field: before -> "
+        "after) and deactivations it would send, and write nothing anywhere",
+    ),
 ) -> None:
     """Incremental sync, through the same Dagster jobs the UI launches.
 
     Without --entity one sync_all run syncs every entity, parents first. With --entity,
     one sync_<entity> run per entity, parents first; a failed run stops the ones after
-    it. --system limits the runs to those systems.
+    it. --system limits the runs to those systems. --dry-run runs in this process, not
+    as a Dagster run: nothing is recorded, pushed or moved (cursors included).
     """
     from app.cli.launch import failure_summary, run_job, sync_counts
     from app.defs.sync import sync_asset_keys
+
+    if dry_run:
+        from app.cli.dry_run import sync_dry_run
+
+        sync_dry_run(entity, system, as_json)
+        return
 
     started = datetime.now(UTC)
     scopes: list[str | None] = [e for e in ENTITY_ORDER if e in entity] if entity else [None]

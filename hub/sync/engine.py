@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,6 +146,7 @@ class SyncEngine:
         should_stop: Callable[[], bool] | None = None,
         guard: deletions.GuardLimits | None = None,
         scan_every: timedelta | None = None,
+        dry_run: bool = False,
     ) -> None:
         if specs is None:
             specs = load_specs(MAPPINGS_DIR)
@@ -171,6 +173,9 @@ class SyncEngine:
         self.should_stop = should_stop
         #: how many tombstones one pass may propagate before its pushes are held
         self.guard = guard or deletions.GuardLimits.from_env()
+        #: plan only (hub.sync.dry_run): no connector is written to and no lock is taken
+        #: (the caller rolls the whole store transaction back)
+        self.dry_run = dry_run
         #: how often systems that do not tell their deletes are compared by key
         self.scan_every = deletions.scan_interval() if scan_every is None else scan_every
         #: pushes held for a person by the guard in this run: {(system, entity): count}
@@ -184,11 +189,16 @@ class SyncEngine:
         connected by default); returns {system: {entity: counts}}."""
         for entity in ENTITY_ORDER:
             if entities is None or entity in entities:
-                with store_lock(self.engine, f"sync:{entity}", wait_seconds=self.lock_wait_seconds):
+                with self._lock(f"sync:{entity}"):
                     self.sync_entity(entity, systems)
         if self.errors:
             raise SyncIncompleteError("; ".join(self.errors))
         return self.report()
+
+    def _lock(self, name: str) -> AbstractContextManager[object]:
+        if self.dry_run:
+            return nullcontext()
+        return store_lock(self.engine, name, wait_seconds=self.lock_wait_seconds)
 
     def report(self) -> dict[str, dict[str, dict[str, int]]]:
         return {
@@ -328,7 +338,7 @@ class SyncEngine:
         rules = self.delivery_rules = self.delivery_rules or DeliveryRules.load()
         counts = self.counts[HUB]["allocation"]
         by_subscription: dict[str, list[str]] | None = None
-        with store_lock(self.engine, "sync:subscription", wait_seconds=self.lock_wait_seconds):
+        with self._lock("sync:subscription"):
             while True:
                 with self.sessions.begin() as s:
                     cursor = repo.get_cursor(s, HUB, DELIVERY_PLAN)
@@ -747,6 +757,8 @@ class SyncEngine:
 
     def push(self, system: str, entity: str) -> None:
         """Deliver the outbox's pending pushes to one system, in bulk batches."""
+        if self.dry_run:
+            return  # what would go out stays in the (rolled back) outbox for the report
         connector = self.connectors[system]
         counts = self.counts[system][entity]
         after = 0

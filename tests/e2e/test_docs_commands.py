@@ -52,6 +52,7 @@ RUN_HERE: tuple[tuple[str, int], ...] = (
     ("hub db upgrade", 0),
     (".venv/bin/hub --help", 0),
     ("hub sync", 0),
+    ("hub sync --dry-run --entity customer", 0),
     ("hub sync --entity customer", 0),
     ("hub reconcile", 0),
     ("hub findings --open", 0),
