@@ -27,3 +27,5 @@ SystemChoice = Literal[SYSTEM_CHOICES]  # type: ignore[valid-type]
 #: For lists of systems: Dagster's config schema takes no ``list[Literal]``, but a list of
 #: an Enum, shown as an enum in the Launchpad and checked before launch.
 SystemName = enum.StrEnum("SystemName", {name: name for name in SYSTEM_NAMES})  # type: ignore[misc]
+#: For lists of entities, likewise.
+EntityItem = enum.StrEnum("EntityItem", {name: name for name in ENTITY_ORDER})  # type: ignore[misc]

@@ -13,6 +13,7 @@ from app.defs.resync import resync_job
 from app.defs.schedules import build_schedules, build_sensors
 from app.defs.store import store_maintenance
 from app.defs.sync import build_sync_assets, build_sync_jobs
+from app.defs.sync_plan import sync_plan_job
 
 RESOURCES = {
     "hub_store": HubStoreResource(),
@@ -22,7 +23,13 @@ RESOURCES = {
 defs = Definitions.merge(
     Definitions(
         assets=build_sync_assets(),
-        jobs=[store_maintenance, resync_job, quarantine_retry_job, *build_sync_jobs()],
+        jobs=[
+            store_maintenance,
+            resync_job,
+            sync_plan_job,
+            quarantine_retry_job,
+            *build_sync_jobs(),
+        ],
         schedules=build_schedules(),
         sensors=build_sensors(),
         resources=RESOURCES,

@@ -20,14 +20,13 @@ from dagster import (
 )
 from pydantic import Field, field_validator, model_validator
 
-from app.choices import EntityName, SystemName
+from app.choices import EntityItem, EntityName, SystemName
 from app.defs.failures import fails_fast
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from app.progress import step_reporter
 from app.stop import stop_requested
 from connectors.base import Connector
 from connectors.errors import AuthError, PermanentError
-from hub.model import ENTITY_ORDER
 from hub.store.db import session_factory
 from hub.sync.engine import SyncEngine
 from hub.sync.repair_scope import FIXABLE_KINDS, RepairScope, RepairScopeError, select_repairs
@@ -37,7 +36,6 @@ from hub.sync.triage import NeedsAPerson
 #: Lists of enums (Dagster's config schema takes no ``list[Literal]``): shown as enums in
 #: the Launchpad and checked before launch.
 FindingKind = enum.StrEnum("FindingKind", {kind: kind for kind in FIXABLE_KINDS})  # type: ignore[misc]
-EntityItem = enum.StrEnum("EntityItem", {name: name for name in ENTITY_ORDER})  # type: ignore[misc]
 #: rows of the plan and needs-a-person tables in a run's metadata (large metadata breaks
 #: the UI's transport); the totals are always given
 TABLE_ROWS = 200
