@@ -5,14 +5,20 @@ Entities: ``customer`` (A_Customer with its sales area, the business partner's t
 read alongside), ``subscription`` (A_SalesContract with items), ``invoice``
 (A_BillingDocument), ``allocation`` (A_ReservationDocumentHeader with its one item, its
 flags read as a fulfilment status: see reservation_status). Reads page through ``__next`` on
-``LastChangeDateTime`` ordered with the key as tie-break; the hub's cursor is ``stamp|key``
-and a resumed read asks for ``stamp ge`` and drops what it already had at that very stamp,
-so no record is skipped when many share one. Writes: the CSRF token is fetched once per
-session (and again when SAP answers "CSRF token validation failed"); a batch goes out as one
-``$batch`` with one change set per record, so a bad record cannot roll back the good ones;
-updates carry the ETag in ``If-Match`` and a 412 re-reads the record and tries once more
-before reporting a conflict. If a ``$batch`` fails as a whole, what landed is read back
-before anything is re-sent one by one, so no create is applied twice.
+``LastChangeDateTime`` ordered with the key as tie-break. The hub's cursor is the last
+record's stamp and its key, ``stamp|key``, the stamp an aware UTC time in ISO 8601 (a cursor
+stored before, without the offset, is read as UTC); at one stamp keys compare as S/4 orders
+them (numbers, the ALPHA conversion's internal form, as numbers). Each read starts
+``SAP_CURSOR_OVERLAP_SECONDS`` (5 minutes) before the cursor with a ``datetimeoffset'...Z'``
+literal (the field is Edm.DateTimeOffset), so a record committed late with an earlier stamp
+is read too; with no overlap, what the cursor already covers at its stamp is dropped.
+
+Writes: the CSRF token is fetched once per session (and again when SAP answers "CSRF token
+validation failed"); a batch goes out as one ``$batch`` with one change set per record, so a
+bad record cannot roll back the good ones; updates carry the ETag in ``If-Match`` and a 412
+re-reads the record and tries once more before reporting a conflict. If a ``$batch`` fails
+as a whole, what landed is read back before anything is re-sent one by one, so no create is
+applied twice.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -48,9 +54,11 @@ from connectors.errors import (
 from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connectors.settings import ca_bundle_env, env_var, read_settings, timeout_env
+from connectors.settings import ca_bundle_env, env_var, parse_seconds, read_settings, timeout_env
 
 SYSTEM = "sap"
+#: How far (seconds) each incremental read starts before its cursor, by default.
+CURSOR_OVERLAP_SECONDS = 300.0
 T = TypeVar("T")
 ODATA_ROOT = "/sap/opu/odata/sap"
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
@@ -198,6 +206,16 @@ ROUTES: dict[str, EntityRoute] = {
 }
 
 
+def parse_overlap(raw: str) -> float | None:
+    """Seconds of ``SAP_CURSOR_OVERLAP_SECONDS``."""
+    return parse_seconds(
+        "SAP_CURSOR_OVERLAP_SECONDS",
+        raw,
+        zero_ok=True,
+        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
+    )
+
+
 @dataclass
 class SapSettings:
     url: str = field(
@@ -216,6 +234,17 @@ class SapSettings:
     keys_per_query: int = 100
     batch_size: int = 100
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: How far before its cursor each incremental read starts again, so a record committed
+    #: late with an earlier stamp is still read (the re-read ones are unchanged for the
+    #: sync's fingerprints); a larger overlap costs only re-reading. 0 turns it off.
+    cursor_overlap_seconds: float = field(
+        default=CURSOR_OVERLAP_SECONDS,
+        metadata=env_var(
+            "SAP_CURSOR_OVERLAP_SECONDS",
+            parse=parse_overlap,
+            doc="seconds each incremental read re-reads before its cursor (default 300)",
+        ),
+    )
 
 
 class SapConnector:
@@ -361,19 +390,30 @@ class SapConnector:
             page = self._call(more)
 
     def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
-        since, seen_key = cursor.split("|", 1) if cursor else (None, None)
-        where = f"LastChangeDateTime ge datetimeoffset'{since}'" if since else ""
+        """Records changed since ``cursor`` (everything when None) in (stamp, key) order,
+        one batch per server page. The read starts the overlap before the cursor's stamp;
+        a batch's cursor never moves back, so while the overlap is re-read it stays put."""
+        key = ROUTES[entity].key
+        stored = _decode_cursor(cursor)
+        overlap = timedelta(seconds=self.settings.cursor_overlap_seconds)
+        where = ""
+        if stored is not None:
+            try:
+                start = stored[0] - overlap
+            except OverflowError:  # a cursor near year 1: read from the beginning
+                start = None
+            if start is not None:
+                where = f"LastChangeDateTime ge datetimeoffset'{_odata_ts(start)}'"
         for records in self._query(entity, where):
-            if since:
-                records = [
-                    r
-                    for r in records
-                    if not (_stamp(r) == since and str(r[ROUTES[entity].key]) <= str(seen_key))
-                ]
+            if stored is not None and not overlap:  # no re-read: only what is after it
+                records = [r for r in records if _position(r, key) > stored]
             if not records:
                 continue
-            last = records[-1]
-            yield Batch(records, f"{_stamp(last)}|{last[ROUTES[entity].key]}")
+            last = _position(records[-1], key)
+            if stored is None or last > stored:
+                yield Batch(records, _encode_cursor(records[-1], key))
+            else:  # still re-reading the overlap: the cursor stays where it was
+                yield Batch(records, cursor)
 
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
         clauses = []
@@ -1011,12 +1051,46 @@ def _to_send(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in values.items()}
 
 
-def _stamp(record: Mapping[str, Any]) -> str:
-    return str(record["LastChangeDateTime"]).replace("Z", "").split("+")[0]
+def key_order(key: Any) -> tuple[int, int | str]:
+    """A key as S/4 orders it: a number-range key (ALPHA conversion) is held zero-padded,
+    so numeric keys sort as numbers, before any key with letters."""
+    text = str(key)
+    return (0, int(text)) if text.isdigit() else (1, text)
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 stamp as an aware UTC time; one without an offset is UTC (what the
+    connector wrote before cursors carried the offset)."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+Position = tuple[datetime, tuple[int, int | str]]
+
+
+def _position(record: Mapping[str, Any], key: str) -> Position:
+    return _moment(str(record["LastChangeDateTime"])), key_order(record[key])
+
+
+def _encode_cursor(record: Mapping[str, Any], key: str) -> str:
+    """``stamp|key``: the stamp as ISO 8601 in UTC with its offset."""
+    return f"{_moment(str(record['LastChangeDateTime'])).isoformat()}|{record[key]}"
+
+
+def _decode_cursor(cursor: str | None) -> Position | None:
+    """(stamp, key order) of a stored cursor, ``stamp|key``: stored before with the stamp
+    in UTC without an offset, now with it."""
+    if not cursor:
+        return None
+    stamp, key = cursor.split("|", 1)
+    return _moment(stamp), key_order(key)
 
 
 def _odata_ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    """An Edm.DateTimeOffset literal's text: UTC with its ``Z`` (an offset is part of the
+    literal), to the microsecond, truncated so a lower bound never starts late."""
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _literal(value: str) -> str:

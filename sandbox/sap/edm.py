@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -42,6 +42,9 @@ class Prop:
     readonly: bool = False
     display_format: str | None = None
     ref: tuple[str, str, str] | None = None  # (service, entity set, key property)
+    #: held in S/4 through the ALPHA conversion exit (a number range's key): a numeric
+    #: value is stored zero-padded to ``max_length``, so it sorts as a number
+    alpha: bool = False
 
     @property
     def is_date(self) -> bool:
@@ -88,6 +91,10 @@ class EntitySet:
     prop_map: dict[str, Prop] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.numbering is not None:  # the number range's key: ALPHA, as in S/4
+            self.props = tuple(
+                replace(p, alpha=True) if p.name == self.numbering.field else p for p in self.props
+            )
         self.prop_map = {p.name: p for p in self.props}
 
     @property
@@ -284,6 +291,15 @@ def typed(prop: Prop, value: Any) -> Any:
         return None
     if prop.type == "Edm.Decimal":
         return Decimal(value)
+    return value
+
+
+def order_value(prop: Prop, value: Any) -> Any:
+    """The value ``$orderby`` sorts on: S/4 sorts the internal form, where an ALPHA
+    field's numeric value is zero-padded (``999999`` before ``1000000``)."""
+    value = typed(prop, value)
+    if prop.alpha and isinstance(value, str) and value.isdigit():
+        return value.zfill(prop.max_length or 0)
     return value
 
 

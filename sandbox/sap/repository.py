@@ -23,8 +23,8 @@ from sandbox.sap.edm import (
     initial_value,
     ms_to_datetime,
     now_ms,
+    order_value,
     to_storage,
-    typed,
 )
 from sandbox.sap.errors import BUSINESS, DUPLICATE, INVALID_BODY, Detail, SapError
 from sandbox.store import DocumentStore
@@ -448,7 +448,7 @@ def _recompute_totals(
 def _sort_key(doc: Doc, order: list[tuple[Prop, bool]]) -> tuple[Any, ...]:
     out: list[Any] = []
     for prop, desc in order:
-        value = typed(prop, doc.get(prop.name))
+        value = order_value(prop, doc.get(prop.name))
         out.append(_Ordered(value, desc))
     out.append(doc[KEY_ID])
     return tuple(out)
