@@ -1,9 +1,12 @@
 """WMS REST connector (the API in docs/sandbox-wms.md), over the shared httpx client.
 
 Reads page through ``GET /v1/allocations`` with the server's opaque ``next_cursor``; the
-hub's own cursor is the composite ``(updated_at, id)`` of the last record committed, so a
-sync resumes with ``updated_since`` = that instant and drops what it already has at that
-very instant - no record is skipped when many share a timestamp (a batch commits with one).
+hub's own cursor is the composite ``(updated_at, id)`` of the last record committed, the
+stamp an aware UTC time in ISO 8601 and the id compared as the WMS orders it (a numeric id
+as a number). Each read asks ``updated_since`` = that instant less
+``WMS_CURSOR_OVERLAP_SECONDS`` (5 minutes), so a record committed late with an earlier
+stamp is read too; with no overlap, what the cursor already covers at its instant is
+dropped - no record is skipped when many share a timestamp (a batch commits with one).
 Writes go through ``POST /v1/allocations:batchUpsert`` with an ``Idempotency-Key`` derived
 from the batch's content, so a batch retried after a dropped connection is answered from
 the WMS's record of the first attempt instead of being applied twice.
@@ -11,13 +14,14 @@ the WMS's record of the first attempt instead of being applied twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -35,7 +39,14 @@ from connectors.errors import AuthError, ConnectorError, TransientError
 from connectors.http import make_client, raise_for_status, transport_error
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connectors.settings import ca_bundle_env, env_names, env_var, read_settings, timeout_env
+from connectors.settings import (
+    ca_bundle_env,
+    env_names,
+    env_var,
+    parse_seconds,
+    read_settings,
+    timeout_env,
+)
 
 SYSTEM = "wms"
 ENTITY = "allocation"
@@ -43,11 +54,23 @@ ALLOCATIONS = "/v1/allocations"
 BATCH_UPSERT = "/v1/allocations:batchUpsert"
 #: Server-maintained fields: never sent on a write.
 READ_ONLY = ("created_at", "updated_at", "version")
+#: How far (seconds) each incremental read starts before its cursor, by default.
+CURSOR_OVERLAP_SECONDS = 300.0
 _OUTCOMES = {
     "created": Outcome.CREATED,
     "updated": Outcome.UPDATED,
     "unchanged": Outcome.UNCHANGED,
 }
+
+
+def parse_overlap(raw: str) -> float | None:
+    """Seconds of ``WMS_CURSOR_OVERLAP_SECONDS``."""
+    return parse_seconds(
+        "WMS_CURSOR_OVERLAP_SECONDS",
+        raw,
+        zero_ok=True,
+        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
+    )
 
 
 @dataclass
@@ -62,6 +85,17 @@ class WmsSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Re-read on ``api_key_expired`` (a rotated key); defaults to the configured key.
     api_key_provider: Callable[[], str] | None = None
+    #: How far before its cursor each incremental read starts again, so a record committed
+    #: late with an earlier stamp is still read (the re-read ones are unchanged for the
+    #: sync's fingerprints); a larger overlap costs only re-reading. 0 turns it off.
+    cursor_overlap_seconds: float = field(
+        default=CURSOR_OVERLAP_SECONDS,
+        metadata=env_var(
+            "WMS_CURSOR_OVERLAP_SECONDS",
+            parse=parse_overlap,
+            doc="seconds each incremental read re-reads before its cursor (default 300)",
+        ),
+    )
 
 
 class WmsConnector:
@@ -140,16 +174,27 @@ class WmsConnector:
             query = {**query, "cursor": cursor}
 
     def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
-        """Allocations changed after ``cursor``, oldest first, one batch per page."""
+        """Allocations changed after ``cursor``, oldest first, one batch per page. The read
+        starts the overlap before the cursor's instant; a batch's cursor never moves back,
+        so while the overlap is re-read it stays where it was."""
         _check_entity(entity)
-        position = _decode_cursor(cursor)
-        params = {"updated_since": position[0]} if position else {}
-        floor = (_instant(position[0]), position[1]) if position else None
+        stored = _decode_cursor(cursor)
+        overlap = timedelta(seconds=self.settings.cursor_overlap_seconds)
+        params: dict[str, Any] = {}
+        if stored is not None:
+            # a cursor near year 1 overflows: then the read starts at the beginning
+            with contextlib.suppress(OverflowError):
+                params["updated_since"] = (stored[0] - overlap).isoformat()
         for records in self._pages(params):
-            fresh = [r for r in records if floor is None or _order_key(r) > floor]
-            if fresh:
-                last = fresh[-1]
-                yield Batch(fresh, _encode_cursor(str(last["updated_at"]), str(last["id"])))
+            if stored is not None and not overlap:  # no re-read: only what is after it
+                records = [r for r in records if _order_key(r) > stored]
+            if not records:
+                continue
+            last = _order_key(records[-1])
+            if stored is None or last > stored:
+                yield Batch(records, _encode_cursor(records[-1]))
+            else:  # still re-reading the overlap: the cursor stays where it was
+                yield Batch(records, cursor)
 
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
         _check_entity(entity)
@@ -262,19 +307,33 @@ def _instant(stamp: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _order_key(record: NativeRecord) -> tuple[datetime, str]:
-    return _instant(str(record["updated_at"])), str(record["id"])
+def key_order(key: Any) -> tuple[int, int | str]:
+    """An id as the list orders it: a numeric id as a number, before ids with letters."""
+    text = str(key)
+    return (0, int(text)) if text.isdigit() else (1, text)
 
 
-def _encode_cursor(updated_at: str, allocation_id: str) -> str:
-    return json.dumps({"updated_at": updated_at, "id": allocation_id}, separators=(",", ":"))
+Position = tuple[datetime, tuple[int, int | str]]
 
 
-def _decode_cursor(cursor: str | None) -> tuple[str, str] | None:
+def _order_key(record: NativeRecord) -> Position:
+    return _instant(str(record["updated_at"])).astimezone(UTC), key_order(record["id"])
+
+
+def _encode_cursor(record: NativeRecord) -> str:
+    stamp = _instant(str(record["updated_at"])).astimezone(UTC)
+    return json.dumps(
+        {"updated_at": stamp.isoformat(), "id": str(record["id"])}, separators=(",", ":")
+    )
+
+
+def _decode_cursor(cursor: str | None) -> Position | None:
+    """(instant, id order) of a stored cursor; one stored before kept the stamp as the
+    WMS wrote it (``...Z``), which reads the same."""
     if not cursor:
         return None
     data = json.loads(cursor)
-    return str(data["updated_at"]), str(data["id"])
+    return _instant(str(data["updated_at"])).astimezone(UTC), key_order(data["id"])
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> WmsConnector:
