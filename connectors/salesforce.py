@@ -53,9 +53,11 @@ from connectors.errors import (
 from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connectors.settings import ca_bundle_env, env_var, read_settings, timeout_env
+from connectors.settings import ca_bundle_env, env_var, parse_seconds, read_settings, timeout_env
 
 SYSTEM = "salesforce"
+#: How far (seconds) each incremental read starts before its cursor, by default.
+CURSOR_OVERLAP_SECONDS = 300.0
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
 #: the statusCode of a write addressing a record by an Id that is in the recycle bin
@@ -70,6 +72,16 @@ class SObject:
     external_id: str
     fields: tuple[str, ...]
     modstamp: str = "SystemModstamp"
+
+
+def parse_overlap(raw: str) -> float | None:
+    """Seconds of ``SALESFORCE_CURSOR_OVERLAP_SECONDS``."""
+    return parse_seconds(
+        "SALESFORCE_CURSOR_OVERLAP_SECONDS",
+        raw,
+        zero_ok=True,
+        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
+    )
 
 
 @dataclass
@@ -123,6 +135,17 @@ class SalesforceSettings:
     bulk_upload_bytes: int = 100 * 1024 * 1024 - 1024
     timeout: float = field(default=60.0, metadata=timeout_env())
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: How far before its cursor each incremental read starts again, so a record committed
+    #: late with an earlier SystemModstamp is still read (the re-read ones are unchanged
+    #: for the sync's fingerprints); a larger overlap costs only re-reading. 0 turns it off.
+    cursor_overlap_seconds: float = field(
+        default=CURSOR_OVERLAP_SECONDS,
+        metadata=env_var(
+            "SALESFORCE_CURSOR_OVERLAP_SECONDS",
+            parse=parse_overlap,
+            doc="seconds each incremental read re-reads before its cursor (default 300)",
+        ),
+    )
 
 
 def sobjects_from_mapped(objects: MappedObjects) -> dict[str, SObject]:
@@ -306,23 +329,41 @@ class SalesforceConnector:
             soql += f" ORDER BY {obj.modstamp}, Id"
         return soql
 
-    def _since(self, obj: SObject, cursor: str | None) -> str:
-        if not cursor:
+    def _since(self, obj: SObject, stored: tuple[datetime, str] | None) -> str:
+        """The WHERE of an incremental read: from the overlap before the cursor's stamp,
+        or, with no overlap, the keyset after the cursor's (stamp, Id)."""
+        if stored is None:
             return ""
-        stamp, last_id = cursor.split("|", 1)
-        moment = datetime.fromisoformat(stamp)
+        stamp, last_id = stored
+        overlap = timedelta(seconds=self.settings.cursor_overlap_seconds)
+        if overlap:
+            try:
+                start = stamp - overlap
+            except OverflowError:  # a cursor near year 1: read from the beginning
+                return ""
+            return format_soql(f"{obj.modstamp} >= {{:literal}}", _soql_datetime(start))
         return format_soql(
             f"{obj.modstamp} > {{stamp:literal}} OR ({obj.modstamp} = {{stamp:literal}} "
             "AND Id > {last_id})",
-            stamp=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+            stamp=_soql_datetime(stamp),
             last_id=last_id,
         )
 
     def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
+        """Records changed since ``cursor`` in (SystemModstamp, Id) order. The cursor is
+        ``stamp|Id``, the stamp an aware UTC time in ISO 8601; each read starts
+        ``SALESFORCE_CURSOR_OVERLAP_SECONDS`` before it, so a record committed late with an
+        earlier stamp is read too, and a batch's cursor never moves back (while the
+        overlap is re-read it stays where it was)."""
         obj = self.sobjects[entity]
-        soql = self._soql(obj, self._since(obj, cursor))
+        stored = _decode_cursor(cursor)
+        soql = self._soql(obj, self._since(obj, stored))
         rows = self._bulk_query(soql) if cursor is None else self._rest_query(soql)
-        yield from self._batches(obj, rows, with_cursor=True)
+        for batch in self._batches(obj, rows, with_cursor=True):
+            if stored is None or _position(batch.records[-1], obj) > _order(stored):
+                yield batch
+            else:
+                yield Batch(batch.records, cursor)
 
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
         obj = self.sobjects[entity]
@@ -733,6 +774,30 @@ def _parse_sf_datetime(value: str) -> datetime:
     if len(text) >= 5 and text[-5] in "+-" and text[-3] != ":":
         text = f"{text[:-2]}:{text[-2:]}"
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """(stamp, Id) of a stored cursor ``stamp|Id``; a stamp without an offset is UTC."""
+    if not cursor:
+        return None
+    stamp, last_id = cursor.split("|", 1)
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment, last_id
+
+
+def _id_order(record_id: str) -> tuple[int, int | str]:
+    """An Id as the keyset compares it (a numeric key as a number: Salesforce Ids never
+    are, so they compare as text, as ``Id >`` does)."""
+    return (0, int(record_id)) if record_id.isdigit() else (1, record_id)
+
+
+def _order(stored: tuple[datetime, str]) -> tuple[datetime, tuple[int, int | str]]:
+    return stored[0], _id_order(stored[1])
+
+
+def _position(record: NativeRecord, obj: SObject) -> tuple[datetime, tuple[int, int | str]]:
+    return _parse_sf_datetime(str(record[obj.modstamp])), _id_order(str(record["Id"]))
 
 
 def _soql_datetime(moment: datetime) -> str:
