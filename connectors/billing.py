@@ -57,13 +57,16 @@ from connectors.base import (
 )
 from connectors.errors import ConnectorError, PermanentError, TransientError
 from connectors.redact import redact, redact_url, register_secret
-from connectors.settings import env_var, parse_seconds, read_settings
+from connectors.settings import (
+    CURSOR_OVERLAP_SECONDS,
+    cursor_overlap_env,
+    env_var,
+    read_settings,
+)
 from connectors.sql_source import ChildTable, EntityTable, SqlEntitySource, _coerce
 
 SYSTEM = "billing"
 log = logging.getLogger("hub.connectors.billing")
-#: How far (seconds) each incremental read starts before its cursor, by default.
-CURSOR_OVERLAP_SECONDS = 300.0
 
 #: Where each canonical entity lives in the billing store.
 TABLES: dict[str, EntityTable] = {
@@ -613,16 +616,6 @@ def _account_number(hub_id: str) -> str:
     return "H-" + hashlib.sha256(hub_id.encode()).hexdigest()[:30]
 
 
-def parse_overlap(raw: str) -> float | None:
-    """Seconds of ``BILLING_CURSOR_OVERLAP_SECONDS``."""
-    return parse_seconds(
-        "BILLING_CURSOR_OVERLAP_SECONDS",
-        raw,
-        zero_ok=True,
-        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
-    )
-
-
 @dataclass(frozen=True)
 class BillingSettings:
     database_url: str = field(
@@ -639,11 +632,7 @@ class BillingSettings:
     #: fingerprints); a larger overlap costs only re-reading. 0 turns it off.
     cursor_overlap_seconds: float = field(
         default=CURSOR_OVERLAP_SECONDS,
-        metadata=env_var(
-            "BILLING_CURSOR_OVERLAP_SECONDS",
-            parse=parse_overlap,
-            doc="seconds each incremental read re-reads before its cursor (default 300)",
-        ),
+        metadata=cursor_overlap_env("BILLING_CURSOR_OVERLAP_SECONDS"),
     )
 
 

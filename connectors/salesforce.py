@@ -53,11 +53,16 @@ from connectors.errors import (
 from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connectors.settings import ca_bundle_env, env_var, parse_seconds, read_settings, timeout_env
+from connectors.settings import (
+    CURSOR_OVERLAP_SECONDS,
+    ca_bundle_env,
+    cursor_overlap_env,
+    env_var,
+    read_settings,
+    timeout_env,
+)
 
 SYSTEM = "salesforce"
-#: How far (seconds) each incremental read starts before its cursor, by default.
-CURSOR_OVERLAP_SECONDS = 300.0
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
 #: the statusCode of a write addressing a record by an Id that is in the recycle bin
@@ -72,16 +77,6 @@ class SObject:
     external_id: str
     fields: tuple[str, ...]
     modstamp: str = "SystemModstamp"
-
-
-def parse_overlap(raw: str) -> float | None:
-    """Seconds of ``SALESFORCE_CURSOR_OVERLAP_SECONDS``."""
-    return parse_seconds(
-        "SALESFORCE_CURSOR_OVERLAP_SECONDS",
-        raw,
-        zero_ok=True,
-        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
-    )
 
 
 @dataclass
@@ -140,11 +135,7 @@ class SalesforceSettings:
     #: for the sync's fingerprints); a larger overlap costs only re-reading. 0 turns it off.
     cursor_overlap_seconds: float = field(
         default=CURSOR_OVERLAP_SECONDS,
-        metadata=env_var(
-            "SALESFORCE_CURSOR_OVERLAP_SECONDS",
-            parse=parse_overlap,
-            doc="seconds each incremental read re-reads before its cursor (default 300)",
-        ),
+        metadata=cursor_overlap_env("SALESFORCE_CURSOR_OVERLAP_SECONDS"),
     )
 
 

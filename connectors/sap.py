@@ -54,11 +54,16 @@ from connectors.errors import (
 from connectors.http import requests_session
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
-from connectors.settings import ca_bundle_env, env_var, parse_seconds, read_settings, timeout_env
+from connectors.settings import (
+    CURSOR_OVERLAP_SECONDS,
+    ca_bundle_env,
+    cursor_overlap_env,
+    env_var,
+    read_settings,
+    timeout_env,
+)
 
 SYSTEM = "sap"
-#: How far (seconds) each incremental read starts before its cursor, by default.
-CURSOR_OVERLAP_SECONDS = 300.0
 T = TypeVar("T")
 ODATA_ROOT = "/sap/opu/odata/sap"
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
@@ -206,16 +211,6 @@ ROUTES: dict[str, EntityRoute] = {
 }
 
 
-def parse_overlap(raw: str) -> float | None:
-    """Seconds of ``SAP_CURSOR_OVERLAP_SECONDS``."""
-    return parse_seconds(
-        "SAP_CURSOR_OVERLAP_SECONDS",
-        raw,
-        zero_ok=True,
-        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
-    )
-
-
 @dataclass
 class SapSettings:
     url: str = field(
@@ -239,11 +234,7 @@ class SapSettings:
     #: sync's fingerprints); a larger overlap costs only re-reading. 0 turns it off.
     cursor_overlap_seconds: float = field(
         default=CURSOR_OVERLAP_SECONDS,
-        metadata=env_var(
-            "SAP_CURSOR_OVERLAP_SECONDS",
-            parse=parse_overlap,
-            doc="seconds each incremental read re-reads before its cursor (default 300)",
-        ),
+        metadata=cursor_overlap_env("SAP_CURSOR_OVERLAP_SECONDS"),
     )
 
 

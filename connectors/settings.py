@@ -88,6 +88,33 @@ def timeout_env(doc: str = "seconds of silence before a call is abandoned") -> d
     return env_var(TIMEOUT_VARIABLE, doc=doc, parse=parse_timeout)
 
 
+#: How far (seconds) each incremental read starts before its cursor, by default.
+CURSOR_OVERLAP_SECONDS = 300.0
+
+
+def cursor_overlap_env(variable: str) -> dict[str, Any]:
+    """``metadata=`` of a connector's ``cursor_overlap_seconds`` field: how far before its
+    cursor each incremental read starts again, so a record committed late with an earlier
+    stamp is still read (re-read records are unchanged for the sync's fingerprints; a
+    larger overlap costs only re-reading; 0 turns it off)."""
+
+    def parse(raw: str) -> float | None:
+        return parse_seconds(
+            variable,
+            raw,
+            zero_ok=True,
+            expected="give the seconds (0 or more) each incremental read re-reads before "
+            "its cursor",
+        )
+
+    return env_var(
+        variable,
+        parse=parse,
+        doc=f"seconds each incremental read re-reads before its cursor (default "
+        f"{CURSOR_OVERLAP_SECONDS:g})",
+    )
+
+
 def ca_bundle_env() -> dict[str, Any]:
     """``metadata=`` of a connector's ``ca_bundle`` field (``HUB_CA_BUNDLE``)."""
     return env_var(CA_BUNDLE, doc="PEM bundle trusted for TLS")

@@ -40,10 +40,11 @@ from connectors.http import make_client, raise_for_status, transport_error
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry, parse_retry_after
 from connectors.settings import (
+    CURSOR_OVERLAP_SECONDS,
     ca_bundle_env,
+    cursor_overlap_env,
     env_names,
     env_var,
-    parse_seconds,
     read_settings,
     timeout_env,
 )
@@ -54,23 +55,11 @@ ALLOCATIONS = "/v1/allocations"
 BATCH_UPSERT = "/v1/allocations:batchUpsert"
 #: Server-maintained fields: never sent on a write.
 READ_ONLY = ("created_at", "updated_at", "version")
-#: How far (seconds) each incremental read starts before its cursor, by default.
-CURSOR_OVERLAP_SECONDS = 300.0
 _OUTCOMES = {
     "created": Outcome.CREATED,
     "updated": Outcome.UPDATED,
     "unchanged": Outcome.UNCHANGED,
 }
-
-
-def parse_overlap(raw: str) -> float | None:
-    """Seconds of ``WMS_CURSOR_OVERLAP_SECONDS``."""
-    return parse_seconds(
-        "WMS_CURSOR_OVERLAP_SECONDS",
-        raw,
-        zero_ok=True,
-        expected="give the seconds (0 or more) each incremental read re-reads before its cursor",
-    )
 
 
 @dataclass
@@ -90,11 +79,7 @@ class WmsSettings:
     #: sync's fingerprints); a larger overlap costs only re-reading. 0 turns it off.
     cursor_overlap_seconds: float = field(
         default=CURSOR_OVERLAP_SECONDS,
-        metadata=env_var(
-            "WMS_CURSOR_OVERLAP_SECONDS",
-            parse=parse_overlap,
-            doc="seconds each incremental read re-reads before its cursor (default 300)",
-        ),
+        metadata=cursor_overlap_env("WMS_CURSOR_OVERLAP_SECONDS"),
     )
 
 

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from connectors import billing_schema as S
 from connectors.base import Batch, Window
-from connectors.billing import BillingConnector, BillingSettings, from_env, parse_overlap
-from connectors.settings import read_settings
+from connectors.billing import BillingConnector, BillingSettings, from_env
+from connectors.settings import declared, read_settings
 from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
@@ -38,6 +38,12 @@ BASE = datetime(2025, 1, 1, tzinfo=UTC)
 DAY = date(2025, 1, 1)
 #: what a test opened, closed after it (PostgreSQL drops no database still in use)
 _OPENED: list[Callable[[], None]] = []
+
+
+def _parse_overlap(raw: str) -> float | None:
+    parse = declared(BillingSettings)["cursor_overlap_seconds"].parse
+    assert parse is not None
+    return parse(raw)
 
 
 @pytest.fixture(autouse=True)
@@ -326,10 +332,10 @@ def test_the_overlap_is_a_setting_with_a_five_minute_default(sqlite_url: str) ->
     ):
         assert connector.overlap == overlap
         connector.close()
-    assert parse_overlap(" ") is None
+    assert _parse_overlap(" ") is None
     for bad in ("-1", "five", "nan", "inf"):
         with pytest.raises(ValueError, match="BILLING_CURSOR_OVERLAP_SECONDS"):
-            parse_overlap(bad)
+            _parse_overlap(bad)
 
 
 # -- the re-read writes nothing -------------------------------------------------------------

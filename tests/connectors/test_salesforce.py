@@ -46,6 +46,7 @@ def _connector(env: dict[str, str], **settings: Any) -> SalesforceConnector:
     connector = connect("salesforce", env)
     assert isinstance(connector, SalesforceConnector)
     connector.settings.retry = FAST
+    connector.settings.cursor_overlap_seconds = 0  # the exact keyset: test_salesforce_cursor.py
     connector.settings.bulk_poll_initial = 0.01
     for name, value in settings.items():
         setattr(connector.settings, name, value)

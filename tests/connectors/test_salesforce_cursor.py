@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from connectors.retry import RetryPolicy
-from connectors.salesforce import SalesforceConnector, SalesforceSettings, parse_overlap
-from connectors.settings import read_settings
+from connectors.salesforce import SalesforceConnector, SalesforceSettings
+from connectors.settings import declared, read_settings
 from hub.systems import connect
 from sandbox.faults import FaultState
 from sandbox.salesforce import SalesforceSettings as EmulatorSettings
@@ -31,6 +31,12 @@ from sandbox.tls import ensure_tls
 BATCH = 4
 FAST = RetryPolicy(max_attempts=3, max_seconds=10, initial_wait=0.02, max_wait=1, jitter=0)
 _DAYS = itertools.count(1)
+
+
+def _parse_overlap(raw: str) -> float | None:
+    parse = declared(SalesforceSettings)["cursor_overlap_seconds"].parse
+    assert parse is not None
+    return parse(raw)
 
 
 @pytest.fixture(scope="module")
@@ -154,4 +160,4 @@ def test_the_overlap_is_a_setting_with_a_five_minute_default() -> None:
         assert read_settings(SalesforceSettings, env).cursor_overlap_seconds == seconds
     for bad in ("-1", "five", "nan", "inf"):
         with pytest.raises(ValueError, match="SALESFORCE_CURSOR_OVERLAP_SECONDS"):
-            parse_overlap(bad)
+            _parse_overlap(bad)

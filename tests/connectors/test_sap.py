@@ -94,6 +94,7 @@ def sap(emulator: Emulator) -> Iterator[SapConnector]:
     connector = connect("sap", emulator.env)
     assert isinstance(connector, SapConnector)
     connector.settings.retry = FAST
+    connector.settings.cursor_overlap_seconds = 0  # the exact keyset: test_sap_cursor.py
     yield connector
     connector.close()
 

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from connectors.retry import RetryPolicy
-from connectors.sap import SapConnector, SapSettings, parse_overlap
-from connectors.settings import read_settings
+from connectors.sap import SapConnector, SapSettings
+from connectors.settings import declared, read_settings
 from hub.systems import connect
 from sandbox.faults import FaultState
 from sandbox.sap import SapSettings as EmulatorSettings
@@ -33,6 +33,12 @@ PAGE = 4
 FAST = RetryPolicy(max_attempts=3, max_seconds=10, initial_wait=0.05, max_wait=1, jitter=0)
 ENV = {"SAP_USER": "HUB_SANDBOX", "SAP_PASSWORD": "sandbox-password", "SAP_CLIENT": "100"}
 _DAYS = itertools.count(1)
+
+
+def _parse_overlap(raw: str) -> float | None:
+    parse = declared(SapSettings)["cursor_overlap_seconds"].parse
+    assert parse is not None
+    return parse(raw)
 
 
 @pytest.fixture(scope="module")
@@ -200,4 +206,4 @@ def test_the_overlap_is_a_setting_with_a_five_minute_default() -> None:
         assert read_settings(SapSettings, env).cursor_overlap_seconds == seconds
     for bad in ("-1", "five", "nan", "inf"):
         with pytest.raises(ValueError, match="SAP_CURSOR_OVERLAP_SECONDS"):
-            parse_overlap(bad)
+            _parse_overlap(bad)

@@ -52,6 +52,7 @@ class Landscape:
 
     def connector(self, **overrides: object) -> WmsConnector:
         settings = WmsSettings(url=self.base, api_key=API_KEY, retry=FAST, page_limit=7)
+        settings.cursor_overlap_seconds = 0  # the exact keyset: test_wms_cursor.py
         for name, value in overrides.items():
             setattr(settings, name, value)
         return WmsConnector(settings)

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from connectors.retry import RetryPolicy
-from connectors.settings import read_settings
-from connectors.wms import WmsConnector, WmsSettings, parse_overlap
+from connectors.settings import declared, read_settings
+from connectors.wms import WmsConnector, WmsSettings
 from sandbox.faults import FaultState
 from sandbox.server import serve_in_thread
 from sandbox.store import DocumentStore
@@ -30,6 +30,12 @@ API_KEY = "wms_cursor_test_key_7"
 PAGE = 4
 FAST = RetryPolicy(max_attempts=3, max_seconds=10, initial_wait=0.01, max_wait=1, jitter=0)
 _DAYS = itertools.count(1)
+
+
+def _parse_overlap(raw: str) -> float | None:
+    parse = declared(WmsSettings)["cursor_overlap_seconds"].parse
+    assert parse is not None
+    return parse(raw)
 
 
 @pytest.fixture(scope="module")
@@ -155,4 +161,4 @@ def test_the_overlap_is_a_setting_with_a_five_minute_default() -> None:
         assert read_settings(WmsSettings, env).cursor_overlap_seconds == seconds
     for bad in ("-1", "five", "nan", "inf"):
         with pytest.raises(ValueError, match="WMS_CURSOR_OVERLAP_SECONDS"):
-            parse_overlap(bad)
+            _parse_overlap(bad)

@@ -46,6 +46,7 @@ ARCHITECTURE_VARIABLES = {
         "HUB_CA_BUNDLE",
         "HUB_HTTP_TIMEOUT",
         "SALESFORCE_BULK_POLL_SECONDS",  # the hub's own tuning knob, documented in the README
+        "SALESFORCE_CURSOR_OVERLAP_SECONDS",  # tuning knobs, in docs/operations.md
     },
     "sap": {
         "SAP_ODATA_URL",
@@ -54,6 +55,7 @@ ARCHITECTURE_VARIABLES = {
         "SAP_CLIENT",
         "HUB_CA_BUNDLE",
         "HUB_HTTP_TIMEOUT",
+        "SAP_CURSOR_OVERLAP_SECONDS",
     },
     "pim": {
         "PIM_URL",
@@ -64,7 +66,13 @@ ARCHITECTURE_VARIABLES = {
         "HUB_CA_BUNDLE",
         "HUB_HTTP_TIMEOUT",
     },
-    "wms": {"WMS_URL", "WMS_API_KEY", "HUB_CA_BUNDLE", "HUB_HTTP_TIMEOUT"},
+    "wms": {
+        "WMS_URL",
+        "WMS_API_KEY",
+        "HUB_CA_BUNDLE",
+        "HUB_HTTP_TIMEOUT",
+        "WMS_CURSOR_OVERLAP_SECONDS",
+    },
 }
 MARKERS = {
     "billing": "BILLING_DATABASE_URL",
