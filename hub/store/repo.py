@@ -500,8 +500,20 @@ class BatchRows:
             row.fingerprint, row.updated_at = fp, utcnow()
 
     # -- outbox ---------------------------------------------------------------------------
-    def enqueue(self, system: str, hub_id: str, payload: dict[str, Any], fp: str) -> None:
-        """As :func:`enqueue`."""
+    def enqueue(
+        self, system: str, hub_id: str, payload: dict[str, Any], fp: str, status: str = "pending"
+    ) -> None:
+        """As :func:`enqueue`; a push with another ``status`` (``blanking``) replaces
+        the pending one (it waits for the guard's count)."""
+        if status != "pending":
+            self.drop_pending(system, hub_id)
+            self.session.add(
+                OutboxEntry(
+                    system=system, entity=self.entity, hub_id=hub_id, payload=payload,
+                    fingerprint=fp, status=status,
+                )
+            )  # fmt: skip
+            return
         if hub_id not in self.hub_ids:
             enqueue(self.session, system, self.entity, hub_id, payload, fp)
             return

@@ -44,6 +44,8 @@ OVERLAP = timedelta(minutes=5)
 #: how long a tombstone can be restored
 TOMBSTONE_DAYS = 30
 HELD = "held"
+#: a planned push that empties a field, until the pass's count says pending or held
+BLANKING = "blanking"
 
 
 def cursor_slot(entity: str) -> str:
@@ -125,22 +127,12 @@ class DeletionPass:
                 self.engine._recreate(self.s, self.system, self.entity, golden.hub_id, held)
                 applied.recreating += 1
             return applied
-        hold = len(live) > guard.limit(self._live_count())
+        hold = len(live) > guard.limit(_live(self.s, self.entity))
         for deletion, golden in live:
             self._tombstone(deletion, golden, held)
             applied.held += self._propagate(golden, held, hold)
             applied.tombstoned += 1
         return applied
-
-    def _live_count(self) -> int:
-        return int(
-            self.s.scalar(
-                select(func.count())
-                .select_from(GoldenRecord)
-                .where(GoldenRecord.entity == self.entity, GoldenRecord.deleted.is_(False))
-            )
-            or 0
-        )
 
     def _tombstone(self, deletion: Deletion, golden: GoldenRecord, held: repo.BatchRows) -> None:
         golden.deleted, golden.version, golden.updated_at = True, golden.version + 1, utcnow()
@@ -194,6 +186,48 @@ class DeletionPass:
             )
             count += hold
         return count
+
+
+def settle_blanking(s: Session, entity: str, guard: GuardLimits) -> dict[str, int]:
+    """Every push of ``entity`` waiting as ``blanking``: per target system, pending when
+    there are at most the guard's limit of them, else held. Returns {target: held}."""
+    counts: dict[str, int] = {
+        system: int(n)
+        for system, n in s.execute(
+            select(OutboxEntry.system, func.count())
+            .where(OutboxEntry.entity == entity, OutboxEntry.status == BLANKING)
+            .group_by(OutboxEntry.system)
+        )
+    }
+    if not counts:
+        return {}
+    limit = guard.limit(_live(s, entity))
+    held: dict[str, int] = {}
+    for system, n in counts.items():
+        verdict = HELD if n > limit else "pending"
+        s.execute(
+            update(OutboxEntry)
+            .where(
+                OutboxEntry.entity == entity,
+                OutboxEntry.system == system,
+                OutboxEntry.status == BLANKING,
+            )
+            .values(status=verdict)
+        )
+        if verdict == HELD:
+            held[system] = n
+    return held
+
+
+def _live(s: Session, entity: str) -> int:
+    return int(
+        s.scalar(
+            select(func.count())
+            .select_from(GoldenRecord)
+            .where(GoldenRecord.entity == entity, GoldenRecord.deleted.is_(False))
+        )
+        or 0
+    )
 
 
 # -- operator actions ---------------------------------------------------------------------

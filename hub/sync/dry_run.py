@@ -25,6 +25,7 @@ from connectors.base import Connector
 from hub.store.db import create_store_engine
 from hub.store.models import GoldenRecord, OutboxEntry, Tombstone, Xref, utcnow
 from hub.sync.engine import SyncEngine, SyncIncompleteError
+from hub.sync.merge import flatten
 
 #: change lines kept in a report (the counts cover everything)
 SHOWN = 200
@@ -127,8 +128,8 @@ def _collect(
         if len(report.pushes) < SHOWN:
             spec = sync.specs.get((row.system, row.entity))
             mapped = set(spec.fields) if spec is not None else set()
-            old = _flat(before.get((row.entity, row.hub_id), {}))
-            new = _flat(after.get((row.entity, row.hub_id), {}))
+            old = flatten(before.get((row.entity, row.hub_id), {}))
+            new = flatten(after.get((row.entity, row.hub_id), {}))
             changes = {
                 name: {"before": old.get(name), "after": new.get(name)}
                 for name in sorted(mapped)
@@ -164,16 +165,4 @@ def _goldens(s: Session, rows: Sequence[OutboxEntry]) -> dict[tuple[str, str], d
                 )
             ):
                 out[(entity, g.hub_id)] = dict(g.data)
-    return out
-
-
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested canonical values under dotted names (billing_address.city), as mappings
-    name them."""
-    out: dict[str, Any] = {}
-    for name, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = value
     return out

@@ -300,6 +300,7 @@ class SyncEngine:
         for system, waiting in inbound.items():
             for i in range(0, len(waiting), step):
                 self._reingest(system, entity, waiting[i : i + step])
+            self.settle_blanking(system, entity)
         return len(entries)
 
     def _reingest(self, system: str, entity: str, entries: Sequence[QuarantineEntry]) -> None:
@@ -495,6 +496,21 @@ class SyncEngine:
             self._failed(exc)
             self.errors.append(f"reading {entity} from {exc}")
             log.error("reading %s from %s", entity, exc)
+        finally:
+            self.settle_blanking(system, entity)
+
+    def settle_blanking(self, source: str, entity: str) -> None:
+        """The pushes this pass planned that empty a field go out only if there are few
+        enough of them per target; more than the guard allows are held for a person."""
+        with self.sessions.begin() as s:
+            verdicts = deletions.settle_blanking(s, entity, self.guard)
+        for target, n in verdicts.items():
+            self.held[(target, entity)] = self.held.get((target, entity), 0) + n
+            log.warning(
+                "%d %s pushes to %s would empty fields (read from %s): more than the guard "
+                "allows in one pass, held for a person (hub outbox held; hub outbox release)",
+                n, entity, target, source,
+            )  # fmt: skip
 
     def pull_deletions(self, system: str, entity: str) -> None:
         """Records ``system`` deleted since the last look, applied by who deleted them
@@ -569,8 +585,9 @@ class SyncEngine:
         batch = staging.stage(s, mapper, records, self.counts[system][entity], self._quarantine)
         self._prime(resolver, entity, canonicals=batch.canonicals())
 
-        def plan(hub_id: str, data: dict[str, Any]) -> None:
-            self._plan(s, entity, hub_id, data, held=batch.held, resolver=resolver)
+        def plan(hub_id: str, data: dict[str, Any], blanks: bool) -> None:
+            status = deletions.BLANKING if blanks else "pending"
+            self._plan(s, entity, hub_id, data, held=batch.held, resolver=resolver, status=status)
 
         BatchMerger(
             batch,
@@ -624,11 +641,13 @@ class SyncEngine:
         dry_run: bool = False,
         held: repo.BatchRows | None = None,
         resolver: _XrefResolver | None = None,
+        status: str = "pending",
     ) -> list[tuple[str, dict[str, Any]]]:
         """Queue a push to every system whose copy differs from the golden record; returns
         (system, payload) of each planned push (``dry_run``: planned, not queued).
         ``held``/``resolver``: the batch's rows and references already read (one record's
-        are read here otherwise)."""
+        are read here otherwise). ``status``: ``blanking`` for a push that empties a
+        field, which waits for the guard's count at the end of the pass (settle_blanking)."""
         planned: list[tuple[str, dict[str, Any]]] = []
         if held is None:
             held = repo.BatchRows(s, entity, [hub_id])
@@ -677,7 +696,7 @@ class SyncEngine:
                 set_path(payload, mapper.spec.key.system_id_field, own_id)
             planned.append((system, payload))
             if not dry_run:
-                held.enqueue(system, hub_id, payload, fp)
+                held.enqueue(system, hub_id, payload, fp, status)
         return planned
 
     def _hold_back(self, system: str, entity: str, rows: list[OutboxEntry]) -> list[OutboxEntry]:

@@ -58,7 +58,8 @@ class BatchMerger:
     order (a record read twice in one batch merges into what the first made), in the
     caller's transaction.
 
-    ``plan(hub_id, data)`` queues the pushes a changed golden record needs; ``creators``
+    ``plan(hub_id, data, blanks)`` queues the pushes a changed golden record needs (``blanks``:
+    it empties a field that had a value, which the guard counts); ``creators``
     are the systems that create the entity (named when an orphan is quarantined)."""
 
     def __init__(
@@ -70,7 +71,7 @@ class BatchMerger:
         counts: ConflictCounts,
         golden_counts: GoldenCounts,
         quarantine: Quarantine,
-        plan: Callable[[str, dict[str, Any]], None],
+        plan: Callable[[str, dict[str, Any], bool], None],
         now: datetime,
     ) -> None:
         self.batch, self.spec, self.held = batch, batch.spec, batch.held
@@ -107,10 +108,11 @@ class BatchMerger:
         if merged is None:
             return
         result, clean = merged
+        blanks = golden is not None and blanks_a_field(golden.data, clean)
         self._record_conflicts(record, result.conflicts)
         self._write_golden(record.hub_id, golden, clean, result)
         self._record_seen(record.hub_id, prints)
-        self.plan(record.hub_id, clean)
+        self.plan(record.hub_id, clean, blanks)
 
     def _quarantine_orphan(self, record: Staged) -> None:
         """A non-creating system holds a record under a hub id no creator brought in."""
@@ -250,3 +252,17 @@ def _as_datetime(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value))
+
+
+def blanks_a_field(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether ``after`` empties a field ``before`` had a value in: what the blast-radius
+    guard counts (hub.sync.deletions), since a source blanking a field across thousands of
+    records is a mistake far more often than a decision."""
+    old, new = flatten(before), flatten(after)
+    return any(
+        name != "updated_at" and value not in _EMPTY and new.get(name) in _EMPTY
+        for name, value in old.items()
+    )
+
+
+_EMPTY: tuple[Any, ...] = (None, "", [])

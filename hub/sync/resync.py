@@ -34,6 +34,7 @@ from connectors.errors import ConnectorError
 from hub.model import ENTITIES
 from hub.store import findings, repo
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry
+from hub.sync import deletions
 from hub.sync.engine import SyncEngine
 from hub.sync.fingerprints import with_claims
 from hub.sync.lock import store_lock
@@ -249,6 +250,8 @@ def _reread_owners(
             )
             ok = False
         report.repulled[system] = read
+    # what the re-read empties elsewhere (beyond the chosen targets) waits for the guard
+    deletions.settle_blanking(s, entity, engine.guard)
     return ok
 
 
