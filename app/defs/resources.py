@@ -94,3 +94,24 @@ SYSTEM_RESOURCES: dict[str, type[_SystemResource]] = {
 # module attributes too (BillingResource, SalesforceResource, ...), so each class can be
 # found by its qualified name, as pickle and Dagster's UI name it
 globals().update({cls.__name__: cls for cls in SYSTEM_RESOURCES.values()})
+
+
+def connectors_from(resources: Any, named: list[str], log: Any) -> dict[str, Connector]:
+    """The connectors of the systems an op was ``named`` (empty: every configured one,
+    skipping those not configured). A system asked for by name that cannot be reached
+    fails the op at once, naming it (no retry can fix configuration)."""
+    from dagster import Failure
+
+    from connectors.errors import AuthError, PermanentError
+
+    connectors: dict[str, Connector] = {}
+    for system in named or list(SYSTEM_RESOURCES):
+        try:
+            connectors[system] = getattr(resources, system).connector()
+        except (ValueError, AuthError, PermanentError) as exc:
+            if named:
+                for connector in connectors.values():
+                    connector.close()
+                raise Failure(description=str(exc), allow_retries=False) from exc
+            log.info(f"{system} not configured, skipped: {exc}")
+    return connectors

@@ -22,11 +22,10 @@ from pydantic import Field, field_validator, model_validator
 
 from app.choices import EntityItem, EntityName, SystemName
 from app.defs.failures import fails_fast
-from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource, connectors_from
 from app.progress import step_reporter
 from app.stop import stop_requested
 from connectors.base import Connector
-from connectors.errors import AuthError, PermanentError
 from hub.store.db import session_factory
 from hub.sync.engine import SyncEngine
 from hub.sync.repair_scope import FIXABLE_KINDS, RepairScope, RepairScopeError, select_repairs
@@ -250,18 +249,7 @@ def _undelivered_text(undelivered: dict[str, dict[str, str]], shown: int = 10) -
 
 
 def _connectors(context: OpExecutionContext, config: ResyncConfig) -> dict[str, Connector]:
-    wanted = [str(system) for system in config.systems] or list(SYSTEM_RESOURCES)
-    connectors: dict[str, Connector] = {}
-    for system in wanted:
-        try:
-            connectors[system] = getattr(context.resources, system).connector()
-        except (ValueError, AuthError, PermanentError) as exc:
-            if config.systems:  # asked for by name: not being able to reach it is an error
-                for connector in connectors.values():
-                    connector.close()
-                raise Failure(description=str(exc), allow_retries=False) from exc
-            context.log.info(f"{system} not configured, skipped: {exc}")
-    return connectors
+    return connectors_from(context.resources, [str(s) for s in config.systems], context.log)
 
 
 def _requests(

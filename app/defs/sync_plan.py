@@ -11,10 +11,8 @@ from pydantic import Field
 
 from app.choices import EntityItem, SystemName
 from app.defs.failures import fails_fast
-from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
+from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource, connectors_from
 from app.stop import stop_requested
-from connectors.base import Connector
-from connectors.errors import AuthError, PermanentError
 from hub.sync.dry_run import DryRunReport, dry_run_sync
 
 #: rows of the plan table in the metadata (the counts are always complete)
@@ -26,21 +24,6 @@ class SyncPlanConfig(Config):
 
     entities: list[EntityItem] = Field(default=[], description="empty: every entity")
     systems: list[SystemName] = Field(default=[], description="empty: every configured system")
-
-
-def _connectors(context: OpExecutionContext, config: SyncPlanConfig) -> dict[str, Connector]:
-    wanted = [str(s) for s in config.systems] or list(SYSTEM_RESOURCES)
-    connectors: dict[str, Connector] = {}
-    for system in wanted:
-        try:
-            connectors[system] = getattr(context.resources, system).connector()
-        except (ValueError, AuthError, PermanentError) as exc:
-            if config.systems:
-                for connector in connectors.values():
-                    connector.close()
-                raise Failure(description=str(exc), allow_retries=False) from exc
-            context.log.info(f"{system} not configured, skipped: {exc}")
-    return connectors
 
 
 def plan_table(report: DryRunReport, rows: int = TABLE_ROWS) -> str:
@@ -72,7 +55,7 @@ def plan_table(report: DryRunReport, rows: int = TABLE_ROWS) -> str:
 @fails_fast
 def plan_sync(context: OpExecutionContext, config: SyncPlanConfig) -> dict[str, Any]:
     store: HubStoreResource = context.resources.hub_store
-    connectors = _connectors(context, config)
+    connectors = connectors_from(context.resources, [str(s) for s in config.systems], context.log)
     try:
         report = dry_run_sync(
             store.engine(),
