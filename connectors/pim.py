@@ -47,7 +47,14 @@ from connectors.http import (
 )
 from connectors.redact import redact, register_secret
 from connectors.retry import RetryPolicy, call_with_retry
-from connectors.settings import ca_bundle_env, env_var, read_settings, timeout_env
+from connectors.settings import (
+    CURSOR_OVERLAP_SECONDS,
+    ca_bundle_env,
+    cursor_overlap_env,
+    env_var,
+    read_settings,
+    timeout_env,
+)
 
 SYSTEM = "pim"
 PRODUCTS_PATH = "/api/rest/v1/products"
@@ -72,6 +79,10 @@ class PimSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: seconds of server time an incremental read leaves alone (clock skew allowance)
     settle_seconds: int = 1
+    cursor_overlap_seconds: float = field(
+        default=CURSOR_OVERLAP_SECONDS,
+        metadata=cursor_overlap_env("PIM_CURSOR_OVERLAP_SECONDS"),
+    )
 
 
 class PimConnector:
@@ -175,8 +186,9 @@ class PimConnector:
         since, seen = _decode(cursor)
         upper = _floor_second(datetime.now(UTC)) - timedelta(seconds=self.settings.settle_seconds)
         filters: list[dict[str, Any]] = [{"operator": "<", "value": _akeneo_date(upper)}]
-        if since is not None:
-            filters.append({"operator": ">", "value": _akeneo_date(since - timedelta(seconds=1))})
+        if since is not None:  # from the overlap before the cursor: late commits are read
+            start = since - timedelta(seconds=1 + self.settings.cursor_overlap_seconds)
+            filters.append({"operator": ">", "value": _akeneo_date(_floor_second(start))})
         newest: datetime | None = None
         at_newest: set[str] = set()
         held: list[dict[str, Any]] | None = None
@@ -198,8 +210,8 @@ class PimConnector:
             held = fresh
         if held is None or newest is None:
             return
-        if newest == since:
-            at_newest |= seen
+        if since is not None and newest <= since:  # only the overlap was re-read
+            newest, at_newest = since, at_newest | seen if newest == since else set(seen)
         yield Batch(held, json.dumps([newest.isoformat(), sorted(at_newest)]))
 
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:

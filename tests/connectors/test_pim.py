@@ -361,3 +361,20 @@ def test_secrets_and_tokens_never_reach_the_log(
     held = [connector._token, connector._refresh, CREDENTIALS["PIM_SECRET"]]
     for secret in [*held, CREDENTIALS["PIM_PASSWORD"]]:
         assert secret and secret not in caplog.text
+
+
+def test_a_product_committed_late_inside_the_overlap_is_read(pim: Landscape) -> None:
+    """Issue 15, cursors that never skip: a product saved with a stamp before the cursor
+    (committed late) is read by the next incremental read, which starts
+    PIM_CURSOR_OVERLAP_SECONDS before the cursor; the cursor does not move back."""
+    connector = pim.connector()
+    _, cursor = _drain(connector, None)
+    assert cursor is not None
+    stamp = dt.datetime.fromisoformat(json.loads(cursor)[0])
+    late = (stamp - dt.timedelta(seconds=60)).isoformat()
+    seed_records(pim.store, "products", [{"identifier": "COMMITTED-LATE", "updated": late}])
+    keys, after = _drain(connector, cursor)
+    assert "COMMITTED-LATE" in keys
+    assert after == cursor
+    off = pim.connector(cursor_overlap_seconds=0)
+    assert "COMMITTED-LATE" not in _drain(off, cursor)[0]

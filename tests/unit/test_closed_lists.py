@@ -65,6 +65,7 @@ ARCHITECTURE_VARIABLES = {
         "PIM_PASSWORD",
         "HUB_CA_BUNDLE",
         "HUB_HTTP_TIMEOUT",
+        "PIM_CURSOR_OVERLAP_SECONDS",
     },
     "wms": {
         "WMS_URL",
