@@ -48,6 +48,7 @@ class Outcome(enum.StrEnum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     REJECTED = "rejected"
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True)
@@ -133,4 +134,15 @@ class ReadsDeletions(Protocol):
         """Records deleted after ``since`` (every one the system still remembers, when
         None). ``None`` when ``since`` lies beyond what the system remembers (Salesforce
         empties its recycle bin after 15 days): the hub then compares keys instead."""
+        ...
+
+
+@runtime_checkable
+class DeletesRecords(Protocol):
+    """A connector that can delete records (a mapping's ``on_delete: {action: delete}``
+    needs one). Optional: the hub asks only connectors that implement it."""
+
+    def delete_batch(self, entity: str, external_ids: Sequence[str]) -> list[WriteResult]:
+        """Delete by the system's own ids; one result per id, in order (``key``: the id).
+        A record already gone is ``DELETED`` too: the delete is what was wanted."""
         ...

@@ -550,6 +550,29 @@ class SalesforceConnector:
                     )
         return out
 
+    def delete_batch(self, entity: str, external_ids: Sequence[str]) -> list[WriteResult]:
+        """sObject Collections DELETE (``ids``, 200 at a time, ``allOrNone=false``); a
+        record already in the recycle bin or purged counts as deleted."""
+        out: list[WriteResult] = []
+        for i in range(0, len(external_ids), COLLECTION_LIMIT):
+            chunk = list(external_ids[i : i + COLLECTION_LIMIT])
+            params = {"ids": ",".join(chunk), "allOrNone": "false"}
+
+            def send(sf: Salesforce, p: dict[str, str] = params) -> list[Any]:
+                return list(sf.restful("composite/sobjects", method="DELETE", params=p) or [])
+
+            for record_id, answer in zip(chunk, self._call(send), strict=True):
+                errors = answer.get("errors") or [{}]
+                code = errors[0].get("statusCode")
+                if answer.get("success") or code in (DELETED, "NOT_FOUND"):
+                    out.append(WriteResult(record_id, Outcome.DELETED, external_id=record_id))
+                else:
+                    message = errors[0].get("message", "rejected")
+                    out.append(
+                        WriteResult(record_id, Outcome.REJECTED, error=message, error_code=code)
+                    )
+        return out
+
     def _bulk_write(
         self, obj: SObject, records: list[NativeRecord], update: bool
     ) -> list[WriteResult]:

@@ -39,7 +39,7 @@ def sync_dry_run(entities: list[str] | None, systems: list[str] | None, as_json:
 
 
 def _print(report: DryRunReport) -> None:
-    ops = ("create", "update", "deactivate")
+    ops = ("create", "update", "deactivate", "delete")
     typer.echo(f"{'system':<11}{'entity':<14}" + "".join(f"{op:>12}" for op in ops))
     for (system, entity), counts in sorted(report.planned.items()):
         typer.echo(f"{system:<11}{entity:<14}" + "".join(f"{counts[op]:>12}" for op in ops))

@@ -91,11 +91,12 @@ class KeySpec(BaseModel):
 
 class OnDelete(BaseModel):
     """What this system is told when the record's owner deletes it: ``keep`` it as it is
-    (posted invoices), or ``deactivate`` it by setting canonical values (``set: {status:
-    inactive}``), which must be fields this mapping writes."""
+    (posted invoices), ``deactivate`` it by setting canonical values (``set: {status:
+    inactive}``), which must be fields this mapping writes, or ``delete`` it too (its
+    connector must be able to delete)."""
 
     model_config = ConfigDict(extra="forbid")
-    action: Literal["keep", "deactivate"] = "keep"
+    action: Literal["keep", "deactivate", "delete"] = "keep"
     set: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

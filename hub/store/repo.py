@@ -131,6 +131,13 @@ def set_fingerprint(session: Session, system: str, entity: str, hub_id: str, fp:
         row.fingerprint, row.updated_at = fp, utcnow()
 
 
+def forget_xref(session: Session, entity: str, hub_id: str, system: str) -> None:
+    """The record no longer exists in ``system`` (the hub deleted it there)."""
+    session.execute(
+        delete(Xref).where(Xref.entity == entity, Xref.hub_id == hub_id, Xref.system == system)
+    )
+
+
 def forget_fingerprint(session: Session, system: str, entity: str, hub_id: str) -> None:
     """Force the next plan to push this record to ``system`` again."""
     session.execute(

@@ -162,6 +162,10 @@ class DeletionPass:
             held.drop_pending(system, golden.hub_id)  # the live record no longer goes out
             if spec is None or spec.on_delete.action == "keep":
                 continue
+            if spec.on_delete.action == "delete":
+                self._enqueue(system, golden.hub_id, "delete", {"id": ids[system]}, "", hold)
+                count += hold
+                continue
             mapper = self.engine._mapper(system, self.entity, self.s)
             data = {**golden.data, **spec.on_delete.set, EXTERNAL_IDS: ids}
             try:
@@ -173,19 +177,24 @@ class DeletionPass:
                 continue
             set_path(payload, spec.key.system_id_field, ids[system])
             fp = fingerprint(projection(mapper, data))
-            self.s.add(
-                OutboxEntry(
-                    system=system,
-                    entity=self.entity,
-                    hub_id=golden.hub_id,
-                    operation="deactivate",
-                    payload=payload,
-                    fingerprint=fp,
-                    status=HELD if hold else "pending",
-                )
-            )
+            self._enqueue(system, golden.hub_id, "deactivate", payload, fp, hold)
             count += hold
         return count
+
+    def _enqueue(
+        self, system: str, hub_id: str, operation: str, payload: dict[str, Any], fp: str, hold: bool
+    ) -> None:
+        self.s.add(
+            OutboxEntry(
+                system=system,
+                entity=self.entity,
+                hub_id=hub_id,
+                operation=operation,
+                payload=payload,
+                fingerprint=fp,
+                status=HELD if hold else "pending",
+            )
+        )
 
 
 def settle_blanking(s: Session, entity: str, guard: GuardLimits) -> dict[str, int]:
@@ -268,11 +277,11 @@ def restore(engine: SyncEngine, entity: str, hub_ids: Sequence[str], now: dateti
             golden = goldens[hub_id]
             golden.deleted, golden.version, golden.updated_at = False, golden.version + 1, now
             stone.restored_at = now
-            s.execute(  # a deactivation not yet sent is no longer wanted
+            s.execute(  # a deactivation or delete not yet sent is no longer wanted
                 delete(OutboxEntry).where(
                     OutboxEntry.entity == entity,
                     OutboxEntry.hub_id == hub_id,
-                    OutboxEntry.operation == "deactivate",
+                    OutboxEntry.operation.in_(["deactivate", "delete"]),
                     OutboxEntry.status.in_(["pending", HELD]),
                 )
             )

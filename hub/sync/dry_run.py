@@ -119,8 +119,8 @@ def _collect(
     with Session(store) as committed:
         before = _goldens(committed, rows)
     for row in rows:
-        if row.operation == "deactivate":
-            operation = "deactivate"
+        if row.operation in ("deactivate", "delete"):
+            operation = row.operation
         else:
             linked = (row.entity, row.hub_id, row.system) in known
             operation = "update" if linked else "create"

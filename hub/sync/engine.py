@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import (
     Connector,
+    DeletesRecords,
     Deletion,
     NativeRecord,
     Outcome,
@@ -62,7 +63,8 @@ class Counts:
     conflicts: int = 0
     quarantined: int = 0
     failed: int = 0
-    #: records deleted in this system that the hub tombstoned (it owns or creates them)
+    #: records deleted in this system: read from it (the hub tombstoned them: it owns or
+    #: creates them) or deleted there by the hub (``on_delete: {action: delete}``)
     deleted: int = 0
 
 
@@ -788,6 +790,10 @@ class SyncEngine:
                 return
             after = rows[-1].id
             rows = self._hold_back(system, entity, rows)
+            deletes = [r for r in rows if r.operation == "delete"]
+            if deletes:
+                self._push_deletes(system, entity, deletes)
+                rows = [r for r in rows if r.operation != "delete"]
             if not rows:
                 continue
             try:
@@ -809,6 +815,45 @@ class SyncEngine:
             if recreating:  # SQLite may give the new push the id of the one it replaces
                 after = rows[0].id - 1
             self._tick(system, entity)
+
+    def _push_deletes(self, system: str, entity: str, rows: list[OutboxEntry]) -> None:
+        """Deletes the owner's delete asked for (``on_delete: {action: delete}``)."""
+        connector, counts = self.connectors[system], self.counts[system][entity]
+        if not isinstance(connector, DeletesRecords):
+            with self.sessions.begin() as s:
+                for row in rows:
+                    repo.fail(s, row.id, "the connector cannot delete")
+                    self._quarantine(
+                        s, system, entity, row.hub_id, row.payload,
+                        f"mappings/{system}/{entity}.yaml says on_delete: delete, but the "
+                        f"{system} connector cannot delete records: use deactivate or keep",
+                        direction="outbound",
+                    )  # fmt: skip
+            return
+        try:
+            results = connector.delete_batch(entity, [str(r.payload["id"]) for r in rows])
+        except ConnectorError as exc:
+            with self.sessions.begin() as s:
+                repo.note_attempt(s, [r.id for r in rows], str(exc))
+            counts.failed += len(rows)
+            self._failed(exc)
+            self.errors.append(f"deleting {entity} in {exc}")
+            log.error("deleting %s in %s", entity, exc)
+            return
+        with self.sessions.begin() as s:
+            held = repo.BatchRows(s, entity, [])
+            done = []
+            for row, result in zip(rows, results, strict=True):
+                if result.outcome is not Outcome.DELETED:
+                    self._rejected(s, system, entity, row, result, held)
+                    continue
+                repo.forget_xref(s, entity, row.hub_id, system)
+                for slot in (system, with_claims(system)):
+                    repo.forget_fingerprint(s, slot, entity, row.hub_id)
+                counts.deleted += 1
+                done.append(row.id)
+            repo.complete(s, done)
+        self._tick(system, entity)
 
     def _record_results(
         self,

@@ -6,10 +6,13 @@ back; `hub tombstones restore` does, everywhere. A mass delete trips the guard: 
 deactivations wait in the outbox until `hub outbox release`."""
 
 import json
+import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from app.cli.main import app
@@ -136,3 +139,34 @@ def test_a_mass_delete_is_held_for_a_person_until_released(
     assert "released 4 push(es)" in _hub("outbox", "release", "--system", "billing")
     SyncEngine(store, connectors, guard=guard).run(entities=["customer"])
     assert set(_billing_status(connectors["billing"], deleted).values()) == {"inactive"}
+
+
+def test_an_invoice_deleted_in_billing_is_deleted_in_salesforce_and_kept_in_sap(
+    landscape: Any,
+) -> None:
+    """Billing tells no deletes: its keys are compared (every pass here). Its invoice is
+    tombstoned; Salesforce's copy goes too (on_delete: delete), SAP keeps the posted
+    document (keep)."""
+    store, connectors, sf, _, _ = landscape
+    posted = "SELECT Id, Hub_Id__c FROM Invoice__c WHERE SAP_Billing_Document__c != null"
+    invoice = sf.query(f"{posted} LIMIT 1")["records"][0]  # one SAP holds too
+    hub_id = invoice["Hub_Id__c"]
+    billing = sa.create_engine(os.environ["BILLING_DATABASE_URL"])
+    with billing.begin() as conn:
+        conn.execute(sa.text("DELETE FROM invoices WHERE hub_id = :h"), {"h": hub_id})
+    billing.dispose()
+
+    counts = SyncEngine(store, connectors, scan_every=timedelta(0)).run(entities=["invoice"])
+    assert counts["billing"]["invoice"]["deleted"] == 1
+    assert counts["salesforce"]["invoice"]["deleted"] == 1
+    with session_factory(store)() as s:
+        stone = s.get(Tombstone, ("invoice", hub_id))
+        assert stone is not None and stone.system == "billing"
+    soql = f"SELECT IsDeleted FROM Invoice__c WHERE Id = '{invoice['Id']}'"
+    assert [r["IsDeleted"] for r in sf.query_all(soql, include_deleted=True)["records"]] == [True]
+    kept = [
+        r["YY1_HubId"]
+        for batch in connectors["sap"].read_by_keys("invoice", [hub_id])
+        for r in batch.records
+    ]
+    assert kept == [hub_id]
