@@ -10,8 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sandbox.postgres import throwaway_postgres
+
+# The machine is shared and noisy (CI: 2 cores, 6 workers): Hypothesis' timing checks
+# would fail a property test for slowness that is not its subject. Speed is measured in
+# bench/, never in tests.
+settings.register_profile("hub", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hub")
 
 
 @pytest.fixture(scope="session", autouse=True)

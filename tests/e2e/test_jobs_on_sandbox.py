@@ -86,6 +86,12 @@ def test_every_job_runs_against_the_sandbox(
         assert resync.output_for_node("resync_records")["selected"] == len(scope["keys"])
         ran.add("resync")
 
+        plan = run_job(
+            "sync_plan", run_config={"ops": {"plan_sync": {"config": {"entities": ["customer"]}}}}
+        )
+        assert plan.success and plan.output_for_node("plan_sync")["dry_run"] is True
+        ran.add("sync_plan")
+
         retry = run_job("quarantine_retry")
         assert retry.success  # the WMS orphan stays: retried, not released
         assert retry.output_for_node("retry_quarantined").get("allocation", {}).get("open", 0) >= 1
