@@ -84,7 +84,8 @@ RUN_ELSEWHERE: dict[str, str] = {
     "dg dev": "make dev",
     "hub demo": "make demo",
     "dagster dev": (
-        "tests/e2e/test_browser_ui.py::test_resync_from_the_launchpad_and_the_asset_checks_view"
+        "tests/e2e/test_browser_ui.py::"
+        "test_the_operator_repairs_drift_from_the_check_to_a_passing_check"
     ),
     "hub sandbox up": (
         "tests/sandbox/runner/test_runner.py::test_up_writes_env_survives_restart_and_down_stops_it"
