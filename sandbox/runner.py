@@ -414,6 +414,7 @@ class Sandbox:
             env["HUB_CA_BUNDLE"] = str(self.tls.ca_bundle)
         env["SANDBOX_DATA_DIR"] = str(self.dir)
         env["SANDBOX_MANIFEST"] = str(self.dir / MANIFEST_FILE)
+        env.update(cursor_overlaps())
         return env
 
     def handle(self) -> SandboxHandle:
@@ -426,6 +427,22 @@ class Sandbox:
             ca_bundle=self.tls.ca_bundle if self.tls else None,
             counters=dict(self.counters),
         )
+
+
+#: The emulators commit synchronously on this machine's clock: nothing lands late behind a
+#: cursor, so a second of overlap covers them (the connectors' default, 300 s, is for real
+#: systems' long transactions and clock skew). Without this, every incremental sync of a
+#: freshly seeded sandbox re-read the whole book, its every record being minutes old.
+SANDBOX_CURSOR_OVERLAP_SECONDS = "1"
+
+
+def cursor_overlaps(seconds: str = SANDBOX_CURSOR_OVERLAP_SECONDS) -> dict[str, str]:
+    """Each connector's cursor-overlap variable (as its settings declare it) set to
+    ``seconds``."""
+    from connectors.registry import SYSTEMS
+
+    names = (system.env_names().get("cursor_overlap_seconds") for system in SYSTEMS)
+    return {name: seconds for name in names if name}
 
 
 # -- per-system glue (credentials, env names) -----------------------------------------------

@@ -53,7 +53,6 @@ RUN_HERE: tuple[tuple[str, int], ...] = (
     (".venv/bin/hub --help", 0),
     ("hub sync", 0),
     ("hub sync --dry-run --entity customer", 0),
-    ("hub sync --entity customer", 0),
     ("hub reconcile", 0),
     ("hub findings --open", 0),
     ("hub resync --entity customer --key CUS-0000012 --system sap --dry-run", 0),
