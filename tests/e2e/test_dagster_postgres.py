@@ -35,8 +35,14 @@ query Checks($path: [String!]!) {
 """
 
 
+#: every step of a run in the run's own process: the default executor starts a process per
+#: step, each importing the code location again (a reconcile run: 7), which is most of this
+#: test's CPU and not what it checks (the instance, the queue, GraphQL, the checks)
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
 def _launch(client: DagsterGraphQLClient, job: str, config: dict[str, Any] | None = None) -> str:
-    run_id = client.submit_job_execution(job, run_config=config or {})
+    run_id = client.submit_job_execution(job, run_config={**(config or {}), **IN_PROCESS})
     status = wait_for_run(client, run_id, timeout=300)
     assert status == "SUCCESS", f"{job} run {run_id} ended {status}"
     return run_id
