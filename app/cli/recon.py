@@ -12,10 +12,9 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from dagster import ExecuteInProcessResult
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -24,6 +23,9 @@ from connectors.registry import NAMES as SYSTEM_NAMES
 from hub.model import ENTITY_ORDER
 from hub.store import findings as finding_store
 from hub.store.models import Finding
+
+if TYPE_CHECKING:  # dagster is imported when a run starts, not for every `hub` command
+    from dagster import ExecuteInProcessResult
 
 #: The keys of every finding object (``--json``), in order. ``system_id`` is the system's
 #: own id of the record (``external_id`` is kept as an alias); amounts are signed minor
