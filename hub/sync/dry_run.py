@@ -13,7 +13,7 @@ documented pysqlite recipe so that savepoints and the final rollback really happ
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +22,9 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Connector
+from hub.store import repo
 from hub.store.db import create_store_engine
-from hub.store.models import GoldenRecord, OutboxEntry, Tombstone, Xref, utcnow
+from hub.store.models import OutboxEntry, Tombstone, Xref, utcnow
 from hub.sync.engine import SyncEngine, SyncIncompleteError
 from hub.sync.merge import flatten
 
@@ -114,7 +115,7 @@ def _collect(
             .order_by(OutboxEntry.entity, OutboxEntry.system, OutboxEntry.id)
         )
     )
-    known = {(x.entity, x.hub_id, x.system) for x in s.scalars(select(Xref))}
+    known = _linked(s, rows)
     after = _goldens(s, rows)
     with Session(store) as committed:
         before = _goldens(committed, rows)
@@ -151,18 +152,31 @@ def _collect(
         )
 
 
-def _goldens(s: Session, rows: Sequence[OutboxEntry]) -> dict[tuple[str, str], dict[str, Any]]:
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+def _by_entity(rows: Sequence[OutboxEntry]) -> Iterator[tuple[str, list[str]]]:
+    """The rows' hub ids per entity, in chunks a query's IN list takes."""
     by_entity: dict[str, set[str]] = {}
     for row in rows:
         by_entity.setdefault(row.entity, set()).add(row.hub_id)
     for entity, hub_ids in by_entity.items():
         ids = sorted(hub_ids)
         for start in range(0, len(ids), 500):
-            for g in s.scalars(
-                select(GoldenRecord).where(
-                    GoldenRecord.entity == entity, GoldenRecord.hub_id.in_(ids[start : start + 500])
-                )
-            ):
-                out[(entity, g.hub_id)] = dict(g.data)
-    return out
+            yield entity, ids[start : start + 500]
+
+
+def _linked(s: Session, rows: Sequence[OutboxEntry]) -> set[tuple[str, str, str]]:
+    """(entity, hub id, system) of the rows' records each system already holds."""
+    return {
+        (entity, hub_id, system)
+        for entity, chunk in _by_entity(rows)
+        for hub_id, system in s.execute(
+            select(Xref.hub_id, Xref.system).where(Xref.entity == entity, Xref.hub_id.in_(chunk))
+        )
+    }
+
+
+def _goldens(s: Session, rows: Sequence[OutboxEntry]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (entity, hub_id): dict(golden.data)
+        for entity, chunk in _by_entity(rows)
+        for hub_id, golden in repo.golden_for(s, entity, chunk).items()
+    }

@@ -781,7 +781,6 @@ class SyncEngine:
         if self.dry_run:
             return  # what would go out stays in the (rolled back) outbox for the report
         connector = self.connectors[system]
-        counts = self.counts[system][entity]
         after = 0
         while True:
             with self.sessions() as s:
@@ -799,12 +798,7 @@ class SyncEngine:
             try:
                 results = connector.write_batch(entity, [dict(r.payload) for r in rows])
             except ConnectorError as exc:
-                with self.sessions.begin() as s:
-                    repo.note_attempt(s, [r.id for r in rows], str(exc))
-                counts.failed += len(rows)
-                self._failed(exc)
-                self.errors.append(f"writing {entity} to {exc}")
-                log.error("writing %s to %s", entity, exc)
+                self._push_failed(system, entity, rows, exc, f"writing {entity} to")
                 return
             if len(results) != len(rows):
                 raise RuntimeError(
@@ -815,6 +809,18 @@ class SyncEngine:
             if recreating:  # SQLite may give the new push the id of the one it replaces
                 after = rows[0].id - 1
             self._tick(system, entity)
+
+    def _push_failed(
+        self, system: str, entity: str, rows: list[OutboxEntry], exc: ConnectorError, what: str
+    ) -> None:
+        """A batch the system could not take at all: each row keeps its place in the
+        outbox with the attempt noted, and the run reports the error."""
+        with self.sessions.begin() as s:
+            repo.note_attempt(s, [r.id for r in rows], str(exc))
+        self.counts[system][entity].failed += len(rows)
+        self._failed(exc)
+        self.errors.append(f"{what} {exc}")
+        log.error("%s %s", what, exc)
 
     def _push_deletes(self, system: str, entity: str, rows: list[OutboxEntry]) -> None:
         """Deletes the owner's delete asked for (``on_delete: {action: delete}``)."""
@@ -833,12 +839,7 @@ class SyncEngine:
         try:
             results = connector.delete_batch(entity, [str(r.payload["id"]) for r in rows])
         except ConnectorError as exc:
-            with self.sessions.begin() as s:
-                repo.note_attempt(s, [r.id for r in rows], str(exc))
-            counts.failed += len(rows)
-            self._failed(exc)
-            self.errors.append(f"deleting {entity} in {exc}")
-            log.error("deleting %s in %s", entity, exc)
+            self._push_failed(system, entity, rows, exc, f"deleting {entity} in")
             return
         with self.sessions.begin() as s:
             held = repo.BatchRows(s, entity, [])
