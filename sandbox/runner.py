@@ -337,8 +337,9 @@ class Sandbox:
         try:
             await self._wait_started(servers, tasks)
             await self._wait_healthy()
-            self.env = self.environment()
-            _write_env(self.dir / ENV_FILE, self.env)
+            env = self.environment()
+            _write_env(self.dir / ENV_FILE, env)
+            self.env = env  # set last: running_sandbox waits on it, then reads the file
             if pid_file:
                 (self.dir / PID_FILE).write_text(f"{os.getpid()}\n")
             await self._wait_stop(stop, tasks)
