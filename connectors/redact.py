@@ -14,7 +14,8 @@ MASK = "***"
 _MIN_LEN = 4
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+#: the registered secrets, longest first (so a secret containing another is masked whole)
+_ordered: tuple[str, ...] = ()
 
 # Credentials that may appear in URLs or headers even before registration.
 _GENERIC = re.compile(
@@ -25,21 +26,24 @@ _GENERIC = re.compile(
 
 
 def register_secret(value: str | None) -> None:
-    global _pattern
+    """Mask ``value`` wherever it appears from now on. Secrets are kept as plain strings,
+    not one regular expression: a long-lived process (a worker, the test suite) registers a
+    new access token on every login, and recompiling an alternation of all of them on each
+    one took a tenth of the suite's CPU."""
+    global _ordered
     if not value or len(value) < _MIN_LEN:
         return
     with _lock:
         if value in _secrets:
             return
         _secrets.add(value)
-        parts = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(p) for p in parts))
+        _ordered = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    pattern = _pattern
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
+    for secret in _ordered:
+        if secret in text:
+            text = text.replace(secret, MASK)
 
     def _mask(match: re.Match[str]) -> str:
         if match.group(1):
@@ -66,7 +70,7 @@ def install_log_redaction() -> None:
 
         def factory(*args: object, **kwargs: object) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            if _pattern is not None or record.args or isinstance(record.msg, str):
+            if _ordered or record.args or isinstance(record.msg, str):
                 message = record.getMessage()
                 cleaned = redact(message)
                 if cleaned != message:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,8 @@ from typing import Any, TypeVar
 
 import jwt
 import requests
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.bulk2 import Operation, SFBulk2Type, _Bulk2Client
 from simple_salesforce.exceptions import (
@@ -151,6 +154,23 @@ def sobjects_from_mapped(objects: MappedObjects) -> dict[str, SObject]:
     }
 
 
+@functools.lru_cache(maxsize=4)
+def _signing_key(pem: bytes) -> RSAPrivateKey:
+    """The JWT bearer flow's private key, parsed once per key file content: loading a PEM
+    validates the RSA key, which cost more CPU than the rest of a token call."""
+    why = "it is not a PEM private key"
+    with contextlib.suppress(ValueError, TypeError):
+        key = load_pem_private_key(pem, password=None)
+        if isinstance(key, RSAPrivateKey):
+            return key
+        why = f"it holds a {type(key).__name__.removeprefix('_')}, not an RSA key"
+    raise AuthError(
+        SYSTEM,
+        f"SALESFORCE_PRIVATE_KEY_FILE cannot sign the JWT bearer assertion (RS256): {why}. "
+        "Point it at the unencrypted PEM RSA key whose certificate the connected app holds.",
+    )
+
+
 class SalesforceConnector:
     system = SYSTEM
 
@@ -183,8 +203,8 @@ class SalesforceConnector:
         s = self.settings
         url = f"{s.login_url.rstrip('/')}/services/oauth2/token"
         if s.private_key_file:
-            with open(s.private_key_file) as fh:
-                key = fh.read()
+            with open(s.private_key_file, "rb") as fh:
+                key = _signing_key(fh.read())
             assertion = jwt.encode(
                 {
                     "iss": s.client_id,

@@ -118,8 +118,10 @@ def uvicorn_config(
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
-        # clients holding idle keep-alive connections must not stall a shutdown
-        timeout_graceful_shutdown=2,
+        # clients holding idle keep-alive connections must not stall a shutdown: an idle TLS
+        # connection waits for the client's close_notify, which never comes (with 2 s here,
+        # every teardown of a sandbox a connector had talked to took 2.2 s; now 0.5 s)
+        timeout_graceful_shutdown=0.3,
         **kwargs,
     )
 

@@ -88,3 +88,22 @@ def test_the_repo_mappings_name_only_native_fields_the_systems_declare() -> None
     assert {"parent_account_hub_id", "legal_name"} <= BILLING_NATIVE["accounts"]
     assert "invoice_lines" in BILLING_NATIVE["invoices"]
     assert "invoice_id" in BILLING_NATIVE["invoice_lines"]
+
+
+def test_an_edited_mapping_is_seen_by_the_next_load_and_copies_are_independent(
+    tmp_path: Path,
+) -> None:
+    """load_all keeps its last result per folder: an edit of a file (even one of the same
+    size, within the file system's timestamp granularity) is still read, and what a caller
+    does to its copy reaches no other caller."""
+    root = _copy(tmp_path)
+    first, _ = load_all(root)
+    first[0].fields.clear()
+    again, _ = load_all(root)
+    assert again[0].fields, "a caller's change to its copy leaked into the next load"
+    sf = root / "salesforce" / "customer.yaml"
+    _edit(sf, "field: Segment__c", "field: Segment__x")  # same size, same moment
+    specs, errors = load_all(root)
+    assert not errors
+    sf_customer = next(s for s in specs if s.system == "salesforce" and s.entity == "customer")
+    assert any(f.field == "Segment__x" for f in sf_customer.fields.values())

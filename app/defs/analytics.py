@@ -49,7 +49,6 @@ from pydantic import Field
 
 from app.defs.resources import HubStoreResource
 from hub.analytics import Metrics, RatesError, RateTable, metrics_from_store
-from hub.analytics.plots import cohort_heatmap_png, markdown_image, waterfall_png
 from hub.settings import data_dir
 
 GROUP = "analytics"
@@ -166,6 +165,10 @@ def subscription_analytics(
         )
     except RatesError as exc:  # no retry fixes a missing rate
         raise Failure(description=str(exc), allow_retries=False) from exc
+    # matplotlib loads here, not with the code location: every process that loads the
+    # definitions (the UI's code server, each run, the CLI) would pay ~0.5 s CPU for it
+    from hub.analytics.plots import cohort_heatmap_png, markdown_image, waterfall_png
+
     waterfall, heatmap = waterfall_png(metrics), cohort_heatmap_png(metrics)
     out = _write_outputs(metrics, waterfall, heatmap)
     s, cur = metrics.summary, metrics.reporting_currency

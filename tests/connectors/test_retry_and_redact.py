@@ -82,6 +82,18 @@ def test_registered_secrets_and_credential_shapes_are_masked() -> None:
     assert "Authorization: Bearer ***" in cleaned and "://hub:***@db" in cleaned
 
 
+def test_a_secret_containing_another_is_masked_whole_among_thousands() -> None:
+    """A long-lived process registers a token per login: thousands of secrets, where one
+    may contain another (a session id inside a token); each is masked whole, never left
+    half-visible around the shorter one's mask."""
+    for i in range(3000):
+        register_secret(f"session-token-{i:05d}-abcdef")
+    register_secret("inner-secret")
+    register_secret("outer-inner-secret-tail")
+    cleaned = redact("a outer-inner-secret-tail b inner-secret c session-token-02999-abcdef d")
+    assert cleaned == "a *** b *** c *** d"
+
+
 def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     install_log_redaction()
     register_secret("s3cr3t-client-secret")

@@ -346,6 +346,32 @@ def test_jwt_bearer_flow_needs_no_client_secret(sandbox: SandboxHandle) -> None:
         _connector(env, jwt_audience="https://evil.example.com")._client()
 
 
+def test_a_key_file_that_cannot_sign_names_the_variable_and_the_fix(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    """The parsed key is kept per file content: a key file replaced by something else is
+    read again and, if it cannot sign RS256, refused with the variable and what to do."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    ec_key = tmp_path / "ec.pem"
+    ec_key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    env = {**sandbox.env, "SALESFORCE_CLIENT_SECRET": ""}
+    assert _connector(env).health().ok
+    for path, why in ((not_pem, "not a PEM private key"), (ec_key, "not an RSA key")):
+        with pytest.raises(AuthError, match="SALESFORCE_PRIVATE_KEY_FILE") as info:
+            _connector({**env, "SALESFORCE_PRIVATE_KEY_FILE": str(path)})._client()
+        assert why in str(info.value) and "PEM RSA key" in str(info.value)
+
+
 def test_login_url_is_configurable(sandbox: SandboxHandle) -> None:
     url = sandbox.env["SALESFORCE_LOGIN_URL"].replace("127.0.0.1", "localhost")
     assert url != sandbox.env["SALESFORCE_LOGIN_URL"]
