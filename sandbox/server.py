@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
@@ -121,7 +121,8 @@ def uvicorn_config(
         # clients holding idle keep-alive connections must not stall a shutdown: an idle TLS
         # connection waits for the client's close_notify, which never comes (with 2 s here,
         # every teardown of a sandbox a connector had talked to took 2.2 s; now 0.5 s)
-        timeout_graceful_shutdown=0.3,
+        # (typed int, used as asyncio.wait_for's timeout: a float is what it takes)
+        timeout_graceful_shutdown=cast(int, 0.3),
         **kwargs,
     )
 
