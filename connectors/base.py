@@ -146,3 +146,15 @@ class DeletesRecords(Protocol):
         """Delete by the system's own ids; one result per id, in order (``key``: the id).
         A record already gone is ``DELETED`` too: the delete is what was wanted."""
         ...
+
+
+@runtime_checkable
+class DescribesFields(Protocol):
+    """A connector that can ask the connected system which fields each object has
+    (Salesforce's describe, SAP's ``$metadata``), for ``hub systems check``: a mapped field
+    the customer's system lacks is named before the first sync touches anything."""
+
+    def native_fields(self) -> Mapping[str, frozenset[str]]:
+        """{object: field names} as the live system declares them, in the names the
+        connector hands to the mappings (fields it flattens or derives included)."""
+        ...
