@@ -194,7 +194,7 @@ ROUTES: dict[str, EntityRoute] = {
             "PayerParty",
             "BillingDocumentDate",
             "TotalNetAmount",
-            "TotalTaxAmount",
+            "TaxAmount",
             "TotalGrossAmount",
             "TransactionCurrency",
             "YY1_HubId",

@@ -72,7 +72,7 @@ class EntityRead:
 
 
 def _gross(record: dict[str, Any]) -> None:
-    net, tax = record.get("TotalNetAmount"), record.get("TotalTaxAmount")
+    net, tax = record.get("TotalNetAmount"), record.get("TaxAmount")
     gross = None if net is None or tax is None else str(Decimal(net) + Decimal(tax))
     record["TotalGrossAmount"] = gross
 
@@ -129,7 +129,7 @@ READS: dict[str, EntityRead] = {
                 "KUNRG": "PayerParty",
                 "FKDAT": "BillingDocumentDate",
                 "NETWR": "TotalNetAmount",
-                "MWSBK": "TotalTaxAmount",
+                "MWSBK": "TaxAmount",
                 "WAERK": "TransactionCurrency",
                 "ZZHUBID": "YY1_HubId",
                 "ERDAT": "CreationDate",
@@ -204,7 +204,7 @@ CONVERT: dict[str, Callable[[str], Any]] = {
     "BillingDocumentDate": _date,
     "MatlCompRequirementDate": _date,
     "TotalNetAmount": _decimal,
-    "TotalTaxAmount": _decimal,
+    "TaxAmount": _decimal,
     "ResvnItmRequiredQtyInBaseUnit": _decimal,
     "ResvnItmWithdrawnQtyInBaseUnit": _decimal,
     "ReservationItemIsFinallyIssued": _bool,

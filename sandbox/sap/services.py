@@ -299,7 +299,7 @@ BILLING_DOCUMENT = Service(
                 s("PayerParty", 10, "Payer"),
                 s("CustomerPaymentTerms", 4, "Terms of Payment", codes="payment_terms"),
                 dec("TotalNetAmount", 16, 3, "Net Value"),
-                dec("TotalTaxAmount", 16, 3, "Tax Amount"),
+                dec("TaxAmount", 16, 3, "Tax Amount"),
                 dec("TotalGrossAmount", 16, 3, "Gross Amount"),
                 s("TransactionCurrency", 5, "Document Currency", codes="currency", required=True),
                 flag("BillingDocumentIsCancelled", "Billing Document Is Cancelled"),

@@ -312,7 +312,7 @@ def billing_records(
         "PayerParty": customer,
         "CustomerPaymentTerms": PAYMENT_TERMS[terms],
         "TotalNetAmount": decimal(inv["subtotal_minor"], currency),
-        "TotalTaxAmount": decimal(inv["tax_minor"], currency),
+        "TaxAmount": decimal(inv["tax_minor"], currency),
         "TotalGrossAmount": decimal(inv["total_minor"], currency),
         "TransactionCurrency": currency,
         "BillingDocumentIsCancelled": status == "void",

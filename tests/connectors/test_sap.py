@@ -402,13 +402,13 @@ def test_invoices_are_created_and_updated(sap: SapConnector) -> None:
     results = sap.write_batch(
         "invoice",
         [
-            {"YY1_HubId": existing["YY1_HubId"], "TotalTaxAmount": "0.00"},
+            {"YY1_HubId": existing["YY1_HubId"], "TaxAmount": "0.00"},
             {
                 "YY1_HubId": "INV-NEW-1",
                 "SoldToParty": customers[0]["Customer"],
                 "BillingDocumentDate": "2025-03-01",
                 "TotalNetAmount": "100.00",
-                "TotalTaxAmount": "19.00",
+                "TaxAmount": "19.00",
                 "TotalGrossAmount": "119.00",
                 "TransactionCurrency": "EUR",
             },

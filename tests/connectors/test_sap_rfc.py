@@ -295,7 +295,7 @@ def test_billing_documents_with_decimal_text_and_no_clearing_claim() -> None:
         "PayerParty": "1000001",
         "BillingDocumentDate": "2024-02-01",
         "TotalNetAmount": "930.00",
-        "TotalTaxAmount": "73.50",
+        "TaxAmount": "73.50",
         "TotalGrossAmount": "1003.50",
         "TransactionCurrency": "CHF",
         "YY1_HubId": "INV-0000001",

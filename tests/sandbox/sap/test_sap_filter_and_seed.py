@@ -97,7 +97,7 @@ def test_seeded_records_survive_a_restart_and_number_ranges_continue(tmp_path):
                 "SoldToParty": "1000000",
                 "TransactionCurrency": "EUR",
                 "TotalNetAmount": 100,
-                "TotalTaxAmount": "19",
+                "TaxAmount": "19",
                 "TotalGrossAmount": "119.000",
                 "InvoiceClearingStatus": "C" if i % 2 else "A",
                 "BillingDocumentDate": dt.date(2024, 5, 1),

@@ -61,8 +61,7 @@ def test_sap_agrees_with_billing_except_for_the_planted_drift(tmp_path: Path) ->
         docs = _client(sb.env, "API_BILLING_DOCUMENT_SRV").entity_sets.A_BillingDocument
         first = docs.get_entities().filter("InvoiceClearingStatus eq 'C'").top(1).execute()[0]
         net, tax, gross = (
-            Decimal(str(x))
-            for x in (first.TotalNetAmount, first.TotalTaxAmount, first.TotalGrossAmount)
+            Decimal(str(x)) for x in (first.TotalNetAmount, first.TaxAmount, first.TotalGrossAmount)
         )
         assert gross == net + tax > 0
     seeded = json.loads((tmp_path / "sb" / "seed.json").read_text())
