@@ -58,6 +58,26 @@ from connectors.settings import (
 
 SYSTEM = "pim"
 PRODUCTS_PATH = "/api/rest/v1/products"
+ATTRIBUTES_PATH = "/api/rest/v1/attributes"
+#: A product's top-level properties in Akeneo's REST API (its attribute values sit under
+#: ``values.<attribute code>``, listed by the PIM itself at /attributes).
+PRODUCT_PROPERTIES = frozenset(
+    {
+        "uuid",
+        "identifier",
+        "enabled",
+        "family",
+        "categories",
+        "groups",
+        "parent",
+        "values",
+        "associations",
+        "quantified_associations",
+        "created",
+        "updated",
+        "metadata",
+    }
+)
 TOKEN_PATH = "/api/oauth/v1/token"  # noqa: S105 - a route, not a secret
 COLLECTION_TYPE = "application/vnd.akeneo.collection+json"
 PAGE_LIMIT = 100  # Akeneo refuses more than 100 items per page
@@ -285,6 +305,18 @@ class PimConnector:
             for line, n in enumerate(to_send, start=1):
                 results[n] = _result(str(chunk[n].get("identifier")), answers.get(line, {}))
         return [r for r in results if r is not None]
+
+    def native_fields(self) -> dict[str, frozenset[str]]:
+        """The product's properties and ``values.<code>`` for every attribute the PIM
+        lists (paged as Akeneo pages code-keyed lists)."""
+        codes: set[str] = set()
+        url: str | None = ATTRIBUTES_PATH
+        params: dict[str, Any] | None = {"limit": PAGE_LIMIT}
+        while url:
+            payload = self._request("GET", url, params=params).json()
+            codes |= {str(a["code"]) for a in payload.get("_embedded", {}).get("items", [])}
+            url, params = payload.get("_links", {}).get("next", {}).get("href"), None
+        return {"products": PRODUCT_PROPERTIES | {f"values.{code}" for code in codes}}
 
     def health(self) -> Health:
         started = time.monotonic()

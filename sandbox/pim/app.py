@@ -1,5 +1,5 @@
 """The Starlette application: OAuth token endpoint, products (list with search and
-pagination, get, PATCH one, PATCH a collection) and families under ``/api/rest/v1``;
+pagination, get, PATCH one, PATCH a collection), families and attributes under ``/api/rest/v1``;
 every error in Akeneo's ``{"code", "message"}`` shape."""
 
 from __future__ import annotations
@@ -183,6 +183,15 @@ class PimEmulator:
 
     # -- families ---------------------------------------------------------------------
     async def list_families(self, request: Request) -> Response:
+        return self._listing(request, "families", list(self.catalog.families()))
+
+    async def list_attributes(self, request: Request) -> Response:
+        """Akeneo's attribute list: what a product's ``values`` may hold (the connector's
+        native_fields reads it for ``hub systems check``)."""
+        return self._listing(request, "attributes", self.catalog.attributes())
+
+    def _listing(self, request: Request, what: str, every: list[dict[str, Any]]) -> Response:
+        """One page of a code-keyed list (families, attributes) with Akeneo's page links."""
         query = request.query_params
         limit = _positive_int(query.get("limit"), self.settings.page_limit_default, "limit")
         if limit > self.settings.page_limit_max:
@@ -191,7 +200,7 @@ class PimEmulator:
             )
         page = _positive_int(query.get("page"), 1, "page")
         base = str(request.url.replace(query="")).rstrip("/")
-        found = list(islice(self.catalog.families(), (page - 1) * limit, page * limit + 1))
+        found = every[(page - 1) * limit : page * limit + 1]
         links = {
             "self": {"href": f"{base}?{urlencode({'page': page, 'limit': limit})}"},
             "first": {"href": f"{base}?{urlencode({'page': 1, 'limit': limit})}"},
@@ -202,7 +211,7 @@ class PimEmulator:
             links["next"] = {"href": f"{base}?{urlencode({'page': page + 1, 'limit': limit})}"}
         root = str(request.base_url).rstrip("/")
         items = [
-            {"_links": {"self": {"href": f"{root}{API}/families/{f['code']}"}}, **f}
+            {"_links": {"self": {"href": f"{root}{API}/{what}/{f['code']}"}}, **f}
             for f in found[:limit]
         ]
         return JSONResponse({"_links": links, "current_page": page, "_embedded": {"items": items}})
@@ -229,6 +238,7 @@ class PimEmulator:
             },
             "pim_api_family_list": {"route": f"{API}/families", "methods": ["GET"]},
             "pim_api_family_get": {"route": f"{API}/families/{{code}}", "methods": ["GET"]},
+            "pim_api_attribute_list": {"route": f"{API}/attributes", "methods": ["GET"]},
         }
         return JSONResponse(
             {"host": str(request.base_url).rstrip("/"), "authentication": {}, "routes": routes}
@@ -278,6 +288,7 @@ def create_app(
         Route(f"{API}/products/{{identifier}}", r(emulator.patch_product), methods=["PATCH"]),
         Route(f"{API}/families", r(emulator.list_families), methods=["GET"]),
         Route(f"{API}/families/{{code}}", r(emulator.get_family), methods=["GET"]),
+        Route(f"{API}/attributes", r(emulator.list_attributes), methods=["GET"]),
         *admin_routes(faults),
     ]
     app = Starlette(routes=routes)

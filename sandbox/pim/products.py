@@ -112,6 +112,22 @@ class Catalog:
     def families(self) -> Iterator[dict[str, Any]]:
         return self.store.iter(FAMILIES)
 
+    def attributes(self) -> list[dict[str, Any]]:
+        """The attributes as Akeneo lists them (code order): a simple select where the
+        settings give options, else text; the first text one, ``name``, is the label."""
+        return [
+            {
+                "code": code,
+                "type": "pim_catalog_simpleselect" if options else "pim_catalog_text",
+                "group": "marketing",
+                "unique": False,
+                "localizable": False,
+                "scopable": False,
+                "max_characters": None if options else self.settings.text_max_length,
+            }
+            for code, options in sorted(self.settings.attributes.items())
+        ]
+
     # -- writes -----------------------------------------------------------------------
     def upsert(self, identifier: str, body: Any) -> int:
         """Create or update one product; 201 or 204, PimError with Akeneo's body else."""

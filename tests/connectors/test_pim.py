@@ -118,6 +118,35 @@ def test_from_env_builds_a_healthy_connector(pim: Landscape) -> None:
     connector.close()
 
 
+def test_native_fields_list_every_attribute_the_pim_declares_across_pages(
+    pim: Landscape,
+) -> None:
+    """hub systems check reads what the PIM declares: the product's properties and a
+    ``values.<code>`` per attribute, every page of /attributes (two of them at limit 3)."""
+    connector = pim.connector()
+    fields = connector.native_fields()["products"]
+    assert {"identifier", "family", "enabled", "updated"} <= fields
+    expected = {f"values.{code}" for code in EmulatorSettings().attributes}
+    assert len(expected) > 3 and {f for f in fields if f.startswith("values.")} == expected
+    with httpx.Client(base_url=pim.base) as http:
+        token = http.post(
+            "/api/oauth/v1/token",
+            json={
+                "grant_type": "password",
+                "username": CREDENTIALS["PIM_USERNAME"],
+                "password": CREDENTIALS["PIM_PASSWORD"],
+            },
+            auth=(CREDENTIALS["PIM_CLIENT_ID"], CREDENTIALS["PIM_SECRET"]),
+        ).json()["access_token"]
+        first = http.get(
+            "/api/rest/v1/attributes",
+            params={"limit": 3},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+    assert len(first["_embedded"]["items"]) == 3 and "next" in first["_links"]
+    assert first["_embedded"]["items"][0]["type"].startswith("pim_catalog_")
+
+
 def test_bad_credentials_give_an_unhealthy_answer_without_the_secret(pim: Landscape) -> None:
     env = {**pim.env, "PIM_PASSWORD": "definitely-wrong-password"}
     health = from_env(env).health()
