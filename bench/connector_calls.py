@@ -155,7 +155,7 @@ def sap_rows(sb: SandboxHandle, n: int) -> list[Row]:
         "allocation": [
             {
                 "YY1_HubId": f"ALC-SAPB-{i:07d}",
-                "Material": "HW-GATEWAY",
+                "Product": "HW-GATEWAY",
                 "Plant": "DE01",
                 "ResvnItmRequiredQtyInBaseUnit": 1 + i % 5,
                 "MatlCompRequirementDate": "2026-12-15",

@@ -97,7 +97,7 @@ CONTRACT_DEFAULTS = {
 RESERVATION_DEFAULTS = {"GoodsMovementType": "601"}
 #: reservation item fields the hub writes (the header carries the contract and hub id)
 RESERVATION_ITEM_FIELDS = (
-    "Material",
+    "Product",
     "Plant",
     "ResvnItmRequiredQtyInBaseUnit",
     "MatlCompRequirementDate",

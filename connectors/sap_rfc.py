@@ -153,7 +153,7 @@ READS: dict[str, EntityRead] = {
         TableRead(
             "RESB",
             {
-                "MATNR": "Material",
+                "MATNR": "Product",
                 "WERKS": "Plant",
                 "BDMNG": "ResvnItmRequiredQtyInBaseUnit",
                 "BDTER": "MatlCompRequirementDate",

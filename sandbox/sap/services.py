@@ -459,7 +459,7 @@ RESERVATION = Service(
                 key("Reservation", 10, "Reservation"),
                 key("ReservationItem", 4, "Item"),
                 key("RecordType", 1, "Record Type"),
-                s("Material", 40, "Material", required=True),
+                s("Product", 40, "Product", required=True),
                 s("Plant", 4, "Plant", required=True),
                 s("StorageLocation", 4, "Storage Location"),
                 s("Batch", 10, "Batch"),

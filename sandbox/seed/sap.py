@@ -380,7 +380,7 @@ def reservation_records(alloc: Record) -> list[tuple[str, dict[str, Any]]]:
         "Reservation": number,
         "ReservationItem": "0001",
         "RecordType": "",
-        "Material": alloc["sku"],
+        "Product": alloc["sku"],
         "Plant": alloc["location"],
         "MatlCompRequirementDate": alloc["delivery_date"],
         "ResvnItmRequiredQtyInEntryUnit": quantity,

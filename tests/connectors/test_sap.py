@@ -471,7 +471,7 @@ def _reservation(hub_id: str, contract: str, status: str = "reserved") -> dict[s
     return {
         "YY1_HubId": hub_id,
         "SalesOrder": contract,
-        "Material": "SKU-WIDGET",
+        "Product": "SKU-WIDGET",
         "Plant": "1010",
         "ResvnItmRequiredQtyInBaseUnit": 4,
         "MatlCompRequirementDate": "2025-07-01",
@@ -490,7 +490,7 @@ def test_allocations_are_kept_as_reservations_with_one_item(sap: SapConnector) -
     (held,) = _by_keys(sap, "allocation", ["ALC-NEW-1"])
     assert held["Reservation"] == created.external_id
     assert (held["GoodsMovementType"], held["SalesOrder"]) == ("601", contract)
-    assert (held["Material"], held["Plant"], held["ReservationItem"]) == (
+    assert (held["Product"], held["Plant"], held["ReservationItem"]) == (
         "SKU-WIDGET",
         "1010",
         "0001",
@@ -532,7 +532,7 @@ def test_allocation_writes_through_faults_lose_nothing_and_apply_nothing_twice(
     open_one = next(r for r in reservations if r["FulfilmentStatus"] == "reserved")
     contract = open_one["SalesOrder"]
     picked = {
-        **{k: open_one[k] for k in ("YY1_HubId", "SalesOrder", "Material", "Plant")},
+        **{k: open_one[k] for k in ("YY1_HubId", "SalesOrder", "Product", "Plant")},
         "ResvnItmRequiredQtyInBaseUnit": open_one["ResvnItmRequiredQtyInBaseUnit"],
         "MatlCompRequirementDate": open_one["MatlCompRequirementDate"][:10],
         "FulfilmentStatus": "shipped",

@@ -319,7 +319,7 @@ def test_reservations_with_their_first_item_and_fulfilment_status() -> None:
         "GoodsMovementType": "601",
         "SalesOrder": "40000001",
         "YY1_HubId": "ALC-0000001",
-        "Material": "SKU-BOX-1",
+        "Product": "SKU-BOX-1",
         "Plant": "1010",
         "ResvnItmRequiredQtyInBaseUnit": "12.000",
         "MatlCompRequirementDate": "2024-03-01",
@@ -330,7 +330,7 @@ def test_reservations_with_their_first_item_and_fulfilment_status() -> None:
         "FulfilmentStatus": "reserved",
     }
     second = by_number["0000100002"]  # item 0001, not 0002
-    assert (second["Material"], second["Plant"], second["ResvnItmRequiredQtyInBaseUnit"]) == (
+    assert (second["Product"], second["Plant"], second["ResvnItmRequiredQtyInBaseUnit"]) == (
         "SKU-BOX-2",
         "1010",
         "2.000",
@@ -346,7 +346,7 @@ def test_reservations_with_their_first_item_and_fulfilment_status() -> None:
         "released",
     )
     bare = by_number["0000100005"]  # no item: item fields are none, not false
-    assert bare["Material"] is None and bare["ReservationItemIsFinallyIssued"] is None
+    assert bare["Product"] is None and bare["ReservationItemIsFinallyIssued"] is None
     assert (bare["SalesOrder"], bare["YY1_HubId"]) == (None, None)
     resb = _calls(connection, "RESB")[0]
     assert " ".join(o["TEXT"] for o in resb["OPTIONS"]).startswith("RSPOS = '0001' AND RSNUM IN")

@@ -280,7 +280,7 @@ def test_subscription_changes_plan_its_deliveries_in_billing_wms_and_sap(
     contract = land.sap("subscription", sub_hub_id)
     assert reservation is not None and contract is not None
     assert reservation["SalesOrder"] == contract["SalesContract"]
-    assert (reservation["Material"], reservation["FulfilmentStatus"]) == (item.sku, "reserved")
+    assert (reservation["Product"], reservation["FulfilmentStatus"]) == (item.sku, "reserved")
 
     # upgrade: three more of the item; billing stamps the subscription as changed
     with land.billing.begin() as conn:

@@ -226,7 +226,7 @@ def test_read_only_stock_and_reservation_create(sap):
             YY1_HubId="ALLOC-1",
             to_ReservationDocumentItem=[
                 {
-                    "Material": "SKU-1",
+                    "Product": "SKU-1",
                     "Plant": "1010",
                     "ResvnItmRequiredQtyInBaseUnit": "2",
                     "MatlCompRequirementDate": "/Date(1717200000000)/",
