@@ -68,6 +68,9 @@ from connectors.settings import (
 SYSTEM = "salesforce"
 T = TypeVar("T")
 COLLECTION_LIMIT = 200
+#: The API version the connector is written and tested against (the default of
+#: SALESFORCE_API_VERSION)
+TESTED_API_VERSION = "61.0"
 #: the statusCode of a write addressing a record by an Id that is in the recycle bin
 DELETED = "ENTITY_IS_DELETED"
 
@@ -102,7 +105,7 @@ class SalesforceSettings:
         default="",
         metadata=env_var("SALESFORCE_PRIVATE_KEY_FILE", doc="PEM key for the JWT bearer flow"),
     )
-    api_version: str = field(default="61.0", metadata=env_var("SALESFORCE_API_VERSION"))
+    api_version: str = field(default=TESTED_API_VERSION, metadata=env_var("SALESFORCE_API_VERSION"))
     ca_bundle: str | None = field(default=None, metadata=ca_bundle_env())
     #: ``aud`` of JWT assertions; empty: the login URL. Salesforce wants
     #: https://login.salesforce.com (or test.salesforce.com for sandboxes) even when the
@@ -294,6 +297,8 @@ class SalesforceConnector:
             except SalesforceMalformedRequest as exc:
                 raise PermanentError(SYSTEM, _sf_message(exc), status=400) from None
             except SalesforceGeneralError as exc:
+                if exc.status == 410:
+                    raise self._retired_version(exc) from None
                 if exc.status in (429, 500, 502, 503, 504):
                     raise TransientError(
                         SYSTEM,
@@ -313,6 +318,19 @@ class SalesforceConnector:
         if not retry:
             return attempt()
         return call_with_retry(SYSTEM, attempt, self.settings.retry)
+
+    def _retired_version(self, exc: SalesforceGeneralError) -> PermanentError:
+        """410 GONE: the org no longer serves this API version (Salesforce retires
+        versions older than three years); no retry will help, configuration will."""
+        version = self.settings.api_version
+        return PermanentError(
+            SYSTEM,
+            f"the org no longer serves REST API version {version} (410 GONE: "
+            f"{_sf_message(exc)}). Set SALESFORCE_API_VERSION to a supported version (this "
+            f"connector is tested with {TESTED_API_VERSION}; /services/data/ on the org lists "
+            "the versions it serves).",
+            status=410,
+        )
 
     def _check_budget(self) -> None:
         if self._usage is None:

@@ -21,14 +21,13 @@ from starlette.routing import Route
 from sandbox.faults import FaultInjectionMiddleware, FaultState, admin_routes
 from sandbox.salesforce.auth import ApiBudget, OAuthError, TokenService
 from sandbox.salesforce.bulk import BulkApi
-from sandbox.salesforce.errors import ApiError, fault_error_body, not_found
+from sandbox.salesforce.errors import ApiError, fault_error_body, not_found, retired_version
 from sandbox.salesforce.repository import Repository
 from sandbox.salesforce.rest import JSON, Call, Reply, RestApi, versions
 from sandbox.salesforce.settings import SalesforceSettings
 from sandbox.store import DocumentStore
 
-_VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
-OLDEST_VERSION = 31.0
+_VERSION = re.compile(r"^v(\d{1,3}\.\d)$")
 
 
 class SalesforceEmulator:
@@ -88,7 +87,7 @@ class SalesforceEmulator:
 
     # -- REST ------------------------------------------------------------------------------
     async def versions(self, _: Request) -> Response:
-        return JSONResponse(versions(self.settings.api_version))
+        return JSONResponse(versions(self.settings.api_version, self.settings.min_api_version))
 
     async def api(self, request: Request) -> Response:
         extra: dict[str, str] = {}
@@ -116,7 +115,11 @@ class SalesforceEmulator:
         if not match:
             raise not_found()
         number = float(match.group(1))
-        if number < OLDEST_VERSION or number > float(self.settings.api_version):
+        if number < float(self.settings.min_api_version):
+            # a retired version: REST API answers 410 GONE (Salesforce's API End-of-Life
+            # policy), not 404, whatever the resource
+            raise retired_version(match.group(1), self.settings.min_api_version)
+        if number > float(self.settings.api_version):
             raise not_found()
         return match.group(1)
 

@@ -52,6 +52,17 @@ def not_found(message: str = NOT_FOUND_MESSAGE) -> ApiError:
     return ApiError(404, "NOT_FOUND", message)
 
 
+def retired_version(version: str, oldest: str) -> ApiError:
+    """A request to an API version the org no longer serves: 410 GONE (the wording is the
+    emulator's; the status and the code are Salesforce's)."""
+    return ApiError(
+        410,
+        "UNSUPPORTED_API_VERSION",
+        f"API version {version} is retired and no longer available; this org serves "
+        f"version {oldest} and later",
+    )
+
+
 def malformed_query(message: str) -> ApiError:
     return ApiError(400, "MALFORMED_QUERY", message)
 

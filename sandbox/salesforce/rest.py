@@ -105,11 +105,11 @@ def release_label(version: str) -> str:
     return f"{season} '{year:02d}"
 
 
-def versions(newest: str) -> list[dict[str, str]]:
+def versions(newest: str, oldest: str = "31.0") -> list[dict[str, str]]:
     top = int(float(newest))
     return [
         {"label": release_label(f"{v}.0"), "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
-        for v in range(31, top + 1)
+        for v in range(int(float(oldest)), top + 1)
     ]
 
 

@@ -22,6 +22,10 @@ class SalesforceSettings(BaseModel):
         "empty disables the JWT bearer flow",
     )
     api_version: str = Field(default="62.0", description="newest version the org serves")
+    min_api_version: str = Field(
+        default="31.0",
+        description="oldest version the org serves; older (retired) ones answer 410 GONE",
+    )
     daily_api_limit: int = Field(default=1_000_000, ge=1)
     token_ttl_seconds: int = Field(default=7200, ge=1)
     query_batch_size: int = Field(default=2000, ge=200, le=2000)
