@@ -17,7 +17,7 @@ runner = CliRunner()
 #: RST that Typer would print as it is: ``literals``, :roles:`x`, `interpreted text`
 RST = re.compile(r"``|:[a-z]+:`|`")
 OPERATORS_PATH = [
-    "sandbox", "db", "mappings", "sync", "reconcile", "findings", "resync", "quarantine",
+    "sandbox", "db", "mappings", "systems", "sync", "reconcile", "findings", "resync", "quarantine",
     "tombstones", "outbox", "metrics", "demo",
 ]  # fmt: skip
 
@@ -53,7 +53,7 @@ def test_commands_are_listed_in_the_operators_order() -> None:
 def test_the_commands_taking_a_system_or_an_entity_are_known() -> None:
     assert sorted(" ".join(path) for path, _ in TAKING) == [
         "findings", "outbox release", "quarantine list", "quarantine retry", "reconcile",
-        "resync", "sync", "tombstones list",
+        "resync", "sync", "systems check", "tombstones list",
     ]  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from app.cli.records import (
     quarantined_counts,
 )
 from app.cli.resync import resync
+from app.cli.systems import systems_app
 from connectors.redact import redact_url
 from hub import settings
 from hub.model import ENTITY_ORDER
@@ -39,6 +40,7 @@ COMMAND_ORDER = (
     "sandbox",
     "db",
     "mappings",
+    "systems",
     "sync",
     "reconcile",
     "findings",
@@ -69,6 +71,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Hub store schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(mappings_app, name="mappings")
+app.add_typer(systems_app, name="systems")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(tombstones_app, name="tombstones")
 app.add_typer(outbox_app, name="outbox")

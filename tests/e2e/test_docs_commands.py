@@ -50,6 +50,7 @@ PROGRAM_PATHS = (".venv/bin/", "scripts/")
 #: by then, so it is the README's "second make demo", an incremental sync).
 RUN_HERE: tuple[tuple[str, int], ...] = (
     ("hub db upgrade", 0),
+    ("hub systems check", 0),
     (".venv/bin/hub --help", 0),
     ("hub sync", 0),
     ("hub sync --dry-run --entity customer", 0),
