@@ -23,6 +23,7 @@ applied twice.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ ODATA_ROOT = "/sap/opu/odata/sap"
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 #: connector-private keys on native records (never mapped, never sent)
 ETAG = "__etag"
+#: The name the hub id travels under on native records, both ways (the mappings'
+#: ``hub_id_field``). In SAP it is a key-user extension field named by the customer's
+#: extension: ``SapSettings.hub_id_field`` (``SAP_HUB_ID_FIELD``) is what the connector
+#: reads, writes and filters on the wire.
+HUB_ID = "YY1_HubId"
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 SALES_AREA = {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
 #: Edm.DateTime fields the hub sends as ISO dates (pyodata wants datetimes for them)
 DATE_FIELDS = frozenset(
@@ -167,7 +174,7 @@ ROUTES: dict[str, EntityRoute] = {
             "YY1_CreditLimitAmount",
             "YY1_CreditLimitCurrency",
             "TaxNumber1",
-            "YY1_HubId",
+            HUB_ID,
         ),
         child=("Currency", "CustomerPaymentTerms"),
     ),
@@ -182,7 +189,7 @@ ROUTES: dict[str, EntityRoute] = {
             "SalesContractValidityStartDate",
             "SalesContractValidityEndDate",
             "TransactionCurrency",
-            "YY1_HubId",
+            HUB_ID,
         ),
     ),
     "invoice": EntityRoute(
@@ -197,7 +204,7 @@ ROUTES: dict[str, EntityRoute] = {
             "TaxAmount",
             "TotalGrossAmount",
             "TransactionCurrency",
-            "YY1_HubId",
+            HUB_ID,
         ),
     ),
     "allocation": EntityRoute(
@@ -205,7 +212,7 @@ ROUTES: dict[str, EntityRoute] = {
         "A_ReservationDocumentHeader",
         "Reservation",
         expand="to_ReservationDocumentItem",
-        writable=("SalesOrder", "ReservationDate", "YY1_HubId"),
+        writable=("SalesOrder", "ReservationDate", HUB_ID),
         child=RESERVATION_ITEM_FIELDS,
     ),
 }
@@ -236,6 +243,16 @@ class SapSettings:
         default=CURSOR_OVERLAP_SECONDS,
         metadata=cursor_overlap_env("SAP_CURSOR_OVERLAP_SECONDS"),
     )
+    #: The key-user extension field that holds the hub id on every entity the hub writes
+    #: (its name is the customer's extension's, e.g. YY1_HubId or YY1_HubId_bus).
+    hub_id_field: str = field(
+        default=HUB_ID,
+        metadata=env_var(
+            "SAP_HUB_ID_FIELD",
+            doc=f"the extension field holding the hub id (default {HUB_ID})",
+            parse=lambda raw: _field_name("SAP_HUB_ID_FIELD", raw),
+        ),
+    )
 
 
 class SapConnector:
@@ -262,6 +279,18 @@ class SapConnector:
         return response
 
     # -- plumbing -----------------------------------------------------------------------
+    @property
+    def _hub_field(self) -> str:
+        """The hub id's field on the wire (SAP_HUB_ID_FIELD)."""
+        return self.settings.hub_id_field
+
+    def _to_wire(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Values to send: decimals as strings, the hub id under SAP's field name."""
+        out = _to_send(values)
+        if HUB_ID in out and self._hub_field != HUB_ID:
+            out[self._hub_field] = out.pop(HUB_ID)
+        return out
+
     def _service_url(self, service: str) -> str:
         return f"{self.settings.url.rstrip('/')}{ODATA_ROOT}/{service}/"
 
@@ -335,6 +364,42 @@ class SapConnector:
 
     def entities(self) -> Sequence[str]:
         return list(ROUTES)
+
+    def native_fields(self) -> dict[str, frozenset[str]]:
+        """{entity set: field names} as the live services' ``$metadata`` declares them, in
+        the names records are handed to the mappings: the header's own properties, the
+        fields the connector keeps flat from a child (the sales area's currency and terms,
+        the reservation item's), the ones it derives (``TaxNumber``, ``AmountCleared``,
+        ``FulfilmentStatus``) where what they come from is declared, and the hub id as
+        ``YY1_HubId`` where SAP_HUB_ID_FIELD's field exists. One ``$metadata`` call per
+        service, which every read makes anyway."""
+        out: dict[str, frozenset[str]] = {}
+        for entity, route in ROUTES.items():
+            schema = self._client(route.service).schema
+            header = _declared(schema, route.entity_set)
+            names = header - {self._hub_field, HUB_ID}
+            if self._hub_field in header:
+                names.add(HUB_ID)
+            if entity == "customer":
+                names |= _declared(schema, "A_CustomerSalesArea") & set(route.child)
+                if "BPTaxNumber" in _declared(schema, "A_BusinessPartnerTaxNumber") or (
+                    "TaxNumber1" in header
+                ):
+                    names.add("TaxNumber")
+            elif entity == "invoice":
+                names.discard("YY1_AmountCleared")
+                if {"YY1_AmountCleared", "InvoiceClearingStatus"} <= header:
+                    names.add("AmountCleared")
+            elif entity == "allocation":
+                item = _declared(schema, "A_ReservationDocumentItem")
+                names |= item & {*RESERVATION_ITEM_FIELDS, "ReservationItem"}
+                if (
+                    set(reservation_flags("reserved", 0)) - {"ResvnItmWithdrawnQtyInBaseUnit"}
+                    <= item
+                ):
+                    names.add(FULFILMENT_STATUS)
+            out[route.entity_set] = frozenset(names)
+        return out
 
     # -- reads --------------------------------------------------------------------------
     def _query(self, entity: str, where: str, order: bool = True) -> Iterator[list[dict[str, Any]]]:
@@ -419,7 +484,7 @@ class SapConnector:
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> Iterator[Batch]:
         step = self.settings.keys_per_query
         for i in range(0, len(keys), step):
-            where = " or ".join(f"YY1_HubId eq {_literal(k)}" for k in keys[i : i + step])
+            where = " or ".join(f"{self._hub_field} eq {_literal(k)}" for k in keys[i : i + step])
             for records in self._query(entity, where, order=False):
                 if records:
                     yield Batch(records)
@@ -432,10 +497,10 @@ class SapConnector:
         incremental write pass cost as much as the book."""
         step = self.settings.keys_per_query
         keys = sorted({str(r[route.key]) for r in rows if r.get(route.key)})
-        hub_ids = [str(r["YY1_HubId"]) for r in rows if not r.get(route.key)]
+        hub_ids = [str(r[HUB_ID]) for r in rows if not r.get(route.key)]
         return [
             " or ".join(f"{field} eq {_literal(v)}" for v in values[i : i + step])
-            for field, values in ((route.key, keys), ("YY1_HubId", hub_ids))
+            for field, values in ((route.key, keys), (self._hub_field, hub_ids))
             for i in range(0, len(values), step)
         ]
 
@@ -444,9 +509,9 @@ class SapConnector:
         route: EntityRoute, rows: Sequence[NativeRecord], records: Iterable[NativeRecord]
     ) -> dict[str, NativeRecord]:
         """Records read for ``rows``, by the hub id of the row that asked for each (by SAP
-        key: the row's, even where SAP's YY1_HubId is blank; else SAP's YY1_HubId)."""
-        by_key = {str(r[route.key]): str(r["YY1_HubId"]) for r in rows if r.get(route.key)}
-        return {by_key.get(str(r.get(route.key)), str(r.get("YY1_HubId"))): r for r in records}
+        key: the row's, even where SAP's hub id is blank; else SAP's hub id)."""
+        by_key = {str(r[route.key]): str(r[HUB_ID]) for r in rows if r.get(route.key)}
+        return {by_key.get(str(r.get(route.key)), str(r.get(HUB_ID))): r for r in records}
 
     def _read_current(self, entity: str, rows: Sequence[NativeRecord]) -> dict[str, NativeRecord]:
         route = ROUTES[entity]
@@ -461,6 +526,8 @@ class SapConnector:
     def _native(self, entity: str, proxy: Any) -> dict[str, Any]:
         record = _plain(proxy)
         record[ETAG] = getattr(proxy, "etag", None)
+        if self._hub_field != HUB_ID:  # handed on under the mappings' name
+            record[HUB_ID] = record.pop(self._hub_field, None)
         if entity == "customer":
             areas = _expanded(proxy, "to_CustomerSalesArea")
             area = next(
@@ -643,7 +710,7 @@ class SapConnector:
         blind - but that read rides on the previous $batch instead of its own call."""
         route = ROUTES[entity]
         current = known if known is not None else self._read_current(entity, rows)
-        plans = [self._plan(entity, row, current.get(str(row["YY1_HubId"]))) for row in rows]
+        plans = [self._plan(entity, row, current.get(str(row[HUB_ID]))) for row in rows]
         todo = [p for p in plans if p.result is None]
         ahead: dict[str, NativeRecord] | None = None
         if todo:
@@ -653,14 +720,14 @@ class SapConnector:
                 # The $batch failed as a whole (or a change set broke it): read back what
                 # landed, then send the rest one by one to learn each record's fate.
                 landed = {
-                    r["YY1_HubId"]: r
+                    r[HUB_ID]: r
                     for batch in self.read_by_keys(entity, [p.hub_id for p in todo])
                     for r in batch.records
                 }
                 for plan in todo:
                     there = landed.get(plan.hub_id)
                     if plan.current is not None and there is not None:
-                        intended = {**plan.header, **plan.area, "YY1_HubId": plan.hub_id}
+                        intended = {**plan.header, **plan.area, HUB_ID: plan.hub_id}
                         if self._plan(entity, intended, there).result is not None:
                             # its change set went through before the batch broke
                             plan.result = WriteResult(
@@ -676,7 +743,7 @@ class SapConnector:
 
     def _plan(self, entity: str, row: NativeRecord, current: dict[str, Any] | None) -> _Plan:
         route = ROUTES[entity]
-        hub_id = str(row["YY1_HubId"])
+        hub_id = str(row[HUB_ID])
         row = dict(row)
         if entity == "customer":  # the short name and the limit's currency follow
             if row.get("CustomerFullName"):
@@ -722,7 +789,7 @@ class SapConnector:
         entity_set = getattr(client.entity_sets, route.entity_set)
         out = []
         if plan.current is None:
-            values = _to_send(plan.header)
+            values = self._to_wire(plan.header)
             if route.entity_set == "A_Customer":
                 values["to_CustomerSalesArea"] = [{**SALES_AREA, **plan.area}]
             elif route.entity_set == "A_SalesContract":
@@ -737,7 +804,7 @@ class SapConnector:
             return out
         key = plan.current[route.key]
         if plan.header:
-            update = entity_set.update_entity(**{route.key: key}).set(**_to_send(plan.header))
+            update = entity_set.update_entity(**{route.key: key}).set(**self._to_wire(plan.header))
             update.add_headers({"If-Match": plan.current.get(ETAG) or "*"})
             out.append(update)
         if plan.area and route.entity_set == "A_Customer":
@@ -870,7 +937,7 @@ class SapConnector:
                         None,
                     )
                     refreshed = self._plan(
-                        entity, {**plan.header, **plan.area, "YY1_HubId": plan.hub_id}, fresh
+                        entity, {**plan.header, **plan.area, HUB_ID: plan.hub_id}, fresh
                     )
                     plan.current, plan.header, plan.area = (
                         refreshed.current,
@@ -989,6 +1056,16 @@ def _plain(proxy: Any) -> dict[str, Any]:
     return out
 
 
+def _declared(schema: Any, entity_set: str) -> set[str]:
+    """The property names ``$metadata`` declares for an entity set (none if it has no
+    such set)."""
+    try:
+        entity_type = schema.entity_set(entity_set).entity_type
+    except (KeyError, PyODataException):
+        return set()
+    return {prop.name for prop in entity_type.proprties()}
+
+
 def _expanded(proxy: Any, nav: str) -> list[dict[str, Any]]:
     try:
         value = getattr(proxy, nav)
@@ -1087,6 +1164,19 @@ def _odata_ts(moment: datetime) -> str:
 def _literal(value: str) -> str:
     """An OData string literal: quotes doubled, so a value can never end the literal."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def _field_name(variable: str, raw: str) -> str | None:
+    """An OData property name from ``variable`` (blank: the default); anything else is a
+    configuration error, never a name pasted into a ``$filter``."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not _FIELD_NAME.fullmatch(raw):
+        raise ValueError(
+            f"{variable}={raw!r}: give the extension field's OData name, e.g. YY1_HubId"
+        )
+    return raw
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SapConnector:

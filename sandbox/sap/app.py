@@ -18,7 +18,7 @@ from sandbox.sap.errors import NOT_ALLOWED, SapError, fault_error_body, render
 from sandbox.sap.handlers import WRITE_METHODS, Dispatcher, Op, Result, json_result
 from sandbox.sap.metadata import metadata_xml
 from sandbox.sap.repository import Repository, UnitOfWork
-from sandbox.sap.services import SERVICES
+from sandbox.sap.services import services_for
 from sandbox.sap.settings import SapSettings
 from sandbox.sap.stats import CallCounter, stats_routes
 from sandbox.store import DocumentStore
@@ -33,10 +33,11 @@ class SapEmulator:
         self.repo = Repository(store, settings.code_lists, settings.check_references)
         self.dispatcher = Dispatcher(self.repo, faults, settings)
         self.counter = CallCounter()
+        self.services = services_for(settings.hub_id_field)
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["service"]
-        svc = SERVICES.get(name.upper())
+        svc = self.services.get(name.upper())
         if svc is None:
             return self._error(
                 SapError(
@@ -96,7 +97,7 @@ class SapEmulator:
                 result = Result(
                     200,
                     {"content-type": "application/xml", "dataserviceversion": "2.0"},
-                    metadata_xml(svc, root),
+                    metadata_xml(svc, root, self.settings.hub_id_field),
                 )
             elif path == "$batch":
                 if method != "POST":

@@ -382,7 +382,7 @@ class Dispatcher:
         return doc, created
 
     def _maybe_reject(self, es: EntitySet, doc: Doc) -> None:
-        hub_id = doc.get("YY1_HubId") or ""
+        hub_id = doc.get(self.settings.hub_id_field) or ""
         record_key = hub_id or KEY_SEP.join(str(doc.get(k, "")) for k in es.keys)
         if self.faults.should_reject(record_key):
             shown = hub_id or record_key.replace(KEY_SEP, "/")

@@ -112,10 +112,10 @@ def _container(svc: Service) -> list[str]:
 
 
 @cache
-def _body(svc_name: str) -> tuple[str, str]:
-    from sandbox.sap.services import SERVICES
+def _body(svc_name: str, hub_id_field: str) -> tuple[str, str]:
+    from sandbox.sap.services import services_for
 
-    svc = SERVICES[svc_name]
+    svc = services_for(hub_id_field)[svc_name]
     head = [
         '<?xml version="1.0" encoding="utf-8"?>',
         f'<edmx:Edmx Version="1.0" xmlns:edmx="{EDMX_NS}" xmlns:m="{M_NS}" xmlns:sap="{SAP_NS}">',
@@ -139,9 +139,10 @@ def _body(svc_name: str) -> tuple[str, str]:
     return prefix, suffix
 
 
-def metadata_xml(svc: Service, service_root: str) -> bytes:
-    """The $metadata document; ``service_root`` goes into the atom self links as on S/4."""
-    prefix, suffix = _body(svc.name)
+def metadata_xml(svc: Service, service_root: str, hub_id_field: str = "YY1_HubId") -> bytes:
+    """The $metadata document; ``service_root`` goes into the atom self links as on S/4;
+    the hub id's extension field is declared as ``hub_id_field``."""
+    prefix, suffix = _body(svc.name, hub_id_field)
     links = (
         f'<atom:link rel="self" href={quoteattr(service_root + "$metadata")} '
         'xmlns:atom="http://www.w3.org/2005/Atom"/>\n'

@@ -16,22 +16,27 @@ from sandbox.sap.repository import (
     derive_fields,
     doc_id,
 )
-from sandbox.sap.services import find_set
+from sandbox.sap.services import DEFAULT_HUB_ID_FIELD, find_set
 from sandbox.store import DocumentStore
 
 _CHUNK = 5000
 
 
 class _Loader:
-    def __init__(self, store: DocumentStore, svc: Service) -> None:
+    def __init__(
+        self, store: DocumentStore, svc: Service, hub_id_field: str = DEFAULT_HUB_ID_FIELD
+    ) -> None:
         self.store = store
         self.svc = svc
+        self.hub_id_field = hub_id_field
         self.pending: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.counters: dict[str, int] = {}
         self.item_counters: dict[tuple[str, str], int] = {}
         self.base_stamp = now_ms()
 
     def add(self, es: EntitySet, record: dict[str, Any]) -> None:
+        if self.hub_id_field != DEFAULT_HUB_ID_FIELD and DEFAULT_HUB_ID_FIELD in record:
+            record = {**record, self.hub_id_field: record[DEFAULT_HUB_ID_FIELD]}
         doc: dict[str, Any] = {}
         for prop in es.props:
             if prop.name in record:
@@ -99,15 +104,22 @@ class _Loader:
             self.store.set_meta(GENERATION_META, uuid.uuid4().hex)
 
 
-def seed_records(store: DocumentStore, object_name: str, records: Iterable[dict[str, Any]]) -> int:
+def seed_records(
+    store: DocumentStore,
+    object_name: str,
+    records: Iterable[dict[str, Any]],
+    hub_id_field: str = DEFAULT_HUB_ID_FIELD,
+) -> int:
     """Insert records of entity set ``object_name`` (e.g. ``A_BusinessPartner`` or
     ``API_BUSINESS_PARTNER.A_BusinessPartner``) using SAP field names. Inline children under
     navigation names (``to_Item``: [...]) are loaded too. Returns the number of top-level
     records. Missing keys are drawn from the entity set's number range; missing
-    ``LastChangeDateTime`` becomes now."""
+    ``LastChangeDateTime`` becomes now. ``hub_id_field``: the name the emulator serving
+    this store gives the hub id's extension field (SapSettings.hub_id_field); records may
+    carry the hub id as ``YY1_HubId`` all the same."""
     name = object_name.rsplit(".", 1)[-1]
-    svc, es = find_set(name)
-    loader = _Loader(store, svc)
+    svc, es = find_set(name, hub_id_field)
+    loader = _Loader(store, svc, hub_id_field)
     count = 0
     for record in records:
         loader.add(es, record)

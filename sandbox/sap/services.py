@@ -10,6 +10,8 @@ docs/sandbox-sap.md.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from sandbox.sap.edm import EntitySet, Nav, Numbering, Prop, Service
@@ -67,7 +69,10 @@ def stamps(*, created_by: bool = True) -> tuple[Prop, ...]:
     return tuple(out)
 
 
-HUB_ID = s("YY1_HubId", 40, "Hub ID")
+#: The hub id's key-user extension field as the sandbox names it by default; a real
+#: extension's name is the customer's (SapSettings.hub_id_field, see services_for).
+DEFAULT_HUB_ID_FIELD = "YY1_HubId"
+HUB_ID = s(DEFAULT_HUB_ID_FIELD, 40, "Hub ID")
 CUSTOMER_REF = ("API_BUSINESS_PARTNER", "A_Customer", "Customer")
 
 BUSINESS_PARTNER = Service(
@@ -511,9 +516,28 @@ SERVICES: dict[str, Service] = {
 }
 
 
-def find_set(entity_set: str) -> tuple[Service, EntitySet]:
+@cache
+def services_for(hub_id_field: str = DEFAULT_HUB_ID_FIELD) -> dict[str, Service]:
+    """The services with the hub id's extension field declared as ``hub_id_field`` (what
+    a customer's key-user extension calls it), everything else as in :data:`SERVICES`."""
+    if hub_id_field == DEFAULT_HUB_ID_FIELD:
+        return SERVICES
+
+    def renamed(es: EntitySet) -> EntitySet:
+        props = tuple(replace(p, name=hub_id_field) if p is HUB_ID else p for p in es.props)
+        return replace(es, props=props)
+
+    return {
+        name: Service(svc.name, svc.component, {n: renamed(es) for n, es in svc.sets.items()})
+        for name, svc in SERVICES.items()
+    }
+
+
+def find_set(
+    entity_set: str, hub_id_field: str = DEFAULT_HUB_ID_FIELD
+) -> tuple[Service, EntitySet]:
     """Entity set names are unique across the emulated services; seeding uses this."""
-    for svc in SERVICES.values():
+    for svc in services_for(hub_id_field).values():
         if entity_set in svc.sets:
             return svc, svc.sets[entity_set]
     raise KeyError(f"unknown SAP entity set {entity_set!r}")

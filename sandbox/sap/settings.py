@@ -84,6 +84,8 @@ class SapSettings(BaseModel):
     system_id: str = "S4H"
     page_size: int = Field(default=1000, ge=1, description="server page without $top")
     max_page_size: int = Field(default=5000, ge=1, description="server page with $top")
+    #: the name of the hub id's key-user extension field (the connector's SAP_HUB_ID_FIELD)
+    hub_id_field: str = Field(default="YY1_HubId", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     require_if_match: bool = True
     check_references: bool = True
     code_lists: dict[str, list[str]] = Field(

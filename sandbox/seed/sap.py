@@ -11,6 +11,7 @@ finds nothing until something drifts.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -75,8 +76,16 @@ class SapWriter(EmulatorWriter):
     system = "sap"
     module = "sandbox.sap"
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, hub_id_field: str = "YY1_HubId") -> None:
+        """``hub_id_field``: the emulator's name for the hub id's extension field (its
+        SapSettings.hub_id_field); the records below carry it as YY1_HubId."""
         super().__init__(store)
+        from sandbox.sap import seed_records
+
+        def seed(store: Any, object_name: str, records: Iterable[dict[str, Any]]) -> int:
+            return seed_records(store, object_name, records, hub_id_field)
+
+        self.seed_fn = seed
         self._open_stock: dict[tuple[str, str], int] = defaultdict(int)
 
     def customer_slice(self, s: CustomerSlice) -> None:

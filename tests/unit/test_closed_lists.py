@@ -56,6 +56,7 @@ ARCHITECTURE_VARIABLES = {
         "HUB_CA_BUNDLE",
         "HUB_HTTP_TIMEOUT",
         "SAP_CURSOR_OVERLAP_SECONDS",
+        "SAP_HUB_ID_FIELD",  # the customer's extension field name, in the README
     },
     "pim": {
         "PIM_URL",
