@@ -14,6 +14,7 @@ from app.defs.schedules import build_schedules, build_sensors
 from app.defs.store import store_maintenance
 from app.defs.sync import build_sync_assets, build_sync_jobs
 from app.defs.sync_plan import sync_plan_job
+from app.defs.systems_check import systems_check_job
 
 RESOURCES = {
     "hub_store": HubStoreResource(),
@@ -27,6 +28,7 @@ defs = Definitions.merge(
             store_maintenance,
             resync_job,
             sync_plan_job,
+            systems_check_job,
             quarantine_retry_job,
             *build_sync_jobs(),
         ],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors import registry
-from connectors.base import DescribesFields
+from connectors.base import Connector, DescribesFields
 from connectors.errors import ConnectorError
 from hub.mapping.native import declared
 from hub.mapping.spec import MAPPINGS_DIR, MappingError, NativeFields, load_all
@@ -70,6 +70,15 @@ def _check(system: str, env: Mapping[str, str], root: Path) -> SystemReport:
     except (ValueError, ConnectorError) as exc:
         return SystemReport(system, False, f"cannot be built: {exc}")
     try:
+        return check_connector(system, connector, root)
+    finally:
+        connector.close()
+
+
+def check_connector(system: str, connector: Connector, root: Path = MAPPINGS_DIR) -> SystemReport:
+    """``system``'s report through a connector already built (the Dagster job's come from
+    its resources); the caller closes it."""
+    try:
         health = connector.health()
         if not health.ok:
             return SystemReport(system, False, f"unreachable: {health.detail}")
@@ -82,8 +91,6 @@ def _check(system: str, env: Mapping[str, str], root: Path) -> SystemReport:
             return SystemReport(system, True, f"{took}; it publishes no field list to check")
     except ConnectorError as exc:
         return SystemReport(system, False, f"metadata could not be read: {exc}")
-    finally:
-        connector.close()
     errors = [e for e in load_all(root, {system: native})[1] if _of(e, root, system)]
     return SystemReport(system, True, took, len(native), [f"{e}; {FIX}" for e in errors])
 

@@ -1,6 +1,7 @@
 """Every job of the code location, executed in process (as the CLI runs them, recorded in
-the instance) against the seeded sandbox: store maintenance, the full sync, the
-reconciliation, a resync from its findings, a quarantine retry and the daily analytics."""
+the instance) against the seeded sandbox: store maintenance, the systems check, the full
+sync, the reconciliation, a resync from its findings, a quarantine retry and the daily
+analytics."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,13 @@ def test_every_job_runs_against_the_sandbox(
 
         assert run_job("store_maintenance").success
         ran.add("store_maintenance")
+
+        checked = run_job("systems_check")
+        assert checked.success
+        assert set(checked.output_for_node("check_systems_op")) == {
+            "billing", "salesforce", "sap", "pim", "wms",
+        }  # fmt: skip
+        ran.add("systems_check")
 
         sync = run_job("sync_all")
         assert sync.success
