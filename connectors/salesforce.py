@@ -17,7 +17,7 @@ import functools
 import io
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ from simple_salesforce.exceptions import (
     SalesforceGeneralError,
     SalesforceMalformedRequest,
     SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
 )
 
 from connectors.base import (
@@ -83,6 +84,45 @@ class SObject:
     external_id: str
     fields: tuple[str, ...]
     modstamp: str = "SystemModstamp"
+
+
+#: Mapped fields whose presence depends on how the org is set up: ``CurrencyIsoCode``
+#: exists only in multi-currency orgs; with State and Country/Territory Picklists the
+#: ISO code of an address's country is ``<Address>CountryCode`` (the text field then holds
+#: the country's name).
+CURRENCY_FIELD = "CurrencyIsoCode"
+COUNTRY_CODE_FIELDS = {
+    "BillingCountry": "BillingCountryCode",
+    "ShippingCountry": "ShippingCountryCode",
+}
+ORG_DEPENDENT = frozenset({CURRENCY_FIELD, *COUNTRY_CODE_FIELDS})
+#: error_code of a record refused before sending: its amounts are in another currency
+#: than the single-currency org's
+CURRENCY_MISMATCH = "CURRENCY_NOT_IN_ORG"
+
+
+@dataclass(frozen=True)
+class OrgShape:
+    """How one sObject looks in the live org (from its describe), and so how the
+    connector reads and writes the mapped fields: ``renames`` maps a mapped field to the
+    org field that holds it (``BillingCountry`` -> ``BillingCountryCode``), ``constants``
+    are mapped fields the org lacks, presented with a fixed value on read and never
+    written (``CurrencyIsoCode`` in a single-currency org: the org's currency)."""
+
+    fields: frozenset[str] = frozenset()
+    money: frozenset[str] = frozenset()
+    renames: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, Any] = field(default_factory=dict)
+
+    def query_fields(self, obj: SObject) -> tuple[str, ...]:
+        return tuple(self.renames.get(f, f) for f in obj.fields if f not in self.constants)
+
+    def to_mapped(self, record: dict[str, Any]) -> dict[str, Any]:
+        for mapped, org in self.renames.items():
+            if org in record:
+                record[mapped] = record.pop(org)
+        record.update(self.constants)
+        return record
 
 
 @dataclass
@@ -188,6 +228,9 @@ class SalesforceConnector:
         self.session.hooks["response"].append(self._remember_retry_after)
         self.api_calls = 0
         self._sf: Salesforce | None = None
+        self._described: dict[str, dict[str, dict[str, Any]]] = {}
+        self._shapes: dict[str, OrgShape] = {}
+        self._org_currency: str | None = None
 
     # -- auth ---------------------------------------------------------------------------
     def _remember_retry_after(self, response: requests.Response, *_: Any, **__: Any) -> None:
@@ -345,6 +388,84 @@ class SalesforceConnector:
                 f"wait for the budget to reset; the sync resumes from its cursor.",
             )
 
+    # -- the org's shape ------------------------------------------------------------------
+    def _describe(self, name: str) -> dict[str, dict[str, Any]]:
+        """The fields of sObject ``name`` as the live org describes them, by name (one
+        describe call per object and connector)."""
+        if name not in self._described:
+
+            def describe(sf: Salesforce) -> dict[str, Any]:
+                try:
+                    return dict(sf.restful(f"sobjects/{name}/describe") or {})
+                except SalesforceResourceNotFound:
+                    raise PermanentError(
+                        SYSTEM,
+                        f"the org has no sObject {name} (or the integration user cannot see "
+                        "it): deploy it and grant the user's permission set access to it; see "
+                        "docs/connector-salesforce.md",
+                        status=404,
+                    ) from None
+
+            answer = self._call(describe)
+            self._described[name] = {f["name"]: f for f in answer.get("fields", [])}
+        return self._described[name]
+
+    def _default_currency(self) -> str:
+        """The org's currency (Organization.DefaultCurrencyIsoCode): in a single-currency
+        org, the currency of every amount."""
+        if self._org_currency is None:
+            rows = list(self._rest_query("SELECT DefaultCurrencyIsoCode FROM Organization"))
+            if not rows or not rows[0].get("DefaultCurrencyIsoCode"):
+                raise PermanentError(
+                    SYSTEM,
+                    "the org did not tell its currency (Organization.DefaultCurrencyIsoCode)",
+                )
+            self._org_currency = str(rows[0]["DefaultCurrencyIsoCode"])
+        return self._org_currency
+
+    def _shape(self, obj: SObject) -> OrgShape:
+        """How ``obj`` looks in this org, discovered on first use from its describe: only
+        objects whose mapped fields depend on the org's setup are described for reads
+        and writes (a describe is one API call)."""
+        if obj.name not in self._shapes:
+            if not ORG_DEPENDENT & set(obj.fields):
+                self._shapes[obj.name] = OrgShape()
+            else:
+                self._shapes[obj.name] = self._discover(obj)
+        return self._shapes[obj.name]
+
+    def _discover(self, obj: SObject) -> OrgShape:
+        described = self._describe(obj.name)
+        renames = {
+            mapped: code
+            for mapped, code in COUNTRY_CODE_FIELDS.items()
+            if mapped in obj.fields and code in described
+        }
+        constants: dict[str, Any] = {}
+        if CURRENCY_FIELD in obj.fields and CURRENCY_FIELD not in described:
+            constants[CURRENCY_FIELD] = self._default_currency()
+        money = frozenset(n for n, f in described.items() if f.get("type") == "currency")
+        return OrgShape(frozenset(described), money, renames, constants)
+
+    def native_fields(self) -> Mapping[str, frozenset[str]]:
+        """{sObject: field names} of every mapped sObject as the live org describes it,
+        plus the fields the connector derives for the mappings (``CurrencyIsoCode`` in a
+        single-currency org), so a mapped field the org lacks can be named up front."""
+        out: dict[str, frozenset[str]] = {}
+        for obj in self.sobjects.values():
+            names = set(self._describe(obj.name))
+            if CURRENCY_FIELD in obj.fields and CURRENCY_FIELD not in names:
+                names.add(CURRENCY_FIELD)  # presented as the org's currency
+            out[obj.name] = frozenset(names)
+        return out
+
+    def _live(self, obj: SObject) -> tuple[SObject, OrgShape]:
+        """``obj`` with the fields to query in this org, and its shape."""
+        shape = self._shape(obj)
+        if not shape.renames and not shape.constants:
+            return obj, shape
+        return replace(obj, fields=shape.query_fields(obj)), shape
+
     # -- reads --------------------------------------------------------------------------
     def entities(self) -> Sequence[str]:
         return list(self.sobjects)
@@ -384,18 +505,18 @@ class SalesforceConnector:
         ``SALESFORCE_CURSOR_OVERLAP_SECONDS`` before it, so a record committed late with an
         earlier stamp is read too, and a batch's cursor never moves back (while the
         overlap is re-read it stays where it was)."""
-        obj = self.sobjects[entity]
+        obj, shape = self._live(self.sobjects[entity])
         stored = _decode_cursor(cursor)
         soql = self._soql(obj, self._since(obj, stored))
         rows = self._bulk_query(soql) if cursor is None else self._rest_query(soql)
-        for batch in self._batches(obj, rows, with_cursor=True):
+        for batch in self._batches(obj, rows, with_cursor=True, shape=shape):
             if stored is None or _position(batch.records[-1], obj) > _order(stored):
                 yield batch
             else:
                 yield Batch(batch.records, cursor)
 
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
-        obj = self.sobjects[entity]
+        obj, shape = self._live(self.sobjects[entity])
         clauses = []
         if window and window.start:
             clauses.append(
@@ -406,16 +527,15 @@ class SalesforceConnector:
                 format_soql(f"{obj.modstamp} < {{:literal}}", _soql_datetime(window.end))
             )
         soql = self._soql(obj, " AND ".join(clauses), order=False)
-        yield from self._batches(obj, self._bulk_query(soql), with_cursor=False)
+        yield from self._batches(obj, self._bulk_query(soql), with_cursor=False, shape=shape)
 
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> Iterator[Batch]:
-        obj = self.sobjects[entity]
+        obj, shape = self._live(self.sobjects[entity])
         step = self.settings.keys_per_query
         for i in range(0, len(keys), step):
             where = format_soql(f"{obj.external_id} IN {{}}", list(keys[i : i + step]))
-            yield from self._batches(
-                obj, self._rest_query(self._soql(obj, where)), with_cursor=False
-            )
+            rows = self._rest_query(self._soql(obj, where))
+            yield from self._batches(obj, rows, with_cursor=False, shape=shape)
 
     def read_deletions(self, entity: str, since: datetime | None) -> list[Deletion] | None:
         """Deleted records from the recycle bin, through ``queryAll`` (``IsDeleted =
@@ -512,11 +632,18 @@ class SalesforceConnector:
             wait = min(wait * 2, self.settings.bulk_poll_max)
 
     def _batches(
-        self, obj: SObject, rows: Iterable[dict[str, Any]], *, with_cursor: bool
+        self,
+        obj: SObject,
+        rows: Iterable[dict[str, Any]],
+        *,
+        with_cursor: bool,
+        shape: OrgShape | None = None,
     ) -> Iterator[Batch]:
+        """Rows in pages of ``page_size``, in the mapped field names (``shape``)."""
+        reshape = shape is not None and bool(shape.renames or shape.constants)
         page: list[dict[str, Any]] = []
         for row in rows:
-            page.append(row)
+            page.append(shape.to_mapped(row) if reshape and shape else row)
             if len(page) >= self.settings.page_size:
                 yield self._batch(obj, page, with_cursor)
                 page = []
@@ -534,11 +661,18 @@ class SalesforceConnector:
     # -- writes -------------------------------------------------------------------------
     def write_batch(self, entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
         obj = self.sobjects[entity]
+        shape = self._shape(obj)
         records = [dict(r) for r in records]
         results: dict[int, WriteResult] = {}
-        by_id = [(i, r) for i, r in enumerate(records) if r.get("Id")]
-        by_ext = [(i, r) for i, r in enumerate(records) if not r.get("Id")]
-        bulk = len(records) > self.settings.bulk_threshold
+        if shape.renames or shape.constants:
+            for i, record in enumerate(records):
+                refused = self._to_org(obj, shape, record)
+                if refused is not None:
+                    results[i] = refused
+        todo = [(i, r) for i, r in enumerate(records) if i not in results]
+        by_id = [(i, r) for i, r in todo if r.get("Id")]
+        by_ext = [(i, r) for i, r in todo if not r.get("Id")]
+        bulk = len(todo) > self.settings.bulk_threshold
         for group, update in ((by_id, True), (by_ext, False)):
             if not group:
                 continue
@@ -548,6 +682,30 @@ class SalesforceConnector:
             ):
                 results[i] = result
         return [results[i] for i in range(len(records))]
+
+    def _to_org(self, obj: SObject, shape: OrgShape, record: NativeRecord) -> WriteResult | None:
+        """Rewrite ``record`` (in place) in the org's field names: the country's ISO code
+        into ``<Address>CountryCode``; a field the org lacks (``CurrencyIsoCode`` in a
+        single-currency org) left out. A record whose amounts are in another currency
+        than the single-currency org's is refused here (the org would show them as its
+        own currency): the answer, else None."""
+        for mapped, org in shape.renames.items():
+            if mapped in record:
+                record[org] = record.pop(mapped)
+        for mapped, value in shape.constants.items():
+            given = record.pop(mapped, None)
+            amounts = [f for f in shape.money if record.get(f) not in (None, "")]
+            if mapped == CURRENCY_FIELD and given not in (None, "", value) and amounts:
+                key = str(record.get(obj.external_id) or record.get("Id"))
+                return WriteResult(
+                    key,
+                    Outcome.REJECTED,
+                    error=f"the org is single-currency ({value}); this record's amounts "
+                    f"({', '.join(sorted(amounts))}) are in {given}, which it cannot hold. "
+                    "Enable multiple currencies in the org, or keep these records out of it",
+                    error_code=CURRENCY_MISMATCH,
+                )
+        return None
 
     def _collection_write(
         self, obj: SObject, records: list[NativeRecord], update: bool

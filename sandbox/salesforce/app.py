@@ -24,6 +24,8 @@ from sandbox.salesforce.bulk import BulkApi
 from sandbox.salesforce.errors import ApiError, fault_error_body, not_found, retired_version
 from sandbox.salesforce.repository import Repository
 from sandbox.salesforce.rest import JSON, Call, Reply, RestApi, versions
+from sandbox.salesforce.schema import org_schema
+from sandbox.salesforce.seed import seed_records
 from sandbox.salesforce.settings import SalesforceSettings
 from sandbox.store import DocumentStore
 
@@ -38,9 +40,21 @@ class SalesforceEmulator:
         self.store = store
         self.tokens = TokenService(store, faults, settings)
         self.budget = ApiBudget(settings.daily_api_limit)
+        self.schema = org_schema(
+            settings.multi_currency, settings.state_country_picklists, settings.default_currency
+        )
         self.repo = Repository(store, faults, settings.user_id)
-        self.rest = RestApi(store, faults, settings, self.repo, self.limits)
-        self.bulk = BulkApi(store, self.repo, settings)
+        self.rest = RestApi(store, faults, settings, self.repo, self.limits, self.schema)
+        self.bulk = BulkApi(store, self.repo, settings, self.schema)
+        # the one Organization record, as the settings describe the org
+        organization = {
+            "Id": settings.org_id,
+            "Name": "Hub Sandbox Org",
+            "DefaultCurrencyIsoCode": settings.default_currency,
+            "InstanceName": "EMU1",
+            "IsSandbox": True,
+        }
+        seed_records(store, "Organization", [organization], self.schema)
 
     def limits(self) -> dict[str, Any]:
         daily = self.settings.daily_api_limit

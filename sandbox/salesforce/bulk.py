@@ -29,7 +29,7 @@ from sandbox.salesforce import ids, query, soql
 from sandbox.salesforce.errors import ApiError, RecordError, RecordRejected
 from sandbox.salesforce.repository import Repository, UnitOfWork
 from sandbox.salesforce.rest import Call, Reply, method_not_allowed
-from sandbox.salesforce.schema import SObjectType, sobject
+from sandbox.salesforce.schema import DEFAULT_SCHEMA, Schema, SObjectType
 from sandbox.salesforce.settings import SalesforceSettings
 from sandbox.salesforce.values import format_datetime
 from sandbox.store import DocumentStore
@@ -124,9 +124,14 @@ class Job:
 
 class BulkApi:
     def __init__(
-        self, store: DocumentStore, repo: Repository, settings: SalesforceSettings
+        self,
+        store: DocumentStore,
+        repo: Repository,
+        settings: SalesforceSettings,
+        schema: Schema = DEFAULT_SCHEMA,
     ) -> None:
         self.store = store
+        self.schema = schema
         self.repo = repo
         self.settings = settings
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -201,7 +206,7 @@ class BulkApi:
         if kind == "ingest":
             if operation not in INGEST_OPERATIONS:
                 raise _invalid_job(f"Invalid operation: {operation}")
-            obj = sobject(str(spec.get("object") or ""))
+            obj = self.schema.sobject(str(spec.get("object") or ""))
             if obj is None:
                 raise ApiError(
                     400, "NOT_FOUND", f"sObject type '{spec.get('object')}' is not supported"
@@ -221,7 +226,7 @@ class BulkApi:
             if operation not in ("query", "queryAll"):
                 raise _invalid_job(f"Invalid operation: {operation}")
             text = str(spec.get("query") or "")
-            parsed = soql.parse(text)
+            parsed = soql.parse(text, self.schema)
             if parsed.count or parsed.offset:
                 raise ApiError(
                     400,

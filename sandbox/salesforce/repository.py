@@ -22,7 +22,7 @@ from typing import Any
 from sandbox.faults import FaultState
 from sandbox.salesforce import ids
 from sandbox.salesforce.errors import NOT_FOUND_MESSAGE, ApiError, RecordError, RecordRejected
-from sandbox.salesforce.schema import AUTO_NUMBER_FORMATS, Field, SObjectType
+from sandbox.salesforce.schema import AUTO_NUMBER_FORMATS, COUNTRY_FIELDS, Field, SObjectType
 from sandbox.salesforce.soql import STAMP_FIELDS
 from sandbox.salesforce.values import Invalid, check_rules, coerce, format_datetime
 from sandbox.store import DocumentStore
@@ -276,6 +276,8 @@ class UnitOfWork:
             if f.type == "reference" and value is not None:
                 value = self._check_reference(f, value)
             doc[f.name] = value
+        if obj.field("BillingCountryCode") is not None:
+            _sync_countries(obj, doc, values)
         missing = [
             f.name
             for f in obj.fields
@@ -459,3 +461,54 @@ def write_index(store: DocumentStore, obj: SObjectType, docs: Iterable[dict[str,
             existing = (store.get(coll, key) or {}).get("ids", [])
             merged.append((key, {"ids": list(dict.fromkeys([*existing, *new_ids]))}))
         store.put_many(coll, merged)
+
+
+_BAD_COUNTRY = (
+    "There's a problem with this country, even though it may appear correct. Please select "
+    "a country/territory from the list of valid countries."
+)
+
+
+def _sync_countries(obj: SObjectType, doc: dict[str, Any], values: dict[str, Any]) -> None:
+    """State and Country/Territory Picklists: an address's country is the ISO code field
+    (``BillingCountryCode``) and the name (``BillingCountry``) kept in step with it. A
+    write may give either: the code must be one the org allows, the name must be a
+    country's integration value (its name); both given, they must agree. Anything else
+    is ``FIELD_INTEGRITY_EXCEPTION``, as Salesforce answers."""
+    given = {k.lower() for k in values}
+    for code_name, text_name in COUNTRY_FIELDS:
+        code_field = obj.field(code_name)
+        if code_field is None or code_field.picklist is None:
+            continue
+        names = code_field.picklist.labels
+        by_name = {name.lower(): code for code, name in names.items()}
+        code, text = doc.get(code_name), doc.get(text_name)
+        if code_name.lower() in given:
+            if code in (None, ""):
+                doc[code_name] = None
+                if text_name.lower() not in given or text in (None, ""):
+                    doc[text_name] = None
+                    continue
+                raise RecordRejected(
+                    RecordError("FIELD_INTEGRITY_EXCEPTION", _BAD_COUNTRY, [code_name])
+                )
+            if code not in names:
+                raise RecordRejected(
+                    RecordError("FIELD_INTEGRITY_EXCEPTION", _BAD_COUNTRY, [code_name])
+                )
+            agrees = by_name.get(str(text).strip().lower()) == code
+            if text_name.lower() in given and text not in (None, "") and not agrees:
+                raise RecordRejected(
+                    RecordError("FIELD_INTEGRITY_EXCEPTION", _BAD_COUNTRY, [text_name])
+                )
+            doc[text_name] = names[code]
+        elif text_name.lower() in given:
+            if text in (None, ""):
+                doc[code_name] = doc[text_name] = None
+                continue
+            found = by_name.get(str(text).strip().lower())
+            if found is None:
+                raise RecordRejected(
+                    RecordError("FIELD_INTEGRITY_EXCEPTION", _BAD_COUNTRY, [text_name])
+                )
+            doc[code_name], doc[text_name] = found, names[found]

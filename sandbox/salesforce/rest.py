@@ -23,7 +23,7 @@ from sandbox.salesforce.errors import (
     not_found,
 )
 from sandbox.salesforce.repository import Repository, UnitOfWork
-from sandbox.salesforce.schema import OBJECTS, Field, SObjectType, sobject
+from sandbox.salesforce.schema import DEFAULT_SCHEMA, Field, Schema, SObjectType
 from sandbox.salesforce.settings import SalesforceSettings
 from sandbox.store import DocumentStore
 
@@ -121,8 +121,8 @@ def method_not_allowed(method: str, allowed: str) -> ApiError:
     )
 
 
-def object_or_404(name: str) -> SObjectType:
-    obj = sobject(name)
+def object_or_404(name: str, schema: Schema = DEFAULT_SCHEMA) -> SObjectType:
+    obj = schema.sobject(name)
     if obj is None:
         raise ApiError(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
     return obj
@@ -175,7 +175,7 @@ def object_urls(obj: SObjectType, version: str) -> dict[str, str]:
 
 
 def object_summary(obj: SObjectType, version: str) -> dict[str, Any]:
-    writable = obj.name != "User"
+    writable = obj.name not in ("User", "Organization")
     return {
         "name": obj.name,
         "label": obj.label,
@@ -191,9 +191,11 @@ def object_summary(obj: SObjectType, version: str) -> dict[str, Any]:
     }
 
 
-def describe_object(obj: SObjectType, version: str) -> dict[str, Any]:
+def describe_object(
+    obj: SObjectType, version: str, schema: Schema = DEFAULT_SCHEMA
+) -> dict[str, Any]:
     children = []
-    for other in OBJECTS.values():
+    for other in schema.objects.values():
         for f in other.fields:
             if f.reference_to and f.reference_to[0] == obj.name and f.name != "OwnerId":
                 children.append(
@@ -261,12 +263,14 @@ class RestApi:
         settings: SalesforceSettings,
         repo: Repository,
         limits: Callable[[], dict[str, Any]],
+        schema: Schema = DEFAULT_SCHEMA,
     ) -> None:
         self.store = store
         self.faults = faults
         self.settings = settings
         self.repo = repo
         self.limits = limits
+        self.schema = schema
         self.cursors = query.Cursors()
 
     def handle(self, call: Call) -> Reply:
@@ -308,10 +312,10 @@ class RestApi:
                 {
                     "encoding": "UTF-8",
                     "maxBatchSize": COLLECTION_LIMIT,
-                    "sobjects": [object_summary(o, v) for o in OBJECTS.values()],
+                    "sobjects": [object_summary(o, v) for o in self.schema.objects.values()],
                 },
             )
-        obj = object_or_404(parts[1])
+        obj = object_or_404(parts[1], self.schema)
         if len(parts) == 2:
             if call.method == "GET":
                 return Reply(200, {"objectDescribe": object_summary(obj, v), "recentItems": []})
@@ -319,7 +323,7 @@ class RestApi:
             return self._create(obj, call)
         if len(parts) == 3 and parts[2] == "describe":
             self._only(call, "GET")
-            return Reply(200, describe_object(obj, v))
+            return Reply(200, describe_object(obj, v, self.schema))
         if len(parts) == 3:
             return self._row(obj, parts[2], call)
         if len(parts) == 4:
@@ -434,7 +438,7 @@ class RestApi:
         text = call.params.get("q")
         if text is None:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
-        parsed = soql.parse(text)
+        parsed = soql.parse(text, self.schema)
         result = query.execute(self.store, parsed, include_deleted=include_deleted)
         if parsed.count:
             return Reply(200, {"totalSize": result.total, "done": True, "records": []})
@@ -458,7 +462,7 @@ class RestApi:
     def _collections(self, call: Call) -> Reply:
         parts = call.parts
         if len(parts) == 4 and call.method == "PATCH":
-            obj = object_or_404(parts[2])
+            obj = object_or_404(parts[2], self.schema)
             f = obj.field(parts[3])
             if f is None or not (f.external_id or f.name == "Id"):
                 raise ApiError(
@@ -495,7 +499,7 @@ class RestApi:
             uow = UnitOfWork(self.repo)
             for record in records:
                 try:
-                    target = _record_type(record, obj)
+                    target = _record_type(record, obj, self.schema)
                     values = _drop_attributes(record)
                     if op == "insert":
                         results.append(save_result(uow.insert(target, values)))
@@ -538,7 +542,7 @@ class RestApi:
             uow = UnitOfWork(self.repo)
             for record_id in record_ids:
                 full = ids.normalize(record_id)
-                obj = next((o for o in OBJECTS.values() if full and o.key_prefix == full[:3]), None)
+                obj = self.schema.by_prefix(full[:3]) if full else None
                 try:
                     if obj is None:
                         raise RecordRejected(
@@ -568,7 +572,7 @@ def _check_size(count: int) -> None:
         )
 
 
-def _record_type(record: Any, default: SObjectType | None) -> SObjectType:
+def _record_type(record: Any, default: SObjectType | None, schema: Schema) -> SObjectType:
     if not isinstance(record, dict):
         raise RecordRejected(RecordError("INVALID_INPUT", "Each record must be a JSON object"))
     attributes = record.get("attributes") or {}
@@ -582,7 +586,7 @@ def _record_type(record: Any, default: SObjectType | None) -> SObjectType:
                 "No SObject Type defined in the record: attributes.type is required",
             )
         )
-    obj = sobject(str(name))
+    obj = schema.sobject(str(name))
     if obj is None or (default is not None and obj.name != default.name):
         raise RecordRejected(
             RecordError("INVALID_TYPE", f"sObject type '{name}' is not supported.")

@@ -8,7 +8,8 @@ conventions: standard fields as Salesforce names them, custom ones with ``__c``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 SYSTEM_FIELDS = (
@@ -25,6 +26,22 @@ CURRENCIES = (
     "NZD", "SGD", "HKD", "PLN", "CZK", "INR", "BRL", "MXN", "ZAR", "CNY",
 )  # fmt: skip
 CORPORATE_CURRENCY = "USD"
+#: ISO 3166 codes and the names Salesforce's State and Country/Territory Picklists use as
+#: their labels and integration values: the countries the emulated org allows
+COUNTRIES: dict[str, str] = {
+    "AE": "United Arab Emirates", "AT": "Austria", "AU": "Australia", "BE": "Belgium",
+    "BR": "Brazil", "CA": "Canada", "CH": "Switzerland", "CN": "China", "CZ": "Czechia",
+    "DE": "Germany", "DK": "Denmark", "ES": "Spain", "FI": "Finland", "FR": "France",
+    "GB": "United Kingdom", "HK": "Hong Kong", "IE": "Ireland", "IN": "India", "IT": "Italy",
+    "JP": "Japan", "KW": "Kuwait", "MX": "Mexico", "NL": "Netherlands", "NO": "Norway",
+    "NZ": "New Zealand", "PL": "Poland", "PT": "Portugal", "SE": "Sweden", "SG": "Singapore",
+    "US": "United States", "ZA": "South Africa",
+}  # fmt: skip
+#: (code field, text field) of the addresses State and Country/Territory Picklists cover
+COUNTRY_FIELDS = (
+    ("BillingCountryCode", "BillingCountry"),
+    ("ShippingCountryCode", "ShippingCountry"),
+)
 
 
 @dataclass(frozen=True)
@@ -175,16 +192,18 @@ def _ref(name: str, target: str, relationship: str, label: str = "", **kw: Any) 
 
 
 def _pick(name: str, values: tuple[str, ...], restricted: bool, label: str = "",
-          labels: dict[str, str] | None = None, **kw: Any) -> Field:  # fmt: skip
+          labels: dict[str, str] | None = None, length: int = 255, **kw: Any) -> Field:  # fmt: skip
+    # custom picklists describe with length 255; standard ones as the Object Reference says
     return Field(
-        name, "picklist", label, length=255,
+        name, "picklist", label, length=length,
         picklist=Picklist(values, restricted, labels or {}), **kw,
     )  # fmt: skip
 
 
 _CURRENCY = _pick(
-    "CurrencyIsoCode", CURRENCIES, True, "Currency ISO Code", default=CORPORATE_CURRENCY
-)
+    "CurrencyIsoCode", CURRENCIES, True, "Currency ISO Code", length=3,
+    default=CORPORATE_CURRENCY,
+)  # fmt: skip
 _ADDRESS = [
     Field("BillingStreet", "textarea", "Billing Street", length=255),
     _text("BillingCity", 40, "Billing City"),
@@ -210,6 +229,7 @@ ACCOUNT = SObjectType(
             ("Prospect", "Customer", "Partner", "Reseller", "Other"),
             False,
             "Account Type",
+            length=40,
         ),
         _ref("ParentId", "Account", "Parent", "Parent Account ID"),
         *_ADDRESS,
@@ -257,6 +277,7 @@ PRODUCT2 = SObjectType(
             ("software", "usage", "services", "hardware", "consumables"),
             False,
             "Product Family",
+            length=40,
         ),
         _pick(
             "QuantityUnitOfMeasure",
@@ -340,13 +361,99 @@ USER = SObjectType(
     ),
 )
 
+ORGANIZATION = SObjectType(
+    "Organization",
+    "Organization",
+    "00D",
+    (
+        Field("Id", "id", "Organization ID", length=18, createable=False, updateable=False),
+        _text("Name", 80, "Name", createable=False, updateable=False),
+        _pick(
+            "DefaultCurrencyIsoCode",
+            CURRENCIES,
+            True,
+            "Currency ISO Code",
+            length=3,
+            createable=False,
+            updateable=False,
+        ),
+        _text("InstanceName", 5, "Instance Name", createable=False, updateable=False),
+        Field("IsSandbox", "boolean", "Is Sandbox", createable=False, updateable=False),
+        *_system(owner=False)[2:],
+    ),
+)
+
 OBJECTS: dict[str, SObjectType] = {
-    o.name.lower(): o for o in (ACCOUNT, CONTACT, PRODUCT2, SUBSCRIPTION, INVOICE, USER)
+    o.name.lower(): o
+    for o in (ACCOUNT, CONTACT, PRODUCT2, SUBSCRIPTION, INVOICE, USER, ORGANIZATION)
 }
 BY_PREFIX: dict[str, SObjectType] = {o.key_prefix: o for o in OBJECTS.values()}
 AUTO_NUMBER_FORMATS = {"Invoice__c": "INV-{:07d}"}
 
 
 def sobject(name: str) -> SObjectType | None:
-    """The object type by API name, case-insensitively (as the REST API resolves it)."""
+    """The object type by API name, case-insensitively (as the REST API resolves it), in
+    the default org (multi-currency, no State and Country/Territory Picklists)."""
     return OBJECTS.get(name.lower())
+
+
+@dataclass(frozen=True, eq=False)
+class Schema:
+    """The objects of one org, as its settings shape them: ``CurrencyIsoCode`` exists
+    only in a multi-currency org; with State and Country/Territory Picklists an address
+    has ``<Address>CountryCode`` beside the country's name."""
+
+    objects: dict[str, SObjectType]
+    multi_currency: bool
+    country_picklists: bool
+    default_currency: str
+
+    def sobject(self, name: str) -> SObjectType | None:
+        return self.objects.get(name.lower())
+
+    def by_prefix(self, prefix: str) -> SObjectType | None:
+        return next((o for o in self.objects.values() if o.key_prefix == prefix), None)
+
+
+def _currency_field(default_currency: str) -> Field:
+    return replace(_CURRENCY, default=default_currency)
+
+
+def _shape(
+    obj: SObjectType, multi_currency: bool, country_picklists: bool, default_currency: str
+) -> SObjectType:
+    fields: list[Field] = []
+    for f in obj.fields:
+        if f.name == "CurrencyIsoCode":
+            if multi_currency:
+                fields.append(_currency_field(default_currency))
+            continue
+        if f.name == "DefaultCurrencyIsoCode":
+            values = CURRENCIES if multi_currency else (default_currency,)
+            fields.append(replace(f, picklist=Picklist(values, True)))
+            continue
+        fields.append(f)
+        if country_picklists and obj.name == "Account":
+            for code, text in COUNTRY_FIELDS:
+                if f.name == text:
+                    label = text.removesuffix("Country") + " Country Code"
+                    fields.append(_pick(code, tuple(COUNTRIES), False, label, COUNTRIES, length=10))
+    return SObjectType(obj.name, obj.label, obj.key_prefix, tuple(fields), obj.name_field)
+
+
+@lru_cache(maxsize=16)
+def org_schema(
+    multi_currency: bool = True,
+    country_picklists: bool = False,
+    default_currency: str = CORPORATE_CURRENCY,
+) -> Schema:
+    """The schema of an org with these settings (one instance per combination, so parsed
+    queries can be cached per schema)."""
+    objects = {
+        key: _shape(obj, multi_currency, country_picklists, default_currency)
+        for key, obj in OBJECTS.items()
+    }
+    return Schema(objects, multi_currency, country_picklists, default_currency)
+
+
+DEFAULT_SCHEMA = org_schema()

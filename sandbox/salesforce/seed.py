@@ -18,7 +18,13 @@ from typing import Any
 
 from sandbox.salesforce import ids
 from sandbox.salesforce.repository import write_index
-from sandbox.salesforce.schema import AUTO_NUMBER_FORMATS, Field, SObjectType, sobject
+from sandbox.salesforce.schema import (
+    AUTO_NUMBER_FORMATS,
+    DEFAULT_SCHEMA,
+    Field,
+    Schema,
+    SObjectType,
+)
 from sandbox.salesforce.settings import SalesforceSettings
 from sandbox.salesforce.values import NUMBER_TYPES, format_datetime, parse_datetime
 from sandbox.store import DocumentStore
@@ -92,9 +98,15 @@ def _document(
     return doc
 
 
-def seed_records(store: DocumentStore, object_name: str, records: Iterable[dict[str, Any]]) -> int:
-    """Insert (or replace) records of ``object_name``; returns how many were written."""
-    obj = sobject(object_name)
+def seed_records(
+    store: DocumentStore,
+    object_name: str,
+    records: Iterable[dict[str, Any]],
+    schema: Schema = DEFAULT_SCHEMA,
+) -> int:
+    """Insert (or replace) records of ``object_name`` (as the org of ``schema`` has its
+    fields); returns how many were written."""
+    obj = schema.sobject(object_name)
     if obj is None:
         raise ValueError(f"unknown sObject {object_name!r}")
     now = format_datetime(dt.datetime.now(dt.UTC))

@@ -4,7 +4,9 @@ tests; ``hub sandbox up`` passes per-data-dir credentials and the JWT key pair."
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from sandbox.salesforce.schema import CURRENCIES
 
 
 class SalesforceSettings(BaseModel):
@@ -29,8 +31,31 @@ class SalesforceSettings(BaseModel):
     daily_api_limit: int = Field(default=1_000_000, ge=1)
     token_ttl_seconds: int = Field(default=7200, ge=1)
     query_batch_size: int = Field(default=2000, ge=200, le=2000)
+    multi_currency: bool = Field(
+        default=True,
+        description="multi-currency org: every object has CurrencyIsoCode; off, no object "
+        "has it (describe omits it, SOQL and writes naming it answer INVALID_FIELD) and "
+        "default_currency is the currency of every amount",
+    )
+    default_currency: str = Field(
+        default="USD", description="Organization.DefaultCurrencyIsoCode (corporate currency)"
+    )
+    state_country_picklists: bool = Field(
+        default=False,
+        description="State and Country/Territory Picklists: Account addresses get "
+        "BillingCountryCode/ShippingCountryCode (ISO codes the org allows) and the country "
+        "text must be a country's name",
+    )
     org_id: str = "00D8H0000000000UAA"
     user_id: str = "0058H0000000000QAA"
+
+    @field_validator("default_currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value not in CURRENCIES:
+            raise ValueError(f"default_currency must be one of {', '.join(CURRENCIES)}")
+        return value
+
     #: JWT audiences accepted besides the emulator's own URL
     audiences: tuple[str, ...] = (
         "https://login.salesforce.com",

@@ -27,7 +27,7 @@ from typing import Any
 
 from sandbox.salesforce import ids
 from sandbox.salesforce.errors import ApiError
-from sandbox.salesforce.schema import Field, SObjectType, sobject
+from sandbox.salesforce.schema import DEFAULT_SCHEMA, Field, Schema, SObjectType
 from sandbox.salesforce.values import (
     ID_TYPES,
     NUMBER_TYPES,
@@ -182,8 +182,9 @@ def _error_pointer(soql: str, pos: int) -> str:
 
 
 class _Parser:
-    def __init__(self, soql: str) -> None:
+    def __init__(self, soql: str, schema: Schema = DEFAULT_SCHEMA) -> None:
         self.soql = soql
+        self.schema = schema
         self.tokens = self._tokenize(soql)
         self.i = 0
         self.obj: SObjectType | None = None
@@ -270,7 +271,7 @@ class _Parser:
         select_end = self.i
         self.expect_keyword("FROM")
         obj_tok = self.expect("ident")
-        obj = sobject(obj_tok.text)
+        obj = self.schema.sobject(obj_tok.text)
         if obj is None:
             raise ApiError(
                 400,
@@ -371,7 +372,7 @@ class _Parser:
             return FieldRef(f)
         if len(parts) == 2:
             via = obj.relationship(parts[0])
-            target = sobject(via.reference_to[0]) if via and via.reference_to else None
+            target = self.schema.sobject(via.reference_to[0]) if via and via.reference_to else None
             if via is None or target is None:
                 raise self.invalid_field(
                     tok,
@@ -645,8 +646,9 @@ def sort_key(item: OrderItem) -> Callable[[Doc, Resolver], tuple[int, Any]]:
 
 
 @lru_cache(maxsize=512)
-def parse(soql: str) -> Query:
-    """Parse and compile ``soql`` (cached: the same text is parsed once)."""
+def parse(soql: str, schema: Schema = DEFAULT_SCHEMA) -> Query:
+    """Parse and compile ``soql`` against the org's ``schema`` (cached: the same text is
+    parsed once per schema)."""
     if not soql or not soql.strip():
         raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
-    return _Parser(soql.strip()).parse()
+    return _Parser(soql.strip(), schema).parse()

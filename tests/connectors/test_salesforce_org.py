@@ -90,3 +90,195 @@ def test_a_retired_api_version_is_a_permanent_error_naming_the_variable_and_the_
     sf = org.connector(SALESFORCE_API_VERSION="45.0")
     assert list(sf.read_by_keys("customer", ["CUS-1"])) == []
     sf.close()
+
+
+# -- single-currency orgs -----------------------------------------------------------------
+def _account(hub_id: str, **extra: Any) -> dict[str, Any]:
+    return {"Hub_Id__c": hub_id, "Name": f"Customer {hub_id}", "BillingCountry": "DE", **extra}
+
+
+def _invoice(hub_id: str, account: str, currency: str, total: str) -> dict[str, Any]:
+    return {
+        "Hub_Id__c": hub_id,
+        "Invoice_Number__c": hub_id.replace("INV", "N"),
+        "Account__c": account,
+        "Status__c": "open",
+        "CurrencyIsoCode": currency,
+        "Subtotal_Amount__c": total,
+        "Tax_Amount__c": "0",
+        "Total_Amount__c": total,
+        "Amount_Paid__c": "0",
+    }
+
+
+class _Refs:
+    """Hub ids for the ids of the test's own records (a sync's xref table)."""
+
+    def __init__(self, ids: dict[str, str]) -> None:
+        self.ids = ids
+
+    def to_hub(self, entity: str, system: str, external_id: str) -> str | None:
+        return self.ids.get(external_id)
+
+    def to_system(self, entity: str, system: str, hub_id: str) -> str | None:
+        return next((k for k, v in self.ids.items() if v == hub_id), None)
+
+
+def _mapper(entity: str, refs: _Refs) -> Any:
+    from hub.mapping.mapper import Mapper
+    from hub.mapping.spec import load_all
+
+    specs, errors = load_all()
+    assert not errors
+    spec = next(s for s in specs if s.system == "salesforce" and s.entity == entity)
+    return Mapper(spec, {"salesforce_segment": {"SMB": "smb"}}, refs)
+
+
+def test_single_currency_org_customers_and_invoices_sync_in_the_orgs_currency(
+    make_org: Callable[..., Org],
+) -> None:
+    org = make_org(multi_currency=False, default_currency="EUR")
+    sf = org.connector()
+    # customers: the golden record's currency is not the org's business; it is not sent
+    written = sf.write_batch(
+        "customer",
+        [_account("CUS-1", CurrencyIsoCode="EUR"), _account("CUS-2", CurrencyIsoCode="USD")],
+    )
+    assert [r.outcome.value for r in written] == ["created", "created"], written
+    accounts, cursor = [], None
+    for batch in sf.read_changes("customer", None):  # Bulk API 2.0 query
+        accounts += batch.records
+        cursor = batch.cursor
+    assert sorted(a["Hub_Id__c"] for a in accounts) == ["CUS-1", "CUS-2"]
+    assert {a["CurrencyIsoCode"] for a in accounts} == {"EUR"}
+    ids = {a["Id"]: a["Hub_Id__c"] for a in accounts}
+    account_of = {v: k for k, v in ids.items()}
+
+    # invoices: in the org's currency they are written; in another they are refused
+    # before anything is sent (the org would show the amounts as euros)
+    results = sf.write_batch(
+        "invoice",
+        [
+            _invoice("INV-1", account_of["CUS-1"], "EUR", "120.50"),
+            _invoice("INV-2", account_of["CUS-2"], "USD", "99.00"),
+            _invoice("INV-3", account_of["CUS-2"], "EUR", "10.005"),
+        ],
+    )
+    assert [r.outcome.value for r in results] == ["created", "rejected", "created"]
+    assert results[1].error_code == "CURRENCY_NOT_IN_ORG"
+    assert "single-currency (EUR)" in (results[1].error or "") and "USD" in (results[1].error or "")
+    # the Bulk API path leaves the field out of the CSV as well
+    sf.settings.bulk_threshold = 0
+    bulk = sf.write_batch("invoice", [_invoice("INV-4", account_of["CUS-1"], "EUR", "5")])
+    assert [r.outcome.value for r in bulk] == ["created"], bulk
+
+    invoices = [
+        r for b in sf.read_by_keys("invoice", ["INV-1", "INV-3", "INV-4"]) for r in b.records
+    ]
+    assert sorted(i["Hub_Id__c"] for i in invoices) == ["INV-1", "INV-3", "INV-4"]
+    assert {i["CurrencyIsoCode"] for i in invoices} == {"EUR"}
+    refs = _Refs(ids | {i["Id"]: i["Hub_Id__c"] for i in invoices})
+    canonical = _mapper("invoice", refs).to_canonical(
+        next(i for i in invoices if i["Hub_Id__c"] == "INV-1")
+    )
+    assert canonical["currency"] == "EUR" and canonical["total_minor"] == 12050
+    assert canonical["customer_id"] == "CUS-1"
+    customer = _mapper("customer", refs).to_canonical(accounts[0])
+    assert customer["currency"] == "EUR"
+
+    # deltas (REST) after the cursor: a changed account comes back with the org currency
+    assert sf.write_batch("customer", [_account("CUS-2", Name="Renamed", CurrencyIsoCode="GBP")])
+    changed = [r for b in sf.read_changes("customer", cursor) for r in b.records]
+    assert [(r["Hub_Id__c"], r["Name"], r["CurrencyIsoCode"]) for r in changed] == [
+        ("CUS-2", "Renamed", "EUR")
+    ]
+    sf.close()
+
+
+def test_multi_currency_org_is_read_and_written_with_currency_iso_code(
+    make_org: Callable[..., Org],
+) -> None:
+    org = make_org()
+    sf = org.connector()
+    assert sf.write_batch("customer", [_account("CUS-9", CurrencyIsoCode="GBP")])[0].outcome
+    (account,) = [r for b in sf.read_by_keys("customer", ["CUS-9"]) for r in b.records]
+    assert account["CurrencyIsoCode"] == "GBP"
+    sf.close()
+
+
+# -- State and Country/Territory Picklists ------------------------------------------------
+def test_country_picklist_org_is_written_and_read_through_the_country_code_fields(
+    make_org: Callable[..., Org],
+) -> None:
+    org = make_org(state_country_picklists=True)
+    sf = org.connector()
+    written = sf.write_batch(
+        "customer",
+        [
+            _account("CUS-1", BillingCountry="NO", ShippingCountry="SE", CurrencyIsoCode="NOK"),
+            _account("CUS-2", BillingCountry="XX"),  # not a country the org allows
+        ],
+    )
+    assert [r.outcome.value for r in written] == ["created", "rejected"]
+    assert written[1].error_code == "FIELD_INTEGRITY_EXCEPTION"
+    sf.settings.bulk_threshold = 0  # the Bulk API path: the CSV column is the code field
+    assert (
+        sf.write_batch("customer", [_account("CUS-3", BillingCountry="JP")])[0].outcome.value
+        == "created"
+    )
+
+    (first,) = [r for b in sf.read_by_keys("customer", ["CUS-1"]) for r in b.records]
+    assert (first["BillingCountry"], first["ShippingCountry"]) == ("NO", "SE")
+    assert "BillingCountryCode" not in first
+    bulk_read = {r["Hub_Id__c"]: r for b in sf.read_changes("customer", None) for r in b.records}
+    assert bulk_read["CUS-3"]["BillingCountry"] == "JP"
+    canonical = _mapper("customer", _Refs({})).to_canonical(first)
+    assert canonical["billing_address"]["country"] == "NO"
+    # in the org, the name is kept beside the code
+    stored = sf._client().query("SELECT BillingCountry FROM Account WHERE Hub_Id__c = 'CUS-1'")
+    assert stored["records"][0]["BillingCountry"] == "Norway"
+    sf.close()
+
+
+# -- native_fields (DescribesFields) ------------------------------------------------------
+def test_native_fields_come_from_the_live_describe_and_check_the_mappings(
+    make_org: Callable[..., Org],
+) -> None:
+    from connectors.base import DescribesFields
+    from hub.mapping.spec import load_all
+
+    org = make_org(multi_currency=False, state_country_picklists=True)
+    sf = org.connector()
+    assert isinstance(sf, DescribesFields)
+    native = sf.native_fields()
+    assert set(native) == {"Account", "Product2", "Subscription__c", "Invoice__c"}
+    assert {"Hub_Id__c", "Segment__c", "BillingCountryCode", "SystemModstamp"} <= native["Account"]
+    # the org has no CurrencyIsoCode, but the connector presents it to the mappings
+    assert "CurrencyIsoCode" in native["Invoice__c"] and "CurrencyIsoCode" in native["Account"]
+    assert "CurrencyIsoCode" not in native["Product2"]  # not mapped there: not derived
+    assert "Family" in native["Product2"] and "Total_Amount__c" in native["Invoice__c"]
+    _, errors = load_all(native={"salesforce": native})
+    assert errors == []
+
+    # an org lacking a mapped field (here: Segment__c not deployed or not visible to the
+    # integration user) is named with the mapping file and field
+    lacking = {**native, "Account": native["Account"] - {"Segment__c"}}
+    _, errors = load_all(native={"salesforce": lacking})
+    assert len(errors) == 1
+    assert "Segment__c" in str(errors[0]) and "customer.yaml" in str(errors[0])
+    sf.close()
+
+
+def test_an_sobject_the_org_lacks_is_a_permanent_error_naming_it(
+    make_org: Callable[..., Org],
+) -> None:
+    from connectors.salesforce import SObject
+
+    org = make_org()
+    sf = org.connector()
+    sf.sobjects["widget"] = SObject("Widget__c", "Hub_Id__c", ("Hub_Id__c", "CurrencyIsoCode"))
+    with pytest.raises(PermanentError, match="the org has no sObject Widget__c"):
+        sf.native_fields()
+    with pytest.raises(PermanentError, match="Widget__c"):
+        list(sf.read_by_keys("widget", ["W-1"]))
+    sf.close()
