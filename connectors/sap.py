@@ -4,14 +4,18 @@ HUB_CA_BUNDLE), as the published APIs in docs/sandbox-sap.md.
 Entities: ``customer`` (A_Customer with its sales area, the business partner's tax number
 read alongside), ``subscription`` (A_SalesContract with items), ``invoice``
 (A_BillingDocument), ``allocation`` (A_ReservationDocumentHeader with its one item, its
-flags read as a fulfilment status: see reservation_status). Reads page through ``__next`` on
-``LastChangeDateTime`` ordered with the key as tie-break. The hub's cursor is the last
-record's stamp and its key, ``stamp|key``, the stamp an aware UTC time in ISO 8601 (a cursor
+flags read as a fulfilment status: see reservation_status). Reads page through ``__next``.
+Changes are found as each published API allows (CHANGE_DETECTION): contracts and billing
+documents by their ``LastChangeDateTime`` (a ``datetimeoffset'...Z'`` literal), customers
+through their business partner's ``LastChangeDate`` + ``LastChangeTime`` (A_Customer has
+no change stamp), each ordered with the key as tie-break. Their cursor is the last
+record's stamp and key, ``stamp|key``, the stamp an aware UTC time in ISO 8601 (a cursor
 stored before, without the offset, is read as UTC); at one stamp keys compare as S/4 orders
 them (numbers, the ALPHA conversion's internal form, as numbers). Each read starts
-``SAP_CURSOR_OVERLAP_SECONDS`` (5 minutes) before the cursor with a ``datetimeoffset'...Z'``
-literal (the field is Edm.DateTimeOffset), so a record committed late with an earlier stamp
-is read too; with no overlap, what the cursor already covers at its stamp is dropped.
+``SAP_CURSOR_OVERLAP_SECONDS`` (5 minutes) before the cursor, so a record committed late
+with an earlier stamp is read too; with no overlap, what the cursor already covers at its
+stamp is dropped. Reservations have no date at all: they are compared with the content
+hashes their cursor keeps (``hash1:...``), so an unchanged book hands on nothing.
 
 Writes: the CSRF token is fetched once per session (and again when SAP answers "CSRF token
 validation failed"); a batch goes out as one ``$batch`` with one change set per record, so a
@@ -23,8 +27,12 @@ applied twice.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -98,6 +106,25 @@ CONTRACT_DEFAULTS = {
     "DistributionChannel": SALES_AREA["DistributionChannel"],
     "OrganizationDivision": SALES_AREA["Division"],
 }
+
+#: The change stamp of the headers that have one (A_SalesContract, A_BillingDocument).
+STAMP = "LastChangeDateTime"
+#: How each entity's changes are found, as its published API allows: ``stamp`` filters
+#: the header's LastChangeDateTime; ``partner`` reads the business partners changed since
+#: (LastChangeDate + LastChangeTime) with their customer role, A_Customer having no change
+#: stamp; ``snapshot`` compares the whole book with the content hashes kept in the cursor,
+#: reservations having no date at all (docs/connector-sap.md, "Change detection").
+CHANGE_DETECTION = {
+    "customer": "partner",
+    "subscription": "stamp",
+    "invoice": "stamp",
+    "allocation": "snapshot",
+}
+PARTNER = "A_BusinessPartner"
+#: the business partner's change stamp on a customer record (ISO 8601 UTC, to the second)
+PARTNER_CHANGED = "BusinessPartnerLastChange"
+#: a snapshot cursor: the content hash of every record by key (see _encode_hashes)
+HASH_CURSOR = "hash1:"
 
 #: a reservation's movement type on create: 601, goods issue for delivery (subscription
 #: deliveries leave the plant for the customer)
@@ -386,6 +413,9 @@ class SapConnector:
                     "TaxNumber1" in header
                 ):
                     names.add("TaxNumber")
+                partner = _declared(schema, PARTNER)
+                if {"BusinessPartner", "Customer", "LastChangeDate", "LastChangeTime"} <= partner:
+                    names |= {"BusinessPartner", PARTNER_CHANGED}  # read through the partner
             elif entity == "invoice":
                 names.discard("YY1_AmountCleared")
                 if {"YY1_AmountCleared", "InvoiceClearingStatus"} <= header:
@@ -402,20 +432,30 @@ class SapConnector:
         return out
 
     # -- reads --------------------------------------------------------------------------
-    def _query(self, entity: str, where: str, order: bool = True) -> Iterator[list[dict[str, Any]]]:
-        """Pages of native records; one page per server round trip (``__next``)."""
+    def _query(
+        self, entity: str, where: str, order: bool = True, *, via_partner: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of native records; one page per server round trip (``__next``). With
+        ``via_partner`` (customers only), the business partners that are customers are
+        read, each with its customer role and sales areas expanded, ``where`` and the
+        order on the partner's change stamp (A_Customer has none)."""
         route = ROUTES[entity]
         client = self._client(route.service)
-        entity_set = getattr(client.entity_sets, route.entity_set)
+        set_name, expand, ordering = route.entity_set, route.expand, f"{STAMP} asc,{route.key} asc"
+        if via_partner:
+            set_name, expand = PARTNER, f"to_Customer/{route.expand}"
+            ordering = "LastChangeDate asc,LastChangeTime asc,BusinessPartner asc"
+            where = f"Customer ne '' and ({where})" if where else "Customer ne ''"
+        entity_set = getattr(client.entity_sets, set_name)
 
         def query() -> Any:
             request = entity_set.get_entities()
             if where:
                 request = request.filter(where)
             if order:
-                request = request.order_by(f"LastChangeDateTime asc,{route.key} asc")
-            if route.expand:
-                request = request.expand(route.expand)
+                request = request.order_by(ordering)
+            if expand:
+                request = request.expand(expand)
             return request
 
         def first() -> Any:
@@ -426,7 +466,11 @@ class SapConnector:
 
         page = self._call(first)
         while True:
-            records = [self._native(entity, e) for e in page]
+            if via_partner:
+                roles = (self._customer_of(partner) for partner in page)
+                records = [r for r in roles if r is not None]
+            else:
+                records = [self._native(entity, e) for e in page]
             next_url = page.next_url
             token = _skiptoken(next_url)
             if entity == "customer" and records and token and self._csrf:
@@ -446,10 +490,21 @@ class SapConnector:
             page = self._call(more)
 
     def read_changes(self, entity: str, cursor: str | None) -> Iterator[Batch]:
-        """Records changed since ``cursor`` (everything when None) in (stamp, key) order,
-        one batch per server page. The read starts the overlap before the cursor's stamp;
-        a batch's cursor never moves back, so while the overlap is re-read it stays put."""
-        key = ROUTES[entity].key
+        """Records changed since ``cursor`` (everything when None), by the entity's change
+        detection (CHANGE_DETECTION): by the header's stamp (contracts, billing
+        documents), by the business partner's stamp (customers), by comparing the whole
+        book with the content hashes the cursor keeps (reservations, which have no stamp)."""
+        if CHANGE_DETECTION[entity] == "snapshot":
+            yield from self._changes_by_hash(entity, cursor)
+        else:
+            yield from self._changes_by_stamp(entity, cursor)
+
+    def _changes_by_stamp(self, entity: str, cursor: str | None) -> Iterator[Batch]:
+        """Records changed since ``cursor`` in (stamp, key) order, one batch per server
+        page. The read starts the overlap before the cursor's stamp; a batch's cursor never
+        moves back, so while the overlap is re-read it stays put."""
+        via_partner = CHANGE_DETECTION[entity] == "partner"
+        stamp, key = _stamp_and_key(entity)
         stored = _decode_cursor(cursor)
         overlap = timedelta(seconds=self.settings.cursor_overlap_seconds)
         where = ""
@@ -459,25 +514,54 @@ class SapConnector:
             except OverflowError:  # a cursor near year 1: read from the beginning
                 start = None
             if start is not None:
-                where = f"LastChangeDateTime ge datetimeoffset'{_odata_ts(start)}'"
-        for records in self._query(entity, where):
+                where = _since(entity, start)
+        for records in self._query(entity, where, via_partner=via_partner):
             if stored is not None and not overlap:  # no re-read: only what is after it
-                records = [r for r in records if _position(r, key) > stored]
+                records = [r for r in records if _position(r, stamp, key) > stored]
             if not records:
                 continue
-            last = _position(records[-1], key)
+            last = _position(records[-1], stamp, key)
             if stored is None or last > stored:
-                yield Batch(records, _encode_cursor(records[-1], key))
+                yield Batch(records, _encode_cursor(records[-1], stamp, key))
             else:  # still re-reading the overlap: the cursor stays where it was
                 yield Batch(records, cursor)
 
+    def _changes_by_hash(self, entity: str, cursor: str | None) -> Iterator[Batch]:
+        """A keyed snapshot compare: every record is read (one call per server page) and
+        hashed; the records whose hash differs from the one the cursor keeps (or that it
+        does not know) are handed on, a page's worth per batch, without a cursor; a last,
+        empty batch carries the new hashes, only when they differ. An unchanged book
+        yields nothing, so it costs its pages and no writes anywhere; a crash before the
+        last batch re-reads, and hands on again, what changed."""
+        key = ROUTES[entity].key
+        before = _decode_hashes(cursor)
+        after: dict[str, str] = {}
+        for records in self._query(entity, "", order=False):
+            changed = []
+            for record in records:
+                number, digest = str(record[key]), _content_hash(record)
+                after[number] = digest
+                if before.get(number) != digest:
+                    changed.append(record)
+            if changed:
+                yield Batch(changed)
+        if after != before:
+            yield Batch([], _encode_hashes(after))
+
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
+        """Everything, or what changed within ``window`` by the entity's stamp (the
+        business partner's for customers); reservations have none, so a window reads
+        them all."""
+        detection = CHANGE_DETECTION[entity]
         clauses = []
-        if window and window.start:
-            clauses.append(f"LastChangeDateTime ge datetimeoffset'{_odata_ts(window.start)}'")
-        if window and window.end:
-            clauses.append(f"LastChangeDateTime lt datetimeoffset'{_odata_ts(window.end)}'")
-        for records in self._query(entity, " and ".join(clauses), order=False):
+        if detection != "snapshot" and window and window.start:
+            clauses.append(_since(entity, window.start))
+        if detection != "snapshot" and window and window.end:
+            clauses.append(_until(entity, window.end))
+        where = " and ".join(f"({c})" for c in clauses)
+        for records in self._query(
+            entity, where, order=False, via_partner=bool(where) and detection == "partner"
+        ):
             if records:
                 yield Batch(records)
 
@@ -522,6 +606,21 @@ class SapConnector:
             for r in page
         ]
         return self._by_hub_id(route, rows, records)
+
+    def _customer_of(self, partner: Any) -> dict[str, Any] | None:
+        """The customer record of a business partner read with ``to_Customer`` expanded,
+        with the partner's number and its change stamp (LastChangeDate + LastChangeTime,
+        as ``BusinessPartnerLastChange``); None for a partner without the customer role."""
+        try:
+            customer = partner.to_Customer
+        except (AttributeError, PyODataException):
+            return None
+        if customer is None:
+            return None
+        record = self._native("customer", customer)
+        record["BusinessPartner"] = partner.BusinessPartner
+        record[PARTNER_CHANGED] = _partner_stamp(partner.LastChangeDate, partner.LastChangeTime)
+        return record
 
     def _native(self, entity: str, proxy: Any) -> dict[str, Any]:
         record = _plain(proxy)
@@ -1136,13 +1235,96 @@ def _moment(text: str) -> datetime:
 Position = tuple[datetime, tuple[int, int | str]]
 
 
-def _position(record: Mapping[str, Any], key: str) -> Position:
-    return _moment(str(record["LastChangeDateTime"])), key_order(record[key])
+def _stamp_and_key(entity: str) -> tuple[str, str]:
+    """The record fields an entity's changes are ordered by: its stamp and tie-break."""
+    if CHANGE_DETECTION[entity] == "partner":
+        return PARTNER_CHANGED, "BusinessPartner"
+    return STAMP, ROUTES[entity].key
 
 
-def _encode_cursor(record: Mapping[str, Any], key: str) -> str:
+def _position(record: Mapping[str, Any], stamp: str, key: str) -> Position:
+    return _moment(str(record[stamp])), key_order(record[key])
+
+
+def _encode_cursor(record: Mapping[str, Any], stamp: str, key: str) -> str:
     """``stamp|key``: the stamp as ISO 8601 in UTC with its offset."""
-    return f"{_moment(str(record['LastChangeDateTime'])).isoformat()}|{record[key]}"
+    return f"{_moment(str(record[stamp])).isoformat()}|{record[key]}"
+
+
+def _since(entity: str, moment: datetime) -> str:
+    """A filter for what changed at or after ``moment``: on LastChangeDateTime, or on
+    the business partner's date and time of day (to the second, the time truncated)."""
+    if CHANGE_DETECTION[entity] != "partner":
+        return f"{STAMP} ge datetimeoffset'{_odata_ts(moment)}'"
+    day, time_of_day = _date_and_time(moment)
+    return (
+        f"LastChangeDate gt {day} or (LastChangeDate eq {day} and LastChangeTime ge {time_of_day})"
+    )
+
+
+def _until(entity: str, moment: datetime) -> str:
+    """A filter for what changed before ``moment`` (see _since)."""
+    if CHANGE_DETECTION[entity] != "partner":
+        return f"{STAMP} lt datetimeoffset'{_odata_ts(moment)}'"
+    day, time_of_day = _date_and_time(moment)
+    if moment.astimezone(UTC).microsecond:  # a bound inside a second includes that second
+        day, time_of_day = _date_and_time(moment + timedelta(seconds=1))
+    return (
+        f"LastChangeDate lt {day} or (LastChangeDate eq {day} and LastChangeTime lt {time_of_day})"
+    )
+
+
+def _date_and_time(moment: datetime) -> tuple[str, str]:
+    """The Edm.DateTime (date) and Edm.Time literals of a moment in UTC, to the second."""
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    day = f"datetime'{moment.strftime('%Y-%m-%d')}T00:00:00'"
+    return day, f"time'PT{moment.hour:02d}H{moment.minute:02d}M{moment.second:02d}S'"
+
+
+def _partner_stamp(day: Any, time_of_day: Any) -> str | None:
+    """A business partner's LastChangeDate (a datetime at midnight from pyodata) and
+    LastChangeTime (``PT12H05M00S``, or a time) as one ISO 8601 UTC stamp."""
+    if not isinstance(day, datetime):
+        return None
+    if isinstance(time_of_day, str):
+        hours, _, rest = time_of_day.removeprefix("PT").partition("H")
+        minutes, _, seconds = rest.removesuffix("S").partition("M")
+        offset = timedelta(
+            hours=int(hours or 0), minutes=int(minutes or 0), seconds=int(float(seconds or 0))
+        )
+    elif time_of_day is not None and hasattr(time_of_day, "hour"):
+        offset = timedelta(
+            hours=time_of_day.hour, minutes=time_of_day.minute, seconds=time_of_day.second
+        )
+    else:
+        offset = timedelta(0)
+    moment = (day if day.tzinfo else day.replace(tzinfo=UTC)).astimezone(UTC)
+    stamp = moment.replace(hour=0, minute=0, second=0, microsecond=0) + offset
+    text: str = _json_value(stamp)
+    return text
+
+
+def _content_hash(record: Mapping[str, Any]) -> str:
+    """48 bits of a record's content (its ETag aside): what the snapshot compare keeps."""
+    body = json.dumps({k: v for k, v in record.items() if k != ETAG}, sort_keys=True, default=str)
+    return hashlib.blake2b(body.encode(), digest_size=6).hexdigest()
+
+
+def _encode_hashes(hashes: Mapping[str, str]) -> str:
+    """``hash1:`` + base64 of the zlib-compressed ``key hash`` lines in key order: about
+    ten bytes a record (100 kB for 10,000 reservations), in the hub's cursor column."""
+    lines = "\n".join(f"{k} {hashes[k]}" for k in sorted(hashes, key=key_order))
+    return HASH_CURSOR + base64.b64encode(zlib.compress(lines.encode(), 9)).decode()
+
+
+def _decode_hashes(cursor: str | None) -> dict[str, str]:
+    """The hashes a snapshot cursor keeps; none for no cursor or one of another kind (a
+    ``stamp|key`` cursor stored before reservations were compared by content: the first
+    read then hands on every record once, which the sync's fingerprints absorb)."""
+    if not cursor or not cursor.startswith(HASH_CURSOR):
+        return {}
+    text = zlib.decompress(base64.b64decode(cursor[len(HASH_CURSOR) :])).decode()
+    return dict(line.split(" ", 1) for line in text.splitlines() if line)
 
 
 def _decode_cursor(cursor: str | None) -> Position | None:

@@ -87,7 +87,12 @@ class EntitySet:
     numbering: Numbering | None = None
     parent: str | None = None  # entity set whose change stamp a change here bumps
     parent_on: tuple[tuple[str, str], ...] = ()  # (this prop, parent prop)
-    stamped: bool = True  # carries LastChangeDateTime (top-level business objects)
+    stamped: bool = True  # a top-level business object (its own number range, stamps)
+    #: the business object this entity is a role of (A_Customer: its business partner):
+    #: a change here re-stamps the owner found by ``owner_on`` (this prop, owner prop),
+    #: and a create with no owner creates it (as S/4's customer-vendor integration does)
+    owner: str | None = None
+    owner_on: tuple[tuple[str, str], ...] = ()
     prop_map: dict[str, Prop] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

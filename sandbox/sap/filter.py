@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sandbox.sap.edm import EdmValueError, EntitySet, parse_iso, typed
+from sandbox.sap.edm import EdmValueError, EntitySet, Prop, parse_iso, to_storage, typed
 from sandbox.sap.repository import CHANGE_STAMP, KEY_SEP
 from sandbox.store import ID_TOP
 
@@ -326,6 +326,11 @@ def _typed_literal(prefix: str, value: str) -> Any:
             return parse_iso(value)
     except EdmValueError as exc:
         raise FilterError(f"Invalid {prefix} literal '{value}'") from exc
+    if prefix == "time":  # Edm.Time: compared in its storage form, PT12H05M00S
+        try:
+            return to_storage(Prop("time", "Edm.Time"), value)
+        except EdmValueError as exc:
+            raise FilterError(f"Invalid time literal '{value}'") from exc
     if prefix == "guid":
         if not re.fullmatch(r"[0-9a-fA-F-]{36}", value):
             raise FilterError(f"Invalid guid literal '{value}'")

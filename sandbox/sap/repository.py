@@ -377,7 +377,7 @@ class Repository:
         derive_fields(es, doc)
         apply_stamp(es, doc, self.clock.next(), created=True)
         uow.put(coll, key, doc)
-        self.touch_parent(svc, es, doc, uow)
+        self.touch_parent(svc, es, doc, uow, created=True)
         return doc
 
     def update(self, svc: Service, es: EntitySet, doc: Doc, uow: UnitOfWork) -> Doc:
@@ -396,8 +396,12 @@ class Repository:
         uow.delete(collection(svc, es), doc[KEY_ID])
         self.touch_parent(svc, es, doc, uow)
 
-    def touch_parent(self, svc: Service, es: EntitySet, doc: Doc, uow: UnitOfWork) -> None:
-        """A change to an item is a change of its business object: bump the header."""
+    def touch_parent(
+        self, svc: Service, es: EntitySet, doc: Doc, uow: UnitOfWork, *, created: bool = False
+    ) -> None:
+        """A change to an item is a change of its business object: bump the header; a
+        change to a role (the customer, its sales areas) bumps the business partner."""
+        self._touch_owner(svc, es, doc, uow, created=created)
         if not es.parent:
             return
         parent_es = svc.sets[es.parent]
@@ -411,6 +415,53 @@ class Repository:
         apply_stamp(parent_es, parent, self.clock.next(), created=False)
         _recompute_totals(svc, parent_es, parent, uow, self)
         uow.put(coll, pkey, parent)
+        self._touch_owner(svc, parent_es, parent, uow)
+
+    def _touch_owner(
+        self, svc: Service, es: EntitySet, doc: Doc, uow: UnitOfWork, *, created: bool = False
+    ) -> None:
+        """Re-stamp the business object ``doc`` is a role of (A_Customer: the business
+        partner whose Customer it is). A customer created on its own gets its partner, as
+        S/4's customer-vendor integration creates one (numbered like the customer)."""
+        if not es.owner:
+            return
+        owner_es = svc.sets[es.owner]
+        coll = collection(svc, owner_es)
+        wanted = {op: doc.get(tp) for tp, op in es.owner_on}
+        if any(v in (None, "") for v in wanted.values()):
+            return
+        # partners are numbered like their customer roles: try that key before a scan
+        guess = doc_id(owner_es, {k: next(iter(wanted.values())) for k in owner_es.keys})
+        guessed = uow.get(coll, guess)
+        owner = guessed
+        if owner is None or any(owner.get(k) != v for k, v in wanted.items()):
+            owner = None
+            if not created:
+                matches = (o for o in self.store.iter(coll) if wanted.items() <= o.items())
+                owner = next(matches, None)
+        if owner is None:
+            if created and guessed is None and owner_es.name == "A_BusinessPartner":
+                partner = self.build(svc, owner_es, cvi_partner(doc), None, replace=False, uow=uow)
+                partner[KEY_ID] = doc_id(owner_es, partner)
+                apply_stamp(owner_es, partner, self.clock.next(), created=True)
+                uow.put(coll, partner[KEY_ID], partner)
+            return
+        owner = dict(owner)
+        apply_stamp(owner_es, owner, self.clock.next(), created=False)
+        uow.put(coll, owner[KEY_ID], owner)
+
+
+def cvi_partner(customer: Doc) -> Doc:
+    """The business partner S/4 keeps for a customer created without one (an
+    organisation, numbered like the customer)."""
+    name = str(customer.get("CustomerFullName") or customer.get("CustomerName") or "")
+    return {
+        "BusinessPartner": customer["Customer"],
+        "Customer": customer["Customer"],
+        "BusinessPartnerCategory": "2",
+        "BusinessPartnerFullName": name[:81],
+        "OrganizationBPName1": name[:40],
+    }
 
 
 def derive_fields(es: EntitySet, doc: Doc) -> None:

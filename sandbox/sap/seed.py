@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.sap.edm import EntitySet, Service, initial_value, now_ms, to_storage
+from sandbox.sap.edm import EntitySet, Prop, Service, initial_value, now_ms, to_storage
 from sandbox.sap.repository import (
     GENERATION_META,
     KEY_ID,
@@ -20,6 +20,7 @@ from sandbox.sap.services import DEFAULT_HUB_ID_FIELD, find_set
 from sandbox.store import DocumentStore
 
 _CHUNK = 5000
+_CHANGED_AT = Prop("LastChangeDateTime", "Edm.DateTimeOffset")
 
 
 class _Loader:
@@ -47,6 +48,9 @@ class _Loader:
         doc[KEY_ID] = doc_id(es, doc)
         derive_fields(es, doc)
         given = doc.get("LastChangeDateTime")
+        if given is None and record.get("LastChangeDateTime") is not None:
+            # the change time of an entity whose stamps are LastChangeDate/Time (or none)
+            given = to_storage(_CHANGED_AT, record["LastChangeDateTime"])
         apply_stamp(es, doc, given if given is not None else self.base_stamp, created=True)
         coll = collection(self.svc, es)
         self.pending.setdefault(coll, []).append((doc[KEY_ID], doc))

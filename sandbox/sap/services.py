@@ -3,9 +3,10 @@
 Entity set and property names follow SAP's published APIs (API_BUSINESS_PARTNER,
 API_SALES_CONTRACT_SRV, API_BILLING_DOCUMENT_SRV, API_MATERIAL_STOCK_SRV,
 API_RESERVATION_DOCUMENT_SRV); only a subset of each entity's properties is modelled.
-Fields the real APIs do not have are key-user extension fields (``YY1_``) or
-``LastChangeDateTime`` where the real entity only has LastChangeDate/Time - see
-docs/sandbox-sap.md.
+Fields the real APIs do not have are key-user extension fields (``YY1_``); change stamps
+are the published ones only (A_BusinessPartner: LastChangeDate + LastChangeTime,
+A_Customer: CreationDate, A_SalesContract and A_BillingDocument: LastChangeDateTime,
+reservations and stock: none) - see docs/sandbox-sap.md.
 """
 
 from __future__ import annotations
@@ -44,26 +45,29 @@ def flag(name: str, label: str = "", **kw: Any) -> Prop:
     return Prop(name, "Edm.Boolean", label=label or name, **kw)
 
 
-def stamps(*, created_by: bool = True) -> tuple[Prop, ...]:
-    """System-maintained change stamps every top-level business object carries."""
-    out = [
-        date("CreationDate", "Created On", readonly=True),
-        Prop(
-            "LastChangeDate",
-            "Edm.DateTime",
-            precision=0,
-            display_format="Date",
-            label="Changed On",
-            readonly=True,
-        ),
-        Prop(
-            "LastChangeDateTime",
-            "Edm.DateTimeOffset",
-            precision=7,
-            label="Last Changed",
-            readonly=True,
-        ),
-    ]
+def stamps(*, created_by: bool = True, changed: bool = True) -> tuple[Prop, ...]:
+    """System-maintained stamps of a business object's header, as its published entity
+    type has them: creation date (and user); with ``changed``, LastChangeDate and the
+    LastChangeDateTime delta queries filter on."""
+    out = [date("CreationDate", "Created On", readonly=True)]
+    if changed:
+        out += [
+            Prop(
+                "LastChangeDate",
+                "Edm.DateTime",
+                precision=0,
+                display_format="Date",
+                label="Changed On",
+                readonly=True,
+            ),
+            Prop(
+                "LastChangeDateTime",
+                "Edm.DateTimeOffset",
+                precision=7,
+                label="Last Changed",
+                readonly=True,
+            ),
+        ]
     if created_by:
         out.insert(1, s("CreatedByUser", 12, "Created By", readonly=True))
     return tuple(out)
@@ -94,7 +98,8 @@ BUSINESS_PARTNER = Service(
                 s("Language", 2, "Language"),
                 flag("BusinessPartnerIsBlocked", "Central Block"),
                 flag("IsMarkedForArchiving", "Archiving Flag"),
-                *stamps(),
+                *stamps(changed=False),
+                date("LastChangeDate", "Changed On", readonly=True),
                 Prop("LastChangeTime", "Edm.Time", precision=0, label="Changed At", readonly=True),
                 HUB_ID,
             ),
@@ -183,7 +188,7 @@ BUSINESS_PARTNER = Service(
                 s("TaxNumber1", 16, "Tax Number 1"),
                 dec("YY1_CreditLimitAmount", 15, 2, "Credit Limit", display_format="NonNegative"),
                 s("YY1_CreditLimitCurrency", 5, "Credit Limit Currency", codes="currency"),
-                *stamps(),
+                *stamps(changed=False),
                 HUB_ID,
             ),
             (
@@ -193,6 +198,9 @@ BUSINESS_PARTNER = Service(
             ),
             label="Customer",
             numbering=Numbering("Customer", 10, start=1000000, pad=False),
+            # the customer role of a business partner: a change to it is the partner's
+            owner="A_BusinessPartner",
+            owner_on=(("Customer", "Customer"),),
         ),
         "A_CustomerSalesArea": EntitySet(
             "A_CustomerSalesArea",
@@ -406,13 +414,6 @@ MATERIAL_STOCK = Service(
                 key("InventoryStockType", 2, "Stock Type"),
                 s("MaterialBaseUnit", 3, "Base Unit"),
                 dec("MatlWrhsStkQtyInMatlBaseUnit", 31, 14, "Stock Quantity"),
-                Prop(
-                    "LastChangeDateTime",
-                    "Edm.DateTimeOffset",
-                    precision=7,
-                    label="Last Changed",
-                    readonly=True,
-                ),
             ),
             (Nav("to_MaterialStock", "A_MaterialStock", False, (("Material", "Material"),)),),
             label="Stock in Account Model",
@@ -443,7 +444,6 @@ RESERVATION = Service(
                 s("IssuingOrReceivingStorageLoc", 4, "Receiving Storage Location"),
                 s("SalesOrder", 10, "Sales Order"),
                 s("UserID", 12, "User Name", readonly=True),
-                *stamps(created_by=False),
                 HUB_ID,
             ),
             (

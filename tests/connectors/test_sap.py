@@ -114,10 +114,6 @@ def _by_keys(connector: SapConnector, entity: str, keys: list[str]) -> list[dict
     return [r for b in connector.read_by_keys(entity, keys) for r in b.records]
 
 
-def _stamp_key(record: dict[str, Any], key: str) -> tuple[str, str]:
-    return (record["LastChangeDateTime"].rstrip("Z"), record[key])
-
-
 class GetLog:
     """GET requests the connector's own session sends (a requests response hook)."""
 
@@ -143,15 +139,17 @@ def test_reads_every_record_once_over_several_pages_then_exactly_the_changes(
     customers, cursor = _changes(sap, "customer")
     hub_ids = [c["YY1_HubId"] for c in customers]
     assert len(hub_ids) == len(set(hub_ids)) == CUSTOMERS
-    pages = [u for u in log.urls if "/A_Customer?" in u]
+    # customers are read through their business partner (A_Customer has no change stamp):
     # the first page is a GET; each further page (its __next $skiptoken) rides in one
     # $batch with the tax numbers of the page before
+    pages = [u for u in log.urls if "/A_BusinessPartner?" in u]
+    assert not [u for u in log.urls if "/A_Customer?" in u]
     assert len(pages) == 1 and len(log.batches) == -(-CUSTOMERS // PAGE) - 1
+    assert "LastChangeDate asc,LastChangeTime asc,BusinessPartner asc" in unquote_plus(pages[0])
     assert all(c["CustomerPaymentTerms"] and c["Currency"] for c in customers)
     assert sum(1 for c in customers if c["TaxNumber"]) > CUSTOMERS // 2  # from the BP
-    assert [_stamp_key(c, "Customer") for c in customers] == sorted(
-        _stamp_key(c, "Customer") for c in customers
-    )
+    order = [(c["BusinessPartnerLastChange"], int(c["BusinessPartner"])) for c in customers]
+    assert order == sorted(order) and all(c["BusinessPartner"] == c["Customer"] for c in customers)
     assert _changes(sap, "customer", cursor) == ([], cursor)
 
     target = customers[3]
@@ -205,24 +203,30 @@ def test_a_run_of_equal_stamps_is_resumed_batch_by_batch_without_loss(
     """Ten customers share one change stamp (a mass load does that): every page's cursor
     lands inside the run, and resuming from each one loses and repeats nothing."""
     _, cursor = _changes(sap, "customer")
-    same = dt.datetime(2030, 1, 1, 12, 0, 0, 500_000, tzinfo=dt.UTC)
+    same = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)  # the partner's: to the second
     seed_records(
         emulator.store,
-        "A_Customer",
+        "A_BusinessPartner",
         (
             {
+                "BusinessPartner": str(3_000_000 + i),
                 "Customer": str(3_000_000 + i),
-                "CustomerName": f"Same Stamp {i}",
-                "CustomerFullName": f"Same Stamp {i}",
-                "YY1_HubId": f"CUS-SAME-{i:02d}",
+                "BusinessPartnerCategory": "2",
                 "LastChangeDateTime": same,
-                "to_CustomerSalesArea": [
+                "to_Customer": [
                     {
-                        "SalesOrganization": "1010",
-                        "DistributionChannel": "10",
-                        "Division": "00",
-                        "Currency": "EUR",
-                        "CustomerPaymentTerms": "NT30",
+                        "CustomerName": f"Same Stamp {i}",
+                        "CustomerFullName": f"Same Stamp {i}",
+                        "YY1_HubId": f"CUS-SAME-{i:02d}",
+                        "to_CustomerSalesArea": [
+                            {
+                                "SalesOrganization": "1010",
+                                "DistributionChannel": "10",
+                                "Division": "00",
+                                "Currency": "EUR",
+                                "CustomerPaymentTerms": "NT30",
+                            }
+                        ],
                     }
                 ],
             }
@@ -237,10 +241,43 @@ def test_a_run_of_equal_stamps_is_resumed_batch_by_batch_without_loss(
             break
         resumes += 1
         seen += [r["YY1_HubId"] for r in batch.records]
-        assert batch.cursor is not None and batch.cursor.startswith("2030-01-01T12:00:00.5")
+        assert batch.cursor is not None and batch.cursor.startswith("2030-01-01T12:00:00+00:00|")
         cursor = batch.cursor
     assert seen == [f"CUS-SAME-{i:02d}" for i in range(10)]
     assert resumes >= 3  # the cursor sat inside the run at least twice
+
+
+def test_reservations_are_compared_by_content_and_an_unchanged_book_yields_nothing(
+    emulator: Emulator, sap: SapConnector
+) -> None:
+    """A reservation has no change stamp: each read pages through the book (one call a
+    page) and hands on only what differs from the hashes its cursor keeps; an unchanged
+    book yields no batch at all (so no cursor write either), a changed item its
+    reservation alone, a cursor of the old kind everything once."""
+    first = list(sap.read_changes("allocation", None))
+    records = [r for b in first for r in b.records]
+    assert first[-1].records == [] and all(b.cursor is None for b in first[:-1])
+    cursor = first[-1].cursor
+    assert cursor is not None and cursor.startswith("hash1:")
+    before = emulator.calls()
+    assert list(sap.read_changes("allocation", cursor)) == []
+    assert emulator.calls() - before == -(-len(records) // PAGE)  # its pages, nothing else
+    target = next(r for r in records if r["FulfilmentStatus"] == "reserved")
+    (result,) = sap.write_batch(
+        "allocation", [{"YY1_HubId": target["YY1_HubId"], "FulfilmentStatus": "picked"}]
+    )
+    assert result.outcome is Outcome.UPDATED
+    again = list(sap.read_changes("allocation", cursor))
+    assert [r["YY1_HubId"] for b in again for r in b.records] == [target["YY1_HubId"]]
+    assert again[-1].cursor not in (None, cursor)
+    assert list(sap.read_changes("allocation", again[-1].cursor)) == []
+    # a stamp|key cursor stored before: every reservation once, then the hashes
+    old = [
+        r
+        for b in sap.read_changes("allocation", "2026-01-01T00:00:00+00:00|0000000001")
+        for r in b.records
+    ]
+    assert len(old) == len(records)
 
 
 def test_a_snapshot_window_is_start_inclusive_end_exclusive(sap: SapConnector) -> None:

@@ -1,8 +1,9 @@
 """SAP cursors that never skip (issue 15), through the SAP emulator with the real pyodata
 client: a record stamped at the cursor's very instant, a run of records sharing one stamp
 across page edges (keys of different widths: S/4 orders its ALPHA number-range keys as
-numbers), a record committed late inside the overlap, the ``datetimeoffset`` literal
-with its offset, the overlap setting, and cursors stored before still loading.
+numbers), a record committed late inside the overlap, the business partner's date and
+time-of-day literals (customers are read through their partner: A_Customer has no
+change stamp), the overlap setting, and cursors stored before still loading.
 
 One emulator for the module (server pages of 4); each test seeds its own customers a
 day after everything seeded before, so the tests share the emulator but not the data."""
@@ -76,19 +77,28 @@ def next_day() -> dt.datetime:
 
 
 def customer(number: int | str, stamp: dt.datetime, name: str = "") -> dict[str, Any]:
+    """A business partner changed at ``stamp`` (its LastChangeDate + LastChangeTime, to
+    the second) with its customer role, numbered alike: what the connector reads
+    customer changes through (A_Customer has no change stamp)."""
     return {
+        "BusinessPartner": str(number),
         "Customer": str(number),
-        "CustomerName": name or f"Customer {number}",
-        "CustomerFullName": name or f"Customer {number}",
-        "YY1_HubId": f"CUS-{number}",
+        "BusinessPartnerCategory": "2",
         "LastChangeDateTime": stamp,
-        "to_CustomerSalesArea": [
+        "to_Customer": [
             {
-                "SalesOrganization": "1010",
-                "DistributionChannel": "10",
-                "Division": "00",
-                "Currency": "EUR",
-                "CustomerPaymentTerms": "NT30",
+                "CustomerName": name or f"Customer {number}",
+                "CustomerFullName": name or f"Customer {number}",
+                "YY1_HubId": f"CUS-{number}",
+                "to_CustomerSalesArea": [
+                    {
+                        "SalesOrganization": "1010",
+                        "DistributionChannel": "10",
+                        "Division": "00",
+                        "Currency": "EUR",
+                        "CustomerPaymentTerms": "NT30",
+                    }
+                ],
             }
         ],
     }
@@ -131,11 +141,11 @@ def test_a_record_changed_at_the_cursors_exact_stamp_is_read(
 ) -> None:
     store = emulator[1]
     stamp = next_day()
-    seed_records(store, "A_Customer", [customer(2_000_000 + i, stamp) for i in range(1, 4)])
+    seed_records(store, "A_BusinessPartner", [customer(2_000_000 + i, stamp) for i in range(1, 4)])
     cursor = cursor_now(sap)
     assert cursor is not None and cursor.endswith("|2000003")
     # a change committed in the same instant as the cursor's record, to a lower key
-    seed_records(store, "A_Customer", [customer(2_000_001, stamp, "Changed Name")])
+    seed_records(store, "A_BusinessPartner", [customer(2_000_001, stamp, "Changed Name")])
     urls = Urls(sap.session)
     try:
         records, after = read(sap, cursor)
@@ -143,9 +153,13 @@ def test_a_record_changed_at_the_cursors_exact_stamp_is_read(
         urls.close()
     assert "Changed Name" in {r["CustomerName"] for r in records}
     assert after == cursor  # nothing newer: the cursor stays
-    # the filter is an Edm.DateTimeOffset literal with its offset, the overlap before it
-    start = (stamp - dt.timedelta(seconds=300)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    assert any(f"LastChangeDateTime ge datetimeoffset'{start}'" in u for u in urls.seen), urls.seen
+    # the filter is on the partner's date and time of day, the overlap before the cursor
+    day, start = stamp.strftime("%Y-%m-%d"), stamp - dt.timedelta(seconds=300)
+    since = (
+        f"LastChangeDate gt datetime'{day}T00:00:00' or (LastChangeDate eq "
+        f"datetime'{day}T00:00:00' and LastChangeTime ge time'PT{start:%H}H{start:%M}M{start:%S}S')"
+    )
+    assert any(since in u for u in urls.seen), urls.seen
     # a cursor stored before (stamp without offset) still loads, and resumes the same way
     old = f"{stamp.strftime('%Y-%m-%dT%H:%M:%S.%f')}|2000003"
     assert "Changed Name" in {r["CustomerName"] for r in read(sap, old)[0]}
@@ -160,7 +174,7 @@ def test_many_records_sharing_one_stamp_across_page_edges_are_all_read(
     cursor = cursor_now(sap)
     stamp = next_day()
     keys = [str(n) for n in range(999_995, 1_000_005)]
-    seed_records(store, "A_Customer", [customer(k, stamp) for k in reversed(keys)])
+    seed_records(store, "A_BusinessPartner", [customer(k, stamp) for k in reversed(keys)])
     overlap(0)  # the exact keyset (the overlap would re-read the records before these)
     batches = list(sap.read_changes("customer", cursor))
     assert len(batches) >= 3 and all(len(b.records) <= PAGE for b in batches)
@@ -182,14 +196,14 @@ def test_a_record_committed_late_inside_the_overlap_is_read(
 ) -> None:
     store = emulator[1]
     stamp = next_day()
-    seed_records(store, "A_Customer", [customer(3_000_001, stamp)])
+    seed_records(store, "A_BusinessPartner", [customer(3_000_001, stamp)])
     cursor = cursor_now(sap)
     # committed after that read, stamped when its transaction began
     late = [
         customer(3_000_002, stamp - dt.timedelta(seconds=60)),
         customer(3_000_003, stamp - dt.timedelta(seconds=600)),  # beyond the overlap
     ]
-    seed_records(store, "A_Customer", late)
+    seed_records(store, "A_BusinessPartner", late)
     records, after = read(sap, cursor)
     assert numbers(records) == ["3000002", "3000001"] and after == cursor
     overlap(0)

@@ -82,6 +82,13 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
     store.close()
 
 
+def errors_for(fields: dict[str, frozenset[str]]) -> list[str]:
+    """The SAP mappings' errors against these declared fields."""
+    return [
+        str(e) for e in load_all(MAPPINGS_DIR, {"sap": fields})[1] if e.file.parent.name == "sap"
+    ]
+
+
 def _connector(emulator: Emulator, **env: str) -> SapConnector:
     connector = connect("sap", emulator.env(**env))
     assert isinstance(connector, SapConnector)
@@ -199,10 +206,23 @@ def test_the_emulator_declares_the_configured_field_and_the_default_connector_fi
         assert [
             r[HUB_ID] for b in configured.read_by_keys("customer", [wanted]) for r in b.records
         ] == [wanted]
-        # a connector looking for YY1_HubId on this system: systems check names it
-        assert isinstance(default, DescribesFields)
-        assert HUB_ID in configured.native_fields()["A_Customer"]
-        assert HUB_ID not in default.native_fields()["A_Customer"]
+        # every field the SAP mappings name is one the live $metadata declares, in the
+        # names the connector hands over (flattened and derived ones included)
+        fields = configured.native_fields()
+        assert isinstance(configured, DescribesFields)
+        assert errors_for(fields) == []
+        assert {"Currency", "CustomerPaymentTerms", "TaxNumber", "BusinessPartnerLastChange"} <= (
+            fields["A_Customer"]
+        )
+        assert {"AmountCleared", "TaxAmount"} <= fields["A_BillingDocument"]
+        assert not {"YY1_AmountCleared", "TotalTaxAmount"} & fields["A_BillingDocument"]
+        reservation = fields["A_ReservationDocumentHeader"]
+        assert {"Product", "Plant", "FulfilmentStatus", "ReservationItem"} <= reservation
+        assert not {"Material", "LastChangeDateTime"} & reservation  # not published
+        assert "LastChangeDateTime" not in fields["A_Customer"]  # A_Customer has no stamp
+        # a connector looking for YY1_HubId on this system: each mapping's hub id is named
+        missing = errors_for(default.native_fields())
+        assert len(missing) == 4 and all("key.hub_id_field" in e and HUB_ID in e for e in missing)
     finally:
         configured.close()
         default.close()

@@ -52,6 +52,7 @@ VOLATILE = {
     "LastChangeDateTime",
     "LastChangeDate",
     "LastChangeTime",
+    "BusinessPartnerLastChange",  # the SAP connector's customer stamp, from the partner
     "__etag",
     "updated_at",
     "created_at",

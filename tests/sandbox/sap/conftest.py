@@ -79,24 +79,33 @@ def sap(sap_factory: Callable[..., Sap]) -> Sap:
 
 
 def seed_customers(store: DocumentStore, count: int) -> None:
+    """Business partners with their customer role (numbered alike), each partner changed
+    one minute after the one before (its LastChangeDate + LastChangeTime)."""
     seed_records(
         store,
-        "A_Customer",
+        "A_BusinessPartner",
         (
             {
+                "BusinessPartner": str(2000000 + i),
                 "Customer": str(2000000 + i),
-                "CustomerName": f"Customer {i:03d}",
-                "YY1_HubId": f"CUS-{i:05d}",
-                "YY1_CreditLimitAmount": f"{1000 + i}.50",
-                "YY1_CreditLimitCurrency": "EUR",
+                "BusinessPartnerCategory": "2",
                 "LastChangeDateTime": BASE_TS + dt.timedelta(minutes=i),
-                "to_CustomerSalesArea": [
+                "to_Customer": [
                     {
-                        "SalesOrganization": "1010",
-                        "DistributionChannel": "10",
-                        "Division": "00",
-                        "Currency": "EUR",
-                        "CustomerPaymentTerms": "NT30" if i % 2 else "Z030",
+                        "CustomerName": f"Customer {i:03d}",
+                        "YY1_HubId": f"CUS-{i:05d}",
+                        "YY1_CreditLimitAmount": f"{1000 + i}.50",
+                        "YY1_CreditLimitCurrency": "EUR",
+                        "LastChangeDateTime": BASE_TS + dt.timedelta(minutes=i),
+                        "to_CustomerSalesArea": [
+                            {
+                                "SalesOrganization": "1010",
+                                "DistributionChannel": "10",
+                                "Division": "00",
+                                "Currency": "EUR",
+                                "CustomerPaymentTerms": "NT30" if i % 2 else "Z030",
+                            }
+                        ],
                     }
                 ],
             }

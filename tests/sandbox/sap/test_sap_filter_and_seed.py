@@ -33,12 +33,21 @@ from sandbox.server import serve_in_thread
 from sandbox.store import ID_TOP, DocumentStore
 
 CUSTOMER = SERVICES["API_BUSINESS_PARTNER"].sets["A_Customer"]
+PARTNER = SERVICES["API_BUSINESS_PARTNER"].sets["A_BusinessPartner"]
+#: a header with the published Edm.DateTimeOffset change stamp (A_Customer has none)
+CONTRACT = SERVICES["API_SALES_CONTRACT_SRV"].sets["A_SalesContract"]
 ROW = {
     "Customer": "1000001",
     "CustomerName": "O'Neil & Co",
     "YY1_CreditLimitAmount": "1500.00",
     "PostingIsBlocked": False,
-    "LastChangeDateTime": 1709251200000,  # 2024-03-01T00:00:00Z
+}
+STAMPED = {"SalesContract": "40000001", "LastChangeDateTime": 1709251200000}  # 2024-03-01Z
+#: a business partner changed on 2024-03-01 at 09:05:00 (Edm.DateTime + Edm.Time)
+PARTNER_ROW = {
+    "BusinessPartner": "1000001",
+    "LastChangeDate": 1709251200000,
+    "LastChangeTime": "PT09H05M00S",
 }
 
 
@@ -48,8 +57,6 @@ ROW = {
         ("CustomerName eq 'O''Neil & Co'", True),
         ("YY1_CreditLimitAmount gt 1499.99M and YY1_CreditLimitAmount le 1500", True),
         ("not (PostingIsBlocked eq true) and (Customer eq '1' or Customer eq '1000001')", True),
-        ("LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00+00:00'", True),
-        ("LastChangeDateTime gt datetime'2024-03-01T00:00:00.000'", False),
         ("substringof('Neil', CustomerName) and startswith(CustomerName, 'O')", True),
         ("endswith(CustomerName, 'Co') eq false", False),
         ("YY1_CreditLimitAmount add 500 eq 2000", True),
@@ -59,6 +66,33 @@ ROW = {
 )
 def test_filter_expressions(expr, expected):
     assert compile_filter(expr, CUSTOMER)({**ROW, "CustomerFullName": None}) is expected
+
+
+@pytest.mark.parametrize(
+    ("entity_set", "row", "expr", "expected"),
+    [
+        (
+            CONTRACT,
+            STAMPED,
+            "LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00+00:00'",
+            True,
+        ),
+        (CONTRACT, STAMPED, "LastChangeDateTime gt datetime'2024-03-01T00:00:00.000'", False),
+        # the business partner's stamp: a date and a time of day (literal padded or not)
+        (PARTNER, PARTNER_ROW, "LastChangeTime ge time'PT9H5M0S'", True),
+        (PARTNER, PARTNER_ROW, "LastChangeTime gt time'PT09H05M00S'", False),
+        (
+            PARTNER,
+            PARTNER_ROW,
+            "LastChangeDate gt datetime'2024-03-01T00:00:00' or (LastChangeDate eq "
+            "datetime'2024-03-01T00:00:00' and LastChangeTime ge time'PT09H04M59S')",
+            True,
+        ),
+        (PARTNER, PARTNER_ROW, "LastChangeDate gt datetime'2024-03-01T00:00:00'", False),
+    ],
+)
+def test_change_stamp_expressions(entity_set, row, expr, expected):
+    assert compile_filter(expr, entity_set)(row) is expected
 
 
 @pytest.mark.parametrize(
@@ -236,17 +270,20 @@ def _iso(ms: int) -> str:
         ("LastChangeDateTime gt datetime'2024-03-01T00:00:00.000'", 1709251199999),
         (
             "LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z' and "
-            "LastChangeDateTime lt datetimeoffset'2024-04-01T00:00:00Z' and Customer eq '1'",
+            "LastChangeDateTime lt datetimeoffset'2024-04-01T00:00:00Z' and SalesContract eq '1'",
             1709251199999,
         ),
         ("LastChangeDateTime lt datetimeoffset'2024-03-01T00:00:00Z'", None),  # no lower bound
-        ("LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z' or Customer eq '1'", None),
+        (
+            "LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z' or SalesContract eq '1'",
+            None,
+        ),
         ("(LastChangeDateTime ge datetimeoffset'2024-03-01T00:00:00Z')", None),
-        ("Customer eq '1'", None),
+        ("SalesContract eq '1'", None),
     ],
 )
 def test_change_floor_only_for_a_conjunction_with_a_lower_bound(expr, expected):
-    assert change_floor(expr, CUSTOMER) == expected
+    assert change_floor(expr, CONTRACT) == expected
 
 
 @given(
@@ -262,13 +299,13 @@ def test_a_delta_read_from_the_stamp_index_finds_exactly_what_the_full_scan_find
     documents it yields, filtered by the predicate, are those a full scan finds."""
     store = DocumentStore(tmp_path_factory.mktemp("delta") / "sap.sqlite")
     repo = Repository(store, {}, check_references=False)
-    svc = SERVICES["API_BUSINESS_PARTNER"]
+    svc = SERVICES["API_SALES_CONTRACT_SRV"]
     store.put_many(
-        collection(svc, CUSTOMER),
+        collection(svc, CONTRACT),
         [
             (
                 f"{i:04d}",
-                {"Customer": f"{i:04d}", KEY_ID: f"{i:04d}", "LastChangeDateTime": _T0 + s},
+                {"SalesContract": f"{i:04d}", KEY_ID: f"{i:04d}", "LastChangeDateTime": _T0 + s},
             )
             for i, s in enumerate(stamps)
         ],
@@ -276,14 +313,14 @@ def test_a_delta_read_from_the_stamp_index_finds_exactly_what_the_full_scan_find
     expr = f"LastChangeDateTime {op} datetimeoffset'{_iso(_T0 + low)}'"
     if high is not None:
         expr += f" and LastChangeDateTime lt datetimeoffset'{_iso(_T0 + high)}'"
-    floor = change_floor(expr, CUSTOMER)
+    floor = change_floor(expr, CONTRACT)
     assert floor is not None
-    predicate = compile_filter(expr, CUSTOMER)
+    predicate = compile_filter(expr, CONTRACT)
     narrowed = repo.scan_ids(
-        svc, CUSTOMER, expr, [], "", lambda: (predicate, changed_since("LastChangeDateTime", floor))
+        svc, CONTRACT, expr, [], "", lambda: (predicate, changed_since("LastChangeDateTime", floor))
     )
     repo._cache.clear()
-    full = repo.scan_ids(svc, CUSTOMER, expr, [], "", lambda: (predicate, None))
+    full = repo.scan_ids(svc, CONTRACT, expr, [], "", lambda: (predicate, None))
     assert sorted(narrowed) == full
     store.close()
 

@@ -32,7 +32,8 @@ def test_create_returns_201_entity_with_numbers_stamps_and_etag(sap):
     )
     assert bp.BusinessPartner == "1000000"
     assert bp.YY1_HubId == "CUS-00001"
-    assert bp.LastChangeDateTime >= before
+    changed = bp.LastChangeDate + _time_of_day(bp.LastChangeTime)  # published: date + time
+    assert changed >= before.replace(microsecond=0) and bp.CreationDate == bp.LastChangeDate
     assert bp.etag.startswith('W/"datetimeoffset')
     assert [a.CityName for a in bp.to_BusinessPartnerAddress] == ["Walldorf"]
     assert bp.to_BusinessPartnerAddress[0].AddressID == "1"
@@ -53,7 +54,7 @@ def test_update_with_etag_then_stale_etag_is_412_with_sap_body(sap):
     fresh = client.entity_sets.A_BusinessPartner.get_entity(bp.BusinessPartner).execute()
     assert fresh.OrganizationBPName1 == "Acme AG"
     assert fresh.etag != bp.etag
-    assert fresh.LastChangeDateTime > bp.LastChangeDateTime
+    assert (fresh.LastChangeDate, fresh.LastChangeTime) >= (bp.LastChangeDate, bp.LastChangeTime)
     stale = client.entity_sets.A_BusinessPartner.update_entity(bp.BusinessPartner)
     stale.set(OrganizationBPName1="Lost update").add_headers({"If-Match": bp.etag})
     with pytest.raises(pyodata.exceptions.HttpError) as info:
@@ -239,3 +240,48 @@ def test_read_only_stock_and_reservation_create(sap):
     item = header.to_ReservationDocumentItem[0]
     assert (item.ReservationItem, item.ReservationItemIsFinallyIssued) == ("0001", False)
     assert item.MatlCompRequirementDate == dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+
+
+def _time_of_day(value: str) -> dt.timedelta:
+    """An Edm.Time as pyodata hands it over (``PT12H05M00S``)."""
+    hours, rest = value.removeprefix("PT").split("H")
+    minutes, seconds = rest.removesuffix("S").split("M")
+    return dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=int(seconds))
+
+
+def test_a_change_to_a_customer_or_its_sales_area_restamps_its_business_partner(sap):
+    """A_Customer has no change stamp in the published API: a change to the customer
+    role is a change of the business partner (LastChangeDate + LastChangeTime). A customer
+    created on its own gets its partner, numbered like it, as S/4's CVI creates one."""
+    client = sap.client(BP)
+    created = (
+        client.entity_sets.A_Customer.create_entity()
+        .set(
+            CustomerName="Role AG",
+            CustomerFullName="Role AG",
+            to_CustomerSalesArea=[
+                {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
+            ],
+        )
+        .execute()
+    )
+    partners = client.entity_sets.A_BusinessPartner
+    partner = partners.get_entity(created.Customer).execute()
+    assert (partner.Customer, partner.BusinessPartnerFullName) == (created.Customer, "Role AG")
+
+    def stamp() -> tuple[str, str]:
+        fresh = partners.get_entity(created.Customer).execute()
+        return fresh.etag, fresh.LastChangeTime
+
+    before = stamp()
+    update = client.entity_sets.A_Customer.update_entity(created.Customer).set(CustomerName="R2")
+    update.add_headers({"If-Match": "*"})
+    update.execute()
+    after_customer = stamp()
+    assert after_customer[0] != before[0] and after_customer[1] >= before[1]
+    area = client.entity_sets.A_CustomerSalesArea.update_entity(
+        Customer=created.Customer, SalesOrganization="1010", DistributionChannel="10", Division="00"
+    ).set(CustomerPaymentTerms="NT30")
+    area.add_headers({"If-Match": "*"})
+    area.execute()
+    assert stamp()[0] != after_customer[0]
