@@ -11,7 +11,10 @@ each in a fresh process (so peak RSS is that step's own):
 - hub: ``compute_metrics`` (MRR grid, movements in every currency, cohorts, dunning);
 - floor: one DuckDB aggregate over the same lines (billed amount per currency and month).
 
-Prints time, peak memory and the ratio; asserts only that the movement identity holds.
+Prints wall and CPU seconds (user + system, every DuckDB thread; the machine may be
+shared, so CPU is the steadier figure), peak RSS and the ratios to the floor measured in
+the same run, with the commit and the load average; asserts only that the movement
+identity holds.
 The store loader (golden JSON -> Arrow) is measured by bench/recon.py, not here.
 """
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -153,17 +158,27 @@ def generate(path: Path, subscriptions: int) -> dict[str, int]:
     return counts
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def step(name: str, path: Path, months: int) -> dict[str, object]:
     con = _connect(path)
+    cpu = cpu_seconds()
     if name == "floor":
         seconds, rows = timed(lambda: con.execute(FLOOR).fetchall())
-        return {"seconds": seconds, "rows": len(rows), "peak_rss": peak_rss_bytes()}
+        return {"seconds": seconds, "cpu": cpu_seconds() - cpu, "rows": len(rows),
+                "peak_rss": peak_rss_bytes()}  # fmt: skip
     from hub.analytics.compute import compute_metrics
 
     seconds, metrics = timed(lambda: compute_metrics(con, AS_OF, months=months, reporting="USD"))
+    cpu = cpu_seconds() - cpu
     errors = metrics.identity_errors()
     return {
         "seconds": seconds,
+        "cpu": cpu,
         "peak_rss": peak_rss_bytes(),
         "identity_errors": len(errors),
         "mrr_rep": metrics.summary["mrr_rep"],
@@ -197,18 +212,41 @@ def main() -> None:
             results[name] = json.loads(done.stdout.strip().splitlines()[-1])
     floor, hub = results["floor"], results["hub"]
     print_table(
-        ("step", "seconds", "peak RSS", "x floor time"),
+        ("step", "wall s", "CPU s", "peak RSS", "x floor wall", "x floor CPU"),
         [
             ("floor: one aggregate over the lines", f"{floor['seconds']:.2f}",
-             gib(float(floor["peak_rss"])), "1.0"),
-            ("hub: full metrics recompute", f"{hub['seconds']:.2f}",
-             gib(float(hub["peak_rss"])), f"{hub['seconds'] / floor['seconds']:.1f}"),
+             f"{floor['cpu']:.2f}", gib(float(floor["peak_rss"])), "1.0", "1.0"),
+            ("hub: full metrics recompute", f"{hub['seconds']:.2f}", f"{hub['cpu']:.2f}",
+             gib(float(hub["peak_rss"])), f"{hub['seconds'] / floor['seconds']:.1f}",
+             f"{hub['cpu'] / max(floor['cpu'], 1e-9):.1f}"),
         ],
     )  # fmt: skip
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"commit {_commit()}; {os.cpu_count()} CPUs, load average {load}; "
+          f"DuckDB memory limit {MEMORY_LIMIT}")  # fmt: skip
     print(f"identity errors: {hub['identity_errors']}; MRR {hub['mrr_rep']:,} USD minor units; "
           f"paying customers {hub['paying_customers']:,}")  # fmt: skip
     if hub["identity_errors"]:
         raise SystemExit("the MRR movement identity does not hold")
+
+
+def _commit() -> str:
+    """The checked-out commit, marked when the code measured here (hub/analytics, this
+    benchmark) differs from it; ``unknown`` outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root)
+
+    try:
+        head = git("rev-parse", "--short=10", "HEAD")
+        diff = git("diff", "--quiet", "HEAD", "--", "hub/analytics", "bench/metrics.py",
+                   "bench/_common.py")  # fmt: skip
+    except OSError:
+        return "unknown"
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted analytics changes" if diff.returncode else "")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ before S), normalised likewise. A subscription never counts below zero.
 """
 
 # ruff: noqa: S608 - SQL is assembled from fixed fragments and quoted identifiers only;
-# dates and numbers go in as bound parameters or registered Arrow tables.
+# dates and numbers go in as bound parameters or registered Arrow tables, or as literals
+# formatted from ``date``/``int`` values (the sample dates, list positions).
 
 from __future__ import annotations
 
@@ -186,14 +187,19 @@ def compute_metrics(
     gross_margin: float = DEFAULT_MARGIN,
 ) -> Metrics:
     """All metrics as of ``as_of`` over the ``months`` calendar months ending with its
-    month, from the ``a_*`` views in ``con``."""
+    month, from the ``a_*`` views in ``con``.
+
+    Money is computed in 64-bit integers (BIGINT), which DuckDB checks for overflow; when
+    an amount or an intermediate product (a price of a huge quantity, an amount times a
+    long conversion factor) does not fit, the whole computation runs again in 128-bit
+    integers, so results are exact either way. An amount that does not fit the 64-bit
+    results even then raises :class:`OverflowError` (nothing is ever wrapped)."""
     if not 0 < gross_margin <= 1:
         raise ValueError("gross_margin must be in (0, 1]")
     reporting = reporting or reporting_currency()
     rates = rates or RateTable.load()
     samples = sample_dates(as_of, months)
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(_MACROS)
     con.register(
         "a_samples_arrow",
         pa.table(
@@ -212,37 +218,35 @@ def compute_metrics(
         ).fetchall()
         if r[0] is not None
     ]
-    con.register("a_fx_arrow", rates.factors(currencies, reporting))
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE a_fx AS SELECT currency, num::HUGEINT AS num, "
-        "den::HUGEINT AS den FROM a_fx_arrow"
+    factors = rates.factors(currencies, reporting)
+    con.register("a_fx_arrow", factors)
+    fits = all(
+        abs(int(v)) <= _INT64_MAX for col in ("num", "den") for v in factors[col].to_pylist()
     )
-    _mrr_grid(con)
-    opening_day = samples[0][1]
-    movements = _movements(con, ["customer_id"], [], "m_cust", opening_day)
-    by_currency = _movements(
-        con, ["customer_id", "currency"], ["currency"], "m_ccr_native", opening_day
-    )
-    customer_mrr = con.sql(
-        """
-        SELECT m.customer_id, c.legal_name, c.segment, m.currency,
-               m.mrr::BIGINT AS mrr_minor, m.rep::BIGINT AS mrr_rep
-        FROM m_ccr m LEFT JOIN a_customers c USING (customer_id)
-        WHERE m.i = (SELECT max(i) FROM a_samples) AND m.mrr <> 0
-        ORDER BY m.rep DESC, m.customer_id, m.currency
-        """
-    ).to_arrow_table()
-    mrr_by_currency = con.sql(
-        """
-        SELECT currency, count(DISTINCT customer_id) AS customers,
-               sum(mrr)::BIGINT AS mrr_minor, (12 * sum(mrr))::BIGINT AS arr_minor,
-               sum(rep)::BIGINT AS mrr_rep
-        FROM m_ccr WHERE i = (SELECT max(i) FROM a_samples) AND mrr <> 0
-        GROUP BY currency ORDER BY mrr_rep DESC, currency
-        """
-    ).to_arrow_table()
-    cohorts = _cohorts(con)
-    dunning, lost = _dunning(con, opening_day, as_of)
+    try:
+        if fits:
+            try:
+                tables = _compute(con, samples, as_of, "BIGINT")
+            except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
+                if not _is_overflow(exc):
+                    raise
+                tables = None
+        else:
+            tables = None
+        if tables is None:
+            try:
+                tables = _compute(con, samples, as_of, "HUGEINT")
+            except (duckdb.OutOfRangeException, duckdb.ConversionException) as exc:
+                if not _is_overflow(exc):
+                    raise
+                raise OverflowError(
+                    "an amount is beyond the 64-bit range of integer minor units "
+                    f"(|amount| <= {_INT64_MAX:,}); nothing was rounded or wrapped: {exc}"
+                ) from exc
+    finally:
+        for table in _TEMP_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost = tables
     summary = _summary(
         movements, mrr_by_currency, dunning, lost, reporting, Fraction(str(gross_margin))
     )
@@ -272,28 +276,101 @@ def compute_metrics(
     )
 
 
-def _mrr_grid(con: duckdb.DuckDBPyConnection) -> None:
-    """``m_sub`` (subscription x sample MRR), ``m_ccr`` (customer x currency x sample,
-    native and converted) and ``m_cust`` (customer x sample, reporting currency)."""
-    con.execute(
-        """
-        -- current price of every item, per month (usage items are priced from invoices)
-        CREATE OR REPLACE TEMP TABLE m_price AS
-        SELECT i.sub_id,
-               sum(hdiv(net_amount(gross_amount(i.kind, i.flat, i.unit, i.tiers,
-                                                i.quantity::HUGEINT), i.discount_bps),
-                        s.months)) AS rate
-        FROM a_items i JOIN a_subs s USING (sub_id)
-        WHERE i.kind <> 'usage'
-        GROUP BY i.sub_id;
+_INT64_MAX = 2**63 - 1
+#: Every intermediate table of one recompute, dropped as soon as it has been read (and
+#: in any case when the recompute ends).
+_TEMP_TABLES = ("m_line", "m_key", "m_cust")
 
+
+def _is_overflow(exc: duckdb.Error) -> bool:
+    """DuckDB's integer overflow ("Overflow in multiplication of INT64") or an out-of-range
+    cast ("... is out of range for the destination type INT64")."""
+    text = str(exc).lower()
+    return "overflow" in text or "out of range" in text
+
+
+def _compute(
+    con: duckdb.DuckDBPyConnection,
+    samples: list[tuple[int, date, date]],
+    as_of: date,
+    int_type: str,
+) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table]:
+    """Every table of :class:`Metrics`, money in ``int_type`` (BIGINT or HUGEINT)."""
+    con.execute(_MACROS.replace("HUGEINT", int_type))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE a_fx AS SELECT currency, num::{int_type} AS num, "
+        f"den::{int_type} AS den FROM a_fx_arrow"
+    )
+    _mrr_keys(con, samples, int_type)
+    last = len(samples)  # the as-of sample's position in the 1-based lists
+    opening_day = samples[0][1]
+    movements = _movements(con, ["customer_id"], [], "m_cust", "amt", opening_day)
+    by_currency = _movements(
+        con, ["customer_id", "currency"], ["currency"], "m_key", "mrr", opening_day
+    )
+    customer_mrr = con.sql(
+        f"""
+        SELECT m.customer_id, c.legal_name, c.segment, m.currency,
+               m.mrr[{last}]::BIGINT AS mrr_minor, m.rep[{last}]::BIGINT AS mrr_rep
+        FROM m_key m LEFT JOIN a_customers c USING (customer_id)
+        WHERE m.mrr[{last}] <> 0
+        ORDER BY m.rep[{last}] DESC, m.customer_id, m.currency
+        """
+    ).to_arrow_table()
+    mrr_by_currency = con.sql(
+        f"""
+        SELECT currency, count(DISTINCT customer_id) AS customers,
+               sum(mrr[{last}])::BIGINT AS mrr_minor,
+               (12 * sum(mrr[{last}]))::BIGINT AS arr_minor,
+               sum(rep[{last}])::BIGINT AS mrr_rep
+        FROM m_key WHERE mrr[{last}] <> 0
+        GROUP BY currency ORDER BY mrr_rep DESC, currency
+        """
+    ).to_arrow_table()
+    con.execute("DROP TABLE m_key")
+    cohorts = _cohorts(con)
+    con.execute("DROP TABLE m_cust")
+    dunning, lost = _dunning(con, opening_day, as_of)
+    return movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost
+
+
+def _day(day: date) -> str:
+    """A date as a SQL literal (formatted from a ``date``, never from text)."""
+    return f"DATE '{day.isoformat()}'"
+
+
+def _mrr_keys(
+    con: duckdb.DuckDBPyConnection, samples: list[tuple[int, date, date]], int_type: str
+) -> None:
+    """``m_key``: one row per customer and currency with MRR at some sample, ``mrr`` the
+    native MRR at every sample (a list, sample i at position i + 1) and ``rep`` the same
+    converted; ``m_cust``: one row per such customer, ``amt`` its reporting-currency MRR
+    at every sample (the sum of its converted currencies).
+
+    One row per subscription carries a column per sample (no subscription x sample grid
+    to join): the lines covering each sample, the usage in force at each sample and the
+    current price, all aggregated per subscription, then summed per customer and
+    currency."""
+    t = int_type
+    days = [_day(s) for _, s, _ in samples]
+    ks = range(len(samples))
+    covered = [f"ps <= {d} AND {d} <= pe" for d in days]
+    in_service = [
+        f"{d} >= s.start_date AND (s.trial_end IS NULL OR {d} >= s.trial_end)"
+        f" AND (s.end_date IS NULL OR {d} < s.end_date) AND s.status <> 'trialing'"
+        f" AND NOT (s.status = 'paused' AND {d} >= s.changed)"
+        f" AND NOT (s.status = 'canceled' AND s.end_date IS NULL AND {d} >= s.changed)"
+        for d in days
+    ]
+    con.execute(
+        f"""
         -- every recurring invoice line (service period known, invoice not void), monthly
         CREATE OR REPLACE TEMP TABLE m_line AS
         WITH usage_skus AS (
             SELECT sub_id, sku FROM a_items GROUP BY ALL HAVING bool_or(kind = 'usage')
         ), l AS (
             SELECT inv.subscription_id AS sub_id, l.sku, l.period_start AS ps,
-                   l.period_end AS pe, l.amount_minor::HUGEINT AS amount, s.months,
+                   l.period_end AS pe, l.amount_minor::{t} AS amount, s.months,
                    date_diff('month', l.period_start, l.period_end + 1) AS k
             FROM a_lines l
             JOIN a_invoices inv USING (invoice_id)
@@ -302,67 +379,77 @@ def _mrr_grid(con: duckdb.DuckDBPyConnection) -> None:
               AND l.period_end IS NOT NULL AND l.period_end >= l.period_start
         )
         SELECT l.sub_id, l.sku, l.ps, l.pe, u.sku IS NOT NULL AS is_usage,
-               CASE WHEN l.k >= 1 AND CAST(l.ps + to_months(l.k) AS DATE) = l.pe + 1
+               CAST(CASE WHEN l.k >= 1 AND CAST(l.ps + to_months(l.k) AS DATE) = l.pe + 1
                     THEN hdiv(l.amount, l.k)
                     ELSE hdiv(l.amount * (CAST(l.ps + to_months(l.months) AS DATE) - l.ps),
                               (l.pe - l.ps + 1) * l.months)
-               END AS rate
-        FROM l LEFT JOIN usage_skus u ON u.sub_id = l.sub_id AND u.sku = l.sku;
-
-        CREATE OR REPLACE TEMP TABLE m_span AS
-        SELECT sub_id, min(ps) AS first_ps, max(pe) AS last_pe FROM m_line GROUP BY sub_id;
-
-        -- usage: each usage item's last closed period before the sample
-        CREATE OR REPLACE TEMP TABLE m_usage AS
-        WITH g AS (
-            SELECT DISTINCT i.sub_id, i.sku, smp.i, smp.s
-            FROM a_items i CROSS JOIN a_samples smp WHERE i.kind = 'usage'
-        ), u AS (
-            SELECT sub_id, sku, pe, sum(rate) AS rate FROM m_line WHERE is_usage
-            GROUP BY ALL
-        )
-        SELECT g.sub_id, g.i, sum(u.rate) AS rate
-        FROM g ASOF JOIN u ON g.sub_id = u.sub_id AND g.sku = u.sku AND g.s > u.pe
-        GROUP BY ALL;
-
-        -- invoiced, non-usage rate in force at each sample (present = the sample is covered)
-        CREATE OR REPLACE TEMP TABLE m_cov AS
-        SELECT l.sub_id, smp.i, sum(CASE WHEN l.is_usage THEN 0 ELSE l.rate END) AS rate
-        FROM m_line l JOIN a_samples smp ON smp.s BETWEEN l.ps AND l.pe
-        GROUP BY ALL;
-
-        CREATE OR REPLACE TEMP TABLE m_sub AS
-        SELECT s.sub_id, s.customer_id, s.currency, smp.i,
-               greatest(CASE
-                   WHEN c.sub_id IS NOT NULL THEN c.rate + coalesce(u.rate, 0)
-                   WHEN sp.first_ps IS NULL OR smp.s < sp.first_ps OR smp.s > sp.last_pe
-                       THEN coalesce(p.rate, 0) + coalesce(u.rate, 0)
-                   ELSE 0 END, 0)::HUGEINT AS mrr
-        FROM a_subs s CROSS JOIN a_samples smp
-        LEFT JOIN m_span sp ON sp.sub_id = s.sub_id
-        LEFT JOIN m_price p ON p.sub_id = s.sub_id
-        LEFT JOIN m_cov c ON c.sub_id = s.sub_id AND c.i = smp.i
-        LEFT JOIN m_usage u ON u.sub_id = s.sub_id AND u.i = smp.i
-        WHERE smp.s >= s.start_date
-          AND (s.trial_end IS NULL OR smp.s >= s.trial_end)
-          AND (s.end_date IS NULL OR smp.s < s.end_date)
-          AND s.status <> 'trialing'
-          AND NOT (s.status = 'paused' AND smp.s >= CAST(s.updated_at AS DATE))
-          AND NOT (s.status = 'canceled' AND s.end_date IS NULL
-                   AND smp.s >= CAST(s.updated_at AS DATE));
-
-        CREATE OR REPLACE TEMP TABLE m_ccr AS
-        SELECT m.customer_id, m.currency, m.i, m.mrr, hdiv(m.mrr * f.num, f.den) AS rep
-        FROM (SELECT customer_id, currency, i, sum(mrr) AS mrr FROM m_sub
-              WHERE mrr <> 0 GROUP BY ALL) m
-        JOIN a_fx f USING (currency);
-
-        CREATE OR REPLACE TEMP VIEW m_ccr_native AS
-        SELECT customer_id, currency, i, mrr AS amt FROM m_ccr;
-
-        CREATE OR REPLACE TEMP TABLE m_cust AS
-        SELECT customer_id, i, sum(rep) AS amt FROM m_ccr GROUP BY ALL;
+               END AS {t}) AS rate
+        FROM l LEFT JOIN usage_skus u ON u.sub_id = l.sub_id AND u.sku = l.sku
         """
+    )
+    cov_cols = ",\n".join(
+        f"CAST(sum(CASE WHEN is_usage THEN 0 ELSE rate END) FILTER ({c}) AS {t}) AS c{k},"
+        f" count(*) FILTER ({c}) > 0 AS v{k}"
+        for k, c in zip(ks, covered, strict=True)
+    )
+    usage_last = ",\n".join(f"arg_max_null(rate, pe) FILTER (pe < {d}) AS u{k}" for k, d in
+                            zip(ks, days, strict=True))  # fmt: skip
+    usage_sum = ", ".join(f"CAST(sum(u{k}) AS {t}) AS u{k}" for k in ks)
+    sub_mrr = ",\n".join(
+        f"""CASE WHEN {in_service[k]} THEN greatest(CASE
+                WHEN l.v{k} THEN l.c{k} + coalesce(u.u{k}, 0)
+                WHEN l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
+                    THEN coalesce(p.rate, 0) + coalesce(u.u{k}, 0)
+                ELSE 0 END, 0) ELSE 0 END AS m{k}"""
+        for k in ks
+    )
+    sums = ", ".join(f"CAST(sum(m{k}) AS {t}) AS m{k}" for k in ks)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE m_key AS
+        WITH price AS (
+            -- current price of every item, per month (usage items are priced from invoices)
+            SELECT i.sub_id,
+                   CAST(sum(hdiv(net_amount(gross_amount(i.kind, i.flat, i.unit, i.tiers,
+                                                         i.quantity::{t}), i.discount_bps),
+                                 s.months)) AS {t}) AS rate
+            FROM a_items i JOIN a_subs s USING (sub_id)
+            WHERE i.kind <> 'usage'
+            GROUP BY i.sub_id
+        ), cov AS (
+            -- per sample: the invoiced non-usage rate of the lines covering it (v: covered
+            -- at all, usage lines included); the span of the invoiced periods
+            SELECT sub_id, min(ps) AS first_ps, max(pe) AS last_pe, {cov_cols}
+            FROM m_line GROUP BY sub_id
+        ), used AS (
+            -- usage: each usage item's last closed period before each sample
+            SELECT sub_id, {usage_sum}
+            FROM (SELECT sub_id, sku, {usage_last}
+                  FROM (SELECT sub_id, sku, pe, sum(rate) AS rate FROM m_line
+                        WHERE is_usage GROUP BY ALL)
+                  GROUP BY sub_id, sku)
+            GROUP BY sub_id
+        ), sub AS (
+            SELECT s.customer_id, s.currency, {sub_mrr}
+            FROM (SELECT *, CAST(updated_at AS DATE) AS changed FROM a_subs) s
+            LEFT JOIN cov l ON l.sub_id = s.sub_id
+            LEFT JOIN price p ON p.sub_id = s.sub_id
+            LEFT JOIN used u ON u.sub_id = s.sub_id
+        ), cc AS (
+            SELECT customer_id, currency, {sums} FROM sub GROUP BY customer_id, currency
+        )
+        SELECT cc.customer_id, cc.currency,
+               [{", ".join(f"m{k}" for k in ks)}] AS mrr,
+               [{", ".join(f"hdiv(m{k} * f.num, f.den)" for k in ks)}] AS rep
+        FROM cc JOIN a_fx f USING (currency)
+        WHERE {" OR ".join(f"m{k} <> 0" for k in ks)}
+        """
+    )
+    con.execute("DROP TABLE m_line")
+    amt = ", ".join(f"CAST(sum(rep[{k + 1}]) AS {t})" for k in ks)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE m_cust AS SELECT customer_id, [{amt}] AS amt "
+        "FROM m_key GROUP BY customer_id"
     )
 
 
@@ -371,32 +458,23 @@ def _movements(
     keys: list[str],
     group: list[str],
     source: str,
+    column: str,
     opening_day: date,
 ) -> pa.Table:
     """Classify each key's change between consecutive samples and sum per month.
 
+    ``source.column`` holds each key's amount at every sample (sample i at position
+    i + 1), so the opening of sample i is the element before it and "had MRR at an
+    earlier sample" is the position of the first positive amount: no window pass.
     A key that goes from zero to positive is a reactivation when it had MRR before: at an
     earlier sample of the window, or a subscription (in that currency, for per-currency
     keys) in paid service before the window opened; otherwise it is new."""
     k = ", ".join(keys)
     g_sel = "".join(f"{c}, " for c in group)
-    cur_filter = "AND s.currency = x.currency" if "currency" in keys else ""
     sql = f"""
-        WITH ks AS (SELECT DISTINCT {k} FROM {source}),
-        grid AS (
-            SELECT ks.*, smp.i, smp.month, coalesce(x.amt, 0) AS amt
-            FROM ks CROSS JOIN a_samples smp
-            LEFT JOIN {source} x USING ({k}, i)
-        ),
-        w AS (
-            SELECT *, coalesce(lag(amt) OVER (PARTITION BY {k} ORDER BY i), 0) AS o,
-                   coalesce(bool_or(amt > 0) OVER (PARTITION BY {k} ORDER BY i
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS seen
-            FROM grid
-        ),
-        before AS (
-            SELECT DISTINCT {", ".join("x." + c for c in keys)}, true AS had
-            FROM ks x JOIN a_subs s ON s.customer_id = x.customer_id {cur_filter}
+        WITH before AS (
+            SELECT DISTINCT {", ".join("s." + c for c in keys)}, true AS had
+            FROM a_subs s
             WHERE s.status <> 'trialing'
               AND greatest(s.start_date, coalesce(s.trial_end, s.start_date)) < $opening
         ),
@@ -404,11 +482,17 @@ def _movements(
             SELECT DISTINCT customer_id, true AS invol FROM a_invoices
             WHERE status = 'uncollectible'
         ),
+        ks AS (
+            SELECT {", ".join("x." + c for c in keys)}, x.{column} AS a,
+                   coalesce(b.had, false) AS had, coalesce(v.invol, false) AS invol,
+                   -- 1-based position of the first sample with a positive amount
+                   list_position(list_transform(x.{column}, lambda y: y > 0), true) AS first
+            FROM {source} x LEFT JOIN before b USING ({k}) LEFT JOIN invol v USING (customer_id)
+        ),
         c AS (
-            SELECT w.*, coalesce(b.had, false) OR w.seen AS prior,
-                   coalesce(v.invol, false) AS invol
-            FROM w LEFT JOIN before b USING ({k}) LEFT JOIN invol v USING (customer_id)
-            WHERE w.i >= 1
+            SELECT {k}, smp.month, a[smp.i + 1] AS amt, a[smp.i] AS o,
+                   had OR coalesce(first <= smp.i, false) AS prior, invol
+            FROM ks CROSS JOIN (SELECT i, month FROM a_samples WHERE i >= 1) smp
         )
         SELECT {g_sel}month,
             sum(o)::BIGINT AS opening,
@@ -476,10 +560,10 @@ def _cohorts(con: duckdb.DuckDBPyConnection) -> pa.Table:
             FROM first_paid f JOIN a_samples smp ON smp.month = f.cohort AND smp.i >= 1
         ), cells AS (
             SELECT m.cohort, smp.i - m.ci AS age, count(*) AS customers,
-                   count(*) FILTER (coalesce(x.amt, 0) > 0) AS active,
-                   coalesce(sum(x.amt), 0)::BIGINT AS mrr_rep
+                   count(*) FILTER (coalesce(x.a[smp.i + 1], 0) > 0) AS active,
+                   coalesce(sum(x.a[smp.i + 1]), 0)::BIGINT AS mrr_rep
             FROM members m JOIN a_samples smp ON smp.i >= m.ci
-            LEFT JOIN m_cust x ON x.customer_id = m.customer_id AND x.i = smp.i
+            LEFT JOIN (SELECT customer_id, amt AS a FROM m_cust) x USING (customer_id)
             GROUP BY ALL
         )
         SELECT c.cohort, c.age, c.customers, c.active,
