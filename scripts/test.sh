@@ -11,6 +11,17 @@ export HUB_UV_BIN="${HUB_UV_BIN:-$(python3 -c 'import uv; print(uv.find_uv_bin()
 export PATH="$PWD/.venv/bin:$PATH"
 # Never let a developer's environment point the suite at a real store or system.
 unset HUB_DATABASE_URL BILLING_DATABASE_URL DAGSTER_HOME
+# Scratch files (SQLite stores, Dagster instances, sandboxes, PostgreSQL clusters) live in
+# RAM where the machine has a tmpfs at /dev/shm: the suite commits tens of thousands of
+# small SQLite transactions (Dagster's event log syncs each one to disk), and none of its
+# tests is about surviving a power cut (the crash tests kill processes, which the page
+# cache outlives). Removed when the run ends.
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  TMPDIR="$(mktemp -d /dev/shm/hub-tests.XXXXXX)"
+  chmod 711 "$TMPDIR"  # the PostgreSQL clusters the tests start run as the postgres user
+  export TMPDIR
+  trap 'rm -rf "$TMPDIR"' EXIT
+fi
 export HUB_DATA_DIR="${HUB_TEST_DATA_DIR:-$(mktemp -d)}"
 
 echo "== ruff";  ruff check . && ruff format --check .
@@ -23,5 +34,5 @@ echo "== pytest (with mypy and pip-audit)"
 # off. Tests go out one at a time (--maxschedchunk 1) in the order tests/conftest.py sets,
 # longest first, so no worker is handed a run of end-to-end tests while the others idle.
 # HUB_TEST_WORKERS=0 runs everything in this process.
-exec pytest -p no:cacheprovider --timeout=600 --durations=25 \
+pytest -p no:cacheprovider --timeout=600 --durations=25 \
   -n "${HUB_TEST_WORKERS:-6}" --dist load --maxschedchunk 1 "$@"
