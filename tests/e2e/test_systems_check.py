@@ -33,6 +33,9 @@ def test_systems_check_names_a_missing_field_and_its_fix(
         assert set(reports) == set(registry.NAMES)
         assert all(r.ok and r.reachable for r in reports.values()), reports
         assert reports["billing"].objects > 0 and reports["pim"].objects == 1
+        # Salesforce's describe and SAP's $metadata were read: every mapped object checked
+        assert reports["salesforce"].objects >= 4 and reports["sap"].objects >= 4
+        assert "no field list" in reports["wms"].detail
         broken = {r.system: r for r in check_systems(sb.env, ["pim", "wms"], root)}
         assert set(broken) == {"pim", "wms"} and broken["wms"].ok
         (problem,) = broken["pim"].problems
