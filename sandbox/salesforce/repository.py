@@ -115,6 +115,10 @@ class UnitOfWork:
         self.docs: dict[tuple[str, str], tuple[SObjectType, dict[str, Any]]] = {}
         self.created: set[tuple[str, str]] = set()
         self.index: dict[tuple[str, str], set[str]] = {}
+        #: (object, field, index key) -> ids of pending documents that held that value
+        #: when queued (checked again on lookup): a lookup reads its candidates instead
+        #: of every pending document, so a Bulk job of n rows is not n x n
+        self._pending: dict[tuple[str, str, str], set[str]] = {}
 
     # -- lookups that see pending writes ---------------------------------------------------
     def get(self, obj: SObjectType, record_id: str) -> dict[str, Any] | None:
@@ -122,16 +126,26 @@ class UnitOfWork:
         return pending[1] if pending else self.repo.get(obj, record_id)
 
     def by_external(self, obj: SObjectType, f: Field, value: Any) -> list[dict[str, Any]]:
-        found = {d["Id"]: d for d in self.repo.by_external(obj, f, value)}
-        for (name, record_id), (_, doc) in self.docs.items():
-            if name != obj.name:
-                continue
-            live = not doc.get("IsDeleted") and index_key(doc.get(f.name)) == index_key(value)
-            if live and doc.get(f.name) is not None:
+        key = index_key(value)
+        # a stored record with a pending version is judged by that version only
+        found = {
+            d["Id"]: d
+            for d in self.repo.by_external(obj, f, value)
+            if (obj.name, d["Id"]) not in self.docs
+        }
+        for record_id in self._pending.get((obj.name, f.name, key), ()):
+            doc = self.docs[(obj.name, record_id)][1]
+            held = doc.get(f.name)
+            if not doc.get("IsDeleted") and held is not None and index_key(held) == key:
                 found[record_id] = doc
-            else:
-                found.pop(record_id, None)
         return list(found.values())
+
+    def _queue(self, obj: SObjectType, record_id: str, doc: dict[str, Any]) -> None:
+        self.docs[(obj.name, record_id)] = (obj, doc)
+        for f in (*obj.external_ids, obj.field("Id")):
+            if f is not None and doc.get(f.name) is not None:
+                key = (obj.name, f.name, index_key(doc[f.name]))
+                self._pending.setdefault(key, set()).add(record_id)
 
     # -- operations ------------------------------------------------------------------------
     def insert(self, obj: SObjectType, values: dict[str, Any], *, csv: bool = False) -> str:
@@ -231,7 +245,7 @@ class UnitOfWork:
             raise RecordRejected(RecordError("ENTITY_IS_DELETED", "entity is deleted"), status=404)
         self._reject_if_faulted(obj, current)
         doc = {**current, "IsDeleted": True}
-        self.docs[(obj.name, full)] = (obj, doc)
+        self._queue(obj, full, doc)
         return full
 
     # -- validation ------------------------------------------------------------------------
@@ -401,7 +415,7 @@ class UnitOfWork:
         if not doc.get("Id"):
             return
         doc["LastModifiedById"] = self.repo.user_id
-        self.docs[(obj.name, doc["Id"])] = (obj, doc)
+        self._queue(obj, doc["Id"], doc)
 
     # -- commit ----------------------------------------------------------------------------
     def commit(self) -> None:

@@ -262,3 +262,45 @@ def test_seeded_records_carry_system_fields_and_references_resolve(org: Org) -> 
     assert invoice["Account__c"] == account_id(1)
     assert invoice["Name"] == "INV-0000001"
     assert invoice["Total_Amount__c"] == 12.345
+
+
+def test_one_call_sees_its_own_pending_external_ids(org: Org) -> None:
+    """Uniqueness inside one call (a Collections call or a Bulk job is one unit of work):
+    a value queued earlier in the call clashes, case-insensitively; a stored record whose
+    value the call changes frees its old value for the records after it."""
+    sf = org.client()
+    account = sobject(sf, "Account")
+    r = account.create({"Name": "R", "Hub_Id__c": "CUS-OLD"})["id"]
+    t = account.create({"Name": "T", "Hub_Id__c": "CUS-T"})["id"]
+    answers = rest(
+        sf,
+        "composite/sobjects",
+        "POST",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Account"}, "Name": "A", "Hub_Id__c": "CUS-NEW"},
+                {"attributes": {"type": "Account"}, "Name": "B", "Hub_Id__c": "cus-new"},
+            ],
+        },
+    )
+    assert answers[0]["success"] is True
+    assert answers[1]["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
+    # one update call: R gives up CUS-OLD, T takes it; then T may not take R's new value
+    swap = rest(
+        sf,
+        "composite/sobjects",
+        "PATCH",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Account"}, "Id": r, "Hub_Id__c": "CUS-GONE"},
+                {"attributes": {"type": "Account"}, "Id": t, "Hub_Id__c": "cus-old"},
+                {"attributes": {"type": "Account"}, "Id": t, "Hub_Id__c": "CUS-gone"},
+            ],
+        },
+    )
+    assert [a["success"] for a in swap] == [True, True, False]
+    assert swap[2]["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
+    assert account.get(t)["Hub_Id__c"] == "cus-old"
+    assert account.get(r)["Hub_Id__c"] == "CUS-GONE"
