@@ -890,7 +890,19 @@ class SapConnector:
         if plan.current is None:
             values = self._to_wire(plan.header)
             if route.entity_set == "A_Customer":
+                # S/4 creates a customer as a business partner (an organisation) with the
+                # customer role, its sales area inline: one deep insert
                 values["to_CustomerSalesArea"] = [{**SALES_AREA, **plan.area}]
+                name = str(values.get("CustomerFullName") or values.get("CustomerName") or "")
+                partner = {
+                    "BusinessPartnerCategory": "2",
+                    "BusinessPartnerFullName": name[:81],
+                    "OrganizationBPName1": name[:40],
+                    "OrganizationBPName2": name[40:80],
+                    "to_Customer": values,
+                }
+                out.append(client.entity_sets.A_BusinessPartner.create_entity().set(**partner))
+                return out
             elif route.entity_set == "A_SalesContract":
                 values = {**CONTRACT_DEFAULTS, **values}
                 start = values.get("SalesContractValidityStartDate")

@@ -355,14 +355,23 @@ class Dispatcher:
         )
 
     def create_tree(
-        self, svc: Service, es: EntitySet, body: dict[str, Any], uow: UnitOfWork
+        self,
+        svc: Service,
+        es: EntitySet,
+        body: dict[str, Any],
+        uow: UnitOfWork,
+        inside: str | None = None,
     ) -> tuple[Doc, ExpandTree]:
-        """Create an entity and, deep-insert style, the children given inline."""
-        if not es.creatable:
-            raise SapError(405, NOT_ALLOWED, f"Entity set {es.name} is read-only")
+        """Create an entity and, deep-insert style, the children given inline (``inside``:
+        the entity set whose create this one is inline in). A role (A_Customer) is created
+        only inline in its owner, as S/4 creates a customer with its business partner."""
+        if not es.creatable and not (es.owner and es.owner == inside):
+            raise SapError(405, NOT_ALLOWED, f"Entity set {es.name} cannot be created here")
         doc = self.repo.build(svc, es, body, None, replace=False, uow=uow)
         self.repo.assign_keys(svc, es, doc, uow)
-        self._maybe_reject(es, doc)
+        # a partner created around its customer role is judged by the role's hub id
+        if not any(svc.sets[n.target].owner == es.name and body.get(n.name) for n in es.navs):
+            self._maybe_reject(es, doc)
         self.repo.insert(svc, es, doc, uow)
         created: ExpandTree = {}
         for nav in es.navs:
@@ -376,12 +385,27 @@ class Dispatcher:
             for item in items:
                 if not isinstance(item, dict):
                     raise SapError(400, INVALID_BODY, f"Invalid inline entry for '{nav.name}'")
+                if target.owner == es.name and not nav.many:
+                    self._number_role_like_owner(svc, es, doc, nav, uow)
                 child_body = {**item, **{tp: doc.get(sp) for sp, tp in nav.on}}
-                _, grand = self.create_tree(svc, target, child_body, uow)
+                _, grand = self.create_tree(svc, target, child_body, uow, es.name)
                 created.setdefault(nav.name, {}).update(grand)
         return doc, created
 
+    def _number_role_like_owner(
+        self, svc: Service, es: EntitySet, doc: Doc, nav: Any, uow: UnitOfWork
+    ) -> None:
+        """A business partner created with its customer role inline (``to_Customer``):
+        the customer is numbered like the partner (harmonised number ranges) unless the
+        body names it, and the partner's ``Customer`` points at it before it is created,
+        so the role finds its partner instead of getting one of its own."""
+        for source, _ in nav.on:
+            if doc.get(source) in (None, ""):
+                doc[source] = doc[es.keys[0]]
+        uow.put(collection(svc, es), doc[KEY_ID], doc)
+
     def _maybe_reject(self, es: EntitySet, doc: Doc) -> None:
+        """The ``reject`` fault: by hub id, or by key for entities without one."""
         hub_id = doc.get(self.settings.hub_id_field) or ""
         record_key = hub_id or KEY_SEP.join(str(doc.get(k, "")) for k in es.keys)
         if self.faults.should_reject(record_key):

@@ -421,8 +421,8 @@ class Repository:
         self, svc: Service, es: EntitySet, doc: Doc, uow: UnitOfWork, *, created: bool = False
     ) -> None:
         """Re-stamp the business object ``doc`` is a role of (A_Customer: the business
-        partner whose Customer it is). A customer created on its own gets its partner, as
-        S/4's customer-vendor integration creates one (numbered like the customer)."""
+        partner whose Customer it is; a role just created inline in its partner is found
+        by its number, without a scan)."""
         if not es.owner:
             return
         owner_es = svc.sets[es.owner]
@@ -432,36 +432,17 @@ class Repository:
             return
         # partners are numbered like their customer roles: try that key before a scan
         guess = doc_id(owner_es, {k: next(iter(wanted.values())) for k in owner_es.keys})
-        guessed = uow.get(coll, guess)
-        owner = guessed
+        owner = uow.get(coll, guess)
         if owner is None or any(owner.get(k) != v for k, v in wanted.items()):
             owner = None
             if not created:
                 matches = (o for o in self.store.iter(coll) if wanted.items() <= o.items())
                 owner = next(matches, None)
         if owner is None:
-            if created and guessed is None and owner_es.name == "A_BusinessPartner":
-                partner = self.build(svc, owner_es, cvi_partner(doc), None, replace=False, uow=uow)
-                partner[KEY_ID] = doc_id(owner_es, partner)
-                apply_stamp(owner_es, partner, self.clock.next(), created=True)
-                uow.put(coll, partner[KEY_ID], partner)
             return
         owner = dict(owner)
         apply_stamp(owner_es, owner, self.clock.next(), created=False)
         uow.put(coll, owner[KEY_ID], owner)
-
-
-def cvi_partner(customer: Doc) -> Doc:
-    """The business partner S/4 keeps for a customer created without one (an
-    organisation, numbered like the customer)."""
-    name = str(customer.get("CustomerFullName") or customer.get("CustomerName") or "")
-    return {
-        "BusinessPartner": customer["Customer"],
-        "Customer": customer["Customer"],
-        "BusinessPartnerCategory": "2",
-        "BusinessPartnerFullName": name[:81],
-        "OrganizationBPName1": name[:40],
-    }
 
 
 def derive_fields(es: EntitySet, doc: Doc) -> None:

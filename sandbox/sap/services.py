@@ -198,7 +198,9 @@ BUSINESS_PARTNER = Service(
             ),
             label="Customer",
             numbering=Numbering("Customer", 10, start=1000000, pad=False),
-            # the customer role of a business partner: a change to it is the partner's
+            # the customer role of a business partner: a change to it is the partner's, and
+            # it is created with its partner (POST A_BusinessPartner with to_Customer)
+            creatable=False,
             owner="A_BusinessPartner",
             owner_on=(("Customer", "Customer"),),
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pyodata
 import pytest
@@ -163,15 +164,20 @@ def test_validation_errors_are_400_with_errordetails(sap, monkeypatch):
             _create_bp(client, **values)
         assert info.value.response.status_code == 400
         assert fragment in info.value.response.text
-    customers = client.entity_sets.A_Customer
+
+    def customer(**values: str) -> Any:  # created with its partner, as on S/4
+        partner = client.entity_sets.A_BusinessPartner.create_entity()
+        role = {"CustomerName": "A", **values}
+        return partner.set(BusinessPartnerCategory="2", to_Customer=role).execute()
+
     with pytest.raises(BusinessGatewayError) as info:
-        customers.create_entity().set(CustomerName="A", YY1_CreditLimitCurrency="XXX").execute()
+        customer(YY1_CreditLimitCurrency="XXX")
     assert "XXX" in str(info.value)
     with pytest.raises(BusinessGatewayError) as info:
-        customers.create_entity().set(CustomerName="A", YY1_CreditLimitAmount="12.345").execute()
+        customer(YY1_CreditLimitAmount="12.345")
     assert info.value.errordetails and "decimal places" in info.value.errordetails[0]
     with pytest.raises(BusinessGatewayError) as info:
-        customers.create_entity().set(CustomerName="A", YY1_CreditLimitAmount="abc").execute()
+        customer(YY1_CreditLimitAmount="abc")
     assert "not a valid decimal" in str(info.value)
     areas = client.entity_sets.A_CustomerSalesArea.create_entity().set(
         Customer="1",
@@ -252,19 +258,30 @@ def _time_of_day(value: str) -> dt.timedelta:
 def test_a_change_to_a_customer_or_its_sales_area_restamps_its_business_partner(sap):
     """A_Customer has no change stamp in the published API: a change to the customer
     role is a change of the business partner (LastChangeDate + LastChangeTime). A customer
-    created on its own gets its partner, numbered like it, as S/4's CVI creates one."""
+    is created with its partner (deep insert ``to_Customer``), numbered like it; a POST
+    to A_Customer alone is refused, as on S/4."""
     client = sap.client(BP)
-    created = (
-        client.entity_sets.A_Customer.create_entity()
+    with pytest.raises(pyodata.exceptions.HttpError) as info:
+        client.entity_sets.A_Customer.create_entity().set(CustomerName="Alone AG").execute()
+    assert info.value.response.status_code == 405
+    created_partner = (
+        client.entity_sets.A_BusinessPartner.create_entity()
         .set(
-            CustomerName="Role AG",
-            CustomerFullName="Role AG",
-            to_CustomerSalesArea=[
-                {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
-            ],
+            BusinessPartnerCategory="2",
+            BusinessPartnerFullName="Role AG",
+            to_Customer={
+                "CustomerName": "Role AG",
+                "CustomerFullName": "Role AG",
+                "to_CustomerSalesArea": [
+                    {"SalesOrganization": "1010", "DistributionChannel": "10", "Division": "00"}
+                ],
+            },
         )
         .execute()
     )
+    assert created_partner.Customer == created_partner.BusinessPartner
+    created = client.entity_sets.A_Customer.get_entity(created_partner.Customer).execute()
+    assert created.CustomerFullName == "Role AG"
     partners = client.entity_sets.A_BusinessPartner
     partner = partners.get_entity(created.Customer).execute()
     assert (partner.Customer, partner.BusinessPartnerFullName) == (created.Customer, "Role AG")
