@@ -431,6 +431,17 @@ class SapConnector:
             out[route.entity_set] = frozenset(names)
         return out
 
+    def missing_field_fix(self, obj: str, name: str) -> str | None:
+        """What to do when ``native_fields`` lacks ``name`` in ``obj``, where SAP has its
+        own answer: the hub id is the customer's extension field, named by them."""
+        if name != HUB_ID:
+            return None
+        return (
+            f"the hub id is read from the extension field {self._hub_field!r} of {obj}: set "
+            "SAP_HUB_ID_FIELD to the name your key-user extension gives it, or add the "
+            "extension field to the business context"
+        )
+
     # -- reads --------------------------------------------------------------------------
     def _query(
         self, entity: str, where: str, order: bool = True, *, via_partner: bool = False

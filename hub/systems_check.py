@@ -92,7 +92,17 @@ def check_connector(system: str, connector: Connector, root: Path = MAPPINGS_DIR
     except ConnectorError as exc:
         return SystemReport(system, False, f"metadata could not be read: {exc}")
     errors = [e for e in load_all(root, {system: native})[1] if _of(e, root, system)]
-    return SystemReport(system, True, took, len(native), [f"{e}; {FIX}" for e in errors])
+    return SystemReport(
+        system, True, took, len(native), [f"{e}; {_fix(connector, e)}" for e in errors]
+    )
+
+
+def _fix(connector: Connector, error: MappingError) -> str:
+    """The connector's own advice for a field it knows the story of (SAP's hub id is an
+    extension field named by the customer: SAP_HUB_ID_FIELD), else the general one."""
+    advise = getattr(connector, "missing_field_fix", None)
+    told = advise(*error.missing) if callable(advise) and error.missing else None
+    return told or FIX
 
 
 def _of(error: MappingError, root: Path, system: str) -> bool:

@@ -160,6 +160,8 @@ class MappingError:
     field: str
     message: str
     entity: str = ""
+    #: (object, native field) when the error is a field the system does not declare
+    missing: tuple[str, str] | None = None
 
     def __str__(self) -> str:
         entity = f"{self.entity}: " if self.entity else ""
@@ -359,8 +361,10 @@ def _semantic_errors(
 ) -> list[MappingError]:
     errors: list[MappingError] = []
 
-    def err(loc: tuple[str, ...], field: str, message: str) -> None:
-        errors.append(MappingError(path, _line_for(lines, loc), field, message, entity))
+    def err(
+        loc: tuple[str, ...], field: str, message: str, missing: tuple[str, str] | None = None
+    ) -> None:
+        errors.append(MappingError(path, _line_for(lines, loc), field, message, entity, missing))
 
     if "system" not in broken and spec.system not in SYSTEMS:
         err(
@@ -447,7 +451,7 @@ def _semantic_errors(
 def _check_native(
     spec: MappingSpec,
     objects: NativeFields,
-    err: Callable[[tuple[str, ...], str, str], None],
+    err: Callable[..., None],
     broken: Collection[str],
 ) -> None:
     """Report through ``err`` each object and native field name the file uses that
@@ -460,6 +464,7 @@ def _check_native(
                 loc,
                 field,
                 f"{value!r} is not a field of {spec.system} {obj}{closest(value, known)}",
+                (obj, value),
             )
 
     def obj(loc: tuple[str, ...], field: str, value: str) -> bool:

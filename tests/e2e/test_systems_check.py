@@ -42,6 +42,16 @@ def test_systems_check_names_a_missing_field_and_its_fix(
         assert "pim/product.yaml:15:" in problem and "'values.unit_code'" in problem
         assert "did you mean 'values.unit'" in problem and "add the field" in problem
 
+        # an S/4 whose extension names the hub id field otherwise than configured
+        (sap,) = check_systems({**sb.env, "SAP_HUB_ID_FIELD": "YY1_HubId_bus"}, ["sap"])
+        assert not sap.ok and len(sap.problems) == 4, sap.problems  # one per SAP mapping
+        assert all(
+            "'YY1_HubId' is not a field of sap" in p
+            and "set SAP_HUB_ID_FIELD" in p
+            and "'YY1_HubId_bus'" in p
+            for p in sap.problems
+        ), sap.problems
+
         monkeypatch.setenv("HUB_SANDBOX_DIR", str(sb.data_dir))
         for name in registry.NAMES:
             monkeypatch.delenv(registry.BY_NAME[name].marker, raising=False)
