@@ -403,7 +403,15 @@ def _mrr_keys(
                 ELSE 0 END, 0) ELSE 0 END AS m{k}"""
         for k in ks
     )
-    sums = ", ".join(f"CAST(sum(m{k}) AS {t}) AS m{k}" for k in ks)
+    # in service at each sample: paid service by status and dates, and not in a gap
+    # between invoiced periods (a usage-only subscription, which may skip invoices for a
+    # month without usage, by status and dates alone)
+    sub_act = ",\n".join(
+        f"""({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps
+                OR {days[k]} > l.last_pe OR p.sub_id IS NULL) AS a{k}"""
+        for k in ks
+    )
+    sums = ", ".join(f"CAST(sum(m{k}) AS {t}) AS m{k}, bool_or(a{k}) AS a{k}" for k in ks)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE m_key AS
@@ -430,7 +438,7 @@ def _mrr_keys(
                   GROUP BY sub_id, sku)
             GROUP BY sub_id
         ), sub AS (
-            SELECT s.customer_id, s.currency, {sub_mrr}
+            SELECT s.customer_id, s.currency, {sub_mrr}, {sub_act}
             FROM (SELECT *, CAST(updated_at AS DATE) AS changed FROM a_subs) s
             LEFT JOIN cov l ON l.sub_id = s.sub_id
             LEFT JOIN price p ON p.sub_id = s.sub_id
@@ -440,16 +448,18 @@ def _mrr_keys(
         )
         SELECT cc.customer_id, cc.currency,
                [{", ".join(f"m{k}" for k in ks)}] AS mrr,
-               [{", ".join(f"hdiv(m{k} * f.num, f.den)" for k in ks)}] AS rep
+               [{", ".join(f"hdiv(m{k} * f.num, f.den)" for k in ks)}] AS rep,
+               [{", ".join(f"a{k}" for k in ks)}] AS act
         FROM cc JOIN a_fx f USING (currency)
         WHERE {" OR ".join(f"m{k} <> 0" for k in ks)}
         """
     )
     con.execute("DROP TABLE m_line")
     amt = ", ".join(f"CAST(sum(rep[{k + 1}]) AS {t})" for k in ks)
+    act = ", ".join(f"bool_or(act[{k + 1}])" for k in ks)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE m_cust AS SELECT customer_id, [{amt}] AS amt "
-        "FROM m_key GROUP BY customer_id"
+        f"CREATE OR REPLACE TEMP TABLE m_cust AS SELECT customer_id, [{amt}] AS amt, "
+        f"[{act}] AS act FROM m_key GROUP BY customer_id"
     )
 
 
@@ -468,7 +478,12 @@ def _movements(
     earlier sample" is the position of the first positive amount: no window pass.
     A key that goes from zero to positive is a reactivation when it had MRR before: at an
     earlier sample of the window, or a subscription (in that currency, for per-currency
-    keys) in paid service before the window opened; otherwise it is new."""
+    keys) in paid service before the window opened; otherwise it is new.
+
+    ``source.act`` says at each sample whether the key has a subscription in service. A
+    key whose MRR falls to zero while one is in service (a usage-only subscription in a
+    month without usage) contracts rather than churns, and grows back as expansion: logo
+    churn needs every subscription out of service."""
     k = ", ".join(keys)
     g_sel = "".join(f"{c}, " for c in group)
     sql = f"""
@@ -484,34 +499,42 @@ def _movements(
         ),
         ks AS (
             SELECT {", ".join("x." + c for c in keys)}, x.{column} AS a,
-                   coalesce(b.had, false) AS had, coalesce(v.invol, false) AS invol,
+                   x.act, coalesce(b.had, false) AS had, coalesce(v.invol, false) AS invol,
                    -- 1-based position of the first sample with a positive amount
                    list_position(list_transform(x.{column}, lambda y: y > 0), true) AS first
             FROM {source} x LEFT JOIN before b USING ({k}) LEFT JOIN invol v USING (customer_id)
         ),
         c AS (
             SELECT {k}, smp.month, a[smp.i + 1] AS amt, a[smp.i] AS o,
+                   coalesce(act[smp.i], false) AS oa, coalesce(act[smp.i + 1], false) AS ca,
                    had OR coalesce(first <= smp.i, false) AS prior, invol
             FROM ks CROSS JOIN (SELECT i, month FROM a_samples WHERE i >= 1) smp
+        ),
+        d AS (
+            -- a customer (logo) at the opening: paying, or in service after having paid
+            -- (a usage-only month without usage); at the closing likewise
+            SELECT *, o > 0 OR (oa AND prior) AS lo, amt > 0 OR (ca AND prior) AS lc FROM c
         )
         SELECT {g_sel}month,
             sum(o)::BIGINT AS opening,
             sum(CASE WHEN o = 0 AND amt > 0 AND NOT prior THEN amt ELSE 0 END)::BIGINT AS new,
-            sum(CASE WHEN o > 0 AND amt > o THEN amt - o ELSE 0 END)::BIGINT AS expansion,
-            sum(CASE WHEN o = 0 AND amt > 0 AND prior THEN amt ELSE 0 END)::BIGINT
+            sum(CASE WHEN amt > o AND (o > 0 OR (oa AND prior)) THEN amt - o ELSE 0 END)::BIGINT
+                AS expansion,
+            sum(CASE WHEN o = 0 AND amt > 0 AND prior AND NOT oa THEN amt ELSE 0 END)::BIGINT
                 AS reactivation,
-            sum(CASE WHEN o > 0 AND amt > 0 AND amt < o THEN amt - o ELSE 0 END)::BIGINT
+            sum(CASE WHEN amt < o AND (amt > 0 OR ca) THEN amt - o ELSE 0 END)::BIGINT
                 AS contraction,
-            sum(CASE WHEN o > 0 AND amt = 0 THEN -o ELSE 0 END)::BIGINT AS churned,
+            sum(CASE WHEN o > 0 AND amt = 0 AND NOT ca THEN -o ELSE 0 END)::BIGINT AS churned,
             sum(amt)::BIGINT AS closing,
-            sum(CASE WHEN o > 0 AND amt = 0 AND invol THEN -o ELSE 0 END)::BIGINT
+            sum(CASE WHEN o > 0 AND amt = 0 AND NOT ca AND invol THEN -o ELSE 0 END)::BIGINT
                 AS churned_involuntary,
-            count(*) FILTER (o > 0) AS customers_opening,
+            count(*) FILTER (lo) AS customers_opening,
             count(*) FILTER (amt > 0 AND o = 0 AND NOT prior) AS customers_new,
-            count(*) FILTER (amt > 0 AND o = 0 AND prior) AS customers_reactivated,
-            count(*) FILTER (amt = 0 AND o > 0) AS customers_churned,
-            count(*) FILTER (amt > 0) AS customers_closing
-        FROM c GROUP BY ALL ORDER BY {g_sel}month
+            count(*) FILTER (lc AND NOT lo AND prior) AS customers_reactivated,
+            count(*) FILTER (lo AND NOT lc) AS customers_churned,
+            count(*) FILTER (amt > 0) AS customers_closing,
+            count(*) FILTER (lc) AS customers_active
+        FROM d GROUP BY ALL ORDER BY {g_sel}month
     """
     table = con.sql(sql, params={"opening": opening_day}).to_arrow_table()
     if not group and table.num_rows == 0:  # no revenue at all: months of zeros
