@@ -91,7 +91,10 @@ def _print(result: object) -> None:
     assert isinstance(result, Metrics)
     s, cur = result.summary, result.reporting_currency
     typer.echo(f"as of {result.as_of} ({result.months} months, {cur}, rates {result.rates_source})")
-    typer.echo(f"  MRR {_money(s['mrr_rep'], cur)}   ARR {_money(s['arr_rep'], cur)}")
+    typer.echo(
+        f"  MRR {_money(s['mrr_rep'], cur)} (recurring {_money(s['recurring_mrr_rep'], cur)}, "
+        f"usage {_money(s['usage_mrr_rep'], cur)})   ARR {_money(s['arr_rep'], cur)}"
+    )
     typer.echo(
         f"  paying customers {s['paying_customers']}   ARPA {_money(s['arpa_rep'], cur)}   "
         f"CLTV {_money(s['cltv_rep'], cur)} ({s['cltv_note']})"
@@ -107,7 +110,8 @@ def _print(result: object) -> None:
         f"{_pct(s['dunning_recovery_rate'])}, lost to failed payments "
         f"{_money(s['revenue_lost_rep'], cur)}"
     )
-    cols = ("opening", "new", "expansion", "reactivation", "contraction", "churned", "closing")
+    cols = ("opening", "new", "expansion", "reactivation", "contraction", "churned", "usage",
+            "closing")  # fmt: skip
     typer.echo("  " + f"{'month':<9}" + "".join(f"{c:>15}" for c in cols))
     for row in result.movements.to_pylist():
         typer.echo("  " + f"{row['month']:%Y-%m}   " + "".join(f"{row[c]:>15,}" for c in cols))

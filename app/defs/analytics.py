@@ -118,7 +118,8 @@ def _write_outputs(metrics: Metrics, waterfall: bytes, heatmap: bytes) -> Path:
             MOVEMENTS_KEY,
             deps=[MRR_KEY],
             description="MRR movements per month of the window: new, expansion, "
-            "reactivation, contraction, churned (opening + movements = closing).",
+            "reactivation, contraction, churned of recurring MRR, and usage (the change in "
+            "usage MRR); opening + movements = closing.",
         ),
         AssetSpec(
             RETENTION_KEY,
@@ -186,6 +187,8 @@ def subscription_analytics(
             **common,
             "reporting_currency": MetadataValue.text(cur),
             "mrr_minor": MetadataValue.int(s["mrr_rep"]),
+            "recurring_mrr_minor": MetadataValue.int(s["recurring_mrr_rep"]),
+            "usage_mrr_minor": MetadataValue.int(s["usage_mrr_rep"]),
             "arr_minor": MetadataValue.int(s["arr_rep"]),
             "paying_customers": MetadataValue.int(s["paying_customers"]),
             "arpa_minor": MetadataValue.int(s["arpa_rep"] or 0),
@@ -223,6 +226,7 @@ def subscription_analytics(
                         "reactivation",
                         "contraction",
                         "churned",
+                        "usage",
                         "closing",
                     ),
                 )

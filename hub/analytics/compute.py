@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from hub.analytics.rates import RateTable, half_even_div, reporting_currency
 
-MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churned")
+MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churned", "usage")
 DEFAULT_MONTHS = 12
 DEFAULT_MARGIN = 0.8
 
@@ -304,14 +304,15 @@ def _compute(
     _mrr_keys(con, samples, int_type)
     last = len(samples)  # the as-of sample's position in the 1-based lists
     opening_day = samples[0][1]
-    movements = _movements(con, ["customer_id"], [], "m_cust", "amt", opening_day)
+    movements = _movements(con, ["customer_id"], [], "m_cust", "amt", "use", opening_day)
     by_currency = _movements(
-        con, ["customer_id", "currency"], ["currency"], "m_key", "mrr", opening_day
+        con, ["customer_id", "currency"], ["currency"], "m_key", "mrr", "use", opening_day
     )
     customer_mrr = con.sql(
         f"""
         SELECT m.customer_id, c.legal_name, c.segment, m.currency,
-               m.mrr[{last}]::BIGINT AS mrr_minor, m.rep[{last}]::BIGINT AS mrr_rep
+               m.mrr[{last}]::BIGINT AS mrr_minor, m.rep[{last}]::BIGINT AS mrr_rep,
+               m.use[{last}]::BIGINT AS usage_mrr_minor, m.urep[{last}]::BIGINT AS usage_mrr_rep
         FROM m_key m LEFT JOIN a_customers c USING (customer_id)
         WHERE m.mrr[{last}] <> 0
         ORDER BY m.rep[{last}] DESC, m.customer_id, m.currency
@@ -322,7 +323,9 @@ def _compute(
         SELECT currency, count(DISTINCT customer_id) AS customers,
                sum(mrr[{last}])::BIGINT AS mrr_minor,
                (12 * sum(mrr[{last}]))::BIGINT AS arr_minor,
-               sum(rep[{last}])::BIGINT AS mrr_rep
+               sum(rep[{last}])::BIGINT AS mrr_rep,
+               sum(use[{last}])::BIGINT AS usage_mrr_minor,
+               sum(urep[{last}])::BIGINT AS usage_mrr_rep
         FROM m_key WHERE mrr[{last}] <> 0
         GROUP BY currency ORDER BY mrr_rep DESC, currency
         """
@@ -411,7 +414,18 @@ def _mrr_keys(
                 OR {days[k]} > l.last_pe OR p.sub_id IS NULL) AS a{k}"""
         for k in ks
     )
-    sums = ", ".join(f"CAST(sum(m{k}) AS {t}) AS m{k}, bool_or(a{k}) AS a{k}" for k in ks)
+    # usage counted in m{k} (its usage items' last closed periods); at most m{k}
+    sub_use = ",\n".join(
+        f"""CASE WHEN ({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL
+                OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe)
+            THEN coalesce(u.u{k}, 0) ELSE 0 END AS w{k}"""
+        for k in ks
+    )
+    sums = ", ".join(
+        f"CAST(sum(m{k}) AS {t}) AS m{k}, bool_or(a{k}) AS a{k}, "
+        f"CAST(sum(greatest(least(w{k}, m{k}), 0)) AS {t}) AS x{k}"
+        for k in ks
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE m_key AS
@@ -438,7 +452,7 @@ def _mrr_keys(
                   GROUP BY sub_id, sku)
             GROUP BY sub_id
         ), sub AS (
-            SELECT s.customer_id, s.currency, {sub_mrr}, {sub_act}
+            SELECT s.customer_id, s.currency, {sub_mrr}, {sub_act}, {sub_use}
             FROM (SELECT *, CAST(updated_at AS DATE) AS changed FROM a_subs) s
             LEFT JOIN cov l ON l.sub_id = s.sub_id
             LEFT JOIN price p ON p.sub_id = s.sub_id
@@ -449,7 +463,9 @@ def _mrr_keys(
         SELECT cc.customer_id, cc.currency,
                [{", ".join(f"m{k}" for k in ks)}] AS mrr,
                [{", ".join(f"hdiv(m{k} * f.num, f.den)" for k in ks)}] AS rep,
-               [{", ".join(f"a{k}" for k in ks)}] AS act
+               [{", ".join(f"a{k}" for k in ks)}] AS act,
+               [{", ".join(f"x{k}" for k in ks)}] AS use,
+               [{", ".join(f"hdiv(x{k} * f.num, f.den)" for k in ks)}] AS urep
         FROM cc JOIN a_fx f USING (currency)
         WHERE {" OR ".join(f"m{k} <> 0" for k in ks)}
         """
@@ -457,9 +473,10 @@ def _mrr_keys(
     con.execute("DROP TABLE m_line")
     amt = ", ".join(f"CAST(sum(rep[{k + 1}]) AS {t})" for k in ks)
     act = ", ".join(f"bool_or(act[{k + 1}])" for k in ks)
+    use = ", ".join(f"CAST(sum(urep[{k + 1}]) AS {t})" for k in ks)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE m_cust AS SELECT customer_id, [{amt}] AS amt, "
-        f"[{act}] AS act FROM m_key GROUP BY customer_id"
+        f"[{act}] AS act, [{use}] AS use FROM m_key GROUP BY customer_id"
     )
 
 
@@ -469,6 +486,7 @@ def _movements(
     group: list[str],
     source: str,
     column: str,
+    usage: str,
     opening_day: date,
 ) -> pa.Table:
     """Classify each key's change between consecutive samples and sum per month.
@@ -498,14 +516,16 @@ def _movements(
             WHERE status = 'uncollectible'
         ),
         ks AS (
-            SELECT {", ".join("x." + c for c in keys)}, x.{column} AS a,
+            SELECT {", ".join("x." + c for c in keys)}, x.{column} AS a, x.{usage} AS u,
                    x.act, coalesce(b.had, false) AS had, coalesce(v.invol, false) AS invol,
                    -- 1-based position of the first sample with a positive amount
                    list_position(list_transform(x.{column}, lambda y: y > 0), true) AS first
             FROM {source} x LEFT JOIN before b USING ({k}) LEFT JOIN invol v USING (customer_id)
         ),
         c AS (
-            SELECT {k}, smp.month, a[smp.i + 1] AS amt, a[smp.i] AS o,
+            SELECT {k}, smp.month, a[smp.i + 1] AS tc, a[smp.i] AS t_o,
+                   u[smp.i + 1] AS uc, u[smp.i] AS uo,
+                   a[smp.i + 1] - u[smp.i + 1] AS amt, a[smp.i] - u[smp.i] AS o,
                    coalesce(act[smp.i], false) AS oa, coalesce(act[smp.i + 1], false) AS ca,
                    had OR coalesce(first <= smp.i, false) AS prior, invol
             FROM ks CROSS JOIN (SELECT i, month FROM a_samples WHERE i >= 1) smp
@@ -513,10 +533,12 @@ def _movements(
         d AS (
             -- a customer (logo) at the opening: paying, or in service after having paid
             -- (a usage-only month without usage); at the closing likewise
-            SELECT *, o > 0 OR (oa AND prior) AS lo, amt > 0 OR (ca AND prior) AS lc FROM c
+            SELECT *, t_o > 0 OR (oa AND prior) AS lo, tc > 0 OR (ca AND prior) AS lc FROM c
         )
+        -- o, amt: recurring MRR (without usage) at the opening and the closing, which the
+        -- movements classify; t_o, tc: MRR with usage; uo, uc: usage
         SELECT {g_sel}month,
-            sum(o)::BIGINT AS opening,
+            sum(t_o)::BIGINT AS opening,
             sum(CASE WHEN o = 0 AND amt > 0 AND NOT prior THEN amt ELSE 0 END)::BIGINT AS new,
             sum(CASE WHEN amt > o AND (o > 0 OR (oa AND prior)) THEN amt - o ELSE 0 END)::BIGINT
                 AS expansion,
@@ -525,15 +547,19 @@ def _movements(
             sum(CASE WHEN amt < o AND (amt > 0 OR ca) THEN amt - o ELSE 0 END)::BIGINT
                 AS contraction,
             sum(CASE WHEN o > 0 AND amt = 0 AND NOT ca THEN -o ELSE 0 END)::BIGINT AS churned,
-            sum(amt)::BIGINT AS closing,
+            sum(uc - uo)::BIGINT AS usage,
+            sum(tc)::BIGINT AS closing,
             sum(CASE WHEN o > 0 AND amt = 0 AND NOT ca AND invol THEN -o ELSE 0 END)::BIGINT
                 AS churned_involuntary,
             count(*) FILTER (lo) AS customers_opening,
-            count(*) FILTER (amt > 0 AND o = 0 AND NOT prior) AS customers_new,
+            count(*) FILTER (tc > 0 AND t_o = 0 AND NOT prior) AS customers_new,
             count(*) FILTER (lc AND NOT lo AND prior) AS customers_reactivated,
             count(*) FILTER (lo AND NOT lc) AS customers_churned,
-            count(*) FILTER (amt > 0) AS customers_closing,
-            count(*) FILTER (lc) AS customers_active
+            count(*) FILTER (tc > 0) AS customers_closing,
+            count(*) FILTER (lc) AS customers_active,
+            sum(o)::BIGINT AS opening_recurring, sum(amt)::BIGINT AS closing_recurring,
+            sum(uo)::BIGINT AS opening_usage, sum(uc)::BIGINT AS closing_usage,
+            count(*) FILTER (amt > 0) AS customers_recurring
         FROM d GROUP BY ALL ORDER BY {g_sel}month
     """
     table = con.sql(sql, params={"opening": opening_day}).to_arrow_table()
@@ -555,7 +581,7 @@ def _with_rates(table: pa.Table) -> pa.Table:
              "gross_revenue_retention")  # fmt: skip
     cols: dict[str, list[float | None]] = {n: [] for n in names}
     for r in rows:
-        o, oc = r["opening"], r["customers_opening"]
+        o, oc = r["opening_recurring"], r["customers_opening"]
         lost = -(r["churned"] + r["contraction"])
         cols["logo_churn_rate"].append(_ratio(r["customers_churned"], oc))
         cols["gross_revenue_churn_rate"].append(_ratio(lost, o))
@@ -662,22 +688,29 @@ def _summary(
     mrr = int(sum(r["mrr_rep"] for r in by_currency.to_pylist()))
     paying = int(last["customers_closing"])
     arpa = half_even_div(mrr, paying) if paying else None
-    opening_sum = sum(r["opening"] for r in rows)
+    usage_mrr = int(last["closing_usage"])
+    recurring_mrr = mrr - usage_mrr
+    paying_recurring = int(last["customers_recurring"])
+    arpa_recurring = half_even_div(recurring_mrr, paying_recurring) if paying_recurring else None
+    opening_sum = sum(r["opening_recurring"] for r in rows)
     lost_mrr = -sum(r["churned"] + r["contraction"] for r in rows)
     churned_logos = sum(r["customers_churned"] for r in rows)
     opening_logos = sum(r["customers_opening"] for r in rows)
     churn = Fraction(lost_mrr, opening_sum) if opening_sum else None
     cltv: int | None = None
-    if arpa is None:
-        note = "undefined: no paying customers at the as-of date"
+    if arpa_recurring is None:
+        note = "undefined: no customers paying recurring MRR at the as-of date"
     elif churn is None:
-        note = "undefined: no MRR was open to churn in the window"
+        note = "undefined: no recurring MRR was open to churn in the window"
     elif churn <= 0:
         note = "undefined: no revenue churned in the window (lifetime would be infinite)"
     else:
-        value = Fraction(arpa) * margin / churn
+        value = Fraction(arpa_recurring) * margin / churn
         cltv = half_even_div(value.numerator, value.denominator)
-        note = "ARPA x gross margin / monthly gross revenue churn (pooled over the window)"
+        note = (
+            "recurring ARPA x gross margin / monthly gross revenue churn of recurring MRR "
+            "(pooled over the window; usage excluded)"
+        )
     d_rows = dunning.to_pylist()
     reached = sum(r["invoices"] - r["voided"] for r in d_rows)
     return {
@@ -686,6 +719,10 @@ def _summary(
         "arr_rep": 12 * mrr,
         "paying_customers": paying,
         "arpa_rep": arpa,
+        "recurring_mrr_rep": recurring_mrr,
+        "usage_mrr_rep": usage_mrr,
+        "paying_customers_recurring": paying_recurring,
+        "arpa_recurring_rep": arpa_recurring,
         "month": last["month"].isoformat(),
         "month_movements": {m: int(last[m]) for m in ("opening", *MOVEMENTS, "closing")},
         "logo_churn_rate": last["logo_churn_rate"],

@@ -24,6 +24,7 @@ _COLOURS = {
     "reactivation": "#26a69a",
     "contraction": "#ef6c00",
     "churned": "#c62828",
+    "usage": "#5c6bc0",
 }
 
 

@@ -1,6 +1,7 @@
 """Logo churn needs every subscription of the customer out of service: a usage-only
-subscription in a month without usage is a contraction (and an expansion when usage comes
-back), never a churn and a reactivation (issue 17)."""
+subscription in a month without usage moves usage MRR (its own line), and a customer whose
+recurring MRR ends while a usage subscription stays in service contracts; neither is a
+churn and a reactivation (issue 17)."""
 
 from __future__ import annotations
 
@@ -64,12 +65,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 
 @pytest.mark.parametrize("invoiced", [True, False], ids=["zero-line", "no-invoice"])
-def test_zero_usage_month_contracts_instead_of_churning(engine: Engine, invoiced: bool) -> None:
+def test_zero_usage_month_is_a_usage_movement_not_churn(engine: Engine, invoiced: bool) -> None:
     """Usage billed in arrears counts from its last closed period: December 20.00 counts
     in January; January without usage (a zero line) makes February's MRR zero; February's
     30.00 counts in March. Without any January invoice, January's sample falls in a gap
     between invoiced periods (MRR zero) and February counts December's usage again. Either
-    way the customer stays: contraction, then expansion, no churn, no reactivation."""
+    way the customer stays: usage down, then up, no churn, no reactivation."""
     sub = subscription("SUB-U", "CUS-U", "USD", "2024-10-01", [("API", 0, USAGE)])
     usage: dict[tuple[int, int], int | None] = {ym: 2000 for ym in span((2024, 10), (2025, 6))}
     usage[(2025, 1)] = 0 if invoiced else None
@@ -84,17 +85,18 @@ def test_zero_usage_month_contracts_instead_of_churning(engine: Engine, invoiced
     )
     m = metrics_from_store(engine, AS_OF, months=MONTHS, reporting="USD")
     rows = {r["month"].isoformat()[:7]: r for r in m.movements.to_pylist()}
-    moves = ("opening", "expansion", "contraction", "churned", "reactivation", "closing")
+    # usage MRR is its own line: its changes are the usage movement, never churn
+    moves = ("opening", "usage", "contraction", "churned", "reactivation", "closing")
     got = [tuple(rows[f"2025-0{n}"][k] for k in moves) for n in (1, 2, 3)]
     if invoiced:
         assert got == [
             (2000, 0, 0, 0, 0, 2000),
-            (2000, 0, -2000, 0, 0, 0),
+            (2000, -2000, 0, 0, 0, 0),
             (0, 3000, 0, 0, 0, 3000),
         ]
     else:
         assert got == [
-            (2000, 0, -2000, 0, 0, 0),
+            (2000, -2000, 0, 0, 0, 0),
             (0, 2000, 0, 0, 0, 2000),
             (2000, 1000, 0, 0, 0, 3000),
         ]
@@ -102,6 +104,31 @@ def test_zero_usage_month_contracts_instead_of_churning(engine: Engine, invoiced
         assert r["customers_churned"] == 0 and r["customers_reactivated"] == 0
         assert r["customers_opening"] == 1 and r["customers_active"] == 1
     assert all(r["logo_churn_rate"] == 0.0 for r in rows.values())
+    assert m.identity_errors() == []
+
+
+def test_recurring_ending_while_usage_stays_in_service_is_contraction(engine: Engine) -> None:
+    flat = price("flat", flat_amount_minor=1000)
+    rec = subscription("SUB-R", "CUS-U", "USD", "2024-10-01", [("PLAT", 1, flat)],
+                       status="canceled", end="2025-03-01", updated="2025-03-01")  # fmt: skip
+    use = subscription("SUB-U", "CUS-U", "USD", "2024-10-01", [("API", 0, USAGE)])
+    invs = _usage_invoices(use, dict.fromkeys(span((2024, 10), (2025, 6)), 0))
+    for y, m in span((2024, 10), (2025, 2)):
+        ps = date(y, m, 1).isoformat()
+        invs.append(invoice(f"INV-R-{y}{m:02d}", rec, ps, [("PLAT", 1000, ps, _month_end(y, m))]))
+    _write(engine, {"customer": [customer("CUS-U", "USD")], "subscription": [rec, use],
+                    "invoice": invs})  # fmt: skip
+    m = metrics_from_store(engine, AS_OF, months=MONTHS, reporting="USD")
+    rows = {r["month"].isoformat()[:7]: r for r in m.movements.to_pylist()}
+    mar = rows["2025-03"]
+    assert (mar["opening"], mar["contraction"], mar["churned"], mar["closing"]) == (
+        1000,
+        -1000,
+        0,
+        0,
+    )
+    assert all(r["customers_churned"] == 0 for r in rows.values())
+    assert rows["2025-06"]["customers_active"] == 1 and rows["2025-06"]["customers_closing"] == 0
     assert m.identity_errors() == []
 
 
@@ -129,9 +156,9 @@ def test_canceled_usage_subscription_still_churns(engine: Engine) -> None:
     )
     m = metrics_from_store(engine, AS_OF, months=MONTHS, reporting="USD")
     rows = {r["month"].isoformat()[:7]: r for r in m.movements.to_pylist()}
-    assert rows["2025-02"]["contraction"] == -2000 and rows["2025-02"]["customers_churned"] == 0
+    assert rows["2025-02"]["usage"] == -2000 and rows["2025-02"]["customers_churned"] == 0
     # in service with zero MRR at the end of February, gone at the end of March: a lost logo
-    # that takes no MRR with it (its MRR went in February's contraction)
+    # that takes no MRR with it (its usage MRR went in February's usage movement)
     assert rows["2025-03"]["customers_churned"] == 1 and rows["2025-03"]["churned"] == 0
     assert rows["2025-04"]["customers_opening"] == 0
     assert m.identity_errors() == []

@@ -23,7 +23,16 @@ from tests.analytics.scenarios import (
     hand_book,
 )
 
-MOVES = ("opening", "new", "expansion", "reactivation", "contraction", "churned", "closing")
+MOVES = (
+    "opening",
+    "new",
+    "expansion",
+    "reactivation",
+    "contraction",
+    "churned",
+    "usage",
+    "closing",
+)
 
 
 def _load(engine: Engine) -> None:
@@ -73,23 +82,29 @@ def test_movements_per_currency_are_native(metrics: Metrics) -> None:
     by_cur = {r["currency"]: r for r in metrics.mrr_by_currency.to_pylist()}
     assert by_cur["USD"]["mrr_minor"] == 47850 and by_cur["USD"]["arr_minor"] == 12 * 47850
     assert by_cur["EUR"]["mrr_rep"] == EUR_REP
+    assert (by_cur["USD"]["usage_mrr_minor"], by_cur["EUR"]["usage_mrr_minor"]) == (3000, 0)
+    usd_jun = rows[("USD", "2025-06-01")]
+    assert (usd_jun["usage"], usd_jun["expansion"], usd_jun["closing_usage"]) == (3000, 0, 3000)
 
 
 def test_headline_rates_arr_arpa_cltv(metrics: Metrics) -> None:
     s = metrics.summary
     assert (s["mrr_rep"], s["arr_rep"], s["paying_customers"]) == (82247, 986964, 7)
     assert s["arpa_rep"] == 11750  # 82247 / 7 = 11749.57, half even
-    # June: 79247 open, +3000 expansion, nothing lost
+    # usage (F's May usage, counted in June) is its own line
+    assert (s["recurring_mrr_rep"], s["usage_mrr_rep"]) == (79247, 3000)
+    assert s["arpa_recurring_rep"] == 11321  # 79247 / 7 = 11321.0
+    # June: 79247 recurring open, +3000 usage (not expansion), nothing lost: recurring NRR 1
     assert s["logo_churn_rate"] == 0.0 and s["gross_revenue_churn_rate"] == 0.0
-    assert s["net_revenue_retention"] == round(82247 / 79247, 6)
+    assert s["net_revenue_retention"] == 1.0
     assert s["gross_revenue_retention"] == 1.0
     # window: churn+contraction 5000 + 21739 + 2000 + 4000 over the six openings
     opening_sum = 56589 + 56589 + 60589 + 43850 + 61508 + 79247
     lost = 5000 + EUR_REP + 2000 + 4000
     assert s["window_gross_revenue_churn_rate"] == round(lost / opening_sum, 6)
     assert s["window_logo_churn_rate"] == round(3 / (6 + 6 + 6 + 5 + 7 + 7), 6)
-    cltv = Fraction(11750) * Fraction("0.8") / Fraction(lost, opening_sum)
-    assert s["cltv_rep"] == round(cltv)  # CLTV = ARPA x margin / revenue churn
+    cltv = Fraction(11321) * Fraction("0.8") / Fraction(lost, opening_sum)
+    assert s["cltv_rep"] == round(cltv)  # CLTV = recurring ARPA x margin / revenue churn
     # E's churn in February had an uncollectible invoice: involuntary
     assert s["churned_involuntary_rep"] == -5000
 
