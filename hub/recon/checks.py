@@ -24,6 +24,8 @@ tables (lines, items, tiers) carry their parent's hub id in ``key``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 
 import duckdb
 import pyarrow as pa
@@ -293,3 +295,267 @@ def allocations(
                 WHERE a.allocated > coalesce(st.quantity, 0)"""
         )
     return F.finalize(con, " UNION ALL ".join(parts))
+
+
+# -- the commercial model (issue 17) ----------------------------------------------------
+#: Months per canonical billing period (``hub.model.BillingPeriod.months``).
+_PERIOD_MONTHS = "CASE {p} WHEN 'month' THEN 1 WHEN 'quarter' THEN 3 WHEN 'year' THEN 12 END"
+
+
+def _empty_tiers() -> pa.Table:
+    return pa.table(
+        {
+            "key": pa.array([], pa.string()),
+            "item_id": pa.array([], pa.string()),
+            "tier_no": pa.array([], pa.int64()),
+            "up_to": pa.array([], pa.int64()),
+            "unit_amount_minor": pa.array([], pa.int64()),
+            "flat_amount_minor": pa.array([], pa.int64()),
+        }
+    )
+
+
+def _period_amounts_sql(items: str, tiers: str) -> str:
+    """Per subscription (``key``): what one billing period charges at the items'
+    quantities, by ``hub.model.Price.amount_minor`` (usage items at zero metered units:
+    their flat fee only; what a period will meter is not known). Net of tax."""
+    priced = price_amount_sql(
+        f"(SELECT *, CAST(CASE WHEN kind = 'usage' THEN 0 ELSE quantity END AS BIGINT) q "
+        f"FROM {items})",
+        tiers,
+    )
+    return f"SELECT key, CAST(sum(price_minor) AS BIGINT) amount FROM ({priced}) GROUP BY key"
+
+
+def subscription_currency(
+    con: duckdb.DuckDBPyConnection,
+    subscriptions: Source,
+    customers: Source,
+    items: Source | None = None,
+    tiers: Source | None = None,
+    *,
+    system: str,
+) -> pa.Table:
+    """Subscriptions whose currency differs from their customer's (both as ``system``
+    holds them). Kind ``broken_ref`` (the customer reference does not fit), field
+    ``customer_id.currency``; amount at stake: what one period of the subscription bills
+    (``items``/``tiers`` priced as in :func:`price_leakage`, usage at its flat fee), in the
+    subscription's currency, positive; NULL without ``items``."""
+    sub, cu = register(con, subscriptions, "subs"), register(con, customers, "customers")
+    ext = "s.external_id" if "external_id" in columns(con, sub) else "NULL"
+    amount, join = "NULL", ""
+    if items is not None:
+        it = register(con, items, "items")
+        tr = register(con, tiers if tiers is not None else _empty_tiers(), "tiers")
+        amount = "a.amount"
+        join = f"LEFT JOIN ({_period_amounts_sql(it, tr)}) a ON a.key = s.key"
+    rows = f"""
+        SELECT 'subscription' entity, s.key, {ext} external_id, {F.literal(system)} system,
+               'broken_ref' kind, 'customer_id.currency' field,
+               CAST(to_json(c.currency) AS VARCHAR) expected,
+               CAST(to_json(s.currency) AS VARCHAR) actual, 'error' severity,
+               {amount} amount_at_stake_minor, s.currency
+        FROM {sub} s JOIN {cu} c ON c.key = s.customer_id {join}
+        WHERE s.currency IS NOT NULL AND c.currency IS NOT NULL AND s.currency <> c.currency"""
+    return F.finalize(con, rows)
+
+
+def invoices_after_end(
+    con: duckdb.DuckDBPyConnection, invoices: Source, subscriptions: Source, *, system: str
+) -> pa.Table:
+    """Invoices (any status but void) issued after their subscription ended: the
+    subscription is canceled or paused, as held now, with an ``end_date`` before the
+    invoice's ``issue_date``. Field ``ended:issue_date`` (expected: the end date, actual: the
+    issue date); amount at stake: minus the invoice total (billed when nothing was owed:
+    over-billing). The model has no pause (or cancellation) date: a paused or canceled
+    subscription without an end date cannot be judged, and one issued on the end date
+    itself is not flagged."""
+    inv, sub = register(con, invoices, "inv"), register(con, subscriptions, "subs")
+    ext = "i.external_id" if "external_id" in columns(con, inv) else "NULL"
+    rows = f"""
+        SELECT 'invoice' entity, i.key, {ext} external_id, {F.literal(system)} system,
+               'aggregate' kind, 'ended:issue_date' field,
+               CAST(to_json(s.end_date) AS VARCHAR) expected,
+               CAST(to_json(i.issue_date) AS VARCHAR) actual, 'error' severity,
+               -i.total_minor amount_at_stake_minor, i.currency
+        FROM {inv} i JOIN {sub} s ON s.key = i.subscription_id
+        WHERE s.status IN ('canceled', 'paused') AND s.end_date IS NOT NULL
+          AND i.issue_date > s.end_date AND i.status IS DISTINCT FROM 'void'"""
+    return F.finalize(con, rows)
+
+
+@dataclass(frozen=True)
+class DunningSchedule:
+    """How far past due an invoice must be for each dunning stage: stage ``n`` from
+    ``stage_days[n - 1]`` days after the due date. The canonical model holds stages, not
+    the schedule; the default is the one the sandbox's billing follows (stage 1 the day
+    after the due date, 2 after 15 days, 3 after 30, 4 after 60). An open invoice more
+    than ``unstaged_after_days`` past due should carry a stage."""
+
+    stage_days: tuple[int, ...] = (1, 15, 30, 60)
+    unstaged_after_days: int = 30
+
+    def allowed_sql(self, days: str) -> str:
+        """The highest stage ``days`` past due allows, as SQL."""
+        terms = " + ".join(
+            f"CASE WHEN {days} >= {int(d)} THEN 1 ELSE 0 END" for d in self.stage_days
+        )
+        return f"({terms or '0'})"
+
+
+def _date_sql(day: date) -> str:
+    return f"CAST('{day.isoformat()}' AS DATE)"
+
+
+def dunning(
+    con: duckdb.DuckDBPyConnection,
+    invoices: Source,
+    customers: Source | None = None,
+    *,
+    system: str,
+    today: date,
+    billed_through: date,
+    schedule: DunningSchedule = DunningSchedule(),
+    last_stage: int = 4,
+) -> pa.Table:
+    """Dunning as one system holds it, against its own invoices' dates and amounts:
+
+    - ``dunning:dunning_stage`` (invoice): a stage higher than the days past due as of
+      ``today`` allow (expected: the highest allowed), or an open invoice more than
+      ``schedule.unstaged_after_days`` past due as of ``billed_through`` with no stage
+      (expected: the stage the schedule calls for);
+    - ``dunning:dunning_level`` (customer): the level differs from the highest stage of the
+      customer's open invoices (0 when none is open);
+    - ``dunning:status`` (customer): at the last level but not ``blocked``.
+
+    Amount at stake, positive: the invoice's open amount (total - paid); for a customer,
+    the open amount of its open invoices in the customer's currency (NULL when none)."""
+    inv = register(con, invoices, "inv")
+    cols = columns(con, inv)
+    ext = "i.external_id" if "external_id" in cols else "NULL"
+    paid = "coalesce(i.amount_paid_minor, 0)" if "amount_paid_minor" in cols else "0"
+    s = F.literal(system)
+    now = f"date_diff('day', i.due_date, {_date_sql(today)})"
+    billed = f"date_diff('day', i.due_date, {_date_sql(billed_through)})"
+    parts = [
+        f"""SELECT 'invoice' entity, i.key, {ext} external_id, {s} system, 'aggregate' kind,
+                   'dunning:dunning_stage' field,
+                   CAST(CASE WHEN i.dunning_stage > {schedule.allowed_sql(now)}
+                             THEN {schedule.allowed_sql(now)}
+                             ELSE {schedule.allowed_sql(billed)} END AS VARCHAR) expected,
+                   CAST(i.dunning_stage AS VARCHAR) actual, 'error' severity,
+                   i.total_minor - {paid} amount_at_stake_minor, i.currency
+            FROM {inv} i
+            WHERE i.dunning_stage > {schedule.allowed_sql(now)}
+               OR (i.status = 'open' AND coalesce(i.dunning_stage, 0) = 0
+                   AND {billed} > {int(schedule.unstaged_after_days)})"""
+    ]
+    if customers is not None:
+        cu = register(con, customers, "customers")
+        c_ext = "c.external_id" if "external_id" in columns(con, cu) else "NULL"
+        joined = f"""
+            SELECT c.key, {c_ext} external_id, c.currency, coalesce(c.dunning_level, 0) level,
+                   c.status, coalesce(a.top, 0) top, a.open_amount
+            FROM {cu} c LEFT JOIN (
+                SELECT i.customer_id, max(coalesce(i.dunning_stage, 0)) top,
+                       sum(i.total_minor - {paid}) FILTER (WHERE i.currency = c2.currency)
+                         open_amount
+                FROM {inv} i JOIN {cu} c2 ON c2.key = i.customer_id
+                WHERE i.status = 'open' GROUP BY i.customer_id) a ON a.customer_id = c.key"""
+        parts.append(
+            f"""SELECT 'customer' entity, key, external_id, {s} system, 'aggregate' kind,
+                       'dunning:dunning_level' field, CAST(top AS VARCHAR) expected,
+                       CAST(level AS VARCHAR) actual, 'error' severity,
+                       open_amount amount_at_stake_minor, currency
+                FROM ({joined}) WHERE level <> top
+                UNION ALL
+                SELECT 'customer', key, external_id, {s}, 'aggregate', 'dunning:status',
+                       '"blocked"', CAST(to_json(status) AS VARCHAR), 'error', open_amount,
+                       currency
+                FROM ({joined})
+                WHERE level >= {int(last_stage)} AND status IS DISTINCT FROM 'blocked'"""
+        )
+    return F.finalize(con, " UNION ALL ".join(parts))
+
+
+def unbilled_periods(
+    con: duckdb.DuckDBPyConnection,
+    subscriptions: Source,
+    invoices: Source,
+    lines: Source | None = None,
+    items: Source | None = None,
+    tiers: Source | None = None,
+    *,
+    system: str,
+    through: date,
+    statuses: Sequence[str] = ("active", "past_due"),
+) -> pa.Table:
+    """Service periods of billing subscriptions that no invoice of ``system`` bills.
+
+    A subscription in ``statuses`` is billed every ``billing_period`` from its trial end
+    (or start date): period ``k`` starts ``k`` periods after that anchor (clipped to the
+    month's end, as ``hub.model.add_months``) and ends the day before the next. A period is
+    judged when it starts before ``through`` (the day the system is known to have been
+    billing), not before the system's billing history (its earliest non-void invoice or
+    line period) and before the subscription's ``end_date``. It is billed when a line of a
+    non-void invoice of the subscription has a service period overlapping it (a line
+    without period dates, or an invoice without lines, covers its issue date).
+
+    Findings: entity ``invoice`` (the invoice that is missing), key
+    ``<subscription>@<period start>``, field ``unbilled:period``; expected / amount at
+    stake: what the period bills at the items' quantities (``_period_amounts_sql``: usage
+    at its flat fee, net of tax), positive (under-billing), in the subscription's currency;
+    actual 0."""
+    sub, inv = register(con, subscriptions, "subs"), register(con, invoices, "inv")
+    has_lines = lines is not None
+    ln = register(con, lines, "lines") if lines is not None else None
+    amount, join = "NULL", ""
+    if items is not None:
+        it = register(con, items, "items")
+        tr = register(con, tiers if tiers is not None else _empty_tiers(), "tiers")
+        amount = "a.amount"
+        join = f"LEFT JOIN ({_period_amounts_sql(it, tr)}) a ON a.key = p.key"
+    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
+    spans = f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
+    if has_lines:
+        spans = f"""
+            SELECT i.subscription_id,
+                   coalesce(l.period_start, i.issue_date) lo,
+                   coalesce(l.period_end, l.period_start, i.issue_date) hi
+            FROM ({billed_inv}) i JOIN {ln} l ON l.key = i.key
+            UNION ALL
+            SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
+            WHERE NOT EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key)"""
+    months = _PERIOD_MONTHS.format(p="s.billing_period")
+    active = ", ".join(F.literal(x) for x in statuses)
+    end = _date_sql(through)
+    periods = f"""
+        WITH spans AS ({spans}),
+        horizon AS (SELECT min(least(lo, hi)) h FROM spans),
+        subs AS (
+            SELECT s.key, s.currency, s.end_date, coalesce(s.trial_end, s.start_date) anchor,
+                   {months} m
+            FROM {sub} s WHERE s.status IN ({active})),
+        gen AS (
+            SELECT key, currency, end_date, anchor, m,
+                   unnest(range(0, CAST(greatest(date_diff('month', anchor, {end}), 0) // m
+                                        + 2 AS BIGINT))) k
+            FROM subs WHERE m IS NOT NULL AND anchor IS NOT NULL),
+        p AS (
+            SELECT key, currency, end_date,
+                   CAST(anchor + to_months(CAST(k * m AS INTEGER)) AS DATE) ps,
+                   CAST(anchor + to_months(CAST((k + 1) * m AS INTEGER)) AS DATE)
+                     - INTERVAL 1 DAY pe_ts
+            FROM gen)
+        SELECT p.key, p.currency, p.ps, CAST(p.pe_ts AS DATE) pe FROM p, horizon
+        WHERE horizon.h IS NOT NULL AND p.ps >= horizon.h AND p.ps < {end}
+          AND (p.end_date IS NULL OR p.ps < p.end_date)
+          AND NOT EXISTS (SELECT 1 FROM spans x WHERE x.subscription_id = p.key
+                          AND x.lo <= CAST(p.pe_ts AS DATE) AND x.hi >= p.ps)"""
+    rows = f"""
+        SELECT 'invoice' entity, p.key || '@' || CAST(p.ps AS VARCHAR) key, NULL external_id,
+               {F.literal(system)} system, 'aggregate' kind, 'unbilled:period' field,
+               CAST({amount} AS VARCHAR) expected, '0' actual, 'error' severity,
+               {amount} amount_at_stake_minor, p.currency
+        FROM ({periods}) p {join}"""
+    return F.finalize(con, rows)

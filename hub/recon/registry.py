@@ -24,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import TypeVar
 
 import duckdb
@@ -31,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hub.mapping.spec import MappingSpec
-from hub.model import DELIVERING_STATUSES, ENTITIES
+from hub.model import DELIVERING_STATUSES, ENTITIES, Customer
 from hub.recon import checks
 from hub.recon import findings as F
 from hub.recon.compare import Child, compare
@@ -43,6 +44,10 @@ from hub.store.findings import Scope
 REFERENCE_SYSTEM = "billing"
 #: Money fields another system's invoice copy must agree on with the reference system.
 CROSS_SYSTEM_FIELDS = ("total_minor",)
+#: The last dunning stage / level the canonical model allows (``Customer.dunning_level``).
+LAST_DUNNING_STAGE = next(
+    int(m.le) for m in Customer.model_fields["dunning_level"].metadata if hasattr(m, "le")
+)
 #: Amount at stake of a missing / orphan record.
 AMOUNT_FIELDS = {"invoice": "total_minor"}
 
@@ -58,6 +63,24 @@ class CheckContext:
     wanted_entities: Sequence[str]
     tables: list[pa.Table] = field(default_factory=list)
     kinds: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: the day the run judges dates against (days past due, periods due); None: today
+    #: (UTC) for what may have happened by now, and the snapshot's own latest issue date
+    #: for what should have happened by then (see ``DunningConsistency``)
+    as_of: date | None = None
+
+    def today(self) -> date:
+        return self.as_of or datetime.now(UTC).date()
+
+    def billed_through(self, invoices: str) -> date:
+        """The day a system's invoices show it was running: ``as_of`` if given, else the
+        latest issue date of its invoices that are not void (never after today)."""
+        if self.as_of is not None:
+            return self.as_of
+        row = self.con.execute(
+            f"SELECT max(issue_date) FROM {quote(invoices)} WHERE status IS DISTINCT FROM 'void'"
+        ).fetchone()
+        latest = row[0] if row else None
+        return min(latest, self.today()) if isinstance(latest, date) else self.today()
 
     def found(self, table: pa.Table) -> None:
         """Findings (``hub.recon.findings.SCHEMA``) a check produced."""
@@ -250,6 +273,68 @@ class PriceLeakage(SystemCheck):
         ctx.ran(target.entity, target.system, "aggregate")
 
 
+class InvoicesAfterEnd(SystemCheck):
+    """The reference system's invoices issued after their golden subscription ended
+    (canceled or paused with an end date before the issue date)."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st = target.staged
+        if target.system != REFERENCE_SYSTEM:
+            return
+        if not ctx.has(
+            st.table, "subscription_id", "issue_date", "total_minor", "currency", "status"
+        ):
+            return
+        ctx.found(
+            checks.invoices_after_end(
+                ctx.con, st.table, golden_table("subscription"), system=st.system
+            )
+        )
+        ctx.ran(target.entity, target.system, "aggregate")
+
+
+class DunningConsistency(SystemCheck):
+    """The reference system's dunning: each invoice's stage against its days past due, and
+    (when its customers were staged too) each customer's level against its open invoices'
+    stages and blocking at the last level.
+
+    A stage too high is judged as of today (the latest moment it can have been set); an
+    open invoice with no stage as of the day the system is known to have been running (its
+    latest issue date), so a frozen or lagging snapshot is not blamed for what came after
+    it."""
+
+    def __init__(self, schedule: checks.DunningSchedule | None = None) -> None:
+        self.schedule = schedule or checks.DunningSchedule()
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st, system = target.staged, target.system
+        if system != REFERENCE_SYSTEM:
+            return
+        needed = ("customer_id", "due_date", "issue_date", "status", "dunning_stage")
+        if not ctx.has(st.table, *needed, "total_minor", "currency"):
+            return
+        customers = ctx.staged.get((system, "customer"))
+        if customers is not None and not ctx.has(
+            customers.table, "dunning_level", "status", "currency"
+        ):
+            customers = None
+        ctx.found(
+            checks.dunning(
+                ctx.con,
+                st.table,
+                customers.table if customers else None,
+                system=system,
+                today=ctx.today(),
+                billed_through=ctx.billed_through(st.table),
+                schedule=self.schedule,
+                last_stage=LAST_DUNNING_STAGE,
+            )
+        )
+        ctx.ran(target.entity, system, "aggregate")
+        if customers is not None:
+            ctx.ran("customer", system, "aggregate")
+
+
 class SubscriptionRefs(SystemCheck):
     """A system's subscriptions pointing at customers or SKUs that system lacks."""
 
@@ -269,6 +354,34 @@ class SubscriptionRefs(SystemCheck):
                 system=system,
                 customers=customers.table if customers else None,
                 products=products.table if products else None,
+            )
+        )
+        ctx.ran(target.entity, system, "broken_ref")
+
+
+class SubscriptionCurrency(SystemCheck):
+    """A system's subscriptions in another currency than that system's customer (a
+    ``broken_ref`` of the customer reference, ``customer_id.currency``), with one period's
+    charge (golden prices) at stake. It runs exactly where ``SubscriptionRefs`` checks the
+    customer references, so their shared scope resolves nothing it did not check."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st, system = target.staged, target.system
+        customers = ctx.staged.get((system, "customer"))
+        if customers is None or "items" not in st.children:
+            return
+        if not ctx.has(st.table, "customer_id", "currency") or not ctx.has(
+            customers.table, "currency"
+        ):
+            return
+        ctx.found(
+            checks.subscription_currency(
+                ctx.con,
+                st.table,
+                customers.table,
+                golden_items(ctx.con),
+                golden_tiers(ctx.con),
+                system=system,
             )
         )
         ctx.ran(target.entity, system, "broken_ref")
@@ -324,7 +437,10 @@ def default_registry() -> CheckRegistry:
         registry.register(entity, RecordCompare())
     registry.register("invoice", InvoiceSums())
     registry.register("invoice", PriceLeakage())
+    registry.register("invoice", InvoicesAfterEnd())
+    registry.register("invoice", DunningConsistency())
     registry.register("subscription", SubscriptionRefs())
+    registry.register("subscription", SubscriptionCurrency())
     registry.register("allocation", AllocationQuantities())
     registry.register("subscription", CatalogueRefs())
     return registry

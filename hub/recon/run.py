@@ -21,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import duckdb
@@ -86,9 +87,12 @@ def reconcile(
     window: Window | None = None,
     memory_limit: str | None = None,
     progress: Callable[[str], None] | None = None,
+    as_of: date | None = None,
 ) -> ReconcileResult:
     """Reconcile ``entities`` (default all mapped) in ``systems`` (default every system in
-    ``connectors``) and persist the findings under ``run_id``."""
+    ``connectors``) and persist the findings under ``run_id``. ``as_of``: the day dates
+    are judged against (days past due, periods due; default: today and each system's
+    latest issue date, see ``hub.recon.registry.DunningConsistency``)."""
     say = progress or log.info
     run_id = run_id or uuid.uuid4().hex
     mapped = {(s.system, s.entity): s for s in specs}
@@ -130,7 +134,7 @@ def reconcile(
                     staged[(system, entity)] = stage_system(
                         con, engine, connectors[system], mapped[(system, entity)], code_lists
                     )
-        tables, scope = _findings(con, staged, pairs, mapped, wanted_entities)
+        tables, scope = _findings(con, staged, pairs, mapped, wanted_entities, as_of)
     finally:
         con.close()
     found = F.concat(tables)
@@ -157,10 +161,11 @@ def _findings(
     pairs: Sequence[tuple[str, str]],
     mapped: Mapping[tuple[str, str], MappingSpec],
     wanted_entities: Sequence[str],
+    as_of: date | None = None,
 ) -> tuple[list[pa.Table], list[Scope]]:
     """Every registered check (``hub.recon.registry.CHECKS``) over what was staged: the
     findings tables and the scope they cover."""
-    ctx = CheckContext(con, staged, pairs, mapped, wanted_entities)
+    ctx = CheckContext(con, staged, pairs, mapped, wanted_entities, as_of=as_of)
     CHECKS.run_all(ctx)
     return ctx.tables, ctx.scope()
 

@@ -18,9 +18,12 @@ from hub.recon.registry import (
     CheckContext,
     CheckRegistry,
     CrossSystemAmounts,
+    DunningConsistency,
+    InvoicesAfterEnd,
     InvoiceSums,
     PriceLeakage,
     RecordCompare,
+    SubscriptionCurrency,
     SubscriptionRefs,
     SystemCheck,
     Target,
@@ -43,8 +46,14 @@ def test_every_entity_has_its_checks_registered() -> None:
         RecordCompare,
         InvoiceSums,
         PriceLeakage,
+        InvoicesAfterEnd,
+        DunningConsistency,
     ]
-    assert _names(CHECKS.system_checks("subscription")) == [RecordCompare, SubscriptionRefs]
+    assert _names(CHECKS.system_checks("subscription")) == [
+        RecordCompare,
+        SubscriptionRefs,
+        SubscriptionCurrency,
+    ]
     assert _names(CHECKS.system_checks("allocation")) == [RecordCompare, AllocationQuantities]
     assert _names(CHECKS.run_checks("subscription")) == [CatalogueRefs]
     assert not any(CHECKS.run_checks(e) for e in ENTITIES if e != "subscription")

@@ -1,0 +1,257 @@
+"""The commercial-model checks of issue 17 on small hand-built golden-record sets:
+subscription vs customer currency, invoices issued after a subscription ended, dunning
+consistency and unbilled periods."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.model import Price, PriceKind
+from hub.recon import checks
+from hub.recon.engine import connect
+
+
+def _fields(t: pa.Table) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["key"], r["field"]): r for r in t.to_pylist()}
+
+
+def _item(sub: str, item_id: str, price: Price, quantity: int, sku: str = "SKU") -> dict[str, Any]:
+    return {
+        "key": sub,
+        "item_id": item_id,
+        "sku": sku,
+        "quantity": quantity,
+        "kind": price.kind.value,
+        "flat_amount_minor": price.flat_amount_minor,
+        "unit_amount_minor": price.unit_amount_minor,
+        "discount_bps": price.discount_bps,
+    }
+
+
+SEATS = Price(kind=PriceKind.PER_UNIT, unit_amount_minor=1_500, discount_bps=1_000)
+PLATFORM = Price(kind=PriceKind.FLAT, flat_amount_minor=20_000)
+API = Price(kind=PriceKind.USAGE, flat_amount_minor=500, unit_amount_minor=2)
+
+
+def test_subscription_in_another_currency_than_its_customer() -> None:
+    con = connect()
+    subs = pa.table(
+        {
+            "key": ["s-ok", "s-usd", "s-orphan"],
+            "external_id": ["1", "2", "3"],
+            "customer_id": ["c-eur", "c-eur", "c-gone"],
+            "currency": ["EUR", "USD", "USD"],
+        }
+    )
+    customers = pa.table({"key": ["c-eur"], "currency": ["EUR"]})
+    items = pa.Table.from_pylist(
+        [
+            _item("s-ok", "i1", PLATFORM, 1),
+            _item("s-usd", "i1", SEATS, 10),
+            _item("s-usd", "i2", PLATFORM, 1),
+            _item("s-usd", "i3", API, 40),  # usage: its flat fee only
+        ]
+    )
+    got = _fields(checks.subscription_currency(con, subs, customers, items, system="billing"))
+    # an unknown customer is SubscriptionRefs' broken_ref, not a currency finding
+    assert list(got) == [("s-usd", "customer_id.currency")]
+    row = got[("s-usd", "customer_id.currency")]
+    assert (row["kind"], row["expected"], row["actual"], row["external_id"]) == (
+        "broken_ref",
+        '"EUR"',
+        '"USD"',
+        "2",
+    )
+    period = SEATS.amount_minor(10) + PLATFORM.amount_minor(1) + API.amount_minor(0)
+    assert (row["amount_at_stake_minor"], row["currency"]) == (period, "USD")
+    # without prices the finding stands, with no amount
+    bare = checks.subscription_currency(con, subs, customers, system="billing")
+    assert bare.column("amount_at_stake_minor").to_pylist() == [None]
+
+
+def test_invoices_issued_after_the_subscription_ended() -> None:
+    con = connect()
+    subs = pa.table(
+        {
+            "key": ["s-active", "s-canceled", "s-paused", "s-paused-open", "s-canceled-open"],
+            "status": ["active", "canceled", "paused", "paused", "canceled"],
+            "end_date": pa.array([None, "2025-03-01", "2025-04-15", None, None], pa.string()).cast(
+                pa.date32()
+            ),
+        }
+    )
+    rows = [
+        # (invoice, subscription, issue date, status, total)
+        ("i-active", "s-active", "2025-06-01", "paid", 100),
+        ("i-before", "s-canceled", "2025-02-01", "paid", 100),
+        ("i-on-end", "s-canceled", "2025-03-01", "open", 100),  # final invoice: not judged
+        ("i-after", "s-canceled", "2025-04-01", "open", 119),
+        ("i-void", "s-canceled", "2025-05-01", "void", 100),  # voided: nothing billed
+        ("i-paused", "s-paused", "2025-05-01", "draft", 57),
+        ("i-no-end", "s-paused-open", "2025-06-01", "open", 100),  # no pause date held
+        ("i-no-end2", "s-canceled-open", "2025-06-01", "open", 100),
+        ("i-no-sub", None, "2025-06-01", "open", 100),
+    ]
+    inv = pa.table(
+        {
+            "key": [r[0] for r in rows],
+            "subscription_id": [r[1] for r in rows],
+            "issue_date": pa.array([r[2] for r in rows]).cast(pa.date32()),
+            "status": [r[3] for r in rows],
+            "total_minor": [r[4] for r in rows],
+            "currency": ["EUR"] * len(rows),
+        }
+    )
+    got = _fields(checks.invoices_after_end(con, inv, subs, system="billing"))
+    assert set(got) == {("i-after", "ended:issue_date"), ("i-paused", "ended:issue_date")}
+    after = got[("i-after", "ended:issue_date")]
+    assert (after["expected"], after["actual"]) == ('"2025-03-01"', '"2025-04-01"')
+    assert (after["amount_at_stake_minor"], after["currency"], after["kind"]) == (
+        -119,
+        "EUR",
+        "aggregate",
+    )
+    assert got[("i-paused", "ended:issue_date")]["amount_at_stake_minor"] == -57
+
+
+def _invoices(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """(key, customer, due date, status, stage, total, paid, currency)"""
+    return pa.table(
+        {
+            "key": [r[0] for r in rows],
+            "customer_id": [r[1] for r in rows],
+            "due_date": pa.array([r[2] for r in rows], pa.date32()),
+            "issue_date": pa.array([r[2] for r in rows], pa.date32()),
+            "status": [r[3] for r in rows],
+            "dunning_stage": pa.array([r[4] for r in rows], pa.int64()),
+            "total_minor": pa.array([r[5] for r in rows], pa.int64()),
+            "amount_paid_minor": pa.array([r[6] for r in rows], pa.int64()),
+            "currency": [r[7] for r in rows],
+        }
+    )
+
+
+TODAY = date(2025, 6, 30)
+
+
+def test_dunning_stage_against_days_past_due() -> None:
+    con = connect()
+    inv = _invoices(
+        [
+            ("ok-1", "c", TODAY - timedelta(days=1), "open", 1, 100, 0, "EUR"),
+            ("early-1", "c", TODAY, "open", 1, 100, 0, "EUR"),  # due today: not yet overdue
+            ("early-3", "c", TODAY - timedelta(days=20), "open", 3, 100, 40, "EUR"),
+            ("ok-4", "c", TODAY - timedelta(days=60), "open", 4, 100, 0, "EUR"),
+            ("paid-early", "c", TODAY + timedelta(days=5), "paid", 2, 100, 100, "EUR"),
+            ("unstaged", "c", TODAY - timedelta(days=31), "open", 0, 250, 50, "EUR"),
+            ("fresh", "c", TODAY - timedelta(days=30), "open", 0, 100, 0, "EUR"),  # grace
+            ("paid-late", "c", TODAY - timedelta(days=90), "paid", 0, 100, 100, "EUR"),
+            ("lagging", "c", TODAY - timedelta(days=90), "open", 1, 100, 0, "EUR"),  # not judged
+        ]
+    )
+    got = _fields(checks.dunning(con, inv, system="billing", today=TODAY, billed_through=TODAY))
+    assert set(got) == {
+        ("early-1", "dunning:dunning_stage"),
+        ("early-3", "dunning:dunning_stage"),
+        ("paid-early", "dunning:dunning_stage"),
+        ("unstaged", "dunning:dunning_stage"),
+    }
+    assert (
+        got[("early-3", "dunning:dunning_stage")]["expected"],
+        got[("early-3", "dunning:dunning_stage")]["actual"],
+    ) == ("2", "3")
+    assert got[("early-3", "dunning:dunning_stage")]["amount_at_stake_minor"] == 60
+    unstaged = got[("unstaged", "dunning:dunning_stage")]
+    assert (unstaged["expected"], unstaged["actual"], unstaged["amount_at_stake_minor"]) == (
+        "3",
+        "0",
+        200,
+    )
+    # the unstaged invoice is judged as of the day the system is known to have run: a
+    # snapshot whose last invoice is older is not blamed for the days after it
+    older = checks.dunning(
+        con, inv, system="billing", today=TODAY, billed_through=TODAY - timedelta(days=10)
+    )
+    assert ("unstaged", "dunning:dunning_stage") not in _fields(older)
+
+
+def test_dunning_level_and_blocking_of_customers() -> None:
+    con = connect()
+    inv = _invoices(
+        [
+            ("a1", "c-ok", TODAY - timedelta(days=20), "open", 2, 100, 0, "EUR"),
+            ("a2", "c-ok", TODAY - timedelta(days=70), "paid", 4, 100, 100, "EUR"),
+            ("b1", "c-low", TODAY - timedelta(days=40), "open", 3, 300, 100, "EUR"),
+            ("b2", "c-low", TODAY - timedelta(days=40), "open", 3, 999, 0, "USD"),  # other cur.
+            ("d1", "c-4", TODAY - timedelta(days=70), "open", 4, 500, 0, "EUR"),
+            ("e1", "c-blocked", TODAY - timedelta(days=70), "open", 4, 80, 0, "EUR"),
+        ]
+    )
+    customers = pa.table(
+        {
+            "key": ["c-ok", "c-low", "c-high", "c-4", "c-blocked"],
+            "currency": ["EUR"] * 5,
+            "dunning_level": [2, 1, 2, 4, 4],
+            "status": ["active", "active", "active", "active", "blocked"],
+        }
+    )
+    found = checks.dunning(con, inv, customers, system="billing", today=TODAY, billed_through=TODAY)
+    got = _fields(found.filter(pc.equal(found.column("entity"), "customer")))
+    assert set(got) == {
+        ("c-low", "dunning:dunning_level"),
+        ("c-high", "dunning:dunning_level"),
+        ("c-4", "dunning:status"),
+    }
+    low = got[("c-low", "dunning:dunning_level")]
+    assert (low["expected"], low["actual"], low["amount_at_stake_minor"], low["currency"]) == (
+        "3",
+        "1",
+        200,
+        "EUR",
+    )
+    high = got[("c-high", "dunning:dunning_level")]  # nothing open: level should be 0
+    assert (high["expected"], high["actual"], high["amount_at_stake_minor"]) == ("0", "2", None)
+    blocked = got[("c-4", "dunning:status")]
+    assert (blocked["expected"], blocked["actual"], blocked["amount_at_stake_minor"]) == (
+        '"blocked"',
+        '"active"',
+        500,
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-40, 120), st.integers(0, 4), st.sampled_from(["open", "paid"])),
+        min_size=1,
+        max_size=20,
+    ),
+    st.integers(0, 20),
+)
+def test_dunning_stage_follows_the_schedule(cases: list[tuple[int, int, str]], lag: int) -> None:
+    """Exactly the invoices the schedule condemns are flagged: a stage above what the days
+    past due allow today, or an open invoice unstaged beyond the grace as of the day the
+    system last billed."""
+    schedule = checks.DunningSchedule()
+    billed_through = TODAY - timedelta(days=lag)
+
+    def allowed(days: int) -> int:
+        return sum(days >= d for d in schedule.stage_days)
+
+    rows, expected = [], set()
+    for n, (overdue, stage, status) in enumerate(cases):
+        due = TODAY - timedelta(days=overdue)
+        rows.append((f"i{n}", "c", due, status, stage, 100, 0, "EUR"))
+        late = (billed_through - due).days > schedule.unstaged_after_days
+        if stage > allowed(overdue) or (status == "open" and stage == 0 and late):
+            expected.add(f"i{n}")
+    found = checks.dunning(
+        connect(), _invoices(rows), system="billing", today=TODAY, billed_through=billed_through
+    )
+    assert set(found.column("key").to_pylist()) == expected
