@@ -95,7 +95,13 @@ COUNTRY_CODE_FIELDS = {
     "BillingCountry": "BillingCountryCode",
     "ShippingCountry": "ShippingCountryCode",
 }
-ORG_DEPENDENT = frozenset({CURRENCY_FIELD, *COUNTRY_CODE_FIELDS})
+#: with State picklists, the subdivision's ISO 3166-2 code is ``<Address>StateCode`` (the
+#: text field then accepts only the state's name): the region is read and written there
+STATE_CODE_FIELDS = {
+    "BillingState": "BillingStateCode",
+    "ShippingState": "ShippingStateCode",
+}
+ORG_DEPENDENT = frozenset({CURRENCY_FIELD, *COUNTRY_CODE_FIELDS, *STATE_CODE_FIELDS})
 #: error_code of a record refused before sending: its amounts are in another currency
 #: than the single-currency org's
 CURRENCY_MISMATCH = "CURRENCY_NOT_IN_ORG"
@@ -105,7 +111,8 @@ CURRENCY_MISMATCH = "CURRENCY_NOT_IN_ORG"
 class OrgShape:
     """How one sObject looks in the live org (from its describe), and so how the
     connector reads and writes the mapped fields: ``renames`` maps a mapped field to the
-    org field that holds it (``BillingCountry`` -> ``BillingCountryCode``), ``constants``
+    org field that holds it (``BillingCountry`` -> ``BillingCountryCode``, ``BillingState``
+    -> ``BillingStateCode``), ``constants``
     are mapped fields the org lacks, presented with a fixed value on read and never
     written (``CurrencyIsoCode`` in a single-currency org: the org's currency)."""
 
@@ -438,7 +445,7 @@ class SalesforceConnector:
         described = self._describe(obj.name)
         renames = {
             mapped: code
-            for mapped, code in COUNTRY_CODE_FIELDS.items()
+            for mapped, code in (COUNTRY_CODE_FIELDS | STATE_CODE_FIELDS).items()
             if mapped in obj.fields and code in described
         }
         constants: dict[str, Any] = {}
@@ -685,7 +692,8 @@ class SalesforceConnector:
 
     def _to_org(self, obj: SObject, shape: OrgShape, record: NativeRecord) -> WriteResult | None:
         """Rewrite ``record`` (in place) in the org's field names: the country's ISO code
-        into ``<Address>CountryCode``; a field the org lacks (``CurrencyIsoCode`` in a
+        into ``<Address>CountryCode``, the region's into ``<Address>StateCode`` (never as
+        text into ``<Address>State``); a field the org lacks (``CurrencyIsoCode`` in a
         single-currency org) left out. A record whose amounts are in another currency
         than the single-currency org's is refused here (the org would show them as its
         own currency): the answer, else None."""

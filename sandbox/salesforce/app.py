@@ -25,7 +25,7 @@ from sandbox.salesforce.errors import ApiError, fault_error_body, not_found, ret
 from sandbox.salesforce.repository import Repository
 from sandbox.salesforce.rest import JSON, Call, Reply, RestApi, versions
 from sandbox.salesforce.schema import org_schema
-from sandbox.salesforce.seed import seed_records
+from sandbox.salesforce.seed import convert_addresses, seed_records
 from sandbox.salesforce.settings import SalesforceSettings
 from sandbox.store import DocumentStore
 
@@ -43,6 +43,8 @@ class SalesforceEmulator:
         self.schema = org_schema(
             settings.multi_currency, settings.state_country_picklists, settings.default_currency
         )
+        # Accounts seeded without the org's settings, put in its address shape
+        convert_addresses(store, self.schema)
         self.repo = Repository(store, faults, settings.user_id)
         self.rest = RestApi(store, faults, settings, self.repo, self.limits, self.schema)
         self.bulk = BulkApi(store, self.repo, settings, self.schema)

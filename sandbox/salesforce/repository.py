@@ -22,7 +22,14 @@ from typing import Any
 from sandbox.faults import FaultState
 from sandbox.salesforce import ids
 from sandbox.salesforce.errors import NOT_FOUND_MESSAGE, ApiError, RecordError, RecordRejected
-from sandbox.salesforce.schema import AUTO_NUMBER_FORMATS, COUNTRY_FIELDS, Field, SObjectType
+from sandbox.salesforce.schema import (
+    AUTO_NUMBER_FORMATS,
+    COUNTRY_FIELDS,
+    STATE_FIELDS,
+    STATES,
+    Field,
+    SObjectType,
+)
 from sandbox.salesforce.soql import STAMP_FIELDS
 from sandbox.salesforce.values import Invalid, check_rules, coerce, format_datetime
 from sandbox.store import DocumentStore
@@ -292,6 +299,8 @@ class UnitOfWork:
             doc[f.name] = value
         if obj.field("BillingCountryCode") is not None:
             _sync_countries(obj, doc, values)
+        if obj.field("BillingStateCode") is not None:
+            _sync_states(obj, doc, values)
         missing = [
             f.name
             for f in obj.fields
@@ -526,3 +535,57 @@ def _sync_countries(obj: SObjectType, doc: dict[str, Any], values: dict[str, Any
                     RecordError("FIELD_INTEGRITY_EXCEPTION", _BAD_COUNTRY, [text_name])
                 )
             doc[code_name], doc[text_name] = found, names[found]
+
+
+_BAD_STATE = (
+    "There's a problem with this state, even though it may appear correct. Please select a "
+    "state from the list of valid states."
+)
+
+
+def _bad_state(field: str) -> RecordRejected:
+    return RecordRejected(RecordError("FIELD_INTEGRITY_EXCEPTION", _BAD_STATE, [field]))
+
+
+def _sync_states(obj: SObjectType, doc: dict[str, Any], values: dict[str, Any]) -> None:
+    """State picklists (after the countries are in step): ``BillingStateCode`` holds the
+    subdivision's code, valid only for the record's country (``BillingCountryCode``), and
+    ``BillingState`` its name. A write may give the code (the name follows), the name (the
+    code follows; a code in the text field is not a name) or both (the text must be the
+    code's name, or the code itself). A state the country does not have, a state without
+    a country, a disagreeing pair, or a country changed to one the kept state is not in:
+    ``FIELD_INTEGRITY_EXCEPTION``. Clearing the country clears the state."""
+    given = {k.lower() for k in values}
+    for code_name, text_name, country_name in STATE_FIELDS:
+        if obj.field(code_name) is None:
+            continue
+        states = STATES.get(str(doc.get(country_name) or ""), {})
+        by_name = {name.lower(): code for code, name in states.items()}
+        code, text = doc.get(code_name), doc.get(text_name)
+        code_given, text_given = code_name.lower() in given, text_name.lower() in given
+        if code_given and code not in (None, ""):
+            if code not in states:
+                raise _bad_state(code_name)
+            spelled = str(text).strip() if text_given and text not in (None, "") else None
+            if spelled is not None and spelled.lower() not in (states[code].lower(), code.lower()):
+                raise _bad_state(text_name)
+            doc[text_name] = states[code]
+        elif code_given:
+            doc[code_name] = None
+            if text_given and text not in (None, ""):
+                raise _bad_state(text_name)
+            doc[text_name] = None
+        elif text_given:
+            if text in (None, ""):
+                doc[code_name] = doc[text_name] = None
+                continue
+            found = by_name.get(str(text).strip().lower())
+            if found is None:
+                raise _bad_state(text_name)
+            doc[code_name], doc[text_name] = found, states[found]
+        elif country_name.lower() in given or country_name.removesuffix("Code").lower() in given:
+            # the country changed under a kept state
+            if not doc.get(country_name):
+                doc[code_name] = doc[text_name] = None
+            elif code not in (None, "") and code not in states:
+                raise _bad_state(code_name)

@@ -164,6 +164,8 @@ def describe_field(f: Field) -> dict[str, Any]:
         "nameField": f.name == "Name",
         "picklistValues": f.picklist.entries() if f.picklist else [],
         "restrictedPicklist": bool(f.picklist and f.picklist.restricted),
+        "dependentPicklist": bool(f.picklist and f.picklist.controller),
+        "controllerName": f.picklist.controller if f.picklist else None,
         "referenceTo": list(f.reference_to),
         "relationshipName": f.relationship_name,
     }

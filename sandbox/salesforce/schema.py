@@ -8,6 +8,7 @@ conventions: standard fields as Salesforce names them, custom ones with ``__c``.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -42,6 +43,50 @@ COUNTRY_FIELDS = (
     ("BillingCountryCode", "BillingCountry"),
     ("ShippingCountryCode", "ShippingCountry"),
 )
+#: ISO 3166-2 subdivision codes (without the country prefix, as Salesforce's state
+#: picklists have them) and their ISO 3166-2 names, of the allowed countries whose
+#: addresses carry a state: every subdivision of the countries the sandbox seed gives
+#: regions to (US, CA, AU, DE). The other countries have no states in the emulated org.
+STATES: dict[str, dict[str, str]] = {
+    "US": {
+        "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas",
+        "CA": "California", "CO": "Colorado", "CT": "Connecticut", "DE": "Delaware",
+        "DC": "District of Columbia", "FL": "Florida", "GA": "Georgia", "HI": "Hawaii",
+        "ID": "Idaho", "IL": "Illinois", "IN": "Indiana", "IA": "Iowa", "KS": "Kansas",
+        "KY": "Kentucky", "LA": "Louisiana", "ME": "Maine", "MD": "Maryland",
+        "MA": "Massachusetts", "MI": "Michigan", "MN": "Minnesota", "MS": "Mississippi",
+        "MO": "Missouri", "MT": "Montana", "NE": "Nebraska", "NV": "Nevada",
+        "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico", "NY": "New York",
+        "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma",
+        "OR": "Oregon", "PA": "Pennsylvania", "RI": "Rhode Island", "SC": "South Carolina",
+        "SD": "South Dakota", "TN": "Tennessee", "TX": "Texas", "UT": "Utah",
+        "VT": "Vermont", "VA": "Virginia", "WA": "Washington", "WV": "West Virginia",
+        "WI": "Wisconsin", "WY": "Wyoming",
+    },
+    "CA": {
+        "AB": "Alberta", "BC": "British Columbia", "MB": "Manitoba", "NB": "New Brunswick",
+        "NL": "Newfoundland and Labrador", "NS": "Nova Scotia", "NT": "Northwest Territories",
+        "NU": "Nunavut", "ON": "Ontario", "PE": "Prince Edward Island", "QC": "Quebec",
+        "SK": "Saskatchewan", "YT": "Yukon",
+    },
+    "AU": {
+        "ACT": "Australian Capital Territory", "NSW": "New South Wales",
+        "NT": "Northern Territory", "QLD": "Queensland", "SA": "South Australia",
+        "TAS": "Tasmania", "VIC": "Victoria", "WA": "Western Australia",
+    },
+    "DE": {
+        "BW": "Baden-Württemberg", "BY": "Bayern", "BE": "Berlin", "BB": "Brandenburg",
+        "HB": "Bremen", "HH": "Hamburg", "HE": "Hessen", "MV": "Mecklenburg-Vorpommern",
+        "NI": "Niedersachsen", "NW": "Nordrhein-Westfalen", "RP": "Rheinland-Pfalz",
+        "SL": "Saarland", "SN": "Sachsen", "ST": "Sachsen-Anhalt", "SH": "Schleswig-Holstein",
+        "TH": "Thüringen",
+    },
+}  # fmt: skip
+#: (state code field, state text field, country code field it depends on)
+STATE_FIELDS = (
+    ("BillingStateCode", "BillingState", "BillingCountryCode"),
+    ("ShippingStateCode", "ShippingState", "ShippingCountryCode"),
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +94,14 @@ class Picklist:
     values: tuple[str, ...]
     restricted: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    #: a dependent picklist: the controlling field and, per controlling value (every one,
+    #: in the controller's order), {value: label} of the values valid for it
+    controller: str | None = None
+    dependent: dict[str, dict[str, str]] | None = None
 
     def entries(self) -> list[dict[str, Any]]:
+        if self.dependent is not None:
+            return self._dependent_entries(self.dependent)
         return [
             {
                 "active": True,
@@ -61,6 +112,27 @@ class Picklist:
             }
             for v in self.values
         ]
+
+    @staticmethod
+    def _dependent_entries(dependent: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+        """One entry per (controlling value, value): ``validFor`` is the base64 bitmap of
+        the controlling values' indexes (most significant bit first), as describe has it."""
+        out = []
+        for index, values in enumerate(dependent.values()):
+            bitmap = bytearray(index // 8 + 1)
+            bitmap[index // 8] = 0x80 >> (index % 8)
+            valid_for = base64.b64encode(bytes(bitmap)).decode("ascii")
+            for value, label in values.items():
+                out.append(
+                    {
+                        "active": True,
+                        "defaultValue": False,
+                        "label": label,
+                        "validFor": valid_for,
+                        "value": value,
+                    }
+                )
+        return out
 
 
 @dataclass(frozen=True)
@@ -438,7 +510,22 @@ def _shape(
                 if f.name == text:
                     label = text.removesuffix("Country") + " Country Code"
                     fields.append(_pick(code, tuple(COUNTRIES), False, label, COUNTRIES, length=10))
+            for code, text, country in STATE_FIELDS:
+                if f.name == text:
+                    fields.append(_state_code(code, text, country))
     return SObjectType(obj.name, obj.label, obj.key_prefix, tuple(fields), obj.name_field)
+
+
+def _state_code(code: str, text: str, country: str) -> Field:
+    """``<Address>StateCode``: the subdivision's code, dependent on the country code (in
+    the order of the country picklist, so ``validFor`` indexes it)."""
+    dependent = {c: STATES.get(c, {}) for c in COUNTRIES}
+    values = tuple(dict.fromkeys(v for states in dependent.values() for v in states))
+    label = text.removesuffix("State") + " State Code"
+    return Field(
+        code, "picklist", label, length=10,
+        picklist=Picklist(values, False, {}, controller=country, dependent=dependent),
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=16)

@@ -20,7 +20,11 @@ from sandbox.salesforce import ids
 from sandbox.salesforce.repository import write_index
 from sandbox.salesforce.schema import (
     AUTO_NUMBER_FORMATS,
+    COUNTRIES,
+    COUNTRY_FIELDS,
     DEFAULT_SCHEMA,
+    STATE_FIELDS,
+    STATES,
     Field,
     Schema,
     SObjectType,
@@ -95,7 +99,57 @@ def _document(
         doc["OwnerId"] = doc.get("OwnerId") or _USER_ID
     if obj.name == "Contact":
         doc["Name"] = " ".join(p for p in (doc.get("FirstName"), doc.get("LastName")) if p)
+    if obj.field("BillingCountryCode") is not None:
+        picklist_addresses(obj, doc)
     return doc
+
+
+def _lookup(value: Any, names: dict[str, str], what: str) -> str | None:
+    """The code of ``value``, given as a code or a name (seed data may hold either)."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if text in names:
+        return text
+    by_name = {name.lower(): code for code, name in names.items()}
+    if text.lower() in by_name:
+        return by_name[text.lower()]
+    raise ValueError(f"{what} {value!r} is not in the org's State and Country picklists")
+
+
+def picklist_addresses(obj: SObjectType, doc: dict[str, Any]) -> bool:
+    """Put an Account document's addresses in a State and Country/Territory Picklists
+    org's shape (what Salesforce's conversion does when the picklists are enabled): the
+    country and state, given as code or name in the code or the text field, become the
+    code field and the name. Whether anything changed; an unknown value is an error."""
+    before = dict(doc)
+    for code_name, text_name in COUNTRY_FIELDS:
+        if obj.field(code_name) is None:
+            continue
+        code = _lookup(doc.get(code_name) or doc.get(text_name), COUNTRIES, text_name)
+        doc[code_name], doc[text_name] = code, COUNTRIES[code] if code else None
+    for code_name, text_name, country_name in STATE_FIELDS:
+        if obj.field(code_name) is None:
+            continue
+        states = STATES.get(str(doc.get(country_name) or ""), {})
+        value = doc.get(code_name) or doc.get(text_name)
+        code = _lookup(value, states, f"{text_name} of {doc.get(country_name)}")
+        doc[code_name], doc[text_name] = code, states[code] if code else None
+    return doc != before
+
+
+def convert_addresses(store: DocumentStore, schema: Schema) -> int:
+    """Bring the stored Accounts into ``schema``'s address shape (records seeded without
+    the org's settings); returns how many changed."""
+    obj = schema.sobject("Account")
+    if obj is None or obj.field("BillingCountryCode") is None:
+        return 0
+    changed = [doc for doc in store.iter(obj.name) if picklist_addresses(obj, doc)]
+    for i in range(0, len(changed), CHUNK):
+        chunk = changed[i : i + CHUNK]
+        store.put_many(obj.name, ((d["Id"], d) for d in chunk))
+        write_index(store, obj, chunk)
+    return len(changed)
 
 
 def seed_records(

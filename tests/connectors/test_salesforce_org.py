@@ -282,3 +282,59 @@ def test_an_sobject_the_org_lacks_is_a_permanent_error_naming_it(
     with pytest.raises(PermanentError, match="Widget__c"):
         list(sf.read_by_keys("widget", ["W-1"]))
     sf.close()
+
+
+def test_state_picklist_org_is_written_and_read_through_the_state_code_fields(
+    make_org: Callable[..., Org],
+) -> None:
+    org = make_org(state_country_picklists=True)
+    sf = org.connector()
+    mapper = _mapper("customer", _Refs({}))
+    # as the customer mapping hands the region over: the code, in the state text field
+    native = _account(
+        "CUS-1", BillingCountry="US", BillingState="CA", ShippingCountry="CA",
+        ShippingState="ON",
+    )  # fmt: skip
+    written = sf.write_batch(
+        "customer",
+        [
+            native,
+            _account("CUS-2", BillingCountry="US", BillingState="ZZ"),  # no such state
+            _account("CUS-3", BillingCountry="CA", BillingState="TX"),  # not in Canada
+        ],
+    )
+    assert [r.outcome.value for r in written] == ["created", "rejected", "rejected"], written
+    assert {r.error_code for r in written[1:]} == {"FIELD_INTEGRITY_EXCEPTION"}
+    assert "valid states" in (written[1].error or "")
+    sf.settings.bulk_threshold = 0  # the Bulk API path: the CSV column is the code field
+    bulk = sf.write_batch("customer", [_account("CUS-4", BillingCountry="AU", BillingState="NSW")])
+    assert [r.outcome.value for r in bulk] == ["created"], bulk
+
+    (first,) = [r for b in sf.read_by_keys("customer", ["CUS-1"]) for r in b.records]
+    assert (first["BillingState"], first["ShippingState"]) == ("CA", "ON")
+    assert "BillingStateCode" not in first
+    canonical = mapper.to_canonical(first)
+    assert canonical["billing_address"]["region"] == "CA"
+    assert canonical["shipping_address"]["region"] == "ON"
+    bulk_read = {r["Hub_Id__c"]: r for b in sf.read_changes("customer", None) for r in b.records}
+    assert bulk_read["CUS-4"]["BillingState"] == "NSW" and "CUS-2" not in bulk_read
+    # in the org, the name is kept beside the code
+    stored = sf._client().query(
+        "SELECT BillingStateCode, BillingState, ShippingState FROM Account "
+        "WHERE Hub_Id__c = 'CUS-1'"
+    )["records"][0]
+    assert (stored["BillingStateCode"], stored["BillingState"]) == ("CA", "California")
+    assert stored["ShippingState"] == "Ontario"
+    sf.close()
+
+
+def test_without_picklists_the_region_stays_in_the_state_text_field(
+    make_org: Callable[..., Org],
+) -> None:
+    org = make_org()
+    sf = org.connector()
+    written = sf.write_batch("customer", [_account("CUS-5", BillingState="TX")])
+    assert [r.outcome.value for r in written] == ["created"], written
+    (account,) = [r for b in sf.read_by_keys("customer", ["CUS-5"]) for r in b.records]
+    assert account["BillingState"] == "TX" and "BillingStateCode" not in account
+    sf.close()

@@ -4,7 +4,9 @@ Country/Territory Picklists."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from simple_salesforce.exceptions import SalesforceMalformedRequest
@@ -126,3 +128,105 @@ def test_state_and_country_picklists_keep_code_and_name_in_step(
 def test_without_country_picklists_the_code_fields_do_not_exist(org: Org) -> None:
     fields = {f["name"] for f in sobject(org.client(), "Account").describe()["fields"]}
     assert "BillingCountry" in fields and "BillingCountryCode" not in fields
+
+
+def test_state_picklists_keep_the_state_code_and_name_in_step_with_the_country(
+    org_factory: Callable[..., Org],
+) -> None:
+    org = org_factory(state_country_picklists=True)
+    sf = org.client()
+    account = sobject(sf, "Account")
+    fields = {f["name"]: f for f in account.describe()["fields"]}
+    code = fields["BillingStateCode"]
+    assert (code["type"], code["length"]) == ("picklist", 10) and "ShippingStateCode" in fields
+    assert code["dependentPicklist"] is True and code["controllerName"] == "BillingCountryCode"
+    countries = [v["value"] for v in fields["BillingCountryCode"]["picklistValues"]]
+    california = next(v for v in code["picklistValues"] if v["label"] == "California")
+    assert california["value"] == "CA"
+    bitmap = base64.b64decode(california["validFor"])
+    us = countries.index("US")
+    assert bitmap[us // 8] & (0x80 >> (us % 8))
+    # the code sets the name; the name sets the code
+    a = account.create(
+        {"Name": "A", "BillingCountryCode": "US", "BillingStateCode": "CA",
+         "ShippingCountryCode": "CA", "ShippingState": "ontario"}
+    )  # fmt: skip
+    got = account.get(a["id"])
+    assert (got["BillingStateCode"], got["BillingState"]) == ("CA", "California")
+    assert (got["ShippingStateCode"], got["ShippingState"]) == ("ON", "Ontario")
+    # refused: a code in the text field, a code the country lacks, a disagreeing pair, a
+    # name of another country's state, a state without a country, a country change the
+    # kept state is not in
+    for values in (
+        {"BillingState": "TX"},
+        {"BillingStateCode": "ZZ"},
+        {"BillingStateCode": "ON"},
+        {"BillingStateCode": "TX", "BillingState": "California"},
+        {"BillingState": "Ontario"},
+        {"BillingCountryCode": "CA"},
+    ):
+        with pytest.raises(SalesforceMalformedRequest) as caught:
+            account.update(a["id"], values)
+        (error,) = error_body(caught.value)
+        assert error["errorCode"] == "FIELD_INTEGRITY_EXCEPTION", values
+        assert "select a state from the list of valid states" in error["message"], values
+    with pytest.raises(SalesforceMalformedRequest):
+        account.create({"Name": "B", "BillingStateCode": "CA"})
+    got = account.get(a["id"])
+    assert (got["BillingStateCode"], got["BillingState"]) == ("CA", "California")
+    # the pair may also spell the code in the text field; a country and state change
+    # together; clearing the country clears the state
+    account.update(a["id"], {"BillingStateCode": "TX", "BillingState": "TX"})
+    account.update(a["id"], {"ShippingCountryCode": "US", "ShippingStateCode": "WA"})
+    got = account.get(a["id"])
+    assert (got["BillingStateCode"], got["BillingState"]) == ("TX", "Texas")
+    assert (got["ShippingStateCode"], got["ShippingState"]) == ("WA", "Washington")
+    account.update(a["id"], {"ShippingCountryCode": None})
+    got = account.get(a["id"])
+    assert got["ShippingStateCode"] is None and got["ShippingState"] is None
+    rows = sf.query("SELECT Id FROM Account WHERE BillingStateCode = 'TX'")["records"]
+    assert [r["Id"] for r in rows] == [a["id"]]
+
+
+def test_seeding_a_picklist_org_gives_valid_codes_and_names_for_every_seeded_region(
+    tmp_path: Path,
+) -> None:
+    from sandbox.faults import FaultState
+    from sandbox.salesforce import SalesforceSettings, create_app, seed_records
+    from sandbox.salesforce.ids import make_id
+    from sandbox.salesforce.schema import org_schema
+    from sandbox.seed.catalog import REGIONS
+    from sandbox.store import DocumentStore
+
+    places = [(r.country, region) for r in REGIONS for _, _, region in r.cities]
+    records = [
+        {"Id": make_id("001", i + 1), "Name": f"A{i}", "BillingCountry": country,
+         "BillingState": region, "ShippingCountry": country, "ShippingState": region}
+        for i, (country, region) in enumerate(places)
+    ]  # fmt: skip
+    # seeded as the sandbox seed does (without the org's settings), then the org starts
+    store = DocumentStore(tmp_path / "sf.sqlite")
+    seed_records(store, "Account", records)
+    create_app(store, FaultState(seed=1), SalesforceSettings(state_country_picklists=True))
+    # and seeded straight into the org's shape
+    other = DocumentStore(tmp_path / "sf2.sqlite")
+    seed_records(other, "Account", records, org_schema(country_picklists=True))
+    for docs in (list(store.iter("Account")), list(other.iter("Account"))):
+        assert len(docs) == len(places)
+        for doc, (country, region) in zip(docs, places, strict=True):
+            assert doc["BillingCountryCode"] == doc["ShippingCountryCode"] == country
+            assert doc["BillingStateCode"] == doc["ShippingStateCode"] == region
+            if region:
+                assert doc["BillingState"] not in (None, region), doc
+    by_region = {d["BillingStateCode"]: d["BillingState"] for d in store.iter("Account")}
+    assert by_region["CA"] == "California" and by_region["BC"] == "British Columbia"
+    with pytest.raises(ValueError, match="not in the org's State and Country picklists"):
+        seed_records(
+            other,
+            "Account",
+            [{"Id": make_id("001", 999), "Name": "X", "BillingCountry": "US",
+              "BillingState": "ON"}],
+            org_schema(country_picklists=True),
+        )  # fmt: skip
+    store.close()
+    other.close()

@@ -39,6 +39,7 @@ def test_describe_matches_the_salesforce_object_reference(
     account = {f["name"] for f in describe_object(schema.objects["account"], "62.0")["fields"]}
     assert ("CurrencyIsoCode" in account) is multi_currency
     assert ("BillingCountryCode" in account) is country_picklists
+    assert ("BillingStateCode" in account) is country_picklists
 
 
 def test_the_fields_the_issue_names() -> None:
