@@ -48,6 +48,8 @@ CROSS_SYSTEM_FIELDS = ("total_minor",)
 LAST_DUNNING_STAGE = next(
     int(m.le) for m in Customer.model_fields["dunning_level"].metadata if hasattr(m, "le")
 )
+#: Subscription statuses that are billed every period (a trial is not; past due still is).
+BILLING_STATUSES = ("active", "past_due")
 #: Amount at stake of a missing / orphan record.
 AMOUNT_FIELDS = {"invoice": "total_minor"}
 
@@ -76,10 +78,10 @@ class CheckContext:
         latest issue date of its invoices that are not void (never after today)."""
         if self.as_of is not None:
             return self.as_of
-        row = self.con.execute(
+        rows = self.con.execute(
             f"SELECT max(issue_date) FROM {quote(invoices)} WHERE status IS DISTINCT FROM 'void'"
-        ).fetchone()
-        latest = row[0] if row else None
+        ).fetchall()  # drained: DuckDB refuses more work while a result is unfinished
+        latest = rows[0][0] if rows else None
         return min(latest, self.today()) if isinstance(latest, date) else self.today()
 
     def found(self, table: pa.Table) -> None:
@@ -335,6 +337,36 @@ class DunningConsistency(SystemCheck):
             ctx.ran("customer", system, "aggregate")
 
 
+class UnbilledPeriods(SystemCheck):
+    """Service periods of the golden subscriptions in ``BILLING_STATUSES`` that no
+    invoice of the reference system bills (``checks.unbilled_periods``), up to the day the
+    system is known to have been billing (``CheckContext.billed_through``)."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st, system = target.staged, target.system
+        if system != REFERENCE_SYSTEM:
+            return
+        if not ctx.has(st.table, "subscription_id", "issue_date", "status"):
+            return
+        lines = st.children.get("lines")
+        if lines is not None and not ctx.has(lines, "period_start", "period_end"):
+            lines = None
+        ctx.found(
+            checks.unbilled_periods(
+                ctx.con,
+                golden_table("subscription"),
+                st.table,
+                lines,
+                golden_items(ctx.con),
+                golden_tiers(ctx.con),
+                system=system,
+                through=ctx.billed_through(st.table),
+                statuses=BILLING_STATUSES,
+            )
+        )
+        ctx.ran(target.entity, system, "aggregate")
+
+
 class SubscriptionRefs(SystemCheck):
     """A system's subscriptions pointing at customers or SKUs that system lacks."""
 
@@ -439,6 +471,7 @@ def default_registry() -> CheckRegistry:
     registry.register("invoice", PriceLeakage())
     registry.register("invoice", InvoicesAfterEnd())
     registry.register("invoice", DunningConsistency())
+    registry.register("invoice", UnbilledPeriods())
     registry.register("subscription", SubscriptionRefs())
     registry.register("subscription", SubscriptionCurrency())
     registry.register("allocation", AllocationQuantities())

@@ -27,6 +27,7 @@ from hub.recon.registry import (
     SubscriptionRefs,
     SystemCheck,
     Target,
+    UnbilledPeriods,
 )
 from hub.store.models import Finding
 from tests.sync.conftest import account
@@ -48,6 +49,7 @@ def test_every_entity_has_its_checks_registered() -> None:
         PriceLeakage,
         InvoicesAfterEnd,
         DunningConsistency,
+        UnbilledPeriods,
     ]
     assert _names(CHECKS.system_checks("subscription")) == [
         RecordCompare,

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.model import Price, PriceKind
+from hub.model import BillingPeriod, Price, PriceKind, add_months
 from hub.recon import checks
 from hub.recon.engine import connect
 
@@ -254,4 +254,152 @@ def test_dunning_stage_follows_the_schedule(cases: list[tuple[int, int, str]], l
     found = checks.dunning(
         connect(), _invoices(rows), system="billing", today=TODAY, billed_through=billed_through
     )
+    assert set(found.column("key").to_pylist()) == expected
+
+
+def _subs(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """(key, status, period, start, trial_end, end_date, currency)"""
+    return pa.table(
+        {
+            "key": [r[0] for r in rows],
+            "status": [r[1] for r in rows],
+            "billing_period": [r[2] for r in rows],
+            "start_date": pa.array([r[3] for r in rows], pa.date32()),
+            "trial_end": pa.array([r[4] for r in rows], pa.date32()),
+            "end_date": pa.array([r[5] for r in rows], pa.date32()),
+            "currency": [r[6] for r in rows],
+        }
+    )
+
+
+def _billed(rows: list[tuple[str, str, date, str, date | None]]) -> tuple[pa.Table, pa.Table]:
+    """Invoices (key, subscription, issue date, status, line period start or None: no
+    lines) and their lines (one per invoice, a month long)."""
+    inv = pa.table(
+        {
+            "key": [r[0] for r in rows],
+            "subscription_id": [r[1] for r in rows],
+            "issue_date": pa.array([r[2] for r in rows], pa.date32()),
+            "status": [r[3] for r in rows],
+        }
+    )
+    with_lines = [r for r in rows if r[4] is not None]
+    lines = pa.table(
+        {
+            "key": [r[0] for r in with_lines],
+            "line_no": [1] * len(with_lines),
+            "period_start": pa.array([r[4] for r in with_lines], pa.date32()),
+            "period_end": pa.array(
+                [add_months(r[4], 1) - timedelta(days=1) for r in with_lines if r[4]],
+                pa.date32(),
+            ),
+        }
+    )
+    return inv, lines
+
+
+def test_unbilled_periods() -> None:
+    con = connect()
+    subs = _subs(
+        [
+            ("s-month", "active", "month", date(2025, 1, 31), None, None, "EUR"),
+            ("s-trial", "past_due", "quarter", date(2024, 12, 1), date(2025, 1, 1), None, "USD"),
+            ("s-ended", "active", "month", date(2025, 1, 10), None, date(2025, 3, 10), "EUR"),
+            ("s-paused", "paused", "month", date(2025, 1, 5), None, None, "EUR"),
+            ("s-old", "active", "year", date(2020, 2, 1), None, None, "EUR"),
+        ]
+    )
+    inv, lines = _billed(
+        [
+            ("m1", "s-month", date(2025, 1, 31), "paid", date(2025, 1, 31)),
+            # Feb 28 (clipped from the 31st): voided, so February is not billed
+            ("m2", "s-month", date(2025, 2, 28), "void", date(2025, 2, 28)),
+            ("m3", "s-month", date(2025, 3, 31), "open", date(2025, 3, 31)),
+            # April: not billed; May billed by an invoice without lines (its issue date)
+            ("m5", "s-month", date(2025, 5, 31), "draft", None),
+            ("t1", "s-trial", date(2025, 1, 1), "paid", date(2025, 1, 1)),
+            ("t3", "s-trial", date(2025, 7, 1), "paid", date(2025, 7, 1)),
+            ("e1", "s-ended", date(2025, 1, 10), "paid", date(2025, 1, 10)),
+        ]
+    )
+    items = pa.Table.from_pylist(
+        [
+            _item("s-month", "i1", SEATS, 3),
+            _item("s-month", "i2", API, 100),
+            _item("s-trial", "i1", PLATFORM, 1),
+        ]
+    )
+    found = checks.unbilled_periods(
+        con, subs, inv, lines, items, system="billing", through=date(2025, 7, 15)
+    )
+    got = {r["key"]: r for r in found.to_pylist()}
+    # s-month: Feb (voided), Apr and Jun 30 (started before July 15; July 31 has not);
+    # s-trial: Apr (quarters from the trial end); s-ended: Feb (March 10 is its end date);
+    # s-paused is not billed; s-old: periods before the billing history (Jan 2025) are
+    # not judged, Feb 2025 is
+    assert set(got) == {
+        "s-month@2025-02-28",
+        "s-month@2025-04-30",
+        "s-month@2025-06-30",
+        "s-trial@2025-04-01",
+        "s-ended@2025-02-10",
+        "s-old@2025-02-01",
+    }
+    feb = got["s-month@2025-02-28"]
+    period = SEATS.amount_minor(3) + API.amount_minor(0)
+    assert (feb["field"], feb["kind"], feb["entity"], feb["expected"], feb["actual"]) == (
+        "unbilled:period",
+        "aggregate",
+        "invoice",
+        str(period),
+        "0",
+    )
+    assert (feb["amount_at_stake_minor"], feb["currency"]) == (period, "EUR")
+    assert got["s-trial@2025-04-01"]["amount_at_stake_minor"] == PLATFORM.amount_minor(1)
+    assert got["s-old@2025-02-01"]["amount_at_stake_minor"] is None  # no items given
+    # nothing billed at all: no history to judge against
+    empty = checks.unbilled_periods(
+        con, subs, inv.slice(0, 0), lines.slice(0, 0), system="billing", through=date(2025, 7, 15)
+    )
+    assert empty.num_rows == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["month", "quarter", "year"]),
+    st.dates(date(2022, 1, 1), date(2025, 6, 1)),
+    st.lists(st.sampled_from(["billed", "void", "none"]), min_size=1, max_size=30),
+    st.integers(0, 40),
+)
+def test_unbilled_periods_are_the_periods_nobody_billed(
+    period: str, anchor: date, fate: list[str], lag: int
+) -> None:
+    """Periods generated as ``hub.model.add_months`` steps them from the anchor; exactly
+    those whose only invoices are void (or that have none) are reported."""
+    months = BillingPeriod(period).months
+    starts = [add_months(anchor, k * months) for k in range(len(fate))]
+    through = starts[-1] + timedelta(days=lag)
+    rows: list[tuple[str, str, date, str, date | None]] = [
+        ("history", "other", date(2021, 1, 1), "paid", date(2021, 1, 1))
+    ]
+    expected = set()
+    for k, (start, what) in enumerate(zip(starts, fate, strict=True)):
+        if what != "none":
+            rows.append((f"inv{k}", "sub", start, "paid" if what == "billed" else "void", start))
+        if what != "billed" and start < through:
+            expected.add(f"sub@{start.isoformat()}")
+    inv, lines = _billed(rows)
+    # line periods as long as the billing period
+    ends = [
+        add_months(r[4], months) - timedelta(days=1) if r[1] == "sub" else r[4]
+        for r in rows
+        if r[4] is not None
+    ]
+    lines = lines.set_column(3, "period_end", pa.array(ends, pa.date32()))
+    subs = _subs([("sub", "active", period, anchor, None, None, "EUR")])
+    # the period after the last generated one is unbilled too when it started by `through`
+    following = add_months(anchor, len(fate) * months)
+    if following < through:
+        expected.add(f"sub@{following.isoformat()}")
+    found = checks.unbilled_periods(connect(), subs, inv, lines, system="billing", through=through)
     assert set(found.column("key").to_pylist()) == expected
