@@ -90,28 +90,40 @@ def _print(result: object) -> None:
 
     assert isinstance(result, Metrics)
     s, cur = result.summary, result.reporting_currency
-    typer.echo(f"as of {result.as_of} ({result.months} months, {cur}, rates {result.rates_source})")
+    typer.echo(
+        f"as of {result.as_of} ({result.months} months, {cur} at constant currency: one rate "
+        f"table for every month, {result.rates_source})"
+    )
     typer.echo(
         f"  MRR {_money(s['mrr_rep'], cur)} (recurring {_money(s['recurring_mrr_rep'], cur)}, "
         f"usage {_money(s['usage_mrr_rep'], cur)})   ARR {_money(s['arr_rep'], cur)}"
     )
     typer.echo(
+        f"  paused (not MRR, not churn): {_money(s['paused_mrr_rep'], cur)} of "
+        f"{s['paused_customers']} customers"
+    )
+    typer.echo(
         f"  paying customers {s['paying_customers']}   ARPA {_money(s['arpa_rep'], cur)}   "
         f"CLTV {_money(s['cltv_rep'], cur)} ({s['cltv_note']})"
     )
+    c12 = s["cohort_12m"]
     typer.echo(
-        f"  {s['month'][:7]}: logo churn {_pct(s['logo_churn_rate'])}, revenue churn "
+        f"  12-month NRR {_pct(s['nrr_12m'])}, GRR {_pct(s['grr_12m'])} (recurring MRR of the "
+        f"{c12['customers']} customers paying on {c12['date']}, now vs then)"
+    )
+    typer.echo(
+        f"  {s['month'][:7]} monthly: logo churn {_pct(s['logo_churn_rate'])}, revenue churn "
         f"{_pct(s['gross_revenue_churn_rate'])}, NRR {_pct(s['net_revenue_retention'])}, "
         f"GRR {_pct(s['gross_revenue_retention'])}"
     )
     typer.echo(
-        f"  window: logo churn {_pct(s['window_logo_churn_rate'])}/month, revenue churn "
+        f"  window monthly: logo churn {_pct(s['window_logo_churn_rate'])}/month, revenue churn "
         f"{_pct(s['window_gross_revenue_churn_rate'])}/month, dunning recovery "
         f"{_pct(s['dunning_recovery_rate'])}, lost to failed payments "
         f"{_money(s['revenue_lost_rep'], cur)}"
     )
     cols = ("opening", "new", "expansion", "reactivation", "contraction", "churned", "usage",
-            "closing")  # fmt: skip
+            "paused", "closing")  # fmt: skip
     typer.echo("  " + f"{'month':<9}" + "".join(f"{c:>15}" for c in cols))
     for row in result.movements.to_pylist():
         typer.echo("  " + f"{row['month']:%Y-%m}   " + "".join(f"{row[c]:>15,}" for c in cols))

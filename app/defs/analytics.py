@@ -118,13 +118,16 @@ def _write_outputs(metrics: Metrics, waterfall: bytes, heatmap: bytes) -> Path:
             MOVEMENTS_KEY,
             deps=[MRR_KEY],
             description="MRR movements per month of the window: new, expansion, "
-            "reactivation, contraction, churned of recurring MRR, and usage (the change in "
-            "usage MRR); opening + movements = closing.",
+            "reactivation, contraction, churned of recurring MRR, usage (the change in "
+            "usage MRR) and paused (MRR going on pause, not churn); opening + movements = "
+            "closing.",
         ),
         AssetSpec(
             RETENTION_KEY,
             deps=[MOVEMENTS_KEY],
-            description="Logo and revenue churn, net and gross revenue retention, ARPA, CLTV.",
+            description="12-month cohort NRR and GRR (headline); monthly logo and revenue "
+            "churn, net and gross revenue retention; ARPA, CLTV (recurring MRR, constant "
+            "currency).",
         ),
         AssetSpec(
             COHORTS_KEY,
@@ -186,9 +189,12 @@ def subscription_analytics(
         metadata={
             **common,
             "reporting_currency": MetadataValue.text(cur),
+            "currency_basis": MetadataValue.text(s["currency_basis"]),
             "mrr_minor": MetadataValue.int(s["mrr_rep"]),
             "recurring_mrr_minor": MetadataValue.int(s["recurring_mrr_rep"]),
             "usage_mrr_minor": MetadataValue.int(s["usage_mrr_rep"]),
+            "paused_mrr_minor": MetadataValue.int(s["paused_mrr_rep"]),
+            "paused_customers": MetadataValue.int(s["paused_customers"]),
             "arr_minor": MetadataValue.int(s["arr_rep"]),
             "paying_customers": MetadataValue.int(s["paying_customers"]),
             "arpa_minor": MetadataValue.int(s["arpa_rep"] or 0),
@@ -227,6 +233,7 @@ def subscription_analytics(
                         "contraction",
                         "churned",
                         "usage",
+                        "paused",
                         "closing",
                     ),
                 )
@@ -254,6 +261,15 @@ def subscription_analytics(
             **common,
             **{
                 k: MetadataValue.float(float(s[k]))
+                for k in ("nrr_12m", "grr_12m")
+                if s[k] is not None
+            },
+            "cohort_12m": MetadataValue.json(s["cohort_12m"]),
+            # the month's and the window's rates are monthly: labelled so in their keys
+            **{
+                (
+                    "monthly_" + k if not k.startswith("window_") else "window_monthly_" + k[7:]
+                ): MetadataValue.float(float(s[k]))
                 for k in (
                     "logo_churn_rate",
                     "gross_revenue_churn_rate",
@@ -266,6 +282,7 @@ def subscription_analytics(
                 )
                 if s[k] is not None
             },
+            "currency_basis": MetadataValue.text(s["currency_basis"]),
             "gross_margin": MetadataValue.float(s["gross_margin"]),
             "cltv_minor": MetadataValue.int(s["cltv_rep"])
             if s["cltv_rep"] is not None

@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from hub.analytics.rates import RateTable, half_even_div, reporting_currency
 
-MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churned", "usage")
+MOVEMENTS = ("new", "expansion", "reactivation", "contraction", "churned", "usage", "paused")
 DEFAULT_MONTHS = 12
 DEFAULT_MARGIN = 0.8
 
@@ -246,9 +246,18 @@ def compute_metrics(
     finally:
         for table in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost = tables
+    movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost, c12 = tables
     summary = _summary(
         movements, mrr_by_currency, dunning, lost, reporting, Fraction(str(gross_margin))
+    )
+    summary.update(_cohort_12m(c12, as_of))
+    summary["currency_basis"] = (
+        f"constant currency: every month converted at one rate table ({rates.source})"
+    )
+    summary["rates_period"] = (
+        dict.fromkeys(_MONTHLY, "monthly")
+        | dict.fromkeys(_WINDOW, "monthly, pooled over the window")
+        | {"nrr_12m": "12 months", "grr_12m": "12 months"}
     )
     counts = {
         name: int(con.execute(f"SELECT count(*) FROM {view}").fetchone()[0])  # type: ignore[index]
@@ -289,25 +298,50 @@ def _is_overflow(exc: duckdb.Error) -> bool:
     return "overflow" in text or "out of range" in text
 
 
+_MONTHLY = ("logo_churn_rate", "gross_revenue_churn_rate", "net_revenue_retention",
+            "gross_revenue_retention")  # fmt: skip
+_WINDOW = tuple(f"window_{k}" for k in _MONTHLY)
+
+
+def year_before(day: date) -> date:
+    """The same day 12 months earlier (29 February -> 28 February)."""
+    last = calendar.monthrange(day.year - 1, day.month)[1]
+    return date(day.year - 1, day.month, min(day.day, last))
+
+
 def _compute(
     con: duckdb.DuckDBPyConnection,
     samples: list[tuple[int, date, date]],
     as_of: date,
     int_type: str,
-) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table]:
+) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, dict[str, int]]:
     """Every table of :class:`Metrics`, money in ``int_type`` (BIGINT or HUGEINT)."""
     con.execute(_MACROS.replace("HUGEINT", int_type))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE a_fx AS SELECT currency, num::{int_type} AS num, "
         f"den::{int_type} AS den FROM a_fx_arrow"
     )
-    _mrr_keys(con, samples, int_type)
+    # the 12-month cohort's sample: a sample of the window when it is one, else an extra
+    # one after them (read by nothing but the 12-month retention)
+    then = year_before(as_of)
+    days = [s for _, s, _ in samples]
+    extra = [] if then in days else [then]
+    _mrr_keys(con, samples, int_type, extra)
     last = len(samples)  # the as-of sample's position in the 1-based lists
+    p0 = days.index(then) + 1 if then in days else last + 1
+    row = con.execute(
+        f"""
+        SELECT count(*), coalesce(sum(r0), 0)::BIGINT, coalesce(sum(r1), 0)::BIGINT,
+               coalesce(sum(least(r0, r1)), 0)::BIGINT
+        FROM (SELECT amt[{p0}] - use[{p0}] AS r0, amt[{last}] - use[{last}] AS r1 FROM m_cust)
+        WHERE r0 > 0
+        """
+    ).fetchall()[0]
+    c12 = dict(zip(("customers", "then", "now", "kept"), map(int, row), strict=True))
     opening_day = samples[0][1]
-    movements = _movements(con, ["customer_id"], [], "m_cust", "amt", "use", opening_day)
-    by_currency = _movements(
-        con, ["customer_id", "currency"], ["currency"], "m_key", "mrr", "use", opening_day
-    )
+    movements = _movements(con, ["customer_id"], [], "m_cust", "amt", opening_day)
+    by_currency = _movements(con, ["customer_id", "currency"], ["currency"], "m_key", "mrr",
+                             opening_day, usage="use", paused="pz")  # fmt: skip
     customer_mrr = con.sql(
         f"""
         SELECT m.customer_id, c.legal_name, c.segment, m.currency,
@@ -334,7 +368,24 @@ def _compute(
     cohorts = _cohorts(con)
     con.execute("DROP TABLE m_cust")
     dunning, lost = _dunning(con, opening_day, as_of)
-    return movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost
+    return movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost, c12
+
+
+def _cohort_12m(c12: dict[str, int], as_of: date) -> dict[str, Any]:
+    """NRR and GRR of the customers with recurring MRR 12 months before ``as_of``: their
+    recurring MRR now over then, and with each capped at then (GRR)."""
+    then = c12["then"]
+    return {
+        "nrr_12m": _ratio(c12["now"], then),
+        "grr_12m": _ratio(c12["kept"], then),
+        "cohort_12m": {
+            "date": year_before(as_of).isoformat(),
+            "customers": c12["customers"],
+            "recurring_mrr_then_rep": then,
+            "recurring_mrr_now_rep": c12["now"],
+            "retained_rep": c12["kept"],
+        },
+    }
 
 
 def _day(day: date) -> str:
@@ -343,7 +394,10 @@ def _day(day: date) -> str:
 
 
 def _mrr_keys(
-    con: duckdb.DuckDBPyConnection, samples: list[tuple[int, date, date]], int_type: str
+    con: duckdb.DuckDBPyConnection,
+    samples: list[tuple[int, date, date]],
+    int_type: str,
+    extra: list[date],
 ) -> None:
     """``m_key``: one row per customer and currency with MRR at some sample, ``mrr`` the
     native MRR at every sample (a list, sample i at position i + 1) and ``rep`` the same
@@ -355,15 +409,19 @@ def _mrr_keys(
     current price, all aggregated per subscription, then summed per customer and
     currency."""
     t = int_type
-    days = [_day(s) for _, s, _ in samples]
-    ks = range(len(samples))
+    days = [_day(s) for _, s, _ in samples] + [_day(d) for d in extra]
+    ks = range(len(days))
+    window = range(len(samples))  # the extra samples come after the window's
     covered = [f"ps <= {d} AND {d} <= pe" for d in days]
-    in_service = [
+    served = [
         f"{d} >= s.start_date AND (s.trial_end IS NULL OR {d} >= s.trial_end)"
         f" AND (s.end_date IS NULL OR {d} < s.end_date) AND s.status <> 'trialing'"
-        f" AND NOT (s.status = 'paused' AND {d} >= s.changed)"
-        f" AND NOT (s.status = 'canceled' AND s.end_date IS NULL AND {d} >= s.changed)"
         for d in days
+    ]
+    in_service = [
+        f"{served[k]} AND NOT (s.status = 'paused' AND {d} >= s.changed)"
+        f" AND NOT (s.status = 'canceled' AND s.end_date IS NULL AND {d} >= s.changed)"
+        for k, d in enumerate(days)
     ]
     con.execute(
         f"""
@@ -408,10 +466,11 @@ def _mrr_keys(
     )
     # in service at each sample: paid service by status and dates, and not in a gap
     # between invoiced periods (a usage-only subscription, which may skip invoices for a
-    # month without usage, by status and dates alone)
+    # month without usage, by status and dates alone); or paused (a pause is not churn)
     sub_act = ",\n".join(
-        f"""({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps
-                OR {days[k]} > l.last_pe OR p.sub_id IS NULL) AS a{k}"""
+        f"""(({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps
+                OR {days[k]} > l.last_pe OR p.sub_id IS NULL))
+            OR ({served[k]} AND s.status = 'paused' AND {days[k]} >= s.changed) AS a{k}"""
         for k in ks
     )
     # usage counted in m{k} (its usage items' last closed periods); at most m{k}
@@ -421,9 +480,21 @@ def _mrr_keys(
             THEN coalesce(u.u{k}, 0) ELSE 0 END AS w{k}"""
         for k in ks
     )
+    # paused: the recurring MRR a paused subscription would have had (its pause date being
+    # the record's last change), reported apart from MRR and churn
+    sub_pause = ",\n".join(
+        f"""CASE WHEN {served[k]} AND s.status = 'paused' AND {days[k]} >= s.changed
+            THEN greatest(CASE
+                WHEN l.v{k} THEN l.c{k}
+                WHEN l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
+                    THEN coalesce(p.rate, 0)
+                ELSE 0 END, 0) ELSE 0 END AS q{k}"""
+        for k in ks
+    )
     sums = ", ".join(
         f"CAST(sum(m{k}) AS {t}) AS m{k}, bool_or(a{k}) AS a{k}, "
-        f"CAST(sum(greatest(least(w{k}, m{k}), 0)) AS {t}) AS x{k}"
+        f"CAST(sum(greatest(least(w{k}, m{k}), 0)) AS {t}) AS x{k}, "
+        f"CAST(sum(q{k}) AS {t}) AS q{k}"
         for k in ks
     )
     con.execute(
@@ -452,7 +523,7 @@ def _mrr_keys(
                   GROUP BY sub_id, sku)
             GROUP BY sub_id
         ), sub AS (
-            SELECT s.customer_id, s.currency, {sub_mrr}, {sub_act}, {sub_use}
+            SELECT s.customer_id, s.currency, {sub_mrr}, {sub_act}, {sub_use}, {sub_pause}
             FROM (SELECT *, CAST(updated_at AS DATE) AS changed FROM a_subs) s
             LEFT JOIN cov l ON l.sub_id = s.sub_id
             LEFT JOIN price p ON p.sub_id = s.sub_id
@@ -465,18 +536,23 @@ def _mrr_keys(
                [{", ".join(f"hdiv(m{k} * f.num, f.den)" for k in ks)}] AS rep,
                [{", ".join(f"a{k}" for k in ks)}] AS act,
                [{", ".join(f"x{k}" for k in ks)}] AS use,
-               [{", ".join(f"hdiv(x{k} * f.num, f.den)" for k in ks)}] AS urep
+               [{", ".join(f"hdiv(x{k} * f.num, f.den)" for k in ks)}] AS urep,
+               [{", ".join(f"q{k}" for k in ks)}] AS pz,
+               [{", ".join(f"hdiv(q{k} * f.num, f.den)" for k in ks)}] AS prep,
+               {" OR ".join(f"m{k} <> 0 OR q{k} <> 0" for k in window)} AS inwin
         FROM cc JOIN a_fx f USING (currency)
-        WHERE {" OR ".join(f"m{k} <> 0" for k in ks)}
+        WHERE {" OR ".join(f"m{k} <> 0 OR q{k} <> 0" for k in ks)}
         """
     )
     con.execute("DROP TABLE m_line")
     amt = ", ".join(f"CAST(sum(rep[{k + 1}]) AS {t})" for k in ks)
     act = ", ".join(f"bool_or(act[{k + 1}])" for k in ks)
     use = ", ".join(f"CAST(sum(urep[{k + 1}]) AS {t})" for k in ks)
+    pz = ", ".join(f"CAST(sum(prep[{k + 1}]) AS {t})" for k in ks)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE m_cust AS SELECT customer_id, [{amt}] AS amt, "
-        f"[{act}] AS act, [{use}] AS use FROM m_key GROUP BY customer_id"
+        f"[{act}] AS act, [{use}] AS use, [{pz}] AS pz, bool_or(inwin) AS inwin "
+        "FROM m_key GROUP BY customer_id"
     )
 
 
@@ -486,8 +562,10 @@ def _movements(
     group: list[str],
     source: str,
     column: str,
-    usage: str,
     opening_day: date,
+    *,
+    usage: str = "use",
+    paused: str = "pz",
 ) -> pa.Table:
     """Classify each key's change between consecutive samples and sum per month.
 
@@ -517,15 +595,18 @@ def _movements(
         ),
         ks AS (
             SELECT {", ".join("x." + c for c in keys)}, x.{column} AS a, x.{usage} AS u,
+                   x.{paused} AS q,
                    x.act, coalesce(b.had, false) AS had, coalesce(v.invol, false) AS invol,
                    -- 1-based position of the first sample with a positive amount
                    list_position(list_transform(x.{column}, lambda y: y > 0), true) AS first
             FROM {source} x LEFT JOIN before b USING ({k}) LEFT JOIN invol v USING (customer_id)
+            WHERE x.inwin  -- MRR or paused MRR in the window (not only at an extra sample)
         ),
         c AS (
             SELECT {k}, smp.month, a[smp.i + 1] AS tc, a[smp.i] AS t_o,
-                   u[smp.i + 1] AS uc, u[smp.i] AS uo,
-                   a[smp.i + 1] - u[smp.i + 1] AS amt, a[smp.i] - u[smp.i] AS o,
+                   u[smp.i + 1] AS uc, u[smp.i] AS uo, q[smp.i + 1] AS pc, q[smp.i] AS po,
+                   a[smp.i + 1] - u[smp.i + 1] + q[smp.i + 1] AS amt,
+                   a[smp.i] - u[smp.i] + q[smp.i] AS o,
                    coalesce(act[smp.i], false) AS oa, coalesce(act[smp.i + 1], false) AS ca,
                    had OR coalesce(first <= smp.i, false) AS prior, invol
             FROM ks CROSS JOIN (SELECT i, month FROM a_samples WHERE i >= 1) smp
@@ -533,10 +614,14 @@ def _movements(
         d AS (
             -- a customer (logo) at the opening: paying, or in service after having paid
             -- (a usage-only month without usage); at the closing likewise
-            SELECT *, t_o > 0 OR (oa AND prior) AS lo, tc > 0 OR (ca AND prior) AS lc FROM c
+            -- (or paused: a paused subscription is not churn)
+            SELECT *, t_o + po > 0 OR (oa AND prior) AS lo,
+                   tc + pc > 0 OR (ca AND prior) AS lc
+            FROM c
         )
-        -- o, amt: recurring MRR (without usage) at the opening and the closing, which the
-        -- movements classify; t_o, tc: MRR with usage; uo, uc: usage
+        -- o, amt: recurring MRR (without usage) plus paused MRR at the opening and the
+        -- closing, which the movements classify; t_o, tc: MRR with usage; uo, uc: usage;
+        -- po, pc: paused
         SELECT {g_sel}month,
             sum(t_o)::BIGINT AS opening,
             sum(CASE WHEN o = 0 AND amt > 0 AND NOT prior THEN amt ELSE 0 END)::BIGINT AS new,
@@ -548,6 +633,7 @@ def _movements(
                 AS contraction,
             sum(CASE WHEN o > 0 AND amt = 0 AND NOT ca THEN -o ELSE 0 END)::BIGINT AS churned,
             sum(uc - uo)::BIGINT AS usage,
+            sum(po - pc)::BIGINT AS paused,
             sum(tc)::BIGINT AS closing,
             sum(CASE WHEN o > 0 AND amt = 0 AND NOT ca AND invol THEN -o ELSE 0 END)::BIGINT
                 AS churned_involuntary,
@@ -557,9 +643,12 @@ def _movements(
             count(*) FILTER (lo AND NOT lc) AS customers_churned,
             count(*) FILTER (tc > 0) AS customers_closing,
             count(*) FILTER (lc) AS customers_active,
-            sum(o)::BIGINT AS opening_recurring, sum(amt)::BIGINT AS closing_recurring,
+            sum(t_o - uo)::BIGINT AS opening_recurring,
+            sum(tc - uc)::BIGINT AS closing_recurring,
             sum(uo)::BIGINT AS opening_usage, sum(uc)::BIGINT AS closing_usage,
-            count(*) FILTER (amt > 0) AS customers_recurring
+            count(*) FILTER (tc - uc > 0) AS customers_recurring,
+            sum(po)::BIGINT AS opening_paused, sum(pc)::BIGINT AS closing_paused,
+            count(*) FILTER (pc > 0 AND tc = 0) AS customers_paused
         FROM d GROUP BY ALL ORDER BY {g_sel}month
     """
     table = con.sql(sql, params={"opening": opening_day}).to_arrow_table()
@@ -585,8 +674,9 @@ def _with_rates(table: pa.Table) -> pa.Table:
         lost = -(r["churned"] + r["contraction"])
         cols["logo_churn_rate"].append(_ratio(r["customers_churned"], oc))
         cols["gross_revenue_churn_rate"].append(_ratio(lost, o))
-        cols["net_revenue_retention"].append(_ratio(o - lost + r["expansion"], o))
-        cols["gross_revenue_retention"].append(_ratio(o - lost, o))
+        # revenue retained: a paused subscription's MRR is not (though it is not churn)
+        cols["net_revenue_retention"].append(_ratio(o - lost + r["expansion"] + r["paused"], o))
+        cols["gross_revenue_retention"].append(_ratio(o - lost + r["paused"], o))
     for n in names:
         table = table.append_column(n, pa.array(cols[n], pa.float64()))
     return table
@@ -732,9 +822,15 @@ def _summary(
         "window_logo_churn_rate": _ratio(churned_logos, opening_logos),
         "window_gross_revenue_churn_rate": None if churn is None else round(float(churn), 6),
         "window_net_revenue_retention": _ratio(
-            opening_sum - lost_mrr + sum(r["expansion"] for r in rows), opening_sum
+            opening_sum - lost_mrr + sum(r["expansion"] + r["paused"] for r in rows),
+            opening_sum,
         ),
-        "window_gross_revenue_retention": _ratio(opening_sum - lost_mrr, opening_sum),
+        "window_gross_revenue_retention": _ratio(
+            opening_sum - lost_mrr + sum(r["paused"] for r in rows), opening_sum
+        ),
+        "paused_mrr_rep": int(last["closing_paused"]),
+        "paused_customers": int(last["customers_paused"]),
+        "month_paused_rep": int(last["paused"]),
         "gross_margin": float(margin),
         "cltv_rep": cltv,
         "cltv_note": note,

@@ -25,6 +25,7 @@ _COLOURS = {
     "contraction": "#ef6c00",
     "churned": "#c62828",
     "usage": "#5c6bc0",
+    "paused": "#8d6e63",
 }
 
 

@@ -21,7 +21,8 @@ F  USD  graduated 8 units (5 x 10.00 + 3 x 5.00 = 65.00, 10 % off = 58.50) plus 
 G  USD  quarterly 30 seats x 10.00, downgraded to 24 seats from the April quarter
         -> contraction -2000 in April
 H  USD  monthly 40.00, paused on 10 May (invoice for May exists): zero from 10 May
-        -> churned -4000 in May
+        -> paused -4000 in May (a paused subscription is not churn; 40.00 paused MRR
+        from May on, H still a customer)
 I  USD  trialing (until 4 Jul): never counts
 
 Reporting currency USD: EUR 20000 -> 20000 / 0.92 = 21739.13 -> 21739;
@@ -43,17 +44,17 @@ EUR_REP, GBP_REP = 21739, 12658
 #: Expected movements in USD reporting minor units, per month of the window.
 EXPECTED_REPORTING = {
     "2025-01-01": dict(opening=56589, new=0, expansion=0, reactivation=0, contraction=0,
-                       churned=0, usage=0, closing=56589),
+                       churned=0, usage=0, paused=0, closing=56589),
     "2025-02-01": dict(opening=56589, new=9000, expansion=0, reactivation=0, contraction=0,
-                       churned=-5000, usage=0, closing=60589),
+                       churned=-5000, usage=0, paused=0, closing=60589),
     "2025-03-01": dict(opening=60589, new=0, expansion=5000, reactivation=0, contraction=0,
-                       churned=-EUR_REP, usage=0, closing=43850),
+                       churned=-EUR_REP, usage=0, paused=0, closing=43850),
     "2025-04-01": dict(opening=43850, new=GBP_REP, expansion=0, reactivation=7000,
-                       contraction=-2000, churned=0, usage=0, closing=61508),
+                       contraction=-2000, churned=0, usage=0, paused=0, closing=61508),
     "2025-05-01": dict(opening=61508, new=0, expansion=0, reactivation=EUR_REP, contraction=0,
-                       churned=-4000, usage=0, closing=79247),
+                       churned=0, usage=0, paused=-4000, closing=79247),
     "2025-06-01": dict(opening=79247, new=0, expansion=0, reactivation=0, contraction=0,
-                       churned=0, usage=3000, closing=82247),
+                       churned=0, usage=3000, paused=0, closing=82247),
 }  # fmt: skip
 
 #: MRR per customer at the as-of date, in its own currency's minor units.

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from hub.analytics import Metrics, metrics_from_store
 from hub.analytics.compute import sample_dates
+from tests.analytics.conftest import customer, subscription
 from tests.analytics.golden import write_golden
 from tests.analytics.scenarios import (
     AS_OF,
@@ -31,6 +32,7 @@ MOVES = (
     "contraction",
     "churned",
     "usage",
+    "paused",
     "closing",
 )
 
@@ -98,11 +100,18 @@ def test_headline_rates_arr_arpa_cltv(metrics: Metrics) -> None:
     assert s["logo_churn_rate"] == 0.0 and s["gross_revenue_churn_rate"] == 0.0
     assert s["net_revenue_retention"] == 1.0
     assert s["gross_revenue_retention"] == 1.0
-    # window: churn+contraction 5000 + 21739 + 2000 + 4000 over the six openings
+    # window: churn+contraction 5000 + 21739 + 2000 over the six openings; H's pause
+    # (-4000 in May) is not churn, and H stays a customer (a logo) while paused
     opening_sum = 56589 + 56589 + 60589 + 43850 + 61508 + 79247
-    lost = 5000 + EUR_REP + 2000 + 4000
+    lost = 5000 + EUR_REP + 2000
     assert s["window_gross_revenue_churn_rate"] == round(lost / opening_sum, 6)
-    assert s["window_logo_churn_rate"] == round(3 / (6 + 6 + 6 + 5 + 7 + 7), 6)
+    assert s["window_logo_churn_rate"] == round(2 / (6 + 6 + 6 + 5 + 7 + 8), 6)
+    assert s["window_gross_revenue_retention"] == round(1 - (lost + 4000) / opening_sum, 6)
+    assert (s["paused_mrr_rep"], s["paused_customers"], s["month_paused_rep"]) == (4000, 1, 0)
+    may = {r["month"].isoformat(): r for r in metrics.movements.to_pylist()}["2025-05-01"]
+    assert (may["customers_churned"], may["churned"], may["paused"]) == (0, 0, -4000)
+    assert may["gross_revenue_churn_rate"] == 0.0
+    assert may["gross_revenue_retention"] == round(1 - 4000 / 61508, 6)
     cltv = Fraction(11321) * Fraction("0.8") / Fraction(lost, opening_sum)
     assert s["cltv_rep"] == round(cltv)  # CLTV = recurring ARPA x margin / revenue churn
     # E's churn in February had an uncollectible invoice: involuntary
@@ -164,3 +173,57 @@ def test_identity_check_catches_a_broken_table(metrics: Metrics) -> None:
     metrics.movements = broken
     errors = metrics.identity_errors()
     assert any("2025-03-01" in e and "!= closing" in e for e in errors)
+
+
+@pytest.mark.parametrize("months", [MONTHS, 12], ids=["extra-sample", "window-sample"])
+def test_twelve_month_cohort_nrr_and_grr(store: tuple[str, Engine], months: int) -> None:
+    """Customers with recurring MRR on 2024-06-30: E (5000, its first subscription) and F
+    (58.50 by its current price, no invoices yet). Now E pays 7000 on its second
+    subscription and F 5850 recurring (its usage excluded): NRR 12850 / 10850, GRR 1.
+    The same whether 2024-06-30 is a sample of the window (12 months) or an extra one."""
+    _load(store[1])
+    m = metrics_from_store(store[1], AS_OF, months=months, reporting="USD")
+    s = m.summary
+    assert s["cohort_12m"] == {
+        "date": "2024-06-30",
+        "customers": 2,
+        "recurring_mrr_then_rep": 10850,
+        "recurring_mrr_now_rep": 12850,
+        "retained_rep": 10850,
+    }
+    assert (s["nrr_12m"], s["grr_12m"]) == (round(12850 / 10850, 6), 1.0)
+    assert s["rates_period"]["net_revenue_retention"] == "monthly"
+    assert s["rates_period"]["nrr_12m"] == "12 months"
+    assert s["currency_basis"].startswith("constant currency")
+    assert m.identity_errors() == []
+    if months == MONTHS:  # the extra sample leaves the window's figures alone
+        got = {r["month"].isoformat(): {k: r[k] for k in MOVES} for r in m.movements.to_pylist()}
+        assert got == EXPECTED_REPORTING
+
+
+def test_twelve_month_grr_caps_each_customer_and_counts_pause_as_lost(
+    store: tuple[str, Engine],
+) -> None:
+    """Expansion never lifts GRR; a customer paused now retains nothing."""
+    seat = {"kind": "per_unit", "unit_amount_minor": 1000}
+    subs = [
+        subscription("SUB-X", "CUS-X", "USD", "2024-01-01", [("SEAT", 20, seat)]),
+        subscription(
+            "SUB-Y",
+            "CUS-Y",
+            "USD",
+            "2024-01-01",
+            [("SEAT", 10, seat)],
+            status="paused",
+            updated="2025-03-05",
+        ),
+    ]
+    for entity, records in (("customer", [customer("CUS-X", "USD"), customer("CUS-Y", "USD")]),
+                            ("subscription", subs)):  # fmt: skip
+        write_golden(store[1], entity, records)
+    m = metrics_from_store(store[1], AS_OF, months=3, reporting="USD")
+    s = m.summary
+    # then X 20000 + Y 10000; now X 20000, Y paused (10000 paused MRR, not revenue)
+    assert s["cohort_12m"]["recurring_mrr_then_rep"] == 30000
+    assert (s["nrr_12m"], s["grr_12m"]) == (round(20000 / 30000, 6), round(20000 / 30000, 6))
+    assert (s["paused_mrr_rep"], s["paused_customers"]) == (10000, 1)
