@@ -4,7 +4,7 @@ consistency and unbilled periods."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hub.model import BillingPeriod, Price, PriceKind, add_months
 from hub.recon import checks
 from hub.recon.engine import connect
+from hub.recon.registry import CheckContext
 
 
 def _fields(t: pa.Table) -> dict[tuple[str, str], dict[str, Any]]:
@@ -403,3 +404,27 @@ def test_unbilled_periods_are_the_periods_nobody_billed(
         expected.add(f"sub@{following.isoformat()}")
     found = checks.unbilled_periods(connect(), subs, inv, lines, system="billing", through=through)
     assert set(found.column("key").to_pylist()) == expected
+
+
+def test_billed_through_is_the_latest_issue_date_never_after_today() -> None:
+    con = connect()
+    inv = pa.table(
+        {
+            "key": ["a", "b", "c"],
+            "issue_date": pa.array([date(2025, 6, 1), date(2025, 6, 28), date(2025, 6, 29)]),
+            "status": ["paid", "open", "void"],  # a void invoice is no sign of billing
+        }
+    )
+    con.register("stage_billing_invoice", inv)
+    ctx = CheckContext(con, {}, [], {}, ["invoice"])
+    assert ctx.billed_through("stage_billing_invoice") == date(2025, 6, 28)
+    # the result is drained: the connection takes more work
+    assert ctx.billed_through("stage_billing_invoice") == date(2025, 6, 28)
+    assert ctx.today() == datetime.now(UTC).date()
+    pinned = CheckContext(con, {}, [], {}, ["invoice"], as_of=date(2025, 1, 1))
+    assert pinned.billed_through("stage_billing_invoice") == pinned.today() == date(2025, 1, 1)
+    future = pa.table(
+        {"key": ["x"], "issue_date": pa.array([date(2999, 1, 1)]), "status": ["open"]}
+    )
+    con.register("stage_future", future)
+    assert ctx.billed_through("stage_future") == ctx.today()
