@@ -470,21 +470,22 @@ def _mrr_keys(
     sub_act = ",\n".join(
         f"""(({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps
                 OR {days[k]} > l.last_pe OR p.sub_id IS NULL))
-            OR ({served[k]} AND s.status = 'paused' AND {days[k]} >= s.changed) AS a{k}"""
+            OR (s.status = 'paused' AND {days[k]} >= s.changed AND {served[k]}) AS a{k}"""
         for k in ks
     )
     # usage counted in m{k} (its usage items' last closed periods); at most m{k}
     sub_use = ",\n".join(
-        f"""CASE WHEN ({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL
+        f"""CASE WHEN u.u{k} IS NULL THEN 0
+            WHEN ({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL
                 OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe)
-            THEN coalesce(u.u{k}, 0) ELSE 0 END AS w{k}"""
+            THEN u.u{k} ELSE 0 END AS w{k}"""
         for k in ks
     )
     # paused: the recurring MRR a paused subscription would have had (its pause date being
     # the record's last change), reported apart from MRR and churn
     sub_pause = ",\n".join(
-        f"""CASE WHEN {served[k]} AND s.status = 'paused' AND {days[k]} >= s.changed
-            THEN greatest(CASE
+        f"""CASE WHEN s.status <> 'paused' THEN 0
+            WHEN {days[k]} >= s.changed AND {served[k]} THEN greatest(CASE
                 WHEN l.v{k} THEN l.c{k}
                 WHEN l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
                     THEN coalesce(p.rate, 0)
@@ -493,7 +494,8 @@ def _mrr_keys(
     )
     sums = ", ".join(
         f"CAST(sum(m{k}) AS {t}) AS m{k}, bool_or(a{k}) AS a{k}, "
-        f"CAST(sum(greatest(least(w{k}, m{k}), 0)) AS {t}) AS x{k}, "
+        f"CAST(sum(CASE WHEN w{k} = 0 THEN 0 ELSE greatest(least(w{k}, m{k}), 0) END)"
+        f" AS {t}) AS x{k}, "
         f"CAST(sum(q{k}) AS {t}) AS q{k}"
         for k in ks
     )
