@@ -456,40 +456,29 @@ def _mrr_keys(
     usage_last = ",\n".join(f"arg_max_null(rate, pe) FILTER (pe < {d}) AS u{k}" for k, d in
                             zip(ks, days, strict=True))  # fmt: skip
     usage_sum = ", ".join(f"CAST(sum(u{k}) AS {t}) AS u{k}" for k in ks)
-    sub_mrr = ",\n".join(
-        f"""CASE WHEN {in_service[k]} THEN greatest(CASE
-                WHEN l.v{k} THEN l.c{k} + coalesce(u.u{k}, 0)
-                WHEN l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
-                    THEN coalesce(p.rate, 0) + coalesce(u.u{k}, 0)
-                ELSE 0 END, 0) ELSE 0 END AS m{k}"""
+    # per sample, evaluated once: i = in paid service by status and dates; g = not in a gap
+    # between invoiced periods (covered, or before the first / after the last); z = paused
+    # (from its pause date, the record's last change); b = the recurring part (the lines
+    # covering the sample, or the current price outside the invoiced span, 0 in a gap)
+    sub_base = ",\n".join(
+        f"""{in_service[k]} AS i{k},
+            l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
+                AS g{k},
+            s.status = 'paused' AND {days[k]} >= s.changed AND {served[k]} AS z{k},
+            CASE WHEN l.v{k} THEN l.c{k} ELSE coalesce(p.rate, 0) END AS b{k}, u.u{k}"""
         for k in ks
     )
-    # in service at each sample: paid service by status and dates, and not in a gap
-    # between invoiced periods (a usage-only subscription, which may skip invoices for a
-    # month without usage, by status and dates alone); or paused (a pause is not churn)
-    sub_act = ",\n".join(
-        f"""(({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps
-                OR {days[k]} > l.last_pe OR p.sub_id IS NULL))
-            OR (s.status = 'paused' AND {days[k]} >= s.changed AND {served[k]}) AS a{k}"""
-        for k in ks
-    )
-    # usage counted in m{k} (its usage items' last closed periods); at most m{k}
-    sub_use = ",\n".join(
-        f"""CASE WHEN u.u{k} IS NULL THEN 0
-            WHEN ({in_service[k]}) AND (l.v{k} OR l.first_ps IS NULL
-                OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe)
-            THEN u.u{k} ELSE 0 END AS w{k}"""
-        for k in ks
-    )
-    # paused: the recurring MRR a paused subscription would have had (its pause date being
-    # the record's last change), reported apart from MRR and churn
-    sub_pause = ",\n".join(
-        f"""CASE WHEN s.status <> 'paused' THEN 0
-            WHEN {days[k]} >= s.changed AND {served[k]} THEN greatest(CASE
-                WHEN l.v{k} THEN l.c{k}
-                WHEN l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
-                    THEN coalesce(p.rate, 0)
-                ELSE 0 END, 0) ELSE 0 END AS q{k}"""
+    # MRR: recurring part plus usage, in service and not in a gap, never below 0; a = in
+    # service (a usage-only subscription, which may skip invoices for a month without
+    # usage, by status and dates alone) or paused: a pause is not churn; w = the usage
+    # counted in m (its usage items' last closed periods); q = paused: the recurring MRR a
+    # paused subscription would have had, reported apart from MRR and churn
+    sub_cols = ",\n".join(
+        f"""CASE WHEN i{k} AND g{k} THEN greatest(b{k} + coalesce(u{k}, 0), 0) ELSE 0 END
+                AS m{k},
+            (i{k} AND (g{k} OR usage_only)) OR z{k} AS a{k},
+            CASE WHEN u{k} IS NOT NULL AND i{k} AND g{k} THEN u{k} ELSE 0 END AS w{k},
+            CASE WHEN z{k} AND g{k} THEN greatest(b{k}, 0) ELSE 0 END AS q{k}"""
         for k in ks
     )
     sums = ", ".join(
@@ -524,12 +513,14 @@ def _mrr_keys(
                         WHERE is_usage GROUP BY ALL)
                   GROUP BY sub_id, sku)
             GROUP BY sub_id
-        ), sub AS (
-            SELECT s.customer_id, s.currency, {sub_mrr}, {sub_act}, {sub_use}, {sub_pause}
+        ), sub0 AS (
+            SELECT s.customer_id, s.currency, p.sub_id IS NULL AS usage_only, {sub_base}
             FROM (SELECT *, CAST(updated_at AS DATE) AS changed FROM a_subs) s
             LEFT JOIN cov l ON l.sub_id = s.sub_id
             LEFT JOIN price p ON p.sub_id = s.sub_id
             LEFT JOIN used u ON u.sub_id = s.sub_id
+        ), sub AS (
+            SELECT customer_id, currency, {sub_cols} FROM sub0
         ), cc AS (
             SELECT customer_id, currency, {sums} FROM sub GROUP BY customer_id, currency
         )
