@@ -123,18 +123,7 @@ def price_leakage(
     inv, ln, it = (
         register(con, x, h) for x, h in ((invoices, "inv"), (lines, "lines"), (items, "items"))
     )
-    if tiers is None:
-        tiers = pa.table(
-            {
-                "key": pa.array([], pa.string()),
-                "item_id": pa.array([], pa.string()),
-                "tier_no": pa.array([], pa.int64()),
-                "up_to": pa.array([], pa.int64()),
-                "unit_amount_minor": pa.array([], pa.int64()),
-                "flat_amount_minor": pa.array([], pa.int64()),
-            }
-        )
-    tr = register(con, tiers, "tiers")
+    tr = register(con, _empty_tiers() if tiers is None else tiers, "tiers")
     ext = "i.external_id" if "external_id" in columns(con, inv) else "NULL"
     matched = f"""
         SELECT i.key AS invoice_key, {ext} AS external_id, i.currency, l.line_no,
@@ -327,6 +316,18 @@ def _period_amounts_sql(items: str, tiers: str) -> str:
     return f"SELECT key, CAST(sum(price_minor) AS BIGINT) amount FROM ({priced}) GROUP BY key"
 
 
+def _period_amount_join(
+    con: duckdb.DuckDBPyConnection, items: Source | None, tiers: Source | None, alias: str
+) -> tuple[str, str]:
+    """(amount expression, join) pricing one billing period of the subscription keyed by
+    ``alias``.key (``_period_amounts_sql``); ("NULL", "") without ``items``."""
+    if items is None:
+        return "NULL", ""
+    it = register(con, items, "items")
+    tr = register(con, _empty_tiers() if tiers is None else tiers, "tiers")
+    return "a.amount", f"LEFT JOIN ({_period_amounts_sql(it, tr)}) a ON a.key = {alias}.key"
+
+
 def subscription_currency(
     con: duckdb.DuckDBPyConnection,
     subscriptions: Source,
@@ -343,12 +344,7 @@ def subscription_currency(
     subscription's currency, positive; NULL without ``items``."""
     sub, cu = register(con, subscriptions, "subs"), register(con, customers, "customers")
     ext = "s.external_id" if "external_id" in columns(con, sub) else "NULL"
-    amount, join = "NULL", ""
-    if items is not None:
-        it = register(con, items, "items")
-        tr = register(con, tiers if tiers is not None else _empty_tiers(), "tiers")
-        amount = "a.amount"
-        join = f"LEFT JOIN ({_period_amounts_sql(it, tr)}) a ON a.key = s.key"
+    amount, join = _period_amount_join(con, items, tiers, "s")
     rows = f"""
         SELECT 'subscription' entity, s.key, {ext} external_id, {F.literal(system)} system,
                'broken_ref' kind, 'customer_id.currency' field,
@@ -509,12 +505,7 @@ def unbilled_periods(
     sub, inv = register(con, subscriptions, "subs"), register(con, invoices, "inv")
     has_lines = lines is not None
     ln = register(con, lines, "lines") if lines is not None else None
-    amount, join = "NULL", ""
-    if items is not None:
-        it = register(con, items, "items")
-        tr = register(con, tiers if tiers is not None else _empty_tiers(), "tiers")
-        amount = "a.amount"
-        join = f"LEFT JOIN ({_period_amounts_sql(it, tr)}) a ON a.key = p.key"
+    amount, join = _period_amount_join(con, items, tiers, "p")
     billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
     spans = f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
     if has_lines:
