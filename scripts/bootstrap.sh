@@ -18,6 +18,9 @@ fi
 # again: 19 CPU minutes instead of 15).
 "$PY" -m uv sync --frozen --quiet --compile-bytecode
 
+# The Salesforce Pub/Sub gRPC stubs are generated from the vendored proto, not committed.
+.venv/bin/python -m connectors.salesforce_pubsub.generate 2>/dev/null
+
 # The tests also need a PostgreSQL 15 server (initdb/pg_ctl) and Debian's Chromium for the
 # browser test; install them from Debian's packages when missing (root only).
 if [ "${1:-}" = "--with-test-deps" ]; then
