@@ -259,3 +259,44 @@ class Tombstone(Base):
     deleted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     recorded_at: Mapped[datetime] = _ts()
     restored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class EventInboxEntry(Base):
+    """A change event received from a system (an SAP business event, a Salesforce change
+    event), stored before it is acknowledged or its replay id is committed. Unique on
+    (system, event id), so a redelivered event stores nothing new; ``processed_at`` and
+    ``outcome`` say what the hub did with it (``ignored`` for types it does not map)."""
+
+    __tablename__ = "event_inbox"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    system: Mapped[str] = mapped_column(String(32), nullable=False)
+    event_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    entity: Mapped[str | None] = mapped_column(String(32))
+    #: one item per record the event covers: its key (an id, or an object of key fields)
+    record_keys: Mapped[list[Any]] = mapped_column(JSONType, nullable=False)
+    change_type: Mapped[str | None] = mapped_column(String(16))
+    changed_fields: Mapped[list[str] | None] = mapped_column(JSONType)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    replay_id: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = _ts()
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+    # pending events in arrival order: unprocessed first, by id
+    __table_args__ = (UniqueConstraint("system", "event_id"), Index(None, "processed_at", "id"))
+
+
+class EventReplayPosition(Base):
+    """The last replay id of a channel whose events are all in the inbox: written in the
+    same transaction as those events, so a listener restarted at any point resumes after
+    what is stored and loses nothing."""
+
+    __tablename__ = "event_replay_position"
+    system: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(255), primary_key=True)
+    replay_id: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = _ts()
