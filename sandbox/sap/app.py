@@ -15,6 +15,7 @@ from sandbox.sap.auth import AuthError, SessionManager
 from sandbox.sap.batch import parse_batch, run_batch
 from sandbox.sap.edm import Service
 from sandbox.sap.errors import NOT_ALLOWED, SapError, fault_error_body, render
+from sandbox.sap.events import EventEmitter, event_routes
 from sandbox.sap.handlers import WRITE_METHODS, Dispatcher, Op, Result, json_result
 from sandbox.sap.metadata import metadata_xml
 from sandbox.sap.repository import Repository, UnitOfWork
@@ -34,6 +35,8 @@ class SapEmulator:
         self.dispatcher = Dispatcher(self.repo, faults, settings)
         self.counter = CallCounter()
         self.services = services_for(settings.hub_id_field)
+        self.events = EventEmitter(settings.events, settings.system_id)
+        self.repo.listeners.append(self.events.publish)
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["service"]
@@ -182,6 +185,7 @@ def create_app(
         Route(PREFIX + "/{service}", emulator.endpoint, methods=methods),
         *admin_routes(faults),
         *stats_routes(emulator.counter),
+        *event_routes(emulator.events),
     ]
     app = Starlette(routes=routes)
     app.state.emulator = emulator

@@ -8,6 +8,7 @@ range. Writes go through a :class:`UnitOfWork` so a ``$batch`` changeset is all 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,7 @@ from sandbox.sap.edm import (
     to_storage,
 )
 from sandbox.sap.errors import BUSINESS, DUPLICATE, INVALID_BODY, Detail, SapError
+from sandbox.sap.events import Change, classify_commit
 from sandbox.store import DocumentStore
 
 KEY_SEP = "\x1f"
@@ -121,6 +123,9 @@ class UnitOfWork:
         return [found[k] for k in sorted(found)]
 
     def commit(self) -> None:
+        """Apply the pending writes, then tell the repository's commit listeners (the
+        business events) what changed."""
+        changes = classify_commit(self.pending, self.repo.store.get) if self.repo.listeners else []
         by_coll: dict[str, list[tuple[str, Doc]]] = {}
         deletes: list[tuple[str, str]] = []
         for (coll, key), doc in self.pending.items():
@@ -135,6 +140,11 @@ class UnitOfWork:
             self.repo.store.delete(coll, key)
             self.repo.bump(coll)
         self.pending.clear()
+        for listener in self.repo.listeners if changes else ():
+            try:
+                listener(changes)
+            except Exception:  # a listener must never undo a committed write
+                logging.getLogger(__name__).exception("commit listener failed")
 
 
 #: every stored document remembers its own id (so prefix scans can be overlaid)
@@ -153,6 +163,8 @@ class Repository:
         self.check_references = check_references
         self.clock = StampClock()
         self.lock = threading.RLock()
+        #: called with the business object changes of each commit (sandbox.sap.events)
+        self.listeners: list[Callable[[list[Change]], None]] = []
         self._versions: dict[str, int] = {}
         self._cache: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from sandbox.sap.events import EventSettings
+
 CURRENCIES = [
     "EUR",
     "USD",
@@ -98,3 +100,5 @@ class SapSettings(BaseModel):
             "movement_type": ["201", "221", "261", "281", "311", "601"],
         }
     )
+    #: business events (CloudEvents) POSTed to subscribers after each committed write
+    events: EventSettings = Field(default_factory=EventSettings)
