@@ -42,7 +42,7 @@ class Rig:
     def client(self, service: str) -> Any:
         session = requests.Session()
         session.auth = (USER, PASSWORD)
-        session.params = {"sap-client": CLIENT}  # type: ignore[assignment]
+        session.params = {"sap-client": CLIENT}
         url = f"{self.sap}/sap/opu/odata/sap/{service}/"
         token = session.get(url, headers={"X-CSRF-Token": "Fetch"}, timeout=5)
         session.headers["X-CSRF-Token"] = token.headers["x-csrf-token"]
