@@ -105,6 +105,13 @@ ORG_DEPENDENT = frozenset({CURRENCY_FIELD, *COUNTRY_CODE_FIELDS, *STATE_CODE_FIE
 #: error_code of a record refused before sending: its amounts are in another currency
 #: than the single-currency org's
 CURRENCY_MISMATCH = "CURRENCY_NOT_IN_ORG"
+#: Salesforce's Pub/Sub API (gRPC over TLS), the Change Data Capture stream's endpoint
+PUBSUB_URL = "api.pubsub.salesforce.com:7443"
+#: The most events one Subscribe call may have requested and not yet received (the API's
+#: limit: it treats anything above as 100)
+PUBSUB_MAX_BATCH = 100
+PUBSUB_URL_VARIABLE = "SALESFORCE_PUBSUB_URL"
+PUBSUB_BATCH_VARIABLE = "SALESFORCE_PUBSUB_BATCH"
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,21 @@ class SalesforceSettings:
         default=CURSOR_OVERLAP_SECONDS,
         metadata=cursor_overlap_env("SALESFORCE_CURSOR_OVERLAP_SECONDS"),
     )
+    #: Change Data Capture through the Pub/Sub API (``connectors.salesforce_pubsub``):
+    #: ``host:port`` of its gRPC endpoint and how many events a subscriber asks for at a
+    #: time (``num_requested``, 1 to 100). Read from SALESFORCE_PUBSUB_URL and
+    #: SALESFORCE_PUBSUB_BATCH by ``connectors.salesforce_pubsub.settings_from_env``: the
+    #: REST connector and its Dagster resource never use them.
+    pubsub_url: str = PUBSUB_URL
+    pubsub_batch: int = PUBSUB_MAX_BATCH
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.pubsub_batch <= PUBSUB_MAX_BATCH:
+            raise ValueError(
+                f"{PUBSUB_BATCH_VARIABLE}={self.pubsub_batch}: give 1 to {PUBSUB_MAX_BATCH} "
+                f"events per FetchRequest (the Pub/Sub API never delivers more than "
+                f"{PUBSUB_MAX_BATCH} requested events at a time)"
+            )
 
 
 def sobjects_from_mapped(objects: MappedObjects) -> dict[str, SObject]:
