@@ -73,11 +73,14 @@ def rig_factory(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         upgrade(url)
         engine = create_store_engine(url)
         engines.append(engine)
-        receiver_ctx = serve_in_thread(create_receiver(engine, ReceiverAuth(secret=SECRET)))
+        auth = ReceiverAuth(secret=SECRET, user="s4-events", password=PASSWORD)
+        receiver_ctx = serve_in_thread(create_receiver(engine, auth))
         receiver = receiver_ctx.__enter__()
         stack.append(receiver_ctx)
         settings = SapSettings(
-            events=EventSettings(subscribers=[f"{receiver}/events/sap"], secret=SECRET, **events)
+            events=EventSettings.model_validate(
+                {"subscribers": [f"{receiver}/events/sap"], "secret": SECRET, **events}
+            )
         )
         store = DocumentStore(tmp_path / f"sap{n}.sqlite")
         seed_records(store, "A_Customer", [{"Customer": "17100001", "CustomerName": "Acme"}])
@@ -205,6 +208,18 @@ def test_a_dropped_event_is_absent(rig_factory: Callable[..., Rig]) -> None:
     keys = {r.record_keys[0]["BusinessPartner"] for r in rig.inbox()}
     assert len(keys) == 10 - dropped
     assert keys < set(partners)
+
+
+def test_basic_auth_delivery_and_a_refused_credential(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(secret=None, user="s4-events", password=PASSWORD)
+    first = create_partners(rig, 1)
+    assert rig.flush()["stats"]["delivered"] == 1
+    # a wrong credential is a 4xx: not retried, counted as failed, nothing stored
+    requests.post(f"{rig.sap}/__sandbox/events", json={"password": "wrong"}, timeout=5)
+    create_partners(rig, 1)
+    stats = rig.flush()["stats"]
+    assert (stats["failed"], stats["retried"]) == (1, 0)
+    assert [r.record_keys for r in rig.inbox()] == [[{"BusinessPartner": first[0]}]]
 
 
 def test_faults_switched_at_run_time_and_retries_on_5xx(
