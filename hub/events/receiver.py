@@ -168,15 +168,19 @@ def create_receiver(
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
+        fresh = set(new)
         for row in rows:
             log.info(
                 "event %s %s %s",
                 row.event_id,
                 row.event_type,
-                "stored" if row.event_id in new else "duplicate",
+                "stored" if row.event_id in fresh else "duplicate",
             )
         if on_stored is not None and new:
-            on_stored(new)
+            try:
+                on_stored(new)
+            except Exception:  # the events are durable: acknowledge them whatever a hook does
+                log.exception("on_stored hook failed for events %s", new)
         return JSONResponse(
             {"accepted": len(rows), "stored": len(new), "duplicates": len(rows) - len(new)},
             status_code=202,
