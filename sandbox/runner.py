@@ -186,6 +186,8 @@ class Sandbox:
         self.env: dict[str, str] = {}
         self._servers: list[uvicorn.Server] = []
         self._exiting = False
+        #: the Salesforce Pub/Sub API (gRPC) emulator, while serving
+        self.pubsub: Any = None
 
     # -- preparation -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -337,6 +339,7 @@ class Sandbox:
         try:
             await self._wait_started(servers, tasks)
             await self._wait_healthy()
+            self._start_pubsub()
             env = self.environment()
             _write_env(self.dir / ENV_FILE, env)
             self.env = env  # set last: running_sandbox waits on it, then reads the file
@@ -346,9 +349,28 @@ class Sandbox:
         finally:
             self.request_exit()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.pubsub is not None:
+                await asyncio.to_thread(self.pubsub.stop)
+                self.pubsub = None
             for sock in sockets:
                 sock.close()
             self._cleanup()
+
+    def _start_pubsub(self) -> None:
+        """The Salesforce emulator's Pub/Sub API (gRPC over TLS, loopback), beside it."""
+        if "salesforce" not in self.apps or self.tls is None:
+            return
+        from sandbox.salesforce.pubsub import PubSubServer, find_emulator
+
+        try:
+            server = PubSubServer(
+                find_emulator(self.apps["salesforce"]),
+                self.tls,
+                self.config.ports.get("salesforce_pubsub", 0),
+            )
+        except OSError as exc:
+            raise SandboxError(f"salesforce Pub/Sub API: {exc}") from exc
+        self.pubsub = server.start()
 
     def request_exit(self) -> None:
         self._exiting = True
@@ -411,6 +433,8 @@ class Sandbox:
             if builder is not None:
                 env.update(builder(url, self.settings[system], self.dir))
             env[f"SANDBOX_{system.upper()}_ADMIN_URL"] = f"{url}/__sandbox"
+        if self.pubsub is not None:
+            env["SALESFORCE_PUBSUB_URL"] = self.pubsub.target
         if self.tls is not None:
             env["HUB_CA_BUNDLE"] = str(self.tls.ca_bundle)
         env["SANDBOX_DATA_DIR"] = str(self.dir)

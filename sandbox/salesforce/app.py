@@ -19,10 +19,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sandbox.faults import FaultInjectionMiddleware, FaultState, admin_routes
+from sandbox.salesforce import ids
 from sandbox.salesforce.auth import ApiBudget, OAuthError, TokenService
 from sandbox.salesforce.bulk import BulkApi
 from sandbox.salesforce.errors import ApiError, fault_error_body, not_found, retired_version
-from sandbox.salesforce.repository import Repository
+from sandbox.salesforce.pubsub_events import ChangeEventBus, change_origin, origin
+from sandbox.salesforce.pubsub_events import admin_routes as pubsub_admin_routes
+from sandbox.salesforce.repository import Repository, UnitOfWork
 from sandbox.salesforce.rest import JSON, Call, Reply, RestApi, versions
 from sandbox.salesforce.schema import org_schema
 from sandbox.salesforce.seed import convert_addresses, seed_records
@@ -46,6 +49,9 @@ class SalesforceEmulator:
         # Accounts seeded without the org's settings, put in its address shape
         convert_addresses(store, self.schema)
         self.repo = Repository(store, faults, settings.user_id)
+        # Change Data Capture: every commit publishes change events (Pub/Sub API emulator)
+        self.events = ChangeEventBus(store, self.schema, settings)
+        self.repo.listeners.append(self.events.on_commit)
         self.rest = RestApi(store, faults, settings, self.repo, self.limits, self.schema)
         self.bulk = BulkApi(store, self.repo, settings, self.schema)
         # the one Organization record, as the settings describe the org
@@ -109,22 +115,45 @@ class SalesforceEmulator:
         extra: dict[str, str] = {}
         try:
             version = self._version(request.path_params["version"])
-            self.tokens.check(request.headers.get("authorization"))
+            session = self.tokens.check(request.headers.get("authorization"))
             self.budget.charge()
             extra["Sforce-Limit-Info"] = self.budget.header()
             path = request.path_params.get("path", "").strip("/")
             parts = path.split("/") if path else []  # already percent-decoded
             body = await request.body()
             call = Call(request.method, parts, dict(request.query_params), body, version)
-            reply = await run_in_threadpool(self._dispatch, call)
+            client = _call_client(request.headers.get("sforce-call-options")) or session.client_id
+            api = "bulkapi" if parts and parts[0] == "jobs" else "rest"
+            reply = await run_in_threadpool(self._dispatch, call, origin(api, version, client))
         except ApiError as exc:
             return exc.response(extra)
         return _render(reply, extra)
 
-    def _dispatch(self, call: Call) -> Reply:
-        if call.parts and call.parts[0] == "jobs":
-            return self.bulk.handle(call)
-        return self.rest.handle(call)
+    def _dispatch(self, call: Call, change: str = "") -> Reply:
+        token = change_origin.set(change)
+        try:
+            if call.parts and call.parts[0] == "jobs":
+                return self.bulk.handle(call)
+            return self.rest.handle(call)
+        finally:
+            change_origin.reset(token)
+
+    def undelete(self, entity: str, record_id: str) -> None:
+        """Restore a deleted record from the recycle bin (an UNDELETE change event); for
+        the Pub/Sub admin route - the emulated REST API has no undelete call."""
+        obj = self.schema.sobject(entity)
+        full = ids.normalize(record_id)
+        doc = self.repo.get(obj, full) if obj is not None and full else None
+        if obj is None or full is None or doc is None or not doc.get("IsDeleted"):
+            raise LookupError(f"no deleted {entity} {record_id}")
+        with self.repo.lock:
+            uow = UnitOfWork(self.repo)
+            uow._queue(obj, full, {**doc, "IsDeleted": False})
+            token = change_origin.set(origin("soap", self.settings.api_version, ""))
+            try:
+                uow.commit()
+            finally:
+                change_origin.reset(token)
 
     def _version(self, raw: str) -> str:
         match = _VERSION.match("v" + raw)
@@ -138,6 +167,15 @@ class SalesforceEmulator:
         if number > float(self.settings.api_version):
             raise not_found()
         return match.group(1)
+
+
+def _call_client(header: str | None) -> str:
+    """The ``client`` of a ``Sforce-Call-Options`` header (``client=name, ...``)."""
+    for part in (header or "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "client":
+            return value.strip()
+    return ""
 
 
 def _basic_auth(header: str | None) -> tuple[str, str] | None:
@@ -180,6 +218,7 @@ def create_app(
         Route("/services/data/v{version}/{path:path}", emulator.api, methods=methods),
         Route("/services/data/v{version}", emulator.api, methods=methods),
         *admin_routes(faults),
+        *pubsub_admin_routes(emulator.events, emulator.undelete),
     ]
     app = Starlette(routes=routes)
     app.state.emulator = emulator

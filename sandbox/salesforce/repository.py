@@ -15,8 +15,9 @@ whole unit. Commits are serialised and stamp every record of the commit with one
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sandbox.faults import FaultState
@@ -33,6 +34,11 @@ from sandbox.salesforce.schema import (
 from sandbox.salesforce.soql import STAMP_FIELDS
 from sandbox.salesforce.values import Invalid, check_rules, coerce, format_datetime
 from sandbox.store import DocumentStore
+
+log = logging.getLogger(__name__)
+
+#: one record of a commit: (object, stored record before, record after, created)
+Change = tuple[SObjectType, dict[str, Any] | None, dict[str, Any], bool]
 
 REJECT_MESSAGE = (
     "Record rejected by validation rule Hub_Sandbox_Check: this record is blocked by "
@@ -64,6 +70,9 @@ class Repository:
         self.faults = faults
         self.user_id = user_id
         self.lock = threading.RLock()
+        #: called after every commit, under the lock, with (object, stored record before,
+        #: record after, created) per record: the Change Data Capture hook
+        self.listeners: list[Callable[[list[Change]], None]] = []
         self._last_stamp = dt.datetime.min.replace(tzinfo=dt.UTC)
         # a real org answers "SystemModstamp > X" delta polls from an index; without one
         # every incremental read would scan the object (see soql.Floor / query._candidates)
@@ -435,8 +444,10 @@ class UnitOfWork:
             stamp = repo.next_stamp()
             by_collection: dict[str, list[tuple[str, dict[str, Any]]]] = {}
             index_updates: dict[str, dict[str, dict[str, Any] | None]] = {}
+            changes: list[Change] = []
             for (name, record_id), (obj, doc) in self.docs.items():
                 before = repo.get(obj, record_id)
+                changes.append((obj, before, doc, (name, record_id) in self.created))
                 if (name, record_id) in self.created:
                     doc["CreatedDate"] = stamp
                 doc["LastModifiedDate"] = doc["SystemModstamp"] = stamp
@@ -465,6 +476,11 @@ class UnitOfWork:
                 for key, entry in entries.items():
                     if entry is not None and not entry["ids"]:
                         repo.store.delete(coll, key)
+            for listener in repo.listeners:
+                try:
+                    listener(changes)
+                except Exception:  # a change-event failure must not fail the committed write
+                    log.exception("commit listener failed")
         self.docs.clear()
         self.created.clear()
 

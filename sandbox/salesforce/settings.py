@@ -46,6 +46,18 @@ class SalesforceSettings(BaseModel):
         "BillingCountryCode/ShippingCountryCode (ISO codes the org allows) and the country "
         "text must be a country's name",
     )
+    pubsub_retention_seconds: float = Field(
+        default=72 * 3600,
+        gt=0,
+        description="Pub/Sub API: how long change events are kept (Salesforce: 72 hours); "
+        "a CUSTOM replay id older than this fails the subscription",
+    )
+    pubsub_keepalive_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Pub/Sub API: an idle subscription gets an empty FetchResponse (the "
+        "keepalive, with latest_replay_id) after this long (Salesforce: 270 s)",
+    )
     org_id: str = "00D8H0000000000UAA"
     user_id: str = "0058H0000000000QAA"
 
