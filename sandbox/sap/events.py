@@ -44,6 +44,8 @@ from sandbox.faults import ADMIN_PREFIX
 log = logging.getLogger(__name__)
 
 EventMode = Literal["structured", "binary"]
+#: seconds a worker with nothing to do waits before it ends (the next event starts one)
+IDLE_EXIT = 30.0
 
 
 class EventFaults(BaseModel):
@@ -239,6 +241,7 @@ class EventEmitter:
             self._thread.start()
 
     def _run(self) -> None:
+        idle_since = time.monotonic()
         with httpx.Client(timeout=self.settings.timeout_seconds) as client:
             while True:
                 hold = self.settings.faults.reorder_hold_seconds if self._held else 0.2
@@ -247,8 +250,13 @@ class EventEmitter:
                 except queue.Empty:
                     item = None
                 with self._lock:
-                    if self._closed and item is None and self._queue.empty():
+                    idle = item is None and not self._held and self._queue.empty()
+                    if idle and (self._closed or time.monotonic() - idle_since > IDLE_EXIT):
+                        # publish() starts a new worker (under this lock) when needed
+                        self._thread = None
                         return
+                    if not idle:
+                        idle_since = time.monotonic()
                     window = self.settings.faults.reorder_window
                     flushing = self._flush_requested > 0
                 if item is not None:
