@@ -9,6 +9,7 @@ test runs last: it drops every retained event."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from simple_salesforce import Salesforce
 
+from connectors.errors import PermanentError
 from connectors.retry import RetryPolicy
 from connectors.salesforce import SalesforceConnector, SalesforceSettings
 from connectors.salesforce_pubsub.events import ChangeEvent, channel_for
@@ -211,8 +213,12 @@ def test_flow_control_with_a_small_batch(sandbox: SandboxHandle, sf: Salesforce)
 
 
 def test_token_expiry_mid_stream_is_refreshed_without_loss_or_duplicates(
-    sandbox: SandboxHandle, sf: Salesforce, client: tuple[PubSubSubscriber, OAuthTokenProvider]
+    sandbox: SandboxHandle,
+    sf: Salesforce,
+    client: tuple[PubSubSubscriber, OAuthTokenProvider],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     subscriber, tokens = client
     sub = subscriber.subscribe(ACCOUNTS, here(sandbox))
     items = iter(sub)
@@ -224,6 +230,7 @@ def test_token_expiry_mid_stream_is_refreshed_without_loss_or_duplicates(
             seen.append(item)
             sub.ack(item.replay_id)
     logins = tokens.logins
+    old_token = subscriber.credentials().access_token
     admin(sandbox, "POST", "/faults", {"mode": "token_expiry"})  # every token expires now
     # the REST client logs in again by itself; the stream is ended by the emulator
     rest = SalesforceConnector(settings(sandbox), {})
@@ -240,6 +247,20 @@ def test_token_expiry_mid_stream_is_refreshed_without_loss_or_duplicates(
     assert [e.record_ids[0] for e in seen] == first + second  # nothing lost, nothing twice
     assert sub.token_refreshes == 1 and tokens.logins == logins + 1
     assert sub.subscriptions == 2
+    expired, fresh = old_token, subscriber.credentials().access_token
+    assert expired != fresh
+    assert expired not in caplog.text and fresh not in caplog.text
+
+
+def test_a_channel_without_change_data_capture_names_the_fix(
+    client: tuple[PubSubSubscriber, Any],
+) -> None:
+    subscriber, _ = client
+    with pytest.raises(PermanentError) as caught:
+        next(iter(subscriber.subscribe(channel_for("Nothing__c"))))
+    text = str(caught.value)
+    assert "/data/Nothing__ChangeEvent" in text and "Change Data Capture" in text
+    assert subscriber.org in text
 
 
 def test_an_expired_replay_id_raises_replay_id_expired(
