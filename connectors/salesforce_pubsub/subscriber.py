@@ -47,6 +47,7 @@ from connectors.salesforce_pubsub import pubsub_api_pb2 as pb2
 from connectors.salesforce_pubsub import pubsub_api_pb2_grpc as pb2_grpc
 from connectors.salesforce_pubsub.events import (
     ChangeEvent,
+    EventDecodeError,
     SchemaCache,
     decode_payload,
     to_change_event,
@@ -416,18 +417,8 @@ class Subscription:
                 if not response.events and response.latest_replay_id:
                     yield Keepalive(self.channel, bytes(response.latest_replay_id))
                 for consumer in response.events:
-                    event = consumer.event
-                    schema, parsed = sub.schemas.get(event.schema_id)
-                    record = decode_payload(parsed, event.payload)
                     progressed = True
-                    yield to_change_event(
-                        self.channel,
-                        bytes(consumer.replay_id),
-                        event.id,
-                        event.schema_id,
-                        schema,
-                        record,
-                    )
+                    yield self._decode(consumer)
                 # The caller has taken every event of this response: once half the batch
                 # has arrived, ask for what there is room for. ``pending`` is counted here
                 # (requested minus delivered), not taken from the response's
@@ -447,6 +438,23 @@ class Subscription:
             if self._call is not None:
                 self._call.cancel()
                 self._call = None
+
+    def _decode(self, consumer: Any) -> ChangeEvent:
+        event = consumer.event
+        schema, parsed = self.subscriber.schemas.get(event.schema_id)
+        try:
+            record = decode_payload(parsed, event.payload)
+            return to_change_event(
+                self.channel, bytes(consumer.replay_id), event.id, event.schema_id, schema, record
+            )
+        except EventDecodeError as exc:
+            raise PermanentError(
+                SYSTEM,
+                f"{self.channel} (org {self.subscriber.org}): event {event.id} (replay id "
+                f"{bytes(consumer.replay_id).hex()}) does not decode with its schema "
+                f"{event.schema_id}: {exc}. Nothing after it is acknowledged; the poll reads "
+                "the records meanwhile. Report the event id with the schema.",
+            ) from None
 
     def _classify(self, exc: grpc.RpcError, start: Replay, progressed: bool) -> Exception:
         code = exc.code()
@@ -484,6 +492,12 @@ class Subscription:
                 f"{where}: subscribing was refused ({said}). Give the integration user API "
                 "Enabled and View All (or View All Data) on the object, and select the "
                 "object for Change Data Capture in Setup.",
+            )
+        if code == grpc.StatusCode.NOT_FOUND and "schema" in f"{error_code} {detail}".lower():
+            return PermanentError(
+                SYSTEM,
+                f"{where}: the Pub/Sub API has no schema for an event of the channel ({said}). "
+                "Subscribe again: events published with a retired schema cannot be decoded.",
             )
         if code == grpc.StatusCode.NOT_FOUND:
             return PermanentError(

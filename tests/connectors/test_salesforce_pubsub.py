@@ -677,3 +677,21 @@ def test_an_untrusted_server_is_not_trusted(
     ):
         list(client.subscribe("/data/AccountChangeEvent", Replay.earliest()))
     assert "HUB_CA_BUNDLE" in str(caught.value)
+
+
+def test_an_event_that_does_not_decode_stops_with_its_ids(bus: tuple[Bus, str], tls: Any) -> None:
+    state, url = bus
+    state.publish(2)
+    broken = pb2.ProducerEvent(id="bad-event", schema_id="s1", payload=b"\x02\x00")
+    state.events.append(pb2.ConsumerEvent(event=broken, replay_id=replay(2)))
+    client, _ = subscriber(state, url, tls)
+    seen: list[bytes] = []
+    with client, pytest.raises(PermanentError) as caught:
+        sub = client.subscribe("/data/AccountChangeEvent", Replay.earliest())
+        for item in sub:
+            if isinstance(item, ChangeEvent):
+                seen.append(item.replay_id)
+                sub.ack(item.replay_id)
+    assert seen == [replay(0), replay(1)]
+    text = str(caught.value)
+    assert "bad-event" in text and replay(2).hex() in text and "/data/AccountChangeEvent" in text
