@@ -49,7 +49,7 @@ from sandbox.salesforce.pubsub_events import (
     decode_replay,
     encode_replay,
 )
-from sandbox.server import LOOPBACK, TLSFiles
+from sandbox.server import LOOPBACK, TLSFiles, free_port
 
 MAX_NUM_REQUESTED = 100
 AUTH_ERROR = "sfdc.platform.eventbus.grpc.service.auth.error"
@@ -349,9 +349,21 @@ class PubSubServer:
         credentials = grpc.ssl_server_credentials(
             [(tls.keyfile.read_bytes(), tls.certfile.read_bytes())]
         )
-        self.port = self.server.add_secure_port(f"{LOOPBACK}:{port}", credentials)
+        self.port = 0
+        # like the HTTP emulators, a port below the ephemeral range (see server.free_port)
+        for _ in range(1 if port else 20):
+            try:
+                self.port = self.server.add_secure_port(
+                    f"{LOOPBACK}:{port or free_port()}", credentials
+                )
+            except RuntimeError:
+                self.port = 0
+            if self.port:
+                break
         if not self.port:
-            raise OSError(f"cannot listen on {LOOPBACK}:{port} for the Pub/Sub API")
+            raise OSError(
+                f"cannot listen on {LOOPBACK}:{port or 'a free port'} for the Pub/Sub API"
+            )
 
     @property
     def target(self) -> str:

@@ -26,7 +26,8 @@ from connectors.salesforce_pubsub import pubsub_api_pb2_grpc as pb2_grpc
 from sandbox.faults import FaultState
 from sandbox.salesforce import SalesforceSettings, create_app
 from sandbox.salesforce.pubsub import serve_pubsub
-from sandbox.salesforce.pubsub_schema import decode_bitmap
+from sandbox.salesforce.pubsub_schema import channel_schema, decode_bitmap, encode_bitmap
+from sandbox.salesforce.schema import DEFAULT_SCHEMA
 from sandbox.server import TLSFiles, serve_in_thread
 from sandbox.store import DocumentStore
 from tests.sandbox.salesforce.conftest import Org, bulk2, rest, sobject
@@ -221,6 +222,34 @@ def test_get_topic_and_schema(ps: PubSubOrg) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     sub = ps.subscribe("/data/NopeChangeEvent")
     assert sub.error().code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_bitmaps_use_the_schema_positions() -> None:
+    channel = channel_schema(DEFAULT_SCHEMA.objects["account"])
+    name, city = channel.position("Name"), channel.position("BillingAddress")
+    bitmap = encode_bitmap(channel, {"Name", "LastModifiedDate", "BillingAddress.City"})
+    top = 1 << name | 1 << channel.position("LastModifiedDate")
+    # bit i of the first entry is top-level field i (the header is 0); City is the
+    # second sub-field of the address at position `city`
+    assert bitmap[0].startswith("0x") and int(bitmap[0], 16) == top
+    assert bitmap[1:] == [f"{city}-0x02"]
+    assert set(decode_bitmap(channel.schema, bitmap)) == {
+        "Name",
+        "LastModifiedDate",
+        "BillingAddress.City",
+    }
+    contact = channel_schema(DEFAULT_SCHEMA.objects["contact"])
+    names = [f["name"] for f in contact.schema["fields"]]
+    assert "FirstName" not in names and "Name" in names
+    assert decode_bitmap(contact.schema, encode_bitmap(contact, {"Name.LastName"})) == [
+        "Name.LastName"
+    ]
+
+
+def test_a_subscription_cannot_change_its_topic(ps: PubSubOrg) -> None:
+    sub = ps.subscribe()
+    sub.requests.put(pb2.FetchRequest(topic_name="/data/ContactChangeEvent", num_requested=1))
+    assert sub.error().code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # -- events for writes ---------------------------------------------------------------------
@@ -451,6 +480,7 @@ def test_auth_refresh_keeps_the_stream_open(
 ) -> None:
     ps = pubsub_factory(token_ttl_seconds=2)
     sub = ps.subscribe()
+    unrefreshed = ps.subscribe()
     ps.settle()
     sub.requests.put(pb2.FetchRequest(auth_refresh=ps.org.token(), num_requested=0))
     time.sleep(1.0)
@@ -459,6 +489,8 @@ def test_auth_refresh_keeps_the_stream_open(
     sobject(ps.org.client(), "Account").create({"Name": "Still here"})
     [event] = sub.events(1)
     assert ps.decode(event)["Name"] == "Still here"
+    # the stream whose token was never refreshed ended when the token's TTL ran out
+    assert unrefreshed.error().code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 # -- injected events -----------------------------------------------------------------------
