@@ -114,6 +114,41 @@ PUBSUB_URL_VARIABLE = "SALESFORCE_PUBSUB_URL"
 PUBSUB_BATCH_VARIABLE = "SALESFORCE_PUBSUB_BATCH"
 
 
+def parse_pubsub_batch(raw: str) -> int | None:
+    """``SALESFORCE_PUBSUB_BATCH``: a whole number from 1 to 100; blank: the default."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= PUBSUB_MAX_BATCH:
+        raise ValueError(
+            f"{PUBSUB_BATCH_VARIABLE}={raw!r}: give a whole number of events from 1 to "
+            f"{PUBSUB_MAX_BATCH} (the Pub/Sub API never has more than {PUBSUB_MAX_BATCH} "
+            "requested events outstanding)"
+        )
+    return value
+
+
+def parse_pubsub_url(raw: str) -> str | None:
+    """``SALESFORCE_PUBSUB_URL``: ``host:port`` (an ``https://`` prefix is tolerated)."""
+    text = raw.strip()
+    if not text:
+        return None
+    for scheme in ("https://", "grpcs://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.rstrip("/")
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or "/" in text:
+        raise ValueError(
+            f"{PUBSUB_URL_VARIABLE}={raw!r}: give host:port of the Pub/Sub API, e.g. {PUBSUB_URL}"
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class OrgShape:
     """How one sObject looks in the live org (from its describe), and so how the
@@ -199,11 +234,24 @@ class SalesforceSettings:
     )
     #: Change Data Capture through the Pub/Sub API (``connectors.salesforce_pubsub``):
     #: ``host:port`` of its gRPC endpoint and how many events a subscriber asks for at a
-    #: time (``num_requested``, 1 to 100). Read from SALESFORCE_PUBSUB_URL and
-    #: SALESFORCE_PUBSUB_BATCH by ``connectors.salesforce_pubsub.settings_from_env``: the
-    #: REST connector and its Dagster resource never use them.
-    pubsub_url: str = PUBSUB_URL
-    pubsub_batch: int = PUBSUB_MAX_BATCH
+    #: time (``num_requested``, 1 to 100). Only the change-event subscriber (``hub listen``)
+    #: uses them; the REST connector ignores them.
+    pubsub_url: str = field(
+        default=PUBSUB_URL,
+        metadata=env_var(
+            PUBSUB_URL_VARIABLE,
+            parse=parse_pubsub_url,
+            doc=f"host:port of the Salesforce Pub/Sub API (gRPC, TLS; default {PUBSUB_URL})",
+        ),
+    )
+    pubsub_batch: int = field(
+        default=PUBSUB_MAX_BATCH,
+        metadata=env_var(
+            PUBSUB_BATCH_VARIABLE,
+            parse=parse_pubsub_batch,
+            doc=f"events a change-event subscriber requests at a time (1 to {PUBSUB_MAX_BATCH})",
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.pubsub_batch <= PUBSUB_MAX_BATCH:

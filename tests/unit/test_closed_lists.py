@@ -47,6 +47,8 @@ ARCHITECTURE_VARIABLES = {
         "HUB_HTTP_TIMEOUT",
         "SALESFORCE_BULK_POLL_SECONDS",  # the hub's own tuning knob, documented in the README
         "SALESFORCE_CURSOR_OVERLAP_SECONDS",  # tuning knobs, in docs/operations.md
+        "SALESFORCE_PUBSUB_URL",  # the change-event listener's endpoint, in docs/operations.md
+        "SALESFORCE_PUBSUB_BATCH",  # the hub's own tuning knob, in docs/operations.md
     },
     "sap": {
         "SAP_ODATA_URL",
