@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, inspect, or_, select, update
+from sqlalchemy import and_, delete, event, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 # conflict findings belong to the findings repository; re-exported for older callers
@@ -360,6 +360,13 @@ class BatchRows:
         self.fps: dict[tuple[str, str], Fingerprint] = {}  # (system slot, hub id) -> row
         self.pending: dict[tuple[str, str], list[OutboxEntry]] = {}
         self.open: set[tuple[str, str, str]] = set()  # (system, direction, external key)
+        #: new pending pushes of this batch, as plain rows: written with one executemany
+        #: (:meth:`write`) before the session next executes a statement or commits.
+        #: Why not ORM objects: the outbox's autoincrement key makes the unit of work
+        #: insert them one statement per row on SQLite (it must read each id back), and an
+        #: initial load queues a push per record read.
+        self.new_pending: dict[tuple[str, str], dict[str, Any]] = {}
+        self._hooked = False  # registered with the session (_write_buffers_of)
         self.extend(hub_ids, external_ids)
 
     def extend(
@@ -525,20 +532,43 @@ class BatchRows:
             enqueue(self.session, system, self.entity, hub_id, payload, fp)
             return
         rows = self.pending.get((system, hub_id))
-        if not rows:
-            row = OutboxEntry(
-                system=system, entity=self.entity, hub_id=hub_id, payload=payload, fingerprint=fp
-            )
-            self.session.add(row)
-            self.pending[(system, hub_id)] = [row]
-        elif rows[0].fingerprint != fp:
-            rows[0].payload, rows[0].fingerprint, rows[0].updated_at = payload, fp, utcnow()
+        if rows:
+            if rows[0].fingerprint != fp:
+                rows[0].payload, rows[0].fingerprint, rows[0].updated_at = payload, fp, utcnow()
+            return
+        self._hook()
+        self.new_pending[(system, hub_id)] = {
+            "system": system, "entity": self.entity, "hub_id": hub_id, "payload": payload,
+            "fingerprint": fp, "status": "pending",
+        }  # fmt: skip
+
+    def _hook(self) -> None:
+        """Have the session write this buffer before it runs any other statement (so
+        every query in the transaction sees the rows) and before it commits."""
+        if not self._hooked:
+            _write_buffers_of(self.session).append(self)
+            self._hooked = True
+
+    def write(self) -> None:
+        """Insert the buffered pending pushes (one executemany), oldest plan first."""
+        if not self.new_pending:
+            return
+        rows, self.new_pending = list(self.new_pending.values()), {}
+        now = utcnow()
+        for row in rows:
+            row["created_at"] = row["updated_at"] = now
+        # on the session's connection, not session.execute: no ORM event, no autoflush
+        self.session.connection().execute(insert(OutboxEntry), rows)
+        # rows loaded later (another batch) come from the table; these are settled
+        for row in rows:
+            self.pending.pop((row["system"], row["hub_id"]), None)
 
     def drop_pending(self, system: str, hub_id: str) -> None:
         """As :func:`drop_pending`."""
         if hub_id not in self.hub_ids:
             drop_pending(self.session, system, self.entity, hub_id)
             return
+        self.new_pending.pop((system, hub_id), None)
         for row in self.pending.pop((system, hub_id), []):
             _discard(self.session, row)
 
@@ -556,6 +586,34 @@ class BatchRows:
             return
         self.open.discard(key)
         release_quarantine(self.session, system, self.entity, external_key, direction)
+
+
+_BUFFERS = "hub.repo.write_buffers"
+
+
+def _write_buffers_of(session: Session) -> list[BatchRows]:
+    """The BatchRows of ``session``'s transaction holding unwritten rows; the session's
+    hooks (installed once per session) write them before any statement it executes and
+    before it commits, and forget them when its transaction ends."""
+    buffers: list[BatchRows] | None = session.info.get(_BUFFERS)
+    if buffers is None:
+        buffers = session.info[_BUFFERS] = []
+
+        def write_all(*_: Any) -> None:
+            for rows in buffers:
+                rows.write()
+
+        def forget(_: Session, transaction: Any) -> None:
+            if transaction.parent is None:  # not a flush's or savepoint's inner one
+                for rows in buffers:
+                    rows.new_pending.clear()
+                    rows._hooked = False
+                buffers.clear()
+
+        event.listen(session, "do_orm_execute", write_all)
+        event.listen(session, "before_commit", write_all)
+        event.listen(session, "after_transaction_end", forget)
+    return buffers
 
 
 #: Keys per IN list: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.

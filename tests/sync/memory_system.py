@@ -22,6 +22,7 @@ class MemorySystem:
         self.write_calls = 0
         self.reject: set[str] = set()
         self.fail_writes = 0
+        self.page = 2  # records per batch read: small, so batch edges are exercised
 
     def entities(self) -> Sequence[str]:
         return ["customer"]
@@ -38,8 +39,8 @@ class MemorySystem:
         changed = sorted(
             (r for r in self.rows.values() if r["_seq"] > since), key=lambda r: r["_seq"]
         )
-        for i in range(0, len(changed), 2):
-            page = changed[i : i + 2]
+        for i in range(0, len(changed), self.page):
+            page = changed[i : i + self.page]
             yield Batch(
                 [{k: v for k, v in r.items() if k != "_seq"} for r in page], str(page[-1]["_seq"])
             )
