@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from app.cli.deletes import outbox_app, print_held, tombstones_app
+from app.cli.listen import listen
 from app.cli.mappings import mappings_app
 from app.cli.metrics import metrics
 from app.cli.options import entity_option, system_option
@@ -42,6 +43,7 @@ COMMAND_ORDER = (
     "mappings",
     "systems",
     "sync",
+    "listen",
     "reconcile",
     "findings",
     "resync",
@@ -79,6 +81,7 @@ app.command("reconcile")(reconcile)
 app.command("findings")(findings)
 app.command("resync")(resync)
 app.command("metrics")(metrics)
+app.command("listen")(listen)
 
 sandbox_app: typer.Typer | None
 try:  # the sandbox is a development tool: the production wheel does not ship it
