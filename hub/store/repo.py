@@ -10,7 +10,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, event, insert, inspect, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    event,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 # conflict findings belong to the findings repository; re-exported for older callers
@@ -357,7 +370,7 @@ class BatchRows:
         self.covered: set[tuple[str, str]] = set()
         self.xrefs: dict[str, dict[str, Xref]] = {}  # hub id -> system -> row
         self.holders: dict[tuple[str, str], Xref] = {}  # (system, external id) -> row
-        self.fps: dict[tuple[str, str], Fingerprint] = {}  # (system slot, hub id) -> row
+        self.fps: dict[tuple[str, str], str] = {}  # (system slot, hub id) -> fingerprint
         self.pending: dict[tuple[str, str], list[OutboxEntry]] = {}
         self.open: set[tuple[str, str, str]] = set()  # (system, direction, external key)
         #: new pending pushes of this batch, as plain rows: written with one executemany
@@ -366,6 +379,10 @@ class BatchRows:
         #: insert them one statement per row on SQLite (it must read each id back), and an
         #: initial load queues a push per record read.
         self.new_pending: dict[tuple[str, str], dict[str, Any]] = {}
+        #: fingerprints set (upserted) and forgotten (deleted) in this batch, written with
+        #: the pushes: one executemany each, not an ORM object per row
+        self.fp_writes: dict[tuple[str, str], str] = {}
+        self.fp_deletes: set[tuple[str, str]] = set()
         self._hooked = False  # registered with the session (_write_buffers_of)
         self.extend(hub_ids, external_ids)
 
@@ -382,12 +399,12 @@ class BatchRows:
                 select(Xref).where(Xref.entity == entity, Xref.hub_id.in_(chunk))
             ):
                 self._hold(x)
-            for f in session.scalars(
-                select(Fingerprint).where(
+            for slot, hub_id, fp in session.execute(
+                select(Fingerprint.system, Fingerprint.hub_id, Fingerprint.fingerprint).where(
                     Fingerprint.entity == entity, Fingerprint.hub_id.in_(chunk)
                 )
             ):
-                self.fps[(f.system, f.hub_id)] = f
+                self.fps[(slot, hub_id)] = fp
             for o in session.scalars(
                 select(OutboxEntry)
                 .where(
@@ -469,9 +486,10 @@ class BatchRows:
         ``system``, so the next plan creates it anew. Returns the forgotten id."""
         self.extend([hub_id])
         for slot in slots:
-            fp = self.fps.pop((slot, hub_id), None)
-            if fp is not None:
-                _discard(self.session, fp)
+            if self.fps.pop((slot, hub_id), None) is not None:
+                self.fp_writes.pop((slot, hub_id), None)
+                self.fp_deletes.add((slot, hub_id))
+                self._hook()
         self.drop_pending(system, hub_id)
         row = self.xrefs.get(hub_id, {}).get(system)
         if row is None:
@@ -497,21 +515,19 @@ class BatchRows:
         """As :func:`fingerprints_for` for one record."""
         if hub_id not in self.hub_ids:
             return fingerprints_for(self.session, system, self.entity, [hub_id]).get(hub_id)
-        row = self.fps.get((system, hub_id))
-        return row.fingerprint if row is not None else None
+        return self.fps.get((system, hub_id))
 
     def set_fingerprint(self, system: str, hub_id: str, fp: str) -> None:
         """As :func:`set_fingerprint`."""
         if hub_id not in self.hub_ids:
             set_fingerprint(self.session, system, self.entity, hub_id, fp)
             return
-        row = self.fps.get((system, hub_id))
-        if row is None:
-            row = Fingerprint(system=system, entity=self.entity, hub_id=hub_id, fingerprint=fp)
-            self.session.add(row)
-            self.fps[(system, hub_id)] = row
-        elif row.fingerprint != fp:
-            row.fingerprint, row.updated_at = fp, utcnow()
+        key = (system, hub_id)
+        if self.fps.get(key) == fp:
+            return
+        self.fps[key] = self.fp_writes[key] = fp
+        self.fp_deletes.discard(key)
+        self._hook()
 
     # -- outbox ---------------------------------------------------------------------------
     def enqueue(
@@ -550,18 +566,35 @@ class BatchRows:
             self._hooked = True
 
     def write(self) -> None:
-        """Insert the buffered pending pushes (one executemany), oldest plan first."""
-        if not self.new_pending:
+        """Write what the batch buffered: fingerprints forgotten and set, then the new
+        pending pushes (oldest plan first) - one executemany each, on the session's
+        connection (not session.execute: no ORM event, no autoflush)."""
+        if not (self.new_pending or self.fp_writes or self.fp_deletes):
             return
-        rows, self.new_pending = list(self.new_pending.values()), {}
-        now = utcnow()
-        for row in rows:
-            row["created_at"] = row["updated_at"] = now
-        # on the session's connection, not session.execute: no ORM event, no autoflush
-        self.session.connection().execute(insert(OutboxEntry), rows)
-        # rows loaded later (another batch) come from the table; these are settled
-        for row in rows:
-            self.pending.pop((row["system"], row["hub_id"]), None)
+        conn, now, entity = self.session.connection(), utcnow(), self.entity
+        if self.fp_deletes:
+            gone, self.fp_deletes = sorted(self.fp_deletes), set()
+            conn.execute(
+                delete(Fingerprint).where(
+                    Fingerprint.system == bindparam("s"),
+                    Fingerprint.entity == entity,
+                    Fingerprint.hub_id == bindparam("h"),
+                ),
+                [{"s": slot, "h": hub_id} for slot, hub_id in gone],
+            )
+        if self.fp_writes:
+            fps, self.fp_writes = self.fp_writes, {}
+            rows = [
+                {"system": slot, "entity": entity, "hub_id": hub_id, "fingerprint": fp,
+                 "updated_at": now}
+                for (slot, hub_id), fp in fps.items()
+            ]  # fmt: skip
+            upsert(conn, Fingerprint, rows, ["system", "entity", "hub_id"])
+        if self.new_pending:
+            rows, self.new_pending = list(self.new_pending.values()), {}
+            for row in rows:
+                row["created_at"] = row["updated_at"] = now
+            conn.execute(insert(OutboxEntry), rows)
 
     def drop_pending(self, system: str, hub_id: str) -> None:
         """As :func:`drop_pending`."""
@@ -589,6 +622,18 @@ class BatchRows:
 
 
 _BUFFERS = "hub.repo.write_buffers"
+
+
+def upsert(conn: Connection, model: type[Any], rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """Insert ``rows``, or update every other given column where ``keys`` exist already:
+    one ``INSERT ... ON CONFLICT DO UPDATE`` executemany (SQLite and PostgreSQL alike)."""
+    insert_of = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_of(model.__table__)
+    changed = [c for c in rows[0] if c not in keys]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=keys, set_={c: getattr(stmt.excluded, c) for c in changed}
+    )
+    conn.execute(stmt, rows)
 
 
 def _write_buffers_of(session: Session) -> list[BatchRows]:
