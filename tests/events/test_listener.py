@@ -300,20 +300,55 @@ def test_an_echo_of_the_hubs_own_write_causes_no_write(rig: Rig, sf: Salesforce)
 
 
 def test_an_expired_replay_id_falls_back_to_the_poll_and_says_so(
-    rig: Rig, caplog: pytest.LogCaptureFixture
+    rig: Rig, sf: Salesforce, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from connectors.salesforce_pubsub.subscriber import ReplayIdExpired
-
-    caplog.set_level(logging.WARNING, logger="hub.listen")
-    channel = "/data/AccountChangeEvent"
-    before = rig.listener.totals.gaps
-    rig.listener._gap(channel, "customer", str(ReplayIdExpired(channel, b"\x01", "org")))
-    wait_for(lambda: rig.listener.totals.gaps > before, 5, "the gap counted")
-    wait_for(
-        lambda: any("gap poll ran" in r.getMessage() for r in caplog.records), 10, "the poll ran"
+    """The Account subscription has acknowledged an event; every retained event then
+    expires and the stream ends (every token expires): resubscribing after the
+    acknowledged replay id is refused, so the listener says the poll closes the gap, runs
+    it (the change made meanwhile arrives through it) and subscribes again from LATEST."""
+    caplog.set_level(logging.INFO, logger="hub.listen")
+    hub_id, other = customers(rig)[-1], customers(rig)[0]
+    sf.restful(
+        f"sobjects/Account/{rig.salesforce_id(other)}", method="PATCH", json={"Phone": "+1 555"}
     )
-    assert any("the customer poll closes the gap" in r.getMessage() for r in caplog.records)
-    assert any(r.polled and r.entity == "customer" for r in rig.reports)
+    wait_for(
+        lambda: any("stored (replay" in r.getMessage() for r in caplog.records), 10, "an event"
+    )
+    gaps, reports = rig.listener.totals.gaps, len(rig.reports)
+    sf_admin(rig, "POST", "/pubsub/expire", {"older_than_seconds": 0})
+    sf_admin(rig, "POST", "/faults", {"mode": "token_expiry"})
+    wait_for(lambda: rig.listener.totals.gaps > gaps, 10, "the expired replay id noticed")
+    wait_for(
+        lambda: any(r.polled and r.entity == "customer" for r in rig.reports[reports:]),
+        15,
+        "the gap poll",
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "replay id expired" in m and "the customer poll closes the gap" in m for m in messages
+    )
+    assert any("gap poll ran" in m for m in messages)
+    wait_for(
+        lambda: any(
+            "/data/AccountChangeEvent: subscribed LATEST" in r.getMessage() for r in caplog.records
+        ),
+        5,
+        "subscribed again from LATEST",
+    )
+    # and the listener goes on: a change after the gap arrives as an event (a client
+    # logged in again: the fault expired every token)
+    connector = SalesforceConnector(settings_from_env(rig.env), {})
+    connector._client().restful(
+        f"sobjects/Account/{rig.salesforce_id(hub_id)}",
+        method="PATCH",
+        json={"Name": "After Gap AG"},
+    )
+    wait_for(
+        lambda: (rig.read("sap", hub_id) or {}).get("CustomerFullName") == "After Gap AG",
+        10,
+        "a change after the gap in SAP",
+    )
+    connector.close()
 
 
 def test_listener_settings_keep_secrets_out_of_repr(tmp_path: Path) -> None:
