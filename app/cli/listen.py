@@ -149,6 +149,7 @@ class Listener:
         self.totals = Totals()
         self.threads: list[threading.Thread] = []
         self.subscriptions: dict[str, Subscription] = {}
+        self._positions: dict[str, bytes] = {}
         self._server: Any = None
         self._subscriber: PubSubSubscriber | None = None
         self._tokens: OAuthTokenProvider | None = None
@@ -230,7 +231,14 @@ class Listener:
     def _start_replay(self, channel: str) -> Replay:
         with self.store.connect() as conn:
             stored = replay_position(conn, SALESFORCE, channel)
-        return Replay.after(replay_id_bytes(stored)) if stored else Replay.latest()
+        if stored:
+            return Replay.after(replay_id_bytes(stored))
+        log.info(
+            "%s: no stored replay id, subscribing from LATEST (changes made before now reach "
+            "the hub through the poll)",
+            channel,
+        )
+        return Replay.latest()
 
     def _channel(self, channel: str, entity: str) -> None:
         assert self._subscriber is not None
@@ -247,7 +255,12 @@ class Listener:
                         self._store_change(channel, entity, item)
                         sub.ack(item.replay_id)
                     elif isinstance(item, Keepalive) and item.latest_replay_id:
-                        self._store_position(channel, item.latest_replay_id)
+                        # every event given so far is stored: the stream's position is
+                        # this channel's progress (a restart resumes here, not at LATEST)
+                        if item.latest_replay_id != self._positions.get(channel):
+                            self._store_position(channel, item.latest_replay_id)
+                            self._positions[channel] = item.latest_replay_id
+                        sub.ack(item.latest_replay_id)
                 return
             except ReplayIdExpired as exc:
                 self._gap(channel, entity, f"replay id expired ({exc})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,24 +86,28 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "") ->
         time.sleep(0.1)
 
 
-def sap_set_tax_id(rig: Rig, number: str, tax_id: str) -> None:
+def sap_set_tax_id(env: Mapping[str, str], number: str, tax_id: str) -> None:
     """A user in S/4 changes a customer's tax id (the business partner's tax number, with
     its ETag, as OData wants): SAP owns the tax id."""
-    env = rig.env
     session = requests.Session()
     session.auth = (env["SAP_USER"], env["SAP_PASSWORD"])
     session.params = {"sap-client": env.get("SAP_CLIENT", "100")}
     base = env["SAP_ODATA_URL"].rstrip("/") + "/sap/opu/odata/sap/API_BUSINESS_PARTNER/"
     token = session.get(base, headers={"X-CSRF-Token": "Fetch"}, timeout=5)
     session.headers["X-CSRF-Token"] = token.headers["x-csrf-token"]
-    found = session.get(
+    numbers = session.get(
         f"{base}A_BusinessPartnerTaxNumber",
         params={"$filter": f"BusinessPartner eq '{number}'", "$format": "json"},
         timeout=5,
-    ).json()["d"]["results"][0]
+    ).json()["d"]["results"]
+    if numbers:
+        found, values = numbers[0], {"BPTaxNumber": tax_id, "BPTaxLongNumber": tax_id}
+    else:  # no tax number record: the customer's own field
+        found = session.get(f"{base}A_Customer('{number}')?$format=json", timeout=5).json()["d"]
+        values = {"TaxNumber1": tax_id}
     response = session.patch(
         found["__metadata"]["uri"],
-        json={"BPTaxNumber": tax_id, "BPTaxLongNumber": tax_id},
+        json=values,
         headers={"If-Match": found["__metadata"]["etag"]},
         timeout=5,
     )
@@ -224,7 +228,7 @@ def test_an_account_renamed_in_salesforce_reaches_sap_through_the_listener(
 def test_a_sap_customer_change_reaches_salesforce(rig: Rig) -> None:
     hub_id = customers(rig)[1]
     number = rig.sap_number(hub_id)
-    sap_set_tax_id(rig, number, "DE999888777")
+    sap_set_tax_id(rig.env, number, "DE999888777")
     flush_sap(rig)
     wait_for(
         lambda: (rig.read("salesforce", hub_id) or {}).get("Tax_Id__c") == "DE999888777",
@@ -240,7 +244,7 @@ def test_duplicate_and_out_of_order_sap_events_apply_once(rig: Rig) -> None:
     try:
         before = len(rig.reports)
         for n in range(3):
-            sap_set_tax_id(rig, number, f"DE00000000{n}")
+            sap_set_tax_id(rig.env, number, f"DE00000000{n}")
         flush_sap(rig)
     finally:
         httpx.delete(rig.env["SAP_ODATA_URL"].rstrip("/") + "/__sandbox/events", timeout=5)
@@ -270,7 +274,7 @@ def test_a_salesforce_delete_tombstones_and_is_not_resurrected(rig: Rig, sf: Sal
     with session_factory(rig.store)() as s:
         assert s.get(Tombstone, ("customer", hub_id)) is not None
     # a later SAP change of the same customer does not bring it back
-    sap_set_tax_id(rig, rig.sap_number(hub_id), "DE111111111")
+    sap_set_tax_id(rig.env, rig.sap_number(hub_id), "DE111111111")
     flush_sap(rig)
     time.sleep(1.5)
     golden = rig.golden(hub_id)
