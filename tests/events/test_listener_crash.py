@@ -1,7 +1,7 @@
 """`hub listen` SIGKILLed at random points: every change is applied exactly once.
 
 One sandbox, one hub store and a chain of `hub listen` subprocesses serve the module. Each
-seed makes three changes (two Account renames in Salesforce, one tax id in SAP) while the
+seed makes two changes (an Account rename in Salesforce, a tax id in SAP) while the
 running listener is killed with SIGKILL at a random moment (before, during or after the
 changes, possibly mid-transaction or mid-push), then starts a new listener and waits. The
 final state must be what a run without the kill gives: every system holds every change,
@@ -64,6 +64,7 @@ class Chain:
     starts: int = 0
     sf: Any = None
     expected: dict[str, dict[str, str]] = field(default_factory=dict)
+    readers: dict[str, Any] | None = None
 
     def start(self) -> None:
         self.starts += 1
@@ -147,6 +148,8 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
                 finally:
                     chain.kill()
             chain.sf.close()
+            for reader in (chain.readers or {}).values():
+                reader.close()
 
 
 def _positions(store: Engine) -> int:
@@ -155,18 +158,15 @@ def _positions(store: Engine) -> int:
 
 
 def _settled(chain: Chain) -> bool:
-    connectors = {s: connect(s, chain.env) for s in ("sap", "billing", "salesforce")}
-    try:
-        for hub_id, want in chain.expected.items():
-            for system, (name, value) in _fields(want).items():
-                got = {}
-                for batch in connectors[system].read_by_keys("customer", [hub_id]):
-                    got = batch.records[0] if batch.records else {}
-                if got.get(name) != value:
-                    return False
-    finally:
-        for c in connectors.values():
-            c.close()
+    if chain.readers is None:
+        chain.readers = {s: connect(s, chain.env) for s in ("sap", "billing", "salesforce")}
+    for hub_id, want in chain.expected.items():
+        for system, (name, value) in _fields(want).items():
+            got: dict[str, Any] = {}
+            for batch in chain.readers[system].read_by_keys("customer", [hub_id]):
+                got = batch.records[0] if batch.records else {}
+            if got.get(name) != value:
+                return False
     with chain.store.connect() as conn:
         return all(e.processed_at is not None for e in all_events(conn))
 
@@ -183,12 +183,12 @@ def test_a_listener_killed_at_a_random_point_loses_nothing_and_applies_nothing_t
     chain: Chain, seed: int
 ) -> None:
     rng = random.Random(seed)
-    renamed = rng.sample(chain.customers, 2)
+    renamed = rng.sample(chain.customers, 1)
     taxed = rng.choice([c for c in chain.customers if c not in renamed])
     sf_ids = chain.ids("salesforce", renamed)
     sap_number = chain.ids("sap", [taxed])[taxed]
     before = chain.versions()
-    kill_at = rng.uniform(0.0, 1.0)
+    kill_at = rng.uniform(0.0, 0.8)
     killer = threading.Timer(kill_at, chain.kill)
     killer.start()
     client = chain.sf._client()
