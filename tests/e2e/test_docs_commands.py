@@ -96,6 +96,11 @@ RUN_ELSEWHERE: dict[str, str] = {
         "test_an_account_deleted_in_salesforce_is_tombstoned_propagated_and_restorable"
     ),
     "scripts/audit.sh": "tests/test_static_checks.py::test_no_known_vulnerable_dependency",
+    # runs until stopped: started as a subprocess, SIGKILLed and restarted, then SIGTERMed
+    "hub listen": (
+        "tests/events/test_listener_crash.py::"
+        "test_a_listener_killed_at_a_random_point_loses_nothing_and_applies_nothing_twice"
+    ),
 }
 
 #: Shown to a user, but no test can run them; checked otherwise (test_not_run_by_a_test).

@@ -71,7 +71,7 @@ class Chain:
         log = self.folder / f"listen-{self.starts}.log"
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [str(HUB), "listen", "--no-report"],
+                [str(HUB), "listen"],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
