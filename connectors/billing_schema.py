@@ -17,9 +17,17 @@ Conventions the billing connector relies on:
   expression and ``id`` serves them;
 * child rows (subscription items, invoice lines) carry ``updated_at`` too, and their parent
   is touched whenever they change;
-* an allocation references its subscription item by the natural key
-  ``(subscription_id, item_id)`` - deferrable on PostgreSQL - so items can be replaced
-  wholesale in one transaction without breaking allocations.
+* a subscription item is kept in versions (``effective_from`` / ``effective_to``, both
+  days inclusive, NULL open-ended): a price or quantity change ends one row and starts
+  another with the same ``item_id``, so ``(subscription_id, item_id)`` names the item, not
+  a row. An allocation references its subscription item by that natural key; as it is not
+  unique, the billing connector checks the reference (an allocation's item must exist,
+  replacing the items must not orphan an allocation) where a foreign key used to;
+* invoice lines have a ``kind`` (recurring, proration, usage, one_time); a proration
+  line names the item whose change caused it (``proration_of``, an ``item_id``).
+
+:func:`create_billing_schema` also adds the columns a store created before them lacks
+(nullable or with a server default), so an existing billing database keeps working.
 
 The same tables work on SQLite and PostgreSQL.
 """
@@ -186,9 +194,13 @@ subscriptions = sa.Table(
     sa.Column("auto_renew", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("renewal_date", sa.Date),
     sa.Column("canceled_at", UtcDateTime()),
+    sa.Column("proration_policy", sa.String(16), nullable=False, server_default="daily"),
     *_stamps(),
     sa.CheckConstraint(
         "status IN ('trialing', 'active', 'past_due', 'paused', 'canceled')", name="status"
+    ),
+    sa.CheckConstraint(
+        "proration_policy IN ('none', 'daily', 'billing_cycle')", name="proration_policy"
     ),
     sa.CheckConstraint("billing_period IN ('month', 'quarter', 'year')", name="period"),
     _cursor_index("subscriptions"),
@@ -213,13 +225,19 @@ subscription_items = sa.Table(
     _money("unit_amount_minor"),
     sa.Column("tiers", sa.JSON, nullable=False, default=list),
     sa.Column("discount_bps", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("effective_from", sa.Date),
+    sa.Column("effective_to", sa.Date),
     *_stamps(),
     sa.CheckConstraint(
         "price_kind IN ('flat', 'per_unit', 'graduated', 'volume', 'usage')", name="kind"
     ),
     sa.CheckConstraint("discount_bps BETWEEN 0 AND 10000", name="discount"),
     sa.CheckConstraint("quantity >= 0", name="quantity"),
-    sa.UniqueConstraint("subscription_id", "item_id"),
+    sa.CheckConstraint(
+        "effective_from IS NULL OR effective_to IS NULL OR effective_to >= effective_from",
+        name="effective_range",
+    ),
+    sa.UniqueConstraint("subscription_id", "item_id", "effective_from"),
     _cursor_index("subscription_items"),
 )
 
@@ -273,7 +291,10 @@ invoice_lines = sa.Table(
     _money("amount_minor"),
     sa.Column("period_start", sa.Date),
     sa.Column("period_end", sa.Date),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="recurring"),
+    sa.Column("proration_of", sa.String(64)),
     *_stamps(),
+    sa.CheckConstraint("kind IN ('recurring', 'proration', 'usage', 'one_time')", name="line_kind"),
     sa.UniqueConstraint("invoice_id", "line_no"),
     _cursor_index("invoice_lines"),
 )
@@ -292,12 +313,6 @@ allocations = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="reserved"),
     sa.Column("wms_allocation_id", sa.String(32), index=True),
     *_stamps(),
-    sa.ForeignKeyConstraint(
-        ["subscription_id", "item_id"],
-        ["subscription_items.subscription_id", "subscription_items.item_id"],
-        deferrable=True,
-        initially="DEFERRED",
-    ),
     sa.CheckConstraint("quantity >= 1", name="quantity"),
     sa.CheckConstraint("status IN ('reserved', 'picked', 'shipped', 'released')", name="status"),
     sa.Index("ix_allocations_subscription_id_item_id", "subscription_id", "item_id"),
@@ -330,10 +345,39 @@ def _stamp_key_index(table: sa.Table) -> sa.Index:
 STAMP_KEY_INDEXES: tuple[sa.Index, ...] = tuple(_stamp_key_index(t) for t in TABLES)
 
 
+#: Columns added after the first billing stores were created: (table, column), each
+#: nullable or with a server default so ``ALTER TABLE ... ADD COLUMN`` fills old rows.
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("subscriptions", "proration_policy"),
+    ("subscription_items", "effective_from"),
+    ("subscription_items", "effective_to"),
+    ("invoice_lines", "kind"),
+    ("invoice_lines", "proration_of"),
+)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the ``ADDED_COLUMNS`` an existing store lacks (their constraints are not
+    retrofitted; a store created fresh has them)."""
+    inspector = sa.inspect(engine)
+    with engine.begin() as conn:
+        for table_name, column_name in ADDED_COLUMNS:
+            present = {c["name"] for c in inspector.get_columns(table_name)}
+            if column_name in present:
+                continue
+            column = metadata.tables[table_name].c[column_name]
+            ddl = f"{column.type.compile(engine.dialect)}"
+            if column.server_default is not None:
+                default = column.server_default.arg  # type: ignore[attr-defined]
+                ddl += f" NOT NULL DEFAULT '{default}'"
+            conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {ddl}"))
+
+
 def create_billing_schema(engine: Engine) -> None:
     """Create every billing table and index that does not exist yet (idempotent): a store
-    created before an index joined the schema gets it too."""
+    created before an index or a column (``ADDED_COLUMNS``) joined the schema gets it too."""
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     if engine.dialect.name == "sqlite":
         # SQLAlchemy does not reflect expression indexes, so it cannot check for them
         with engine.begin() as conn:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import enum
 from datetime import UTC, date, datetime
+from itertools import pairwise
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from hub.currency import is_currency
 
@@ -222,12 +224,47 @@ def add_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
+class ProrationPolicy(enum.StrEnum):
+    """How a mid-period change of an item is billed (``hub.pricing``)."""
+
+    NONE = "none"  # the period stays billed as it was; the new version from the next period
+    DAILY = "daily"  # credit the unused days of the old version, charge them at the new one
+    BILLING_CYCLE = "billing_cycle"  # changes take effect at the next period start only
+
+
 class SubscriptionItem(BaseModel):
+    """One version of a subscription item. ``effective_from`` / ``effective_to`` are the
+    first and last day (both inclusive) the version is in effect; None is open-ended.
+    Ended versions are kept: a subscription may hold several versions of one ``item_id``
+    whose ranges do not overlap."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
     item_id: Key
     sku: Key
     quantity: Quantity
     price: Price
+    effective_from: date | None = None
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if (
+            self.effective_from is not None
+            and self.effective_to is not None
+            and self.effective_to < self.effective_from
+        ):
+            raise PydanticCustomError(
+                "effective_range",
+                "effective_to: must not be before effective_from ({lo} > {hi})",
+                {"lo": str(self.effective_from), "hi": str(self.effective_to)},
+            )
+        return self
+
+    def in_effect(self, day: date) -> bool:
+        """Whether this version is in effect on ``day``."""
+        return (self.effective_from is None or self.effective_from <= day) and (
+            self.effective_to is None or day <= self.effective_to
+        )
 
 
 class Subscription(_Canonical):
@@ -243,6 +280,7 @@ class Subscription(_Canonical):
     trial_end: date | None = None
     auto_renew: bool = True
     renewal_date: date | None = None
+    proration_policy: ProrationPolicy = ProrationPolicy.DAILY
     items: tuple[SubscriptionItem, ...] = Field(min_length=1)
     updated_at: UtcDatetime
 
@@ -254,9 +292,29 @@ class Subscription(_Canonical):
             raise ValueError("trial_end: must not be before start_date")
         if self.status is SubscriptionStatus.TRIALING and self.trial_end is None:
             raise ValueError("trial_end: a trialing subscription needs a trial end date")
-        ids = [item.item_id for item in self.items]
-        if len(ids) != len(set(ids)):
-            raise ValueError("items: item_id values must be unique within a subscription")
+        versions: dict[str, list[SubscriptionItem]] = {}
+        for item in self.items:
+            versions.setdefault(item.item_id, []).append(item)
+        for item_id, found in versions.items():
+            ordered = sorted(found, key=lambda i: i.effective_from or date.min)
+            for before, after in pairwise(ordered):
+                if (
+                    before.effective_to is None
+                    or after.effective_from is None
+                    or before.effective_to >= after.effective_from
+                ):
+                    raise PydanticCustomError(
+                        "item_versions_overlap",
+                        "items[{item_id}].effective_from: versions of one item_id must not "
+                        "overlap ({a} to {b} and {c} to {d})",
+                        {
+                            "item_id": item_id,
+                            "a": str(before.effective_from or "open"),
+                            "b": str(before.effective_to or "open"),
+                            "c": str(after.effective_from or "open"),
+                            "d": str(after.effective_to or "open"),
+                        },
+                    )
         return self
 
 
@@ -290,7 +348,18 @@ class InvoiceStatus(enum.StrEnum):
     UNCOLLECTIBLE = "uncollectible"
 
 
+class LineKind(enum.StrEnum):
+    RECURRING = "recurring"  # one service period of an item, at the version in effect
+    PRORATION = "proration"  # a mid-period change of an item (``proration_of``), net
+    USAGE = "usage"
+    ONE_TIME = "one_time"
+
+
 class InvoiceLine(BaseModel):
+    """One invoice line. ``period_start`` / ``period_end`` are the service period, both
+    days inclusive; a proration line covers the change day to the end of the period and
+    names the item whose change caused it in ``proration_of``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
     line_no: Annotated[int, Field(ge=1, le=10_000)]
     sku: Key | None = None
@@ -300,6 +369,17 @@ class InvoiceLine(BaseModel):
     amount_minor: SignedMinorUnits
     period_start: date | None = None
     period_end: date | None = None
+    kind: LineKind = LineKind.RECURRING
+    proration_of: Key | None = None
+
+    @model_validator(mode="after")
+    def _proration_names_its_item(self) -> Self:
+        if self.kind is LineKind.PRORATION and self.proration_of is None:
+            raise PydanticCustomError(
+                "proration_of_required",
+                "proration_of: a proration line names the item whose change caused it",
+            )
+        return self
 
 
 class Invoice(_Canonical):

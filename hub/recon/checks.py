@@ -6,9 +6,12 @@ a colon, so two checks on the same field keep distinct identities:
 
 - ``sum:total_minor``      invoice total != sum of line amounts + tax
 - ``sum:subtotal_minor``   invoice subtotal != sum of line amounts
-- ``price:lines[n].amount_minor``  billed line amount != the subscription's price model
-  (revenue leakage; ``amount_at_stake_minor`` = expected - billed: positive is
-  under-billing, negative over-billing)
+- ``price:lines[n].amount_minor@items[<item>]``  billed recurring line amount != the
+  price of the item version in effect for the line's service period (revenue leakage;
+  ``amount_at_stake_minor`` = expected - billed: positive is under-billing, negative
+  over-billing)
+- ``proration:lines[n].amount_minor@items[<item>]``  a proration line != the proration
+  the subscription's policy gives for the change of that item (``hub.pricing``)
 - ``<reference>:<field>``  another system's document amount != the reference system's
 - ``allocation:items[i]@<date>.quantity``  open allocations != what an active
   subscription item requires
@@ -105,6 +108,33 @@ def price_amount_sql(items: str, tiers: str) -> str:
         FROM gross"""
 
 
+def _versioned(con: duckdb.DuckDBPyConnection, items: str) -> str:
+    """``items`` with ``base_item_id`` (the item) and ``item_id`` made the version's id
+    (``<item_id>@<effective_from>`` for a version with a first day; the tiers of
+    :func:`price_leakage` / :func:`proration_errors` are keyed the same way), and
+    ``effective_from`` / ``effective_to`` (NULL when ``items`` has no such columns)."""
+    cols = columns(con, items)
+    lo = "effective_from" if "effective_from" in cols else "CAST(NULL AS DATE)"
+    hi = "effective_to" if "effective_to" in cols else "CAST(NULL AS DATE)"
+    dropped = ", ".join(c for c in ("item_id", "effective_from", "effective_to") if c in cols)
+    return f"""
+        SELECT * EXCLUDE ({dropped}), item_id AS base_item_id,
+               item_id || coalesce('@' || CAST({lo} AS VARCHAR), '') AS item_id,
+               CAST({lo} AS DATE) AS effective_from, CAST({hi} AS DATE) AS effective_to
+        FROM {items}"""
+
+
+def _in_effect(alias: str, day: str) -> str:
+    return (
+        f"({day} IS NULL OR (({alias}.effective_from IS NULL OR {alias}.effective_from <= {day}) "
+        f"AND ({alias}.effective_to IS NULL OR {day} <= {alias}.effective_to)))"
+    )
+
+
+def _line_kind(con: duckdb.DuckDBPyConnection, lines: str) -> str:
+    return "l.kind" if "kind" in columns(con, lines) else "'recurring'"
+
+
 def price_leakage(
     con: duckdb.DuckDBPyConnection,
     invoices: Source,
@@ -114,35 +144,138 @@ def price_leakage(
     *,
     system: str,
 ) -> pa.Table:
-    """Billed line amounts against the subscription's price model for the period.
+    """Billed recurring and usage line amounts against the price of the subscription item
+    version in effect for the line's service period (``hub.pricing.period_amount``).
 
-    A line is matched to its invoice's subscription item by SKU (the first item by
-    item_id if a subscription has the SKU twice). Quantity is the subscription item's,
-    except for usage prices, which charge the line's metered quantity. Lines without a SKU
-    or invoices without a subscription are not priced."""
+    A line is matched to its invoice's subscription item by SKU, among the versions in
+    effect on the line's ``period_start`` (the invoice's issue date when the line has no
+    period; the first item by item_id if a subscription has the SKU twice). Quantity is the
+    version's, except for usage prices, which charge the line's metered quantity. Proration
+    and one-time lines (``kind``) are not priced here (proration: :func:`proration_errors`),
+    nor are lines without a SKU or invoices without a subscription. ``items`` may carry
+    ``effective_from`` / ``effective_to`` (absent: always in effect); ``tiers`` are keyed
+    by the version's id (:func:`_versioned`).
+
+    Field ``price:lines[<n>].amount_minor@items[<item_id>]``; amount at stake = expected -
+    billed (positive: under-billing, negative: over-billing), in the invoice currency."""
     inv, ln, it = (
         register(con, x, h) for x, h in ((invoices, "inv"), (lines, "lines"), (items, "items"))
     )
     tr = register(con, _empty_tiers() if tiers is None else tiers, "tiers")
     ext = "i.external_id" if "external_id" in columns(con, inv) else "NULL"
+    days = [
+        c for c, t in (("l.period_start", ln), ("i.issue_date", inv)) if c[2:] in columns(con, t)
+    ]
+    day = f"coalesce({', '.join(days)})" if days else "CAST(NULL AS DATE)"
     matched = f"""
         SELECT i.key AS invoice_key, {ext} AS external_id, i.currency, l.line_no,
-               l.amount_minor AS billed, it.key, it.item_id, it.kind, it.flat_amount_minor,
-               it.unit_amount_minor, it.discount_bps,
+               l.amount_minor AS billed, it.key, it.item_id, it.base_item_id, it.kind,
+               it.flat_amount_minor, it.unit_amount_minor, it.discount_bps,
                CAST(CASE WHEN it.kind = 'usage' THEN l.quantity ELSE it.quantity END AS BIGINT) q
         FROM {inv} i JOIN {ln} l ON l.key = i.key
-        JOIN {it} it ON it.key = i.subscription_id AND it.sku = l.sku
-        QUALIFY row_number() OVER (PARTITION BY i.key, l.line_no ORDER BY it.item_id) = 1"""
+        JOIN ({_versioned(con, it)}) it ON it.key = i.subscription_id AND it.sku = l.sku
+             AND {_in_effect("it", day)}
+        WHERE coalesce({_line_kind(con, ln)}, 'recurring') IN ('recurring', 'usage')
+        QUALIFY row_number() OVER (PARTITION BY i.key, l.line_no ORDER BY it.base_item_id) = 1"""
     view = f"_recon_priced_{abs(hash((inv, ln, it, tr)))}"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS {matched}").fetchall()
     try:
         rows = f"""
             SELECT 'invoice' entity, invoice_key key, external_id, {F.literal(system)} system,
                    'aggregate' kind,
-                   'price:lines[' || CAST(line_no AS VARCHAR) || '].amount_minor' field,
+                   'price:lines[' || CAST(line_no AS VARCHAR) || '].amount_minor@items['
+                     || base_item_id || ']' field,
                    CAST(price_minor AS VARCHAR) expected, CAST(billed AS VARCHAR) actual,
                    'error' severity, price_minor - billed amount_at_stake_minor, currency
             FROM ({price_amount_sql(view, tr)}) WHERE price_minor IS DISTINCT FROM billed"""
+        return F.finalize(con, rows)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {view}").fetchall()
+
+
+def _half_even_sql(num: str, den: str) -> str:
+    """``num / den`` rounded half to even, for ``num`` >= 0 and ``den`` > 0 (integers)."""
+    q, r = f"(({num}) // ({den}))", f"(({num}) % ({den}))"
+    return (
+        f"({q} + CASE WHEN 2 * {r} > ({den}) THEN 1 "
+        f"WHEN 2 * {r} = ({den}) AND {q} % 2 = 1 THEN 1 ELSE 0 END)"
+    )
+
+
+def proration_errors(
+    con: duckdb.DuckDBPyConnection,
+    invoices: Source,
+    lines: Source,
+    subscriptions: Source,
+    items: Source,
+    tiers: Source | None = None,
+    *,
+    system: str,
+) -> pa.Table:
+    """Proration lines (``kind = 'proration'``) against the proration the subscription's
+    policy gives (``hub.pricing.proration``).
+
+    A proration line bills the change of item ``proration_of`` from its ``period_start``
+    (the new version's first day) to its ``period_end`` (the last day of the billing period
+    it falls in). That period starts ``billing_period`` months before the day after
+    ``period_end`` (``hub.pricing.period_of``); days = its length, days_left = period_end -
+    period_start + 1. The old version is the one ending the day before the change, the new
+    one the one in effect on it (either may be absent: an added or removed item). Under
+    ``daily``: expected = round_half_even(new x days_left / days) - round_half_even(old x
+    days_left / days), each version priced for one period at its quantity (usage at 0
+    units); a change on the period's first day, and every proration under ``none`` or
+    ``billing_cycle``, expects 0.
+
+    Field ``proration:lines[<n>].amount_minor@items[<item_id>]``; amount at stake =
+    expected - billed, in the invoice currency."""
+    inv, ln, sub, it = (
+        register(con, x, h)
+        for x, h in ((invoices, "inv"), (lines, "lines"), (subscriptions, "subs"), (items, "items"))
+    )
+    if not {"kind", "proration_of", "period_start", "period_end"} <= set(columns(con, ln)):
+        return F.empty()
+    tr = register(con, _empty_tiers() if tiers is None else tiers, "tiers")
+    ext = "i.external_id" if "external_id" in columns(con, inv) else "NULL"
+    policy = "s.proration_policy" if "proration_policy" in columns(con, sub) else "'daily'"
+    months = _PERIOD_MONTHS.format(p="s.billing_period")
+    priced = price_amount_sql(
+        f"(SELECT *, CAST(CASE WHEN kind = 'usage' THEN 0 ELSE quantity END AS BIGINT) q "
+        f"FROM ({_versioned(con, it)}))",
+        tr,
+    )
+    view = f"_recon_prorated_{abs(hash((inv, ln, sub, it, tr)))}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS {priced}").fetchall()
+    try:
+        base = f"""
+            SELECT i.key invoice_key, {ext} external_id, i.currency, l.line_no,
+                   l.amount_minor billed, l.proration_of item, l.period_start change,
+                   l.period_end pe, coalesce({policy}, 'daily') policy,
+                   CAST(CAST(l.period_end + INTERVAL 1 DAY AS DATE)
+                        - to_months(CAST({months} AS INTEGER)) AS DATE) ps,
+                   (SELECT max(v.price_minor) FROM {view} v
+                    WHERE v.key = i.subscription_id AND v.base_item_id = l.proration_of
+                      AND v.effective_to = CAST(l.period_start - INTERVAL 1 DAY AS DATE)) old_amt,
+                   (SELECT max(v.price_minor) FROM {view} v
+                    WHERE v.key = i.subscription_id AND v.base_item_id = l.proration_of
+                      AND {_in_effect("v", "l.period_start")}) new_amt
+            FROM {inv} i JOIN {ln} l ON l.key = i.key
+            LEFT JOIN {sub} s ON s.key = i.subscription_id
+            WHERE l.kind = 'proration' AND l.period_start IS NOT NULL
+              AND l.period_end IS NOT NULL"""
+        days, left = "(date_diff('day', ps, pe) + 1)", "(date_diff('day', change, pe) + 1)"
+        exp = f"""CASE WHEN policy <> 'daily' OR change <= ps OR change > pe THEN 0 ELSE
+                  {_half_even_sql(f"CAST(coalesce(new_amt, 0) AS HUGEINT) * {left}", days)}
+                  - {_half_even_sql(f"CAST(coalesce(old_amt, 0) AS HUGEINT) * {left}", days)}
+                  END"""
+        rows = f"""
+            SELECT 'invoice' entity, invoice_key key, external_id, {F.literal(system)} system,
+                   'aggregate' kind,
+                   'proration:lines[' || CAST(line_no AS VARCHAR) || '].amount_minor@items['
+                     || coalesce(item, '') || ']' field,
+                   CAST(expected AS VARCHAR) expected, CAST(billed AS VARCHAR) actual,
+                   'error' severity, expected - billed amount_at_stake_minor, currency
+            FROM (SELECT *, CAST({exp} AS BIGINT) expected FROM ({base}))
+            WHERE expected IS DISTINCT FROM billed"""
         return F.finalize(con, rows)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {view}").fetchall()

@@ -224,15 +224,19 @@ class RecordCompare(SystemCheck):
             amount_field=AMOUNT_FIELDS.get(entity),
         )
         for name, table in st.children.items():
+            golden_child, child_key = target.golden_children[name], CHILD_KEYS[name]
+            if name == "items" and ctx.has(table, "effective_from"):
+                golden_child, table = item_versions(ctx.con, golden_child, table)
+                child_key = ITEM_VERSION_KEY
             child = compare(
                 ctx.con,
-                target.golden_children[name],
+                golden_child,
                 table,
                 entity=entity,
                 system=system,
                 rules={f: fm.compare for f, fm in spec.children[name].fields.items()},
                 fields=st.child_fields[name],
-                child=Child(name, CHILD_KEYS[name]),
+                child=Child(name, child_key),
             )
             found = F.concat([found, child])
         if st.unmappable:  # in quarantine, not missing
@@ -270,8 +274,35 @@ class PriceLeakage(SystemCheck):
             return
         if not ctx.has(lines, "sku", "amount_minor", "quantity", "line_no"):
             return
-        items, tiers = golden_items(ctx.con), golden_tiers(ctx.con)
+        items, tiers = golden_item_versions(ctx.con), golden_tiers(ctx.con, versions=True)
         ctx.found(checks.price_leakage(ctx.con, st.table, lines, items, tiers, system=st.system))
+        ctx.ran(target.entity, target.system, "aggregate")
+
+
+class ProrationErrors(SystemCheck):
+    """The reference system's proration lines vs the proration the golden subscription's
+    policy gives for the change of the item they name (``checks.proration_errors``)."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
+            return
+        st = target.staged
+        lines = st.children["lines"]
+        if not ctx.has(st.table, "subscription_id", "currency"):
+            return
+        if not ctx.has(lines, "kind", "proration_of", "period_start", "period_end"):
+            return
+        ctx.found(
+            checks.proration_errors(
+                ctx.con,
+                st.table,
+                lines,
+                golden_table("subscription"),
+                golden_item_versions(ctx.con),
+                golden_tiers(ctx.con, versions=True),
+                system=st.system,
+            )
+        )
         ctx.ran(target.entity, target.system, "aggregate")
 
 
@@ -469,6 +500,7 @@ def default_registry() -> CheckRegistry:
         registry.register(entity, RecordCompare())
     registry.register("invoice", InvoiceSums())
     registry.register("invoice", PriceLeakage())
+    registry.register("invoice", ProrationErrors())
     registry.register("invoice", InvoicesAfterEnd())
     registry.register("invoice", DunningConsistency())
     registry.register("invoice", UnbilledPeriods())
@@ -525,11 +557,56 @@ def golden_views(
     return view, kids
 
 
-def golden_items(con: duckdb.DuckDBPyConnection) -> str:
-    """Golden subscription items with the price columns ``checks`` expects (kind,
-    flat_amount_minor, unit_amount_minor, discount_bps) next to sku and quantity."""
-    view = "golden_subscription_items_priced"
+#: The child key items are compared by when a system keeps item versions.
+ITEM_VERSION_KEY = "_item_version"
+
+
+def _version_id(alias: str = "") -> str:
+    """An item version's id: ``<item_id>`` for the first (open-started) version,
+    ``<item_id>@<effective_from>`` for a later one."""
+    a = f"{alias}." if alias else ""
+    return f"{a}item_id || coalesce('@' || CAST({a}effective_from AS VARCHAR), '')"
+
+
+def item_versions(con: duckdb.DuckDBPyConnection, golden: str, staged: str) -> tuple[str, str]:
+    """Golden and staged item tables with ``ITEM_VERSION_KEY`` (``_version_id``), so item
+    versions sharing an ``item_id`` are compared version by version; findings name them
+    ``items[<item_id>@<effective_from>]`` (the first version keeps ``items[<item_id>]``)."""
+    out = []
+    for table, suffix in ((golden, "golden"), (staged, "staged")):
+        view = f"{table}_{suffix}_versions"
+        run(
+            con,
+            f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS "
+            f"SELECT *, {_version_id()} AS {ITEM_VERSION_KEY} FROM {quote(table)}",
+        )
+        out.append(view)
+    return out[0], out[1]
+
+
+def _golden_item_rows(con: duckdb.DuckDBPyConnection) -> str:
+    """Every golden item version, with its version id and whether it is the item's
+    current (latest starting) version."""
+    view = "golden_subscription_item_rows"
     items = quote(golden_table("subscription", "items"))
+    run(
+        con,
+        f"""CREATE OR REPLACE TEMP VIEW {view} AS
+            SELECT *, {_version_id()} AS version_id,
+                   row_number() OVER (PARTITION BY key, item_id
+                                      ORDER BY effective_from DESC NULLS LAST) = 1 AS current
+            FROM {items}""",
+    )
+    return view
+
+
+def golden_items(con: duckdb.DuckDBPyConnection) -> str:
+    """Golden subscription items as they are now (each item's latest version; the
+    checks that judge the present: allocations, one period's charge) with the price
+    columns ``checks`` expects (kind, flat_amount_minor, unit_amount_minor, discount_bps)
+    next to sku and quantity."""
+    view = "golden_subscription_items_priced"
+    rows = _golden_item_rows(con)
     run(
         con,
         f"""CREATE OR REPLACE TEMP VIEW {view} AS
@@ -537,24 +614,45 @@ def golden_items(con: duckdb.DuckDBPyConnection) -> str:
                    "price.flat_amount_minor" AS flat_amount_minor,
                    "price.unit_amount_minor" AS unit_amount_minor,
                    "price.discount_bps" AS discount_bps
-            FROM {items}""",
+            FROM {rows} WHERE current""",
     )
     return view
 
 
-def golden_tiers(con: duckdb.DuckDBPyConnection) -> str:
-    """Golden subscription items' price tiers, one row per tier (1-based ``tier_no``)."""
-    view = "golden_subscription_tiers"
-    items = quote(golden_table("subscription", "items"))
+def golden_item_versions(con: duckdb.DuckDBPyConnection) -> str:
+    """Every golden subscription item version (the price history) with the price columns
+    and ``effective_from`` / ``effective_to``; ``item_id`` is the item's."""
+    view = "golden_subscription_item_versions"
+    rows = _golden_item_rows(con)
+    run(
+        con,
+        f"""CREATE OR REPLACE TEMP VIEW {view} AS
+            SELECT key, item_id, sku, quantity, "price.kind" AS kind,
+                   "price.flat_amount_minor" AS flat_amount_minor,
+                   "price.unit_amount_minor" AS unit_amount_minor,
+                   "price.discount_bps" AS discount_bps, effective_from, effective_to
+            FROM {rows}""",
+    )
+    return view
+
+
+def golden_tiers(con: duckdb.DuckDBPyConnection, *, versions: bool = False) -> str:
+    """Golden subscription items' price tiers, one row per tier (1-based ``tier_no``):
+    of the current versions keyed by ``item_id`` (as ``golden_items``), or with
+    ``versions`` of every version keyed by its version id (as ``checks.price_leakage``
+    expects)."""
+    view = "golden_subscription_version_tiers" if versions else "golden_subscription_tiers"
+    rows = _golden_item_rows(con)
+    ident, where = ("version_id", "") if versions else ("item_id", "AND current")
     run(
         con,
         f"""CREATE OR REPLACE TEMP VIEW {view} AS
             SELECT key, item_id, tier_no, t.up_to AS up_to,
                    t.unit_amount_minor AS unit_amount_minor,
                    t.flat_amount_minor AS flat_amount_minor
-            FROM (SELECT key, item_id,
+            FROM (SELECT key, {ident} AS item_id,
                          unnest(generate_series(1, len("price.tiers"))) AS tier_no,
                          unnest("price.tiers") AS t
-                  FROM {items} WHERE len("price.tiers") > 0)""",
+                  FROM {rows} WHERE len("price.tiers") > 0 {where})""",
     )
     return view
