@@ -130,6 +130,8 @@ class BillingWriter:
     def apply(self, drift: Drift, at: datetime) -> bool:
         """Plant one drift in the billing tables; False if it is not billing's to plant."""
         with self.engine.begin() as conn:
+            if drift.action == "line_amount_plus":
+                return _line_amount_plus(conn, drift, at)
             if drift.action == "invoice_total_plus_one":
                 table = S.invoices
                 values: dict[str, Any] = {"total_minor": table.c.total_minor + 1}
@@ -142,6 +144,34 @@ class BillingWriter:
                 sa.update(table).where(table.c.hub_id == drift.key).values(**values, updated_at=at)
             )
             return bool(result.rowcount)
+
+
+def _line_amount_plus(conn: sa.Connection, drift: Drift, at: datetime) -> bool:
+    """Raise one invoice line's amount, and its invoice's subtotal and total with it."""
+    line_no, delta = int(drift.value["line_no"]), int(drift.value["delta"])
+    inv, ln = S.invoices, S.invoice_lines
+    invoice_id = conn.execute(sa.select(inv.c.id).where(inv.c.hub_id == drift.key)).scalar()
+    if invoice_id is None:
+        return False
+    conn.execute(
+        sa.update(ln)
+        .where(ln.c.invoice_id == invoice_id, ln.c.line_no == line_no)
+        .values(
+            amount_minor=ln.c.amount_minor + delta,
+            unit_amount_minor=ln.c.unit_amount_minor + delta,
+            updated_at=at,
+        )
+    )
+    conn.execute(
+        sa.update(inv)
+        .where(inv.c.id == invoice_id)
+        .values(
+            subtotal_minor=inv.c.subtotal_minor + delta,
+            total_minor=inv.c.total_minor + delta,
+            updated_at=at,
+        )
+    )
+    return True
 
 
 def _pick(record: Record, table: sa.Table) -> dict[str, Any]:
@@ -191,6 +221,8 @@ def _item(
         "unit_amount_minor": price["unit_amount_minor"],
         "tiers": price["tiers"],
         "discount_bps": price["discount_bps"],
+        "effective_from": item.get("effective_from"),
+        "effective_to": item.get("effective_to"),
         "created_at": sub["updated_at"],
         "updated_at": sub["updated_at"],
     }
@@ -213,6 +245,9 @@ def _invoice(inv: Record, invoice_id: int, sub_ids: dict[str, int]) -> dict[str,
 def _line(line: Record, line_id: int, invoice_id: int, stamp: datetime) -> dict[str, Any]:
     return {
         **line,
+        # every row names every column: a multi-row insert takes its columns from the first
+        "kind": line.get("kind", "recurring"),
+        "proration_of": line.get("proration_of"),
         "id": line_id,
         "invoice_id": invoice_id,
         "created_at": stamp,

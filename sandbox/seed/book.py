@@ -10,6 +10,13 @@ comes from a random generator seeded by ``(seed, customer index)`` alone, so
 Records are canonical dicts (``hub.model.validate_record`` accepts every one of them);
 invoice line amounts are what the item's price model says (``Price.amount_minor``) and
 taxes follow the customer's region. Nothing here is drift: drift is planted afterwards.
+
+Some subscriptions change during their history (``_changes``, drawn from a generator of
+their own so the rest of the book is what it was before changes existed): an upgrade or a
+downgrade of an item's quantity in the middle of a period (a new item version from the
+change day; under the ``daily`` policy the next invoice carries a proration line, under
+``none`` it does not), or a price increase from a period start (no proration). Each
+period's recurring lines bill the item versions in effect on the period's first day.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from hub.currency import exponent
-from hub.model import Price
+from hub.model import Price, ProrationPolicy, SubscriptionItem
+from hub.pricing import proration
 from sandbox.seed import catalog as C
 from sandbox.seed.catalog import AS_OF, Region
 
@@ -60,6 +68,10 @@ _QTY_SCALE = {"smb": 1, "mid_market": 4, "enterprise": 15}
 _STATUSES = (("active", 68), ("trialing", 5), ("past_due", 8), ("paused", 5), ("canceled", 14))
 _PERIODS = (("month", 55), ("quarter", 20), ("year", 25))
 HISTORY_DAYS = 365  # invoices are generated for periods starting in the last year
+#: Shares of billed (active, past due) subscriptions that change during their history.
+UPGRADE_SHARE, DOWNGRADE_SHARE, PRICE_CHANGE_SHARE = 0.08, 0.05, 0.05
+#: Share of the mid-period changes billed under the ``none`` policy (no proration line).
+NO_PRORATION_SHARE = 0.25
 
 
 @dataclass
@@ -91,6 +103,16 @@ def add_months(day: date, months: int) -> date:
     """``day`` plus whole months; days are kept at <= 28 in the book so this never clips."""
     total = day.year * 12 + day.month - 1 + months
     return date(total // 12, total % 12 + 1, day.day)
+
+
+def current_items(sub: Record) -> list[Record]:
+    """The subscription's items as they are now: the open-ended version of each item."""
+    return [i for i in sub["items"] if i.get("effective_to") is None]
+
+
+def _in_effect(item: Record, day: date) -> bool:
+    lo, hi = item.get("effective_from"), item.get("effective_to")
+    return (lo is None or lo <= day) and (hi is None or day <= hi)
 
 
 def _stamp(day: date, rng: random.Random) -> datetime:
@@ -255,6 +277,7 @@ class Book:
             "trial_end": trial_end,
             "auto_renew": status != "canceled" and rng.random() < 0.85,
             "renewal_date": renewal,
+            "proration_policy": "daily",
             "items": items,
             "updated_at": _stamp(min(max(start, stop - timedelta(days=3)), AS_OF), rng),
         }
@@ -277,7 +300,6 @@ class Book:
         if sub["status"] == "trialing":
             return
         region = out.region
-        prices = [Price.model_validate(item["price"]) for item in sub["items"]]
         end = sub["end_date"]
         periods: list[date] = []
         start = billed_from
@@ -285,13 +307,16 @@ class Book:
             if (AS_OF - start).days <= HISTORY_DAYS:
                 periods.append(start)
             start = add_months(start, months)
+        extra = self._changes(out.index, k, sub, periods, months)
         delinquent = sub["status"] == "past_due"
         unpaid_tail = rng.randint(1, 3)
         written_off = sub["status"] == "canceled" and rng.random() < 0.15
         for n, period_start in enumerate(periods, start=1):
             period_end = add_months(period_start, months) - timedelta(days=1)
             lines = []
-            for line_no, (item, price) in enumerate(zip(sub["items"], prices, strict=True), 1):
+            billed = [i for i in sub["items"] if _in_effect(i, period_start)]
+            prices = [Price.model_validate(item["price"]) for item in billed]
+            for line_no, (item, price) in enumerate(zip(billed, prices, strict=True), 1):
                 qty = item["quantity"]
                 if price.kind.value == "usage":
                     qty = rng.randint(0, max(1, qty * 2))
@@ -309,6 +334,8 @@ class Book:
                         "period_end": period_end,
                     }
                 )
+            for line in extra.get(n - 1, ()):
+                lines.append({**line, "line_no": len(lines) + 1})
             subtotal = sum(line["amount_minor"] for line in lines)
             tax = (subtotal * region.tax_bps + 5_000) // 10_000
             total = subtotal + tax
@@ -358,6 +385,75 @@ class Book:
                 }
             )
 
+    def _changes(
+        self, index: int, k: int, sub: Record, periods: list[date], months: int
+    ) -> dict[int, list[Record]]:
+        """Maybe change one item of ``sub`` during its invoiced ``periods`` (new item
+        versions in ``sub["items"]``); returns the proration lines to add, by the index of
+        the period whose invoice carries them (the one after the change)."""
+        rng = random.Random(f"sandbox-book/{self.seed}/{index}/{k}/changes")
+        draw = rng.random()
+        if sub["status"] not in ("active", "past_due") or len(periods) < 3:
+            return {}
+        if index % C.NICHE_EVERY == C.NICHE_OFFSET:
+            return {}
+        candidates = [
+            n for n, i in enumerate(sub["items"])
+            if i["price"]["kind"] in ("per_unit", "graduated", "volume") and i["quantity"] >= 2
+        ]  # fmt: skip
+        if not candidates:
+            return {}
+        n = rng.choice(candidates)
+        old = sub["items"][n]
+        if draw < UPGRADE_SHARE + DOWNGRADE_SHARE:
+            up = draw < UPGRADE_SHARE
+            at = rng.randrange(0, len(periods) - 1)  # the next period is invoiced too
+            start = periods[at]
+            stop = add_months(start, months) - timedelta(days=1)
+            change = start + timedelta(days=rng.randrange(1, (stop - start).days + 1))
+            qty = old["quantity"]
+            qty = qty + rng.randint(1, qty) if up else max(1, qty - rng.randint(1, qty - 1))
+            new = {**old, "quantity": qty, "effective_from": change, "effective_to": None}
+            ended = {**old, "effective_to": change - timedelta(days=1)}
+            sub["items"][n : n + 1] = [ended, new]
+            if rng.random() < NO_PRORATION_SHARE:
+                sub["proration_policy"] = "none"
+                return {}
+            sub["proration_policy"] = "daily"
+            p = proration(
+                ProrationPolicy.DAILY,
+                SubscriptionItem.model_validate(ended),
+                SubscriptionItem.model_validate(new),
+                change,
+                start,
+                stop,
+            )
+            line = {
+                "kind": "proration",
+                "proration_of": old["item_id"],
+                "sku": old["sku"],
+                "description": f"Proration: {C.PRODUCTS_BY_SKU[old['sku']].name}, "
+                f"{old['quantity']} to {qty} from {change:%Y-%m-%d} to {stop:%Y-%m-%d}",
+                "quantity": qty,
+                "unit_amount_minor": p.amount_minor,
+                "amount_minor": p.amount_minor,
+                "period_start": change,
+                "period_end": stop,
+            }
+            return {at + 1: [line]}
+        if draw < UPGRADE_SHARE + DOWNGRADE_SHARE + PRICE_CHANGE_SHARE:
+            at = rng.randrange(1, len(periods))
+            price = dict(old["price"])
+            price["unit_amount_minor"] = price["unit_amount_minor"] * 105 // 100
+            price["tiers"] = [
+                {**t, "unit_amount_minor": t["unit_amount_minor"] * 105 // 100}
+                for t in price["tiers"]
+            ]
+            new = {**old, "price": price, "effective_from": periods[at], "effective_to": None}
+            ended = {**old, "effective_to": periods[at] - timedelta(days=1)}
+            sub["items"][n : n + 1] = [ended, new]
+        return {}
+
     # -- allocations -----------------------------------------------------------------------
     def _allocations(
         self,
@@ -374,7 +470,7 @@ class Book:
         while add_months(current, months) <= AS_OF:
             current = add_months(current, months)
         upcoming = add_months(current, months) if current <= AS_OF else current
-        for item in sub["items"]:
+        for item in current_items(sub):
             spec = C.PRODUCTS_BY_SKU[item["sku"]]
             if not spec.physical or item["quantity"] < 1:
                 continue

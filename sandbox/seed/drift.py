@@ -54,7 +54,9 @@ class Drift:
 
     ``action``: ``delete`` (the record goes missing), ``insert_orphan`` (``value`` is the
     canonical record to insert), ``set_field`` (canonical ``field`` := ``value``),
-    ``invoice_total_plus_one``, ``retire_product`` (``key`` is the SKU)."""
+    ``invoice_total_plus_one``, ``retire_product`` (``key`` is the SKU),
+    ``line_amount_plus`` (``value`` = ``{"line_no": n, "delta": minor units}``: the line,
+    the invoice's subtotal and total all raised by ``delta``, so the document adds up)."""
 
     name: str
     system: str
@@ -97,6 +99,8 @@ def plan(book: Book) -> list[Drift]:
     choose(_invoice_total_off_by_one)
     choose(_allocation_quantity_wrong)
     choose(_orphan_allocation)
+    choose(_price_drift)
+    choose(_proration_error)
     retired = _retired_sku(book)
     if retired is not None:
         drifts.append(retired)
@@ -223,6 +227,65 @@ def _orphan_allocation(s: CustomerSlice) -> Drift | None:
         record=orphan,
         findings=(Finding("allocation", ORPHAN_ALLOCATION, "wms", "orphan"),),
     )
+
+
+def _line_drift(name: str, inv: Record, line: Record, delta: int, field_name: str) -> Drift:
+    return Drift(
+        name=name,
+        system="billing",
+        action="line_amount_plus",
+        entity="invoice",
+        key=inv["hub_id"],
+        field="lines",
+        value={"line_no": line["line_no"], "delta": delta},
+        record=inv,
+        findings=(Finding("invoice", inv["hub_id"], "billing", "aggregate", field_name),),
+    )
+
+
+def _price_drift(s: CustomerSlice) -> Drift | None:
+    """A recurring line billed above the price of the item version in effect for its
+    period (the price check's ``price:`` finding; the document still adds up)."""
+    candidates = [
+        (inv, line)
+        for inv in s.invoices
+        if inv["status"] == "paid"
+        for line in inv["lines"]
+        if line.get("kind", "recurring") == "recurring" and line["amount_minor"] > 0
+    ]
+    if not candidates:
+        return None
+    inv, line = candidates[len(candidates) // 2]
+    sub = next(x for x in s.subscriptions if x["hub_id"] == inv["subscription_id"])
+    item = next(
+        i
+        for i in sub["items"]
+        if i["sku"] == line["sku"]
+        and (i.get("effective_from") is None or i["effective_from"] <= line["period_start"])
+        and (i.get("effective_to") is None or line["period_start"] <= i["effective_to"])
+    )
+    field_name = f"price:lines[{line['line_no']}].amount_minor@items[{item['item_id']}]"
+    delta = max(100, line["amount_minor"] // 10)
+    return _line_drift("invoice line priced above its item in billing", inv, line, delta,
+                       field_name)  # fmt: skip
+
+
+def _proration_error(s: CustomerSlice) -> Drift | None:
+    """A proration line billed with the wrong amount (the ``proration:`` finding)."""
+    candidates = [
+        (inv, line)
+        for inv in s.invoices
+        if inv["status"] != "void"
+        for line in inv["lines"]
+        if line.get("kind") == "proration"
+    ]
+    if not candidates:
+        return None
+    inv, line = candidates[0]
+    field_name = f"proration:lines[{line['line_no']}].amount_minor@items[{line['proration_of']}]"
+    delta = max(100, abs(line["amount_minor"]) // 2)
+    return _line_drift("proration line with the wrong amount in billing", inv, line, delta,
+                       field_name)  # fmt: skip
 
 
 def _retired_sku(book: Book) -> Drift | None:

@@ -27,7 +27,7 @@ from hub.currency import exponent
 from hub.model import Price
 from sandbox.seed import catalog as C
 from sandbox.seed import xref
-from sandbox.seed.book import CustomerSlice, Record
+from sandbox.seed.book import CustomerSlice, Record, current_items
 from sandbox.seed.drift import Drift
 from sandbox.seed.emulator import EmulatorWriter
 
@@ -110,7 +110,8 @@ def monthly_recurring(sub: Record) -> Decimal:
     up to the currency's minor unit."""
     currency = sub["currency"]
     per_period = sum(
-        Price.model_validate(item["price"]).amount_minor(item["quantity"]) for item in sub["items"]
+        Price.model_validate(item["price"]).amount_minor(item["quantity"])
+        for item in current_items(sub)
     )
     months = PERIOD_MONTHS[sub["billing_period"]]
     exp = exponent(currency)
@@ -132,7 +133,7 @@ def subscription(sub: Record) -> dict[str, Any]:
         "Auto_Renew__c": bool(sub["auto_renew"]),
         "CurrencyIsoCode": sub["currency"],
         "MRR__c": monthly_recurring(sub),
-        "Items__c": "\n".join(f"{item['sku']} x {item['quantity']}" for item in sub["items"]),
+        "Items__c": "\n".join(f"{item['sku']} x {item['quantity']}" for item in current_items(sub)),
         "LastModifiedDate": _sf_datetime(sub["updated_at"]),
     }
 

@@ -20,7 +20,7 @@ from connectors.sap import reservation_flags
 from hub.money import Money
 from sandbox.seed import catalog as C
 from sandbox.seed import xref
-from sandbox.seed.book import CustomerSlice, Record
+from sandbox.seed.book import CustomerSlice, Record, current_items
 from sandbox.seed.drift import Drift
 from sandbox.seed.emulator import EmulatorWriter
 
@@ -274,7 +274,7 @@ def contract_records(sub: Record, customer: str) -> tuple[dict[str, Any], list[d
         "LastChangeDateTime": sub["updated_at"],
     }
     items = []
-    for n, item in enumerate(sub["items"], start=1):
+    for n, item in enumerate(current_items(sub), start=1):
         spec = C.PRODUCTS_BY_SKU[item["sku"]]
         price = item["price"]
         unit_price = price["unit_amount_minor"] or price["flat_amount_minor"]

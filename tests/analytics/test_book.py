@@ -80,6 +80,8 @@ def test_plain_subscriptions_match_price_amount_minor(
             excluded.add(cid)
             continue
         for item in sub["items"]:
+            if item.get("effective_to") is not None:
+                continue  # an ended item version (issue 17's price history): not MRR now
             amount = Price.model_validate(item["price"]).amount_minor(item["quantity"])
             expected[cid] += half_even_div(amount, months[sub["billing_period"]])
     voided = {i["subscription_id"] for i in book["invoice"] if i["status"] == "void"}

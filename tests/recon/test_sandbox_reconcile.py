@@ -46,9 +46,16 @@ def _secondary(f: Entry, expected: set[Entry]) -> bool:
         # (Salesforce) or still name its old number (SAP billing documents)
         return kind == "missing" or (kind == "mismatch" and field == "customer_id")
     if kind == "aggregate" and (field or "").startswith("billing:"):
-        # billing's invoice total was planted off by one: the copies in SAP and
-        # Salesforce, which are right, now differ from billing's
+        # billing's invoice total was planted off by one, or a line of it re-priced
+        # (price or proration drift): the copies in SAP and Salesforce, which are right,
+        # now differ from billing's
         return any(e[1] == _key and e[2] == "billing" and e[3] == "aggregate" for e in expected)
+    if kind == "mismatch" and field == "subtotal_minor":
+        # a re-priced line raised its invoice's subtotal in billing, the owner
+        return any(
+            e[1] == _key and e[2] == "billing" and (e[4] or "").startswith(("price:", "proration:"))
+            for e in expected
+        )
     return False
 
 

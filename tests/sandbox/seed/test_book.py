@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from hub.currency import exponent
 from hub.model import Invoice, Price, Subscription, validate_record
+from hub.pricing import item_in_effect, items_in_effect, period_of, proration
 from sandbox.seed import catalog as C
 from sandbox.seed.book import Book
 from sandbox.seed.drift import plan
+
+ONE_DAY = timedelta(days=1)
 
 
 def _digest(book: Book) -> str:
@@ -68,17 +72,26 @@ def test_every_record_is_canonical(book: list[Any]) -> None:
 def test_invoice_lines_follow_the_price_model_and_tax(book: list[Any]) -> None:
     checked = 0
     for s in book:
-        prices = {
-            item.item_id: item
-            for sub in s.subscriptions
-            for item in Subscription.model_validate(sub).items
-        }
+        subs = {sub["hub_id"]: Subscription.model_validate(sub) for sub in s.subscriptions}
         for raw in s.invoices:
             inv = Invoice.model_validate(raw)
             assert inv.arithmetic_errors() == []
             assert inv.tax_minor == (inv.subtotal_minor * s.region.tax_bps + 5_000) // 10_000
-            items = [i for i in prices.values() if i.item_id.startswith(f"{inv.subscription_id}-")]
-            for line, item in zip(inv.lines, items, strict=True):
+            sub = subs[inv.subscription_id or ""]
+            recurring = [line for line in inv.lines if line.kind.value == "recurring"]
+            for line in inv.lines:
+                if line.kind.value != "proration":
+                    continue
+                # the change of an item mid-period, prorated by hub.pricing (issue 17)
+                assert line.period_start is not None and line.period_end is not None
+                start, end = period_of(line.period_end, sub.billing_period)
+                old = [i for i in sub.items if i.effective_to == line.period_start - ONE_DAY]
+                new = item_in_effect(sub.items, line.proration_of or "", line.period_start)
+                p = proration(sub.proration_policy, old[0], new, line.period_start, start, end)
+                assert line.amount_minor == p.amount_minor != 0
+            assert recurring[0].period_start is not None
+            items = items_in_effect(sub.items, recurring[0].period_start)
+            for line, item in zip(recurring, items, strict=True):
                 assert line.sku == item.sku
                 assert line.amount_minor == item.price.amount_minor(line.quantity)
                 if item.price.kind.value != "usage":
