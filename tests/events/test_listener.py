@@ -359,3 +359,59 @@ def test_listener_settings_keep_secrets_out_of_repr(tmp_path: Path) -> None:
     settings = EventSettings(secret="top-secret-value", password="another-secret")
     assert "top-secret-value" not in repr(settings)
     assert "another-secret" not in repr(settings)
+
+
+def test_gap_events_are_read_back_and_an_overflow_runs_the_poll(rig: Rig, sf: Salesforce) -> None:
+    """A GAP_UPDATE carries no values: the record is read back by key. A GAP_OVERFLOW
+    names no records: the entity's poll reads the window."""
+    hub_id = customers(rig)[1]
+    sf_id = rig.salesforce_id(hub_id)
+    reports = len(rig.reports)
+    sf_admin(
+        rig,
+        "POST",
+        "/pubsub/events",
+        {"object": "Account", "changeType": "GAP_UPDATE", "recordIds": [sf_id]},
+    )
+    wait_for(
+        lambda: any(hub_id in r.keys and r.read for r in rig.reports[reports:]),
+        10,
+        "the gap event read back",
+    )
+    reports = len(rig.reports)
+    sf_admin(rig, "POST", "/pubsub/events", {"object": "Account", "changeType": "GAP_OVERFLOW"})
+    wait_for(
+        lambda: any(r.polled and r.entity == "customer" for r in rig.reports[reports:]),
+        10,
+        "the overflow polled",
+    )
+    with rig.store.connect() as conn:
+        events = all_events(conn, "salesforce")
+    overflow = [e for e in events if e.change_type == "GAP_OVERFLOW"]
+    assert overflow and all(e.outcome == "polled" for e in overflow)
+
+
+def test_each_applied_batch_is_a_runless_asset_event_in_dagster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import DagsterInstance
+
+    from app.cli.listen import dagster_reporter
+    from app.defs.sync import golden_key
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text("")
+    report = dagster_reporter()
+    assert report is not None
+    stats = BatchStats(
+        system="salesforce", entity="customer", events=2, keys=["CUS-1"], latencies=[0.4, 1.2]
+    )
+    report(stats)
+    instance = DagsterInstance.get()
+    event = instance.get_latest_materialization_event(golden_key("customer"))
+    assert event is not None and event.asset_materialization is not None
+    meta = event.asset_materialization.metadata
+    assert meta["count"].value == 2 and meta["keys"].value == ["CUS-1"]
+    assert meta["latency_max"].value == 1.2 and "salesforce" in str(meta["source"].value)
+    monkeypatch.delenv("DAGSTER_HOME")
+    assert dagster_reporter() is None
