@@ -17,8 +17,8 @@ runner = CliRunner()
 #: RST that Typer would print as it is: ``literals``, :roles:`x`, `interpreted text`
 RST = re.compile(r"``|:[a-z]+:`|`")
 OPERATORS_PATH = [
-    "sandbox", "db", "mappings", "systems", "sync", "listen", "reconcile", "findings", "resync", "quarantine",
-    "tombstones", "outbox", "metrics", "demo",
+    "sandbox", "db", "mappings", "systems", "sync", "listen", "reconcile", "findings", "resync",
+    "quarantine", "tombstones", "outbox", "metrics", "demo",
 ]  # fmt: skip
 
 
