@@ -7,6 +7,7 @@ either all of a batch or none of it."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -163,6 +164,36 @@ def forget_fingerprint(session: Session, system: str, entity: str, hub_id: str) 
 
 
 # -- golden records -------------------------------------------------------------------
+@dataclass
+class GoldenRow:
+    """A golden record as plain data, for the sync's batches: read with one query per
+    chunk and written with one executemany per batch (:class:`BatchRows`), where ORM
+    objects cost more than the rest of the merge (issue 18)."""
+
+    entity: str
+    hub_id: str
+    data: dict[str, Any]
+    field_meta: dict[str, Any]
+    fingerprint: str
+    version: int = 1
+    deleted: bool = False
+
+
+def existing_golden_ids(session: Session, entity: str, hub_ids: Iterable[str]) -> set[str]:
+    """Which of ``hub_ids`` have a golden record (tombstones included)."""
+    ids, found = sorted(set(hub_ids)), set[str]()
+    for start in range(0, len(ids), _IN_CHUNK):
+        found.update(
+            session.scalars(
+                select(GoldenRecord.hub_id).where(
+                    GoldenRecord.entity == entity,
+                    GoldenRecord.hub_id.in_(ids[start : start + _IN_CHUNK]),
+                )
+            )
+        )
+    return found
+
+
 def golden_for(session: Session, entity: str, hub_ids: Sequence[str]) -> dict[str, GoldenRecord]:
     if not hub_ids:
         return {}
@@ -371,7 +402,11 @@ class BatchRows:
         self.xrefs: dict[str, dict[str, Xref]] = {}  # hub id -> system -> row
         self.holders: dict[tuple[str, str], Xref] = {}  # (system, external id) -> row
         self.fps: dict[tuple[str, str], str] = {}  # (system slot, hub id) -> fingerprint
-        self.pending: dict[tuple[str, str], list[OutboxEntry]] = {}
+        #: pending pushes already in the table: (system, hub id) -> [(id, fingerprint)]
+        self.pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        #: of those, replaced (id -> payload, fingerprint) or dropped in this batch
+        self.outbox_updates: dict[int, tuple[dict[str, Any], str]] = {}
+        self.outbox_deletes: set[int] = set()
         self.open: set[tuple[str, str, str]] = set()  # (system, direction, external key)
         #: new pending pushes of this batch, as plain rows: written with one executemany
         #: (:meth:`write`) before the session next executes a statement or commits.
@@ -383,6 +418,9 @@ class BatchRows:
         #: the pushes: one executemany each, not an ORM object per row
         self.fp_writes: dict[tuple[str, str], str] = {}
         self.fp_deletes: set[tuple[str, str]] = set()
+        #: golden records created / given a new version in this batch (by hub id)
+        self.golden_inserts: dict[str, GoldenRow] = {}
+        self.golden_updates: dict[str, GoldenRow] = {}
         self._hooked = False  # registered with the session (_write_buffers_of)
         self.extend(hub_ids, external_ids)
 
@@ -405,8 +443,10 @@ class BatchRows:
                 )
             ):
                 self.fps[(slot, hub_id)] = fp
-            for o in session.scalars(
-                select(OutboxEntry)
+            for row_id, system, hub_id, fp in session.execute(
+                select(
+                    OutboxEntry.id, OutboxEntry.system, OutboxEntry.hub_id, OutboxEntry.fingerprint
+                )
                 .where(
                     OutboxEntry.entity == entity,
                     OutboxEntry.status == "pending",
@@ -414,7 +454,7 @@ class BatchRows:
                 )
                 .order_by(OutboxEntry.id)
             ):
-                self.pending.setdefault((o.system, o.hub_id), []).append(o)
+                self.pending.setdefault((system, hub_id), []).append((row_id, fp))
             for system, direction, key in session.execute(
                 select(
                     QuarantineEntry.system, QuarantineEntry.direction, QuarantineEntry.external_key
@@ -510,6 +550,67 @@ class BatchRows:
         if row is not None and (hub_id in self.hub_ids or (system, external_id) in self.covered):
             self._hold(row)
 
+    # -- golden records -----------------------------------------------------------------
+    def goldens(self, hub_ids: Iterable[str]) -> dict[str, GoldenRow]:
+        """The golden records of ``hub_ids`` that exist, as plain rows (one query per
+        chunk; the session's buffered writes go first, so rows this batch wrote are read
+        as written)."""
+        ids, out = sorted(set(hub_ids)), {}
+        cols = (
+            GoldenRecord.hub_id, GoldenRecord.data, GoldenRecord.field_meta,
+            GoldenRecord.fingerprint, GoldenRecord.version, GoldenRecord.deleted,
+        )  # fmt: skip
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            for hub_id, data, meta, fp, version, deleted in self.session.execute(
+                select(*cols).where(
+                    GoldenRecord.entity == self.entity, GoldenRecord.hub_id.in_(chunk)
+                )
+            ):
+                out[hub_id] = GoldenRow(self.entity, hub_id, data, meta or {}, fp, version, deleted)
+        return out
+
+    def create_golden(self, row: GoldenRow) -> None:
+        """Insert ``row`` with the batch's writes."""
+        self.golden_inserts[row.hub_id] = row
+        self._hook()
+
+    def update_golden(self, row: GoldenRow) -> None:
+        """Write ``row``'s new content and version with the batch's writes (a row created
+        in this batch is simply inserted as it is now)."""
+        if row.hub_id not in self.golden_inserts:
+            self.golden_updates[row.hub_id] = row
+            self._hook()
+
+    def _write_goldens(self, conn: Connection, now: datetime) -> None:
+        if self.golden_inserts:
+            new, self.golden_inserts = list(self.golden_inserts.values()), {}
+            conn.execute(
+                insert(GoldenRecord),
+                [
+                    {"entity": g.entity, "hub_id": g.hub_id, "data": g.data,
+                     "field_meta": g.field_meta, "fingerprint": g.fingerprint,
+                     "version": g.version, "deleted": g.deleted, "created_at": now,
+                     "updated_at": now}
+                    for g in new
+                ],
+            )  # fmt: skip
+        if self.golden_updates:
+            changed, self.golden_updates = list(self.golden_updates.values()), {}
+            conn.execute(
+                update(GoldenRecord)
+                .where(GoldenRecord.entity == self.entity, GoldenRecord.hub_id == bindparam("h"))
+                .values(
+                    data=bindparam("d"), field_meta=bindparam("m"), fingerprint=bindparam("f"),
+                    version=bindparam("v"), updated_at=bindparam("u"),
+                ),
+                [
+                    {"h": g.hub_id, "d": g.data, "m": g.field_meta, "f": g.fingerprint,
+                     "v": g.version, "u": now}
+                    for g in changed
+                ],
+            )  # fmt: skip
+
     # -- fingerprints -------------------------------------------------------------------
     def fingerprint(self, system: str, hub_id: str) -> str | None:
         """As :func:`fingerprints_for` for one record."""
@@ -549,8 +650,11 @@ class BatchRows:
             return
         rows = self.pending.get((system, hub_id))
         if rows:
-            if rows[0].fingerprint != fp:
-                rows[0].payload, rows[0].fingerprint, rows[0].updated_at = payload, fp, utcnow()
+            row_id, there = rows[0]
+            if there != fp:
+                rows[0] = (row_id, fp)
+                self.outbox_updates[row_id] = (payload, fp)
+                self._hook()
             return
         self._hook()
         self.new_pending[(system, hub_id)] = {
@@ -565,13 +669,20 @@ class BatchRows:
             _write_buffers_of(self.session).append(self)
             self._hooked = True
 
+    def _buffered(self) -> bool:
+        return any(
+            (self.new_pending, self.fp_writes, self.fp_deletes, self.golden_inserts,
+             self.golden_updates, self.outbox_updates, self.outbox_deletes)
+        )  # fmt: skip
+
     def write(self) -> None:
         """Write what the batch buffered: fingerprints forgotten and set, then the new
         pending pushes (oldest plan first) - one executemany each, on the session's
         connection (not session.execute: no ORM event, no autoflush)."""
-        if not (self.new_pending or self.fp_writes or self.fp_deletes):
+        if not self._buffered():
             return
         conn, now, entity = self.session.connection(), utcnow(), self.entity
+        self._write_goldens(conn, now)
         if self.fp_deletes:
             gone, self.fp_deletes = sorted(self.fp_deletes), set()
             conn.execute(
@@ -590,6 +701,22 @@ class BatchRows:
                 for (slot, hub_id), fp in fps.items()
             ]  # fmt: skip
             upsert(conn, Fingerprint, rows, ["system", "entity", "hub_id"])
+        self._write_outbox(conn, now)
+
+    def _write_outbox(self, conn: Connection, now: datetime) -> None:
+        if self.outbox_deletes:
+            gone, self.outbox_deletes = sorted(self.outbox_deletes), set()
+            for start in range(0, len(gone), _IN_CHUNK):
+                chunk = gone[start : start + _IN_CHUNK]
+                conn.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(chunk)))
+        if self.outbox_updates:
+            changed, self.outbox_updates = self.outbox_updates, {}
+            conn.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == bindparam("i"))
+                .values(payload=bindparam("p"), fingerprint=bindparam("f"), updated_at=now),
+                [{"i": i, "p": p, "f": f} for i, (p, f) in changed.items()],
+            )
         if self.new_pending:
             rows, self.new_pending = list(self.new_pending.values()), {}
             for row in rows:
@@ -602,8 +729,10 @@ class BatchRows:
             drop_pending(self.session, system, self.entity, hub_id)
             return
         self.new_pending.pop((system, hub_id), None)
-        for row in self.pending.pop((system, hub_id), []):
-            _discard(self.session, row)
+        for row_id, _ in self.pending.pop((system, hub_id), []):
+            self.outbox_updates.pop(row_id, None)
+            self.outbox_deletes.add(row_id)
+            self._hook()
 
     # -- quarantine -----------------------------------------------------------------------
     def quarantined(self, system: str, external_key: str, direction: str) -> None:

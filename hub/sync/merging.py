@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from hub.fingerprint import fingerprint
 from hub.model import ENTITIES, CanonicalValidationError, validate_record
 from hub.store import findings as finding_store
-from hub.store.models import GoldenRecord
+from hub.store.repo import GoldenRow
 from hub.sync.fingerprints import (
     EXTERNAL_IDS,
     NO_HUB_ID,
@@ -157,7 +157,7 @@ class BatchMerger:
         return fps.get(hub_id) == prints.push and owned.get(hub_id, "") == prints.owned
 
     def _merged(
-        self, record: Staged, golden: GoldenRecord | None
+        self, record: Staged, golden: GoldenRow | None
     ) -> tuple[MergeResult, dict[str, Any]] | None:
         """The golden record with this record merged in by ownership, validated (None:
         it breaks the canonical model, and waits in quarantine)."""
@@ -208,26 +208,20 @@ class BatchMerger:
             )
 
     def _write_golden(
-        self, hub_id: str, golden: GoldenRecord | None, clean: dict[str, Any], result: MergeResult
+        self, hub_id: str, golden: GoldenRow | None, clean: dict[str, Any], result: MergeResult
     ) -> None:
         """Create the golden record, or write a new version of it when its content
         changed. A system restating what the golden record already says - e.g. the echo
         of the hub's own push, stamped later - changes nothing: no new version."""
         if golden is None:
-            golden = GoldenRecord(
-                entity=self.entity,
-                hub_id=hub_id,
-                data=clean,
-                field_meta=result.field_meta,
-                fingerprint=fingerprint(clean),
-            )
-            self.batch.s.add(golden)
+            golden = GoldenRow(self.entity, hub_id, clean, result.field_meta, fingerprint(clean))
+            self.held.create_golden(golden)
             self.batch.goldens[hub_id] = golden
             self.golden_counts.created += 1
         elif _content(clean) != _content(golden.data):
             golden.data, golden.field_meta = clean, result.field_meta
             golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
-            golden.updated_at = self.now
+            self.held.update_golden(golden)
             self.golden_counts.updated += 1
         else:
             self.golden_counts.unchanged += 1

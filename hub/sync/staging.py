@@ -24,7 +24,6 @@ from hub.mapping.mapper import Mapper, MappingValueError
 from hub.mapping.spec import MappingSpec
 from hub.model import ENTITIES
 from hub.store import repo
-from hub.store.models import GoldenRecord
 from hub.sync.fingerprints import with_owned
 
 
@@ -72,7 +71,7 @@ class StagedBatch:
     records: list[Staged] = field(default_factory=list)
     #: the golden records the batch's hub ids already have (merging adds the new ones, so
     #: a record read twice in one batch merges into what the first made)
-    goldens: dict[str, GoldenRecord] = field(default_factory=dict)
+    goldens: dict[str, repo.GoldenRow] = field(default_factory=dict)
     #: each record's fingerprint as the hub last read it from (or pushed it to) the system
     fps: dict[str, str] = field(default_factory=dict)
     #: fields the hub never writes to this system but takes from it, watched through a
@@ -138,7 +137,7 @@ def link_batch(
     if not linked:
         return
     if not spec.creates:
-        existing = repo.golden_for(s, spec.entity, [h for h, _ in linked])
+        existing = repo.existing_golden_ids(s, spec.entity, [h for h, _ in linked])
         linked = [(h, sid) for h, sid in linked if h in existing]
     for hub_id, sid in linked:
         held.set_xref(hub_id, spec.system, sid)
@@ -185,7 +184,7 @@ def _load_state(batch: StagedBatch) -> None:
     (a new record's hub id, or one only its key named, was not known before mapping)."""
     spec, held = batch.spec, batch.held
     hub_ids = [r.hub_id for r in batch.records]
-    batch.goldens = repo.golden_for(batch.s, spec.entity, hub_ids)
+    batch.goldens = held.goldens(hub_ids)
     held.extend(hub_ids)
     batch.fps = {h: fp for h in hub_ids if (fp := held.fingerprint(spec.system, h)) is not None}
     batch.owned_fields = owned_read_only(spec)
