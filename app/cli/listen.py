@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import typer
 from sqlalchemy import Engine
 
-from connectors.errors import ConnectorError
+from connectors.errors import AuthError, ConnectorError, PermanentError
 from connectors.registry import configured_systems
 from connectors.salesforce import SYSTEM as SALESFORCE
 from connectors.salesforce import SalesforceSettings
@@ -264,6 +264,18 @@ class Listener:
                 return
             except ReplayIdExpired as exc:
                 self._gap(channel, entity, f"replay id expired ({exc})")
+            except (PermanentError, AuthError) as exc:
+                # retrying cannot help (no Change Data Capture on the object, a refused
+                # credential): this channel stops, the others go on, the poll covers it
+                self.totals.errors.append(str(exc))
+                log.error(
+                    "%s: stopped (%s); changes of %s reach the hub through the poll until "
+                    "the listener is restarted",
+                    channel,
+                    exc,
+                    entity,
+                )
+                return
             except ConnectorError as exc:
                 if self.stopping.is_set():
                     return
@@ -395,8 +407,12 @@ class Listener:
             self.wake.clear()
             if self.stopping.is_set():
                 break
-            self._run_polls()
-            self.process_once()
+            try:
+                self._run_polls()
+                self.process_once()
+            except Exception:  # the events stay pending: the next pass tries again
+                log.exception("applying events failed; trying again in 5 s")
+                self.stopping.wait(5)
             if time.monotonic() - last_health >= self.health_every:
                 last_health = time.monotonic()
                 self._health()
