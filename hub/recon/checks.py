@@ -227,7 +227,10 @@ def proration_errors(
     ``billing_cycle``, expects 0.
 
     Field ``proration:lines[<n>].amount_minor@items[<item_id>]``; amount at stake =
-    expected - billed, in the invoice currency."""
+    expected - billed, in the invoice currency. Given the subscriptions' ``billing_period``
+    and ``start_date``, also a change no proration line bills (``_missing_prorations_sql``:
+    key ``<subscription>@<change day>``, field ``proration:missing@items[<item_id>]``,
+    actual 0, amount at stake the proration, in the subscription's currency)."""
     inv, ln, sub, it = (
         register(con, x, h)
         for x, h in ((invoices, "inv"), (lines, "lines"), (subscriptions, "subs"), (items, "items"))
@@ -276,9 +279,62 @@ def proration_errors(
                    'error' severity, expected - billed amount_at_stake_minor, currency
             FROM (SELECT *, CAST({exp} AS BIGINT) expected FROM ({base}))
             WHERE expected IS DISTINCT FROM billed"""
+        sub_cols = columns(con, sub)
+        if {"billing_period", "start_date"} <= set(sub_cols):
+            rows += " UNION ALL " + _missing_prorations_sql(con, inv, ln, sub, view, system)
         return F.finalize(con, rows)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {view}").fetchall()
+
+
+def _missing_prorations_sql(
+    con: duckdb.DuckDBPyConnection, inv: str, ln: str, sub: str, priced: str, system: str
+) -> str:
+    """Findings rows for item changes inside a period of a ``daily`` subscription whose
+    proration no non-void invoice bills (no line of kind proration naming the item with the
+    change day as its ``period_start``), once the subscription has a non-void invoice
+    issued after the change. The period is the subscription's billing period containing
+    the change, counted from its trial end (else start date) as ``unbilled_periods`` does."""
+    policy = "s.proration_policy" if "proration_policy" in columns(con, sub) else "'daily'"
+    trial = "s.trial_end" if "trial_end" in columns(con, sub) else "NULL"
+    months = _PERIOD_MONTHS.format(p="s.billing_period")
+    live = "i.status IS DISTINCT FROM 'void'" if "status" in columns(con, inv) else "true"
+    changes = f"""
+        SELECT v.key sub_key, v.base_item_id item, v.effective_from change, v.price_minor new_amt,
+               s.currency, coalesce({policy}, 'daily') policy,
+               coalesce({trial}, s.start_date) anchor, {months} m,
+               (SELECT max(o.price_minor) FROM {priced} o
+                WHERE o.key = v.key AND o.base_item_id = v.base_item_id
+                  AND o.effective_to = CAST(v.effective_from - INTERVAL 1 DAY AS DATE)) old_amt
+        FROM {priced} v JOIN {sub} s ON s.key = v.key
+        WHERE v.effective_from IS NOT NULL"""
+    periods = f"""
+        SELECT *, CAST(anchor + to_months(CAST(k * m AS INTEGER)) AS DATE) ps,
+               CAST(anchor + to_months(CAST((k + 1) * m AS INTEGER)) - INTERVAL 1 DAY AS DATE) pe
+        FROM (SELECT *, CASE WHEN anchor + to_months(CAST(k0 * m AS INTEGER)) > change
+                             THEN k0 - 1 ELSE k0 END k
+              FROM (SELECT *, date_diff('month', anchor, change) // m k0 FROM ({changes})
+                    WHERE m IS NOT NULL AND anchor IS NOT NULL AND change > anchor))"""
+    days, left = "(date_diff('day', ps, pe) + 1)", "(date_diff('day', change, pe) + 1)"
+    exp = (
+        f"{_half_even_sql(f'CAST(coalesce(new_amt, 0) AS HUGEINT) * {left}', days)}"
+        f" - {_half_even_sql(f'CAST(coalesce(old_amt, 0) AS HUGEINT) * {left}', days)}"
+    )
+    return f"""
+        SELECT 'invoice' entity, sub_key || '@' || CAST(change AS VARCHAR) key,
+               NULL external_id, {F.literal(system)} system, 'aggregate' kind,
+               'proration:missing@items[' || item || ']' field,
+               CAST(expected AS VARCHAR) expected, '0' actual, 'error' severity,
+               expected amount_at_stake_minor, currency
+        FROM (SELECT *, CAST({exp} AS BIGINT) expected FROM ({periods})
+              WHERE policy = 'daily' AND change > ps) p
+        WHERE expected <> 0
+          AND EXISTS (SELECT 1 FROM {inv} i WHERE i.subscription_id = p.sub_key AND {live}
+                      AND i.issue_date > p.change)
+          AND NOT EXISTS (SELECT 1 FROM {inv} i JOIN {ln} l ON l.key = i.key
+                          WHERE i.subscription_id = p.sub_key AND {live}
+                            AND l.kind = 'proration' AND l.proration_of = p.item
+                            AND l.period_start = p.change)"""
 
 
 def cross_system_amounts(

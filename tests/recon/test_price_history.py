@@ -139,3 +139,31 @@ def test_the_sql_proration_is_hub_pricing(q_old: int, q_new: int, unit: int, off
         items, system="billing",
     ).to_pylist()  # fmt: skip
     assert (f["expected"], f["amount_at_stake_minor"]) == (str(want), -1)
+
+
+def _run_with_subs(lines: list[dict], subs: pa.Table, invoices: list[dict] = INVOICES) -> list:
+    con = connect()
+    inv, ln, it = (pa.Table.from_pylist(x) for x in (invoices, lines, HISTORY))
+    return checks.proration_errors(con, inv, ln, subs, it, system="billing").to_pylist()
+
+
+def _dated_subs(policy: str = "daily") -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "key": "SUB-1", "billing_period": "month", "proration_policy": policy,
+                "start_date": date(2025, 1, 1), "trial_end": None, "currency": "USD",
+            }
+        ]
+    )  # fmt: skip
+
+
+def test_a_change_no_proration_line_bills_is_a_missing_proration() -> None:
+    assert _run_with_subs(LINES, _dated_subs()) == []
+    [f] = _run_with_subs(LINES[:2], _dated_subs())  # July's invoice without the proration
+    assert (f["key"], f["field"]) == ("SUB-1@2025-06-10", "proration:missing@items[I-1]")
+    assert (f["expected"], f["actual"], f["amount_at_stake_minor"]) == ("1050", "0", 1050)
+    assert f["currency"] == "USD"
+    # not yet due before the next invoice; not due at all under none
+    assert _run_with_subs(LINES[:1], _dated_subs(), INVOICES[:1]) == []
+    assert _run_with_subs(LINES[:2], _dated_subs("none")) == []

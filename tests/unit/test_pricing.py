@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from fractions import Fraction
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -236,3 +237,17 @@ def test_a_proration_line_names_its_item() -> None:
         validate_record("invoice", inv)
     assert err.value.errors[0].rule == "proration_of_required"
     assert "lines.0" in err.value.errors[0].field
+
+
+@given(histories())
+def test_item_changes_pair_each_later_version_with_the_one_before(h: tuple) -> None:
+    items, _ = h
+    assert item_changes(items) == list(pairwise(items))
+    # a version starting after a gap follows nothing
+    if len(items) > 1:
+        last = items[-1]
+        gap = last.model_copy(update={"effective_from": last.effective_from + ONE})
+        assert item_changes([*items[:-1], gap])[-1] == (None, gap)
+
+
+ONE = timedelta(days=1)
