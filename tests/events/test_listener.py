@@ -415,3 +415,39 @@ def test_each_applied_batch_is_a_runless_asset_event_in_dagster(
     assert meta["latency_max"].value == 1.2 and "salesforce" in str(meta["source"].value)
     monkeypatch.delenv("DAGSTER_HOME")
     assert dagster_reporter() is None
+
+
+def test_a_reprocessed_event_changes_nothing(rig: Rig, sf: Salesforce) -> None:
+    """Idempotent by event id and by fingerprint: events applied once, put back as pending
+    (as after a crash between applying and marking), are applied again and write nothing."""
+    hub_id = customers(rig)[0]
+    sf.restful(
+        f"sobjects/Account/{rig.salesforce_id(hub_id)}", method="PATCH", json={"Name": "Twice AG"}
+    )
+    wait_for(
+        lambda: (rig.read("sap", hub_id) or {}).get("CustomerFullName") == "Twice AG",
+        10,
+        "the change applied once",
+    )
+    with rig.store.connect() as conn:
+        applied = [e.id for e in all_events(conn) if e.outcome == "applied"][-5:]
+    with session_factory(rig.store)() as s:
+        versions = {g.hub_id: g.version for g in s.query(GoldenRecord).filter_by(entity="customer")}
+    time.sleep(0.5)  # the echoes of the push above are applied too
+    rig.sandbox.reset_calls()
+    from hub.events.inbox import INBOX
+
+    with rig.store.begin() as conn:
+        conn.execute(
+            INBOX.update().where(INBOX.c.id.in_(applied)).values(processed_at=None, outcome=None)
+        )
+    wait_for(lambda: all(e.processed_at for e in _all(rig) if e.id in applied), 10, "re-applied")
+    with session_factory(rig.store)() as s:
+        after = {g.hub_id: g.version for g in s.query(GoldenRecord).filter_by(entity="customer")}
+    assert after == versions
+    assert writes(rig, "sap") == 0 and writes(rig, "salesforce") == 0
+
+
+def _all(rig: Rig) -> list[Any]:
+    with rig.store.connect() as conn:
+        return all_events(conn)
