@@ -194,6 +194,31 @@ def existing_golden_ids(session: Session, entity: str, hub_ids: Iterable[str]) -
     return found
 
 
+def existing_any(session: Session, entity: str) -> bool:
+    """Whether the store holds any golden record of ``entity``."""
+    found = session.scalar(
+        select(GoldenRecord.hub_id).where(GoldenRecord.entity == entity).limit(1)
+    )
+    return found is not None
+
+
+def pushes_held_back(session: Session, entity: str, hub_ids: Sequence[str]) -> dict[str, set[str]]:
+    """Per record, the systems a push to which waits for a person or for the blanking
+    guard's count (outbox rows neither pending nor failed): a new plan must not queue a
+    pending push beside them."""
+    out: dict[str, set[str]] = {}
+    for start in range(0, len(hub_ids), _IN_CHUNK):
+        for system, hub_id in session.execute(
+            select(OutboxEntry.system, OutboxEntry.hub_id).where(
+                OutboxEntry.entity == entity,
+                OutboxEntry.status.not_in(("pending", "failed")),
+                OutboxEntry.hub_id.in_(hub_ids[start : start + _IN_CHUNK]),
+            )
+        ):
+            out.setdefault(hub_id, set()).add(system)
+    return out
+
+
 def golden_for(session: Session, entity: str, hub_ids: Sequence[str]) -> dict[str, GoldenRecord]:
     if not hub_ids:
         return {}

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -166,6 +166,9 @@ class SyncEngine:
         self.progress = progress
         self.counts: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
         self._links_minted = 0  # new external ids recorded by this pass's pushes
+        #: during an entity's pulls: the records created in this pass, planned once after
+        #: the pulls (plan_new_records) instead of after each system's copy
+        self._deferred: set[str] | None = None
         self.errors: list[str] = []
         #: False once an error no retry can fix was met (credentials or a request refused)
         self.retryable = True
@@ -222,15 +225,21 @@ class SyncEngine:
                     )
                 )
             )
-        for system in creators:
-            self.pull(system, entity)
-            self.pull_deletions(system, entity)
-        if waiting:
-            self.retry_quarantine(entity, systems, ids=waiting)
-        for system in order:
-            if system not in creators:
+        self._deferred = None if self.dry_run else self._start_plan_walk(entity)
+        try:
+            for system in creators:
                 self.pull(system, entity)
                 self.pull_deletions(system, entity)
+            if waiting:
+                self.retry_quarantine(entity, systems, ids=waiting)
+            for system in order:
+                if system not in creators:
+                    self.pull(system, entity)
+                    self.pull_deletions(system, entity)
+        finally:
+            self._deferred = None
+        if not self.dry_run:
+            self.plan_new_records(entity)
         if entity == "allocation":
             self.plan_deliveries()
         for system in self._push_order(entity, self._systems(entity, systems)):
@@ -245,6 +254,49 @@ class SyncEngine:
             if released:
                 for system in self._push_order(entity, self._systems(entity, systems)):
                     self.push(system, entity)
+
+    def _start_plan_walk(self, entity: str) -> set[str]:
+        """Start deferring the plans of records created in this pass (plan once). The
+        durable record of what is still to plan is the golden records themselves: every
+        record changed after the ``<entity>:plan`` cursor is planned by plan_new_records,
+        so a crash between the pulls and that plan loses nothing. The cursor is written
+        by the first pass: at the beginning for an empty store, now for a store that held
+        records before the cursor existed (its history was planned when it was loaded)."""
+        slot = _plan_slot(entity)
+        with self.sessions.begin() as s:
+            if repo.get_cursor(s, HUB, slot) is None:
+                start = utcnow() if repo.existing_any(s, entity) else _BEGINNING
+                repo.set_cursor(s, HUB, slot, f"{start.isoformat()}|")
+        return set()
+
+    def plan_new_records(self, entity: str, chunk: int = 1000) -> None:
+        """Plan every golden record changed since the ``<entity>:plan`` cursor - the
+        records this pass created (their plans were deferred until every system was read,
+        so a push planned from the first system's copy is never queued and then dropped)
+        and any a crashed pass left - a chunk per transaction with the cursor. A target
+        holding a push back for a person (held, or counted by the blanking guard) is not
+        planned over. Idempotent: planning a record the systems already hold queues
+        nothing."""
+        slot = _plan_slot(entity)
+        while True:
+            with self.sessions.begin() as s:
+                after = _split_cursor(repo.get_cursor(s, HUB, slot))
+                rows = repo.golden_changed_since(s, entity, after, chunk)
+                if not rows:
+                    return
+                live = [g for g in rows if not g.deleted]
+                ids = [g.hub_id for g in live]
+                held = repo.BatchRows(s, entity, ids)
+                resolver = _XrefResolver(s, entity)
+                self._prime(resolver, entity, canonicals=[g.data for g in live])
+                waiting = repo.pushes_held_back(s, entity, ids)
+                targets = [t for (t, e) in self.specs if e == entity]
+                for g in live:
+                    blocked = waiting.get(g.hub_id)
+                    only = [t for t in targets if t not in blocked] if blocked else None
+                    self._plan(s, entity, g.hub_id, g.data, only, held=held, resolver=resolver)
+                last = rows[-1]
+                repo.set_cursor(s, HUB, slot, f"{last.updated_at.isoformat()}|{last.hub_id}")
 
     def _failed(self, exc: ConnectorError) -> None:
         if isinstance(exc, AuthError | PermanentError):
@@ -587,7 +639,11 @@ class SyncEngine:
         batch = staging.stage(s, mapper, records, self.counts[system][entity], self._quarantine)
         self._prime(resolver, entity, canonicals=batch.canonicals())
 
-        def plan(hub_id: str, data: dict[str, Any], blanks: bool) -> None:
+        def plan(hub_id: str, data: dict[str, Any], blanks: bool, created: bool) -> None:
+            deferred = self._deferred
+            if deferred is not None and not blanks and (created or hub_id in deferred):
+                deferred.add(hub_id)  # planned once, after the pulls (plan_new_records)
+                return
             status = deletions.BLANKING if blanks else "pending"
             self._plan(s, entity, hub_id, data, held=batch.held, resolver=resolver, status=status)
 
@@ -950,6 +1006,14 @@ def _ref_values(rows: Sequence[Any], path: str) -> set[str]:
         if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
             out.add(str(value))
     return out
+
+
+_BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _plan_slot(entity: str) -> str:
+    """The hub's cursor over the golden records planned so far (plan_new_records)."""
+    return f"{entity}:plan"
 
 
 def _split_cursor(cursor: str | None) -> tuple[datetime, str] | None:

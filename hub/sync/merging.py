@@ -58,8 +58,9 @@ class BatchMerger:
     order (a record read twice in one batch merges into what the first made), in the
     caller's transaction.
 
-    ``plan(hub_id, data, blanks)`` queues the pushes a changed golden record needs (``blanks``:
-    it empties a field that had a value, which the guard counts); ``creators``
+    ``plan(hub_id, data, blanks, created)`` queues the pushes a changed golden record needs
+    (``blanks``: it empties a field that had a value, which the guard counts; ``created``:
+    this merge made it, so the engine may plan it once after the pass's pulls); ``creators``
     are the systems that create the entity (named when an orphan is quarantined)."""
 
     def __init__(
@@ -71,7 +72,7 @@ class BatchMerger:
         counts: ConflictCounts,
         golden_counts: GoldenCounts,
         quarantine: Quarantine,
-        plan: Callable[[str, dict[str, Any], bool], None],
+        plan: Callable[[str, dict[str, Any], bool, bool], None],
         now: datetime,
     ) -> None:
         self.batch, self.spec, self.held = batch, batch.spec, batch.held
@@ -112,7 +113,7 @@ class BatchMerger:
         self._record_conflicts(record, result.conflicts)
         self._write_golden(record.hub_id, golden, clean, result)
         self._record_seen(record.hub_id, prints)
-        self.plan(record.hub_id, clean, blanks)
+        self.plan(record.hub_id, clean, blanks, golden is None)
 
     def _quarantine_orphan(self, record: Staged) -> None:
         """A non-creating system holds a record under a hub id no creator brought in."""

@@ -6,6 +6,7 @@ more than N statements (issue 18: at most 0.03 statements per record read)."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from hub.store import OutboxEntry
@@ -33,3 +34,59 @@ def test_an_initial_pull_writes_its_planned_pushes_in_bulk(setup) -> None:
     outbox_inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO OUTBOX")]
     assert 1 <= len(outbox_inserts) <= 4, len(outbox_inserts)
     assert len(statements) <= 0.1 * n, len(statements)
+
+
+def _rebuild_store(engine: sa.Engine) -> None:
+    """Empty the hub store's sync state, as a rebuild after an incident would."""
+    from hub.store.models import Cursor, Fingerprint, GoldenRecord, Xref
+
+    with engine.begin() as conn:
+        for model in (OutboxEntry, Fingerprint, Xref, GoldenRecord, Cursor):
+            conn.execute(sa.delete(model))
+
+
+def test_a_load_plans_each_new_record_once_after_every_system_was_read(setup) -> None:
+    """Rebuilding the store from two systems that already agree queues no push at all:
+    a record's pushes are planned once after both were read, not planned from the first
+    system's copy and dropped when the second turns out to hold it (issue 18)."""
+    make, crm, erp, engine = setup
+    for i in range(20):
+        crm.put(account(f"Customer {i:02d}"))
+    make().run(["customer"])
+    assert len(erp.rows) == 20
+    _rebuild_store(engine)
+    inserted: list[int] = []
+
+    def record(_c, _cur, statement: str, params: object, _ctx: object, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX"):
+            inserted.append(len(params) if many and isinstance(params, list) else 1)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        report = make().run(["customer"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert report["hub"]["customer"]["created"] == 20
+    assert sum(inserted) == 0
+    assert count(engine, OutboxEntry) == 0
+
+
+def test_records_left_unplanned_by_a_crash_are_planned_by_the_next_pass(setup, monkeypatch) -> None:
+    """The plan after the pulls is driven by a cursor over the golden records, so a pass
+    that dies between its pulls and that plan loses no push."""
+    from hub.sync.engine import SyncEngine
+
+    make, crm, erp, _ = setup
+    crm.put(account("Acme GmbH"))
+
+    def crash(self: SyncEngine, entity: str, chunk: int = 1000) -> None:
+        raise RuntimeError("killed between the pulls and the plan")
+
+    with monkeypatch.context() as m:
+        m.setattr(SyncEngine, "plan_new_records", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            make().run(["customer"])
+    assert erp.rows == {}
+    make().run(["customer"])
+    ((_, row),) = erp.rows.items()
+    assert row["CustomerName"] == "Acme GmbH"
