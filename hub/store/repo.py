@@ -419,8 +419,13 @@ class BatchRows:
         entity: str,
         hub_ids: Iterable[str],
         external_ids: Mapping[str, Iterable[str]] | None = None,
+        *,
+        lock_rows: bool = False,
     ) -> None:
         self.session, self.entity = session, entity
+        #: read golden records FOR UPDATE (PostgreSQL): concurrent writers of the same
+        #: records (backfill partitions) then wait for each other instead of losing an update
+        self.lock_rows = lock_rows and session.get_bind().dialect.name == "postgresql"
         self.hub_ids: set[str] = set()
         #: (system, external id) pairs whose every holder is loaded
         self.covered: set[tuple[str, str]] = set()
@@ -587,11 +592,14 @@ class BatchRows:
         )  # fmt: skip
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
-            for hub_id, data, meta, fp, version, deleted in self.session.execute(
-                select(*cols).where(
-                    GoldenRecord.entity == self.entity, GoldenRecord.hub_id.in_(chunk)
-                )
-            ):
+            query = (
+                select(*cols)
+                .where(GoldenRecord.entity == self.entity, GoldenRecord.hub_id.in_(chunk))
+                .order_by(GoldenRecord.hub_id)  # one lock order for every writer
+            )
+            if self.lock_rows:
+                query = query.with_for_update()
+            for hub_id, data, meta, fp, version, deleted in self.session.execute(query):
                 out[hub_id] = GoldenRow(self.entity, hub_id, data, meta or {}, fp, version, deleted)
         return out
 

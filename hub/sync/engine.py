@@ -169,6 +169,9 @@ class SyncEngine:
         #: during an entity's pulls: the records created in this pass, planned once after
         #: the pulls (plan_new_records) instead of after each system's copy
         self._deferred: set[str] | None = None
+        #: lock a batch's golden records while merging it (PostgreSQL): set by writers
+        #: that run beside each other on the same entity (backfill partitions)
+        self.lock_rows = False
         self.errors: list[str] = []
         #: False once an error no retry can fix was met (credentials or a request refused)
         self.retryable = True
@@ -636,7 +639,10 @@ class SyncEngine:
         resolver = _XrefResolver(s, entity)
         self._prime(resolver, entity, natives={system: records})
         mapper = self._mapper(system, entity, s, resolver)
-        batch = staging.stage(s, mapper, records, self.counts[system][entity], self._quarantine)
+        batch = staging.stage(
+            s, mapper, records, self.counts[system][entity], self._quarantine,
+            lock_rows=self.lock_rows,
+        )  # fmt: skip
         self._prime(resolver, entity, canonicals=batch.canonicals())
 
         def plan(hub_id: str, data: dict[str, Any], blanks: bool, created: bool) -> None:

@@ -95,6 +95,8 @@ def stage(
     records: list[NativeRecord],
     counts: ReadCounts,
     quarantine: Quarantine,
+    *,
+    lock_rows: bool = False,
 ) -> StagedBatch:
     """Map ``records`` (one extracted batch of ``mapper``'s system and entity) and load
     the store state of their keys; quarantined records are left out."""
@@ -105,7 +107,9 @@ def stage(
     # this batch's xrefs, fingerprints, pending pushes and open quarantine: read once
     # here, not per record and system (see repo.BatchRows)
     carried = [h for h in map(mapper.hub_id, records) if h]
-    held = repo.BatchRows(s, spec.entity, [*carried, *known.values()], {spec.system: present})
+    held = repo.BatchRows(
+        s, spec.entity, [*carried, *known.values()], {spec.system: present}, lock_rows=lock_rows
+    )
     link_batch(s, spec, mapper, records, sys_ids, held)
     batch = StagedBatch(s, mapper, held)
     for native, sid in zip(records, sys_ids, strict=True):
