@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import resource
+import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -19,6 +22,36 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall time and CPU time of one measured step. ``cpu`` is the whole process's (the
+    in-process emulators included); ``cpu_thread`` only the calling thread's - the work
+    of the code under test, which a busy shared machine inflates far less than wall time."""
+
+    wall: float
+    cpu: float
+    cpu_thread: float
+
+
+def measured(fn: Callable[[], T]) -> tuple[Timing, T]:
+    w, c, t = time.perf_counter(), time.process_time(), time.thread_time()
+    result = fn()
+    timing = Timing(time.perf_counter() - w, time.process_time() - c, time.thread_time() - t)
+    return timing, result
+
+
+def commit_and_load() -> str:
+    """The commit measured and how busy the machine was, for the figures' caption."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        rev = "unknown"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"commit {rev}; {os.cpu_count()} CPUs; load average {load}"
 
 
 def gib(n: float) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench._common import gib, peak_rss_bytes, print_table, timed
+from bench._common import Timing, commit_and_load, gib, measured, peak_rss_bytes, print_table, timed
 from connectors import registry
 from connectors.base import Connector
 from hub.systems import connect
@@ -53,8 +53,8 @@ def close_all(connectors: Mapping[str, Connector]) -> None:
         c.close()
 
 
-def floor_read(env: Mapping[str, str]) -> tuple[float, dict[str, int]]:
-    """Seconds to read every entity of every connector, and records read per system."""
+def floor_read(env: Mapping[str, str]) -> tuple[Timing, dict[str, int]]:
+    """Time to read every entity of every connector, and records read per system."""
     connectors = build_connectors(env)
     read: dict[str, int] = {}
 
@@ -67,24 +67,32 @@ def floor_read(env: Mapping[str, str]) -> tuple[float, dict[str, int]]:
             read[system] = n
 
     try:
-        seconds, _ = timed(read_all)
+        timing, _ = measured(read_all)
     finally:
         close_all(connectors)
-    return seconds, read
+    return timing, read
 
 
-def sync_run(url: str, env: Mapping[str, str]) -> tuple[float, Report]:
+def sync_run(url: str, env: Mapping[str, str]) -> tuple[Timing, Report, int]:
+    """One SyncEngine.run(): its timing, its report and the SQL statements it sent to the
+    hub store (an executemany counts once)."""
     from hub.store import create_store_engine
     from hub.sync.engine import SyncEngine
 
     connectors = build_connectors(env)
     engine = create_store_engine(url)
+    statements = [0]
+
+    def count(*_: Any) -> None:
+        statements[0] += 1
+
+    sa.event.listen(engine, "before_cursor_execute", count)
     try:
-        seconds, report = timed(lambda: SyncEngine(engine, connectors).run())
+        timing, report = measured(lambda: SyncEngine(engine, connectors).run())
     finally:
         close_all(connectors)
         engine.dispose()
-    return seconds, report
+    return timing, report, statements[0]
 
 
 def total(report: Report, key: str, *, hub: bool = False) -> int:
@@ -183,23 +191,28 @@ def main(argv: list[str] | None = None) -> None:
             upgrade(url)
 
             sb.reset_calls()
-            floor_s, floor_read_by = floor_read(sb.env)
+            floor, floor_read_by = floor_read(sb.env)
+            floor_s = floor.wall
             floor_calls = calls_of(sb)
             floor_records = sum(floor_read_by.values())
 
             phases: list[tuple[str, float, Report, dict[str, dict[str, Any]]]] = []
+            timings: list[tuple[Timing, int]] = []
             sb.reset_calls()
-            s, rep = sync_run(url, sb.env)
-            phases.append(("initial", s, rep, calls_of(sb)))
+            t, rep, sql = sync_run(url, sb.env)
+            phases.append(("initial", t.wall, rep, calls_of(sb)))
+            timings.append((t, sql))
 
             sb.reset_calls()
-            s, rep = sync_run(url, sb.env)
-            phases.append(("rerun", s, rep, calls_of(sb)))
+            t, rep, sql = sync_run(url, sb.env)
+            phases.append(("rerun", t.wall, rep, calls_of(sb)))
+            timings.append((t, sql))
 
             changed_sf, changed_billing, changed_wms = change_one_percent(sb, n)
             sb.reset_calls()
-            s, rep = sync_run(url, sb.env)
-            phases.append(("incremental 1%", s, rep, calls_of(sb)))
+            t, rep, sql = sync_run(url, sb.env)
+            phases.append(("incremental 1%", t.wall, rep, calls_of(sb)))
+            timings.append((t, sql))
         finally:
             cm.__exit__(None, None, None)
 
@@ -325,6 +338,37 @@ def main(argv: list[str] | None = None) -> None:
         f"({init_read:,} records read in {init_s:.2f} s vs {floor_records:,} in {floor_s:.2f} s)"
     )
     print(f"peak RSS (process, emulators included): {gib(peak_rss_bytes())}")
+    print()
+    print_cpu(floor, phases, timings)
+    print(commit_and_load())
+
+
+def print_cpu(
+    floor: Timing,
+    phases: list[tuple[str, float, Report, dict[str, dict[str, Any]]]],
+    timings: list[tuple[Timing, int]],
+) -> None:
+    """Wall and CPU of each phase beside the floor's, and the hub store's SQL statements
+    per record read. The ratios of CPU survive a busy machine better than wall time;
+    "sync thread" is the CPU of the thread running the engine (the emulators serve from
+    other threads of this process)."""
+    print("time and CPU against the floor (same run)")
+    rows: list[list[Any]] = [
+        ["floor (read only)", f"{floor.wall:.2f}", f"{floor.cpu:.2f}", f"{floor.cpu_thread:.2f}",
+         "1.00x", "1.00x", "1.00x", "-", "-"],
+    ]  # fmt: skip
+    for (name, _s, rep, _calls), (t, sql) in zip(phases, timings, strict=True):
+        read = total(rep, "read")
+        rows.append(
+            [name, f"{t.wall:.2f}", f"{t.cpu:.2f}", f"{t.cpu_thread:.2f}",
+             f"{t.wall / floor.wall:.2f}x", f"{t.cpu / floor.cpu:.2f}x",
+             f"{t.cpu_thread / floor.cpu_thread:.2f}x", sql, f"{sql / max(read, 1):.3f}"]
+        )  # fmt: skip
+    print_table(
+        ["phase", "wall s", "CPU s (process)", "CPU s (sync thread)", "wall/floor",
+         "CPU/floor", "thread CPU/floor thread", "SQL statements", "SQL/record read"],
+        rows,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
