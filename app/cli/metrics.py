@@ -120,7 +120,8 @@ def _print(result: object) -> None:
         f"  window monthly: logo churn {_pct(s['window_logo_churn_rate'])}/month, revenue churn "
         f"{_pct(s['window_gross_revenue_churn_rate'])}/month, dunning recovery "
         f"{_pct(s['dunning_recovery_rate'])}, lost to failed payments "
-        f"{_money(s['revenue_lost_rep'], cur)}"
+        f"{_money(s['revenue_lost_rep'], cur)} with tax, revenue written off net of tax "
+        f"{_money(s['revenue_written_off_net_rep'], cur)}"
     )
     cols = ("opening", "new", "expansion", "reactivation", "contraction", "churned", "usage",
             "paused", "closing")  # fmt: skip

@@ -307,6 +307,9 @@ def subscription_analytics(
             "recovery_rate": MetadataValue.float(float(s["dunning_recovery_rate"] or 0.0)),
             "invoices_in_dunning": MetadataValue.int(s["dunning_invoices"]),
             "revenue_lost_minor": MetadataValue.int(s["revenue_lost_rep"]),
+            "revenue_written_off_net_of_tax_minor": MetadataValue.int(
+                s["revenue_written_off_net_rep"]
+            ),
             "stages": MetadataValue.md(
                 _md_table(
                     metrics.dunning.to_pylist(),
@@ -325,7 +328,14 @@ def subscription_analytics(
             "lost_by_currency": MetadataValue.md(
                 _md_table(
                     metrics.revenue_lost.to_pylist(),
-                    ("currency", "invoices", "lost_minor", "lost_rep"),
+                    (
+                        "currency",
+                        "invoices",
+                        "lost_minor",
+                        "lost_rep",
+                        "written_off_net_minor",
+                        "written_off_net_rep",
+                    ),
                 )
             ),
         },

@@ -14,9 +14,9 @@ the as-of date for the last month):
    normalised to a month (whole-month periods / their month count, partial periods such as
    prorations by days against a full billing period), plus usage;
 3. before the first invoiced period or after the last one (history older than the invoice
-   record; next invoice not out yet): the current price of each non-usage item
-   (``Price.amount_minor`` re-implemented in SQL, discount included) / billing months,
-   plus usage;
+   record; next invoice not out yet): the price of each non-usage item version in effect
+   on S (``effective_from`` <= S <= ``effective_to``; ``Price.amount_minor``
+   re-implemented in SQL, discount included) / billing months, plus usage;
 4. a gap between invoiced periods (a pause, a lapse): zero;
 
 where usage = each usage item's invoiced amount of its last *closed* period (ending
@@ -317,6 +317,8 @@ def _compute(
 ) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, dict[str, int]]:
     """Every table of :class:`Metrics`, money in ``int_type`` (BIGINT or HUGEINT)."""
     con.execute(_MACROS.replace("HUGEINT", int_type))
+    effective = _optional(con, "a_items", {"effective_from": "DATE", "effective_to": "DATE"})
+    tax = _optional(con, "a_invoices", {"tax_minor": "BIGINT"})
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE a_fx AS SELECT currency, num::{int_type} AS num, "
         f"den::{int_type} AS den FROM a_fx_arrow"
@@ -326,7 +328,7 @@ def _compute(
     then = year_before(as_of)
     days = [s for _, s, _ in samples]
     extra = [] if then in days else [then]
-    _mrr_keys(con, samples, int_type, extra)
+    _mrr_keys(con, samples, int_type, extra, effective)
     last = len(samples)  # the as-of sample's position in the 1-based lists
     p0 = days.index(then) + 1 if then in days else last + 1
     row = con.execute(
@@ -367,7 +369,7 @@ def _compute(
     con.execute("DROP TABLE m_key")
     cohorts = _cohorts(con)
     con.execute("DROP TABLE m_cust")
-    dunning, lost = _dunning(con, opening_day, as_of)
+    dunning, lost = _dunning(con, opening_day, as_of, tax)
     return movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost, c12
 
 
@@ -388,6 +390,14 @@ def _cohort_12m(c12: dict[str, int], as_of: date) -> dict[str, Any]:
     }
 
 
+def _optional(con: duckdb.DuckDBPyConnection, view: str, columns: dict[str, str]) -> str:
+    """Select-list items for optional ``columns`` (name: SQL type) of ``view``: the column
+    when the view has it, else a NULL of its type (the benchmark's generated tables carry
+    no item versions and no tax)."""
+    have = {r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()}
+    return ", ".join(c if c in have else f"CAST(NULL AS {t}) AS {c}" for c, t in columns.items())
+
+
 def _day(day: date) -> str:
     """A date as a SQL literal (formatted from a ``date``, never from text)."""
     return f"DATE '{day.isoformat()}'"
@@ -398,6 +408,7 @@ def _mrr_keys(
     samples: list[tuple[int, date, date]],
     int_type: str,
     extra: list[date],
+    effective: str,
 ) -> None:
     """``m_key``: one row per customer and currency with MRR at some sample, ``mrr`` the
     native MRR at every sample (a list, sample i at position i + 1) and ``rep`` the same
@@ -406,8 +417,8 @@ def _mrr_keys(
 
     One row per subscription carries a column per sample (no subscription x sample grid
     to join): the lines covering each sample, the usage in force at each sample and the
-    current price, all aggregated per subscription, then summed per customer and
-    currency."""
+    price of the item versions in effect at each sample, all aggregated per subscription,
+    then summed per customer and currency."""
     t = int_type
     days = [_day(s) for _, s, _ in samples] + [_day(d) for d in extra]
     ks = range(len(days))
@@ -453,19 +464,27 @@ def _mrr_keys(
         f" count(*) FILTER ({c}) > 0 AS v{k}"
         for k, c in zip(ks, covered, strict=True)
     )
+    # the price at each sample: the non-usage item versions in effect on that day only (an
+    # upgraded item's ended version never adds to its successor)
+    price_cols = ",\n".join(
+        f"CAST(sum(rate) FILTER ((effective_from IS NULL OR effective_from <= {d})"
+        f" AND (effective_to IS NULL OR {d} <= effective_to)) AS {t}) AS p{k}"
+        for k, d in zip(ks, days, strict=True)
+    )
     usage_last = ",\n".join(f"arg_max_null(rate, pe) FILTER (pe < {d}) AS u{k}" for k, d in
                             zip(ks, days, strict=True))  # fmt: skip
     usage_sum = ", ".join(f"CAST(sum(u{k}) AS {t}) AS u{k}" for k in ks)
     # per sample, evaluated once: i = in paid service by status and dates; g = not in a gap
     # between invoiced periods (covered, or before the first / after the last); z = paused
     # (from its pause date, the record's last change); b = the recurring part (the lines
-    # covering the sample, or the current price outside the invoiced span, 0 in a gap)
+    # covering the sample, or outside the invoiced span the price of the item versions in
+    # effect on the sample day; 0 in a gap)
     sub_base = ",\n".join(
         f"""{in_service[k]} AS i{k},
             l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
                 AS g{k},
             s.status = 'paused' AND {days[k]} >= s.changed AND {served[k]} AS z{k},
-            CASE WHEN l.v{k} THEN l.c{k} ELSE coalesce(p.rate, 0) END AS b{k}, u.u{k}"""
+            CASE WHEN l.v{k} THEN l.c{k} ELSE coalesce(p.p{k}, 0) END AS b{k}, u.u{k}"""
         for k in ks
     )
     # MRR: recurring part plus usage, in service and not in a gap, never below 0; a = in
@@ -491,15 +510,20 @@ def _mrr_keys(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE m_key AS
-        WITH price AS (
-            -- current price of every item, per month (usage items are priced from invoices)
-            SELECT i.sub_id,
-                   CAST(sum(hdiv(net_amount(gross_amount(i.kind, i.flat, i.unit, i.tiers,
-                                                         i.quantity::{t}), i.discount_bps),
-                                 s.months)) AS {t}) AS rate
-            FROM a_items i JOIN a_subs s USING (sub_id)
+        WITH item AS (
+            -- the price of every non-usage item version, per month (usage items are priced
+            -- from invoices)
+            SELECT i.sub_id, i.effective_from, i.effective_to,
+                   hdiv(net_amount(gross_amount(i.kind, i.flat, i.unit, i.tiers,
+                                                i.quantity::{t}), i.discount_bps),
+                        s.months) AS rate
+            FROM (SELECT sub_id, kind, flat, unit, tiers, quantity, discount_bps, {effective}
+                  FROM a_items) i
+            JOIN a_subs s USING (sub_id)
             WHERE i.kind <> 'usage'
-            GROUP BY i.sub_id
+        ), price AS (
+            -- per sample: the versions in effect on that day (NULL: none)
+            SELECT sub_id, {price_cols} FROM item GROUP BY sub_id
         ), cov AS (
             -- per sample: the invoiced non-usage rate of the lines covering it (v: covered
             -- at all, usage lines included); the span of the invoiced periods
@@ -681,15 +705,31 @@ def _ratio(num: int, den: int) -> float | None:
 
 def _cohorts(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Customers grouped by the month of their first paid invoice (within the window);
-    for each later sample, how many still pay and how much (reporting currency)."""
+    for each later sample, how many still pay and how much (reporting currency).
+
+    Customers whose first revenue predates the invoice history (a subscription in paid
+    service before the book's first invoice was issued) form one cohort labelled
+    ``pre-history`` (``cohort`` NULL), aged from the window's opening sample; its
+    members are those with MRR or paused MRR in the window. Their first paid invoice
+    says when the history starts, not when they became customers."""
     return con.sql(
         """
-        WITH first_paid AS (
-            SELECT customer_id, date_trunc('month', min(issue_date))::DATE AS cohort
-            FROM a_invoices WHERE status = 'paid' GROUP BY customer_id
+        WITH history AS (
+            SELECT min(issue_date) AS first_issue FROM a_invoices
+        ), pre AS (
+            SELECT DISTINCT s.customer_id FROM a_subs s, history h
+            WHERE s.status <> 'trialing'
+              AND greatest(s.start_date, coalesce(s.trial_end, s.start_date)) < h.first_issue
+        ), first_paid AS (
+            SELECT i.customer_id, date_trunc('month', min(i.issue_date))::DATE AS cohort
+            FROM a_invoices i ANTI JOIN pre p USING (customer_id)
+            WHERE i.status = 'paid' GROUP BY i.customer_id
         ), members AS (
             SELECT f.customer_id, f.cohort, smp.i AS ci
             FROM first_paid f JOIN a_samples smp ON smp.month = f.cohort AND smp.i >= 1
+            UNION ALL
+            SELECT p.customer_id, NULL::DATE, 0
+            FROM pre p JOIN m_cust x USING (customer_id) WHERE x.inwin
         ), cells AS (
             SELECT m.cohort, smp.i - m.ci AS age, count(*) AS customers,
                    count(*) FILTER (coalesce(x.a[smp.i + 1], 0) > 0) AS active,
@@ -698,22 +738,26 @@ def _cohorts(con: duckdb.DuckDBPyConnection) -> pa.Table:
             LEFT JOIN (SELECT customer_id, amt AS a FROM m_cust) x USING (customer_id)
             GROUP BY ALL
         )
-        SELECT c.cohort, c.age, c.customers, c.active,
+        SELECT coalesce(strftime(c.cohort, '%Y-%m'), 'pre-history') AS label,
+               c.cohort, c.age, c.customers, c.active,
                round(c.active / c.customers, 6) AS logo_retention, c.mrr_rep,
                CASE WHEN b.mrr_rep > 0 THEN round(c.mrr_rep / b.mrr_rep, 6) END
                    AS revenue_retention
-        FROM cells c JOIN cells b ON b.cohort = c.cohort AND b.age = 0
-        ORDER BY c.cohort, c.age
+        FROM cells c JOIN cells b ON b.cohort IS NOT DISTINCT FROM c.cohort AND b.age = 0
+        ORDER BY c.cohort NULLS FIRST, c.age
         """
     ).to_arrow_table()
 
 
 def _dunning(
-    con: duckdb.DuckDBPyConnection, opening_day: date, as_of: date
+    con: duckdb.DuckDBPyConnection, opening_day: date, as_of: date, tax: str
 ) -> tuple[pa.Table, pa.Table]:
     """Per dunning stage reached (invoices issued in the window): how many were recovered
     (paid), are still open, were written off; and revenue lost to uncollectible invoices
-    per currency. Amounts are summed per currency, then converted once."""
+    per currency, with tax (what the customers owed) and net of tax (the revenue written
+    off: each invoice's unpaid amount x (total - tax) / total, half to even - a part
+    payment covers tax and revenue pro rata). Amounts are summed per currency, then
+    converted once."""
     params = {"start": opening_day, "end": as_of}
     dunning = con.sql(
         """
@@ -744,13 +788,24 @@ def _dunning(
         params=params,
     ).to_arrow_table()
     lost = con.sql(
-        """
+        f"""
+        WITH w AS (
+            SELECT currency, total_minor - amount_paid_minor AS unpaid,
+                   CASE WHEN total_minor > 0
+                        THEN hdiv((total_minor - amount_paid_minor)
+                                  * (total_minor - coalesce(tax_minor, 0)), total_minor)
+                        ELSE total_minor - amount_paid_minor END AS net
+            FROM (SELECT currency, total_minor, amount_paid_minor, status, issue_date, {tax}
+                  FROM a_invoices)
+            WHERE status = 'uncollectible' AND issue_date > $start AND issue_date <= $end
+        )
         SELECT currency, count(*) AS invoices,
-               sum(total_minor - amount_paid_minor)::BIGINT AS lost_minor,
-               hdiv(sum(total_minor - amount_paid_minor) * any_value(f.num),
-                    any_value(f.den))::BIGINT AS lost_rep
-        FROM a_invoices JOIN a_fx f USING (currency)
-        WHERE status = 'uncollectible' AND issue_date > $start AND issue_date <= $end
+               sum(unpaid)::BIGINT AS lost_minor,
+               hdiv(sum(unpaid) * any_value(f.num), any_value(f.den))::BIGINT AS lost_rep,
+               sum(net)::BIGINT AS written_off_net_minor,
+               hdiv(sum(net) * any_value(f.num), any_value(f.den))::BIGINT
+                   AS written_off_net_rep
+        FROM w JOIN a_fx f USING (currency)
         GROUP BY currency ORDER BY lost_rep DESC, currency
         """,
         params=params,
@@ -831,5 +886,6 @@ def _summary(
         "dunning_recovered": sum(r["recovered"] for r in d_rows),
         "dunning_recovery_rate": _ratio(sum(r["recovered"] for r in d_rows), reached),
         "revenue_lost_rep": int(sum(r["lost_rep"] for r in lost.to_pylist())),
+        "revenue_written_off_net_rep": int(sum(r["written_off_net_rep"] for r in lost.to_pylist())),
         "churned_involuntary_rep": int(sum(r["churned_involuntary"] for r in rows)),
     }

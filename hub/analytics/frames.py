@@ -7,11 +7,16 @@ into DuckDB - gets the same computation:
 ``a_subs``      sub_id, customer_id, currency, months (1/3/12), status, start_date,
                 end_date, trial_end, updated_at (TIMESTAMPTZ)
 ``a_items``     sub_id, item_id, sku, quantity, kind, flat, unit, tiers
-                (list of {up_to, unit_amount_minor, flat_amount_minor}), discount_bps
+                (list of {up_to, unit_amount_minor, flat_amount_minor}), discount_bps,
+                effective_from, effective_to (one row per item version; NULL: open-ended)
 ``a_invoices``  invoice_id, customer_id, subscription_id, currency, total_minor,
-                amount_paid_minor, issue_date, status, dunning_stage
+                amount_paid_minor, issue_date, status, dunning_stage, tax_minor
 ``a_lines``     invoice_id, sku, amount_minor, period_start, period_end
 ``a_customers`` customer_id, legal_name, segment
+
+``effective_from``/``effective_to`` and ``tax_minor`` are optional for other producers (the
+benchmark's generated tables): when absent, every item version is open-ended and no
+invoice carries tax.
 
 Loading reuses the reconciliation's golden loader (``hub.recon.golden``): JSON to Arrow in
 C++, child lists (``items``, ``lines``) split into their own tables, no per-record Python.
@@ -81,11 +86,12 @@ def register_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
         CREATE OR REPLACE TEMP VIEW a_items AS
         SELECT key AS sub_id, item_id, sku, quantity, "price.kind" AS kind,
                "price.flat_amount_minor" AS flat, "price.unit_amount_minor" AS unit,
-               "price.tiers" AS tiers, "price.discount_bps" AS discount_bps
+               "price.tiers" AS tiers, "price.discount_bps" AS discount_bps,
+               effective_from, effective_to
         FROM g_items;
         CREATE OR REPLACE TEMP VIEW a_invoices AS
         SELECT hub_id AS invoice_id, customer_id, subscription_id, currency, total_minor,
-               amount_paid_minor, issue_date, status, dunning_stage
+               amount_paid_minor, issue_date, status, dunning_stage, tax_minor
         FROM g_invoices;
         CREATE OR REPLACE TEMP VIEW a_lines AS
         SELECT key AS invoice_id, sku, amount_minor, period_start, period_end FROM g_lines;

@@ -75,15 +75,17 @@ def waterfall_png(metrics: Metrics) -> bytes:
 
 
 def cohort_heatmap_png(metrics: Metrics) -> bytes:
-    """Logo retention by first-paid-month cohort (rows) and months since (columns)."""
+    """Logo retention by first-paid-month cohort (rows) and months since (columns); the
+    pre-history cohort (first revenue before the invoice history) first, aged from the
+    window's opening."""
     rows = metrics.cohorts.to_pylist()
-    cohorts = sorted({r["cohort"] for r in rows})
+    cohorts = sorted({r["label"] for r in rows}, key=lambda c: (c != "pre-history", c))
     ages = max((r["age"] for r in rows), default=0) + 1
     grid = [[float("nan")] * ages for _ in cohorts]
     sizes = {}
     for r in rows:
-        grid[cohorts.index(r["cohort"])][r["age"]] = r["logo_retention"] * 100
-        sizes[r["cohort"]] = r["customers"]
+        grid[cohorts.index(r["label"])][r["age"]] = r["logo_retention"] * 100
+        sizes[r["label"]] = r["customers"]
     fig = Figure(figsize=(max(6.0, 0.55 * ages + 2), max(3.0, 0.38 * len(cohorts) + 1.5)))
     ax = fig.add_subplot()
     image = ax.imshow(grid or [[float("nan")]], cmap="YlGn", vmin=0, vmax=100, aspect="auto")
@@ -91,9 +93,9 @@ def cohort_heatmap_png(metrics: Metrics) -> bytes:
         for x, value in enumerate(line):
             if value == value:  # not NaN
                 ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=7)
-    ax.set_yticks(range(len(cohorts)), [f"{c:%Y-%m} (n={sizes[c]})" for c in cohorts], fontsize=8)
+    ax.set_yticks(range(len(cohorts)), [f"{c} (n={sizes[c]})" for c in cohorts], fontsize=8)
     ax.set_xticks(range(ages), [str(a) for a in range(ages)], fontsize=8)
-    ax.set_xlabel("months since first paid invoice")
+    ax.set_xlabel("months since first paid invoice (pre-history: since the window opened)")
     ax.set_title(f"Logo retention % by cohort, as of {metrics.as_of:%d %b %Y}")
     fig.colorbar(image, ax=ax, fraction=0.03)
     return _png(fig)

@@ -113,9 +113,9 @@ def test_recurring_ending_while_usage_stays_in_service_is_contraction(engine: En
                        status="canceled", end="2025-03-01", updated="2025-03-01")  # fmt: skip
     use = subscription("SUB-U", "CUS-U", "USD", "2024-10-01", [("API", 0, USAGE)])
     invs = _usage_invoices(use, dict.fromkeys(span((2024, 10), (2025, 6)), 0))
-    for y, m in span((2024, 10), (2025, 2)):
-        ps = date(y, m, 1).isoformat()
-        invs.append(invoice(f"INV-R-{y}{m:02d}", rec, ps, [("PLAT", 1000, ps, _month_end(y, m))]))
+    for y, mo in span((2024, 10), (2025, 2)):
+        ps = date(y, mo, 1).isoformat()
+        invs.append(invoice(f"INV-R-{y}{mo:02d}", rec, ps, [("PLAT", 1000, ps, _month_end(y, mo))]))
     _write(engine, {"customer": [customer("CUS-U", "USD")], "subscription": [rec, use],
                     "invoice": invs})  # fmt: skip
     m = metrics_from_store(engine, AS_OF, months=MONTHS, reporting="USD")

@@ -50,6 +50,10 @@ def test_json_plot_and_table(store: tuple[str, Engine], tmp_path: Path) -> None:
     )
     assert table.returncode == 0, table.stderr
     assert "MRR 756.68 EUR" in table.stdout and "2025-03" in table.stdout
+    assert "EUR at constant currency" in table.stdout.splitlines()[0]
+    # E's written-off January invoice: 50.00 USD, no tax -> 46.00 EUR either way
+    assert "lost to failed payments 46.00 EUR with tax" in table.stdout
+    assert "revenue written off net of tax 46.00 EUR" in table.stdout
 
 
 def test_missing_rate_is_named(store: tuple[str, Engine], tmp_path: Path) -> None:

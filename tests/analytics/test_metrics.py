@@ -131,12 +131,22 @@ def test_cltv_is_undefined_without_revenue_churn(store: tuple[str, Engine]) -> N
 
 
 def test_cohorts_by_first_paid_month(metrics: Metrics) -> None:
-    rows = {(r["cohort"].isoformat(), r["age"]): r for r in metrics.cohorts.to_pylist()}
-    # C first paid in Feb (annual), D in April, F in May; the rest paid before the window
-    assert {k[0] for k in rows} == {"2025-02-01", "2025-04-01", "2025-05-01"}
-    assert [rows[("2025-02-01", a)]["logo_retention"] for a in range(5)] == [1.0] * 5
-    assert rows[("2025-05-01", 1)]["revenue_retention"] == round(8850 / 5850, 6)
-    assert rows[("2025-04-01", 2)]["mrr_rep"] == GBP_REP
+    """C first paid in Feb (annual), D in April; the rest paid before the window, except
+    F: its subscription started on 2024-01-01, before the book's first invoice
+    (2024-06-01, E's), so its first paid invoice (May 2025) is not when it became a
+    customer - it is the pre-history cohort, aged from the window's opening (2024-12-31):
+    58.50 by its price from the opening to May, 88.50 in June with May's usage."""
+    rows = {(r["label"], r["age"]): r for r in metrics.cohorts.to_pylist()}
+    assert {k[0] for k in rows} == {"pre-history", "2025-02", "2025-04"}
+    assert [rows[("2025-02", a)]["logo_retention"] for a in range(5)] == [1.0] * 5
+    assert rows[("2025-04", 2)]["mrr_rep"] == GBP_REP
+    assert rows[("2025-04", 0)]["cohort"].isoformat() == "2025-04-01"
+    pre = [rows[("pre-history", a)] for a in range(MONTHS + 1)]
+    assert {r["cohort"] for r in pre} == {None}
+    assert [(r["customers"], r["active"]) for r in pre] == [(1, 1)] * (MONTHS + 1)
+    assert [r["mrr_rep"] for r in pre] == [5850] * 6 + [8850]
+    assert pre[MONTHS]["revenue_retention"] == round(8850 / 5850, 6)
+    assert metrics.cohorts.column("label").to_pylist()[0] == "pre-history"
 
 
 def test_dunning_recovery_and_revenue_lost(metrics: Metrics) -> None:
@@ -146,8 +156,10 @@ def test_dunning_recovery_and_revenue_lost(metrics: Metrics) -> None:
     assert (stages[2]["recovered"], stages[2]["recovery_rate"]) == (1, 1.0)
     assert (stages[4]["written_off"], stages[4]["recovery_rate"]) == (1, 0.0)
     assert metrics.revenue_lost.to_pylist() == [
-        {"currency": "USD", "invoices": 1, "lost_minor": 5000, "lost_rep": 5000}
-    ]
+        {"currency": "USD", "invoices": 1, "lost_minor": 5000, "lost_rep": 5000,
+         "written_off_net_minor": 5000, "written_off_net_rep": 5000}
+    ]  # fmt: skip
+    assert metrics.summary["revenue_written_off_net_rep"] == 5000  # no tax in this book
     assert metrics.summary["dunning_recovery_rate"] == 0.5
 
 
