@@ -23,6 +23,10 @@ Conventions the billing connector relies on:
   a row. An allocation references its subscription item by that natural key; as it is not
   unique, the billing connector checks the reference (an allocation's item must exist,
   replacing the items must not orphan an allocation) where a foreign key used to;
+* pause and resume are days on the subscription (``paused_at`` / ``resume_at``); metered
+  usage (``usage_records``) and an invoice's dunning run (``dunning_events``) are JSON
+  lists on their parent row, as the price tiers are; an item's discount may end
+  (``discount_until``, the last day it applies);
 * invoice lines have a ``kind`` (recurring, proration, usage, one_time); a proration
   line names the item whose change caused it (``proration_of``, an ``item_id``).
 
@@ -195,6 +199,10 @@ subscriptions = sa.Table(
     sa.Column("renewal_date", sa.Date),
     sa.Column("canceled_at", UtcDateTime()),
     sa.Column("proration_policy", sa.String(16), nullable=False, server_default="daily"),
+    sa.Column("paused_at", sa.Date),
+    sa.Column("resume_at", sa.Date),
+    # metered usage, [{"meter", "period_start", "period_end", "quantity"}] (meter: a SKU)
+    sa.Column("usage_records", sa.JSON, nullable=False, default=list, server_default="[]"),
     *_stamps(),
     sa.CheckConstraint(
         "status IN ('trialing', 'active', 'past_due', 'paused', 'canceled')", name="status"
@@ -227,6 +235,7 @@ subscription_items = sa.Table(
     sa.Column("discount_bps", sa.Integer, nullable=False, server_default="0"),
     sa.Column("effective_from", sa.Date),
     sa.Column("effective_to", sa.Date),
+    sa.Column("discount_until", sa.Date),
     *_stamps(),
     sa.CheckConstraint(
         "price_kind IN ('flat', 'per_unit', 'graduated', 'volume', 'usage')", name="kind"
@@ -260,6 +269,8 @@ invoices = sa.Table(
     sa.Column("due_date", sa.Date, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("dunning_stage", sa.SmallInteger, nullable=False, server_default="0"),
+    # the dunning run, [{"stage", "on", "outcome"}] ordered by day
+    sa.Column("dunning_events", sa.JSON, nullable=False, default=list, server_default="[]"),
     sa.Column("paid_at", UtcDateTime()),
     sa.Column("sap_billing_document", sa.String(10), index=True),
     sa.Column("salesforce_invoice_id", sa.String(18), index=True),
@@ -353,6 +364,11 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("subscription_items", "effective_to"),
     ("invoice_lines", "kind"),
     ("invoice_lines", "proration_of"),
+    ("subscriptions", "paused_at"),
+    ("subscriptions", "resume_at"),
+    ("subscriptions", "usage_records"),
+    ("subscription_items", "discount_until"),
+    ("invoices", "dunning_events"),
 )
 
 

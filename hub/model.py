@@ -245,6 +245,9 @@ class SubscriptionItem(BaseModel):
     price: Price
     effective_from: date | None = None
     effective_to: date | None = None
+    #: the last day (inclusive) ``price.discount_bps`` applies: a service period starting
+    #: after it is billed at the full price; None: the discount does not expire
+    discount_until: date | None = None
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -267,6 +270,28 @@ class SubscriptionItem(BaseModel):
         )
 
 
+class UsageRecord(BaseModel):
+    """Metered usage of one meter over one period (both days inclusive), as billing's
+    meter recorded it; billed in arrears by a ``usage`` line of the same SKU and period.
+    ``meter`` is the SKU of the usage item it meters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    meter: Key
+    period_start: date
+    period_end: date
+    quantity: Quantity
+
+    @model_validator(mode="after")
+    def _period(self) -> Self:
+        if self.period_end < self.period_start:
+            raise PydanticCustomError(
+                "usage_period",
+                "period_end: must not be before period_start ({lo} > {hi})",
+                {"lo": str(self.period_start), "hi": str(self.period_end)},
+            )
+        return self
+
+
 class Subscription(_Canonical):
     entity: ClassVar[str] = "subscription"
     hub_id: Key
@@ -281,13 +306,34 @@ class Subscription(_Canonical):
     auto_renew: bool = True
     renewal_date: date | None = None
     proration_policy: ProrationPolicy = ProrationPolicy.DAILY
+    #: the first day of the current or latest pause (no service, nothing billed) and the
+    #: day service resumes (None: not scheduled); both kept after the pause ends. A paused
+    #: status without ``paused_at`` is not rejected: SAP and Salesforce map the status but
+    #: not the dates, and their records must still validate
+    paused_at: date | None = None
+    resume_at: date | None = None
     items: tuple[SubscriptionItem, ...] = Field(min_length=1)
+    usage_records: tuple[UsageRecord, ...] = ()
     updated_at: UtcDatetime
 
     @model_validator(mode="after")
     def _dates_and_items(self) -> Self:
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date: must not be before start_date")
+        if self.resume_at is not None and self.paused_at is None:
+            raise PydanticCustomError(
+                "resume_needs_pause", "resume_at: a resume date needs a pause date (paused_at)"
+            )
+        if (
+            self.resume_at is not None
+            and self.paused_at is not None
+            and self.resume_at <= self.paused_at
+        ):
+            raise PydanticCustomError(
+                "resume_after_pause",
+                "resume_at: must be after paused_at ({paused} >= {resume})",
+                {"paused": str(self.paused_at), "resume": str(self.resume_at)},
+            )
         if self.trial_end is not None and self.trial_end < self.start_date:
             raise ValueError("trial_end: must not be before start_date")
         if self.status is SubscriptionStatus.TRIALING and self.trial_end is None:
@@ -382,6 +428,22 @@ class InvoiceLine(BaseModel):
         return self
 
 
+class DunningOutcome(enum.StrEnum):
+    RETRIED = "retried"  # the collection attempt failed; dunning goes on
+    PAID = "paid"  # the invoice was recovered
+    WRITTEN_OFF = "written_off"  # given up: the invoice is uncollectible
+
+
+class DunningEvent(BaseModel):
+    """One step of an invoice's dunning run: the stage reached on day ``on`` and, once
+    known, what came of it (None: pending)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stage: Annotated[int, Field(ge=1, le=4)]
+    on: date
+    outcome: DunningOutcome | None = None
+
+
 class Invoice(_Canonical):
     entity: ClassVar[str] = "invoice"
     hub_id: Key
@@ -398,12 +460,25 @@ class Invoice(_Canonical):
     due_date: date
     status: InvoiceStatus
     dunning_stage: Annotated[int, Field(ge=0, le=4)] = 0
+    #: the dunning run, ordered by day; the last event's stage is ``dunning_stage``
+    dunning_events: tuple[DunningEvent, ...] = ()
     updated_at: UtcDatetime
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.due_date < self.issue_date:
             raise ValueError("due_date: must not be before issue_date")
+        days = [e.on for e in self.dunning_events]
+        if days != sorted(days):
+            raise PydanticCustomError(
+                "dunning_events_order", "dunning_events: events must be ordered by day (on)"
+            )
+        if self.dunning_events and self.dunning_events[-1].stage != self.dunning_stage:
+            raise PydanticCustomError(
+                "dunning_stage_last_event",
+                "dunning_stage: must equal the last dunning event's stage ({last} != {stage})",
+                {"last": self.dunning_events[-1].stage, "stage": self.dunning_stage},
+            )
         numbers = [line.line_no for line in self.lines]
         if len(numbers) != len(set(numbers)):
             raise ValueError("lines: line_no values must be unique within an invoice")

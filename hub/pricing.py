@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
 
-from hub.model import BillingPeriod, ProrationPolicy, SubscriptionItem, add_months
+from hub.model import BillingPeriod, ProrationPolicy, SubscriptionItem, UsageRecord, add_months
 
 
 def item_in_effect(
@@ -50,10 +50,42 @@ def item_amount(item: SubscriptionItem, quantity: int | None = None) -> int:
     return item.price.amount_minor(quantity)
 
 
+def discount_applies(item: SubscriptionItem, period_start: date) -> bool:
+    """Whether ``item``'s discount applies to the service period starting on
+    ``period_start``: it has one and it has not expired (``discount_until`` is its last
+    day; a period starting after it is billed at the full price)."""
+    return item.price.discount_bps > 0 and (
+        item.discount_until is None or period_start <= item.discount_until
+    )
+
+
+def item_period_amount(
+    item: SubscriptionItem, period_start: date, quantity: int | None = None
+) -> int:
+    """One service period's charge of ``item`` starting on ``period_start``: as
+    :func:`item_amount`, at the full price once its discount has expired."""
+    if not discount_applies(item, period_start) and item.price.discount_bps:
+        item = item.model_copy(update={"price": item.price.model_copy(update={"discount_bps": 0})})
+    return item_amount(item, quantity)
+
+
+def metered_quantity(
+    records: Iterable[UsageRecord], meter: str, period_start: date, period_end: date
+) -> int:
+    """The usage ``meter`` recorded within ``[period_start, period_end]`` (records lying
+    wholly inside it), what a usage line of that period bills in arrears."""
+    return sum(
+        r.quantity
+        for r in records
+        if r.meter == meter and period_start <= r.period_start and r.period_end <= period_end
+    )
+
+
 def period_amount(items: Iterable[SubscriptionItem], period_start: date) -> int:
     """What the service period starting on ``period_start`` bills for its recurring items:
-    each item at the version in effect on that day (usage items at their flat fee only)."""
-    return sum(item_amount(i) for i in items_in_effect(items, period_start))
+    each item at the version in effect on that day (usage items at their flat fee only),
+    discounts that expired before it not applied."""
+    return sum(item_period_amount(i, period_start) for i in items_in_effect(items, period_start))
 
 
 def period_days(start: date, end: date) -> int:

@@ -153,11 +153,45 @@ def price_leakage(
     version's, except for usage prices, which charge the line's metered quantity. Proration
     and one-time lines (``kind``) are not priced here (proration: :func:`proration_errors`),
     nor are lines without a SKU or invoices without a subscription. ``items`` may carry
-    ``effective_from`` / ``effective_to`` (absent: always in effect); ``tiers`` are keyed
-    by the version's id (:func:`_versioned`).
+    ``effective_from`` / ``effective_to`` (absent: always in effect) and
+    ``discount_until`` (the discount applies to periods starting on or before it; absent
+    or NULL: it does not expire); ``tiers`` are keyed by the version's id
+    (:func:`_versioned`). A line still billed at an expired discount is left to
+    :func:`expired_discounts` (one drift, one finding).
 
     Field ``price:lines[<n>].amount_minor@items[<item_id>]``; amount at stake = expected -
     billed (positive: under-billing, negative: over-billing), in the invoice currency."""
+    return _priced_lines(con, invoices, lines, items, tiers, system=system, which="price")
+
+
+def expired_discounts(
+    con: duckdb.DuckDBPyConnection,
+    invoices: Source,
+    lines: Source,
+    items: Source,
+    tiers: Source | None = None,
+    *,
+    system: str,
+) -> pa.Table:
+    """Recurring and usage lines still billed at their item's discount for a service period
+    starting after the item version's ``discount_until``: the billed amount equals the
+    discounted price and differs from the full one (matched and priced as in
+    :func:`price_leakage`). Field ``discount:lines[<n>].amount_minor@items[<item_id>]``;
+    expected the full price, actual the billed amount, amount at stake = full - billed
+    (positive: under-billing), in the invoice currency."""
+    return _priced_lines(con, invoices, lines, items, tiers, system=system, which="discount")
+
+
+def _priced_lines(
+    con: duckdb.DuckDBPyConnection,
+    invoices: Source,
+    lines: Source,
+    items: Source,
+    tiers: Source | None,
+    *,
+    system: str,
+    which: str,
+) -> pa.Table:
     inv, ln, it = (
         register(con, x, h) for x, h in ((invoices, "inv"), (lines, "lines"), (items, "items"))
     )
@@ -167,10 +201,13 @@ def price_leakage(
         c for c, t in (("l.period_start", ln), ("i.issue_date", inv)) if c[2:] in columns(con, t)
     ]
     day = f"coalesce({', '.join(days)})" if days else "CAST(NULL AS DATE)"
+    until = "it.discount_until" if "discount_until" in columns(con, it) else "CAST(NULL AS DATE)"
     matched = f"""
         SELECT i.key AS invoice_key, {ext} AS external_id, i.currency, l.line_no,
                l.amount_minor AS billed, it.key, it.item_id, it.base_item_id, it.kind,
                it.flat_amount_minor, it.unit_amount_minor, it.discount_bps,
+               coalesce({until} IS NOT NULL AND {day} > {until}
+                        AND coalesce(it.discount_bps, 0) > 0, false) AS expired,
                CAST(CASE WHEN it.kind = 'usage' THEN l.quantity ELSE it.quantity END AS BIGINT) q
         FROM {inv} i JOIN {ln} l ON l.key = i.key
         JOIN ({_versioned(con, it)}) it ON it.key = i.subscription_id AND it.sku = l.sku
@@ -180,14 +217,23 @@ def price_leakage(
     view = f"_recon_priced_{abs(hash((inv, ln, it, tr)))}"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS {matched}").fetchall()
     try:
+        # price_minor: with the discount; gross: without it (an expired discount)
+        priced = f"""
+            SELECT *, CAST(CASE WHEN expired THEN gross ELSE price_minor END AS BIGINT) due,
+                   expired AND billed = price_minor AND price_minor <> gross AS still_discounted
+            FROM ({price_amount_sql(view, tr)})"""
+        if which == "price":
+            prefix, where = "price", "due IS DISTINCT FROM billed AND NOT still_discounted"
+        else:
+            prefix, where = "discount", "still_discounted"
         rows = f"""
             SELECT 'invoice' entity, invoice_key key, external_id, {F.literal(system)} system,
                    'aggregate' kind,
-                   'price:lines[' || CAST(line_no AS VARCHAR) || '].amount_minor@items['
+                   '{prefix}:lines[' || CAST(line_no AS VARCHAR) || '].amount_minor@items['
                      || base_item_id || ']' field,
-                   CAST(price_minor AS VARCHAR) expected, CAST(billed AS VARCHAR) actual,
-                   'error' severity, price_minor - billed amount_at_stake_minor, currency
-            FROM ({price_amount_sql(view, tr)}) WHERE price_minor IS DISTINCT FROM billed"""
+                   CAST(due AS VARCHAR) expected, CAST(billed AS VARCHAR) actual,
+                   'error' severity, due - billed amount_at_stake_minor, currency
+            FROM ({priced}) WHERE {where}"""
         return F.finalize(con, rows)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {view}").fetchall()
@@ -613,8 +659,16 @@ def dunning(
       customer's open invoices (0 when none is open);
     - ``dunning:status`` (customer): at the last level but not ``blocked``.
 
+    Where an invoice carries ``dunning_events`` (the run), its stages are judged by them
+    instead of by today: ``dunning:dunning_events[<n>].stage`` (n 1-based) for an event
+    whose stage is higher than the days past due on its day (``on``) allow (expected: the
+    highest allowed), and ``dunning:status`` (invoice) for a run whose last outcome the
+    status contradicts (``paid`` but not paid, ``written_off`` but not uncollectible;
+    expected the status the outcome calls for).
+
     Amount at stake, positive: the invoice's open amount (total - paid); for a customer,
-    the open amount of its open invoices in the customer's currency (NULL when none)."""
+    the open amount of its open invoices in the customer's currency (NULL when none). For
+    a recovered invoice's outcome (``paid``): its total."""
     inv = register(con, invoices, "inv")
     cols = columns(con, inv)
     ext = "i.external_id" if "external_id" in cols else "NULL"
@@ -622,6 +676,8 @@ def dunning(
     s = F.literal(system)
     now = f"date_diff('day', i.due_date, {_date_sql(today)})"
     billed = f"date_diff('day', i.due_date, {_date_sql(billed_through)})"
+    events = "dunning_events" in cols
+    no_run = "(i.dunning_events IS NULL OR len(i.dunning_events) = 0)" if events else "true"
     parts = [
         f"""SELECT 'invoice' entity, i.key, {ext} external_id, {s} system, 'aggregate' kind,
                    'dunning:dunning_stage' field,
@@ -631,10 +687,33 @@ def dunning(
                    CAST(i.dunning_stage AS VARCHAR) actual, 'error' severity,
                    i.total_minor - {paid} amount_at_stake_minor, i.currency
             FROM {inv} i
-            WHERE i.dunning_stage > {schedule.allowed_sql(now)}
+            WHERE (i.dunning_stage > {schedule.allowed_sql(now)} AND {no_run})
                OR (i.status = 'open' AND coalesce(i.dunning_stage, 0) = 0
                    AND {billed} > {int(schedule.unstaged_after_days)})"""
     ]
+    if events:
+        run_ = f"""
+            SELECT i.key, {ext} external_id, i.currency, i.status, i.due_date,
+                   i.total_minor - {paid} open_amount, i.total_minor,
+                   generate_subscripts(i.dunning_events, 1) n, unnest(i.dunning_events) ev
+            FROM {inv} i WHERE len(i.dunning_events) > 0"""
+        on = "date_diff('day', due_date, ev.\"on\")"
+        parts.append(
+            f"""SELECT 'invoice', key, external_id, {s}, 'aggregate',
+                       'dunning:dunning_events[' || CAST(n AS VARCHAR) || '].stage',
+                       CAST({schedule.allowed_sql(on)} AS VARCHAR), CAST(ev.stage AS VARCHAR),
+                       'error', open_amount, currency
+                FROM ({run_}) WHERE ev.stage > {schedule.allowed_sql(on)}
+                UNION ALL
+                SELECT 'invoice', key, external_id, {s}, 'aggregate', 'dunning:status',
+                       CAST(to_json(want) AS VARCHAR), CAST(to_json(status) AS VARCHAR),
+                       'error', CASE WHEN want = 'paid' THEN total_minor ELSE open_amount END,
+                       currency
+                FROM (SELECT *, CASE ev.outcome WHEN 'paid' THEN 'paid'
+                                     WHEN 'written_off' THEN 'uncollectible' END want
+                      FROM ({run_}) QUALIFY n = max(n) OVER (PARTITION BY key))
+                WHERE want IS NOT NULL AND status IS DISTINCT FROM want"""
+        )
     if customers is not None:
         cu = register(con, customers, "customers")
         c_ext = "c.external_id" if "external_id" in columns(con, cu) else "NULL"
@@ -738,4 +817,159 @@ def unbilled_periods(
                CAST({amount} AS VARCHAR) expected, '0' actual, 'error' severity,
                {amount} amount_at_stake_minor, p.currency
         FROM ({periods}) p {join}"""
+    return F.finalize(con, rows)
+
+
+def invoices_while_paused(
+    con: duckdb.DuckDBPyConnection,
+    invoices: Source,
+    subscriptions: Source,
+    lines: Source | None = None,
+    *,
+    system: str,
+) -> pa.Table:
+    """Invoices (any status but void) issued while their subscription was paused: on or
+    after its ``paused_at`` and before its ``resume_at`` (no resume date: while the
+    subscription is still ``paused``). An invoice issued in the pause whose every line's
+    service period ends before ``paused_at`` (usage billed in arrears for the time before
+    the pause) is not flagged. Field ``paused:issue_date`` (expected: the resume date, or
+    null; actual: the issue date); amount at stake: minus the invoice total (billed when
+    nothing was owed: over-billing), in the invoice currency."""
+    inv, sub = register(con, invoices, "inv"), register(con, subscriptions, "subs")
+    if not {"paused_at", "resume_at"} <= set(columns(con, sub)):
+        return F.empty()
+    ext = "i.external_id" if "external_id" in columns(con, inv) else "NULL"
+    before = "false"
+    if lines is not None:
+        ln = register(con, lines, "lines")
+        if "period_end" in columns(con, ln):
+            before = f"""(EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key)
+                          AND NOT EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key
+                              AND coalesce(l.period_end, i.issue_date) >= s.paused_at))"""
+    rows = f"""
+        SELECT 'invoice' entity, i.key, {ext} external_id, {F.literal(system)} system,
+               'aggregate' kind, 'paused:issue_date' field,
+               CAST(to_json(s.resume_at) AS VARCHAR) expected,
+               CAST(to_json(i.issue_date) AS VARCHAR) actual, 'error' severity,
+               -i.total_minor amount_at_stake_minor, i.currency
+        FROM {inv} i JOIN {sub} s ON s.key = i.subscription_id
+        WHERE s.paused_at IS NOT NULL AND i.issue_date >= s.paused_at
+          AND (i.issue_date < s.resume_at OR (s.resume_at IS NULL AND s.status = 'paused'))
+          AND i.status IS DISTINCT FROM 'void' AND NOT {before}"""
+    return F.finalize(con, rows)
+
+
+def usage_against_meters(
+    con: duckdb.DuckDBPyConnection,
+    invoices: Source,
+    lines: Source,
+    subscriptions: Source,
+    items: Source,
+    tiers: Source | None = None,
+    *,
+    system: str,
+) -> pa.Table:
+    """Usage lines (``kind = 'usage'``) of non-void invoices against the quantity the
+    subscription's ``usage_records`` metered: the records of the line's meter (its SKU)
+    whose period lies within the line's service period. A meter is judged only on a
+    subscription holding records for it (one without records was never metered here).
+    Field ``usage:lines[<n>].quantity@meters[<sku>]``: expected the metered quantity,
+    actual the billed one; amount at stake = what the metered quantity bills at the item
+    version in effect for the period (priced as in :func:`price_leakage`) - the line's
+    amount (negative: billed more than metered), in the invoice currency."""
+    inv, ln, sub, it = (
+        register(con, x, h)
+        for x, h in ((invoices, "inv"), (lines, "lines"), (subscriptions, "subs"), (items, "items"))
+    )
+    if "usage_records" not in columns(con, sub):
+        return F.empty()
+    if not {"kind", "period_start", "period_end", "sku", "quantity"} <= set(columns(con, ln)):
+        return F.empty()
+    tr = register(con, _empty_tiers() if tiers is None else tiers, "tiers")
+    ext = "i.external_id" if "external_id" in columns(con, inv) else "NULL"
+    records = f"""
+        SELECT key, r.meter, r.period_start, r.period_end, r.quantity
+        FROM (SELECT key, unnest(usage_records) r FROM {sub}
+              WHERE usage_records IS NOT NULL AND len(usage_records) > 0)"""
+    matched = f"""
+        WITH rec AS ({records})
+        SELECT i.key AS invoice_key, {ext} AS external_id, i.currency, l.line_no, l.sku meter,
+               l.quantity billed_qty, l.amount_minor billed, it.key, it.item_id, it.kind,
+               it.flat_amount_minor, it.unit_amount_minor, it.discount_bps,
+               CAST(coalesce((SELECT sum(r.quantity) FROM rec r
+                     WHERE r.key = i.subscription_id AND r.meter = l.sku
+                       AND r.period_start >= l.period_start AND r.period_end <= l.period_end),
+                    0) AS BIGINT) q
+        FROM {inv} i JOIN {ln} l ON l.key = i.key
+        JOIN ({_versioned(con, it)}) it ON it.key = i.subscription_id AND it.sku = l.sku
+             AND {_in_effect("it", "l.period_start")}
+        WHERE l.kind = 'usage' AND i.status IS DISTINCT FROM 'void'
+          AND EXISTS (SELECT 1 FROM rec r WHERE r.key = i.subscription_id AND r.meter = l.sku)
+        QUALIFY row_number() OVER (PARTITION BY i.key, l.line_no ORDER BY it.base_item_id) = 1"""
+    view = f"_recon_metered_{abs(hash((inv, ln, sub, it, tr)))}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS {matched}").fetchall()
+    try:
+        rows = f"""
+            SELECT 'invoice' entity, invoice_key key, external_id, {F.literal(system)} system,
+                   'aggregate' kind,
+                   'usage:lines[' || CAST(line_no AS VARCHAR) || '].quantity@meters['
+                     || meter || ']' field,
+                   CAST(q AS VARCHAR) expected, CAST(billed_qty AS VARCHAR) actual,
+                   'error' severity, price_minor - billed amount_at_stake_minor, currency
+            FROM ({price_amount_sql(view, tr)}) WHERE q IS DISTINCT FROM billed_qty"""
+        return F.finalize(con, rows)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {view}").fetchall()
+
+
+def renewals_not_invoiced(
+    con: duckdb.DuckDBPyConnection,
+    subscriptions: Source,
+    invoices: Source,
+    lines: Source | None = None,
+    items: Source | None = None,
+    tiers: Source | None = None,
+    *,
+    system: str,
+    through: date,
+    statuses: Sequence[str] = ("active", "past_due"),
+) -> pa.Table:
+    """Auto-renewing subscriptions in ``statuses`` whose ``renewal_date`` is on or before
+    ``through`` (the day the system is known to have been billing) and before any
+    ``end_date``, with no non-void invoice billing the renewed term: no line whose service
+    period covers the renewal date (a line without period dates, or an invoice without
+    lines, covers its issue date). Entity ``invoice`` (the invoice that is missing), key
+    ``<subscription>@<renewal date>``, field
+    ``renewal:invoice``; expected / amount at stake: one billing period at the items'
+    quantities (as ``unbilled_periods``), positive, in the subscription's currency; actual
+    0. Its period is usually reported by ``unbilled_periods`` too (a follow-on)."""
+    sub, inv = register(con, subscriptions, "subs"), register(con, invoices, "inv")
+    if not {"auto_renew", "renewal_date"} <= set(columns(con, sub)):
+        return F.empty()
+    amount, join = _period_amount_join(con, items, tiers, "p")
+    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
+    spans = f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
+    if lines is not None:
+        ln = register(con, lines, "lines")
+        spans = f"""
+            SELECT i.subscription_id, coalesce(l.period_start, i.issue_date) lo,
+                   coalesce(l.period_end, l.period_start, i.issue_date) hi
+            FROM ({billed_inv}) i JOIN {ln} l ON l.key = i.key
+            UNION ALL
+            SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
+            WHERE NOT EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key)"""
+    active = ", ".join(F.literal(x) for x in statuses)
+    rows = f"""
+        WITH spans AS ({spans}),
+        p AS (SELECT s.key, s.currency, s.renewal_date FROM {sub} s
+              WHERE s.auto_renew AND s.status IN ({active}) AND s.renewal_date IS NOT NULL
+                AND s.renewal_date <= {_date_sql(through)}
+                AND (s.end_date IS NULL OR s.renewal_date < s.end_date)
+                AND NOT EXISTS (SELECT 1 FROM spans x WHERE x.subscription_id = s.key
+                                AND x.lo <= s.renewal_date AND x.hi >= s.renewal_date))
+        SELECT 'invoice' entity, p.key || '@' || CAST(p.renewal_date AS VARCHAR) key,
+               NULL external_id, {F.literal(system)} system, 'aggregate' kind,
+               'renewal:invoice' field, CAST({amount} AS VARCHAR) expected, '0' actual,
+               'error' severity, {amount} amount_at_stake_minor, p.currency
+        FROM p {join}"""
     return F.finalize(con, rows)

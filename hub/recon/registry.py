@@ -279,6 +279,107 @@ class PriceLeakage(SystemCheck):
         ctx.ran(target.entity, target.system, "aggregate")
 
 
+class ExpiredDiscounts(SystemCheck):
+    """The reference system's lines still billed at a discount whose ``discount_until``
+    passed before their service period (``checks.expired_discounts``); ``PriceLeakage``
+    leaves those lines to it."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
+            return
+        st = target.staged
+        lines = st.children["lines"]
+        if not ctx.has(st.table, "subscription_id", "currency"):
+            return
+        if not ctx.has(lines, "sku", "amount_minor", "quantity", "line_no"):
+            return
+        items, tiers = golden_item_versions(ctx.con), golden_tiers(ctx.con, versions=True)
+        ctx.found(
+            checks.expired_discounts(ctx.con, st.table, lines, items, tiers, system=st.system)
+        )
+        ctx.ran(target.entity, target.system, "aggregate")
+
+
+class UsageAgainstMeters(SystemCheck):
+    """The reference system's usage lines against the golden subscriptions' metered usage
+    (``usage_records``; ``checks.usage_against_meters``)."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
+            return
+        st = target.staged
+        lines = st.children["lines"]
+        if not ctx.has(st.table, "subscription_id", "currency", "status"):
+            return
+        if not ctx.has(lines, "kind", "sku", "quantity", "period_start", "period_end"):
+            return
+        ctx.found(
+            checks.usage_against_meters(
+                ctx.con,
+                st.table,
+                lines,
+                golden_table("subscription"),
+                golden_item_versions(ctx.con),
+                golden_tiers(ctx.con, versions=True),
+                system=st.system,
+            )
+        )
+        ctx.ran(target.entity, target.system, "aggregate")
+
+
+class InvoicesWhilePaused(SystemCheck):
+    """The reference system's invoices issued while their golden subscription was paused
+    (``paused_at`` to ``resume_at``; ``checks.invoices_while_paused``)."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st = target.staged
+        if target.system != REFERENCE_SYSTEM:
+            return
+        if not ctx.has(
+            st.table, "subscription_id", "issue_date", "total_minor", "currency", "status"
+        ):
+            return
+        lines = st.children.get("lines")
+        if lines is not None and not ctx.has(lines, "period_end"):
+            lines = None
+        ctx.found(
+            checks.invoices_while_paused(
+                ctx.con, st.table, golden_table("subscription"), lines, system=st.system
+            )
+        )
+        ctx.ran(target.entity, target.system, "aggregate")
+
+
+class RenewalsNotInvoiced(SystemCheck):
+    """Golden auto-renewing subscriptions past their renewal date with no invoice of the
+    reference system for the renewed term (``checks.renewals_not_invoiced``), up to the
+    day the system is known to have been billing."""
+
+    def run(self, ctx: CheckContext, target: Target) -> None:
+        st, system = target.staged, target.system
+        if system != REFERENCE_SYSTEM:
+            return
+        if not ctx.has(st.table, "subscription_id", "issue_date", "status"):
+            return
+        lines = st.children.get("lines")
+        if lines is not None and not ctx.has(lines, "period_start", "period_end"):
+            lines = None
+        ctx.found(
+            checks.renewals_not_invoiced(
+                ctx.con,
+                golden_table("subscription"),
+                st.table,
+                lines,
+                golden_items(ctx.con),
+                golden_tiers(ctx.con),
+                system=system,
+                through=ctx.billed_through(st.table),
+                statuses=BILLING_STATUSES,
+            )
+        )
+        ctx.ran(target.entity, system, "aggregate")
+
+
 class ProrationErrors(SystemCheck):
     """The reference system's proration lines vs the proration the golden subscription's
     policy gives for the change of the item they name (``checks.proration_errors``)."""
@@ -500,10 +601,14 @@ def default_registry() -> CheckRegistry:
         registry.register(entity, RecordCompare())
     registry.register("invoice", InvoiceSums())
     registry.register("invoice", PriceLeakage())
+    registry.register("invoice", ExpiredDiscounts())
     registry.register("invoice", ProrationErrors())
+    registry.register("invoice", UsageAgainstMeters())
     registry.register("invoice", InvoicesAfterEnd())
+    registry.register("invoice", InvoicesWhilePaused())
     registry.register("invoice", DunningConsistency())
     registry.register("invoice", UnbilledPeriods())
+    registry.register("invoice", RenewalsNotInvoiced())
     registry.register("subscription", SubscriptionRefs())
     registry.register("subscription", SubscriptionCurrency())
     registry.register("allocation", AllocationQuantities())
@@ -630,7 +735,8 @@ def golden_item_versions(con: duckdb.DuckDBPyConnection) -> str:
             SELECT key, item_id, sku, quantity, "price.kind" AS kind,
                    "price.flat_amount_minor" AS flat_amount_minor,
                    "price.unit_amount_minor" AS unit_amount_minor,
-                   "price.discount_bps" AS discount_bps, effective_from, effective_to
+                   "price.discount_bps" AS discount_bps, effective_from, effective_to,
+                   discount_until
             FROM {rows}""",
     )
     return view

@@ -19,16 +19,20 @@ from hub.recon.registry import (
     CheckRegistry,
     CrossSystemAmounts,
     DunningConsistency,
+    ExpiredDiscounts,
     InvoicesAfterEnd,
     InvoiceSums,
+    InvoicesWhilePaused,
     PriceLeakage,
     ProrationErrors,
     RecordCompare,
+    RenewalsNotInvoiced,
     SubscriptionCurrency,
     SubscriptionRefs,
     SystemCheck,
     Target,
     UnbilledPeriods,
+    UsageAgainstMeters,
 )
 from hub.store.models import Finding
 from tests.sync.conftest import account
@@ -48,10 +52,14 @@ def test_every_entity_has_its_checks_registered() -> None:
         RecordCompare,
         InvoiceSums,
         PriceLeakage,
+        ExpiredDiscounts,
         ProrationErrors,
+        UsageAgainstMeters,
         InvoicesAfterEnd,
+        InvoicesWhilePaused,
         DunningConsistency,
         UnbilledPeriods,
+        RenewalsNotInvoiced,
     ]
     assert _names(CHECKS.system_checks("subscription")) == [
         RecordCompare,
