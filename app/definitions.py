@@ -6,6 +6,7 @@ locations often, so all work happens inside ops, assets, schedules and sensors."
 from dagster import Definitions
 
 from app.defs.analytics import analytics_definitions
+from app.defs.backfill import build_backfill_assets
 from app.defs.quarantine import quarantine_retry_job
 from app.defs.recon import recon_definitions
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
@@ -23,7 +24,7 @@ RESOURCES = {
 
 defs = Definitions.merge(
     Definitions(
-        assets=build_sync_assets(),
+        assets=[*build_sync_assets(), *build_backfill_assets()],
         jobs=[
             store_maintenance,
             resync_job,

@@ -152,16 +152,16 @@ def cursor_at(system: str, entity: str, stamp: datetime) -> str | None:
     iso = stamp.astimezone(UTC).isoformat()
     if system == "billing":
         return json.dumps([iso, None])  # no primary key: every row at or after the stamp
-    if system == "salesforce":
-        return f"{iso}|"
-    if system == "sap":
+    if system == "salesforce":  # the lowest well-formed Id (SOQL compares Ids as text)
+        return f"{iso}|000000000000000AAA"
+    if system == "sap":  # keys compare as numbers when numeric, and before any text
         from connectors.sap import CHANGE_DETECTION
 
-        return None if CHANGE_DETECTION.get(entity) == "snapshot" else f"{iso}|"
+        return None if CHANGE_DETECTION.get(entity) == "snapshot" else f"{iso}|0"
     if system == "pim":
         return json.dumps([iso, []])
     if system == "wms":
-        return json.dumps({"updated_at": iso, "id": ""}, separators=(",", ":"))
+        return json.dumps({"updated_at": iso, "id": "0"}, separators=(",", ":"))
     return None
 
 
