@@ -8,8 +8,8 @@ On a throwaway PostgreSQL (sandbox/postgres.py) with two hub stores:
 - (b) store B: a fresh sandbox seeded the same way (so every system starts equal), loaded
   as a backfill (hub/sync/backfill.py) of every entity in entity order, ``--partitions``
   partitions at once, each in its own worker process with its own engine, connectors and
-  store connections (the creators phase of every partition, then the others, then the
-  entity's finishing pass).
+  store connections (the creators phase of every partition, the entity's quarantine
+  retried once, the others phase of every partition, then the entity's finishing pass).
 
 Both loads run in the same pool of worker processes (spawned, one per partition); the
 emulators run in this process. Afterwards it compares golden records (data, field by
@@ -222,6 +222,12 @@ def _task(task: tuple[Any, ...]) -> tuple[float, Any]:
         assert found is not None
         r = backfill.run_partition(engine, found, index, phase)
         result = (r.read, r.batches, r.retries)
+    elif kind == "settle":
+        _, _, entity = task
+        engine = _engine()
+        found = backfill.current(engine, entity)
+        assert found is not None
+        result = backfill.settle(engine, found)
     elif kind == "finish":
         _, _, entity = task
         engine = _engine()
@@ -286,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                                 )
                                 worker_cpu += sum(c for c, _ in done)
                                 retries += sum(r[2] for _, r in done)
+                                if phase == "creators":
+                                    cpu, _ = pool.apply(_task, (("settle", url, entity),))
+                                    worker_cpu += cpu
                                 print(
                                     f"  {entity} {phase}: "
                                     + ", ".join(f"{r[0]} read" for _, r in done)

@@ -2,7 +2,8 @@
 change-time partitions (hub/sync/backfill.py), per entity, parents before children:
 
     hub/<entity>_backfill_creators [N partitions]
-        -> hub/<entity>_backfill_others [N partitions, each after every creators partition]
+        -> hub/<entity>_backfill_settle  (after every creators partition: quarantine retried)
+        -> hub/<entity>_backfill_others [N partitions]
         -> hub/<entity>_backfill  (cursors set, plans, pushes: one ordinary pass)
         -> hub/<next entity>_backfill_creators ...
 
@@ -13,7 +14,6 @@ unpartitioned step after all its partitions. ``N`` is ``HUB_BACKFILL_PARTITIONS`
 (default 4), read when the definitions load. Locally the runs use the default run
 launcher and multiprocess executor; in production the same definitions run on the
 Kubernetes or Celery executors (docs/dagster-production.yaml, docs/operations.md)."""
-
 
 import os
 from collections.abc import Sequence
@@ -83,7 +83,7 @@ def _phase_asset(
         previous = ENTITY_ORDER[: ENTITY_ORDER.index(entity)]
         deps = [AssetDep(finish_key(previous[-1]))] if previous else []
     else:
-        deps = [AssetDep(phase_key(entity, "creators"), partition_mapping=AllPartitionMapping())]
+        deps = [AssetDep(phase_key(entity, "settle"))]
 
     @asset(
         key=phase_key(entity, phase),
@@ -118,6 +118,32 @@ def _phase_asset(
         )
 
     return _partition
+
+
+def _settle_asset(entity: str, systems: list[str]) -> AssetsDefinition:
+    @asset(
+        key=phase_key(entity, "settle"),
+        deps=[AssetDep(phase_key(entity, "creators"), partition_mapping=AllPartitionMapping())],
+        group_name=GROUP,
+        required_resource_keys={"hub_store", *systems},
+        tags={"hub/kind": "backfill", "hub/entity": entity},
+        description=f"After every creators partition of the {entity} backfill: its quarantine "
+        "retried once (a record whose parent another partition was still loading), before "
+        "the other systems are read.",
+    )
+    def _settle(context: AssetExecutionContext) -> MaterializeResult:
+        engine = _engine(context, systems)
+        try:
+            state = backfill.current(engine, entity)
+            if state is None:
+                raise Failure(description=f"no backfill of {entity} is in progress")
+            retried = backfill.settle(engine, state)
+        finally:
+            for connector in engine.connectors.values():
+                connector.close()
+        return MaterializeResult(metadata={"quarantine retried": retried})
+
+    return _settle
 
 
 def _finish_asset(entity: str, systems: list[str]) -> AssetsDefinition:
@@ -167,6 +193,7 @@ def build_backfill_assets(
         if not systems:
             continue
         out.append(_phase_asset(entity, "creators", systems, parts))
+        out.append(_settle_asset(entity, systems))
         out.append(_phase_asset(entity, "others", systems, parts))
         out.append(_finish_asset(entity, systems))
     return out

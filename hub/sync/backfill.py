@@ -11,7 +11,8 @@ writing the same golden record wait for each other instead of losing an update.
 
 A partition runs in two phases, with a barrier between them that the caller keeps (the
 Dagster assets depend on every partition of the phase before; ``run_backfill`` joins
-its threads): ``creators`` (the systems that may start golden records) and then
+its threads), where :func:`settle` retries the entity's quarantine once: ``creators``
+(the systems that may start golden records) and then
 ``others``, so a record of a non-creator never arrives before the creator's record that
 another partition brings in (it would be quarantined as an orphan, as a single run never
 does).
@@ -434,6 +435,18 @@ def run_partition(
     return result
 
 
+# -- between the phases ------------------------------------------------------------------
+def settle(engine: SyncEngine, state: BackfillState) -> int:
+    """After every partition's creators phase, before the others: the entity's open
+    quarantine retried once, as an ordinary pass retries it after its creators. A
+    creator's record refused because what it refers to in its own entity (a parent
+    account) was still being loaded by another partition is taken now; left for the
+    finishing pass, it would be merged after the owners spoke and could override the
+    owner's confirmation of a provisional value. Returns the entries retried."""
+    engine.lock_rows = True
+    return engine.retry_quarantine(state.entity)
+
+
 # -- after every partition ---------------------------------------------------------------
 def set_cursors(engine: SyncEngine, state: BackfillState) -> dict[str, str]:
     """Each connected system's polling cursor of the entity at ``state.started`` (the
@@ -502,5 +515,7 @@ def run_backfill(
                     for i in range(partitions)
                 ]
                 results.extend(f.result() for f in futures)
+                if phase == "creators":
+                    settle(engines[0], state)
             finish(engines[0], state)
     return results
