@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Select,
     and_,
     bindparam,
     delete,
@@ -165,6 +166,15 @@ def forget_fingerprint(session: Session, system: str, entity: str, hub_id: str) 
 
 # -- golden records -------------------------------------------------------------------
 @dataclass
+class XrefRow:
+    """A cross reference as plain data, for the sync's batches (see GoldenRow)."""
+
+    hub_id: str
+    system: str
+    external_id: str
+
+
+@dataclass
 class GoldenRow:
     """A golden record as plain data, for the sync's batches: read with one query per
     chunk and written with one executemany per batch (:class:`BatchRows`), where ORM
@@ -233,7 +243,28 @@ def golden_changed_since(
 ) -> list[GoldenRecord]:
     """The next ``limit`` golden records changed after ``after`` (updated_at, hub_id),
     oldest first: a resumable walk over what changed (index on entity, updated_at)."""
-    stmt = select(GoldenRecord).where(GoldenRecord.entity == entity)
+    return list(session.scalars(_changed_since(select(GoldenRecord), entity, after, limit)))
+
+
+def live_changed_since(
+    session: Session, entity: str, after: tuple[datetime, str] | None, limit: int
+) -> tuple[list[tuple[str, dict[str, Any]]], tuple[datetime, str] | None]:
+    """As :func:`golden_changed_since`, as plain rows: the (hub id, data) of the records
+    not deleted, and the position of the last record walked (None: nothing left)."""
+    cols = select(
+        GoldenRecord.hub_id, GoldenRecord.data, GoldenRecord.deleted, GoldenRecord.updated_at
+    )
+    rows = session.execute(_changed_since(cols, entity, after, limit)).all()
+    if not rows:
+        return [], None
+    live = [(hub_id, data) for hub_id, data, deleted, _ in rows if not deleted]
+    return live, (rows[-1].updated_at, rows[-1].hub_id)
+
+
+def _changed_since(
+    stmt: Select[Any], entity: str, after: tuple[datetime, str] | None, limit: int
+) -> Select[Any]:
+    stmt = stmt.where(GoldenRecord.entity == entity)
     if after is not None:
         stamp, key = after
         stmt = stmt.where(
@@ -242,8 +273,7 @@ def golden_changed_since(
                 and_(GoldenRecord.updated_at == stamp, GoldenRecord.hub_id > key),
             )
         )
-    stmt = stmt.order_by(GoldenRecord.updated_at, GoldenRecord.hub_id).limit(limit)
-    return list(session.scalars(stmt))
+    return stmt.order_by(GoldenRecord.updated_at, GoldenRecord.hub_id).limit(limit)
 
 
 def golden_ids_by(session: Session, entity: str, field: str) -> dict[str, list[str]]:
@@ -429,8 +459,11 @@ class BatchRows:
         self.hub_ids: set[str] = set()
         #: (system, external id) pairs whose every holder is loaded
         self.covered: set[tuple[str, str]] = set()
-        self.xrefs: dict[str, dict[str, Xref]] = {}  # hub id -> system -> row
-        self.holders: dict[tuple[str, str], Xref] = {}  # (system, external id) -> row
+        self.xrefs: dict[str, dict[str, XrefRow]] = {}  # hub id -> system -> row
+        self.holders: dict[tuple[str, str], XrefRow] = {}  # (system, external id) -> row
+        #: new links of this batch, inserted with one executemany (rarer moves and
+        #: changes are written at once, in order, after what is buffered)
+        self.xref_inserts: dict[tuple[str, str], XrefRow] = {}
         self.fps: dict[tuple[str, str], str] = {}  # (system slot, hub id) -> fingerprint
         #: pending pushes already in the table: (system, hub id) -> [(id, fingerprint)]
         self.pending: dict[tuple[str, str], list[tuple[int, str]]] = {}
@@ -463,10 +496,12 @@ class BatchRows:
         self.hub_ids.update(ids)
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
-            for x in session.scalars(
-                select(Xref).where(Xref.entity == entity, Xref.hub_id.in_(chunk))
+            for hub_id, system, ext in session.execute(
+                select(Xref.hub_id, Xref.system, Xref.external_id).where(
+                    Xref.entity == entity, Xref.hub_id.in_(chunk)
+                )
             ):
-                self._hold(x)
+                self._hold(XrefRow(hub_id, system, ext))
             for slot, hub_id, fp in session.execute(
                 select(Fingerprint.system, Fingerprint.hub_id, Fingerprint.fingerprint).where(
                     Fingerprint.entity == entity, Fingerprint.hub_id.in_(chunk)
@@ -499,20 +534,20 @@ class BatchRows:
             wanted = sorted({e for e in exts if (system, e) not in self.covered})
             self.covered.update((system, e) for e in wanted)
             for start in range(0, len(wanted), _IN_CHUNK):
-                for x in session.scalars(
-                    select(Xref).where(
+                for hub_id, ext in session.execute(
+                    select(Xref.hub_id, Xref.external_id).where(
                         Xref.entity == entity,
                         Xref.system == system,
                         Xref.external_id.in_(wanted[start : start + _IN_CHUNK]),
                     )
                 ):
-                    self._hold(x)
+                    self._hold(XrefRow(hub_id, system, ext))
 
-    def _hold(self, row: Xref) -> None:
+    def _hold(self, row: XrefRow) -> None:
         self.xrefs.setdefault(row.hub_id, {})[row.system] = row
         self.holders[(row.system, row.external_id)] = row
 
-    def _drop(self, row: Xref) -> None:
+    def _drop(self, row: XrefRow) -> None:
         if self.xrefs.get(row.hub_id, {}).get(row.system) is row:
             del self.xrefs[row.hub_id][row.system]
         if self.holders.get((row.system, row.external_id)) is row:
@@ -538,17 +573,31 @@ class BatchRows:
         other = self.holders.get((system, external_id))
         if other is not None and other.hub_id != hub_id:  # a merge of duplicates moved it
             self._drop(other)
-            _discard(self.session, other)
-            self.session.flush()  # the unique (system, external id) is free before reuse
+            self._delete_xref(other)  # the unique (system, external id) is free before reuse
         if row is None:
-            row = Xref(entity=self.entity, hub_id=hub_id, system=system, external_id=external_id)
-            self.session.add(row)
+            row = XrefRow(hub_id, system, external_id)
+            self.xref_inserts[(hub_id, system)] = row
+            self._hook()
         else:
             self._drop(row)
-            row.external_id, row.updated_at = external_id, utcnow()
-            self.session.flush()  # an id changed in place: the database sees it in order
+            self.write()  # an id changed in place: the database sees it in order
+            row.external_id = external_id
+            self.session.connection().execute(
+                update(Xref)
+                .where(Xref.entity == self.entity, Xref.hub_id == hub_id, Xref.system == system)
+                .values(external_id=external_id, updated_at=utcnow())
+            )
         self._hold(row)
         return True
+
+    def _delete_xref(self, row: XrefRow) -> None:
+        """Delete a link now, after what the batch buffered (it may be one of them)."""
+        self.write()
+        self.session.connection().execute(
+            delete(Xref).where(
+                Xref.entity == self.entity, Xref.hub_id == row.hub_id, Xref.system == row.system
+            )
+        )
 
     def forget(self, hub_id: str, system: str, slots: Iterable[str]) -> str | None:
         """The record is gone from ``system`` (deleted there): forget its id there, what
@@ -565,8 +614,7 @@ class BatchRows:
         if row is None:
             return None
         self._drop(row)
-        _discard(self.session, row)
-        self.session.flush()
+        self._delete_xref(row)
         return row.external_id
 
     def _reload_xref(self, hub_id: str, system: str, external_id: str) -> None:
@@ -576,9 +624,13 @@ class BatchRows:
             stale = self.xrefs.get(hub_id, {}).get(system)
             if stale is not None:
                 self._drop(stale)
-        row = self.session.get(Xref, (self.entity, hub_id, system))
-        if row is not None and (hub_id in self.hub_ids or (system, external_id) in self.covered):
-            self._hold(row)
+        ext = self.session.scalar(
+            select(Xref.external_id).where(
+                Xref.entity == self.entity, Xref.hub_id == hub_id, Xref.system == system
+            )
+        )
+        if ext is not None and (hub_id in self.hub_ids or (system, external_id) in self.covered):
+            self._hold(XrefRow(hub_id, system, ext))
 
     # -- golden records -----------------------------------------------------------------
     def goldens(self, hub_ids: Iterable[str]) -> dict[str, GoldenRow]:
@@ -702,9 +754,19 @@ class BatchRows:
             _write_buffers_of(self.session).append(self)
             self._hooked = True
 
+    def discard_buffers(self) -> None:
+        """The transaction ended without them (rolled back): forget what was not written."""
+        for buffer in (
+            self.xref_inserts, self.new_pending, self.fp_writes, self.fp_deletes,
+            self.golden_inserts, self.golden_updates, self.outbox_updates, self.outbox_deletes,
+        ):  # fmt: skip
+            buffer.clear()
+        self._hooked = False
+
     def _buffered(self) -> bool:
         return any(
-            (self.new_pending, self.fp_writes, self.fp_deletes, self.golden_inserts,
+            (self.xref_inserts, self.new_pending, self.fp_writes, self.fp_deletes,
+             self.golden_inserts,
              self.golden_updates, self.outbox_updates, self.outbox_deletes)
         )  # fmt: skip
 
@@ -716,6 +778,13 @@ class BatchRows:
             return
         conn, now, entity = self.session.connection(), utcnow(), self.entity
         self._write_goldens(conn, now)
+        if self.xref_inserts:
+            links, self.xref_inserts = list(self.xref_inserts.values()), {}
+            conn.execute(
+                insert(Xref),
+                [{"entity": entity, "hub_id": x.hub_id, "system": x.system,
+                  "external_id": x.external_id, "updated_at": now} for x in links],
+            )  # fmt: skip
         if self.fp_deletes:
             gone, self.fp_deletes = sorted(self.fp_deletes), set()
             conn.execute(
@@ -813,8 +882,7 @@ def _write_buffers_of(session: Session) -> list[BatchRows]:
         def forget(_: Session, transaction: Any) -> None:
             if transaction.parent is None:  # not a flush's or savepoint's inner one
                 for rows in buffers:
-                    rows.new_pending.clear()
-                    rows._hooked = False
+                    rows.discard_buffers()
                 buffers.clear()
 
         event.listen(session, "do_orm_execute", write_all)

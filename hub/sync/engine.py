@@ -284,22 +284,20 @@ class SyncEngine:
         while True:
             with self.sessions.begin() as s:
                 after = _split_cursor(repo.get_cursor(s, HUB, slot))
-                rows = repo.golden_changed_since(s, entity, after, chunk)
-                if not rows:
+                live, last = repo.live_changed_since(s, entity, after, chunk)
+                if last is None:
                     return
-                live = [g for g in rows if not g.deleted]
-                ids = [g.hub_id for g in live]
+                ids = [hub_id for hub_id, _ in live]
                 held = repo.BatchRows(s, entity, ids)
                 resolver = _XrefResolver(s, entity)
-                self._prime(resolver, entity, canonicals=[g.data for g in live])
+                self._prime(resolver, entity, canonicals=[data for _, data in live])
                 waiting = repo.pushes_held_back(s, entity, ids)
                 targets = [t for (t, e) in self.specs if e == entity]
-                for g in live:
-                    blocked = waiting.get(g.hub_id)
+                for hub_id, data in live:
+                    blocked = waiting.get(hub_id)
                     only = [t for t in targets if t not in blocked] if blocked else None
-                    self._plan(s, entity, g.hub_id, g.data, only, held=held, resolver=resolver)
-                last = rows[-1]
-                repo.set_cursor(s, HUB, slot, f"{last.updated_at.isoformat()}|{last.hub_id}")
+                    self._plan(s, entity, hub_id, data, only, held=held, resolver=resolver)
+                repo.set_cursor(s, HUB, slot, f"{last[0].isoformat()}|{last[1]}")
 
     def _failed(self, exc: ConnectorError) -> None:
         if isinstance(exc, AuthError | PermanentError):
