@@ -111,6 +111,14 @@ PUBSUB_URL = "api.pubsub.salesforce.com:7443"
 #: limit: it treats anything above as 100)
 PUBSUB_MAX_BATCH = 100
 PUBSUB_URL_VARIABLE = "SALESFORCE_PUBSUB_URL"
+#: The client name every REST, Collections and Bulk API call of the hub carries in its
+#: ``Sforce-Call-Options`` header. Salesforce writes it into the ``changeOrigin`` of the
+#: change events those writes cause (``com/salesforce/api/rest/61.0;client=<name>``): with
+#: the integration user as ``commitUser`` it tells the hub's own writes from changes made
+#: by other tools logging in as the same user. Kept stable across hub versions, so the
+#: echo of a write made before an upgrade is still recognised.
+CALL_CLIENT = "subscription-integration-hub"
+CALL_OPTIONS_HEADER = "Sforce-Call-Options"
 PUBSUB_BATCH_VARIABLE = "SALESFORCE_PUBSUB_BATCH"
 
 
@@ -300,6 +308,8 @@ class SalesforceConnector:
         for secret in (settings.client_secret,):
             register_secret(secret)
         self.session = requests_session(settings.ca_bundle, timeout=settings.timeout)
+        # names the hub as the client of its writes: changeOrigin of their change events
+        self.session.headers[CALL_OPTIONS_HEADER] = f"client={CALL_CLIENT}"
         self._retry_after: float | None = None
         self._usage: tuple[int, int] | None = None
         self.session.hooks["response"].append(self._remember_retry_after)

@@ -7,6 +7,9 @@
 - a processing loop (every half second, or at once when events were stored) that applies
   the inbox through the sync engine (hub.events.processor) and reports each applied batch
   to Dagster as a runless asset event of the entity's golden asset, so the UI shows it.
+  Salesforce events of the hub's own writes (the integration user of the token's identity
+  URL as ``commitUser``, the hub's client in ``changeOrigin``, only what the hub wrote
+  changed) are marked ``echo`` without a read-back (:meth:`Listener.salesforce_identity`).
 
 An expired replay id (or a subscription that cannot go on) is a gap: the listener says that
 the poll closes it, runs the entity's poll once and subscribes again from LATEST. Polling
@@ -49,7 +52,7 @@ from connectors.salesforce_pubsub.subscriber import (
     Subscription,
 )
 from hub.events.inbox import InboxEvent, ReplayPosition, pending, replay_position, store_events
-from hub.events.processor import BatchStats, EventProcessor
+from hub.events.processor import BatchStats, EventProcessor, HubIdentity
 from hub.events.receiver import DEFAULT_PATH, ReceiverAuth, create_receiver
 from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_all
 from hub.settings import EventSettings, connection_env, event_settings
@@ -162,6 +165,8 @@ class Listener:
         connectors = {s: connect(s, self.env, self.specs) for s in self.systems}
         self.engine = SyncEngine(self.store, connectors, specs=self.specs)
         self.processor = EventProcessor(self.engine, batch_size=self.settings.batch)
+        # the echoes of the hub's own Salesforce writes are told by their header
+        self.processor.identities[SALESFORCE] = self.salesforce_identity
         try:
             self._start_salesforce()
             self._start_sap()
@@ -227,6 +232,15 @@ class Listener:
         self._subscriber = PubSubSubscriber(sf, self._tokens)
         for channel, entity in salesforce_channels(self.specs).items():
             self._thread(f"listen:{channel}", functools.partial(self._channel, channel, entity))
+
+    def salesforce_identity(self) -> HubIdentity | None:
+        """The integration user (from the token's identity URL, once logged in) and the
+        client the hub's REST calls name: an event with both in its header, changing only
+        what the hub wrote, is the hub's own write (hub.events.processor)."""
+        tokens = self._tokens
+        if tokens is None or not tokens.user_id:
+            return None
+        return HubIdentity(user_id=tokens.user_id, client=tokens.client)
 
     def _start_replay(self, channel: str) -> Replay:
         with self.store.connect() as conn:

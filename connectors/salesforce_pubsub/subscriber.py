@@ -42,7 +42,7 @@ from connectors.errors import (
 )
 from connectors.redact import redact, register_secret
 from connectors.retry import call_with_retry
-from connectors.salesforce import SYSTEM, SalesforceConnector, SalesforceSettings
+from connectors.salesforce import CALL_CLIENT, SYSTEM, SalesforceConnector, SalesforceSettings
 from connectors.salesforce_pubsub import pubsub_api_pb2 as pb2
 from connectors.salesforce_pubsub import pubsub_api_pb2_grpc as pb2_grpc
 from connectors.salesforce_pubsub.events import (
@@ -84,9 +84,15 @@ class Credentials:
     instance_url: str
     #: the org id (``tenantid``)
     tenant_id: str
+    #: the integration user's id (the token's identity URL), the ``commitUser`` of the
+    #: change events its writes cause; empty when the provider does not know it
+    user_id: str = ""
 
     def __repr__(self) -> str:  # never the token, whoever prints it
-        return f"Credentials(instance_url={self.instance_url!r}, tenant_id={self.tenant_id!r})"
+        return (
+            f"Credentials(instance_url={self.instance_url!r}, tenant_id={self.tenant_id!r}, "
+            f"user_id={self.user_id!r})"
+        )
 
 
 class TokenProvider(Protocol):
@@ -96,11 +102,12 @@ class TokenProvider(Protocol):
     def __call__(self, refresh: bool = False) -> Credentials: ...
 
 
-def org_id_from_identity(identity_url: str) -> str:
-    """The org id of an OAuth token's ``id`` (``https://login…/id/<org id>/<user id>``)."""
+def identity_ids(identity_url: str) -> tuple[str, str]:
+    """(org id, user id) of an OAuth token's ``id``
+    (``https://login…/id/<org id>/<user id>``)."""
     parts = [p for p in identity_url.split("/") if p]
     if len(parts) >= 3 and parts[-3] == "id":
-        return parts[-2]
+        return parts[-2], parts[-1]
     raise AuthError(
         SYSTEM,
         f"the OAuth token's id {identity_url!r} does not name the org (expected "
@@ -108,10 +115,22 @@ def org_id_from_identity(identity_url: str) -> str:
     )
 
 
+def org_id_from_identity(identity_url: str) -> str:
+    """The org id of an OAuth token's ``id`` (``https://login…/id/<org id>/<user id>``)."""
+    return identity_ids(identity_url)[0]
+
+
+def user_id_from_identity(identity_url: str) -> str:
+    """The integration user's id of an OAuth token's ``id``: the ``commitUser`` of the
+    change events the hub's own writes cause."""
+    return identity_ids(identity_url)[1]
+
+
 class OAuthTokenProvider:
     """The REST connector's OAuth login (JWT bearer or client credentials, with its
-    retries and CA bundle), as Pub/Sub API credentials; the org id comes from the token
-    response's identity URL."""
+    retries and CA bundle), as Pub/Sub API credentials; the org id and the integration
+    user's id come from the token response's identity URL (:attr:`user_id`, with
+    :attr:`client`, is how the hub recognises the change events of its own writes)."""
 
     def __init__(self, settings: SalesforceSettings) -> None:
         self._connector = SalesforceConnector(settings, {})
@@ -123,12 +142,31 @@ class OAuthTokenProvider:
         if self._current is None or refresh:
             token = call_with_retry(SYSTEM, self._connector._token, self._settings.retry)
             self.logins += 1
+            org_id, user_id = identity_ids(str(token.get("id", "")))
             self._current = Credentials(
                 access_token=str(token["access_token"]),
                 instance_url=str(token["instance_url"]),
-                tenant_id=org_id_from_identity(str(token.get("id", ""))),
+                tenant_id=org_id,
+                user_id=user_id,
             )
         return self._current
+
+    @property
+    def org_id(self) -> str | None:
+        """The org id, once logged in (None before the first login)."""
+        return self._current.tenant_id if self._current else None
+
+    @property
+    def user_id(self) -> str | None:
+        """The integration user's id, once logged in (None before the first login): the
+        ``commitUser`` of the change events the hub's own writes cause."""
+        return self._current.user_id if self._current else None
+
+    @property
+    def client(self) -> str:
+        """The client name the hub's REST calls carry (``Sforce-Call-Options``), which
+        Salesforce writes into the ``changeOrigin`` of the events they cause."""
+        return CALL_CLIENT
 
     def close(self) -> None:
         self._connector.close()

@@ -20,9 +20,23 @@ entity never interleaves):
 
 Then the planned outbox of the entity is pushed to the other systems. A re-processed event
 changes nothing: the records read back have the fingerprints the hub recorded, so nothing
-is planned, and an event already marked is never picked again. Echoes of the hub's own
-writes end the same way: their read-back matches the fingerprints and causes no write
-(counted as ``echoes``)."""
+is planned, and an event already marked is never picked again.
+
+**Echoes of the hub's own writes** (counted as ``echoes``, no system written):
+
+- recognised from the header, without a read-back (outcome ``echo``), when all of these
+  hold for a Salesforce CREATE/UPDATE event (:meth:`EventProcessor._header_echoes`):
+  ``commitUser`` is the integration user (the user id of the token's identity URL,
+  :class:`HubIdentity`); ``changeOrigin`` names the hub's client (``client=<name>``, which
+  Salesforce takes from the ``Sforce-Call-Options`` header every REST call of the hub
+  carries); and for every record of the event the hub's fingerprint of what Salesforce
+  holds is the golden record's (what the hub last pushed or read is what it holds now)
+  and every changed field (besides ``LastModifiedDate``/``LastModifiedById``/
+  ``SystemModstamp``) is one the hub writes, with the value the hub writes. A change by
+  the integration user through another client (another ``changeOrigin``), by another
+  user, or one the hub cannot judge (a field it does not write, a value that differs or
+  does not compare, no identity yet) is read back as below;
+- otherwise by the fingerprint after the read-back: it matches and plans nothing."""
 
 from __future__ import annotations
 
@@ -38,16 +52,95 @@ from typing import Any
 from connectors.base import Deletion, NativeRecord
 from connectors.errors import ConnectorError
 from hub.events.inbox import InboxRow, mark_processed, pending
+from hub.fingerprint import fingerprint
+from hub.mapping.mapper import MappingValueError
 from hub.store import repo
 from hub.store.models import utcnow
 from hub.sync import deletions
-from hub.sync.engine import HUB, SyncEngine
+from hub.sync.engine import HUB, SyncEngine, _XrefResolver
+from hub.sync.fingerprints import EXTERNAL_IDS, projection
 from hub.sync.lock import store_lock
 
 log = logging.getLogger("hub.events")
 
 #: outcomes recorded on inbox rows
 APPLIED, DELETED, POLLED, FAILED_OUTCOME = "applied", "deleted", "polled", "failed"
+#: the outcome of an event recognised from its header as the echo of the hub's own write
+ECHO = "echo"
+#: change types whose header may mark the hub's own write (their values are the write's)
+_ECHO_TYPES = frozenset({"create", "update"})
+#: fields Salesforce sets on every write itself: in changedFields, never written by the hub
+_AUDIT_FIELDS = frozenset(
+    {
+        "LastModifiedDate",
+        "LastModifiedById",
+        "SystemModstamp",
+        "CreatedDate",
+        "CreatedById",
+        "LastReferencedDate",
+        "LastViewedDate",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HubIdentity:
+    """Who the hub is in a system's change event headers: the integration user's id
+    (Salesforce: the user id of the OAuth token's identity URL, the events'
+    ``commitUser``) and the client its API calls name (``Sforce-Call-Options:
+    client=<client>``, the events' ``changeOrigin``)."""
+
+    user_id: str
+    client: str
+
+
+def origin_client(change_origin: str) -> str:
+    """The ``client`` of a ``changeOrigin`` (``com/salesforce/api/rest/61.0;client=x``);
+    empty when the write named none."""
+    for part in change_origin.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "client":
+            return value.strip()
+    return ""
+
+
+def same_user(a: str, b: str) -> bool:
+    """Two Salesforce user ids are the same user (a 15-character id is the
+    case-sensitive prefix of its 18-character form)."""
+    if not a or not b:
+        return False
+    if len(a) != len(b):
+        return a[:15] == b[:15]
+    return a == b
+
+
+def _flat_field_names(names: Iterable[str]) -> list[str]:
+    """changedFields / nulledFields names as REST field names (``BillingAddress.City`` ->
+    ``BillingCity``, as :func:`flatten_compound` names the values)."""
+    from connectors.salesforce_pubsub.events import flatten_compound
+
+    out: list[str] = []
+    for name in names:
+        parent, dot, part = name.partition(".")
+        out += list(flatten_compound({parent: {part: None}})) if dot else [name]
+    return out
+
+
+def _same_value(event_value: Any, written: Any) -> bool:
+    """The event's value is the one the hub writes; anything that does not clearly compare
+    (dates as Avro numbers, structures) is not."""
+    if event_value is None or written is None:
+        return event_value is None and written in (None, "")
+    if isinstance(event_value, bool) or isinstance(written, bool):
+        return (
+            isinstance(event_value, bool) and isinstance(written, bool) and (event_value == written)
+        )
+    if isinstance(event_value, int | float) and isinstance(written, int | float):
+        return float(event_value) == float(written)
+    if isinstance(event_value, str) and isinstance(written, str):
+        return event_value == written
+    return False
+
 
 _DELETES = frozenset({"delete", "gap_delete"})
 _OVERFLOW = "gap_overflow"
@@ -66,7 +159,8 @@ class BatchStats:
     deleted: int = 0
     #: golden records the group changed (created or updated)
     changed: int = 0
-    #: events whose read-back matched what the hub holds: nothing was written
+    #: echoes of the hub's own writes: events recognised from their header (no read-back)
+    #: or whose read-back matched what the hub holds; nothing was written for them
     echoes: int = 0
     #: the entity's cursor poll ran (overflow, or a record the hub does not know yet)
     polled: bool = False
@@ -149,11 +243,15 @@ class EventProcessor:
         batch_size: int = 500,
         lock_wait_seconds: float = 60,
         clock: Callable[[], datetime] | None = None,
+        identities: Mapping[str, Callable[[], HubIdentity | None]] | None = None,
     ) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.lock_wait_seconds = lock_wait_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: system -> who the hub is in its event headers (None until known, e.g. before
+        #: the first login): without one, echoes are recognised after the read-back only
+        self.identities: dict[str, Callable[[], HubIdentity | None]] = dict(identities or {})
 
     # -- one pass --------------------------------------------------------------------------
     def process_pending(self) -> list[BatchStats]:
@@ -188,7 +286,7 @@ class EventProcessor:
         if readable and not stats.changed and not stats.pushed:
             # read back, matched the fingerprints, nothing planned: the hub's own writes
             # coming back (or a redelivery) - no system was written
-            stats.echoes = readable
+            stats.echoes += readable
         stats.errors.extend(engine.errors)
         now = self.clock()
         for row in rows:
@@ -231,9 +329,18 @@ class EventProcessor:
         unknown = [
             r for r in changes if any(sid not in resolved for sid in _system_ids(r, key_field))
         ]
+        # echoes of the hub's own writes, told by their header: marked, never read back
+        echoes = self._header_echoes(
+            system, entity, [r for r in changes if r not in unknown], resolved, deleted_ids
+        )
+        if echoes:
+            with engine.sessions.begin() as s:
+                mark_processed(s.connection(), list(echoes), ECHO)
+            stats.echoes += len(echoes)
+            stats.keys += sorted({h for ids in echoes.values() for h in ids})
         # records changed: one read by keys for the whole group, ingested with the rows'
         # outcome in one transaction
-        readable = [r for r in changes if r not in unknown]
+        readable = [r for r in changes if r not in unknown and r.id not in echoes]
         hub_ids = sorted(
             {
                 resolved[sid]
@@ -285,6 +392,91 @@ class EventProcessor:
             with engine.sessions.begin() as s:
                 mark_processed(s.connection(), [r.id for r in [*overflow, *unknown]], POLLED)
         return len(readable)
+
+    def _header_echoes(
+        self,
+        system: str,
+        entity: str,
+        rows: Sequence[InboxRow],
+        resolved: Mapping[str, str],
+        deleted_ids: set[str],
+    ) -> dict[int, list[str]]:
+        """Rows that are echoes of the hub's own writes by their header (row id -> hub ids
+        of its records). The rule, every part required:
+
+        1. the event's ``commitUser`` is the integration user and its ``changeOrigin``
+           names the hub's client (:class:`HubIdentity`): the write was made by the hub's
+           API calls, not by someone using the same user through another tool;
+        2. it is a CREATE or UPDATE of records the hub knows (not a gap event);
+        3. for every record: the fingerprint the hub holds of the system's copy is the
+           golden record's (the system held what the hub last pushed or read), and every
+           changed field - for a CREATE every field with a value - apart from the audit
+           fields Salesforce sets itself is a field the hub writes to that record, with
+           the value the hub writes.
+
+        Anything unsure (no identity yet, a field the hub does not write, a value that
+        differs or does not compare) is not an echo: it is read back as any other."""
+        provider = self.identities.get(system)
+        me = provider() if provider is not None else None
+        if me is None or not me.user_id or not me.client:
+            return {}
+        engine = self.engine
+        key_field = self._key_field(system, entity)
+        candidates: dict[int, tuple[InboxRow, list[str]]] = {}
+        for row in rows:
+            payload = row.payload or {}
+            if _change(row) not in _ECHO_TYPES:
+                continue
+            if not same_user(str(payload.get("commit_user") or ""), me.user_id):
+                continue
+            if origin_client(str(payload.get("change_origin") or "")) != me.client:
+                continue
+            ids = _system_ids(row, key_field)
+            if not ids or any(sid not in resolved or sid in deleted_ids for sid in ids):
+                continue
+            candidates[row.id] = (row, [resolved[sid] for sid in ids])
+        if not candidates:
+            return {}
+        hub_ids = sorted({h for _row, ids in candidates.values() for h in ids})
+        out: dict[int, list[str]] = {}
+        with engine.sessions() as s:
+            held = repo.BatchRows(s, entity, hub_ids)
+            goldens = repo.golden_for(s, entity, hub_ids)
+            resolver = _XrefResolver(s, entity)
+            engine._prime(resolver, entity, canonicals=[g.data for g in goldens.values()])
+            mapper = engine._mapper(system, entity, s, resolver)
+            written: dict[str, dict[str, Any] | None] = {}
+            for hub_id in hub_ids:
+                written[hub_id] = None
+                golden = goldens.get(hub_id)
+                if golden is None or golden.deleted:
+                    continue
+                with_ids = {**golden.data, EXTERNAL_IDS: held.external_ids(hub_id)}
+                if not mapper.spec.holds(with_ids):
+                    continue
+                if held.fingerprint(system, hub_id) != fingerprint(projection(mapper, with_ids)):
+                    continue  # the system's copy is not the golden record's: unsure
+                try:
+                    written[hub_id] = mapper.to_native(with_ids)
+                except MappingValueError:
+                    continue
+            for row_id, (row, ids) in candidates.items():
+                payload = row.payload or {}
+                values = payload.get("values") or {}
+                if _change(row) == "create":
+                    fields = [f for f, v in values.items() if v is not None]
+                else:
+                    fields = _flat_field_names(row.changed_fields or [])
+                    if not fields:
+                        continue  # an update naming no field: let the read-back judge
+                fields = [f for f in fields if f not in _AUDIT_FIELDS and f != key_field]
+                if all(
+                    (native := written[h]) is not None
+                    and all(f in native and _same_value(values.get(f), native[f]) for f in fields)
+                    for h in ids
+                ):
+                    out[row_id] = ids
+        return out
 
     def _push(self, source: str, entity: str, stats: BatchStats) -> None:
         engine = self.engine

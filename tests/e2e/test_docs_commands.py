@@ -96,6 +96,11 @@ RUN_ELSEWHERE: dict[str, str] = {
         "test_an_account_deleted_in_salesforce_is_tombstoned_propagated_and_restorable"
     ),
     "scripts/audit.sh": "tests/test_static_checks.py::test_no_known_vulnerable_dependency",
+    # the listener's latency benchmark, small: a sandbox, hub listen, a latency table
+    "python -m bench.events --quick": (
+        "tests/events/test_bench_events.py::"
+        "test_the_quick_events_benchmark_prints_latencies_and_loses_nothing"
+    ),
     # runs until stopped: started as a subprocess, SIGKILLed and restarted, then SIGTERMed
     "hub listen": (
         "tests/events/test_listener_crash.py::"
