@@ -761,9 +761,11 @@ def unbilled_periods(
     month's end, as ``hub.model.add_months``) and ends the day before the next. A period is
     judged when it starts before ``through`` (the day the system is known to have been
     billing), not before the system's billing history (its earliest non-void invoice or
-    line period) and before the subscription's ``end_date``. It is billed when a line of a
-    non-void invoice of the subscription has a service period overlapping it (a line
-    without period dates, or an invoice without lines, covers its issue date).
+    line period), before the subscription's ``end_date`` and not within its pause (from
+    ``paused_at`` to the day before ``resume_at``, when the subscriptions carry them). It
+    is billed when a line of a non-void invoice of the subscription has a service period
+    overlapping it (a line without period dates, or an invoice without lines, covers its
+    issue date).
 
     Findings: entity ``invoice`` (the invoice that is missing), key
     ``<subscription>@<period start>``, field ``unbilled:period``; expected / amount at
@@ -788,20 +790,25 @@ def unbilled_periods(
     months = _PERIOD_MONTHS.format(p="s.billing_period")
     active = ", ".join(F.literal(x) for x in statuses)
     end = _date_sql(through)
+    paused = (
+        "s.paused_at, s.resume_at"
+        if {"paused_at", "resume_at"} <= set(columns(con, sub))
+        else "CAST(NULL AS DATE) paused_at, CAST(NULL AS DATE) resume_at"
+    )
     periods = f"""
         WITH spans AS ({spans}),
         horizon AS (SELECT min(least(lo, hi)) h FROM spans),
         subs AS (
             SELECT s.key, s.currency, s.end_date, coalesce(s.trial_end, s.start_date) anchor,
-                   {months} m
+                   {months} m, {paused}
             FROM {sub} s WHERE s.status IN ({active})),
         gen AS (
-            SELECT key, currency, end_date, anchor, m,
+            SELECT key, currency, end_date, anchor, m, paused_at, resume_at,
                    unnest(range(0, CAST(greatest(date_diff('month', anchor, {end}), 0) // m
                                         + 2 AS BIGINT))) k
             FROM subs WHERE m IS NOT NULL AND anchor IS NOT NULL),
         p AS (
-            SELECT key, currency, end_date,
+            SELECT key, currency, end_date, paused_at, resume_at,
                    CAST(anchor + to_months(CAST(k * m AS INTEGER)) AS DATE) ps,
                    CAST(anchor + to_months(CAST((k + 1) * m AS INTEGER)) AS DATE)
                      - INTERVAL 1 DAY pe_ts
@@ -809,6 +816,8 @@ def unbilled_periods(
         SELECT p.key, p.currency, p.ps, CAST(p.pe_ts AS DATE) pe FROM p, horizon
         WHERE horizon.h IS NOT NULL AND p.ps >= horizon.h AND p.ps < {end}
           AND (p.end_date IS NULL OR p.ps < p.end_date)
+          AND NOT coalesce(p.ps >= p.paused_at AND (p.resume_at IS NULL OR p.ps < p.resume_at),
+                           false)
           AND NOT EXISTS (SELECT 1 FROM spans x WHERE x.subscription_id = p.key
                           AND x.lo <= CAST(p.pe_ts AS DATE) AND x.hi >= p.ps)"""
     rows = f"""

@@ -9,7 +9,7 @@ inserts by the billing connector keep working.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,11 +132,16 @@ class BillingWriter:
         with self.engine.begin() as conn:
             if drift.action == "line_amount_plus":
                 return _line_amount_plus(conn, drift, at)
+            if drift.action == "usage_record_minus":
+                return _usage_record_minus(conn, drift, at)
             if drift.action == "invoice_total_plus_one":
                 table = S.invoices
                 values: dict[str, Any] = {"total_minor": table.c.total_minor + 1}
             elif drift.action == "set_field" and drift.entity == "customer":
                 table = S.accounts
+                values = {drift.field or "": drift.value}
+            elif drift.action == "set_field" and drift.entity == "subscription":
+                table = S.subscriptions
                 values = {drift.field or "": drift.value}
             else:
                 return False
@@ -174,6 +179,27 @@ def _line_amount_plus(conn: sa.Connection, drift: Drift, at: datetime) -> bool:
     return True
 
 
+def _usage_record_minus(conn: sa.Connection, drift: Drift, at: datetime) -> bool:
+    """Lower one usage record of a subscription (by meter and period start)."""
+    sub = S.subscriptions
+    records = conn.execute(sa.select(sub.c.usage_records).where(sub.c.hub_id == drift.key)).scalar()
+    if not records:
+        return False
+    meter, start = drift.value["meter"], drift.value["period_start"]
+    changed = [
+        {**r, "quantity": max(0, r["quantity"] - int(drift.value["delta"]))}
+        if r["meter"] == meter and r["period_start"] == start
+        else r
+        for r in records
+    ]
+    if changed == records:
+        return False
+    conn.execute(
+        sa.update(sub).where(sub.c.hub_id == drift.key).values(usage_records=changed, updated_at=at)
+    )
+    return True
+
+
 def _pick(record: Record, table: sa.Table) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k in table.c and k != "id"}
 
@@ -195,9 +221,18 @@ def _account(c: Record) -> dict[str, Any]:
     return row
 
 
+def _json_days(rows: list[Record]) -> list[Record]:
+    """A JSON list column's rows with their days as ISO text."""
+    return [{k: v.isoformat() if isinstance(v, date) else v for k, v in r.items()} for r in rows]
+
+
 def _subscription(sub: Record, sub_id: int) -> dict[str, Any]:
     row = _pick(sub, S.subscriptions)
     row.update(
+        # every row names every column: a multi-row insert takes its columns from the first
+        paused_at=sub.get("paused_at"),
+        resume_at=sub.get("resume_at"),
+        usage_records=_json_days(sub.get("usage_records", [])),
         id=sub_id,
         account_id=xref.customer_index(sub["customer_id"]) + 1,
         created_at=sub["updated_at"],
@@ -223,6 +258,7 @@ def _item(
         "discount_bps": price["discount_bps"],
         "effective_from": item.get("effective_from"),
         "effective_to": item.get("effective_to"),
+        "discount_until": item.get("discount_until"),
         "created_at": sub["updated_at"],
         "updated_at": sub["updated_at"],
     }
@@ -231,6 +267,7 @@ def _item(
 def _invoice(inv: Record, invoice_id: int, sub_ids: dict[str, int]) -> dict[str, Any]:
     row = _pick(inv, S.invoices)
     row.update(
+        dunning_events=_json_days(inv.get("dunning_events", [])),
         id=invoice_id,
         account_id=xref.customer_index(inv["customer_id"]) + 1,
         subscription_id=sub_ids.get(inv["subscription_id"] or ""),

@@ -17,6 +17,17 @@ downgrade of an item's quantity in the middle of a period (a new item version fr
 change day; under the ``daily`` policy the next invoice carries a proration line, under
 ``none`` it does not), or a price increase from a period start (no proration). Each
 period's recurring lines bill the item versions in effect on the period's first day.
+
+The subscription lifecycle (``_lifecycle``, again from generators of its own): a paused
+subscription's ``paused_at`` is the day after its last billed period start; some active
+monthly subscriptions pause for two periods and resume (no invoice in between); some
+discounts expire (``discount_until``; later periods at the full price); every usage line
+has the usage record it bills (``usage_records``: meter = the SKU, the line's period and
+quantity); overdue invoices of past-due subscriptions carry their dunning run
+(``dunning_events``, one event per stage reached, the last pending), some paid invoices
+were recovered at stage 1 (``paid``), the written-off invoices of canceled subscriptions
+ran stages 1 to 4 (``written_off``); and a voided invoice is reissued three days later
+for the same period (invoice number ``n + 50``).
 """
 
 from __future__ import annotations
@@ -72,6 +83,14 @@ HISTORY_DAYS = 365  # invoices are generated for periods starting in the last ye
 UPGRADE_SHARE, DOWNGRADE_SHARE, PRICE_CHANGE_SHARE = 0.08, 0.05, 0.05
 #: Share of the mid-period changes billed under the ``none`` policy (no proration line).
 NO_PRORATION_SHARE = 0.25
+#: Shares of the lifecycle events: active monthly subscriptions that pause two periods and
+#: resume, discounted past-due subscriptions whose discount expires, paid invoices (20+ days past
+#: their due date) recovered by a stage-1 reminder.
+RESUMED_PAUSE_SHARE, DISCOUNT_EXPIRY_SHARE, RECOVERY_SHARE = 0.15, 0.5, 0.05
+#: Days past due each dunning stage is reached on (``hub.recon.checks.DunningSchedule``).
+DUNNING_DAYS = (1, 15, 30, 60)
+#: Added to an invoice's number in the book to name the invoice that reissues it.
+REISSUE_OFFSET = 50
 
 
 @dataclass
@@ -119,6 +138,40 @@ def _stamp(day: date, rng: random.Random) -> datetime:
     """A change timestamp on ``day`` (never after the book's as-of instant)."""
     moment = datetime.combine(day, time(8, 0), UTC) + timedelta(seconds=rng.randrange(36_000))
     return min(moment, C.AS_OF_TS)
+
+
+def _amount(item: Record, price: Price, quantity: int, period_start: date) -> int:
+    """One period's charge of ``item`` at ``quantity``: its price, at the full price once
+    its discount expired before ``period_start`` (``hub.pricing.item_period_amount``)."""
+    until = item.get("discount_until")
+    if until is not None and period_start > until and price.discount_bps:
+        price = price.model_copy(update={"discount_bps": 0})
+    return price.amount_minor(quantity)
+
+
+def _reissue(void: Record, n: int, term_days: int, life: random.Random) -> Record:
+    """The invoice reissuing ``void`` (the ``n``-th of its subscription) three days after
+    it was issued, for the same lines: paid a few days after its due date, or open if not
+    due yet."""
+    issue = void["issue_date"] + timedelta(days=3)
+    due = issue + timedelta(days=term_days)
+    paid = due <= AS_OF
+    changed = min(due + timedelta(days=life.randrange(0, 5)), AS_OF) if paid else issue
+    hub_id = void["hub_id"].rsplit("-", 1)[0] + f"-{n + REISSUE_OFFSET:03d}"
+    number = void["number"][:-3] + f"{n + REISSUE_OFFSET:03d}"
+    return {
+        **void,
+        "hub_id": hub_id,
+        "number": number,
+        "lines": [dict(line) for line in void["lines"]],
+        "amount_paid_minor": void["total_minor"] if paid else 0,
+        "issue_date": issue,
+        "due_date": due,
+        "status": "paid" if paid else "open",
+        "dunning_stage": 0,
+        "dunning_events": [],
+        "updated_at": _stamp(changed, life),
+    }
 
 
 class Book:
@@ -281,6 +334,17 @@ class Book:
             "items": items,
             "updated_at": _stamp(min(max(start, stop - timedelta(days=3)), AS_OF), rng),
         }
+        if status == "paused":
+            sub["paused_at"] = stop + timedelta(days=1)
+        sub["usage_records"] = []
+        life = random.Random(f"sandbox-book/{self.seed}/{index}/{k}/discount")
+        # past-due subscriptions only, for now: analytics' plain-MRR cross-check
+        # (tests/analytics/test_book.py) prices active subscriptions' items with their
+        # discount whatever its discount_until
+        if discount and status == "past_due" and life.random() < DISCOUNT_EXPIRY_SHARE:
+            until = AS_OF - timedelta(days=life.randrange(60, 240))
+            for item in items:
+                item["discount_until"] = until
         out.subscriptions.append(sub)
         self._invoices(rng, out, sub, months, billed_from, stop, _TERM_DAYS[terms], k)
         self._allocations(rng, out, sub, months, billed_from)
@@ -308,6 +372,10 @@ class Book:
                 periods.append(start)
             start = add_months(start, months)
         extra = self._changes(out.index, k, sub, periods, months)
+        life = random.Random(f"sandbox-book/{self.seed}/{out.index}/{k}/lifecycle")
+        pause = self._resumed_pause(life, sub, periods, extra)
+        first = len(out.invoices)
+        records: list[Record] = []
         delinquent = sub["status"] == "past_due"
         unpaid_tail = rng.randint(1, 3)
         written_off = sub["status"] == "canceled" and rng.random() < 0.15
@@ -320,7 +388,12 @@ class Book:
                 qty = item["quantity"]
                 if price.kind.value == "usage":
                     qty = rng.randint(0, max(1, qty * 2))
-                amount = price.amount_minor(qty)
+                amount = _amount(item, price, qty, period_start)
+                if price.kind.value == "usage":
+                    records.append(
+                        {"meter": item["sku"], "period_start": period_start,
+                         "period_end": period_end, "quantity": qty}
+                    )  # fmt: skip
                 lines.append(
                     {
                         "line_no": line_no,
@@ -332,6 +405,7 @@ class Book:
                         "amount_minor": amount,
                         "period_start": period_start,
                         "period_end": period_end,
+                        "kind": "usage" if price.kind.value == "usage" else "recurring",
                     }
                 )
             for line in extra.get(n - 1, ()):
@@ -365,6 +439,25 @@ class Book:
                 changed = max(changed, issue)
             if status == "open" and rng.random() < 0.1:
                 paid = total // 2
+            events: list[Record] = []
+            if stage and status == "open":  # the run so far, the last stage pending
+                events = [
+                    {"stage": j, "on": due + timedelta(days=DUNNING_DAYS[j - 1]),
+                     "outcome": "retried" if j < stage else None}
+                    for j in range(1, stage + 1)
+                ]  # fmt: skip
+            elif status == "uncollectible" and due + timedelta(days=DUNNING_DAYS[-1]) <= AS_OF:
+                stage = len(DUNNING_DAYS)
+                events = [
+                    {"stage": j, "on": due + timedelta(days=d),
+                     "outcome": "written_off" if j == stage else "retried"}
+                    for j, d in enumerate(DUNNING_DAYS, start=1)
+                ]  # fmt: skip
+            elif status == "paid" and overdue_days >= 20 and life.random() < RECOVERY_SHARE:
+                stage = 1
+                reminded = due + timedelta(days=DUNNING_DAYS[0])
+                events = [{"stage": 1, "on": reminded, "outcome": "paid"}]
+                changed = reminded + timedelta(days=life.randrange(1, 10))
             out.invoices.append(
                 {
                     "hub_id": f"INV-{out.index + 1:07d}-{k + 1}-{n:03d}",
@@ -381,9 +474,35 @@ class Book:
                     "due_date": due,
                     "status": status,
                     "dunning_stage": stage,
+                    "dunning_events": events,
                     "updated_at": _stamp(min(changed, AS_OF), rng),
                 }
             )
+            if status == "void":
+                out.invoices.append(_reissue(out.invoices[-1], n, term_days, life))
+        if pause is not None:
+            sub["paused_at"], sub["resume_at"] = pause
+            out.invoices[first:] = [
+                i for i in out.invoices[first:] if not pause[0] <= i["issue_date"] < pause[1]
+            ]
+            records = [r for r in records if not pause[0] <= r["period_start"] < pause[1]]
+        sub["usage_records"] = records
+
+    @staticmethod
+    def _resumed_pause(
+        life: random.Random, sub: Record, periods: list[date], extra: dict[int, list[Record]]
+    ) -> tuple[date, date] | None:
+        """Maybe pause an active monthly subscription (with no item changes) for two of
+        its invoiced periods: (paused_at, resume_at), each a period start."""
+        draw = life.random()
+        if sub["status"] != "active" or sub["billing_period"] != "month" or extra:
+            return None
+        if len(periods) < 6 or any(i.get("effective_from") for i in sub["items"]):
+            return None
+        if draw >= RESUMED_PAUSE_SHARE:
+            return None
+        at = life.randrange(2, len(periods) - 3)
+        return periods[at], periods[at + 2]
 
     def _changes(
         self, index: int, k: int, sub: Record, periods: list[date], months: int

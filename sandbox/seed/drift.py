@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from sandbox.seed import catalog as C
-from sandbox.seed.book import Book, CustomerSlice, Record
+from sandbox.seed.book import Book, CustomerSlice, Record, add_months
 
 #: When the drift happened: after the book's as-of instant, so it is the newest change.
 DRIFT_TS = C.AS_OF_TS + timedelta(hours=1)
@@ -56,7 +56,9 @@ class Drift:
     canonical record to insert), ``set_field`` (canonical ``field`` := ``value``),
     ``invoice_total_plus_one``, ``retire_product`` (``key`` is the SKU),
     ``line_amount_plus`` (``value`` = ``{"line_no": n, "delta": minor units}``: the line,
-    the invoice's subtotal and total all raised by ``delta``, so the document adds up)."""
+    the invoice's subtotal and total all raised by ``delta``, so the document adds up),
+    ``usage_record_minus`` (``value`` = ``{"meter", "period_start", "delta"}``: that usage
+    record of the subscription metered ``delta`` units less)."""
 
     name: str
     system: str
@@ -101,6 +103,8 @@ def plan(book: Book) -> list[Drift]:
     choose(_orphan_allocation)
     choose(_price_drift)
     choose(_proration_error)
+    choose(_invoice_while_paused)
+    choose(_usage_over_metered)
     retired = _retired_sku(book)
     if retired is not None:
         drifts.append(retired)
@@ -286,6 +290,73 @@ def _proration_error(s: CustomerSlice) -> Drift | None:
     delta = max(100, abs(line["amount_minor"]) // 2)
     return _line_drift("proration line with the wrong amount in billing", inv, line, delta,
                        field_name)  # fmt: skip
+
+
+def _invoice_while_paused(s: CustomerSlice) -> Drift | None:
+    """A resumed pause recorded as starting one month earlier than it did, so the invoice
+    billing that month was issued while paused (the ``paused:issue_date`` finding)."""
+    for sub in s.subscriptions:
+        if sub.get("resume_at") is None:
+            continue
+        earlier = add_months(sub["paused_at"], -1)
+        hit = [
+            inv
+            for inv in s.invoices
+            if inv["subscription_id"] == sub["hub_id"]
+            and inv["status"] != "void"
+            and earlier <= inv["issue_date"] < sub["paused_at"]
+        ]
+        if not hit:
+            continue
+        return Drift(
+            name="subscription paused a month early in billing (an invoice issued while paused)",
+            system="billing",
+            action="set_field",
+            entity="subscription",
+            key=sub["hub_id"],
+            field="paused_at",
+            value=earlier,
+            record=sub,
+            findings=tuple(
+                Finding("invoice", inv["hub_id"], "billing", "aggregate", "paused:issue_date")
+                for inv in hit
+            ),
+        )
+    return None
+
+
+def _usage_over_metered(s: CustomerSlice) -> Drift | None:
+    """A usage record metering less than its usage line bills (the ``usage:`` finding on
+    the invoice: billed more than metered)."""
+    for inv in s.invoices:
+        if inv["status"] == "void":
+            continue
+        for line in inv["lines"]:
+            if line.get("kind") != "usage" or line["quantity"] < 1:
+                continue
+            sub = next(x for x in s.subscriptions if x["hub_id"] == inv["subscription_id"])
+            if not any(
+                r["meter"] == line["sku"] and r["period_start"] == line["period_start"]
+                for r in sub.get("usage_records", ())
+            ):
+                continue
+            field_name = f"usage:lines[{line['line_no']}].quantity@meters[{line['sku']}]"
+            return Drift(
+                name="usage record metering less than billed in billing",
+                system="billing",
+                action="usage_record_minus",
+                entity="subscription",
+                key=sub["hub_id"],
+                field="usage_records",
+                value={
+                    "meter": line["sku"],
+                    "period_start": line["period_start"].isoformat(),
+                    "delta": max(1, line["quantity"] // 4),
+                },
+                record=sub,
+                findings=(Finding("invoice", inv["hub_id"], "billing", "aggregate", field_name),),
+            )
+    return None
 
 
 def _retired_sku(book: Book) -> Drift | None:

@@ -12,7 +12,14 @@ import pytest
 
 from hub.currency import exponent
 from hub.model import Invoice, Price, Subscription, validate_record
-from hub.pricing import item_in_effect, items_in_effect, period_of, proration
+from hub.pricing import (
+    item_in_effect,
+    item_period_amount,
+    items_in_effect,
+    metered_quantity,
+    period_of,
+    proration,
+)
 from sandbox.seed import catalog as C
 from sandbox.seed.book import Book
 from sandbox.seed.drift import plan
@@ -78,7 +85,7 @@ def test_invoice_lines_follow_the_price_model_and_tax(book: list[Any]) -> None:
             assert inv.arithmetic_errors() == []
             assert inv.tax_minor == (inv.subtotal_minor * s.region.tax_bps + 5_000) // 10_000
             sub = subs[inv.subscription_id or ""]
-            recurring = [line for line in inv.lines if line.kind.value == "recurring"]
+            recurring = [line for line in inv.lines if line.kind.value in ("recurring", "usage")]
             for line in inv.lines:
                 if line.kind.value != "proration":
                     continue
@@ -93,9 +100,18 @@ def test_invoice_lines_follow_the_price_model_and_tax(book: list[Any]) -> None:
             items = items_in_effect(sub.items, recurring[0].period_start)
             for line, item in zip(recurring, items, strict=True):
                 assert line.sku == item.sku
-                assert line.amount_minor == item.price.amount_minor(line.quantity)
+                assert line.period_start is not None and line.period_end is not None
+                # an expired discount bills the full price (issue 17)
+                assert line.amount_minor == item_period_amount(
+                    item, line.period_start, line.quantity
+                )
                 if item.price.kind.value != "usage":
                     assert line.quantity == item.quantity
+                else:  # billed as metered
+                    assert line.kind.value == "usage"
+                    assert line.quantity == metered_quantity(
+                        sub.usage_records, line.sku or "", line.period_start, line.period_end
+                    )
                 checked += 1
             if inv.status == "paid":
                 assert inv.amount_paid_minor == inv.total_minor
