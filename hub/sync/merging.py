@@ -224,6 +224,13 @@ class BatchMerger:
             golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
             self.held.update_golden(golden)
             self.golden_counts.updated += 1
+        elif result.field_meta != golden.field_meta:
+            # same content, new provenance: the owner confirmed a value a non-owner had
+            # filled provisionally. Kept (no new version), or a later non-owner value
+            # would still replace it and be pushed to its owner.
+            golden.field_meta = result.field_meta
+            self.held.update_golden(golden)
+            self.golden_counts.unchanged += 1
         else:
             self.golden_counts.unchanged += 1
 

@@ -135,3 +135,25 @@ def test_record_under_a_hub_id_no_creator_brought_in_is_an_orphan(setup) -> None
     assert q.external_key == "CUS-GHOST" and "an orphan" in q.reason
     assert "Create it in salesforce" in q.reason
     assert [r["Name"] for r in crm.rows.values()] == ["Real Customer"]  # not spread anywhere
+
+
+def test_an_owner_confirming_a_provisional_value_takes_it_over(setup) -> None:
+    """The CRM fills the tax id (the ERP's field) before the ERP speaks; when the ERP then
+    sends the same value, the value becomes the ERP's. A later CRM edit is a conflict
+    pushed back to the CRM, never written to the ERP. (Found by the 2-partition backfill:
+    an unchanged merge used to drop the new provenance, so the value stayed provisional.)"""
+    from tests.sync.test_statements import _rebuild_store
+
+    make, crm, erp, engine = setup
+    crm_id = crm.put(account(Tax_Id__c="DE111"))
+    make().run(["customer"])
+    ((erp_id, erp_row),) = erp.rows.items()
+    assert erp_row["TaxNumber"] == "DE111"
+    # the store is rebuilt: both systems hold the same record, read afresh
+    _rebuild_store(engine)
+    make().run(["customer"])
+    crm.put({**crm.rows[crm_id], "Tax_Id__c": "DE999"})
+    make().run(["customer"])
+    assert erp.rows[erp_id]["TaxNumber"] == "DE111"  # the owner's value is not overwritten
+    assert crm.rows[crm_id]["Tax_Id__c"] == "DE111"  # the CRM is put back
+    assert count(engine, Finding, Finding.field == "tax_id") >= 1
