@@ -42,7 +42,7 @@ from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync import deletions, deliveries, staging
 from hub.sync.deliveries import DeliveryRules
 from hub.sync.fingerprints import EXTERNAL_IDS, projection, with_claims
-from hub.sync.lock import store_lock
+from hub.sync.lock import LockBusyError, live_leases, store_lock
 from hub.sync.merging import BatchMerger
 
 log = logging.getLogger("hub.sync")
@@ -197,11 +197,26 @@ class SyncEngine:
         connected by default); returns {system: {entity: counts}}."""
         for entity in ENTITY_ORDER:
             if entities is None or entity in entities:
+                self._refuse_during_backfill(entity)
                 with self._lock(f"sync:{entity}"):
                     self.sync_entity(entity, systems)
         if self.errors:
             raise SyncIncompleteError("; ".join(self.errors))
         return self.report()
+
+    def _refuse_during_backfill(self, entity: str) -> None:
+        """A backfill's partitions write the entity without the ``sync:<entity>`` lease
+        (hub.sync.backfill); a pass beside them could plan from half a load."""
+        if self.dry_run:
+            return
+        running = live_leases(self.engine, f"backfill:{entity}:")
+        if running:
+            held = ", ".join(f"{name} (held by {holder})" for name, holder in running)
+            raise LockBusyError(
+                f"a backfill of {entity} is running ({held}): a sync of {entity} waits "
+                "until its partitions finish (the backfill's last step syncs the entity "
+                "itself); pause the sync schedule while a backfill runs"
+            )
 
     def _lock(self, name: str) -> AbstractContextManager[object]:
         if self.dry_run:

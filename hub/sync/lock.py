@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hub.store.db import session_factory
@@ -140,3 +140,14 @@ def renew(engine: Engine, name: str, ttl_seconds: float = 600, holder: str | Non
             .where(Lock.name == name, Lock.holder == (holder or holder_name()))
             .values(expires_at=utcnow() + timedelta(seconds=ttl_seconds))
         )
+
+
+def live_leases(engine: Engine, prefix: str) -> list[tuple[str, str]]:
+    """(name, holder) of the unexpired leases whose name starts with ``prefix``."""
+    with session_factory(engine)() as s:
+        rows = s.execute(
+            select(Lock.name, Lock.holder).where(
+                Lock.name.startswith(prefix, autoescape=True), Lock.expires_at > utcnow()
+            )
+        )
+        return [(name, holder) for name, holder in rows]

@@ -157,3 +157,16 @@ def test_an_owner_confirming_a_provisional_value_takes_it_over(setup) -> None:
     assert erp.rows[erp_id]["TaxNumber"] == "DE111"  # the owner's value is not overwritten
     assert crm.rows[crm_id]["Tax_Id__c"] == "DE111"  # the CRM is put back
     assert count(engine, Finding, Finding.field == "tax_id") >= 1
+
+
+def test_a_sync_refuses_while_a_backfill_partition_of_the_entity_runs(setup) -> None:
+    from hub.sync.lock import LockBusyError, store_lock
+
+    make, crm, _, engine = setup
+    crm.put(account())
+    with (
+        store_lock(engine, "backfill:customer:0/2"),
+        pytest.raises(LockBusyError, match="backfill"),
+    ):
+        make().run(["customer"])
+    assert make().run(["customer"])["hub"]["customer"]["created"] == 1  # once it is done
