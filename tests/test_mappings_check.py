@@ -55,9 +55,9 @@ def test_every_error_of_every_file_is_reported_with_the_closest_name(tmp_path: P
         "Account (did you mean 'Segment__c'?)",
         f"{sf}:19: customer: fields.billing_address.country.transform: unknown transform "
         "'uper' (did you mean 'upper'?)",
-        f"{billing}:31: invoice: fields.external_ids.sap.field: 'sap_billing_doc' is not a "
+        f"{billing}:33: invoice: fields.external_ids.sap.field: 'sap_billing_doc' is not a "
         "field of billing invoices (did you mean 'sap_billing_document'?)",
-        f"{billing}:35: invoice: children.lines.object: billing has no object 'invoice_line' "
+        f"{billing}:37: invoice: children.lines.object: billing has no object 'invoice_line' "
         "(did you mean 'invoice_lines'?)",
         f"{wms}:7: allocation: objet: unknown key 'objet' (did you mean 'object'?)",
         f"{wms}:5: allocation: object: Field required",

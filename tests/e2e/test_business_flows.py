@@ -332,6 +332,9 @@ def test_invoice_issued_in_billing_becomes_sap_document_and_salesforce_invoice(
             template,
             hub_id=None,
             number="INV-FLOW-0001",
+            # a new invoice: none of the template's dunning history
+            dunning_stage=0,
+            dunning_events=[],
             sap_billing_document=None,
             salesforce_invoice_id=None,
         )
