@@ -577,6 +577,10 @@ def listen(
             err=True,
         )
         raise typer.Exit(2)
+    behind = _store_behind()
+    if behind:
+        typer.echo(f"error: {behind}", err=True)
+        raise typer.Exit(2)
     if report:
         listener.report = dagster_reporter()
 
@@ -594,3 +598,24 @@ def listen(
     if listener.fatal is not None:
         typer.echo(f"error: {listener.fatal}", err=True)
         raise typer.Exit(1)
+
+
+def _store_behind() -> str | None:
+    """Why the hub store cannot hold the inbox yet (no schema, or an older one), with the
+    fix; None when it is current. Checked before anything is subscribed: a listener
+    that acknowledged events it cannot store would lose them."""
+    from connectors.redact import redact_url
+    from hub.settings import database_url
+    from hub.store.db import store_problem
+    from hub.store.migrate import current_revision, head_revision
+
+    try:
+        current = current_revision()
+    except Exception as exc:  # unreachable store: say so, as the other commands do
+        return store_problem(exc) or f"hub store unusable: {exc}"
+    if current != head_revision():
+        return (
+            f"hub store at {redact_url(database_url())} is at schema revision "
+            f"{current or 'none'}, not {head_revision()}: run `hub db upgrade`"
+        )
+    return None
