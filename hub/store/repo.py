@@ -484,6 +484,7 @@ class BatchRows:
         #: golden records created / given a new version in this batch (by hub id)
         self.golden_inserts: dict[str, GoldenRow] = {}
         self.golden_updates: dict[str, GoldenRow] = {}
+        self.golden_meta_updates: dict[str, GoldenRow] = {}
         self._hooked = False  # registered with the session (_write_buffers_of)
         self.extend(hub_ids, external_ids)
 
@@ -660,12 +661,19 @@ class BatchRows:
         self.golden_inserts[row.hub_id] = row
         self._hook()
 
-    def update_golden(self, row: GoldenRow) -> None:
+    def update_golden(self, row: GoldenRow, *, provenance_only: bool = False) -> None:
         """Write ``row``'s new content and version with the batch's writes (a row created
-        in this batch is simply inserted as it is now)."""
-        if row.hub_id not in self.golden_inserts:
+        in this batch is simply inserted as it is now). ``provenance_only``: only its
+        field_meta changed - written without touching updated_at, which the walks over
+        changed records (plans, delivery planning) read as "the content changed"."""
+        if row.hub_id in self.golden_inserts:
+            return
+        if provenance_only and row.hub_id not in self.golden_updates:
+            self.golden_meta_updates[row.hub_id] = row
+        else:
+            self.golden_meta_updates.pop(row.hub_id, None)
             self.golden_updates[row.hub_id] = row
-            self._hook()
+        self._hook()
 
     def _write_goldens(self, conn: Connection, now: datetime) -> None:
         if self.golden_inserts:
@@ -680,6 +688,14 @@ class BatchRows:
                     for g in new
                 ],
             )  # fmt: skip
+        if self.golden_meta_updates:
+            confirmed, self.golden_meta_updates = list(self.golden_meta_updates.values()), {}
+            conn.execute(
+                update(GoldenRecord)
+                .where(GoldenRecord.entity == self.entity, GoldenRecord.hub_id == bindparam("h"))
+                .values(field_meta=bindparam("m")),
+                [{"h": g.hub_id, "m": g.field_meta} for g in confirmed],
+            )
         if self.golden_updates:
             changed, self.golden_updates = list(self.golden_updates.values()), {}
             conn.execute(
@@ -758,7 +774,8 @@ class BatchRows:
         """The transaction ended without them (rolled back): forget what was not written."""
         for buffer in (
             self.xref_inserts, self.new_pending, self.fp_writes, self.fp_deletes,
-            self.golden_inserts, self.golden_updates, self.outbox_updates, self.outbox_deletes,
+            self.golden_inserts, self.golden_updates, self.golden_meta_updates,
+            self.outbox_updates, self.outbox_deletes,
         ):  # fmt: skip
             buffer.clear()
         self._hooked = False
@@ -766,8 +783,8 @@ class BatchRows:
     def _buffered(self) -> bool:
         return any(
             (self.xref_inserts, self.new_pending, self.fp_writes, self.fp_deletes,
-             self.golden_inserts,
-             self.golden_updates, self.outbox_updates, self.outbox_deletes)
+             self.golden_inserts, self.golden_updates, self.golden_meta_updates,
+             self.outbox_updates, self.outbox_deletes)
         )  # fmt: skip
 
     def write(self) -> None:

@@ -229,7 +229,7 @@ class BatchMerger:
             # filled provisionally. Kept (no new version), or a later non-owner value
             # would still replace it and be pushed to its owner.
             golden.field_meta = result.field_meta
-            self.held.update_golden(golden)
+            self.held.update_golden(golden, provenance_only=True)
             self.golden_counts.unchanged += 1
         else:
             self.golden_counts.unchanged += 1
