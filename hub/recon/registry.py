@@ -22,10 +22,10 @@ The SQL of each check lives in ``hub.recon.checks`` and ``hub.recon.compare``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -114,6 +114,10 @@ class Target:
     golden_children: dict[str, str]
     #: fields another check already compared (left out of the record compare)
     claimed: set[str] = field(default_factory=set)
+
+
+#: a function of hub.recon.checks (each check class below names the one it runs)
+CheckFunction = Callable[..., pa.Table]
 
 
 class SystemCheck(ABC):
@@ -265,6 +269,10 @@ class InvoiceSums(SystemCheck):
 class PriceLeakage(SystemCheck):
     """The reference system's billed line amounts vs the golden subscriptions' prices."""
 
+    #: the check run on the reference system's invoices and lines (priced with the golden
+    #: item versions and tiers); a subclass names another with the same inputs
+    check: ClassVar[CheckFunction] = staticmethod(checks.price_leakage)
+
     def run(self, ctx: CheckContext, target: Target) -> None:
         if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
             return
@@ -275,46 +283,41 @@ class PriceLeakage(SystemCheck):
         if not ctx.has(lines, "sku", "amount_minor", "quantity", "line_no"):
             return
         items, tiers = golden_item_versions(ctx.con), golden_tiers(ctx.con, versions=True)
-        ctx.found(checks.price_leakage(ctx.con, st.table, lines, items, tiers, system=st.system))
+        ctx.found(self.check(ctx.con, st.table, lines, items, tiers, system=st.system))
         ctx.ran(target.entity, target.system, "aggregate")
 
 
-class ExpiredDiscounts(SystemCheck):
+class ExpiredDiscounts(PriceLeakage):
     """The reference system's lines still billed at a discount whose ``discount_until``
     passed before their service period (``checks.expired_discounts``); ``PriceLeakage``
     leaves those lines to it."""
 
-    def run(self, ctx: CheckContext, target: Target) -> None:
-        if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
-            return
-        st = target.staged
-        lines = st.children["lines"]
-        if not ctx.has(st.table, "subscription_id", "currency"):
-            return
-        if not ctx.has(lines, "sku", "amount_minor", "quantity", "line_no"):
-            return
-        items, tiers = golden_item_versions(ctx.con), golden_tiers(ctx.con, versions=True)
-        ctx.found(
-            checks.expired_discounts(ctx.con, st.table, lines, items, tiers, system=st.system)
-        )
-        ctx.ran(target.entity, target.system, "aggregate")
+    check = staticmethod(checks.expired_discounts)
 
 
-class UsageAgainstMeters(SystemCheck):
-    """The reference system's usage lines against the golden subscriptions' metered usage
-    (``usage_records``; ``checks.usage_against_meters``)."""
+class ProrationErrors(SystemCheck):
+    """The reference system's proration lines vs the proration the golden subscription's
+    policy gives for the change of the item they name (``checks.proration_errors``)."""
+
+    #: the check, run on the reference system's invoices and lines beside the golden
+    #: subscriptions, item versions and tiers, when the columns below are staged
+    check: ClassVar[CheckFunction] = staticmethod(checks.proration_errors)
+    invoice_columns: ClassVar[tuple[str, ...]] = ("subscription_id", "currency")
+    line_columns: ClassVar[tuple[str, ...]] = (
+        "kind", "proration_of", "period_start", "period_end",
+    )  # fmt: skip
 
     def run(self, ctx: CheckContext, target: Target) -> None:
         if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
             return
         st = target.staged
         lines = st.children["lines"]
-        if not ctx.has(st.table, "subscription_id", "currency", "status"):
+        if not ctx.has(st.table, *self.invoice_columns):
             return
-        if not ctx.has(lines, "kind", "sku", "quantity", "period_start", "period_end"):
+        if not ctx.has(lines, *self.line_columns):
             return
         ctx.found(
-            checks.usage_against_meters(
+            self.check(
                 ctx.con,
                 st.table,
                 lines,
@@ -325,6 +328,15 @@ class UsageAgainstMeters(SystemCheck):
             )
         )
         ctx.ran(target.entity, target.system, "aggregate")
+
+
+class UsageAgainstMeters(ProrationErrors):
+    """The reference system's usage lines against the golden subscriptions' metered usage
+    (``usage_records``; ``checks.usage_against_meters``)."""
+
+    check = staticmethod(checks.usage_against_meters)
+    invoice_columns = ("subscription_id", "currency", "status")
+    line_columns = ("kind", "sku", "quantity", "period_start", "period_end")
 
 
 class InvoicesWhilePaused(SystemCheck):
@@ -345,63 +357,6 @@ class InvoicesWhilePaused(SystemCheck):
         ctx.found(
             checks.invoices_while_paused(
                 ctx.con, st.table, golden_table("subscription"), lines, system=st.system
-            )
-        )
-        ctx.ran(target.entity, target.system, "aggregate")
-
-
-class RenewalsNotInvoiced(SystemCheck):
-    """Golden auto-renewing subscriptions past their renewal date with no invoice of the
-    reference system for the renewed term (``checks.renewals_not_invoiced``), up to the
-    day the system is known to have been billing."""
-
-    def run(self, ctx: CheckContext, target: Target) -> None:
-        st, system = target.staged, target.system
-        if system != REFERENCE_SYSTEM:
-            return
-        if not ctx.has(st.table, "subscription_id", "issue_date", "status"):
-            return
-        lines = st.children.get("lines")
-        if lines is not None and not ctx.has(lines, "period_start", "period_end"):
-            lines = None
-        ctx.found(
-            checks.renewals_not_invoiced(
-                ctx.con,
-                golden_table("subscription"),
-                st.table,
-                lines,
-                golden_items(ctx.con),
-                golden_tiers(ctx.con),
-                system=system,
-                through=ctx.billed_through(st.table),
-                statuses=BILLING_STATUSES,
-            )
-        )
-        ctx.ran(target.entity, system, "aggregate")
-
-
-class ProrationErrors(SystemCheck):
-    """The reference system's proration lines vs the proration the golden subscription's
-    policy gives for the change of the item they name (``checks.proration_errors``)."""
-
-    def run(self, ctx: CheckContext, target: Target) -> None:
-        if target.system != REFERENCE_SYSTEM or not _invoice_sums_apply(ctx, target):
-            return
-        st = target.staged
-        lines = st.children["lines"]
-        if not ctx.has(st.table, "subscription_id", "currency"):
-            return
-        if not ctx.has(lines, "kind", "proration_of", "period_start", "period_end"):
-            return
-        ctx.found(
-            checks.proration_errors(
-                ctx.con,
-                st.table,
-                lines,
-                golden_table("subscription"),
-                golden_item_versions(ctx.con),
-                golden_tiers(ctx.con, versions=True),
-                system=st.system,
             )
         )
         ctx.ran(target.entity, target.system, "aggregate")
@@ -474,6 +429,10 @@ class UnbilledPeriods(SystemCheck):
     invoice of the reference system bills (``checks.unbilled_periods``), up to the day the
     system is known to have been billing (``CheckContext.billed_through``)."""
 
+    #: the check, run on the golden subscriptions against the reference system's invoices
+    #: up to the day it is known to have been billing; a subclass names another
+    check: ClassVar[CheckFunction] = staticmethod(checks.unbilled_periods)
+
     def run(self, ctx: CheckContext, target: Target) -> None:
         st, system = target.staged, target.system
         if system != REFERENCE_SYSTEM:
@@ -484,7 +443,7 @@ class UnbilledPeriods(SystemCheck):
         if lines is not None and not ctx.has(lines, "period_start", "period_end"):
             lines = None
         ctx.found(
-            checks.unbilled_periods(
+            self.check(
                 ctx.con,
                 golden_table("subscription"),
                 st.table,
@@ -497,6 +456,14 @@ class UnbilledPeriods(SystemCheck):
             )
         )
         ctx.ran(target.entity, system, "aggregate")
+
+
+class RenewalsNotInvoiced(UnbilledPeriods):
+    """Golden auto-renewing subscriptions past their renewal date with no invoice of the
+    reference system for the renewed term (``checks.renewals_not_invoiced``), up to the
+    day the system is known to have been billing."""
+
+    check = staticmethod(checks.renewals_not_invoiced)
 
 
 class SubscriptionRefs(SystemCheck):
