@@ -16,7 +16,8 @@ launcher and multiprocess executor; in production the same definitions run on th
 Kubernetes or Celery executors (docs/dagster-production.yaml, docs/operations.md)."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
@@ -68,11 +69,28 @@ def finish_key(entity: str) -> AssetKey:
     return AssetKey([HUB, f"{entity}_backfill"])
 
 
-def _engine(context: AssetExecutionContext, systems: Sequence[str]) -> SyncEngine:
+@contextmanager
+def _engine(context: AssetExecutionContext, systems: Sequence[str]) -> Iterator[SyncEngine]:
+    """A sync engine on the run's hub store and connectors, closed after the step; a
+    backfill that refuses (hub.sync.backfill.BackfillRefused) fails the step with why."""
     store: HubStoreResource = context.resources.hub_store
-    return SyncEngine(
+    engine = SyncEngine(
         store.engine(), connectors_from(context.resources, list(systems), context.log)
     )
+    try:
+        yield engine
+    except backfill.BackfillRefused as exc:
+        raise Failure(description=str(exc)) from exc
+    finally:
+        for connector in engine.connectors.values():
+            connector.close()
+
+
+def _current(engine: SyncEngine, entity: str) -> backfill.BackfillState:
+    state = backfill.current(engine, entity)
+    if state is None:
+        raise Failure(description=f"no backfill of {entity} is in progress")
+    return state
 
 
 def _phase_asset(
@@ -97,16 +115,10 @@ def _phase_asset(
         + " read over this partition's change-time window and merged into the golden records.",
     )
     def _partition(context: AssetExecutionContext) -> MaterializeResult:
-        engine = _engine(context, systems)
-        try:
+        with _engine(context, systems) as engine:
             state = backfill.begin(engine, entity, n)
             index = partition_index(context.partition_key)
             result = backfill.run_partition(engine, state, index, phase)
-        except backfill.BackfillRefused as exc:
-            raise Failure(description=str(exc)) from exc
-        finally:
-            for connector in engine.connectors.values():
-                connector.close()
         window = state.window(index)
         return MaterializeResult(
             metadata={
@@ -132,15 +144,8 @@ def _settle_asset(entity: str, systems: list[str]) -> AssetsDefinition:
         "the other systems are read.",
     )
     def _settle(context: AssetExecutionContext) -> MaterializeResult:
-        engine = _engine(context, systems)
-        try:
-            state = backfill.current(engine, entity)
-            if state is None:
-                raise Failure(description=f"no backfill of {entity} is in progress")
-            retried = backfill.settle(engine, state)
-        finally:
-            for connector in engine.connectors.values():
-                connector.close()
+        with _engine(context, systems) as engine:
+            retried = backfill.settle(engine, _current(engine, entity))
         return MaterializeResult(metadata={"quarantine retried": retried})
 
     return _settle
@@ -158,17 +163,9 @@ def _finish_asset(entity: str, systems: list[str]) -> AssetsDefinition:
         "(plans, pushes, quarantine retry, changes made during the backfill).",
     )
     def _finish(context: AssetExecutionContext) -> MaterializeResult:
-        engine = _engine(context, systems)
-        try:
-            state = backfill.current(engine, entity)
-            if state is None:
-                raise Failure(description=f"no backfill of {entity} is in progress")
+        with _engine(context, systems) as engine:
+            state = _current(engine, entity)
             report = backfill.finish(engine, state)
-        except backfill.BackfillRefused as exc:
-            raise Failure(description=str(exc)) from exc
-        finally:
-            for connector in engine.connectors.values():
-                connector.close()
         hub = report.get(HUB, {}).get(entity, {})
         meta: dict[str, Any] = {f"golden {k}": v for k, v in hub.items() if v}
         meta["started"] = state.started.isoformat()
