@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import multiprocessing
-import re
 import sys
 import tempfile
 import time
@@ -40,27 +39,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench._common import commit_and_load, print_table
+from sandbox.run_state import SEEDED_ID, SEEDED_SF_ID, normalise
 
-#: fields every system stamps on its own at write time: they differ between two runs
-VOLATILE = frozenset(
-    {
-        "SystemModstamp",
-        "LastModifiedDate",
-        "CreatedDate",
-        "LastChangeDateTime",
-        "LastChangeDate",
-        "LastChangeTime",
-        "BusinessPartnerLastChange",
-        "__etag",
-        "updated_at",
-        "created_at",
-        "updated",
-        "created",
-        "version",
-    }
-)
-SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}(-|$)")
-SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")
 #: the seeded book's change stamps end here (sandbox/seed/catalog.py AS_OF): the slices
 #: cover the book, not the months between it and today
 BOOK_END = datetime(2025, 7, 1, tzinfo=UTC)
@@ -69,19 +49,6 @@ State = dict[str, dict[str, dict[str, Any]]]
 
 
 # -- the state a load leaves -------------------------------------------------------------
-def _normalise(value: Any, names: Mapping[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _normalise(v, names) for k, v in sorted(value.items()) if k not in VOLATILE}
-    if isinstance(value, list):
-        return [_normalise(v, names) for v in value]
-    if isinstance(value, str):
-        for minted, name in names.items():
-            if minted in value:
-                value = value.replace(minted, name)
-        return value
-    return value
-
-
 def capture(env: Mapping[str, str], store_url: str) -> State:
     """{"golden": {entity/hub id: data}, "xref": {...}, "<system>/<entity>": {key:
     record}} with ids minted at run time named after what they stand for."""
@@ -111,7 +78,7 @@ def capture(env: Mapping[str, str], store_url: str) -> State:
         if system == "salesforce" and not SEEDED_SF_ID.match(ext):
             names[ext] = f"<sf id of {names.get(hub_id, hub_id)}>"
     state: State = {
-        "golden": {f"{e}/{names.get(h, h)}": _normalise(d, names) for e, h, d in goldens},
+        "golden": {f"{e}/{names.get(h, h)}": normalise(d, names) for e, h, d in goldens},
         "xref": {
             f"{e}/{names.get(h, h)}/{s}": {"external_id": names.get(x, x)} for e, h, s, x in xrefs
         },
@@ -134,7 +101,7 @@ def capture(env: Mapping[str, str], store_url: str) -> State:
                         while key in rows:
                             key = f"{key}#{n}"
                         rows[names.get(key, key)] = json.loads(
-                            json.dumps(_normalise(r, names), default=str)
+                            json.dumps(normalise(r, names), default=str)
                         )
                 state[f"{system}/{entity}"] = rows
         finally:

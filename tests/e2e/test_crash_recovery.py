@@ -8,7 +8,6 @@ landscape: nothing lost, nothing created twice, nothing half-written."""
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from hub.store.models import (
     ReconciliationRun,
 )
 from hub.systems import connect
+from sandbox.run_state import SEEDED_ID, SEEDED_SF_ID, normalise
 from sandbox.runner import SandboxHandle, running_sandbox
 from tests.computed_once import computed_once
 
@@ -44,24 +44,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED, CUSTOMERS = 5, 12
 #: kill points per reconciliation test (each a whole child process: the suite's budget)
 KILLED_RECONCILIATIONS = 4
-#: fields every system stamps on its own at write time: they differ between two runs
-VOLATILE = {
-    "SystemModstamp",
-    "LastModifiedDate",
-    "CreatedDate",
-    "LastChangeDateTime",
-    "LastChangeDate",
-    "LastChangeTime",
-    "BusinessPartnerLastChange",  # the SAP connector's customer stamp, from the partner
-    "__etag",
-    "updated_at",
-    "created_at",
-    "updated",
-    "created",
-    "version",
-}
-SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}(-|$)")  # minted: uuid hex, may open with digits
-SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")  # sandbox/seed/xref.py's pod
 
 
 def _child(
@@ -153,18 +135,6 @@ def _user_changes(sb: SandboxHandle) -> None:
     billing.dispose()
 
 
-def _normalise(value: Any, names: dict[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {k: _normalise(v, names) for k, v in sorted(value.items()) if k not in VOLATILE}
-    if isinstance(value, list):
-        return [_normalise(v, names) for v in value]
-    if isinstance(value, str):
-        for minted, name in names.items():  # also inside derived values ("H-" + hub id)
-            value = value.replace(minted, name)
-        return value
-    return value
-
-
 def _state(sb: SandboxHandle, store: str) -> dict[str, Any]:
     """Everything a run leaves behind, with ids minted at run time (hub ids of records a
     system created, their ids in other systems) replaced by a stable name."""
@@ -214,14 +184,14 @@ def _state(sb: SandboxHandle, store: str) -> dict[str, Any]:
         connector = connect(system, sb.env)
         for entity in connector.entities():
             rows = [
-                json.dumps(_normalise(r, names), sort_keys=True, default=str)
+                json.dumps(normalise(r, names), sort_keys=True, default=str)
                 for batch in connector.read_snapshot(entity)
                 for r in batch.records
             ]
             systems[f"{system}/{entity}"] = Counter(rows)
         connector.close()
     golden_rows = Counter(
-        json.dumps(_normalise({"entity": e, **d}, names), sort_keys=True, default=str)
+        json.dumps(normalise({"entity": e, **d}, names), sort_keys=True, default=str)
         for e, _, d in goldens
     )
     return {

@@ -1,0 +1,47 @@
+"""What two runs against the same seeded landscape may differ in, and how their states
+are made comparable: the crash tests (a killed run against an uninterrupted one) and the
+backfill benchmark (a partitioned load against a single run) compare field by field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+#: fields every system stamps on its own at write time: they differ between two runs
+VOLATILE = frozenset(
+    {
+        "SystemModstamp",
+        "LastModifiedDate",
+        "CreatedDate",
+        "LastChangeDateTime",
+        "LastChangeDate",
+        "LastChangeTime",
+        "BusinessPartnerLastChange",  # the SAP connector's customer stamp, from the partner
+        "__etag",
+        "updated_at",
+        "created_at",
+        "updated",
+        "created",
+        "version",
+    }
+)
+#: hub ids the seed gave (sandbox/seed): others were minted at run time (uuid hex)
+SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}(-|$)")
+#: Salesforce ids the seed gave (sandbox/seed/xref.py's pod)
+SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")
+
+
+def normalise(value: Any, names: Mapping[str, str]) -> Any:
+    """``value`` without the volatile fields, with each id minted at run time replaced by
+    its stable name (``names``), also inside derived values ("H-" + hub id)."""
+    if isinstance(value, dict):
+        return {k: normalise(v, names) for k, v in sorted(value.items()) if k not in VOLATILE}
+    if isinstance(value, list):
+        return [normalise(v, names) for v in value]
+    if isinstance(value, str):
+        for minted, name in names.items():
+            if minted in value:
+                value = value.replace(minted, name)
+        return value
+    return value
