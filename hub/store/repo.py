@@ -19,7 +19,6 @@ from sqlalchemy import (
     delete,
     event,
     insert,
-    inspect,
     or_,
     select,
     update,
@@ -770,22 +769,22 @@ class BatchRows:
             _write_buffers_of(self.session).append(self)
             self._hooked = True
 
-    def discard_buffers(self) -> None:
-        """The transaction ended without them (rolled back): forget what was not written."""
-        for buffer in (
+    def _buffers(self) -> tuple[dict[Any, Any] | set[Any], ...]:
+        """Every write buffer of the batch (see :meth:`write`)."""
+        return (
             self.xref_inserts, self.new_pending, self.fp_writes, self.fp_deletes,
             self.golden_inserts, self.golden_updates, self.golden_meta_updates,
             self.outbox_updates, self.outbox_deletes,
-        ):  # fmt: skip
+        )  # fmt: skip
+
+    def discard_buffers(self) -> None:
+        """The transaction ended without them (rolled back): forget what was not written."""
+        for buffer in self._buffers():
             buffer.clear()
         self._hooked = False
 
     def _buffered(self) -> bool:
-        return any(
-            (self.xref_inserts, self.new_pending, self.fp_writes, self.fp_deletes,
-             self.golden_inserts, self.golden_updates, self.golden_meta_updates,
-             self.outbox_updates, self.outbox_deletes)
-        )  # fmt: skip
+        return any(self._buffers())
 
     def write(self) -> None:
         """Write what the batch buffered: fingerprints forgotten and set, then the new
@@ -910,14 +909,3 @@ def _write_buffers_of(session: Session) -> list[BatchRows]:
 
 #: Keys per IN list: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
 _IN_CHUNK = 5000
-
-
-def _discard(session: Session, row: Any) -> None:
-    """Remove ``row``: forget it when it was only added in this transaction, else delete it.
-    Asks the row's own state: ``row in session.new`` builds the set of every new object in
-    the session, once per call - quadratic in a batch's size."""
-    state = inspect(row)
-    if state.pending:
-        session.expunge(row)
-    elif state.persistent:
-        session.delete(row)
