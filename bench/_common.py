@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -42,16 +43,33 @@ def measured(fn: Callable[[], T]) -> tuple[Timing, T]:
     return timing, result
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def commit() -> str:
+    """HEAD, and how many tracked files differ from it (the tree may be shared)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=root
+        ).stdout
+
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} ({len(changed)} tracked files modified in the tree)" if changed else head
+
+
 def commit_and_load() -> str:
     """The commit measured and how busy the machine was, for the figures' caption."""
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"commit {rev}; {os.cpu_count()} CPUs; load average {load}"
+    return f"commit {commit()}; {os.cpu_count()} CPUs; load average {load}"
 
 
 def gib(n: float) -> str:

@@ -72,7 +72,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from bench._common import print_table
+from bench._common import commit, cpu_seconds, print_table
 
 HUB = Path(sys.executable).parent / "hub"
 TARGET_P95 = 10.0
@@ -119,11 +119,6 @@ class Book:
 
 
 # -- processes ----------------------------------------------------------------------------
-def cpu_self() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def cpu_children() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -543,29 +538,6 @@ def summary_rows(run: Run, timeout: float) -> list[list[str]]:
     return rows
 
 
-def commit() -> str:
-    """HEAD, and how many tracked files differ from it (the tree may be shared)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=root,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=root,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head} ({len(changed)} tracked files modified in the tree)" if changed else head
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=300)
@@ -643,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"hub listen: pid {proc.pid}, ready; driving {total_changes:,} changes at "
                     f"{args.rate:g}/s for {args.seconds:g} s"
                 )
-                cpu0, listen_cpu0, t0 = cpu_self(), cpu_of(proc.pid), time.monotonic()
+                cpu0, listen_cpu0, t0 = cpu_seconds(), cpu_of(proc.pid), time.monotonic()
                 stop = threading.Event()
                 watcher = threading.Thread(
                     target=run.watch, args=(stop, args.watch_every), daemon=True
@@ -654,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
                 watcher.join(60)
                 drain_wall, _ = settle(run, args.timeout, args.watch_every)
                 listen_cpu = cpu_of(proc.pid) - listen_cpu0
-                own_cpu = cpu_self() - cpu0
+                own_cpu = cpu_seconds() - cpu0
                 phase_wall = time.monotonic() - t0
             listen_log = (tmp / "listen.log").read_text(errors="replace")
 

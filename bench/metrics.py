@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench._common import gib, peak_rss_bytes, print_table, timed
+from bench._common import cpu_seconds, gib, peak_rss_bytes, print_table, timed
 
 AS_OF = date(2025, 6, 30)
 MEMORY_LIMIT = "5GB"
@@ -156,12 +155,6 @@ def generate(path: Path, subscriptions: int) -> dict[str, int]:
     }
     con.close()
     return counts
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process so far, all threads included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def step(name: str, path: Path, months: int) -> dict[str, object]:
