@@ -204,15 +204,6 @@ def _task(task: tuple[Any, ...]) -> tuple[float, Any]:
     return time.process_time() - cpu, result
 
 
-def _fresh_database(server_url: str, name: str) -> str:
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=2000)
@@ -222,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.WARNING)
     from hub.model import ENTITY_ORDER
     from hub.store.migrate import upgrade
-    from sandbox.postgres import throwaway_postgres
+    from sandbox.postgres import fresh_database, throwaway_postgres
     from sandbox.runner import running_sandbox
 
     n, parts = args.customers, args.partitions
@@ -231,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, tuple[float, float, float]] = {}
     retries = 0
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp, throwaway_postgres() as pg:
-        urls = {name: _fresh_database(pg, f"hub_{name}") for name in ("single", "backfill")}
+        urls = {name: fresh_database(pg, f"hub_{name}") for name in ("single", "backfill")}
         for url in urls.values():
             upgrade(url)
         states: dict[str, State] = {}

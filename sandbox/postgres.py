@@ -132,3 +132,16 @@ def _create_db(port: int, dbname: str) -> None:
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{dbname}"')
     conn.close()
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server at ``server_url``, dropped and created
+    anew (empty), for a test or a benchmark that needs a store of its own."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

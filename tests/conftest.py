@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sandbox.postgres import throwaway_postgres
+from sandbox.postgres import fresh_database, throwaway_postgres
 
 # The machine is shared and noisy (CI: 2 cores, 6 workers): Hypothesis' timing checks
 # would fail a property test for slowness that is not its subject. Speed is measured in
@@ -46,17 +46,6 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
-def _fresh_pg_database(server_url: str, name: str) -> str:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database URL, once per backend."""
@@ -64,7 +53,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'hub.sqlite'}"
     server = request.getfixturevalue("postgres_server")
     name = "t_" + "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:50].lower()
-    return _fresh_pg_database(server, name)
+    return fresh_database(server, name)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

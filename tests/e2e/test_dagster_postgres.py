@@ -18,8 +18,8 @@ from connectors.billing_schema import accounts
 from hub.store import create_store_engine
 from hub.store.models import Finding
 from sandbox.devserver import REPO_ROOT, dagster_dev
+from sandbox.postgres import fresh_database
 from sandbox.runner import running_sandbox
-from tests.conftest import _fresh_pg_database
 from tests.e2e.test_dagster_ui import wait_for_run
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def _launch(client: DagsterGraphQLClient, job: str, config: dict[str, Any] | Non
 def test_sync_reconcile_resync_over_graphql_on_a_postgres_instance(
     tmp_path: Path, postgres_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pg = make_url(_fresh_pg_database(postgres_server, "dagster_e2e"))
+    pg = make_url(fresh_database(postgres_server, "dagster_e2e"))
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO_ROOT / "docs/dagster-production.yaml").read_text())

@@ -21,6 +21,7 @@ from hub.sync import backfill
 from hub.sync.engine import HUB, SyncEngine
 from hub.sync.lock import store_lock
 from hub.systems import connect
+from sandbox.postgres import fresh_database
 from sandbox.runner import SandboxHandle, running_sandbox
 
 pytestmark = pytest.mark.postgres
@@ -30,12 +31,7 @@ ENTITIES = ("product", "customer", "subscription")
 
 
 def _database(server_url: str, name: str) -> str:
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    url = fresh_database(server_url, name)
     upgrade(url)
     return url
 
