@@ -70,6 +70,16 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, error_code: str
     context.abort(code, f"[{error_code}] {text} rpcId: {rpc_id}")
 
 
+def _unauthenticated(context: grpc.ServicerContext, problem: str) -> Any:
+    """End the call as the real API does when its credentials fail."""
+    return _abort(
+        context,
+        grpc.StatusCode.UNAUTHENTICATED,
+        AUTH_ERROR,
+        f"An error occurred while trying to authenticate: {problem}.",
+    )
+
+
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in context.invocation_metadata() or ()}
 
@@ -115,12 +125,7 @@ class PubSubService(pb2_grpc.PubSubServicer):
         if problem is None and (not tenant or tenant[:15] != org[:15]):
             problem = f"tenantid {tenant or '(missing)'} does not match the session's org"
         if problem is not None:
-            _abort(
-                context,
-                grpc.StatusCode.UNAUTHENTICATED,
-                AUTH_ERROR,
-                f"An error occurred while trying to authenticate: {problem}.",
-            )
+            _unauthenticated(context, problem)
         return token
 
     def _not_found(self, context: grpc.ServicerContext, topic: str) -> Any:
@@ -204,12 +209,7 @@ class PubSubService(pb2_grpc.PubSubServicer):
                 return
             problem = self._token_problem(stream.token)
             if problem is not None:
-                _abort(
-                    context,
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    AUTH_ERROR,
-                    f"An error occurred while trying to authenticate: {problem}.",
-                )
+                _unauthenticated(context, problem)
                 return
             response = None
             with bus.cond:
