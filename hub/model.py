@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -42,6 +43,15 @@ def _currency(value: str) -> str:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 CurrencyCode = Annotated[str, AfterValidator(_currency)]
+_UTC_DATETIME = TypeAdapter(UtcDatetime)
+
+
+def dump_utc_datetime(value: datetime) -> str:
+    """An aware timestamp as the canonical records hold it (``model_dump(mode="json")``)."""
+    result: str = _UTC_DATETIME.dump_python(_UTC_DATETIME.validate_python(value), mode="json")
+    return result
+
+
 Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]

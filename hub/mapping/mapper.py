@@ -7,6 +7,7 @@ record, the field and the rule named.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +40,8 @@ def _check_unicode(value: Any) -> None:
     """Text with a lone surrogate cannot be stored, hashed or sent anywhere as UTF-8;
     such a record is malformed at the source, so it is held back here with the position."""
     if isinstance(value, str):
+        if value.isascii():
+            return
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -80,6 +83,35 @@ class RefResolver(Protocol):
     def to_system(self, entity: str, system: str, hub_id: str) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One field's conversion in one direction: where to read, the transforms in order,
+    where to write."""
+
+    name: str
+    fmap: FieldMap
+    source: tuple[str, ...]
+    target: str
+    flat_target: bool
+    functions: tuple[Callable[[Any, Context], Any], ...]
+
+    @classmethod
+    def of(cls, name: str, fmap: FieldMap, inbound: bool) -> _Step:
+        src, dst = (fmap.field, name) if inbound else (name, fmap.field)
+        steps = fmap.transform if inbound else list(reversed(fmap.transform))
+        functions = tuple(REGISTRY[step][0 if inbound else 1] for step in steps)
+        return cls(name, fmap, tuple(src.split(".")), dst, "." not in dst, functions)
+
+    def read(self, record: dict[str, Any]) -> Any:
+        """The source value, or ``_MISSING`` when any step of its path is absent."""
+        current: Any = record
+        for part in self.source:
+            if not isinstance(current, dict) or part not in current:
+                return _MISSING
+            current = current[part]
+        return current
+
+
 class Mapper:
     def __init__(
         self,
@@ -90,12 +122,27 @@ class Mapper:
         self.spec = spec
         self.code_lists = code_lists
         self.resolver = resolver
+        self._plain_fields = {
+            k: f for k, f in spec.fields.items() if "money_decimal" not in f.transform
+        }
+        self._money_fields = {
+            k: f for k, f in spec.fields.items() if "money_decimal" in f.transform
+        }
+        self._writable = tuple(
+            [name for name, fmap in spec.fields.items() if not fmap.read_only] + list(spec.children)
+        )
+        self._compiled: dict[tuple[int, bool], tuple[_Step, ...]] = {}
+        self._contexts: dict[tuple[int, str | None], Context] = {}
+
+    @property
+    def writable(self) -> tuple[str, ...]:
+        """:attr:`writable_fields`, without a copy (fingerprinting reads it per record)."""
+        return self._writable
 
     @property
     def writable_fields(self) -> list[str]:
         """Canonical fields this system receives on a push (children count as one)."""
-        names = [name for name, fmap in self.spec.fields.items() if not fmap.read_only]
-        return names + list(self.spec.children)
+        return list(self._writable)
 
     def _resolve(self, fmap: FieldMap, value: Any, inbound: bool) -> Any:
         if fmap.ref is None or value is None:
@@ -125,8 +172,27 @@ class Mapper:
 
     # -- conversions ------------------------------------------------------------------
     def _context(self, fmap: FieldMap, currency: str | None) -> Context:
-        codes = self.code_lists.get(fmap.codes) if fmap.codes else None
-        return Context(currency=currency, codes=codes, datetime_format=fmap.datetime_format)
+        key = (id(fmap), currency)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            codes = self.code_lists.get(fmap.codes) if fmap.codes else None
+            ctx = Context(currency=currency, codes=codes, datetime_format=fmap.datetime_format)
+            self._contexts[key] = ctx
+        return ctx
+
+    def _steps(self, fields: dict[str, FieldMap], inbound: bool) -> tuple[_Step, ...]:
+        """The conversion of ``fields`` in one direction, worked out once per mapper:
+        every record read passes through it, field by field."""
+        key = (id(fields), inbound)
+        steps = self._compiled.get(key)
+        if steps is None:
+            steps = tuple(
+                _Step.of(name, fmap, inbound)
+                for name, fmap in fields.items()
+                if inbound or not fmap.read_only
+            )
+            self._compiled[key] = steps
+        return steps
 
     def _convert(
         self,
@@ -139,33 +205,31 @@ class Mapper:
         prefix: str = "",
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for canonical_name, fmap in fields.items():
-            if not inbound and fmap.read_only:
-                continue
-            src_path, dst_path = (
-                (fmap.field, canonical_name) if inbound else (canonical_name, fmap.field)
-            )
-            value = get_path(source, src_path)
+        for step in self._steps(fields, inbound):
+            value = step.read(source)
             if value is _MISSING:
                 continue
+            fmap = step.fmap
             ctx = self._context(fmap, currency)
-            steps = fmap.transform if inbound else list(reversed(fmap.transform))
             try:
                 if not inbound:
                     value = self._resolve(fmap, value, inbound=False)
-                for name in steps:
-                    value = REGISTRY[name][0 if inbound else 1](value, ctx)
+                for fn in step.functions:
+                    value = fn(value, ctx)
                 if inbound:
                     value = self._resolve(fmap, value, inbound=True)
                     _check_unicode(value)
             except TransformError as exc:
-                problems.append(FieldProblem(prefix + canonical_name, str(exc)))
+                problems.append(FieldProblem(prefix + step.name, str(exc)))
                 continue
-            set_path(out, dst_path, value)
+            if step.flat_target:
+                out[step.target] = value
+            else:
+                set_path(out, step.target, value)
         return out
 
-    def _currency(self, canonical: dict[str, Any], fields: dict[str, FieldMap]) -> str | None:
-        money = [f for f in fields.values() if "money_decimal" in f.transform]
+    def _currency(self, canonical: dict[str, Any]) -> str | None:
+        money = list(self._money_fields.values())
         field = money[0].currency_field if money else "currency"
         value = get_path(canonical, field)
         return value if isinstance(value, str) else None
@@ -176,16 +240,12 @@ class Mapper:
         """Canonical dict of the mapped fields. ``context`` (e.g. the golden record)
         supplies a currency when this system does not carry one."""
         problems: list[FieldProblem] = []
-        non_money = {
-            k: f for k, f in self.spec.fields.items() if "money_decimal" not in f.transform
-        }
-        plain = self._convert(non_money, native, inbound=True, currency=None, problems=problems)
-        currency = self._currency(plain, self.spec.fields) or self._currency(
-            context or {}, self.spec.fields
+        plain = self._convert(
+            self._plain_fields, native, inbound=True, currency=None, problems=problems
         )
-        money = {k: f for k, f in self.spec.fields.items() if "money_decimal" in f.transform}
+        currency = self._currency(plain) or self._currency(context or {})
         out = plain | self._convert(
-            money, native, inbound=True, currency=currency, problems=problems
+            self._money_fields, native, inbound=True, currency=currency, problems=problems
         )
         for name, child in self.spec.children.items():
             rows = native.get(child.object)
@@ -211,7 +271,7 @@ class Mapper:
     def to_native(self, canonical: dict[str, Any]) -> dict[str, Any]:
         """The system's payload for a canonical record (read-only fields left out)."""
         problems: list[FieldProblem] = []
-        currency = self._currency(canonical, self.spec.fields)
+        currency = self._currency(canonical)
         out = self._convert(
             self.spec.fields, canonical, inbound=False, currency=currency, problems=problems
         )

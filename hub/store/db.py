@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.settings import database_url
 
 
+def _json_dumps(value: Any) -> str:
+    """The JSON columns' text (golden records, payloads), by orjson: an initial load
+    writes every record it reads, and the standard library's encoder cost several times
+    more. Whatever orjson refuses (an integer beyond 64 bits) takes the standard path,
+    which also raises for what JSON cannot hold (a datetime), as before."""
+    try:
+        return orjson.dumps(value, option=_JSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _json_loads(value: Any) -> Any:
+    """orjson's reading of a JSON column; the standard library's for the rest (SQLite
+    hands a number stored in a JSON column back as a number, and SQLAlchemy expects the
+    TypeError json.loads raises for it; NaN, which orjson does not read)."""
+    if isinstance(value, str | bytes):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(value)
+
+
 def create_store_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for the hub store. SQLite gets WAL, a busy timeout and enforced foreign
     keys so it behaves like a server database under Dagster's concurrent steps."""
     url = url or database_url()
+    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_deserializer", _json_loads)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(url, **kwargs)

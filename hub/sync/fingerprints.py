@@ -36,7 +36,7 @@ def projection(mapper: Mapper, canonical: Mapping[str, Any]) -> dict[str, Any]:
     """What this system holds of a record, in canonical terms: the basis of its
     fingerprint both when we read it and when we push to it (echo suppression)."""
     flat = flatten(canonical)
-    return {f: flat[f] for f in mapper.writable_fields if flat.get(f) is not None}
+    return {f: flat[f] for f in mapper.writable if flat.get(f) is not None}
 
 
 def known_ids_only(

@@ -11,22 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 #: Canonical fields whose value is a list of child records: merged as one field.
 LIST_FIELDS = frozenset({"items", "lines"})
 
 
+#: Values that are never nested records: checked first, because the ``Mapping`` check
+#: (an ABC) costs ten times a concrete type's, and every field of every record read
+#: passes through here.
+_LEAVES = (str, int, float, list, tuple, type(None))
+
+
+def _nested(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        not isinstance(value, _LEAVES) and isinstance(value, Mapping)
+    )
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}, 'lines': [...]} -> {'a.b': 1, 'lines': [...]}."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and key not in LIST_FIELDS and value:
-            out.update(flatten(value, f"{path}."))
+        if value and _nested(value) and key not in LIST_FIELDS:
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
-            out[path] = value
+            out[f"{prefix}{key}" if prefix else key] = value
     return out
 
 
@@ -77,6 +88,20 @@ class MergeResult:
         return bool(self.changed)
 
 
+def _not_older(changed_at: datetime, recorded: Any) -> bool:
+    """Whether a change stamped ``changed_at`` is at least as new as the field's recorded
+    one: compared as instants, not as text (``...+00:00`` and ``...Z``, or a stamp with
+    and without microseconds, sort wrongly as strings)."""
+    if not recorded:
+        return True
+    at = datetime.fromisoformat(str(recorded))
+    return _aware(changed_at) >= _aware(at)
+
+
+def _aware(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
 def merge(
     golden: Mapping[str, Any] | None,
     field_meta: Mapping[str, Mapping[str, Any]] | None,
@@ -100,7 +125,7 @@ def merge(
         old = current.get(name)
         info = meta.get(name, {})
         if owner is None:
-            take = not has_value or stamp >= str(info.get("at", ""))
+            take = not has_value or _not_older(changed_at, info.get("at"))
         elif owner == system:
             take = True
         elif not has_value or info.get("provisional"):
@@ -125,5 +150,7 @@ def merge(
                 "at": stamp,
                 **({"provisional": True} if provisional else {}),
             }
-    result.data = unflatten(current)
+    # nothing changed: the golden record as it is (rebuilding it from the flat form would
+    # give the same dict, at a cost the initial load pays for most records it reads)
+    result.data = unflatten(current) if result.changed or golden is None else dict(golden)
     return result

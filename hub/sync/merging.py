@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from hub.fingerprint import fingerprint
-from hub.model import ENTITIES, CanonicalValidationError, validate_record
+from hub.model import ENTITIES, CanonicalValidationError, dump_utc_datetime, validate_record
 from hub.store import findings as finding_store
 from hub.store.repo import GoldenRow
 from hub.sync.fingerprints import (
@@ -178,11 +178,17 @@ class BatchMerger:
             changed_at=changed_at,
             owners=self.owners,
         )
+        previous = _as_datetime(golden.data.get("updated_at")) if golden else None
+        stamp = max(filter(None, (previous, changed_at)))
+        if golden is not None and not result.changed:
+            # nothing changed: the golden record (valid when written) with the newer
+            # stamp, in the model's own form - no second validation (the initial load
+            # merges two systems' agreeing copies into most records it creates)
+            return result, {**golden.data, "updated_at": dump_utc_datetime(stamp)}
         data = collapse_empty(dict(result.data))
         data.pop(EXTERNAL_IDS, None)
         data[ENTITIES[self.entity].key_field] = hub_id
-        previous = _as_datetime(golden.data.get("updated_at")) if golden else None
-        data["updated_at"] = max(filter(None, (previous, changed_at))).isoformat()
+        data["updated_at"] = stamp.isoformat()
         try:
             clean = validate_record(self.entity, data).model_dump(mode="json")
         except CanonicalValidationError as exc:

@@ -81,6 +81,31 @@ def test_unowned_fields_newest_change_wins_in_any_arrival_order(
     assert golden is not None and golden["segment"] == b
 
 
+def test_newest_change_is_judged_as_an_instant_not_as_text() -> None:
+    # 10:30+02:00 is 08:30 UTC: a change at 09:00 UTC is newer, though its text sorts first
+    meta = {"segment": {"system": "billing", "at": "2026-01-01T10:30:00+02:00"}}
+    newer = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    r = merge(
+        {"segment": "smb"},
+        meta,
+        {"segment": "enterprise"},
+        system="salesforce",
+        changed_at=newer,
+        owners=OWNERS,
+    )
+    assert r.data["segment"] == "enterprise"
+    older = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    r = merge(
+        {"segment": "smb"},
+        meta,
+        {"segment": "enterprise"},
+        system="salesforce",
+        changed_at=older,
+        owners=OWNERS,
+    )
+    assert r.data["segment"] == "smb"
+
+
 def test_provisional_value_is_replaced_by_owner_without_conflict() -> None:
     r1 = merge(None, None, {"tax_id": "DE1"}, system="salesforce", changed_at=T0, owners=OWNERS)
     assert r1.field_meta["tax_id"] == {

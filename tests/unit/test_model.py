@@ -11,9 +11,17 @@ from hub.model import (
     Customer,
     Invoice,
     Price,
+    dump_utc_datetime,
     validate_record,
 )
-from tests.unit.strategies import INVALID, VALID, customers, invoices, subscriptions
+from tests.unit.strategies import (
+    INVALID,
+    VALID,
+    customers,
+    invoices,
+    subscriptions,
+    utc_times,
+)
 
 
 @pytest.mark.parametrize("entity", sorted(VALID))
@@ -122,3 +130,25 @@ def test_price_models_by_hand(price: dict[str, Any], quantity: int, expected: in
 def test_bad_tiers_are_refused(tiers: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Price.model_validate({"kind": "graduated", "tiers": tiers})
+
+
+@given(
+    st.sampled_from(sorted(VALID)).flatmap(
+        lambda entity: st.tuples(st.just(entity), VALID[entity])
+    ),
+    utc_times,
+)
+def test_a_restamped_valid_record_is_what_validation_would_make(
+    entity_and_data: tuple[str, dict[str, Any]], stamp_text: str
+) -> None:
+    """The merge's shortcut for a copy that changes nothing (hub.sync.merging): the golden
+    record with a newer stamp in ``dump_utc_datetime``'s form is exactly what validating
+    it again would store."""
+    entity, data = entity_and_data
+    stamp = datetime.fromisoformat(stamp_text)
+    clean = validate_record(entity, data).model_dump(mode="json")
+    revalidated = validate_record(entity, {**clean, "updated_at": stamp.isoformat()})
+    assert revalidated.model_dump(mode="json") == {
+        **clean,
+        "updated_at": dump_utc_datetime(stamp),
+    }
