@@ -742,6 +742,28 @@ def dunning(
     return F.finalize(con, " UNION ALL ".join(parts))
 
 
+def _billed_spans(con: duckdb.DuckDBPyConnection, inv: str, ln: str | None) -> str:
+    """(subscription_id, lo, hi): the service periods billed by non-void invoices. A line
+    bills its ``period_start``..``period_end`` (no period dates: the issue date); an
+    invoice with no line but usage lines (or none at all) bills its issue date. Usage
+    lines do not bill their period: usage is billed in arrears, on the next period's
+    invoice, so a usage line for a period says nothing of whether the period itself (its
+    recurring charge) was invoiced."""
+    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
+    if ln is None:
+        return f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
+    usage = "coalesce(l.kind = 'usage', false)" if "kind" in columns(con, ln) else "false"
+    billing = f"(SELECT * FROM {ln} l WHERE NOT {usage})"
+    return f"""
+        SELECT i.subscription_id,
+               coalesce(l.period_start, i.issue_date) lo,
+               coalesce(l.period_end, l.period_start, i.issue_date) hi
+        FROM ({billed_inv}) i JOIN {billing} l ON l.key = i.key
+        UNION ALL
+        SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
+        WHERE NOT EXISTS (SELECT 1 FROM {billing} l WHERE l.key = i.key)"""
+
+
 def unbilled_periods(
     con: duckdb.DuckDBPyConnection,
     subscriptions: Source,
@@ -773,20 +795,9 @@ def unbilled_periods(
     at its flat fee, net of tax), positive (under-billing), in the subscription's currency;
     actual 0."""
     sub, inv = register(con, subscriptions, "subs"), register(con, invoices, "inv")
-    has_lines = lines is not None
     ln = register(con, lines, "lines") if lines is not None else None
     amount, join = _period_amount_join(con, items, tiers, "p")
-    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
-    spans = f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
-    if has_lines:
-        spans = f"""
-            SELECT i.subscription_id,
-                   coalesce(l.period_start, i.issue_date) lo,
-                   coalesce(l.period_end, l.period_start, i.issue_date) hi
-            FROM ({billed_inv}) i JOIN {ln} l ON l.key = i.key
-            UNION ALL
-            SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
-            WHERE NOT EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key)"""
+    spans = _billed_spans(con, inv, ln)
     months = _PERIOD_MONTHS.format(p="s.billing_period")
     active = ", ".join(F.literal(x) for x in statuses)
     end = _date_sql(through)
@@ -956,17 +967,7 @@ def renewals_not_invoiced(
     if not {"auto_renew", "renewal_date"} <= set(columns(con, sub)):
         return F.empty()
     amount, join = _period_amount_join(con, items, tiers, "p")
-    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
-    spans = f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
-    if lines is not None:
-        ln = register(con, lines, "lines")
-        spans = f"""
-            SELECT i.subscription_id, coalesce(l.period_start, i.issue_date) lo,
-                   coalesce(l.period_end, l.period_start, i.issue_date) hi
-            FROM ({billed_inv}) i JOIN {ln} l ON l.key = i.key
-            UNION ALL
-            SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
-            WHERE NOT EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key)"""
+    spans = _billed_spans(con, inv, register(con, lines, "lines") if lines is not None else None)
     active = ", ".join(F.literal(x) for x in statuses)
     rows = f"""
         WITH spans AS ({spans}),
