@@ -786,8 +786,8 @@ def unbilled_periods(
     line period), before the subscription's ``end_date`` and not within its pause (from
     ``paused_at`` to the day before ``resume_at``, when the subscriptions carry them). It
     is billed when a line of a non-void invoice of the subscription has a service period
-    overlapping it (a line without period dates, or an invoice without lines, covers its
-    issue date).
+    overlapping it (``_billed_spans``: usage lines, billed in arrears, do not count; a line
+    without period dates, or an invoice with no other line, covers its issue date).
 
     Findings: entity ``invoice`` (the invoice that is missing), key
     ``<subscription>@<period start>``, field ``unbilled:period``; expected / amount at
@@ -957,8 +957,9 @@ def renewals_not_invoiced(
     """Auto-renewing subscriptions in ``statuses`` whose ``renewal_date`` is on or before
     ``through`` (the day the system is known to have been billing) and before any
     ``end_date``, with no non-void invoice billing the renewed term: no line whose service
-    period covers the renewal date (a line without period dates, or an invoice without
-    lines, covers its issue date). Entity ``invoice`` (the invoice that is missing), key
+    period covers the renewal date (``_billed_spans``: usage lines, billed in arrears, do
+    not count; a line without period dates, or an invoice with no other line, covers its
+    issue date). Entity ``invoice`` (the invoice that is missing), key
     ``<subscription>@<renewal date>``, field
     ``renewal:invoice``; expected / amount at stake: one billing period at the items'
     quantities (as ``unbilled_periods``), positive, in the subscription's currency; actual
