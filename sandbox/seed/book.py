@@ -202,6 +202,17 @@ def _usage_line(no: int, m: Metered) -> Record:
     return _line(no, m.item, qty, _amount(m.item, price, qty, start), start, end, "usage")
 
 
+def _write_off_run(due: date) -> list[Record]:
+    """The dunning run of an invoice written off: stages 1 to 4 on their days past
+    ``due``, each retried, the last written off."""
+    last = len(DUNNING_DAYS)
+    return [
+        {"stage": j, "on": due + timedelta(days=d),
+         "outcome": "written_off" if j == last else "retried"}
+        for j, d in enumerate(DUNNING_DAYS, start=1)
+    ]  # fmt: skip
+
+
 def _final_invoice(
     meter: random.Random,
     out: CustomerSlice,
@@ -214,13 +225,22 @@ def _final_invoice(
 ) -> Record:
     """The invoice billing the usage of a subscription's last service period on the day
     its service ended (canceled: ``end_date``; paused: ``paused_at``), as billing systems
-    close a metered subscription: paid a few days after its due date, or open if not due."""
+    close a metered subscription: paid a few days after its due date, or open if not due;
+    written off like the subscription's last invoice when that one was (with the same
+    dunning run once it is 60 days past due)."""
     lines = [_usage_line(j, m) for j, m in enumerate(usage, 1)]
     subtotal = sum(line["amount_minor"] for line in lines)
     total = subtotal + (subtotal * out.region.tax_bps + 5_000) // 10_000
     due = issue + timedelta(days=term_days)
-    paid = due <= AS_OF
-    changed = min(due + timedelta(days=meter.randrange(0, 5)), AS_OF) if paid else issue
+    status = "paid" if due <= AS_OF else "open"
+    changed = min(due + timedelta(days=meter.randrange(0, 5)), AS_OF) if due <= AS_OF else issue
+    stage, events = 0, []
+    ours = [i for i in out.invoices if i["subscription_id"] == sub["hub_id"]]
+    if ours and ours[-1]["status"] == "uncollectible":
+        status, changed = "uncollectible", min(due + timedelta(days=90), AS_OF)
+        if due + timedelta(days=DUNNING_DAYS[-1]) <= AS_OF:
+            stage, events = len(DUNNING_DAYS), _write_off_run(due)
+    paid = status == "paid"
     return {
         "hub_id": f"INV-{out.index + 1:07d}-{k + 1}-{n:03d}",
         "number": f"{issue.year}-{out.index + 1:07d}-{k + 1}{n:03d}",
@@ -234,9 +254,9 @@ def _final_invoice(
         "amount_paid_minor": total if paid else 0,
         "issue_date": issue,
         "due_date": due,
-        "status": "paid" if paid else "open",
-        "dunning_stage": 0,
-        "dunning_events": [],
+        "status": status,
+        "dunning_stage": stage,
+        "dunning_events": events,
         "updated_at": _stamp(changed, meter),
     }
 
@@ -532,12 +552,7 @@ class Book:
                     for j in range(1, stage + 1)
                 ]  # fmt: skip
             elif status == "uncollectible" and due + timedelta(days=DUNNING_DAYS[-1]) <= AS_OF:
-                stage = len(DUNNING_DAYS)
-                events = [
-                    {"stage": j, "on": due + timedelta(days=d),
-                     "outcome": "written_off" if j == stage else "retried"}
-                    for j, d in enumerate(DUNNING_DAYS, start=1)
-                ]  # fmt: skip
+                stage, events = len(DUNNING_DAYS), _write_off_run(due)
             elif status == "paid" and overdue_days >= 20 and life.random() < RECOVERY_SHARE:
                 stage = 1
                 reminded = due + timedelta(days=DUNNING_DAYS[0])

@@ -138,7 +138,7 @@ def test_usage_is_billed_in_arrears_at_a_period_independent_unit_price(
     api = C.PRODUCTS_BY_SKU["API-CALLS-1K"]
     prices = {C.list_price(api, "USD", p)["unit_amount_minor"] for p in C.PERIOD_FACTOR}
     assert prices == {45}
-    first_periods = finals = arrears = 0
+    first_periods = finals = arrears = written_off = 0
     for s in book:
         for raw_sub in s.subscriptions:
             sub = Subscription.model_validate(raw_sub)
@@ -172,6 +172,9 @@ def test_usage_is_billed_in_arrears_at_a_period_independent_unit_price(
                 assert {ln.kind.value for ln in final.lines} == {"usage"}
                 assert all(ln.period_end and ln.period_end < ended for ln in final.lines)
                 finals += 1
+                if invs[-2].status.value == "uncollectible":  # written off with the rest
+                    assert final.status.value == "uncollectible"
+                    written_off += 1
             billed = {
                 (ln.sku, ln.period_start) for i in invs for ln in i.lines
                 if ln.kind.value == "usage"
@@ -179,7 +182,7 @@ def test_usage_is_billed_in_arrears_at_a_period_independent_unit_price(
             closed = {(r.meter, r.period_start) for r in sub.usage_records}
             assert billed <= closed
             assert all(r.period_end < C.AS_OF for r in sub.usage_records)
-    assert first_periods > 0 and finals > 0 and arrears > 100
+    assert first_periods > 0 and finals > 0 and written_off > 0 and arrears > 100
 
 
 def test_known_prices_in_minor_units() -> None:
