@@ -4,7 +4,9 @@ The book is generated once and streamed: each batch of customer slices goes to e
 writer before the next batch is generated, so memory stays bounded however big the book.
 A writer is whatever turns canonical records into one system's native rows (the billing
 tables, an emulator's DocumentStore); a system without a writer is simply not seeded and
-its drifts are left out of the manifest.
+its drifts are left out of the manifest. The drift is planned before anything is written:
+an invoice billing never issued (the unbilled-period drift) is left out of every system
+as the slices stream past, the other drifts are planted in their one system afterwards.
 """
 
 from __future__ import annotations
