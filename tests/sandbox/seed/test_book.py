@@ -60,7 +60,8 @@ def test_every_record_is_canonical(book: list[Any]) -> None:
     for s in book:
         validate_record("customer", s.customer)
         for sub in s.subscriptions:
-            assert validate_record("subscription", sub).customer_id == s.customer["hub_id"]
+            record = validate_record("subscription", sub)
+            assert isinstance(record, Subscription) and record.customer_id == s.customer["hub_id"]
         for alloc in s.allocations:
             validate_record("allocation", alloc)
         for inv in s.invoices:
