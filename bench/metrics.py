@@ -5,8 +5,9 @@
 Generates a synthetic golden book straight into a DuckDB file, columnarly (SQL over
 ``range()``, no Python object per row): subscriptions in nine currencies, every status and
 billing period, 1-2 items (per unit, graduated, usage), a year of invoices with lines,
-dunning stages and write-offs - the ``a_*`` views ``hub.analytics.compute`` reads. Then,
-each in a fresh process (so peak RSS is that step's own):
+dunning runs (one event per stage reached) and write-offs - the ``a_*`` views
+``hub.analytics.compute`` reads. Then, each in a fresh process (so peak RSS is that
+step's own):
 
 - hub: ``compute_metrics`` (MRR grid, movements in every currency, cohorts, dunning);
 - floor: one DuckDB aggregate over the same lines (billed amount per currency and month).
@@ -118,6 +119,14 @@ UPDATE a_invoices SET total_minor = t.total,
        amount_paid_minor = CASE WHEN a_invoices.status = 'paid' THEN t.total ELSE 0 END
 FROM a_inv_totals t WHERE t.invoice_id = a_invoices.invoice_id;
 DROP TABLE a_inv_totals;
+
+CREATE TABLE a_dunning AS
+SELECT invoice_id, j AS stage,
+       issue_date + CAST([1, 15, 30, 60][j] AS INTEGER) AS reached_on,
+       CASE WHEN j < dunning_stage THEN 'retried' WHEN status = 'paid' THEN 'paid'
+            WHEN status = 'uncollectible' THEN 'written_off' END AS outcome
+FROM a_invoices, unnest(generate_series(1, CAST(dunning_stage AS BIGINT))) AS g(j)
+WHERE dunning_stage >= 1;
 """
 
 FLOOR = """
@@ -151,7 +160,7 @@ def generate(path: Path, subscriptions: int) -> dict[str, int]:
             con.execute(sql.replace("$subs", str(int(subscriptions))))
     counts = {
         t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
-        for t in ("a_customers", "a_subs", "a_items", "a_invoices", "a_lines")
+        for t in ("a_customers", "a_subs", "a_items", "a_invoices", "a_lines", "a_dunning")
     }
     con.close()
     return counts

@@ -306,6 +306,7 @@ def subscription_analytics(
             **common,
             "recovery_rate": MetadataValue.float(float(s["dunning_recovery_rate"] or 0.0)),
             "invoices_in_dunning": MetadataValue.int(s["dunning_invoices"]),
+            "recovered_minor": MetadataValue.int(s["dunning_recovered_rep"]),
             "revenue_lost_minor": MetadataValue.int(s["revenue_lost_rep"]),
             "revenue_written_off_net_of_tax_minor": MetadataValue.int(
                 s["revenue_written_off_net_rep"]
@@ -322,6 +323,7 @@ def subscription_analytics(
                         "recovery_rate",
                         "billed_rep",
                         "recovered_rep",
+                        "days_to_recover_avg",
                     ),
                 )
             ),

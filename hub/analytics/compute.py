@@ -246,9 +246,9 @@ def compute_metrics(
     finally:
         for table in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost, c12 = tables
+    movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost, c12, dun = tables
     summary = _summary(
-        movements, mrr_by_currency, dunning, lost, reporting, Fraction(str(gross_margin))
+        movements, mrr_by_currency, dun, lost, reporting, Fraction(str(gross_margin))
     )
     summary.update(_cohort_12m(c12, as_of))
     summary["currency_basis"] = (
@@ -288,7 +288,7 @@ def compute_metrics(
 _INT64_MAX = 2**63 - 1
 #: Every intermediate table of one recompute, dropped as soon as it has been read (and
 #: in any case when the recompute ends).
-_TEMP_TABLES = ("m_line", "m_key", "m_cust")
+_TEMP_TABLES = ("m_line", "m_key", "m_cust", "m_dunning")
 
 
 def _is_overflow(exc: duckdb.Error) -> bool:
@@ -314,8 +314,19 @@ def _compute(
     samples: list[tuple[int, date, date]],
     as_of: date,
     int_type: str,
-) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, pa.Table, dict[str, int]]:
-    """Every table of :class:`Metrics`, money in ``int_type`` (BIGINT or HUGEINT)."""
+) -> tuple[
+    pa.Table,
+    pa.Table,
+    pa.Table,
+    pa.Table,
+    pa.Table,
+    pa.Table,
+    pa.Table,
+    dict[str, int],
+    dict[str, Any],
+]:
+    """Every table of :class:`Metrics`, money in ``int_type`` (BIGINT or HUGEINT); the
+    12-month cohort's figures and the dunning totals."""
     con.execute(_MACROS.replace("HUGEINT", int_type))
     effective = _optional(con, "a_items", {"effective_from": "DATE", "effective_to": "DATE"})
     tax = _optional(con, "a_invoices", {"tax_minor": "BIGINT"})
@@ -369,8 +380,8 @@ def _compute(
     con.execute("DROP TABLE m_key")
     cohorts = _cohorts(con)
     con.execute("DROP TABLE m_cust")
-    dunning, lost = _dunning(con, opening_day, as_of, tax)
-    return movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost, c12
+    dunning, lost, dun = _dunning(con, opening_day, as_of, tax)
+    return movements, by_currency, customer_mrr, mrr_by_currency, cohorts, dunning, lost, c12, dun
 
 
 def _cohort_12m(c12: dict[str, int], as_of: date) -> dict[str, Any]:
@@ -749,44 +760,110 @@ def _cohorts(con: duckdb.DuckDBPyConnection) -> pa.Table:
     ).to_arrow_table()
 
 
+def _dunning_events(con: duckdb.DuckDBPyConnection) -> str:
+    """The dunning events to read: ``a_dunning``, or none when the producer has no such
+    view (then no invoice is in dunning)."""
+    found = "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views()"
+    have = {r[0] for r in con.execute(found).fetchall()}
+    if "a_dunning" in have:
+        return "a_dunning"
+    return (
+        "(SELECT NULL::VARCHAR AS invoice_id, NULL::BIGINT AS stage, NULL::DATE AS reached_on, "
+        "NULL::VARCHAR AS outcome WHERE false)"
+    )
+
+
 def _dunning(
     con: duckdb.DuckDBPyConnection, opening_day: date, as_of: date, tax: str
-) -> tuple[pa.Table, pa.Table]:
-    """Per dunning stage reached (invoices issued in the window): how many were recovered
-    (paid), are still open, were written off; and revenue lost to uncollectible invoices
-    per currency, with tax (what the customers owed) and net of tax (the revenue written
-    off: each invoice's unpaid amount x (total - tax) / total, half to even - a part
-    payment covers tax and revenue pro rata). Amounts are summed per currency, then
-    converted once."""
+) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    """Dunning recovery from billing's dunning events (invoices issued in the window,
+    events up to ``as_of``), per stage reached and over all invoices in dunning; and
+    revenue lost to uncollectible invoices per currency.
+
+    An invoice *entered* a stage on the day of its first event at that stage; it was
+    *recovered* from that stage by a later (or same-day) ``paid`` outcome, *written off*
+    by a ``written_off`` one, and is *still open* otherwise (a voided invoice is counted
+    apart, as ``voided``). The status of the invoice is not read for this: an invoice paid
+    without a dunning run is not a recovery, and the events say when it recovered.
+    Recovery rate = recovered / (invoices - voided); recovered amount = what the
+    recovered invoices had paid; days to recover = from entering the stage to the
+    ``paid`` event, averaged. The totals (``dunning_*`` in the summary) count each invoice
+    once, from its first stage. Lost revenue: with tax (what the customers owed) and net
+    of tax (the revenue written off: each invoice's unpaid amount x (total - tax) /
+    total, half to even - a part payment covers tax and revenue pro rata). Amounts are
+    summed per currency, then converted once."""
     params = {"start": opening_day, "end": as_of}
-    dunning = con.sql(
-        """
-        WITH per AS (
-            SELECT dunning_stage AS stage, currency, count(*) AS invoices,
-                   count(*) FILTER (status = 'paid') AS recovered,
-                   count(*) FILTER (status = 'open') AS still_open,
-                   count(*) FILTER (status = 'uncollectible') AS written_off,
-                   count(*) FILTER (status = 'void') AS voided,
-                   sum(total_minor) AS billed,
-                   sum(amount_paid_minor) FILTER (status = 'paid') AS recovered_amount
-            FROM a_invoices
-            WHERE dunning_stage >= 1 AND issue_date > $start AND issue_date <= $end
-            GROUP BY ALL
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE m_dunning AS
+        WITH inv AS (
+            SELECT invoice_id, currency, total_minor, amount_paid_minor, status
+            FROM a_invoices WHERE issue_date > $start AND issue_date <= $end
+        ), ev AS (
+            SELECT d.invoice_id, d.stage, d.reached_on, d.outcome
+            FROM {_dunning_events(con)} d SEMI JOIN inv USING (invoice_id)
+            WHERE d.reached_on <= $end AND d.stage >= 1
+        ), fate AS (
+            SELECT invoice_id, min(reached_on) FILTER (outcome = 'paid') AS paid_on,
+                   min(reached_on) FILTER (outcome = 'written_off') AS written_off_on
+            FROM ev GROUP BY invoice_id
+        ), entered AS (
+            SELECT invoice_id, stage, min(reached_on) AS entered_on FROM ev GROUP BY ALL
         )
-        SELECT stage, sum(invoices)::BIGINT AS invoices, sum(recovered)::BIGINT AS recovered,
-               sum(still_open)::BIGINT AS still_open, sum(written_off)::BIGINT AS written_off,
-               sum(voided)::BIGINT AS voided,
-               CASE WHEN sum(invoices) > sum(voided)
-                    THEN round(sum(recovered) / (sum(invoices) - sum(voided)), 6) END
-                   AS recovery_rate,
-               sum(hdiv(billed * f.num, f.den))::BIGINT AS billed_rep,
-               sum(hdiv(coalesce(recovered_amount, 0) * f.num, f.den))::BIGINT
-                   AS recovered_rep
-        FROM per JOIN a_fx f USING (currency)
-        GROUP BY stage ORDER BY stage
+        SELECT e.invoice_id, e.stage, e.entered_on,
+               e.stage = min(e.stage) OVER (PARTITION BY e.invoice_id) AS first_stage,
+               i.currency, i.total_minor, i.amount_paid_minor,
+               i.status = 'void' AS voided,
+               i.status IS DISTINCT FROM 'void' AND coalesce(f.paid_on >= e.entered_on, false)
+                   AS recovered,
+               i.status IS DISTINCT FROM 'void'
+                   AND NOT coalesce(f.paid_on >= e.entered_on, false)
+                   AND coalesce(f.written_off_on >= e.entered_on, false) AS written_off,
+               CASE WHEN f.paid_on >= e.entered_on THEN date_diff('day', e.entered_on, f.paid_on)
+               END AS days_to_recover
+        FROM entered e JOIN inv i USING (invoice_id) LEFT JOIN fate f USING (invoice_id)
         """,
-        params=params,
+        params,
+    )
+    per_currency = """
+        SELECT {keys} currency, count(*) AS invoices, count(*) FILTER (recovered) AS recovered,
+               count(*) FILTER (NOT voided AND NOT recovered AND NOT written_off) AS still_open,
+               count(*) FILTER (written_off) AS written_off,
+               count(*) FILTER (voided) AS voided,
+               sum(total_minor) AS billed,
+               sum(amount_paid_minor) FILTER (recovered) AS recovered_amount,
+               sum(days_to_recover) AS days, count(days_to_recover) AS days_n
+        FROM m_dunning {where} GROUP BY ALL"""
+    totals = """
+        sum(invoices)::BIGINT AS invoices, sum(recovered)::BIGINT AS recovered,
+        sum(still_open)::BIGINT AS still_open, sum(written_off)::BIGINT AS written_off,
+        sum(voided)::BIGINT AS voided,
+        CASE WHEN sum(invoices) > sum(voided)
+             THEN round(sum(recovered) / (sum(invoices) - sum(voided)), 6) END
+            AS recovery_rate,
+        sum(hdiv(billed * f.num, f.den))::BIGINT AS billed_rep,
+        sum(hdiv(coalesce(recovered_amount, 0) * f.num, f.den))::BIGINT AS recovered_rep,
+        CASE WHEN sum(days_n) > 0 THEN round(sum(days) / sum(days_n), 2) END
+            AS days_to_recover_avg"""
+    dunning = con.sql(
+        f"""
+        SELECT stage, {totals}
+        FROM ({per_currency.format(keys="stage,", where="")}) JOIN a_fx f USING (currency)
+        GROUP BY stage ORDER BY stage
+        """
     ).to_arrow_table()
+    overall = (
+        con.sql(
+            f"""
+        SELECT {totals}
+        FROM ({per_currency.format(keys="", where="WHERE first_stage")})
+             JOIN a_fx f USING (currency)
+        """
+        )
+        .to_arrow_table()
+        .to_pylist()[0]
+    )
+    con.execute("DROP TABLE m_dunning")
     lost = con.sql(
         f"""
         WITH w AS (
@@ -810,17 +887,19 @@ def _dunning(
         """,
         params=params,
     ).to_arrow_table()
-    return dunning, lost
+    return dunning, lost, overall
 
 
 def _summary(
     movements: pa.Table,
     by_currency: pa.Table,
-    dunning: pa.Table,
+    dunning: dict[str, Any],
     lost: pa.Table,
     reporting: str,
     margin: Fraction,
 ) -> dict[str, Any]:
+    """The headline figures; ``dunning``: the dunning totals (each invoice in dunning
+    once, :func:`_dunning`)."""
     rows = movements.to_pylist()
     last = rows[-1]
     mrr = int(sum(r["mrr_rep"] for r in by_currency.to_pylist()))
@@ -849,8 +928,8 @@ def _summary(
             "recurring ARPA x gross margin / monthly gross revenue churn of recurring MRR "
             "(pooled over the window; usage excluded)"
         )
-    d_rows = dunning.to_pylist()
-    reached = sum(r["invoices"] - r["voided"] for r in d_rows)
+    reached = int(dunning["invoices"] or 0) - int(dunning["voided"] or 0)
+    recovered = int(dunning["recovered"] or 0)
     return {
         "currency": reporting,
         "mrr_rep": mrr,
@@ -883,8 +962,12 @@ def _summary(
         "cltv_rep": cltv,
         "cltv_note": note,
         "dunning_invoices": reached,
-        "dunning_recovered": sum(r["recovered"] for r in d_rows),
-        "dunning_recovery_rate": _ratio(sum(r["recovered"] for r in d_rows), reached),
+        "dunning_recovered": recovered,
+        "dunning_recovery_rate": _ratio(recovered, reached),
+        "dunning_written_off": int(dunning["written_off"] or 0),
+        "dunning_still_open": int(dunning["still_open"] or 0),
+        "dunning_recovered_rep": int(dunning["recovered_rep"] or 0),
+        "dunning_days_to_recover_avg": dunning["days_to_recover_avg"],
         "revenue_lost_rep": int(sum(r["lost_rep"] for r in lost.to_pylist())),
         "revenue_written_off_net_rep": int(sum(r["written_off_net_rep"] for r in lost.to_pylist())),
         "churned_involuntary_rep": int(sum(r["churned_involuntary"] for r in rows)),

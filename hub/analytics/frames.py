@@ -1,4 +1,4 @@
-"""The golden records the analytics read, as five DuckDB views with fixed columns.
+"""The golden records the analytics read, as six DuckDB views with fixed columns.
 
 The metrics SQL only ever reads these views, so anything that can produce them - the
 hub store through :func:`load_frames`, or a benchmark generating millions of rows straight
@@ -12,11 +12,14 @@ into DuckDB - gets the same computation:
 ``a_invoices``  invoice_id, customer_id, subscription_id, currency, total_minor,
                 amount_paid_minor, issue_date, status, dunning_stage, tax_minor
 ``a_lines``     invoice_id, sku, amount_minor, period_start, period_end
+``a_dunning``   invoice_id, stage (1-4), reached_on (DATE), outcome ('retried', 'paid',
+                'written_off' or NULL: pending): one row per dunning event of an invoice
 ``a_customers`` customer_id, legal_name, segment
 
 ``effective_from``/``effective_to`` and ``tax_minor`` are optional for other producers (the
 benchmark's generated tables): when absent, every item version is open-ended and no
-invoice carries tax.
+invoice carries tax; a producer without ``a_dunning`` has no dunning events (no invoice
+counts as in dunning).
 
 Loading reuses the reconciliation's golden loader (``hub.recon.golden``): JSON to Arrow in
 C++, child lists (``items``, ``lines``) split into their own tables, no per-record Python.
@@ -32,18 +35,20 @@ from sqlalchemy import Engine
 
 from hub.recon.golden import children, load_golden
 
-VIEWS = ("a_subs", "a_items", "a_invoices", "a_lines", "a_customers")
+VIEWS = ("a_subs", "a_items", "a_invoices", "a_lines", "a_dunning", "a_customers")
 
 
 @dataclass(frozen=True)
 class Frames:
-    """Golden subscriptions (and their items), invoices (and lines) and customers."""
+    """Golden subscriptions (and their items), invoices (and their lines and dunning
+    events) and customers."""
 
     subscriptions: pa.Table
     items: pa.Table
     invoices: pa.Table
     lines: pa.Table
     customers: pa.Table
+    dunning_events: pa.Table
 
     @property
     def counts(self) -> dict[str, int]:
@@ -62,9 +67,10 @@ def load_frames(engine: Engine) -> Frames:
     return Frames(
         subscriptions=subs.drop_columns(["items"]),
         items=children(subs, "items"),
-        invoices=invoices.drop_columns(["lines"]),
+        invoices=invoices.drop_columns(["lines", "dunning_events"]),
         lines=children(invoices, "lines"),
         customers=customers,
+        dunning_events=children(invoices, "dunning_events"),
     )
 
 
@@ -75,6 +81,7 @@ def register_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
     con.register("g_invoices", frames.invoices)
     con.register("g_lines", frames.lines)
     con.register("g_customers", frames.customers)
+    con.register("g_dunning", frames.dunning_events)
     con.execute(
         """
         CREATE OR REPLACE TEMP VIEW a_subs AS
@@ -95,6 +102,8 @@ def register_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
         FROM g_invoices;
         CREATE OR REPLACE TEMP VIEW a_lines AS
         SELECT key AS invoice_id, sku, amount_minor, period_start, period_end FROM g_lines;
+        CREATE OR REPLACE TEMP VIEW a_dunning AS
+        SELECT key AS invoice_id, stage, "on" AS reached_on, outcome FROM g_dunning;
         CREATE OR REPLACE TEMP VIEW a_customers AS
         SELECT hub_id AS customer_id, legal_name, segment FROM g_customers;
         """

@@ -742,6 +742,28 @@ def dunning(
     return F.finalize(con, " UNION ALL ".join(parts))
 
 
+def _billed_spans(con: duckdb.DuckDBPyConnection, inv: str, ln: str | None) -> str:
+    """(subscription_id, lo, hi): the service periods billed by non-void invoices. A line
+    bills its ``period_start``..``period_end`` (no period dates: the issue date); an
+    invoice with no line but usage lines (or none at all) bills its issue date. Usage
+    lines do not bill their period: usage is billed in arrears, on the next period's
+    invoice, so a usage line for a period says nothing of whether the period itself (its
+    recurring charge) was invoiced."""
+    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
+    if ln is None:
+        return f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
+    usage = "coalesce(l.kind = 'usage', false)" if "kind" in columns(con, ln) else "false"
+    billing = f"(SELECT * FROM {ln} l WHERE NOT {usage})"
+    return f"""
+        SELECT i.subscription_id,
+               coalesce(l.period_start, i.issue_date) lo,
+               coalesce(l.period_end, l.period_start, i.issue_date) hi
+        FROM ({billed_inv}) i JOIN {billing} l ON l.key = i.key
+        UNION ALL
+        SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
+        WHERE NOT EXISTS (SELECT 1 FROM {billing} l WHERE l.key = i.key)"""
+
+
 def unbilled_periods(
     con: duckdb.DuckDBPyConnection,
     subscriptions: Source,
@@ -764,8 +786,8 @@ def unbilled_periods(
     line period), before the subscription's ``end_date`` and not within its pause (from
     ``paused_at`` to the day before ``resume_at``, when the subscriptions carry them). It
     is billed when a line of a non-void invoice of the subscription has a service period
-    overlapping it (a line without period dates, or an invoice without lines, covers its
-    issue date).
+    overlapping it (``_billed_spans``: usage lines, billed in arrears, do not count; a line
+    without period dates, or an invoice with no other line, covers its issue date).
 
     Findings: entity ``invoice`` (the invoice that is missing), key
     ``<subscription>@<period start>``, field ``unbilled:period``; expected / amount at
@@ -773,20 +795,9 @@ def unbilled_periods(
     at its flat fee, net of tax), positive (under-billing), in the subscription's currency;
     actual 0."""
     sub, inv = register(con, subscriptions, "subs"), register(con, invoices, "inv")
-    has_lines = lines is not None
     ln = register(con, lines, "lines") if lines is not None else None
     amount, join = _period_amount_join(con, items, tiers, "p")
-    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
-    spans = f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
-    if has_lines:
-        spans = f"""
-            SELECT i.subscription_id,
-                   coalesce(l.period_start, i.issue_date) lo,
-                   coalesce(l.period_end, l.period_start, i.issue_date) hi
-            FROM ({billed_inv}) i JOIN {ln} l ON l.key = i.key
-            UNION ALL
-            SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
-            WHERE NOT EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key)"""
+    spans = _billed_spans(con, inv, ln)
     months = _PERIOD_MONTHS.format(p="s.billing_period")
     active = ", ".join(F.literal(x) for x in statuses)
     end = _date_sql(through)
@@ -946,8 +957,9 @@ def renewals_not_invoiced(
     """Auto-renewing subscriptions in ``statuses`` whose ``renewal_date`` is on or before
     ``through`` (the day the system is known to have been billing) and before any
     ``end_date``, with no non-void invoice billing the renewed term: no line whose service
-    period covers the renewal date (a line without period dates, or an invoice without
-    lines, covers its issue date). Entity ``invoice`` (the invoice that is missing), key
+    period covers the renewal date (``_billed_spans``: usage lines, billed in arrears, do
+    not count; a line without period dates, or an invoice with no other line, covers its
+    issue date). Entity ``invoice`` (the invoice that is missing), key
     ``<subscription>@<renewal date>``, field
     ``renewal:invoice``; expected / amount at stake: one billing period at the items'
     quantities (as ``unbilled_periods``), positive, in the subscription's currency; actual
@@ -956,17 +968,7 @@ def renewals_not_invoiced(
     if not {"auto_renew", "renewal_date"} <= set(columns(con, sub)):
         return F.empty()
     amount, join = _period_amount_join(con, items, tiers, "p")
-    billed_inv = f"SELECT * FROM {inv} WHERE status IS DISTINCT FROM 'void'"
-    spans = f"SELECT subscription_id, issue_date lo, issue_date hi FROM ({billed_inv}) i"
-    if lines is not None:
-        ln = register(con, lines, "lines")
-        spans = f"""
-            SELECT i.subscription_id, coalesce(l.period_start, i.issue_date) lo,
-                   coalesce(l.period_end, l.period_start, i.issue_date) hi
-            FROM ({billed_inv}) i JOIN {ln} l ON l.key = i.key
-            UNION ALL
-            SELECT i.subscription_id, i.issue_date, i.issue_date FROM ({billed_inv}) i
-            WHERE NOT EXISTS (SELECT 1 FROM {ln} l WHERE l.key = i.key)"""
+    spans = _billed_spans(con, inv, register(con, lines, "lines") if lines is not None else None)
     active = ", ".join(F.literal(x) for x in statuses)
     rows = f"""
         WITH spans AS ({spans}),

@@ -21,9 +21,12 @@ period's recurring lines bill the item versions in effect on the period's first 
 The subscription lifecycle (``_lifecycle``, again from generators of its own): a paused
 subscription's ``paused_at`` is the day after its last billed period start; some active
 monthly subscriptions pause for two periods and resume (no invoice in between); some
-discounts expire (``discount_until``; later periods at the full price); every usage line
-has the usage record it bills (``usage_records``: meter = the SKU, the line's period and
-quantity); overdue invoices of past-due subscriptions carry their dunning run
+discounts expire (``discount_until``; later periods at the full price); usage is billed
+in arrears: each invoice bills the previous service period's metered usage (the usage
+record of the meter and that period, ``usage_records``: meter = the SKU) at the price's
+unit amount, the subscription's first period bills none, and a canceled (or paused)
+subscription's last usage is billed on a final invoice issued the day service ended;
+overdue invoices of past-due subscriptions carry their dunning run
 (``dunning_events``, one event per stage reached, the last pending), some paid invoices
 were recovered at stage 1 (``paid``), the written-off invoices of canceled subscriptions
 ran stages 1 to 4 (``written_off``); and a voided invoice is reissued three days later
@@ -147,6 +150,115 @@ def _amount(item: Record, price: Price, quantity: int, period_start: date) -> in
     if until is not None and period_start > until and price.discount_bps:
         price = price.model_copy(update={"discount_bps": 0})
     return price.amount_minor(quantity)
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One service period's usage of a usage item: the item (its price bills it) and the
+    usage record billing's meter keeps (meter = the SKU, the period, the quantity)."""
+
+    item: Record
+    record: Record
+
+
+def _metered(item: Record, start: date, end: date, quantity: int) -> Metered:
+    record = {"meter": item["sku"], "period_start": start, "period_end": end,
+              "quantity": quantity}  # fmt: skip
+    return Metered(item, record)
+
+
+def _metered_until(m: Metered, last_day: date) -> Metered:
+    """``m`` cut at ``last_day`` (the last day of service: the meter stops with it)."""
+    return Metered(m.item, {**m.record, "period_end": min(m.record["period_end"], last_day)})
+
+
+def _line(no: int, item: Record, qty: int, amount: int, start: date, end: date,
+          kind: str) -> Record:  # fmt: skip
+    return {
+        "line_no": no,
+        "sku": item["sku"],
+        "description": f"{C.PRODUCTS_BY_SKU[item['sku']].name}, {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+        "quantity": qty,
+        "unit_amount_minor": amount // qty if qty else amount,
+        "amount_minor": amount,
+        "period_start": start,
+        "period_end": end,
+        "kind": kind,
+    }
+
+
+def _recurring_line(no: int, item: Record, price: Price, start: date, end: date) -> Record:
+    """The service period ``start``..``end`` of a non-usage item, billed in advance."""
+    amount = _amount(item, price, item["quantity"], start)
+    return _line(no, item, item["quantity"], amount, start, end, "recurring")
+
+
+def _usage_line(no: int, m: Metered) -> Record:
+    """The usage of one closed service period, billed in arrears: the metered quantity at
+    the price of the item (a unit price, the same whatever the billing period; an expired
+    discount judged by the usage period's start, as for any service period)."""
+    price = Price.model_validate(m.item["price"])
+    start, end, qty = m.record["period_start"], m.record["period_end"], m.record["quantity"]
+    return _line(no, m.item, qty, _amount(m.item, price, qty, start), start, end, "usage")
+
+
+def _write_off_run(due: date) -> list[Record]:
+    """The dunning run of an invoice written off: stages 1 to 4 on their days past
+    ``due``, each retried, the last written off."""
+    last = len(DUNNING_DAYS)
+    return [
+        {"stage": j, "on": due + timedelta(days=d),
+         "outcome": "written_off" if j == last else "retried"}
+        for j, d in enumerate(DUNNING_DAYS, start=1)
+    ]  # fmt: skip
+
+
+def _final_invoice(
+    meter: random.Random,
+    out: CustomerSlice,
+    sub: Record,
+    usage: list[Metered],
+    issue: date,
+    term_days: int,
+    k: int,
+    n: int,
+) -> Record:
+    """The invoice billing the usage of a subscription's last service period on the day
+    its service ended (canceled: ``end_date``; paused: ``paused_at``), as billing systems
+    close a metered subscription: paid a few days after its due date, or open if not due;
+    written off like the subscription's last invoice when that one was (with the same
+    dunning run once it is 60 days past due)."""
+    lines = [_usage_line(j, m) for j, m in enumerate(usage, 1)]
+    subtotal = sum(line["amount_minor"] for line in lines)
+    total = subtotal + (subtotal * out.region.tax_bps + 5_000) // 10_000
+    due = issue + timedelta(days=term_days)
+    status = "paid" if due <= AS_OF else "open"
+    changed = min(due + timedelta(days=meter.randrange(0, 5)), AS_OF) if due <= AS_OF else issue
+    stage, events = 0, []
+    ours = [i for i in out.invoices if i["subscription_id"] == sub["hub_id"]]
+    if ours and ours[-1]["status"] == "uncollectible":
+        status, changed = "uncollectible", min(due + timedelta(days=90), AS_OF)
+        if due + timedelta(days=DUNNING_DAYS[-1]) <= AS_OF:
+            stage, events = len(DUNNING_DAYS), _write_off_run(due)
+    paid = status == "paid"
+    return {
+        "hub_id": f"INV-{out.index + 1:07d}-{k + 1}-{n:03d}",
+        "number": f"{issue.year}-{out.index + 1:07d}-{k + 1}{n:03d}",
+        "customer_id": sub["customer_id"],
+        "subscription_id": sub["hub_id"],
+        "currency": sub["currency"],
+        "lines": lines,
+        "subtotal_minor": subtotal,
+        "tax_minor": total - subtotal,
+        "total_minor": total,
+        "amount_paid_minor": total if paid else 0,
+        "issue_date": issue,
+        "due_date": due,
+        "status": status,
+        "dunning_stage": stage,
+        "dunning_events": events,
+        "updated_at": _stamp(changed, meter),
+    }
 
 
 def _reissue(void: Record, n: int, term_days: int, life: random.Random) -> Record:
@@ -376,38 +488,31 @@ class Book:
         pause = self._resumed_pause(life, sub, periods, extra)
         first = len(out.invoices)
         records: list[Record] = []
+        meter = random.Random(f"sandbox-book/{self.seed}/{out.index}/{k}/usage")
+        arrears = self._pre_history_usage(meter, sub, periods, months, billed_from, records)
         delinquent = sub["status"] == "past_due"
         unpaid_tail = rng.randint(1, 3)
         written_off = sub["status"] == "canceled" and rng.random() < 0.15
         for n, period_start in enumerate(periods, start=1):
             period_end = add_months(period_start, months) - timedelta(days=1)
-            lines = []
-            billed = [i for i in sub["items"] if _in_effect(i, period_start)]
-            prices = [Price.model_validate(item["price"]) for item in billed]
-            for line_no, (item, price) in enumerate(zip(billed, prices, strict=True), 1):
-                qty = item["quantity"]
-                if price.kind.value == "usage":
-                    qty = rng.randint(0, max(1, qty * 2))
-                amount = _amount(item, price, qty, period_start)
-                if price.kind.value == "usage":
-                    records.append(
-                        {"meter": item["sku"], "period_start": period_start,
-                         "period_end": period_end, "quantity": qty}
-                    )  # fmt: skip
-                lines.append(
-                    {
-                        "line_no": line_no,
-                        "sku": item["sku"],
-                        "description": f"{C.PRODUCTS_BY_SKU[item['sku']].name}, "
-                        f"{period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}",
-                        "quantity": qty,
-                        "unit_amount_minor": amount // qty if qty else amount,
-                        "amount_minor": amount,
-                        "period_start": period_start,
-                        "period_end": period_end,
-                        "kind": "usage" if price.kind.value == "usage" else "recurring",
-                    }
-                )
+            paused = pause is not None and pause[0] <= period_start < pause[1]
+            lines: list[Record] = []
+            metered: list[Metered] = []
+            for item in (i for i in sub["items"] if _in_effect(i, period_start)):
+                price = Price.model_validate(item["price"])
+                if price.kind.value != "usage":
+                    if not paused:
+                        lines.append(_recurring_line(len(lines) + 1, item, price, period_start,
+                                                     period_end))  # fmt: skip
+                    continue
+                # the draw stays in the customer's stream so the rest of the book is kept
+                qty = rng.randint(0, max(1, item["quantity"] * 2))
+                if not paused:  # no service in a pause: nothing metered
+                    metered.append(_metered(item, period_start, period_end, qty))
+            # the previous period's usage, in arrears
+            lines += [_usage_line(len(lines) + j, m) for j, m in enumerate(arrears, 1)]
+            records += [m.record for m in metered]
+            arrears = metered
             for line in extra.get(n - 1, ()):
                 lines.append({**line, "line_no": len(lines) + 1})
             subtotal = sum(line["amount_minor"] for line in lines)
@@ -447,12 +552,7 @@ class Book:
                     for j in range(1, stage + 1)
                 ]  # fmt: skip
             elif status == "uncollectible" and due + timedelta(days=DUNNING_DAYS[-1]) <= AS_OF:
-                stage = len(DUNNING_DAYS)
-                events = [
-                    {"stage": j, "on": due + timedelta(days=d),
-                     "outcome": "written_off" if j == stage else "retried"}
-                    for j, d in enumerate(DUNNING_DAYS, start=1)
-                ]  # fmt: skip
+                stage, events = len(DUNNING_DAYS), _write_off_run(due)
             elif status == "paid" and overdue_days >= 20 and life.random() < RECOVERY_SHARE:
                 stage = 1
                 reminded = due + timedelta(days=DUNNING_DAYS[0])
@@ -481,12 +581,48 @@ class Book:
             if status == "void":
                 out.invoices.append(_reissue(out.invoices[-1], n, term_days, life))
         if pause is not None:
+            # a pause bills nothing but the usage metered before it (in arrears)
             sub["paused_at"], sub["resume_at"] = pause
             out.invoices[first:] = [
-                i for i in out.invoices[first:] if not pause[0] <= i["issue_date"] < pause[1]
+                i
+                for i in out.invoices[first:]
+                if i["lines"] or not pause[0] <= i["issue_date"] < pause[1]
             ]
-            records = [r for r in records if not pause[0] <= r["period_start"] < pause[1]]
+        ended = {"canceled": sub["end_date"], "paused": sub.get("paused_at")}.get(sub["status"])
+        if arrears and ended is not None and ended <= AS_OF:  # not a cancel at term end
+            # service ended: its last usage is billed on a final invoice, issued that day
+            closing = [_metered_until(m, ended - timedelta(days=1)) for m in arrears]
+            records[-len(closing) :] = [m.record for m in closing]
+            n = len(periods) + 1
+            out.invoices.append(_final_invoice(meter, out, sub, closing, ended, term_days, k, n))
+        elif arrears and arrears[0].record["period_end"] >= AS_OF:
+            # the current period is still metering: recorded when it closes
+            records = records[: -len(arrears)]
         sub["usage_records"] = records
+
+    @staticmethod
+    def _pre_history_usage(
+        meter: random.Random,
+        sub: Record,
+        periods: list[date],
+        months: int,
+        billed_from: date,
+        records: list[Record],
+    ) -> list[Metered]:
+        """The usage of the period before the first invoiced one, which that invoice bills
+        in arrears: none when it is the subscription's first period (nothing was metered
+        before it); otherwise drawn from ``meter`` and recorded in ``records``."""
+        if not periods or periods[0] <= billed_from:
+            return []
+        start = add_months(periods[0], -months)
+        end = periods[0] - timedelta(days=1)
+        usage = [
+            _metered(item, start, end, meter.randint(0, max(1, item["quantity"] * 2)))
+            for item in sub["items"]
+            if _in_effect(item, start) and item["price"]["kind"] == "usage"
+        ]
+        records += [m.record for m in usage]
+        return usage
 
     @staticmethod
     def _resumed_pause(

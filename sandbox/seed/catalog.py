@@ -159,7 +159,11 @@ def convert(usd_cents: int, currency: str, period: str = "month") -> int:
 
 
 def list_price(spec: ProductSpec, currency: str, period: str) -> dict[str, Any]:
-    """The catalogue price of ``spec`` as canonical Price fields (no discount)."""
+    """The catalogue price of ``spec`` as canonical Price fields (no discount). A usage
+    price is a unit price, the same for every billing period (usage is billed in arrears
+    as metered, however long the period); the others are per period."""
+    if spec.kind == "usage":
+        period = "month"
     tiers = [
         {
             "up_to": up_to,

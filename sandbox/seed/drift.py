@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -58,7 +58,9 @@ class Drift:
     ``line_amount_plus`` (``value`` = ``{"line_no": n, "delta": minor units}``: the line,
     the invoice's subtotal and total all raised by ``delta``, so the document adds up),
     ``usage_record_minus`` (``value`` = ``{"meter", "period_start", "delta"}``: that usage
-    record of the subscription metered ``delta`` units less)."""
+    record of the subscription metered ``delta`` units less), ``withhold_invoice``
+    (``value`` = ``{"invoice", "amount_at_stake_minor", "currency"}``: that invoice is
+    never issued, so no system holds it; see :func:`withhold`)."""
 
     name: str
     system: str
@@ -72,6 +74,9 @@ class Drift:
 
 
 Pick = Callable[[CustomerSlice], Drift | None]
+
+#: The drift action of an invoice billing never issued (:func:`withhold`).
+WITHHOLD_INVOICE = "withhold_invoice"
 
 
 def plan(book: Book) -> list[Drift]:
@@ -105,6 +110,7 @@ def plan(book: Book) -> list[Drift]:
     choose(_proration_error)
     choose(_invoice_while_paused)
     choose(_usage_over_metered)
+    choose(_unbilled_period)
     retired = _retired_sku(book)
     if retired is not None:
         drifts.append(retired)
@@ -115,6 +121,21 @@ def manifest(applied: list[Drift]) -> list[dict[str, Any]]:
     """Manifest entries of the drifts actually planted, in a stable order."""
     entries = [f.as_json() for d in applied for f in d.findings]
     return sorted(entries, key=lambda e: (e["entity"], e["key"], e["system"], e["kind"]))
+
+
+def withheld_invoices(drifts: list[Drift]) -> frozenset[str]:
+    """Hub ids of the invoices the ``withhold_invoice`` drifts say were never issued."""
+    return frozenset(d.value["invoice"] for d in drifts if d.action == WITHHOLD_INVOICE)
+
+
+def withhold(s: CustomerSlice, invoices: frozenset[str]) -> CustomerSlice:
+    """``s`` without ``invoices``. An invoice billing never issued is in no system (the
+    hub never had it to sync), so it is left out before anything is written rather than
+    deleted from one system afterwards, which would be a ``missing`` drift instead."""
+    if not invoices or not any(inv["hub_id"] in invoices for inv in s.invoices):
+        return s
+    kept = [inv for inv in s.invoices if inv["hub_id"] not in invoices]
+    return replace(s, invoices=kept)
 
 
 # -- pickers ------------------------------------------------------------------------------
@@ -294,7 +315,9 @@ def _proration_error(s: CustomerSlice) -> Drift | None:
 
 def _invoice_while_paused(s: CustomerSlice) -> Drift | None:
     """A resumed pause recorded as starting one month earlier than it did, so the invoice
-    billing that month was issued while paused (the ``paused:issue_date`` finding)."""
+    billing that month was issued while paused (the ``paused:issue_date`` finding), and so
+    was the one billing that month's usage in arrears on the real pause's first day, if
+    the subscription meters usage (its usage lines no longer end before the pause)."""
     for sub in s.subscriptions:
         if sub.get("resume_at") is None:
             continue
@@ -304,7 +327,8 @@ def _invoice_while_paused(s: CustomerSlice) -> Drift | None:
             for inv in s.invoices
             if inv["subscription_id"] == sub["hub_id"]
             and inv["status"] != "void"
-            and earlier <= inv["issue_date"] < sub["paused_at"]
+            and earlier <= inv["issue_date"] < sub["resume_at"]
+            and not (inv["lines"] and all(ln["period_end"] < earlier for ln in inv["lines"]))
         ]
         if not hit:
             continue
@@ -356,6 +380,44 @@ def _usage_over_metered(s: CustomerSlice) -> Drift | None:
                 record=sub,
                 findings=(Finding("invoice", inv["hub_id"], "billing", "aggregate", field_name),),
             )
+    return None
+
+
+def _unbilled_period(s: CustomerSlice) -> Drift | None:
+    """An invoice of an active subscription never issued mid-history (neither its first
+    invoice nor one of its last two), so its service period is unbilled (the
+    ``unbilled:period`` finding, keyed ``<subscription>@<period start>``). Only on a
+    subscription whose items never changed and never paused and no invoice of which was
+    voided, so what the check expects (its items at their quantities, usage at its flat
+    fee, net of tax) is exactly the withheld invoice's recurring lines."""
+    for sub in s.subscriptions:
+        invs = [i for i in s.invoices if i["subscription_id"] == sub["hub_id"]]
+        plain = sub["status"] == "active" and sub.get("paused_at") is None
+        plain = plain and not any(
+            i.get("effective_from") or i.get("discount_until") for i in sub["items"]
+        )
+        if not plain or len(invs) < 4 or any(i["status"] == "void" for i in invs):
+            continue
+        inv = invs[len(invs) // 2 - 1]
+        recurring = [ln for ln in inv["lines"] if ln["kind"] == "recurring"]
+        if inv["status"] != "paid" or not recurring:
+            continue
+        start = recurring[0]["period_start"]
+        key = f"{sub['hub_id']}@{start.isoformat()}"
+        return Drift(
+            name="invoice of a service period never issued by billing (an unbilled period)",
+            system="billing",
+            action=WITHHOLD_INVOICE,
+            entity="invoice",
+            key=key,
+            value={
+                "invoice": inv["hub_id"],
+                "amount_at_stake_minor": sum(ln["amount_minor"] for ln in recurring),
+                "currency": inv["currency"],
+            },
+            record=inv,
+            findings=(Finding("invoice", key, "billing", "aggregate", "unbilled:period"),),
+        )
     return None
 
 

@@ -4,7 +4,9 @@ The book is generated once and streamed: each batch of customer slices goes to e
 writer before the next batch is generated, so memory stays bounded however big the book.
 A writer is whatever turns canonical records into one system's native rows (the billing
 tables, an emulator's DocumentStore); a system without a writer is simply not seeded and
-its drifts are left out of the manifest.
+its drifts are left out of the manifest. The drift is planned before anything is written:
+an invoice billing never issued (the unbilled-period drift) is left out of every system
+as the slices stream past, the other drifts are planted in their one system afterwards.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from typing import Protocol
 
 from hub.model import ENTITY_ORDER
 from sandbox.seed.book import Book, CustomerSlice, Record
-from sandbox.seed.drift import DRIFT_TS, Drift, manifest, plan
+from sandbox.seed.drift import (
+    DRIFT_TS,
+    WITHHOLD_INVOICE,
+    Drift,
+    manifest,
+    plan,
+    withheld_invoices,
+    withhold,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +75,10 @@ def seed_systems(
     products = book.products()
     for writer in writers:
         writer.write_products(products)
-    slices = book.slices()
+    # planned first: an invoice billing never issued is left out of every system
+    drifts = plan(book)
+    withheld = withheld_invoices(drifts) if "billing" in {w.system for w in writers} else None
+    slices = (withhold(s, withheld) if withheld else s for s in book.slices())
     counts = dict.fromkeys(ENTITY_ORDER, 0)
     while batch := list(islice(slices, batch_customers)):
         for writer in writers:
@@ -83,9 +96,13 @@ def seed_systems(
     report.counts = counts
     by_system = {w.system: w for w in writers}
     applied: list[Drift] = []
-    for drift in plan(book):
+    for drift in drifts:
         target = by_system.get(drift.system)
-        if target is not None and target.apply(drift, DRIFT_TS):
+        if drift.action == WITHHOLD_INVOICE:
+            planted = target is not None  # left out while writing, above
+        else:
+            planted = target is not None and target.apply(drift, DRIFT_TS)
+        if planted:
             applied.append(drift)
             report.drifts.append(drift.name)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,10 @@ def invoice(
     *,
     status: str = "paid",
     stage: int = 0,
+    events: Sequence[tuple[int, str, str | None]] = (),
 ) -> dict[str, Any]:
-    """``lines``: (sku, amount_minor, period_start, period_end)."""
+    """``lines``: (sku, amount_minor, period_start, period_end); ``events``: the dunning
+    run, (stage, day reached, outcome)."""
     total = sum(line[1] for line in lines)
     return {
         "hub_id": iid,
@@ -101,5 +103,6 @@ def invoice(
         "due_date": issue,
         "status": status,
         "dunning_stage": stage,
+        "dunning_events": [{"stage": st, "on": on, "outcome": out} for st, on, out in events],
         "updated_at": ts(issue),
     }

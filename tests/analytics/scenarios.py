@@ -25,6 +25,12 @@ H  USD  monthly 40.00, paused on 10 May (invoice for May exists): zero from 10 M
         from May on, H still a customer)
 I  USD  trialing (until 4 Jul): never counts
 
+Dunning runs (invoices due on their issue day): A's February invoice recovered at stage 1
+(paid on the reminder, 2 Feb); B's February invoice open at stage 1; E's January invoice
+written off at stage 3 after stages 1 and 2 failed; G's April quarter recovered at stage
+2 (1 retried on 2 Apr, paid on 16 Apr: 14 days after entering stage 1). D's June invoice
+carries stage 1 but no dunning run and is paid: not a recovery.
+
 Reporting currency USD: EUR 20000 -> 20000 / 0.92 = 21739.13 -> 21739;
 GBP 10000 -> 10000 / 0.79 = 12658.23 -> 12658.
 """
@@ -113,7 +119,11 @@ def hand_book() -> dict[str, list[dict[str, Any]]]:
 
     a = subscription("SUB-A", "CUS-A", "USD", "2024-11-01", [("SEAT", 15, seat)])
     subs.append(a)
-    invs += monthly("INV-A", a, span((2024, 11), (2025, 3)), [("SEAT", 10_000)])
+    invs += monthly("INV-A", a, span((2024, 11), (2025, 1)), [("SEAT", 10_000)])
+    # recovered by the stage-1 reminder on the day after its due date
+    invs += monthly("INV-A", a, [(2025, 2)], [("SEAT", 10_000)], stage=1,
+                    events=[(1, "2025-02-02", "paid")])  # fmt: skip
+    invs += monthly("INV-A", a, [(2025, 3)], [("SEAT", 10_000)])
     invs.append(invoice("INV-A-PRO", a, "2025-03-15", [("SEAT", 2742, "2025-03-15", "2025-03-31")]))
     invs += monthly("INV-A", a, span((2025, 4), (2025, 6)), [("SEAT", 15_000)])
 
@@ -121,7 +131,8 @@ def hand_book() -> dict[str, list[dict[str, Any]]]:
                      [("PLAT", 1, price("flat", flat_amount_minor=20_000))])  # fmt: skip
     subs.append(b)
     invs += monthly("INV-B", b, span((2024, 10), (2025, 1)), [("PLAT", 20_000)])
-    invs += monthly("INV-B", b, [(2025, 2)], [("PLAT", 20_000)], status="open", stage=1)
+    invs += monthly("INV-B", b, [(2025, 2)], [("PLAT", 20_000)], status="open", stage=1,
+                    events=[(1, "2025-02-02", None)])  # fmt: skip
     invs += monthly("INV-B", b, span((2025, 5), (2025, 6)), [("PLAT", 20_000)])
 
     c = subscription("SUB-C", "CUS-C", "USD", "2025-02-10",
@@ -138,7 +149,7 @@ def hand_book() -> dict[str, list[dict[str, Any]]]:
     subs.append(d)
     for n, (ps, pe) in enumerate([("2025-04-03", "2025-05-02"), ("2025-05-03", "2025-06-02"),
                                   ("2025-06-03", "2025-07-02")], 1):  # fmt: skip
-        stage = 1 if n == 3 else 0
+        stage = 1 if n == 3 else 0  # paid with a stage but no dunning run: no recovery
         invs.append(invoice(f"INV-D-{n}", d, ps, [("SEAT", 10_000, ps, pe)], stage=stage))
 
     e1 = subscription("SUB-E1", "CUS-E", "USD", "2024-06-01",
@@ -148,7 +159,9 @@ def hand_book() -> dict[str, list[dict[str, Any]]]:
                       [("PLAT", 1, price("flat", flat_amount_minor=7000))])  # fmt: skip
     subs += [e1, e2]
     invs += monthly("INV-E1", e1, span((2024, 6), (2024, 12)), [("PLAT", 5000)])
-    invs += monthly("INV-E1", e1, [(2025, 1)], [("PLAT", 5000)], status="uncollectible", stage=4)
+    invs += monthly("INV-E1", e1, [(2025, 1)], [("PLAT", 5000)], status="uncollectible", stage=3,
+                    events=[(1, "2025-01-02", "retried"), (2, "2025-01-16", "retried"),
+                            (3, "2025-01-31", "written_off")])  # fmt: skip
     invs += monthly("INV-E2", e2, span((2025, 4), (2025, 6)), [("PLAT", 7000)])
 
     graduated = price("graduated", discount_bps=1000,
@@ -166,7 +179,8 @@ def hand_book() -> dict[str, list[dict[str, Any]]]:
     invs.append(invoice("INV-G-1", g, "2024-10-01", [("SEAT", 30_000, "2024-10-01", "2024-12-31")]))
     invs.append(invoice("INV-G-2", g, "2025-01-01", [("SEAT", 30_000, "2025-01-01", "2025-03-31")]))
     invs.append(invoice("INV-G-3", g, "2025-04-01", [("SEAT", 24_000, "2025-04-01", "2025-06-30")],
-                        stage=2))  # fmt: skip
+                        stage=2, events=[(1, "2025-04-02", "retried"),
+                                         (2, "2025-04-16", "paid")]))  # fmt: skip
 
     h = subscription("SUB-H", "CUS-H", "USD", "2024-12-01",
                      [("PLAT", 1, price("flat", flat_amount_minor=4000))],

@@ -150,11 +150,23 @@ def test_cohorts_by_first_paid_month(metrics: Metrics) -> None:
 
 
 def test_dunning_recovery_and_revenue_lost(metrics: Metrics) -> None:
-    stages = {r["stage"]: r for r in metrics.dunning.to_pylist()}
-    assert (stages[1]["invoices"], stages[1]["recovered"], stages[1]["still_open"]) == (2, 1, 1)
-    assert stages[1]["recovery_rate"] == 0.5
-    assert (stages[2]["recovered"], stages[2]["recovery_rate"]) == (1, 1.0)
-    assert (stages[4]["written_off"], stages[4]["recovery_rate"]) == (1, 0.0)
+    """From the dunning events (scenarios.py): per stage entered, A (recovered at 1), B
+    (open at 1), E (written off at 3) and G (recovered at 2, 14 days after entering 1);
+    D, paid with a stage but no run, is not in dunning. The old status-based rule had D
+    recovered at stage 1 and counted each invoice at its highest stage only."""
+    cols = ("invoices", "recovered", "still_open", "written_off", "voided", "recovery_rate",
+            "billed_rep", "recovered_rep", "days_to_recover_avg")  # fmt: skip
+    stages = {r["stage"]: tuple(r[c] for c in cols) for r in metrics.dunning.to_pylist()}
+    assert stages == {
+        # B 20000 EUR -> 21739; A 10000, G 24000, E 5000 USD
+        1: (4, 2, 1, 1, 0, 0.5, 21739 + 10000 + 24000 + 5000, 34000, 7.0),
+        2: (2, 1, 0, 1, 0, 0.5, 24000 + 5000, 24000, 0.0),
+        3: (1, 0, 0, 1, 0, 0.0, 5000, 0, None),
+    }
+    s = metrics.summary
+    assert (s["dunning_invoices"], s["dunning_recovered"], s["dunning_written_off"],
+            s["dunning_still_open"]) == (4, 2, 1, 1)  # fmt: skip
+    assert (s["dunning_recovered_rep"], s["dunning_days_to_recover_avg"]) == (34000, 7.0)
     assert metrics.revenue_lost.to_pylist() == [
         {"currency": "USD", "invoices": 1, "lost_minor": 5000, "lost_rep": 5000,
          "written_off_net_minor": 5000, "written_off_net_rep": 5000}

@@ -428,3 +428,61 @@ def test_billed_through_is_the_latest_issue_date_never_after_today() -> None:
     )
     con.register("stage_future", future)
     assert ctx.billed_through("stage_future") == ctx.today()
+
+
+def test_a_usage_line_billed_in_arrears_does_not_bill_its_period() -> None:
+    """Usage is billed in arrears: the March invoice's usage line for February says
+    nothing of February's own invoice, which is missing; an invoice with nothing but
+    usage (a usage-only subscription's, a final one) or nothing at all bills its issue
+    date's period."""
+    subs = _subs(
+        [
+            ("s-seats", "active", "month", date(2025, 1, 1), None, None, "EUR"),
+            ("s-usage", "active", "month", date(2025, 1, 1), None, None, "EUR"),
+        ]
+    )
+    issued = {"a1": ("s-seats", 1), "a3": ("s-seats", 3), "a4": ("s-seats", 4),
+              "u1": ("s-usage", 1), "u2": ("s-usage", 2), "u3": ("s-usage", 3),
+              "u4": ("s-usage", 4)}  # fmt: skip
+    inv = pa.table(
+        {
+            "key": list(issued),
+            "subscription_id": [sub for sub, _ in issued.values()],
+            "issue_date": pa.array([date(2025, m, 1) for _, m in issued.values()], pa.date32()),
+            "status": ["paid"] * len(issued),
+        }
+    )
+    rows = [  # (invoice, line kind, month of the line's period); u1 has no line
+        ("a1", "recurring", 1), ("a3", "recurring", 3), ("a3", "usage", 2),
+        ("a4", "recurring", 4), ("a4", "usage", 3),
+        ("u2", "usage", 1), ("u3", "usage", 2), ("u4", "usage", 3),
+    ]  # fmt: skip
+    lines = pa.table(
+        {
+            "key": [r[0] for r in rows],
+            "line_no": list(range(1, len(rows) + 1)),
+            "kind": [r[1] for r in rows],
+            "period_start": pa.array([date(2025, r[2], 1) for r in rows], pa.date32()),
+            "period_end": pa.array(
+                [add_months(date(2025, r[2], 1), 1) - timedelta(days=1) for r in rows],
+                pa.date32(),
+            ),
+        }
+    )
+    items = pa.Table.from_pylist([_item("s-seats", "i1", SEATS, 3)])
+    found = checks.unbilled_periods(
+        connect(), subs, inv, lines, items, system="billing", through=date(2025, 4, 15)
+    )
+    rows_found = found.to_pylist()
+    assert [(r["key"], r["amount_at_stake_minor"]) for r in rows_found] == [
+        ("s-seats@2025-02-01", SEATS.amount_minor(3))
+    ]
+    # the renewal check reads the same spans: a renewal on Feb 10 is not billed by the
+    # usage line of February
+    renewing = subs.append_column("auto_renew", pa.array([True, False])).append_column(
+        "renewal_date", pa.array([date(2025, 2, 10), None], pa.date32())
+    )
+    renewals = checks.renewals_not_invoiced(
+        connect(), renewing, inv, lines, items, system="billing", through=date(2025, 4, 15)
+    )
+    assert renewals.column("key").to_pylist() == ["s-seats@2025-02-10"]

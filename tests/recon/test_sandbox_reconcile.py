@@ -3,7 +3,8 @@ pull from every system whose connector answers, then one reconciliation; every p
 drift in manifest.json that the covered systems can show is reported with its kind, key,
 system and field, and nothing else (apart from the documented consequences below). The
 book reissues every voided invoice for its period, and its paused months are not
-periods due, so it leaves no period unbilled of its own."""
+periods due, so it leaves no period unbilled of its own: the one unbilled period is the
+planted one, reported with its amount at stake."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from hub.store.migrate import upgrade
 from hub.sync.engine import SyncEngine
 from hub.systems import connect
 from sandbox.runner import running_sandbox
+from sandbox.seed.book import Book
+from sandbox.seed.drift import WITHHOLD_INVOICE, plan
 
 Entry = tuple[str, str, str, str, str | None]
 
@@ -135,3 +138,15 @@ def test_every_planted_drift_of_the_covered_systems_and_nothing_else(tmp_path: P
     extra = {f for f in found - expected if not _secondary(f, expected)}
     assert extra == set(), f"reported beyond the manifest: {extra}"
     assert expected, "the covered systems should show some planted drift"
+    if "billing" in covered:
+        # the planted unbilled period, with what its withheld invoice's recurring lines bill
+        unbilled = [
+            (f["key"], f["amount_at_stake_minor"], f["currency"])
+            for f in result.findings.to_pylist()
+            if f["field"] == "unbilled:period"
+        ]
+        assert unbilled == [
+            (d.key, d.value["amount_at_stake_minor"], d.value["currency"])
+            for d in plan(Book(7, 60))
+            if d.action == WITHHOLD_INVOICE
+        ]

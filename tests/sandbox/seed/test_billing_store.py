@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from connectors import billing_schema as S
 from sandbox.seed.billing import BillingWriter
 from sandbox.seed.book import Book
+from sandbox.seed.drift import WITHHOLD_INVOICE, plan
 from sandbox.seed.load import seed_systems
 
 
@@ -86,6 +87,17 @@ def test_seeded_book_reads_back_and_drift_is_planted(engine: sa.Engine, tmp_path
     assert wrong == aggregate
     terms = next(e for e in manifest if e["field"] == "payment_terms")
     assert terms["system"] == "billing" and terms["entity"] == "customer"
+    # the unbilled period: its invoice was never written, and it is in the manifest
+    withheld = next(d for d in plan(book) if d.action == WITHHOLD_INVOICE)
+    unbilled = [e for e in manifest if e["field"] == "unbilled:period"]
+    assert unbilled == [
+        {"entity": "invoice", "key": withheld.key, "system": "billing", "kind": "aggregate",
+         "field": "unbilled:period"}
+    ]  # fmt: skip
+    with engine.connect() as conn:
+        hub_ids = set(conn.execute(sa.select(S.invoices.c.hub_id)).scalars())
+    assert withheld.value["invoice"] not in hub_ids
+    assert sum(len(s.invoices) for s in book.slices()) == len(hub_ids) + 1
     # ordinary inserts still work after a load with explicit ids (PostgreSQL sequences)
     with engine.begin() as conn:
         now = datetime.now(UTC)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
 from hub.currency import exponent
-from hub.model import Invoice, Price, Subscription, validate_record
+from hub.model import Invoice, Price, Subscription, SubscriptionItem, validate_record
 from hub.pricing import (
     item_in_effect,
     item_period_amount,
@@ -60,7 +60,8 @@ def test_every_record_is_canonical(book: list[Any]) -> None:
     for s in book:
         validate_record("customer", s.customer)
         for sub in s.subscriptions:
-            assert validate_record("subscription", sub).customer_id == s.customer["hub_id"]
+            record = validate_record("subscription", sub)
+            assert isinstance(record, Subscription) and record.customer_id == s.customer["hub_id"]
         for alloc in s.allocations:
             validate_record("allocation", alloc)
         for inv in s.invoices:
@@ -85,7 +86,8 @@ def test_invoice_lines_follow_the_price_model_and_tax(book: list[Any]) -> None:
             assert inv.arithmetic_errors() == []
             assert inv.tax_minor == (inv.subtotal_minor * s.region.tax_bps + 5_000) // 10_000
             sub = subs[inv.subscription_id or ""]
-            recurring = [line for line in inv.lines if line.kind.value in ("recurring", "usage")]
+            recurring = [line for line in inv.lines if line.kind.value == "recurring"]
+            usage = [line for line in inv.lines if line.kind.value == "usage"]
             for line in inv.lines:
                 if line.kind.value != "proration":
                     continue
@@ -96,26 +98,92 @@ def test_invoice_lines_follow_the_price_model_and_tax(book: list[Any]) -> None:
                 new = item_in_effect(sub.items, line.proration_of or "", line.period_start)
                 p = proration(sub.proration_policy, old[0], new, line.period_start, start, end)
                 assert line.amount_minor == p.amount_minor != 0
-            assert recurring[0].period_start is not None
-            items = items_in_effect(sub.items, recurring[0].period_start)
-            for line, item in zip(recurring, items, strict=True):
-                assert line.sku == item.sku
-                assert line.period_start is not None and line.period_end is not None
+            begins = recurring[0].period_start if recurring else inv.issue_date
+            assert begins is not None
+            items = [i for i in items_in_effect(sub.items, begins) if i.price.kind.value != "usage"]
+            for line, item in zip(recurring, items if recurring else [], strict=True):
+                assert line.sku == item.sku and line.quantity == item.quantity
+                assert line.period_start is not None
                 # an expired discount bills the full price (issue 17)
                 assert line.amount_minor == item_period_amount(
                     item, line.period_start, line.quantity
                 )
-                if item.price.kind.value != "usage":
-                    assert line.quantity == item.quantity
-                else:  # billed as metered
-                    assert line.kind.value == "usage"
-                    assert line.quantity == metered_quantity(
-                        sub.usage_records, line.sku or "", line.period_start, line.period_end
-                    )
+                checked += 1
+            for line in usage:  # billed in arrears, as metered (issue 17)
+                assert line.period_start is not None and line.period_end is not None
+                assert line.period_end < inv.issue_date
+                used = item_by_sku(sub.items, line.sku or "", line.period_start)
+                assert line.amount_minor == item_period_amount(
+                    used, line.period_start, line.quantity
+                )
+                assert line.quantity == metered_quantity(
+                    sub.usage_records, line.sku or "", line.period_start, line.period_end
+                )
                 checked += 1
             if inv.status == "paid":
                 assert inv.amount_paid_minor == inv.total_minor
     assert checked > 1_000
+
+
+def item_by_sku(items: tuple[SubscriptionItem, ...], sku: str, day: date) -> SubscriptionItem:
+    """The version of the item of ``sku`` in effect on ``day``."""
+    return next(i for i in items_in_effect(items, day) if i.sku == sku)
+
+
+def test_usage_is_billed_in_arrears_at_a_period_independent_unit_price(
+    book: list[Any],
+) -> None:
+    """Each invoice bills the previous service period's metered usage; the first period
+    bills none; a canceled or paused subscription's last usage is on a final invoice
+    issued the day service ended; a usage unit price does not grow with the period."""
+    api = C.PRODUCTS_BY_SKU["API-CALLS-1K"]
+    prices = {C.list_price(api, "USD", p)["unit_amount_minor"] for p in C.PERIOD_FACTOR}
+    assert prices == {45}
+    first_periods = finals = arrears = written_off = 0
+    for s in book:
+        for raw_sub in s.subscriptions:
+            sub = Subscription.model_validate(raw_sub)
+            usage_skus = {i.sku for i in sub.items if i.price.kind.value == "usage"}
+            invs = sorted(
+                (Invoice.model_validate(i) for i in s.invoices
+                 if i["subscription_id"] == sub.hub_id and i["status"] != "void"),
+                key=lambda i: i.issue_date,
+            )  # fmt: skip
+            if not usage_skus or not invs:
+                continue
+            for inv in invs:
+                starts = [
+                    ln.period_start
+                    for ln in inv.lines
+                    if ln.kind.value == "recurring" and ln.period_start
+                ]
+                for line in (ln for ln in inv.lines if ln.kind.value == "usage"):
+                    assert line.period_end is not None and line.period_start is not None
+                    if starts:  # the period just before the one billed in advance
+                        assert line.period_end == starts[0] - ONE_DAY
+                        arrears += 1
+            first = sub.trial_end or sub.start_date
+            if invs[0].issue_date == first:
+                assert not [ln for ln in invs[0].lines if ln.kind.value == "usage"]
+                first_periods += 1
+            ended = {"canceled": sub.end_date, "paused": sub.paused_at}.get(sub.status.value)
+            if ended is not None and ended <= C.AS_OF and len(invs) > 1:
+                final = invs[-1]
+                assert final.issue_date == ended
+                assert {ln.kind.value for ln in final.lines} == {"usage"}
+                assert all(ln.period_end and ln.period_end < ended for ln in final.lines)
+                finals += 1
+                if invs[-2].status.value == "uncollectible":  # written off with the rest
+                    assert final.status.value == "uncollectible"
+                    written_off += 1
+            billed = {
+                (ln.sku, ln.period_start) for i in invs for ln in i.lines
+                if ln.kind.value == "usage"
+            }  # fmt: skip
+            closed = {(r.meter, r.period_start) for r in sub.usage_records}
+            assert billed <= closed
+            assert all(r.period_end < C.AS_OF for r in sub.usage_records)
+    assert first_periods > 0 and finals > 0 and written_off > 0 and arrears > 100
 
 
 def test_known_prices_in_minor_units() -> None:

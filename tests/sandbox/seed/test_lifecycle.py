@@ -12,7 +12,7 @@ import pytest
 
 from hub.model import Invoice, Subscription
 from sandbox.seed.book import DUNNING_DAYS, REISSUE_OFFSET, Book
-from sandbox.seed.drift import plan
+from sandbox.seed.drift import WITHHOLD_INVOICE, plan
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,11 @@ def test_every_event_happens_in_the_default_book(book: list[Any]) -> None:
     for sub in resumed:
         assert sub.paused_at is not None and sub.resume_at is not None
         issued = [i.issue_date for i in by_sub[sub.hub_id]]
-        assert not any(sub.paused_at <= d < sub.resume_at for d in issued), sub.hub_id
+        # only the usage metered before the pause is billed in it (in arrears)
+        paused = [i for i in by_sub[sub.hub_id] if sub.paused_at <= i.issue_date < sub.resume_at]
+        for inv in paused:
+            assert all(ln.kind.value == "usage" for ln in inv.lines), inv.hub_id
+            assert all(ln.period_end and ln.period_end < sub.paused_at for ln in inv.lines)
         assert any(d >= sub.resume_at for d in issued), sub.hub_id  # billed again after
     assert all(s.paused_at is not None for s in subs if s.status.value == "paused")
     expiring = [s for s in subs if any(i.discount_until for i in s.items)]
@@ -73,6 +77,29 @@ def test_every_voided_invoice_is_reissued_for_the_same_lines(book: list[Any]) ->
 def test_lifecycle_drift_is_planted_with_its_findings() -> None:
     drifts = {d.action: d for d in plan(Book(42, 300))}
     paused = next(d for d in plan(Book(42, 300)) if d.field == "paused_at")
-    assert [f.field for f in paused.findings] == ["paused:issue_date"]
+    # the month billed in advance, and its usage billed in arrears on the pause's first day
+    assert [f.field for f in paused.findings] == ["paused:issue_date"] * 2
     usage = drifts["usage_record_minus"]
     assert usage.findings[0].field.startswith("usage:lines[")  # type: ignore[union-attr]
+
+
+def test_an_unbilled_period_is_planted_mid_history(book: list[Any]) -> None:
+    """The withheld invoice is a paid one of an active subscription, neither its first nor
+    one of its last two; the finding is keyed by its service period's start and expects
+    its recurring lines (the subscription's items at their quantities, net of tax)."""
+    drift = next(d for d in plan(Book(42, 300)) if d.action == WITHHOLD_INVOICE)
+    inv = next(i for s in book for i in s.invoices if i["hub_id"] == drift.value["invoice"])
+    sub = next(x for s in book for x in s.subscriptions if x["hub_id"] == inv["subscription_id"])
+    siblings = [
+        i["hub_id"] for s in book for i in s.invoices if i["subscription_id"] == sub["hub_id"]
+    ]
+    assert sub["status"] == "active" and inv["status"] == "paid"
+    assert 0 < siblings.index(inv["hub_id"]) < len(siblings) - 2
+    assert drift.key == f"{sub['hub_id']}@{inv['issue_date'].isoformat()}"
+    assert [(f.entity, f.key, f.system, f.kind, f.field) for f in drift.findings] == [
+        ("invoice", drift.key, "billing", "aggregate", "unbilled:period")
+    ]
+    items = Subscription.model_validate(sub).items
+    priced = sum(i.price.amount_minor(i.quantity) for i in items if i.price.kind != "usage")
+    assert drift.value["amount_at_stake_minor"] == priced > 0
+    assert drift.value["currency"] == sub["currency"]
