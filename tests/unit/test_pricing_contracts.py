@@ -200,7 +200,7 @@ def test_the_step_in_effect_is_the_last_one_started(r: tuple, day: date) -> None
     if not started:
         assert step is None
         return
-    assert step == started[-1]  # steps are in order: the last started is the latest
+    assert step is not None and step == started[-1]  # in order: the last started is latest
     later = [s for s in steps if s.first_day(start) > step.first_day(start)]
     assert all(s.first_day(start) > day for s in later)
     assert ramp_step_in_effect(steps, "I-2", day, start) is None  # another item's
