@@ -37,6 +37,8 @@ from hub.recon import findings as F
 from hub.recon.engine import Source, columns, quote, register
 
 _OPEN_ALLOCATIONS = ("reserved", "picked")
+#: DuckDB's type of a bundle (``hub.model.BundleComponent`` list) for items without one
+_BUNDLE_TYPE = "STRUCT(sku VARCHAR, quantity BIGINT, share_bps BIGINT)[]"
 
 
 def invoice_sums(
@@ -525,7 +527,12 @@ def allocations(
     """Open (reserved or picked) allocations per subscription item and delivery date
     against the item's quantity (zero when the subscription is not active), and, given
     ``stock`` (sku, location, quantity on hand), open allocations per SKU and location
-    beyond what is on hand."""
+    beyond what is on hand.
+
+    A bundle item (``items`` may carry ``bundle``, its components: sku, quantity per
+    bundle unit) is delivered as its components (``hub.sync.deliveries``): its open
+    allocations are summed per component SKU and held to the bundle's quantity times the
+    component's; field ``allocation:items[<item_id>/<sku>]@<date>.quantity``."""
     al, sub, it = (
         register(con, x, h)
         for x, h in ((allocations, "alloc"), (subscriptions, "subs"), (items, "items"))
@@ -533,20 +540,36 @@ def allocations(
     s = F.literal(system)
     open_ = ", ".join(F.literal(x) for x in _OPEN_ALLOCATIONS)
     active = ", ".join(F.literal(x) for x in active_statuses)
+    bundle = "i.bundle" if "bundle" in columns(con, it) else f"CAST([] AS {_BUNDLE_TYPE})"
+    items_ = f"(SELECT i.key, i.item_id, i.quantity, coalesce({bundle}, []) bundle FROM {it} i)"
+    required = f"""
+        SELECT i.key, i.item_id, CAST(NULL AS VARCHAR) comp, i.quantity AS req
+        FROM {items_} i JOIN {sub} s ON s.key = i.key
+        WHERE s.status IN ({active}) AND len(i.bundle) = 0
+        UNION ALL
+        SELECT key, item_id, c.sku, quantity * coalesce(c.quantity, 1)
+        FROM (SELECT i.key, i.item_id, i.quantity, unnest(i.bundle) c
+              FROM {items_} i JOIN {sub} s ON s.key = i.key
+              WHERE s.status IN ({active}) AND len(i.bundle) > 0)"""
+    bundled = f"SELECT DISTINCT key, item_id FROM {items_} WHERE len(bundle) > 0"
     parts = [
         f"""SELECT 'subscription' entity, a.subscription_id key, NULL external_id, {s} system,
                    'aggregate' kind,
-                   'allocation:items[' || CAST(a.subscription_item_id AS VARCHAR) || ']@'
+                   'allocation:items[' || CAST(a.subscription_item_id AS VARCHAR)
+                     || coalesce('/' || a.comp, '') || ']@'
                      || CAST(a.delivery_date AS VARCHAR) || '.quantity' field,
                    CAST(coalesce(req, 0) AS VARCHAR) expected, CAST(allocated AS VARCHAR) actual,
                    'error' severity, NULL amount_at_stake_minor, NULL currency
-            FROM (SELECT subscription_id, subscription_item_id, delivery_date,
-                         sum(quantity) allocated
-                  FROM {al} WHERE status IN ({open_})
+            FROM (SELECT a.subscription_id, a.subscription_item_id,
+                         CASE WHEN b.key IS NOT NULL THEN CAST(a.sku AS VARCHAR) END comp,
+                         a.delivery_date, sum(a.quantity) allocated
+                  FROM {al} a LEFT JOIN ({bundled}) b
+                    ON b.key = a.subscription_id AND b.item_id = a.subscription_item_id
+                  WHERE a.status IN ({open_})
                   GROUP BY ALL) a
-            LEFT JOIN (SELECT i.key, i.item_id, i.quantity AS req FROM {it} i
-                       JOIN {sub} s ON s.key = i.key WHERE s.status IN ({active})) r
+            LEFT JOIN ({required}) r
               ON r.key = a.subscription_id AND r.item_id = a.subscription_item_id
+             AND r.comp IS NOT DISTINCT FROM a.comp
             WHERE coalesce(req, 0) <> allocated"""
     ]
     if stock is not None:

@@ -677,16 +677,17 @@ def golden_items(con: duckdb.DuckDBPyConnection) -> str:
     """Golden subscription items as they are now (each item's latest version; the
     checks that judge the present: allocations, one period's charge) with the price
     columns ``checks`` expects (kind, flat_amount_minor, unit_amount_minor, discount_bps)
-    next to sku and quantity."""
+    next to sku, quantity and bundle (a bundle item's components)."""
     view = "golden_subscription_items_priced"
     rows = _golden_item_rows(con)
+    bundle = ", bundle" if "bundle" in columns(con, rows) else ""
     run(
         con,
         f"""CREATE OR REPLACE TEMP VIEW {view} AS
             SELECT key, item_id, sku, quantity, "price.kind" AS kind,
                    "price.flat_amount_minor" AS flat_amount_minor,
                    "price.unit_amount_minor" AS unit_amount_minor,
-                   "price.discount_bps" AS discount_bps
+                   "price.discount_bps" AS discount_bps{bundle}
             FROM {rows} WHERE current""",
     )
     return view

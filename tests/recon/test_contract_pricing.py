@@ -149,3 +149,35 @@ def test_golden_ramp_steps_resolve_contract_years_as_the_model_does() -> None:
     ]
     model = RampStep.model_validate({**steps[0], "price": price})
     assert model.first_day(date(2024, 2, 29)) == rows[0][2]
+
+
+def test_a_bundles_allocations_are_held_per_component() -> None:
+    """A bundle of 3 kits (2 HW + 5 CON per kit) needs 6 HW and 15 CON per delivery;
+    a plain item's allocations are summed whatever their SKU, as before."""
+    con = connect()
+    subs = pa.table({"key": ["s1"], "status": ["active"]})
+    kit = [{"sku": "HW", "quantity": 2, "share_bps": 7_000},
+           {"sku": "CON", "quantity": 5, "share_bps": 3_000}]  # fmt: skip
+    items = pa.Table.from_pylist(
+        [
+            {"key": "s1", "item_id": "kit", "quantity": 3, "bundle": kit},
+            {"key": "s1", "item_id": "plain", "quantity": 2, "bundle": []},
+        ]
+    )
+
+    def alloc(item: str, sku: str, qty: int) -> dict[str, Any]:
+        return {"subscription_id": "s1", "subscription_item_id": item, "sku": sku,
+                "location": "W1", "quantity": qty, "delivery_date": date(2026, 1, 5),
+                "status": "reserved"}  # fmt: skip
+
+    right = [alloc("kit", "HW", 6), alloc("kit", "CON", 15), alloc("plain", "P", 2)]
+    found = checks.allocations(con, pa.Table.from_pylist(right), subs, items, system="wms")
+    assert found.to_pylist() == []
+    wrong = [alloc("kit", "HW", 3), alloc("kit", "CON", 15), alloc("kit", "X", 1),
+             alloc("plain", "P", 2)]  # fmt: skip
+    found = checks.allocations(con, pa.Table.from_pylist(wrong), subs, items, system="wms")
+    got = {f["field"]: (f["expected"], f["actual"]) for f in found.to_pylist()}
+    assert got == {
+        "allocation:items[kit/HW]@2026-01-05.quantity": ("6", "3"),
+        "allocation:items[kit/X]@2026-01-05.quantity": ("0", "1"),  # not a component
+    }
