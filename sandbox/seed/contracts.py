@@ -1,7 +1,9 @@
 """Bundles and ramped contracts in the seeded book (issue 17).
 
-A handful of customers (``index % CONTRACT_EVERY == CONTRACT_OFFSET``) hold, on their
-first subscription that fits, two things billing products sell:
+A handful of customers (``index % CONTRACT_EVERY == CONTRACT_OFFSET``: 5 of the 300
+default ones, 3 of the 60 the sandbox reconciliation test seeds, 2 of them with lines of
+an earlier contract year) hold, on their first subscription that fits, two things
+billing products sell:
 
 - a **bundle**: one software item (flat or per unit, never shipped) becomes a bundle of
   ``BUNDLE`` components with their shares of its price. It is still billed at its own
@@ -32,7 +34,7 @@ from sandbox.seed import catalog as C
 Record = dict[str, Any]
 
 #: customers i with i % CONTRACT_EVERY == CONTRACT_OFFSET get a bundle and a ramp
-CONTRACT_EVERY, CONTRACT_OFFSET = 25, 11
+CONTRACT_EVERY, CONTRACT_OFFSET = 19, 1
 #: the bundle: (component SKU, quantity per bundle unit, share of the price in bps)
 BUNDLE = (("PLAT-CORE", 1, 6_000), ("ANALYTICS", 2, 3_000), ("SUPPORT-PREM", 1, 1_000))
 #: the ramp: each contract year's price, in percent of year 1's
