@@ -20,6 +20,7 @@ from hub.model import (
     RampStep,
     Subscription,
     SubscriptionItem,
+    add_months,
     validate_record,
 )
 from hub.pricing import (
@@ -274,3 +275,52 @@ def test_a_day_before_the_contract_start_has_no_step() -> None:
         ramp_step_in_effect(sub.ramp, "I-1", sub.start_date - timedelta(days=1), sub.start_date)
         is None
     )
+
+
+# -- properties of the remaining functions --------------------------------------------------
+@given(st.integers(0, 10**9), shares())
+def test_a_bundle_allocation_names_each_component_once_and_sums_to_the_amount(
+    amount: int, bps: list[int]
+) -> None:
+    components = [
+        {"sku": f"C{n}", "quantity": 1, "share_bps": share} for n, share in enumerate(bps)
+    ]
+    item = SubscriptionItem(
+        item_id="I-1", sku="KIT", quantity=1, price=Price(kind="flat"), bundle=components
+    )
+    parts = bundle_allocation(item, amount)
+    assert [c.sku for c, _ in parts] == [c["sku"] for c in components]
+    assert sum(part for _, part in parts) == amount
+
+
+@given(
+    days,
+    st.integers(1, 10),
+    st.none() | st.integers(0, 10**6),
+    st.none() | st.integers(0, 1_000),
+)
+def test_a_ramped_item_takes_what_its_step_sets_and_keeps_the_rest(
+    day: date, year: int, unit: int | None, qty: int | None
+) -> None:
+    if unit is None and qty is None:
+        qty = 0  # a step changes something
+    step = {"item_id": "I-1", "contract_year": year, "quantity": qty}
+    if unit is not None:
+        step["price"] = _price(unit)
+    sub = _contract([step])
+    item = sub.items[0]
+    billed = ramped_item(sub, item, day)
+    if day < sub.ramp[0].first_day(sub.start_date):
+        assert billed == item
+        return
+    assert billed.price == (item.price if unit is None else _price(unit))
+    assert billed.quantity == (item.quantity if qty is None else qty)
+    assert (billed.item_id, billed.sku) == (item.item_id, item.sku)
+
+
+@given(st.integers(1, 120))
+def test_a_commitment_ends_the_day_before_its_term_months_later(months: int) -> None:
+    sub = _contract([], commitment_minor=1, commitment_term_months=months)
+    end = commitment_end(sub)
+    assert end is not None and end >= sub.start_date
+    assert end + timedelta(days=1) == add_months(sub.start_date, months)
