@@ -27,6 +27,11 @@ Conventions the billing connector relies on:
   usage (``usage_records``) and an invoice's dunning run (``dunning_events``) are JSON
   lists on their parent row, as the price tiers are; an item's discount may end
   (``discount_until``, the last day it applies);
+* a bundle item keeps its components (``bundle``: ``[{"sku", "quantity", "share_bps"}]``,
+  empty for a plain item) and a subscription its contract terms (``commitment_minor`` in
+  its currency over ``commitment_term_months``, both NULL without a commitment; ``ramp``:
+  ``[{"item_id", "starts_on" | "contract_year", "price", "quantity"}]``), JSON lists
+  again;
 * invoice lines have a ``kind`` (recurring, proration, usage, one_time); a proration
   line names the item whose change caused it (``proration_of``, an ``item_id``).
 
@@ -203,6 +208,10 @@ subscriptions = sa.Table(
     sa.Column("resume_at", sa.Date),
     # metered usage, [{"meter", "period_start", "period_end", "quantity"}] (meter: a SKU)
     sa.Column("usage_records", sa.JSON, nullable=False, default=list, server_default="[]"),
+    # contract terms: the committed amount over the term, and the ramp schedule
+    _money("commitment_minor", nullable=True),
+    sa.Column("commitment_term_months", sa.SmallInteger),
+    sa.Column("ramp", sa.JSON, nullable=False, default=list, server_default="[]"),
     *_stamps(),
     sa.CheckConstraint(
         "status IN ('trialing', 'active', 'past_due', 'paused', 'canceled')", name="status"
@@ -211,6 +220,9 @@ subscriptions = sa.Table(
         "proration_policy IN ('none', 'daily', 'billing_cycle')", name="proration_policy"
     ),
     sa.CheckConstraint("billing_period IN ('month', 'quarter', 'year')", name="period"),
+    sa.CheckConstraint(
+        "(commitment_minor IS NULL) = (commitment_term_months IS NULL)", name="commitment"
+    ),
     _cursor_index("subscriptions"),
 )
 
@@ -236,6 +248,8 @@ subscription_items = sa.Table(
     sa.Column("effective_from", sa.Date),
     sa.Column("effective_to", sa.Date),
     sa.Column("discount_until", sa.Date),
+    # a bundle's components, [{"sku", "quantity", "share_bps"}]; [] for a plain item
+    sa.Column("bundle", sa.JSON, nullable=False, default=list, server_default="[]"),
     *_stamps(),
     sa.CheckConstraint(
         "price_kind IN ('flat', 'per_unit', 'graduated', 'volume', 'usage')", name="kind"
@@ -369,6 +383,10 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("subscriptions", "usage_records"),
     ("subscription_items", "discount_until"),
     ("invoices", "dunning_events"),
+    ("subscription_items", "bundle"),
+    ("subscriptions", "commitment_minor"),
+    ("subscriptions", "commitment_term_months"),
+    ("subscriptions", "ramp"),
 )
 
 

@@ -242,6 +242,47 @@ class ProrationPolicy(enum.StrEnum):
     BILLING_CYCLE = "billing_cycle"  # changes take effect at the next period start only
 
 
+#: The whole of a bundle's price, in basis points: its components' shares sum to this.
+BUNDLE_SHARES_BPS = 10_000
+
+
+class BundleComponent(BaseModel):
+    """One component of a bundle item: ``quantity`` units of ``sku`` per bundle unit, and
+    its ``share_bps`` of the bundle's price (revenue allocation; the shares sum to
+    ``BUNDLE_SHARES_BPS``). The bundle is billed at its own price; the shares only split
+    that amount (``hub.pricing.bundle_allocation``), and the WMS ships the components."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    sku: Key
+    quantity: Annotated[int, Field(ge=1, le=10**6)] = 1
+    share_bps: Annotated[int, Field(ge=0, le=BUNDLE_SHARES_BPS)]
+
+
+def _bundle(components: tuple[BundleComponent, ...]) -> tuple[BundleComponent, ...]:
+    """A bundle's components: distinct SKUs whose shares sum to the whole price (a lost
+    or invented basis point would lose or invent revenue in every allocation)."""
+    if not components:
+        return components
+    skus = [c.sku for c in components]
+    if len(set(skus)) != len(skus):
+        raise PydanticCustomError(
+            "bundle_components_unique",
+            "bundle: a component SKU appears twice ({skus})",
+            {"skus": ", ".join(skus)},
+        )
+    total = sum(c.share_bps for c in components)
+    if total != BUNDLE_SHARES_BPS:
+        raise PydanticCustomError(
+            "bundle_shares_sum",
+            "bundle: component shares must sum to {whole} bps, not {total}",
+            {"whole": BUNDLE_SHARES_BPS, "total": total},
+        )
+    return components
+
+
+Bundle = Annotated[tuple[BundleComponent, ...], AfterValidator(_bundle)]
+
+
 class SubscriptionItem(BaseModel):
     """One version of a subscription item. ``effective_from`` / ``effective_to`` are the
     first and last day (both inclusive) the version is in effect; None is open-ended.
@@ -258,6 +299,8 @@ class SubscriptionItem(BaseModel):
     #: the last day (inclusive) ``price.discount_bps`` applies: a service period starting
     #: after it is billed at the full price; None: the discount does not expire
     discount_until: date | None = None
+    #: a bundle's components (empty: not a bundle); the item is billed at ``price``
+    bundle: Bundle = ()
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -302,6 +345,49 @@ class UsageRecord(BaseModel):
         return self
 
 
+#: The longest contract term, in months.
+MAX_TERM_MONTHS = 120
+
+
+class RampStep(BaseModel):
+    """One step of a ramped contract: from its first day, item ``item_id`` is billed at
+    ``price`` and/or ``quantity`` instead of the item's own (a field left None keeps the
+    item's). The first day is either ``starts_on`` or the first day of contract year
+    ``contract_year`` (counted from the subscription's ``start_date``); exactly one is
+    given. A step's price is untiered (flat, per unit or usage): a tiered ramp is a new
+    item version, which the price history already handles."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    item_id: Key
+    starts_on: date | None = None
+    contract_year: Annotated[int, Field(ge=1, le=MAX_TERM_MONTHS // 12)] | None = None
+    price: Price | None = None
+    quantity: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _one_start_and_a_change(self) -> Self:
+        if (self.starts_on is None) == (self.contract_year is None):
+            raise PydanticCustomError(
+                "ramp_step_start", "starts_on: give either starts_on or contract_year, not both"
+            )
+        if self.price is None and self.quantity is None:
+            raise PydanticCustomError(
+                "ramp_step_change", "price: a ramp step changes the price, the quantity or both"
+            )
+        if self.price is not None and self.price.tiers:
+            raise PydanticCustomError(
+                "ramp_step_untiered",
+                "price: a ramp step's price takes no tiers (a tiered change is an item version)",
+            )
+        return self
+
+    def first_day(self, contract_start: date) -> date:
+        """The day the step takes effect in a contract starting on ``contract_start``."""
+        if self.starts_on is not None:
+            return self.starts_on
+        return add_months(contract_start, 12 * ((self.contract_year or 1) - 1))
+
+
 class Subscription(_Canonical):
     entity: ClassVar[str] = "subscription"
     hub_id: Key
@@ -324,7 +410,41 @@ class Subscription(_Canonical):
     resume_at: date | None = None
     items: tuple[SubscriptionItem, ...] = Field(min_length=1)
     usage_records: tuple[UsageRecord, ...] = ()
+    #: contract terms: the amount the customer commits to be billed (minor units of
+    #: ``currency``) over ``commitment_term_months`` from ``start_date``; both or neither
+    commitment_minor: MinorUnits | None = None
+    commitment_term_months: Annotated[int, Field(ge=1, le=MAX_TERM_MONTHS)] | None = None
+    #: the ramp schedule, each item's steps in the order they take effect
+    ramp: tuple[RampStep, ...] = ()
     updated_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _contract_terms(self) -> Self:
+        if (self.commitment_minor is None) != (self.commitment_term_months is None):
+            raise PydanticCustomError(
+                "commitment_term",
+                "commitment_term_months: a commitment needs its term and a term its amount",
+            )
+        items = {i.item_id for i in self.items}
+        last: dict[str, date] = {}
+        for n, step in enumerate(self.ramp):
+            if step.item_id not in items:
+                raise PydanticCustomError(
+                    "ramp_item",
+                    "ramp[{n}].item_id: {item_id} is not an item of the subscription",
+                    {"n": n, "item_id": step.item_id},
+                )
+            first = step.first_day(self.start_date)
+            if step.item_id in last and first <= last[step.item_id]:
+                raise PydanticCustomError(
+                    "ramp_order",
+                    "ramp[{n}]: steps of item {item_id} must start on strictly later days "
+                    "({first} is not after {before})",
+                    {"n": n, "item_id": step.item_id, "first": str(first),
+                     "before": str(last[step.item_id])},
+                )  # fmt: skip
+            last[step.item_id] = first
+        return self
 
     @model_validator(mode="after")
     def _dates_and_items(self) -> Self:

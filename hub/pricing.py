@@ -18,6 +18,18 @@ The rules (docs/reconciliation.md, "Price history and prorations"):
   on its own; the proration line bills charge - credit (negative for a downgrade). An
   added item has no old version (credit 0), a removed one no new version (charge 0).
 - ``BILLING_CYCLE`` moves a change to the next period start: nothing is prorated.
+
+Bundles and contract terms (docs/reconciliation.md keeps the same rules):
+
+- A bundle item is billed at its own price; its amount is split over its components by
+  their ``share_bps`` with the largest-remainder method (:func:`allocate`): each
+  component gets the floor of its exact share, and the minor units left over go one each
+  to the largest fractional remainders (ties: the earlier component), so the parts sum to
+  the amount exactly and none is off its exact share by a whole minor unit.
+- A ramped item is billed, on a day, at the last ramp step of that item started on or
+  before it (:func:`ramp_step_in_effect`); before the first step, at the item's own price.
+- A commitment's shortfall is what the term billed less than the commitment, never below
+  zero (:func:`commitment_shortfall`).
 """
 
 from __future__ import annotations
@@ -27,7 +39,17 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
 
-from hub.model import BillingPeriod, ProrationPolicy, SubscriptionItem, UsageRecord, add_months
+from hub.model import (
+    BUNDLE_SHARES_BPS,
+    BillingPeriod,
+    BundleComponent,
+    ProrationPolicy,
+    RampStep,
+    Subscription,
+    SubscriptionItem,
+    UsageRecord,
+    add_months,
+)
 
 
 def item_in_effect(
@@ -175,3 +197,69 @@ def item_changes(
         )
         out.append((old, new))
     return out
+
+
+# -- bundles and contract terms ----------------------------------------------------------
+def allocate(amount_minor: int, shares_bps: Sequence[int]) -> list[int]:
+    """``amount_minor`` split by ``shares_bps`` (summing to ``BUNDLE_SHARES_BPS``) in whole
+    minor units that sum to it exactly: largest remainder, ties to the earlier share. A
+    negative amount (a credit) is split as its magnitude, negated."""
+    if sum(shares_bps) != BUNDLE_SHARES_BPS or any(s < 0 for s in shares_bps):
+        raise ValueError(f"shares {list(shares_bps)} must be >= 0 and sum to {BUNDLE_SHARES_BPS}")
+    sign, whole = (-1, -amount_minor) if amount_minor < 0 else (1, amount_minor)
+    exact = [whole * share for share in shares_bps]
+    parts = [e // BUNDLE_SHARES_BPS for e in exact]
+    left = whole - sum(parts)
+    by_remainder = sorted(range(len(parts)), key=lambda n: (-(exact[n] % BUNDLE_SHARES_BPS), n))
+    for n in by_remainder[:left]:
+        parts[n] += 1
+    return [sign * p for p in parts]
+
+
+def bundle_allocation(
+    item: SubscriptionItem, amount_minor: int
+) -> list[tuple[BundleComponent, int]]:
+    """A bundle item's billed ``amount_minor`` allocated over its components by share
+    (:func:`allocate`), in the bundle's order; empty for an item that is not a bundle."""
+    if not item.bundle:
+        return []
+    parts = allocate(amount_minor, [c.share_bps for c in item.bundle])
+    return list(zip(item.bundle, parts, strict=True))
+
+
+def ramp_step_in_effect(
+    ramp: Iterable[RampStep], item_id: str, day: date, contract_start: date
+) -> RampStep | None:
+    """The ramp step of ``item_id`` in effect on ``day``: the last one started on or
+    before it (None before the first step, or without a ramp)."""
+    started = [s for s in ramp if s.item_id == item_id and s.first_day(contract_start) <= day]
+    return max(started, key=lambda s: s.first_day(contract_start), default=None)
+
+
+def ramped_item(subscription: Subscription, item: SubscriptionItem, day: date) -> SubscriptionItem:
+    """``item`` as billed on ``day``: with the price and quantity of its ramp step in
+    effect then (what the step leaves None stays the item's)."""
+    step = ramp_step_in_effect(subscription.ramp, item.item_id, day, subscription.start_date)
+    if step is None:
+        return item
+    update: dict[str, object] = {}
+    if step.price is not None:
+        update["price"] = step.price
+    if step.quantity is not None:
+        update["quantity"] = step.quantity
+    return item.model_copy(update=update)
+
+
+def commitment_end(subscription: Subscription) -> date | None:
+    """The last day of the commitment term (None without one)."""
+    if subscription.commitment_term_months is None:
+        return None
+    return add_months(subscription.start_date, subscription.commitment_term_months) - timedelta(
+        days=1
+    )
+
+
+def commitment_shortfall(commitment_minor: int, billed_minor: int) -> int:
+    """What the term billed short of the commitment (committed - billed), never below
+    zero: billing more than committed owes nothing back."""
+    return max(0, commitment_minor - billed_minor)

@@ -37,6 +37,8 @@ from hub.recon import findings as F
 from hub.recon.engine import Source, columns, quote, register
 
 _OPEN_ALLOCATIONS = ("reserved", "picked")
+#: DuckDB's type of a bundle (``hub.model.BundleComponent`` list) for items without one
+_BUNDLE_TYPE = "STRUCT(sku VARCHAR, quantity BIGINT, share_bps BIGINT)[]"
 
 
 def invoice_sums(
@@ -143,6 +145,7 @@ def price_leakage(
     tiers: Source | None = None,
     *,
     system: str,
+    ramps: Source | None = None,
 ) -> pa.Table:
     """Billed recurring and usage line amounts against the price of the subscription item
     version in effect for the line's service period (``hub.pricing.period_amount``).
@@ -159,9 +162,18 @@ def price_leakage(
     (:func:`_versioned`). A line still billed at an expired discount is left to
     :func:`expired_discounts` (one drift, one finding).
 
+    A ramped contract's item is priced with the ramp step in effect on the same day
+    (``ramps``: key, item_id, first_day and the step's kind, flat_amount_minor,
+    unit_amount_minor, discount_bps and quantity, NULL where the step keeps the item's;
+    ``hub.pricing.ramped_item``), so year 2 is held to the year-2 price. A bundle item is
+    one item with one price: its line is priced at the bundle's price, never at its
+    components' (they only split that amount).
+
     Field ``price:lines[<n>].amount_minor@items[<item_id>]``; amount at stake = expected -
     billed (positive: under-billing, negative: over-billing), in the invoice currency."""
-    return _priced_lines(con, invoices, lines, items, tiers, system=system, which="price")
+    return _priced_lines(
+        con, invoices, lines, items, tiers, system=system, which="price", ramps=ramps
+    )
 
 
 def expired_discounts(
@@ -172,6 +184,7 @@ def expired_discounts(
     tiers: Source | None = None,
     *,
     system: str,
+    ramps: Source | None = None,
 ) -> pa.Table:
     """Recurring and usage lines still billed at their item's discount for a service period
     starting after the item version's ``discount_until``: the billed amount equals the
@@ -179,7 +192,9 @@ def expired_discounts(
     :func:`price_leakage`). Field ``discount:lines[<n>].amount_minor@items[<item_id>]``;
     expected the full price, actual the billed amount, amount at stake = full - billed
     (positive: under-billing), in the invoice currency."""
-    return _priced_lines(con, invoices, lines, items, tiers, system=system, which="discount")
+    return _priced_lines(
+        con, invoices, lines, items, tiers, system=system, which="discount", ramps=ramps
+    )
 
 
 def _priced_lines(
@@ -191,6 +206,7 @@ def _priced_lines(
     *,
     system: str,
     which: str,
+    ramps: Source | None = None,
 ) -> pa.Table:
     inv, ln, it = (
         register(con, x, h) for x, h in ((invoices, "inv"), (lines, "lines"), (items, "items"))
@@ -206,14 +222,18 @@ def _priced_lines(
         SELECT i.key AS invoice_key, {ext} AS external_id, i.currency, l.line_no,
                l.amount_minor AS billed, it.key, it.item_id, it.base_item_id, it.kind,
                it.flat_amount_minor, it.unit_amount_minor, it.discount_bps,
-               coalesce({until} IS NOT NULL AND {day} > {until}
-                        AND coalesce(it.discount_bps, 0) > 0, false) AS expired,
-               CAST(CASE WHEN it.kind = 'usage' THEN l.quantity ELSE it.quantity END AS BIGINT) q
+               {day} AS day, {until} AS until, l.quantity AS line_q, it.quantity AS item_q
         FROM {inv} i JOIN {ln} l ON l.key = i.key
         JOIN ({_versioned(con, it)}) it ON it.key = i.subscription_id AND it.sku = l.sku
              AND {_in_effect("it", day)}
         WHERE coalesce({_line_kind(con, ln)}, 'recurring') IN ('recurring', 'usage')
         QUALIFY row_number() OVER (PARTITION BY i.key, l.line_no ORDER BY it.base_item_id) = 1"""
+    matched = f"""
+        SELECT * EXCLUDE (day, until, line_q, item_q),
+               coalesce(until IS NOT NULL AND day > until
+                        AND coalesce(discount_bps, 0) > 0, false) AS expired,
+               CAST(CASE WHEN kind = 'usage' THEN line_q ELSE item_q END AS BIGINT) q
+        FROM ({_ramped(con, matched, ramps)})"""
     view = f"_recon_priced_{abs(hash((inv, ln, it, tr)))}"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS {matched}").fetchall()
     try:
@@ -237,6 +257,32 @@ def _priced_lines(
         return F.finalize(con, rows)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {view}").fetchall()
+
+
+def _ramped(con: duckdb.DuckDBPyConnection, matched: str, ramps: Source | None) -> str:
+    """``matched`` lines (key, base_item_id, day, the item's price columns and item_q) with
+    the price and quantity of the item's ramp step in effect on the line's day in place of
+    the item's (the last step whose ``first_day`` is on or before it; a step's NULL price
+    or quantity keeps the item's). Without ``ramps``: ``matched`` as it is."""
+    if ramps is None:
+        return matched
+    rp = register(con, ramps, "ramps")
+    priced = "r.kind IS NOT NULL"
+    return f"""
+        SELECT m.* REPLACE (
+                   CASE WHEN {priced} THEN r.kind ELSE m.kind END AS kind,
+                   CASE WHEN {priced} THEN r.flat_amount_minor ELSE m.flat_amount_minor END
+                       AS flat_amount_minor,
+                   CASE WHEN {priced} THEN r.unit_amount_minor ELSE m.unit_amount_minor END
+                       AS unit_amount_minor,
+                   CASE WHEN {priced} THEN r.discount_bps ELSE m.discount_bps END
+                       AS discount_bps,
+                   coalesce(r.quantity, m.item_q) AS item_q)
+        FROM ({matched}) m
+        LEFT JOIN {rp} r ON r.key = m.key AND r.item_id = m.base_item_id
+             AND r.first_day <= m.day
+        QUALIFY row_number() OVER (PARTITION BY m.invoice_key, m.line_no
+                                   ORDER BY r.first_day DESC NULLS LAST) = 1"""
 
 
 def _half_even_sql(num: str, den: str) -> str:
@@ -481,7 +527,12 @@ def allocations(
     """Open (reserved or picked) allocations per subscription item and delivery date
     against the item's quantity (zero when the subscription is not active), and, given
     ``stock`` (sku, location, quantity on hand), open allocations per SKU and location
-    beyond what is on hand."""
+    beyond what is on hand.
+
+    A bundle item (``items`` may carry ``bundle``, its components: sku, quantity per
+    bundle unit) is delivered as its components (``hub.sync.deliveries``): its open
+    allocations are summed per component SKU and held to the bundle's quantity times the
+    component's; field ``allocation:items[<item_id>/<sku>]@<date>.quantity``."""
     al, sub, it = (
         register(con, x, h)
         for x, h in ((allocations, "alloc"), (subscriptions, "subs"), (items, "items"))
@@ -489,20 +540,36 @@ def allocations(
     s = F.literal(system)
     open_ = ", ".join(F.literal(x) for x in _OPEN_ALLOCATIONS)
     active = ", ".join(F.literal(x) for x in active_statuses)
+    bundle = "i.bundle" if "bundle" in columns(con, it) else f"CAST([] AS {_BUNDLE_TYPE})"
+    items_ = f"(SELECT i.key, i.item_id, i.quantity, coalesce({bundle}, []) bundle FROM {it} i)"
+    required = f"""
+        SELECT i.key, i.item_id, CAST(NULL AS VARCHAR) comp, i.quantity AS req
+        FROM {items_} i JOIN {sub} s ON s.key = i.key
+        WHERE s.status IN ({active}) AND len(i.bundle) = 0
+        UNION ALL
+        SELECT key, item_id, c.sku, quantity * coalesce(c.quantity, 1)
+        FROM (SELECT i.key, i.item_id, i.quantity, unnest(i.bundle) c
+              FROM {items_} i JOIN {sub} s ON s.key = i.key
+              WHERE s.status IN ({active}) AND len(i.bundle) > 0)"""
+    bundled = f"SELECT DISTINCT key, item_id FROM {items_} WHERE len(bundle) > 0"
     parts = [
         f"""SELECT 'subscription' entity, a.subscription_id key, NULL external_id, {s} system,
                    'aggregate' kind,
-                   'allocation:items[' || CAST(a.subscription_item_id AS VARCHAR) || ']@'
+                   'allocation:items[' || CAST(a.subscription_item_id AS VARCHAR)
+                     || coalesce('/' || a.comp, '') || ']@'
                      || CAST(a.delivery_date AS VARCHAR) || '.quantity' field,
                    CAST(coalesce(req, 0) AS VARCHAR) expected, CAST(allocated AS VARCHAR) actual,
                    'error' severity, NULL amount_at_stake_minor, NULL currency
-            FROM (SELECT subscription_id, subscription_item_id, delivery_date,
-                         sum(quantity) allocated
-                  FROM {al} WHERE status IN ({open_})
+            FROM (SELECT a.subscription_id, a.subscription_item_id,
+                         CASE WHEN b.key IS NOT NULL THEN CAST(a.sku AS VARCHAR) END comp,
+                         a.delivery_date, sum(a.quantity) allocated
+                  FROM {al} a LEFT JOIN ({bundled}) b
+                    ON b.key = a.subscription_id AND b.item_id = a.subscription_item_id
+                  WHERE a.status IN ({open_})
                   GROUP BY ALL) a
-            LEFT JOIN (SELECT i.key, i.item_id, i.quantity AS req FROM {it} i
-                       JOIN {sub} s ON s.key = i.key WHERE s.status IN ({active})) r
+            LEFT JOIN ({required}) r
               ON r.key = a.subscription_id AND r.item_id = a.subscription_item_id
+             AND r.comp IS NOT DISTINCT FROM a.comp
             WHERE coalesce(req, 0) <> allocated"""
     ]
     if stock is not None:

@@ -283,7 +283,8 @@ class PriceLeakage(SystemCheck):
         if not ctx.has(lines, "sku", "amount_minor", "quantity", "line_no"):
             return
         items, tiers = golden_item_versions(ctx.con), golden_tiers(ctx.con, versions=True)
-        ctx.found(self.check(ctx.con, st.table, lines, items, tiers, system=st.system))
+        ramps = golden_ramp_steps(ctx.con)
+        ctx.found(self.check(ctx.con, st.table, lines, items, tiers, system=st.system, ramps=ramps))
         ctx.ran(target.entity, target.system, "aggregate")
 
 
@@ -676,16 +677,17 @@ def golden_items(con: duckdb.DuckDBPyConnection) -> str:
     """Golden subscription items as they are now (each item's latest version; the
     checks that judge the present: allocations, one period's charge) with the price
     columns ``checks`` expects (kind, flat_amount_minor, unit_amount_minor, discount_bps)
-    next to sku and quantity."""
+    next to sku, quantity and bundle (a bundle item's components)."""
     view = "golden_subscription_items_priced"
     rows = _golden_item_rows(con)
+    bundle = ", bundle" if "bundle" in columns(con, rows) else ""
     run(
         con,
         f"""CREATE OR REPLACE TEMP VIEW {view} AS
             SELECT key, item_id, sku, quantity, "price.kind" AS kind,
                    "price.flat_amount_minor" AS flat_amount_minor,
                    "price.unit_amount_minor" AS unit_amount_minor,
-                   "price.discount_bps" AS discount_bps
+                   "price.discount_bps" AS discount_bps{bundle}
             FROM {rows} WHERE current""",
     )
     return view
@@ -727,5 +729,31 @@ def golden_tiers(con: duckdb.DuckDBPyConnection, *, versions: bool = False) -> s
                          unnest(generate_series(1, len("price.tiers"))) AS tier_no,
                          unnest("price.tiers") AS t
                   FROM {rows} WHERE len("price.tiers") > 0 {where})""",
+    )
+    return view
+
+
+def golden_ramp_steps(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The golden subscriptions' ramp steps, one row per step (as ``checks.price_leakage``
+    expects): key, item_id, ``first_day`` (``starts_on``, else the first day of its
+    contract year counted from the subscription's start, as ``RampStep.first_day``) and
+    the step's price columns and quantity (NULL where it keeps the item's); None when
+    the golden subscriptions have no ramp column (a golden table staged before ramps)."""
+    view = "golden_subscription_ramp_steps"
+    subs = quote(golden_table("subscription"))
+    if not {"ramp", "start_date"} <= set(columns(con, subs)):
+        return None
+    run(
+        con,
+        f"""CREATE OR REPLACE TEMP VIEW {view} AS
+            SELECT key, r.item_id AS item_id,
+                   coalesce(r.starts_on, CAST(start_date
+                            + to_months(CAST(12 * (r.contract_year - 1) AS INTEGER)) AS DATE))
+                       AS first_day,
+                   r.price.kind AS kind, r.price.flat_amount_minor AS flat_amount_minor,
+                   r.price.unit_amount_minor AS unit_amount_minor,
+                   r.price.discount_bps AS discount_bps, r.quantity AS quantity
+            FROM (SELECT key, start_date, unnest(ramp) AS r FROM {subs}
+                  WHERE ramp IS NOT NULL AND len(ramp) > 0)""",
     )
     return view

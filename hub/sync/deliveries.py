@@ -12,6 +12,9 @@ the WMS as reservations, SAP as stock reservations):
   still ahead of today (a resumed pause) or planning a new one on the next cycle date, at
   the subscription's warehouse - unless its product takes no new deliveries (the rules'
   ``no_new_deliveries``, e.g. a SKU the PIM has retired);
+- a bundle item ships its physical components instead, each as an allocation of its
+  own (the bundle's quantity times the component's per-unit quantity, of the
+  component's SKU), still referencing the bundle item;
 - a paused, cancelled or otherwise not delivering subscription, or an item removed from
   it, releases its reserved allocations.
 
@@ -145,12 +148,7 @@ def plan(
     golden allocations) match ``subscription``."""
     sub_id = str(subscription["hub_id"])
     delivering = subscription.get("status") in DELIVERING_STATUSES
-    shipped_items = {
-        str(item["item_id"]): item
-        for item in subscription.get("items") or ()
-        if (products.get(str(item["sku"])) or {}).get("family") in rules.physical_families
-        and int(item.get("quantity") or 0) >= 1  # a zero quantity ships nothing
-    }
+    shipped = _shipments(subscription, products, rules)
     end = subscription.get("end_date")
     out: list[Planned] = []
     current = {str(a["hub_id"]): dict(a) for a in allocations}
@@ -165,46 +163,46 @@ def plan(
     for hub_id, alloc in sorted(current.items()):
         if alloc.get("status") != OPEN:
             continue
-        item = shipped_items.get(str(alloc.get("subscription_item_id")))
-        if not delivering or item is None:
+        unit = shipped.get(_shipment_key(alloc, shipped))
+        if not delivering or unit is None:
             change(hub_id, status=RELEASED)
-        elif alloc.get("quantity") != item["quantity"]:
-            change(hub_id, quantity=item["quantity"])
+        elif alloc.get("quantity") != unit.quantity:
+            change(hub_id, quantity=unit.quantity)
     if not delivering:
         return out
     location = _location(current.values()) or rules.warehouse_for(customer)
-    for item_id, item in sorted(shipped_items.items()):
-        mine = [a for a in current.values() if str(a.get("subscription_item_id")) == item_id]
+    for key, unit in sorted(shipped.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        mine = [a for a in current.values() if _shipment_key(a, shipped) == key]
         if any(a.get("status") == OPEN for a in mine):
             continue
-        if rules.no_new_delivery(products.get(str(item["sku"]))) is not None:
+        if rules.no_new_delivery(products.get(unit.sku)) is not None:
             continue  # e.g. a retired SKU: no new deliveries (reported by the reconciliation)
         reopen = sorted(
             (a for a in mine if a.get("status") == RELEASED and _day(a) >= today),
             key=lambda a: (_day(a), str(a["hub_id"])),
         )
         if reopen:
-            change(str(reopen[0]["hub_id"]), status=OPEN, quantity=item["quantity"])
+            change(str(reopen[0]["hub_id"]), status=OPEN, quantity=unit.quantity)
             continue
         if location is None:
             raise NoWarehouseError(
-                f"subscription {sub_id} item {item_id} needs a delivery, but no warehouse "
+                f"subscription {sub_id} item {unit.item_id} needs a delivery, but no warehouse "
                 f"is known for its customer's country {_country(customer)!r}: add it under "
                 f"warehouses in {RULES_FILE.name} (or set default_warehouse)"
             )
         when = next_delivery(subscription, today)
         if end is not None and when > date.fromisoformat(str(end)):
             continue  # it ends before its next cycle: no further delivery
-        hub_id = _allocation_id(sub_id, item_id, when)
+        hub_id = _allocation_id(sub_id, unit.allocation_key, when)
         if hub_id in current:  # planned and shipped or picked already this cycle
             continue
         record = {
             "hub_id": hub_id,
             "subscription_id": sub_id,
-            "subscription_item_id": item_id,
-            "sku": item["sku"],
+            "subscription_item_id": unit.item_id,
+            "sku": unit.sku,
             "location": location,
-            "quantity": item["quantity"],
+            "quantity": unit.quantity,
             "delivery_date": when.isoformat(),
             "status": OPEN,
             "updated_at": now.isoformat(),
@@ -212,6 +210,71 @@ def plan(
         current[hub_id] = record
         out.append(Planned(hub_id, record, tuple(record), created=True))
     return out
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """What one delivery cycle of a subscription ships for one item: a plain item's
+    quantity of its SKU, or for a bundle item one per shipped component - the bundle's
+    quantity times the component's per-unit quantity, of the component's SKU. The
+    allocation references the item (``subscription_item_id``) either way, so billing's
+    item reference holds; a component's allocation is told apart by its SKU."""
+
+    item_id: str
+    sku: str
+    quantity: int
+    #: the component's SKU for a bundle component, None for a plain item
+    component: str | None = None
+
+    @property
+    def allocation_key(self) -> str:
+        """What names the allocation's hub id besides the subscription and the date:
+        the item, plus ``/<component sku>`` for a bundle component."""
+        return self.item_id if self.component is None else f"{self.item_id}/{self.component}"
+
+
+#: (item_id, component SKU or None) -> what it ships
+Shipments = dict[tuple[str, str | None], Shipment]
+
+
+def _shipments(
+    subscription: Mapping[str, Any],
+    products: Mapping[str, Mapping[str, Any]],
+    rules: DeliveryRules,
+) -> Shipments:
+    """What each delivery cycle ships: an item (its latest version of a quantity of at
+    least one) or a bundle component whose product is physical
+    (``rules.physical_families``)."""
+    latest = {
+        str(item["item_id"]): item
+        for item in subscription.get("items") or ()
+        if int(item.get("quantity") or 0) >= 1  # a zero quantity ships nothing
+    }
+    out: Shipments = {}
+
+    def physical(sku: str) -> bool:
+        return (products.get(sku) or {}).get("family") in rules.physical_families
+
+    for item_id, item in latest.items():
+        quantity = int(item["quantity"])
+        components = item.get("bundle") or ()
+        if not components and physical(str(item["sku"])):
+            out[(item_id, None)] = Shipment(item_id, str(item["sku"]), quantity)
+        for c in components:
+            sku = str(c["sku"])
+            if physical(sku):
+                each = int(c.get("quantity") or 1)
+                out[(item_id, sku)] = Shipment(item_id, sku, quantity * each, component=sku)
+    return out
+
+
+def _shipment_key(allocation: Mapping[str, Any], shipped: Shipments) -> tuple[str, str | None]:
+    """The shipment an allocation serves: its item's, or - when that item ships as a
+    bundle - its component's (by the allocation's SKU)."""
+    item_id = str(allocation.get("subscription_item_id"))
+    if (item_id, None) in shipped:
+        return item_id, None
+    return item_id, str(allocation.get("sku"))
 
 
 def may_withhold(entity: str) -> bool:
@@ -252,7 +315,8 @@ def withheld(
 def _allocation_id(sub_id: str, item_id: str, when: date) -> str:
     """A planned delivery's hub id: the same plan always names it the same (a replay
     never duplicates it), short enough for every system's key field (SAP's YY1_HubId
-    holds 40): a digest of subscription and item, and the delivery date."""
+    holds 40): a digest of subscription and item (``Shipment.allocation_key``: a bundle
+    component's names its SKU too), and the delivery date."""
     digest = hashlib.sha256(f"{sub_id}|{item_id}".encode()).hexdigest()[:12]
     return f"ALC-{digest}-{when:%Y%m%d}"
 

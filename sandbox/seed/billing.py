@@ -233,6 +233,9 @@ def _subscription(sub: Record, sub_id: int) -> dict[str, Any]:
         paused_at=sub.get("paused_at"),
         resume_at=sub.get("resume_at"),
         usage_records=_json_days(sub.get("usage_records", [])),
+        commitment_minor=sub.get("commitment_minor"),
+        commitment_term_months=sub.get("commitment_term_months"),
+        ramp=_json_days(sub.get("ramp", [])),
         id=sub_id,
         account_id=xref.customer_index(sub["customer_id"]) + 1,
         created_at=sub["updated_at"],
@@ -259,6 +262,7 @@ def _item(
         "effective_from": item.get("effective_from"),
         "effective_to": item.get("effective_to"),
         "discount_until": item.get("discount_until"),
+        "bundle": item.get("bundle", []),
         "created_at": sub["updated_at"],
         "updated_at": sub["updated_at"],
     }

@@ -45,6 +45,7 @@ from hub.currency import exponent
 from hub.model import Price, ProrationPolicy, SubscriptionItem
 from hub.pricing import proration
 from sandbox.seed import catalog as C
+from sandbox.seed import contracts
 from sandbox.seed.catalog import AS_OF, Region
 
 Record = dict[str, Any]
@@ -313,6 +314,7 @@ class Book:
         since = AS_OF - timedelta(days=rng.randrange(60, 1_500))
         for k in range(rng.randint(*_SUBS[segment])):
             self._subscription(rng, out, k, segment, terms)
+        contracts.apply(self.seed, out)
         out.customer = self._customer(rng, index, segment, terms, since, out)
         return out
 

@@ -19,6 +19,7 @@ from hub.pricing import (
     metered_quantity,
     period_of,
     proration,
+    ramped_item,
 )
 from sandbox.seed import catalog as C
 from sandbox.seed.book import Book
@@ -104,6 +105,8 @@ def test_invoice_lines_follow_the_price_model_and_tax(book: list[Any]) -> None:
             for line, item in zip(recurring, items if recurring else [], strict=True):
                 assert line.sku == item.sku and line.quantity == item.quantity
                 assert line.period_start is not None
+                # a ramped contract bills the step of the period (issue 17)
+                item = ramped_item(sub, item, line.period_start)
                 # an expired discount bills the full price (issue 17)
                 assert line.amount_minor == item_period_amount(
                     item, line.period_start, line.quantity
