@@ -122,16 +122,28 @@ class Mapper:
         self.spec = spec
         self.code_lists = code_lists
         self.resolver = resolver
-        self._plain_fields = {
-            k: f for k, f in spec.fields.items() if "money_decimal" not in f.transform
-        }
-        self._money_fields = {
-            k: f for k, f in spec.fields.items() if "money_decimal" in f.transform
-        }
-        self._writable = tuple(
-            [name for name, fmap in spec.fields.items() if not fmap.read_only] + list(spec.children)
-        )
-        self._compiled: dict[tuple[int, bool], tuple[_Step, ...]] = {}
+        compiled = spec._compiled
+        if compiled.get("fields") is not spec.fields or compiled.get("children") is not (
+            spec.children
+        ):  # first use, or a copy of a spec with other fields (model_copy shares the cache)
+            compiled.clear()
+            compiled["fields"], compiled["children"] = spec.fields, spec.children
+            compiled["plain"] = {
+                k: f for k, f in spec.fields.items() if "money_decimal" not in f.transform
+            }
+            compiled["money"] = {
+                k: f for k, f in spec.fields.items() if "money_decimal" in f.transform
+            }
+            compiled["writable"] = tuple(
+                [name for name, fmap in spec.fields.items() if not fmap.read_only]
+                + list(spec.children)
+            )
+        self._plain_fields: dict[str, FieldMap] = compiled["plain"]
+        self._money_fields: dict[str, FieldMap] = compiled["money"]
+        self._writable: tuple[str, ...] = compiled["writable"]
+        #: (id of a field dict, inbound) -> (the dict, its steps); shared by every mapper
+        #: of the spec (the dict is kept and compared, so an id is never taken for another's)
+        self._compiled: dict[Any, Any] = compiled
         self._contexts: dict[tuple[int, str | None], Context] = {}
 
     @property
@@ -184,15 +196,16 @@ class Mapper:
         """The conversion of ``fields`` in one direction, worked out once per mapper:
         every record read passes through it, field by field."""
         key = (id(fields), inbound)
-        steps = self._compiled.get(key)
-        if steps is None:
+        entry = self._compiled.get(key)
+        if entry is None or entry[0] is not fields:
             steps = tuple(
                 _Step.of(name, fmap, inbound)
                 for name, fmap in fields.items()
                 if inbound or not fmap.read_only
             )
-            self._compiled[key] = steps
-        return steps
+            entry = self._compiled[key] = (fields, steps)
+        result: tuple[_Step, ...] = entry[1]
+        return result
 
     def _convert(
         self,

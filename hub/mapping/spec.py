@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from connectors import registry
 from hub import yamlio
@@ -129,6 +136,10 @@ class MappingSpec(BaseModel):
         "e.g. {status: [draft]} (SAP posts no draft invoices); the hub pushes nothing else "
         "there and the reconciliation expects nothing else there",
     )
+    #: what ``hub.mapping.mapper.Mapper`` works out from this spec once (the conversion
+    #: steps per field and direction): a mapper is made per record planned, the
+    #: conversions run for every record read
+    _compiled: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
     def holds(self, canonical: dict[str, Any]) -> bool:
         """Whether this system is meant to hold the record at all."""
