@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from connectors.billing_schema import invoices
 from connectors.registry import configured_systems
 from hub.mapping.spec import MAPPINGS_DIR, field_owner, load_all
 from hub.mapping.transforms import load_code_lists
@@ -95,6 +97,7 @@ def test_every_planted_drift_of_the_covered_systems_and_nothing_else(tmp_path: P
         assert sync.errors == []
         result = reconcile(engine, connectors, specs, load_code_lists(MAPPINGS_DIR))
         manifest = sb.manifest()
+        open_in_sap = _open_documents_posted_to_sap(sb.billing_url)
 
     covered = set(connectors)
     mapped = {(s.system, s.entity) for s in specs}
@@ -138,6 +141,16 @@ def test_every_planted_drift_of_the_covered_systems_and_nothing_else(tmp_path: P
     extra = {f for f in found - expected if not _secondary(f, expected)}
     assert extra == set(), f"reported beyond the manifest: {extra}"
     assert expected, "the covered systems should show some planted drift"
+    # SAP states a payment only once FI cleared the document: its open documents make no
+    # claim, and the reconciliation raises no mismatch on them (issue 17)
+    assert open_in_sap, "the book should hold open invoices posted to SAP"
+    on_payment = {
+        f["key"]
+        for f in result.findings.to_pylist()
+        if (f["entity"], f["system"], f["field"]) == ("invoice", "sap", "amount_paid_minor")
+    }
+    assert "sap" not in covered or not on_payment & open_in_sap
+
     if "billing" in covered:
         # the planted unbilled period, with what its withheld invoice's recurring lines bill
         unbilled = [
@@ -150,3 +163,21 @@ def test_every_planted_drift_of_the_covered_systems_and_nothing_else(tmp_path: P
             for d in plan(Book(7, 60))
             if d.action == WITHHOLD_INVOICE
         ]
+
+
+def _open_documents_posted_to_sap(billing_url: str) -> set[str]:
+    """Invoices billing has posted to SAP and not been paid in full for."""
+    engine = sa.create_engine(billing_url)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(
+                    sa.select(invoices.c.hub_id).where(
+                        invoices.c.sap_billing_document.is_not(None),
+                        invoices.c.amount_paid_minor < invoices.c.total_minor,
+                        invoices.c.status.not_in(["void", "draft"]),
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
