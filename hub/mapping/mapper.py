@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hub.mapping import views
 from hub.mapping.spec import FieldMap, MappingSpec
 from hub.mapping.transforms import REGISTRY, Context, TransformError
 from hub.model import ENTITIES
@@ -96,6 +97,24 @@ class Mapper:
         """Canonical fields this system receives on a push (children count as one)."""
         names = [name for name, fmap in self.spec.fields.items() if not fmap.read_only]
         return names + list(self.spec.children)
+
+    @property
+    def view_children(self) -> list[str]:
+        """Children this system holds as a view of the list (``views``): derived from
+        their owner's list, so pushed and compared but never merged."""
+        return [name for name, child in self.spec.children.items() if child.view is not None]
+
+    def held_form(self, canonical: dict[str, Any]) -> dict[str, Any]:
+        """``canonical`` as this system holds it: each view child replaced by its view
+        (today's), the rest as it is. What is pushed, and what a push is fingerprinted as."""
+        if not self.view_children:
+            return canonical
+        out = dict(canonical)
+        for name in self.view_children:
+            child, rows = self.spec.children[name], canonical.get(name)
+            if rows is not None and child.view is not None:
+                out[name] = views.apply(child.view, rows, list(child.fields), views.today())
+        return out
 
     def _resolve(self, fmap: FieldMap, value: Any, inbound: bool) -> Any:
         if fmap.ref is None or value is None:
@@ -202,6 +221,8 @@ class Mapper:
                 )
                 for i, row in enumerate(rows)
             ]
+            if child.view is not None:  # in the order the view is pushed in
+                out[name] = views.sort_rows(child.view, out[name])
         if problems:
             raise MappingValueError(
                 self.spec.system, self.spec.entity, self.hub_id(native), problems
@@ -211,6 +232,7 @@ class Mapper:
     def to_native(self, canonical: dict[str, Any]) -> dict[str, Any]:
         """The system's payload for a canonical record (read-only fields left out)."""
         problems: list[FieldProblem] = []
+        canonical = self.held_form(canonical)
         currency = self._currency(canonical, self.spec.fields)
         out = self._convert(
             self.spec.fields, canonical, inbound=False, currency=currency, problems=problems

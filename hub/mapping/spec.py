@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from connectors import registry
 from hub import yamlio
 from hub.mapping.transforms import load_code_lists
+from hub.mapping.views import ChildView
 from hub.model import ENTITIES
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
@@ -144,6 +145,12 @@ class MappingChild(BaseModel):
     object: str
     parent_field: str
     fields: dict[str, FieldMap]
+    view: ChildView | None = Field(
+        default=None,
+        description="what the system holds of the list when not the list itself, e.g. "
+        "in_effect: the version of each item in effect today, with its period amount "
+        "(hub.mapping.views); pushed and compared, never merged into the golden record",
+    )
 
 
 MappingSpec.model_rebuild()

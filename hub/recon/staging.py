@@ -110,6 +110,8 @@ def mapped_paths(spec: MappingSpec) -> set[str]:
         and name not in spec.children  # the raw child rows; the children block maps them
     }
     for name, child in spec.children.items():
+        if child.view is not None:
+            continue  # a view of the owner's list (compared by the sync), not the list
         key = CHILD_KEYS.get(name)
         paths |= {f"{name}.{c}" for c in child.fields if c not in NOT_COMPARED}
         if key:
@@ -244,7 +246,7 @@ def stage_system(
     money = any("money_decimal" in f.transform for f in spec.fields.values()) or any(
         "money_decimal" in f.transform for c in spec.children.values() for f in c.fields.values()
     )
-    child_names = [n for n in spec.children if n in CHILD_KEYS]
+    child_names = [n for n, c in spec.children.items() if n in CHILD_KEYS and c.view is None]
     staged = Staged(system, entity, table_name(system, entity))
     staged.children = {n: table_name(system, entity, n) for n in child_names}
     created: set[str] = set()
@@ -280,6 +282,8 @@ def stage_system(
                 hub = f"{system}:{sid}"
                 staged.unlinked += 1
             canonical.pop(_EXTERNAL_IDS, None)
+            for name in mapper.view_children:  # not compared here (see mapped_paths)
+                canonical.pop(name, None)
             rows.append(canonical)
             keys.append(hub)
             exts.append(sid)

@@ -1,0 +1,75 @@
+"""Views of a child collection: what a system holds of a list the hub keeps in full.
+
+Billing keeps every version of a subscription item (``effective_from`` / ``effective_to``);
+SAP keeps a sales contract's items as they stand: one contract item per item in effect,
+with what it bills per period. A mapping's child block says so with ``view`` (one of
+:class:`ChildView`); the mapper then pushes the view instead of the list, and reads the
+system's rows back in the same form, so what was pushed fingerprints like its echo.
+
+A view is derived from its owner's list: it is compared and pushed, never merged back
+into the golden record (``Mapper.view_children``), and the reconciliation leaves it out.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from hub.model import SubscriptionItem
+from hub.pricing import item_period_amount, items_in_effect
+
+
+class ChildView(enum.StrEnum):
+    """The views a child block may declare (mappings' ``children.<name>.view``)."""
+
+    #: the version of each subscription item in effect today, with
+    #: ``period_amount_minor``: one billing period's charge of it (hub.pricing)
+    IN_EFFECT = "in_effect"
+
+
+#: canonical fields a view adds to its rows (they are not fields of the child model)
+DERIVED: dict[ChildView, frozenset[str]] = {
+    ChildView.IN_EFFECT: frozenset({"period_amount_minor"}),
+}
+#: the field a view's rows are ordered by (so the pushed and the read rows compare equal)
+ROW_KEY: dict[ChildView, str] = {ChildView.IN_EFFECT: "item_id"}
+
+
+def today() -> date:
+    """The day a view is taken on: today in UTC (the hub's clock)."""
+    return datetime.now(UTC).date()
+
+
+def in_effect(rows: Iterable[Mapping[str, Any]], fields: Collection[str], day: date) -> list[dict]:
+    """Each item's version in effect on ``day``, restricted to ``fields``, with
+    ``period_amount_minor``: what a billing period starting on ``day`` charges for it
+    (a usage item: its flat fee; an expired discount not applied)."""
+    items = [SubscriptionItem.model_validate(row) for row in rows]
+    out = []
+    for item in items_in_effect(items, day):
+        row = item.model_dump(mode="json")
+        view = {f: row.get(f) for f in fields if f not in DERIVED[ChildView.IN_EFFECT]}
+        if "period_amount_minor" in fields:
+            view["period_amount_minor"] = item_period_amount(item, day)
+        out.append(view)
+    return sort_rows(ChildView.IN_EFFECT, out)
+
+
+def sort_rows(view: ChildView, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` in the view's order (by its row key; rows without one last)."""
+    key = ROW_KEY[view]
+    return sorted(rows, key=lambda r: (r.get(key) is None, str(r.get(key) or "")))
+
+
+VIEWS: dict[ChildView, Callable[[Iterable[Mapping[str, Any]], Collection[str], date], list]] = {
+    ChildView.IN_EFFECT: in_effect,
+}
+
+
+def apply(
+    view: ChildView, rows: Iterable[Mapping[str, Any]], fields: Collection[str], day: date
+) -> list[dict[str, Any]]:
+    """The rows a system holds of the child list ``rows`` under ``view`` on ``day``."""
+    return VIEWS[view](rows, fields, day)
