@@ -99,21 +99,26 @@ class Mapper:
         return names + list(self.spec.children)
 
     @property
-    def view_children(self) -> list[str]:
-        """Children this system holds as a view of the list (``views``): derived from
-        their owner's list, so pushed and compared but never merged."""
-        return [name for name, child in self.spec.children.items() if child.view is not None]
+    def view_names(self) -> list[str]:
+        """Canonical lists this system holds as a view (children or fields with a
+        ``view``, see hub.mapping.views): derived from their owner's list, so pushed and
+        compared but never merged."""
+        children = [n for n, c in self.spec.children.items() if c.view is not None]
+        return children + [n for n, f in self.spec.fields.items() if f.view is not None]
 
     def held_form(self, canonical: dict[str, Any]) -> dict[str, Any]:
-        """``canonical`` as this system holds it: each view child replaced by its view
-        (today's), the rest as it is. What is pushed, and what a push is fingerprinted as."""
-        if not self.view_children:
+        """``canonical`` as this system holds it: each list it holds as a view replaced
+        by that view (today's), the rest as it is. What is pushed, and what a push is
+        fingerprinted as."""
+        if not self.view_names:
             return canonical
-        out = dict(canonical)
-        for name in self.view_children:
-            child, rows = self.spec.children[name], canonical.get(name)
-            if rows is not None and child.view is not None:
-                out[name] = views.apply(child.view, rows, list(child.fields), views.today())
+        out, day = dict(canonical), views.today()
+        for name, child in self.spec.children.items():
+            if child.view is not None and canonical.get(name) is not None:
+                out[name] = views.apply(child.view, canonical[name], list(child.fields), day)
+        for name, fmap in self.spec.fields.items():
+            if fmap.view is not None:
+                out[name] = views.apply_field(fmap.view, canonical.get(name) or [], day)
         return out
 
     def _resolve(self, fmap: FieldMap, value: Any, inbound: bool) -> Any:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from connectors import registry
 from hub import yamlio
 from hub.mapping.transforms import load_code_lists
-from hub.mapping.views import ChildView
+from hub.mapping.views import ChildView, FieldView
 from hub.model import ENTITIES
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
@@ -82,6 +82,12 @@ class FieldMap(BaseModel):
         "this system it holds natively (resolved through the xref table)",
     )
     compare: CompareRule = Field(default_factory=CompareRule)
+    view: FieldView | None = Field(
+        default=None,
+        description="the value is derived from the canonical list of this name, e.g. "
+        "item_lines: today's items as text (hub.mapping.views); pushed and compared, "
+        "never merged into the golden record",
+    )
 
 
 class KeySpec(BaseModel):

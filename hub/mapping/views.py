@@ -1,13 +1,14 @@
-"""Views of a child collection: what a system holds of a list the hub keeps in full.
+"""Views of a child list: what a system holds of a list the hub keeps in full.
 
 Billing keeps every version of a subscription item (``effective_from`` / ``effective_to``);
 SAP keeps a sales contract's items as they stand: one contract item per item in effect,
-with what it bills per period. A mapping's child block says so with ``view`` (one of
-:class:`ChildView`); the mapper then pushes the view instead of the list, and reads the
-system's rows back in the same form, so what was pushed fingerprints like its echo.
+with what it bills per period; Salesforce shows them as a line of text each. A mapping
+says so with ``view``: on a child block one of :class:`ChildView` (rows), on a field one
+of :class:`FieldView` (one value). The mapper then pushes the view instead of the list,
+and reads the system's copy back in the same form, so a push fingerprints like its echo.
 
 A view is derived from its owner's list: it is compared and pushed, never merged back
-into the golden record (``Mapper.view_children``), and the reconciliation leaves it out.
+into the golden record (``Mapper.view_names``), and the reconciliation leaves it out.
 """
 
 from __future__ import annotations
@@ -73,3 +74,28 @@ def apply(
 ) -> list[dict[str, Any]]:
     """The rows a system holds of the child list ``rows`` under ``view`` on ``day``."""
     return VIEWS[view](rows, fields, day)
+
+
+class FieldView(enum.StrEnum):
+    """The views a field may declare (mappings' ``fields.<name>.view``): one value
+    derived from the canonical list of the same name."""
+
+    #: each subscription item in effect today as ``<sku> x <quantity>``, one per line in
+    #: item_id order (None: no item in effect)
+    ITEM_LINES = "item_lines"
+
+
+def item_lines(rows: Iterable[Mapping[str, Any]], day: date) -> str | None:
+    """The items in effect on ``day`` as text, one ``<sku> x <quantity>`` line each."""
+    current = in_effect(rows, ("item_id", "sku", "quantity"), day)
+    return "\n".join(f"{r['sku']} x {r['quantity']}" for r in current) or None
+
+
+FIELD_VIEWS: dict[FieldView, Callable[[Iterable[Mapping[str, Any]], date], Any]] = {
+    FieldView.ITEM_LINES: item_lines,
+}
+
+
+def apply_field(view: FieldView, rows: Iterable[Mapping[str, Any]], day: date) -> Any:
+    """The value a system holds of the list ``rows`` under the field view ``view``."""
+    return FIELD_VIEWS[view](rows, day)

@@ -104,10 +104,11 @@ def mapped_paths(spec: MappingSpec) -> set[str]:
     """Canonical dotted paths this system carries (children as ``lines.amount_minor``)."""
     paths = {
         name
-        for name in spec.fields
+        for name, fmap in spec.fields.items()
         if not name.startswith(_EXTERNAL_IDS + ".")
         and name not in NOT_COMPARED
         and name not in spec.children  # the raw child rows; the children block maps them
+        and fmap.view is None  # a view of the owner's list (compared by the sync)
     }
     for name, child in spec.children.items():
         if child.view is not None:
@@ -282,7 +283,7 @@ def stage_system(
                 hub = f"{system}:{sid}"
                 staged.unlinked += 1
             canonical.pop(_EXTERNAL_IDS, None)
-            for name in mapper.view_children:  # not compared here (see mapped_paths)
+            for name in mapper.view_names:  # not compared here (see mapped_paths)
                 canonical.pop(name, None)
             rows.append(canonical)
             keys.append(hub)

@@ -166,7 +166,7 @@ class BatchMerger:
         changed_at = _as_datetime(partial.get("updated_at")) or self.now
         # a view of a child list (SAP's contract items) is derived from its owner's list:
         # fingerprinted and pushed, never merged into it
-        skipped = {"updated_at", EXTERNAL_IDS, *self.batch.mapper.view_children}
+        skipped = {"updated_at", EXTERNAL_IDS, *self.batch.mapper.view_names}
         incoming = {
             k: v
             for k, v in partial.items()

@@ -810,7 +810,7 @@ def test_mapper_round_trip_on_seeded_records_equals_the_book(
     held = {k: v for k, v in book.items() if spec.holds(v)}
     assert sorted(mapper.hub_id(n) or "" for n in natives) == sorted(held)
     mapped = {name for name in spec.fields if not name.startswith("external_ids.")}
-    views = set(mapper.view_children)  # a contract's items: today's view of the book's
+    views = set(mapper.view_names)  # a contract's items: today's view of the book's
     for native in natives:
         hub_id = mapper.hub_id(native)
         assert hub_id is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from hub.mapping import views
-from hub.mapping.views import ChildView
+from hub.mapping.views import ChildView, FieldView
 
 FIELDS = ["item_id", "sku", "quantity", "period_amount_minor", "effective_from", "effective_to"]
 SEAT = {"kind": "per_unit", "unit_amount_minor": 2_900}
@@ -61,3 +61,12 @@ def test_an_expired_discount_is_not_in_the_period_charge():
 
 def test_every_view_derives_and_orders_its_rows():
     assert set(views.VIEWS) == set(ChildView) == set(views.DERIVED) == set(views.ROW_KEY)
+
+
+def test_item_lines_show_the_items_in_effect_as_text_in_item_order():
+    rows = [_item("b", 10, None, "2026-03-14"), _item("b", 15, "2026-03-15", None)]
+    rows.append({**_item("a", 1, None, None), "sku": "PLAT-CORE", "price": {"kind": "flat"}})
+    text = views.apply_field(FieldView.ITEM_LINES, rows, date(2026, 3, 15))
+    assert text == "PLAT-CORE x 1\nSEAT-STD x 15"
+    assert views.apply_field(FieldView.ITEM_LINES, [], date(2026, 3, 15)) is None
+    assert set(views.FIELD_VIEWS) == set(FieldView)
