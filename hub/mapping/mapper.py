@@ -109,16 +109,20 @@ class Mapper:
     def held_form(self, canonical: dict[str, Any]) -> dict[str, Any]:
         """``canonical`` as this system holds it: each list it holds as a view replaced
         by that view (today's), the rest as it is. What is pushed, and what a push is
-        fingerprinted as."""
+        fingerprinted as. A value already in the view's form (rows with only the mapped
+        fields, a field's value instead of a list: read back from the system) is kept."""
         if not self.view_names:
             return canonical
         out, day = dict(canonical), views.today()
         for name, child in self.spec.children.items():
-            if child.view is not None and canonical.get(name) is not None:
-                out[name] = views.apply(child.view, canonical[name], list(child.fields), day)
+            rows = canonical.get(name) or []
+            owners_list = any(set(row) - set(child.fields) for row in rows)
+            if child.view is not None and owners_list:
+                out[name] = views.apply(child.view, rows, list(child.fields), day)
         for name, fmap in self.spec.fields.items():
-            if fmap.view is not None:
-                out[name] = views.apply_field(fmap.view, canonical.get(name) or [], day)
+            value = canonical.get(name)
+            if fmap.view is not None and (value is None or isinstance(value, list)):
+                out[name] = views.apply_field(fmap.view, value or [], day)
         return out
 
     def _resolve(self, fmap: FieldMap, value: Any, inbound: bool) -> Any:
