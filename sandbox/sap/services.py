@@ -277,7 +277,7 @@ SALES_CONTRACT = Service(
                 dec("NetPriceAmount", 16, 3, "Net Price"),
                 dec("NetPriceQuantity", 5, 0, "Pricing Unit"),
                 dec("NetAmount", 16, 3, "Net Value", readonly=True),
-                s("TransactionCurrency", 5, "Document Currency", codes="currency"),
+                s("TransactionCurrency", 5, "Document Currency", codes="currency", readonly=True),
                 s("YY1_BillingFrequency", 10, "Billing Frequency", codes="billing_frequency"),
                 s("SalesDocumentRjcnReason", 2, "Reason for Rejection"),
                 s("SDProcessStatus", 1, "Overall Status"),
@@ -298,6 +298,7 @@ SALES_CONTRACT = Service(
             parent="A_SalesContract",
             parent_on=(("SalesContract", "SalesContract"),),
             stamped=False,
+            from_parent=("TransactionCurrency",),
         ),
     },
 )

@@ -334,6 +334,7 @@ def test_contract_items_carry_validity_and_hub_item_id_and_change_with_their_eta
     items = client.entity_sets.A_SalesContractItem
     first = items.get_entity(SalesContract=number, SalesContractItem="000010").execute()
     assert (first.YY1_HubItemId, first.NetAmount) == ("SUB-1-1", "87.000")
+    assert first.TransactionCurrency == "EUR"  # read-only on the item: the contract's
     assert first.SalesContractValidityStartDate.date() == start.date()
     assert first.etag.startswith('W/"datetimeoffset')
     second = (
