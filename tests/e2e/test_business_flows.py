@@ -36,7 +36,7 @@ from hub.money import Money
 from hub.pricing import proration
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
-from hub.store.models import QuarantineEntry
+from hub.store.models import Finding, QuarantineEntry
 from hub.sync.engine import SyncEngine
 from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
@@ -647,3 +647,59 @@ def test_an_upgrade_in_billing_reaches_sap_contract_items_and_salesforce(
     sap_subs = again["sap"]["subscription"]
     assert (sap_subs["created"], sap_subs["updated"], sap_subs["failed"]) == (0, 0, 0)
     assert _contract_items(land, number)[row.item_id].etag == after.etag
+
+
+def test_a_contract_item_changed_in_sap_is_set_back_from_billing_without_a_conflict(
+    land: Landscape,
+) -> None:
+    """SAP's contract items are a view of billing's items, never merged back: a quantity
+    changed in SAP is no claim on billing's items (no conflict finding on them, billing's
+    item unchanged); the next sync sets the contract item back to billing's quantity."""
+    with land.billing.connect() as conn:
+        hub_id, item_id, quantity = conn.execute(
+            sa.select(
+                subscriptions.c.hub_id, subscription_items.c.item_id, subscription_items.c.quantity
+            )
+            .join(subscription_items, subscription_items.c.subscription_id == subscriptions.c.id)
+            .where(
+                subscriptions.c.status == "active",
+                subscription_items.c.sku.like("SEAT-%"),
+                subscription_items.c.effective_to.is_(None),
+            )
+            .order_by(subscriptions.c.hub_id.desc())
+            .limit(1)
+        ).one()
+    contract = land.sap("subscription", hub_id)
+    assert contract is not None
+    item = _contract_items(land, contract["SalesContract"])[item_id]
+    sap = connect("sap", land.sb.env)
+    try:
+        client = sap._client("API_SALES_CONTRACT_SRV")  # type: ignore[attr-defined]
+        sap._fetch_csrf("API_SALES_CONTRACT_SRV")  # type: ignore[attr-defined]
+        update = client.entity_sets.A_SalesContractItem.update_entity(
+            SalesContract=item.SalesContract, SalesContractItem=item.SalesContractItem
+        ).set(RequestedQuantity=str(quantity + 100))
+        update.add_headers({"If-Match": item.etag})
+        update.execute()  # a sales user types over the quantity
+    finally:
+        sap.close()
+    land.sync()
+    again = _contract_items(land, contract["SalesContract"])[item_id]
+    assert Decimal(again.RequestedQuantity) == quantity
+    with land.billing.connect() as conn:
+        kept = conn.execute(
+            sa.select(subscription_items.c.quantity).where(
+                subscription_items.c.item_id == item_id,
+                subscription_items.c.effective_to.is_(None),
+            )
+        ).scalar_one()
+    assert kept == quantity
+    engine = create_store_engine(land.store)
+    with engine.connect() as conn:
+        conflicts = conn.execute(
+            sa.select(Finding.field).where(
+                Finding.key == hub_id, Finding.system == "sap", Finding.kind == "conflict"
+            )
+        ).all()
+    engine.dispose()
+    assert conflicts == []
