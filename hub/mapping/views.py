@@ -43,7 +43,9 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def in_effect(rows: Iterable[Mapping[str, Any]], fields: Collection[str], day: date) -> list[dict]:
+def in_effect(
+    rows: Iterable[Mapping[str, Any]], fields: Collection[str], day: date
+) -> list[dict[str, Any]]:
     """Each item's version in effect on ``day``, restricted to ``fields``, with
     ``period_amount_minor``: what a billing period starting on ``day`` charges for it
     (a usage item: its flat fee; an expired discount not applied)."""
@@ -64,7 +66,8 @@ def sort_rows(view: ChildView, rows: list[dict[str, Any]]) -> list[dict[str, Any
     return sorted(rows, key=lambda r: (r.get(key) is None, str(r.get(key) or "")))
 
 
-VIEWS: dict[ChildView, Callable[[Iterable[Mapping[str, Any]], Collection[str], date], list]] = {
+RowsView = Callable[[Iterable[Mapping[str, Any]], Collection[str], date], list[dict[str, Any]]]
+VIEWS: dict[ChildView, RowsView] = {
     ChildView.IN_EFFECT: in_effect,
 }
 
