@@ -527,7 +527,7 @@ def test_an_upgrade_in_billing_reaches_sap_contract_items_and_salesforce(
     proration. The SAP contract's item for that item id now has the new quantity and
     period amount (the same contract item, changed), Salesforce's subscription lists the
     new quantity, and a second sync writes nothing more to SAP."""
-    today = date.today()
+    today = _now().date()  # the hub takes its views on the UTC day
     with land.billing.connect() as conn:
         row = conn.execute(
             sa.select(
