@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyodata
 import requests
 from pyodata.exceptions import HttpError, PyODataException
+from pyodata.v2.service import EntityKey
 
 from connectors.base import (
     Batch,
@@ -98,6 +99,9 @@ DATE_FIELDS = frozenset(
 #: SAP's "valid until further notice": a contract without an end date ends on 9999-12-31
 OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
 OPEN_END_TEXT = "9999-12-31T00:00:00Z"
+#: an item date that says none: SAP's "until further notice", and the day pyodata reads
+#: a null Edm.DateTime as (its minimum, 1753-01-01)
+NO_DATE = ("9999-12-31", "1753-01-01")
 #: a contract's header fields on create, besides what the hub sends (sales area, type WK1:
 #: the value contract subscriptions are kept as)
 CONTRACT_DEFAULTS = {
@@ -142,6 +146,22 @@ RESERVATION_ITEM_FIELDS = (
 )
 #: the synthetic field a reservation's fulfilment state travels in (see reservation_status)
 FULFILMENT_STATUS = "FulfilmentStatus"
+#: A contract's items on its native record (the mappings' child object): read through
+#: ``to_Item``, written by the hub's item id they carry (ITEM_HUB_ID), see ContractItems.
+CONTRACT_ITEMS = "A_SalesContractItem"
+#: the key-user extension field a contract item carries the hub's item id in
+ITEM_HUB_ID = "YY1_HubItemId"
+#: the contract item fields the hub writes: NetAmount (what the item bills per period) is
+#: SD's own figure, so it is sent as the net price of the item's whole quantity
+#: (NetPriceAmount per NetPriceQuantity = RequestedQuantity), which makes it exactly that
+ITEM_FIELDS = (
+    ITEM_HUB_ID,
+    "Material",
+    "RequestedQuantity",
+    "NetAmount",
+    "SalesContractValidityStartDate",
+    "SalesContractValidityEndDate",
+)
 
 
 def reservation_status(item: Mapping[str, Any]) -> str:
@@ -416,6 +436,8 @@ class SapConnector:
                 partner = _declared(schema, PARTNER)
                 if {"BusinessPartner", "Customer", "LastChangeDate", "LastChangeTime"} <= partner:
                     names |= {"BusinessPartner", PARTNER_CHANGED}  # read through the partner
+            elif entity == "subscription":
+                out[CONTRACT_ITEMS] = frozenset(_declared(schema, CONTRACT_ITEMS))
             elif entity == "invoice":
                 names.discard("YY1_AmountCleared")
                 if {"YY1_AmountCleared", "InvoiceClearingStatus"} <= header:
@@ -651,7 +673,7 @@ class SapConnector:
             record["Currency"] = area.get("Currency") or None
             record["CustomerPaymentTerms"] = area.get("CustomerPaymentTerms") or None
         elif entity == "subscription":
-            record["to_Item"] = _expanded(proxy, "to_Item")
+            record[CONTRACT_ITEMS] = [_item_as_read(i) for i in _expanded(proxy, "to_Item")]
             # ABAP initial values mean "none": no customer reference, no end date
             if record.get("SalesContractValidityEndDate") == OPEN_END_TEXT:
                 record["SalesContractValidityEndDate"] = None
@@ -837,7 +859,7 @@ class SapConnector:
                 for plan in todo:
                     there = landed.get(plan.hub_id)
                     if plan.current is not None and there is not None:
-                        intended = {**plan.header, **plan.area, HUB_ID: plan.hub_id}
+                        intended = plan.intended()
                         if self._plan(entity, intended, there).result is not None:
                             # its change set went through before the batch broke
                             plan.result = WriteResult(
@@ -883,16 +905,19 @@ class SapConnector:
                 row["PurchaseOrderByCustomer"] = ""
         header = {k: _wire(row[k]) for k in route.writable if k in row}
         area: dict[str, Any] = {k: _wire(row[k]) for k in route.child if row.get(k) is not None}
+        wanted = row.get(CONTRACT_ITEMS) if entity == "subscription" else None
         if current is None:
-            return _Plan(hub_id, None, header, area, None)
+            items = ContractItems.plan(wanted, None)
+            return _Plan(hub_id, None, header, area, None, wanted, items)
         changed = {k: v for k, v in header.items() if _as_read(k, current.get(k)) != _as_read(k, v)}
         area_changed = {
             k: v for k, v in area.items() if _as_read(k, current.get(k)) != _as_read(k, v)
         }
-        if not changed and not area_changed:
+        items = ContractItems.plan(wanted, current.get(CONTRACT_ITEMS) or [])
+        if not changed and not area_changed and not items:
             result = WriteResult(hub_id, Outcome.UNCHANGED, external_id=str(current[route.key]))
-            return _Plan(hub_id, current, changed, area_changed, result)
-        return _Plan(hub_id, current, changed, area_changed, None)
+            return _Plan(hub_id, current, changed, area_changed, result, wanted, items)
+        return _Plan(hub_id, current, changed, area_changed, None, wanted, items)
 
     def _requests(self, route: EntityRoute, plan: _Plan) -> list[Any]:
         client = self._client(route.service)
@@ -919,6 +944,8 @@ class SapConnector:
                 start = values.get("SalesContractValidityStartDate")
                 if start is not None:
                     values.setdefault("SalesContractDate", start)
+                if plan.items.create:  # deep insert: the contract with its items
+                    values["to_Item"] = [_to_send(i) for i in plan.items.create]
             elif route.entity_set == "A_ReservationDocumentHeader":
                 values = {**RESERVATION_DEFAULTS, **values}
                 values["to_ReservationDocumentItem"] = [_to_send(plan.area)]
@@ -929,6 +956,8 @@ class SapConnector:
             update = entity_set.update_entity(**{route.key: key}).set(**self._to_wire(plan.header))
             update.add_headers({"If-Match": plan.current.get(ETAG) or "*"})
             out.append(update)
+        if route.entity_set == "A_SalesContract":
+            out += plan.items.requests(client, key)
         if plan.area and route.entity_set == "A_Customer":
             area = client.entity_sets.A_CustomerSalesArea.update_entity(
                 Customer=key, **SALES_AREA
@@ -1058,13 +1087,12 @@ class SapConnector:
                         (r for b in self.read_by_keys(entity, [plan.hub_id]) for r in b.records),
                         None,
                     )
-                    refreshed = self._plan(
-                        entity, {**plan.header, **plan.area, HUB_ID: plan.hub_id}, fresh
-                    )
-                    plan.current, plan.header, plan.area = (
+                    refreshed = self._plan(entity, plan.intended(), fresh)
+                    plan.current, plan.header, plan.area, plan.items = (
                         refreshed.current,
                         refreshed.header,
                         refreshed.area,
+                        refreshed.items,
                     )
                     if refreshed.result is not None:
                         plan.result = refreshed.result
@@ -1104,6 +1132,125 @@ class SapConnector:
         self.session.close()
 
 
+@dataclass(frozen=True)
+class ContractItems:
+    """What a contract's items need to match the hub's: items to create, changes (SAP
+    item number, its ETag, the changed fields) and deletes (number, ETag). Items pair up
+    by the hub's item id (ITEM_HUB_ID); a contract item without a wanted counterpart -
+    the hub removed the item, or it was added in SAP - is deleted. ``wanted`` None (the
+    hub sent no items) leaves the items alone."""
+
+    create: tuple[dict[str, Any], ...] = ()
+    change: tuple[tuple[str, str | None, dict[str, Any]], ...] = ()
+    delete: tuple[tuple[str, str | None], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.create or self.change or self.delete)
+
+    @staticmethod
+    def plan(
+        wanted: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]] | None
+    ) -> ContractItems:
+        if wanted is None:
+            return ContractItems()
+        rows = {str(w.get(ITEM_HUB_ID)): _item_to_write(w) for w in wanted}
+        there = {str(c.get(ITEM_HUB_ID) or ""): c for c in current or ()}
+        create, change = [], []
+        for item_id, values in rows.items():
+            held = there.get(item_id)
+            if held is None:
+                create.append(values)
+                continue
+            differs = [
+                k
+                for k in ITEM_FIELDS
+                if _item_value(k, held.get(k)) != _item_value(k, _sent_as(k, values))
+            ]
+            if differs:
+                diff = {k: values[k] for k in differs if k in values}
+                diff |= {k: values[k] for k in ("NetPriceAmount", "NetPriceQuantity")}
+                change.append((str(held["SalesContractItem"]), held.get(ETAG), diff))
+        delete = [
+            (str(c["SalesContractItem"]), c.get(ETAG))
+            for item_id, c in there.items()
+            if item_id not in rows
+        ] + [  # several SAP items under one hub item id (or none): all but one go
+            (str(c["SalesContractItem"]), c.get(ETAG))
+            for c in current or ()
+            if there.get(str(c.get(ITEM_HUB_ID) or "")) is not c
+        ]
+        return ContractItems(tuple(create), tuple(change), tuple(delete))
+
+    def requests(self, client: Any, contract: str) -> list[Any]:
+        """The item requests of an existing contract's change set, each item under its
+        own ETag: deletes first (a removed item's number is never reused), then changes,
+        then new items (POST to the contract's to_Item, numbered by SAP)."""
+        items = client.entity_sets.A_SalesContractItem
+        out = []
+        for number, etag in self.delete:
+            request = items.delete_entity(SalesContract=contract, SalesContractItem=number)
+            request.add_headers({"If-Match": etag or "*"})
+            out.append(request)
+        for number, etag, values in self.change:
+            request = items.update_entity(SalesContract=contract, SalesContractItem=number)
+            request.set(**_to_send({k: v for k, v in values.items() if k != "NetAmount"}))
+            request.add_headers({"If-Match": etag or "*"})
+            out.append(request)
+        if self.create:
+            contracts = client.entity_sets.A_SalesContract
+            key = EntityKey(contracts._entity_set.entity_type, SalesContract=contract)
+            for values in self.create:
+                out.append(contracts.nav("to_Item", key).create_entity().set(**_to_send(values)))
+        return out
+
+
+def _item_to_write(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A wanted contract item as sent: dates as datetimes (no end: 9999-12-31), the net
+    value as the net price of the whole quantity (SD derives NetAmount from it)."""
+    values = {k: _wire(row.get(k)) for k in ITEM_FIELDS if k in row}
+    for name in ("SalesContractValidityStartDate", "SalesContractValidityEndDate"):
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name][:10]).replace(tzinfo=UTC)
+    if "SalesContractValidityEndDate" in values and values["SalesContractValidityEndDate"] is None:
+        values["SalesContractValidityEndDate"] = OPEN_END
+    if values.get("SalesContractValidityStartDate") is None:
+        values.pop("SalesContractValidityStartDate", None)
+    quantity = Decimal(str(values.get("RequestedQuantity") or 0))
+    values["NetPriceAmount"] = Decimal(str(values.pop("NetAmount", None) or 0))
+    values["NetPriceQuantity"] = quantity if quantity > 0 else Decimal(1)
+    values["RequestedQuantity"] = quantity
+    return values
+
+
+def _sent_as(name: str, values: Mapping[str, Any]) -> Any:
+    """The value of contract item field ``name`` that sending ``values`` gives: NetAmount
+    is the net price of the whole quantity sent."""
+    return values.get("NetPriceAmount") if name == "NetAmount" else values.get(name)
+
+
+def _item_value(name: str, value: Any) -> Any:
+    """A contract item's field as compared: decimals by value, dates as days, SAP's
+    initial values as none."""
+    if name in ("RequestedQuantity", "NetAmount"):
+        return Decimal(str(value or 0))
+    if name.startswith("SalesContractValidity"):
+        day = _json_value(value)
+        day = day[:10] if isinstance(day, str) else day
+        return None if day in (None, "", *NO_DATE) else day
+    return value or None
+
+
+def _item_as_read(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A contract item as handed to the mappings: SAP's initial values as none (no
+    validity date, no hub item id)."""
+    out = dict(item)
+    for name in ("SalesContractValidityStartDate", "SalesContractValidityEndDate"):
+        if _item_value(name, out.get(name)) is None:
+            out[name] = None
+    out[ITEM_HUB_ID] = out.get(ITEM_HUB_ID) or None
+    return out
+
+
 @dataclass
 class _Plan:
     hub_id: str
@@ -1112,6 +1259,16 @@ class _Plan:
     #: the child record's fields (the route's ``child``: sales area, reservation item)
     area: dict[str, Any]
     result: WriteResult | None
+    #: a contract's items as the hub wants them (native rows; None: not sent)
+    wanted_items: list[dict[str, Any]] | None = None
+    items: ContractItems = field(default_factory=ContractItems)
+
+    def intended(self) -> dict[str, Any]:
+        """The record this plan writes, to plan it again against a fresh read."""
+        row = {**self.header, **self.area, HUB_ID: self.hub_id}
+        if self.wanted_items is not None:
+            row[CONTRACT_ITEMS] = self.wanted_items
+        return row
 
 
 def _raise_for(response: requests.Response) -> None:
@@ -1196,7 +1353,7 @@ def _expanded(proxy: Any, nav: str) -> list[dict[str, Any]]:
     if value is None:
         return []
     items = value if isinstance(value, list) else [value]
-    return [_plain(item) for item in items]
+    return [{**_plain(item), ETAG: getattr(item, "etag", None)} for item in items]
 
 
 def _json_value(value: Any) -> Any:

@@ -58,7 +58,7 @@ from hub.store import repo
 from hub.store.models import utcnow
 from hub.sync import deletions
 from hub.sync.engine import HUB, SyncEngine, _XrefResolver
-from hub.sync.fingerprints import EXTERNAL_IDS, projection
+from hub.sync.fingerprints import EXTERNAL_IDS, push_projection
 from hub.sync.lock import store_lock
 
 log = logging.getLogger("hub.events")
@@ -454,7 +454,8 @@ class EventProcessor:
                 with_ids = {**golden.data, EXTERNAL_IDS: held.external_ids(hub_id)}
                 if not mapper.spec.holds(with_ids):
                     continue
-                if held.fingerprint(system, hub_id) != fingerprint(projection(mapper, with_ids)):
+                pushed = fingerprint(push_projection(mapper, with_ids))
+                if held.fingerprint(system, hub_id) != pushed:
                     continue  # the system's copy is not the golden record's: unsure
                 try:
                     written[hub_id] = mapper.to_native(with_ids)

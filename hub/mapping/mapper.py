@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hub.mapping import views
 from hub.mapping.spec import FieldMap, MappingSpec
 from hub.mapping.transforms import REGISTRY, Context, TransformError
 from hub.model import ENTITIES
@@ -138,6 +139,9 @@ class Mapper:
                 [name for name, fmap in spec.fields.items() if not fmap.read_only]
                 + list(spec.children)
             )
+            compiled["views"] = [n for n, c in spec.children.items() if c.view is not None] + [
+                n for n, f in spec.fields.items() if f.view is not None
+            ]
         self._plain_fields: dict[str, FieldMap] = compiled["plain"]
         self._money_fields: dict[str, FieldMap] = compiled["money"]
         self._writable: tuple[str, ...] = compiled["writable"]
@@ -155,6 +159,33 @@ class Mapper:
     def writable_fields(self) -> list[str]:
         """Canonical fields this system receives on a push (children count as one)."""
         return list(self._writable)
+
+    @property
+    def view_names(self) -> list[str]:
+        """Canonical lists this system holds as a view (children or fields with a
+        ``view``, see hub.mapping.views): derived from their owner's list, so pushed and
+        compared but never merged."""
+        names: list[str] = self._compiled["views"]
+        return names
+
+    def held_form(self, canonical: dict[str, Any]) -> dict[str, Any]:
+        """``canonical`` as this system holds it: each list it holds as a view replaced
+        by that view (today's), the rest as it is. What is pushed, and what a push is
+        fingerprinted as. A value already in the view's form (rows with only the mapped
+        fields, a field's value instead of a list: read back from the system) is kept."""
+        if not self.view_names:
+            return canonical
+        out, day = dict(canonical), views.today()
+        for name, child in self.spec.children.items():
+            rows = canonical.get(name) or []
+            owners_list = any(set(row) - set(child.fields) for row in rows)
+            if child.view is not None and owners_list:
+                out[name] = views.apply(child.view, rows, list(child.fields), day)
+        for name, fmap in self.spec.fields.items():
+            value = canonical.get(name)
+            if fmap.view is not None and (value is None or isinstance(value, list)):
+                out[name] = views.apply_field(fmap.view, value or [], day)
+        return out
 
     def _resolve(self, fmap: FieldMap, value: Any, inbound: bool) -> Any:
         if fmap.ref is None or value is None:
@@ -275,6 +306,8 @@ class Mapper:
                 )
                 for i, row in enumerate(rows)
             ]
+            if child.view is not None:  # in the order the view is pushed in
+                out[name] = views.sort_rows(child.view, out[name])
         if problems:
             raise MappingValueError(
                 self.spec.system, self.spec.entity, self.hub_id(native), problems
@@ -284,6 +317,7 @@ class Mapper:
     def to_native(self, canonical: dict[str, Any]) -> dict[str, Any]:
         """The system's payload for a canonical record (read-only fields left out)."""
         problems: list[FieldProblem] = []
+        canonical = self.held_form(canonical)
         currency = self._currency(canonical)
         out = self._convert(
             self.spec.fields, canonical, inbound=False, currency=currency, problems=problems

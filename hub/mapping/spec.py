@@ -29,6 +29,7 @@ from pydantic import (
 from connectors import registry
 from hub import yamlio
 from hub.mapping.transforms import load_code_lists
+from hub.mapping.views import ChildView, FieldView
 from hub.model import ENTITIES
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
@@ -88,6 +89,12 @@ class FieldMap(BaseModel):
         "this system it holds natively (resolved through the xref table)",
     )
     compare: CompareRule = Field(default_factory=CompareRule)
+    view: FieldView | None = Field(
+        default=None,
+        description="the value is derived from the canonical list of this name, e.g. "
+        "item_lines: today's items as text (hub.mapping.views); pushed and compared, "
+        "never merged into the golden record",
+    )
 
 
 class KeySpec(BaseModel):
@@ -155,6 +162,12 @@ class MappingChild(BaseModel):
     object: str
     parent_field: str
     fields: dict[str, FieldMap]
+    view: ChildView | None = Field(
+        default=None,
+        description="what the system holds of the list when not the list itself, e.g. "
+        "in_effect: the version of each item in effect today, with its period amount "
+        "(hub.mapping.views); pushed and compared, never merged into the golden record",
+    )
 
 
 MappingSpec.model_rebuild()

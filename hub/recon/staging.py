@@ -104,12 +104,15 @@ def mapped_paths(spec: MappingSpec) -> set[str]:
     """Canonical dotted paths this system carries (children as ``lines.amount_minor``)."""
     paths = {
         name
-        for name in spec.fields
+        for name, fmap in spec.fields.items()
         if not name.startswith(_EXTERNAL_IDS + ".")
         and name not in NOT_COMPARED
         and name not in spec.children  # the raw child rows; the children block maps them
+        and fmap.view is None  # a view of the owner's list (compared by the sync)
     }
     for name, child in spec.children.items():
+        if child.view is not None:
+            continue  # a view of the owner's list (compared by the sync), not the list
         key = CHILD_KEYS.get(name)
         paths |= {f"{name}.{c}" for c in child.fields if c not in NOT_COMPARED}
         if key:
@@ -244,7 +247,7 @@ def stage_system(
     money = any("money_decimal" in f.transform for f in spec.fields.values()) or any(
         "money_decimal" in f.transform for c in spec.children.values() for f in c.fields.values()
     )
-    child_names = [n for n in spec.children if n in CHILD_KEYS]
+    child_names = [n for n, c in spec.children.items() if n in CHILD_KEYS and c.view is None]
     staged = Staged(system, entity, table_name(system, entity))
     staged.children = {n: table_name(system, entity, n) for n in child_names}
     created: set[str] = set()
@@ -280,6 +283,8 @@ def stage_system(
                 hub = f"{system}:{sid}"
                 staged.unlinked += 1
             canonical.pop(_EXTERNAL_IDS, None)
+            for name in mapper.view_names:  # not compared here (see mapped_paths)
+                canonical.pop(name, None)
             rows.append(canonical)
             keys.append(hub)
             exts.append(sid)

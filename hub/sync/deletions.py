@@ -32,7 +32,7 @@ from hub.fingerprint import fingerprint
 from hub.mapping.mapper import MappingValueError, set_path
 from hub.store import repo
 from hub.store.models import GoldenRecord, OutboxEntry, Tombstone, utcnow
-from hub.sync.fingerprints import EXTERNAL_IDS, projection, with_claims
+from hub.sync.fingerprints import EXTERNAL_IDS, push_projection, with_claims
 
 if TYPE_CHECKING:
     from hub.sync.engine import SyncEngine
@@ -176,7 +176,7 @@ class DeletionPass:
                 )
                 continue
             set_path(payload, spec.key.system_id_field, ids[system])
-            fp = fingerprint(projection(mapper, data))
+            fp = fingerprint(push_projection(mapper, data))
             self._enqueue(system, golden.hub_id, "deactivate", payload, fp, hold)
             count += hold
         return count

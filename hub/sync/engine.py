@@ -41,7 +41,7 @@ from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync import deletions, deliveries, staging
 from hub.sync.deliveries import DeliveryRules
-from hub.sync.fingerprints import EXTERNAL_IDS, projection, with_claims
+from hub.sync.fingerprints import EXTERNAL_IDS, push_projection, with_claims
 from hub.sync.lock import LockBusyError, live_leases, store_lock
 from hub.sync.merging import BatchMerger
 
@@ -737,7 +737,7 @@ class SyncEngine:
             mapper = self._mapper(system, entity, s, resolver)
             if not mapper.spec.holds(with_ids):
                 continue  # e.g. a draft invoice: SAP only gets posted ones
-            fp = fingerprint(projection(mapper, with_ids))
+            fp = fingerprint(push_projection(mapper, with_ids))
             there = held.fingerprint(system, hub_id)
             if there != fp and held.fingerprint(with_claims(system), hub_id) == fp:
                 # the system already carried ids the hub has only now learned, and they

@@ -39,6 +39,13 @@ def projection(mapper: Mapper, canonical: Mapping[str, Any]) -> dict[str, Any]:
     return {f: flat[f] for f in mapper.writable if flat.get(f) is not None}
 
 
+def push_projection(mapper: Mapper, golden: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`projection` of a push of the golden record: of what the system is sent
+    (``Mapper.held_form``: a child list it holds as a view, as that view), so the push
+    fingerprints like the record read back."""
+    return projection(mapper, mapper.held_form(dict(golden)))
+
+
 def known_ids_only(
     partial: Mapping[str, Any], held: repo.BatchRows, hub_id: str
 ) -> Mapping[str, Any]:

@@ -164,11 +164,14 @@ class BatchMerger:
         it breaks the canonical model, and waits in quarantine)."""
         partial, hub_id = record.partial, record.hub_id
         changed_at = _as_datetime(partial.get("updated_at")) or self.now
+        # a view of a child list (SAP's contract items) is derived from its owner's list:
+        # fingerprinted and pushed, never merged into it
+        skipped = {"updated_at", EXTERNAL_IDS, *self.batch.mapper.view_names}
         incoming = {
             k: v
             for k, v in partial.items()
             # a new record takes the model's defaults for what its creator leaves empty
-            if k not in ("updated_at", EXTERNAL_IDS) and (golden is not None or v is not None)
+            if k not in skipped and (golden is not None or v is not None)
         }
         result = merge(
             golden.data if golden else None,

@@ -93,6 +93,9 @@ class EntitySet:
     #: and a create with no owner creates it (as S/4's customer-vendor integration does)
     owner: str | None = None
     owner_on: tuple[tuple[str, str], ...] = ()
+    #: read-only fields an item takes from its ``parent`` when it is created (a contract
+    #: item's document currency is its contract's)
+    from_parent: tuple[str, ...] = ()
     prop_map: dict[str, Prop] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -386,11 +386,23 @@ class Repository:
                 400, DUPLICATE, f"{es.label or es.name} {key.replace(KEY_SEP, '/')} already exists"
             )
         doc[KEY_ID] = key
+        self._take_from_parent(svc, es, doc, uow)
         derive_fields(es, doc)
         apply_stamp(es, doc, self.clock.next(), created=True)
         uow.put(coll, key, doc)
         self.touch_parent(svc, es, doc, uow, created=True)
         return doc
+
+    def _take_from_parent(self, svc: Service, es: EntitySet, doc: Doc, uow: UnitOfWork) -> None:
+        """Fill the read-only fields SD copies from the header into a new item."""
+        if not es.from_parent or not es.parent:
+            return
+        parent_es = svc.sets[es.parent]
+        keys = {pp: doc.get(cp) for cp, pp in es.parent_on}
+        parent = uow.get(collection(svc, parent_es), doc_id(parent_es, keys))
+        for name in es.from_parent:
+            if parent is not None:
+                doc[name] = parent.get(name)
 
     def update(self, svc: Service, es: EntitySet, doc: Doc, uow: UnitOfWork) -> Doc:
         derive_fields(es, doc)

@@ -77,6 +77,11 @@ def stamps(*, created_by: bool = True, changed: bool = True) -> tuple[Prop, ...]
 #: extension's name is the customer's (SapSettings.hub_id_field, see services_for).
 DEFAULT_HUB_ID_FIELD = "YY1_HubId"
 HUB_ID = s(DEFAULT_HUB_ID_FIELD, 40, "Hub ID")
+#: The hub's id of a contract item (a subscription item's ``item_id``), a key-user
+#: extension field of A_SalesContractItem: SAP numbers items 000010, 000020, ... itself, so
+#: the hub finds the item an upgrade changes (or a removal deletes) by this field.
+HUB_ITEM_ID_FIELD = "YY1_HubItemId"
+HUB_ITEM_ID = s(HUB_ITEM_ID_FIELD, 64, "Hub Item ID")
 CUSTOMER_REF = ("API_BUSINESS_PARTNER", "A_Customer", "Customer")
 
 BUSINESS_PARTNER = Service(
@@ -272,10 +277,13 @@ SALES_CONTRACT = Service(
                 dec("NetPriceAmount", 16, 3, "Net Price"),
                 dec("NetPriceQuantity", 5, 0, "Pricing Unit"),
                 dec("NetAmount", 16, 3, "Net Value", readonly=True),
-                s("TransactionCurrency", 5, "Document Currency", codes="currency"),
+                s("TransactionCurrency", 5, "Document Currency", codes="currency", readonly=True),
                 s("YY1_BillingFrequency", 10, "Billing Frequency", codes="billing_frequency"),
                 s("SalesDocumentRjcnReason", 2, "Reason for Rejection"),
                 s("SDProcessStatus", 1, "Overall Status"),
+                date("SalesContractValidityStartDate", "Contract Start Date"),
+                date("SalesContractValidityEndDate", "Contract End Date"),
+                HUB_ITEM_ID,
             ),
             (
                 Nav(
@@ -290,6 +298,7 @@ SALES_CONTRACT = Service(
             parent="A_SalesContract",
             parent_on=(("SalesContract", "SalesContract"),),
             stamped=False,
+            from_parent=("TransactionCurrency",),
         ),
     },
 )

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from hub.currency import exponent
+from hub.mapping.views import item_lines
 from hub.model import Price
 from sandbox.seed import catalog as C
 from sandbox.seed import xref
@@ -133,7 +134,8 @@ def subscription(sub: Record) -> dict[str, Any]:
         "Auto_Renew__c": bool(sub["auto_renew"]),
         "CurrencyIsoCode": sub["currency"],
         "MRR__c": monthly_recurring(sub),
-        "Items__c": "\n".join(f"{item['sku']} x {item['quantity']}" for item in current_items(sub)),
+        # as the hub writes it (mappings/salesforce/subscription.yaml, the item_lines view)
+        "Items__c": item_lines(sub["items"], C.AS_OF),
         "LastModifiedDate": _sf_datetime(sub["updated_at"]),
     }
 

@@ -17,7 +17,9 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.sap import reservation_flags
+from hub.model import SubscriptionItem
 from hub.money import Money
+from hub.pricing import item_period_amount
 from sandbox.seed import catalog as C
 from sandbox.seed import xref
 from sandbox.seed.book import CustomerSlice, Record, current_items
@@ -276,8 +278,9 @@ def contract_records(sub: Record, customer: str) -> tuple[dict[str, Any], list[d
     items = []
     for n, item in enumerate(current_items(sub), start=1):
         spec = C.PRODUCTS_BY_SKU[item["sku"]]
-        price = item["price"]
-        unit_price = price["unit_amount_minor"] or price["flat_amount_minor"]
+        # what the hub writes (mappings/sap/subscription.yaml, the in_effect view): the
+        # item's charge per billing period as the net price of its whole quantity
+        amount = item_period_amount(SubscriptionItem.model_validate(item), C.AS_OF)
         items.append(
             {
                 "SalesContract": number,
@@ -287,8 +290,11 @@ def contract_records(sub: Record, customer: str) -> tuple[dict[str, Any], list[d
                 "Material": item["sku"],
                 "RequestedQuantity": Decimal(item["quantity"]),
                 "RequestedQuantityUnit": sap_unit(spec.unit),
-                "NetPriceAmount": decimal(unit_price, sub["currency"]),
-                "NetPriceQuantity": Decimal(1),
+                "NetPriceAmount": decimal(amount, sub["currency"]),
+                "NetPriceQuantity": Decimal(max(item["quantity"], 1)),
+                "SalesContractValidityStartDate": item.get("effective_from"),
+                "SalesContractValidityEndDate": date(9999, 12, 31),
+                "YY1_HubItemId": item["item_id"],
                 "TransactionCurrency": sub["currency"],
                 "YY1_BillingFrequency": FREQUENCY[sub["billing_period"]],
                 "SalesDocumentRjcnReason": "Z1" if canceled else "",

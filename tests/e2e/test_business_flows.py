@@ -6,6 +6,7 @@ One landscape is synced once for the module; every test changes records of its o
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -23,9 +24,19 @@ from connectors.billing_schema import (
     subscriptions,
 )
 from hub.mapping.spec import MAPPINGS_DIR, load_all
+from hub.model import (
+    BillingPeriod,
+    Price,
+    PriceKind,
+    ProrationPolicy,
+    SubscriptionItem,
+    add_months,
+)
+from hub.money import Money
+from hub.pricing import proration
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
-from hub.store.models import QuarantineEntry
+from hub.store.models import Finding, QuarantineEntry
 from hub.sync.engine import SyncEngine
 from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
@@ -481,3 +492,214 @@ def test_payment_cleared_in_sap_marks_the_invoice_paid_in_billing_and_salesforce
         "SELECT Amount_Paid__c, Status__c FROM Invoice__c WHERE Hub_Id__c = {}", hub_id
     )
     assert round(sf["Amount_Paid__c"] * 100) == total and sf["Status__c"] == "paid"
+
+
+def _service_period(start: date, period: BillingPeriod, day: date) -> tuple[date, date]:
+    """The billing period of a subscription started on ``start`` that holds ``day``."""
+    k = 0
+    while add_months(start, (k + 1) * period.months) <= day:
+        k += 1
+    return add_months(start, k * period.months), add_months(
+        start, (k + 1) * period.months
+    ) - timedelta(days=1)
+
+
+def _contract_items(land: Landscape, contract: str) -> dict[str, Any]:
+    """SAP's items of ``contract`` by the hub item id they carry, read with pyodata."""
+    sap = connect("sap", land.sb.env)
+    try:
+        client = sap._client("API_SALES_CONTRACT_SRV")  # type: ignore[attr-defined]
+        items = (
+            client.entity_sets.A_SalesContractItem.get_entities()
+            .filter(f"SalesContract eq '{contract}'")
+            .execute()
+        )
+    finally:
+        sap.close()
+    return {item.YY1_HubItemId: item for item in items}
+
+
+def test_an_upgrade_in_billing_reaches_sap_contract_items_and_salesforce(
+    land: Landscape,
+) -> None:
+    """Billing upgrades a seat item mid-period: the item's version ends yesterday, a new
+    one with more seats starts today, and the next (draft) invoice carries the daily
+    proration. The SAP contract's item for that item id now has the new quantity and
+    period amount (the same contract item, changed), Salesforce's subscription lists the
+    new quantity, and a second sync writes nothing more to SAP."""
+    today = _now().date()  # the hub takes its views on the UTC day
+    with land.billing.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                subscriptions.c.id,
+                subscriptions.c.hub_id,
+                subscriptions.c.account_id,
+                subscriptions.c.currency,
+                subscriptions.c.start_date,
+                subscriptions.c.billing_period,
+                subscription_items.c.id.label("item_row"),
+                subscription_items.c.item_id,
+                subscription_items.c.sku,
+                subscription_items.c.quantity,
+                subscription_items.c.flat_amount_minor,
+                subscription_items.c.unit_amount_minor,
+            )
+            .join(subscription_items, subscription_items.c.subscription_id == subscriptions.c.id)
+            .where(
+                subscriptions.c.status == "active",
+                subscriptions.c.proration_policy == "daily",
+                subscription_items.c.sku.like("SEAT-%"),
+                subscription_items.c.price_kind == "per_unit",
+                subscription_items.c.discount_bps == 0,
+                subscription_items.c.effective_to.is_(None),
+            )
+            .order_by(subscriptions.c.hub_id)
+            .limit(1)
+        ).one()
+    contract = land.sap("subscription", row.hub_id)
+    assert contract is not None
+    number = contract["SalesContract"]
+    before = _contract_items(land, number)[row.item_id]
+    assert Decimal(before.RequestedQuantity) == row.quantity
+
+    old = SubscriptionItem(
+        item_id=row.item_id,
+        sku=row.sku,
+        quantity=row.quantity,
+        price=Price(kind=PriceKind.PER_UNIT, flat_amount_minor=row.flat_amount_minor,
+                    unit_amount_minor=row.unit_amount_minor),
+    )  # fmt: skip
+    new = old.model_copy(update={"quantity": row.quantity + 5, "effective_from": today})
+    start, end = _service_period(row.start_date, BillingPeriod(row.billing_period), today)
+    charge = proration(ProrationPolicy.DAILY, old, new, today, start, end).amount_minor
+    with land.billing.begin() as conn:
+        conn.execute(
+            sa.update(subscription_items)
+            .where(subscription_items.c.id == row.item_row)
+            .values(effective_to=today - timedelta(days=1), updated_at=_now())
+        )
+        item = conn.execute(
+            sa.select(subscription_items).where(subscription_items.c.id == row.item_row)
+        ).one()
+        _clone(
+            conn,
+            subscription_items,
+            item,
+            quantity=new.quantity,
+            effective_from=today,
+            effective_to=None,
+        )
+        if charge:  # the change is billed on the next invoice, a draft until issued
+            invoice_id = conn.execute(
+                sa.insert(invoices)
+                .values(
+                    number=f"INV-UPG-{row.id}",
+                    account_id=row.account_id,
+                    subscription_id=row.id,
+                    currency=row.currency,
+                    subtotal_minor=charge,
+                    tax_minor=0,
+                    total_minor=charge,
+                    amount_paid_minor=0,
+                    issue_date=today,
+                    due_date=today + timedelta(days=30),
+                    status="draft",
+                    created_at=_now(),
+                    updated_at=_now(),
+                )
+                .returning(invoices.c.id)
+            ).scalar_one()
+            conn.execute(
+                sa.insert(invoice_lines).values(
+                    invoice_id=invoice_id,
+                    line_no=1,
+                    sku=row.sku,
+                    description=f"Proration: {row.sku}, {old.quantity} to {new.quantity}",
+                    quantity=new.quantity,
+                    unit_amount_minor=charge,
+                    amount_minor=charge,
+                    period_start=today,
+                    period_end=end,
+                    kind="proration",
+                    proration_of=row.item_id,
+                    created_at=_now(),
+                    updated_at=_now(),
+                )
+            )
+        conn.execute(
+            sa.update(subscriptions).where(subscriptions.c.id == row.id).values(updated_at=_now())
+        )
+    land.sync()
+
+    after = _contract_items(land, number)[row.item_id]
+    assert after.SalesContractItem == before.SalesContractItem  # the same item, changed
+    assert Decimal(after.RequestedQuantity) == new.quantity
+    amount = Money(new.price.amount_minor(new.quantity), row.currency).to_decimal()
+    assert Decimal(after.NetAmount) == amount
+    assert after.SalesContractValidityStartDate.date() == today
+    (sf,) = land.soql("SELECT Items__c FROM Subscription__c WHERE Hub_Id__c = {}", row.hub_id)
+    assert f"{row.sku} x {new.quantity}" in sf["Items__c"].splitlines()
+    assert f"{row.sku} x {old.quantity}" not in sf["Items__c"].splitlines()
+
+    assert not [e for e in land.open_quarantine() if e.external_key == row.hub_id]
+
+    again = land.sync()
+    sap_subs = again["sap"]["subscription"]
+    assert (sap_subs["created"], sap_subs["updated"], sap_subs["failed"]) == (0, 0, 0)
+    assert _contract_items(land, number)[row.item_id].etag == after.etag
+
+
+def test_a_contract_item_changed_in_sap_is_set_back_from_billing_without_a_conflict(
+    land: Landscape,
+) -> None:
+    """SAP's contract items are a view of billing's items, never merged back: a quantity
+    changed in SAP is no claim on billing's items (no conflict finding on them, billing's
+    item unchanged); the next sync sets the contract item back to billing's quantity."""
+    with land.billing.connect() as conn:
+        hub_id, item_id, quantity = conn.execute(
+            sa.select(
+                subscriptions.c.hub_id, subscription_items.c.item_id, subscription_items.c.quantity
+            )
+            .join(subscription_items, subscription_items.c.subscription_id == subscriptions.c.id)
+            .where(
+                subscriptions.c.status == "active",
+                subscription_items.c.sku.like("SEAT-%"),
+                subscription_items.c.effective_to.is_(None),
+            )
+            .order_by(subscriptions.c.hub_id.desc())
+            .limit(1)
+        ).one()
+    contract = land.sap("subscription", hub_id)
+    assert contract is not None
+    item = _contract_items(land, contract["SalesContract"])[item_id]
+    sap = connect("sap", land.sb.env)
+    try:
+        client = sap._client("API_SALES_CONTRACT_SRV")  # type: ignore[attr-defined]
+        sap._fetch_csrf("API_SALES_CONTRACT_SRV")  # type: ignore[attr-defined]
+        update = client.entity_sets.A_SalesContractItem.update_entity(
+            SalesContract=item.SalesContract, SalesContractItem=item.SalesContractItem
+        ).set(RequestedQuantity=str(quantity + 100))
+        update.add_headers({"If-Match": item.etag})
+        update.execute()  # a sales user types over the quantity
+    finally:
+        sap.close()
+    land.sync()
+    again = _contract_items(land, contract["SalesContract"])[item_id]
+    assert Decimal(again.RequestedQuantity) == quantity
+    with land.billing.connect() as conn:
+        kept = conn.execute(
+            sa.select(subscription_items.c.quantity).where(
+                subscription_items.c.item_id == item_id,
+                subscription_items.c.effective_to.is_(None),
+            )
+        ).scalar_one()
+    assert kept == quantity
+    engine = create_store_engine(land.store)
+    with engine.connect() as conn:
+        conflicts = conn.execute(
+            sa.select(Finding.field).where(
+                Finding.key == hub_id, Finding.system == "sap", Finding.kind == "conflict"
+            )
+        ).all()
+    engine.dispose()
+    assert conflicts == []

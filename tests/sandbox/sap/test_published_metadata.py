@@ -42,6 +42,8 @@ EMULATOR_ONLY: dict[tuple[str, str], str] = {
     ("A_BillingDocumentType", "YY1_ClearingDate"): "FI clearing date as an extension field",
     ("A_BillingDocumentType", "YY1_AmountCleared"): "FI amount cleared as an extension field",
     ("A_SalesContractItemType", "YY1_BillingFrequency"): "billing frequency, extension field",
+    # the hub's item id (a subscription item's item_id): SAP numbers items itself
+    ("A_SalesContractItemType", "YY1_HubItemId"): "hub item id key-user extension field",
     # not in the source used (a cds import of a ZAPI_ copy of API_SALES_CONTRACT_SRV)
     ("A_SalesContractType", "SalesContractStatus"): "contract status, not in the source used",
     # the source prices an item through its pricing elements (to_PricingElement)

@@ -302,3 +302,64 @@ def test_a_change_to_a_customer_or_its_sales_area_restamps_its_business_partner(
     area.add_headers({"If-Match": "*"})
     area.execute()
     assert stamp()[0] != after_customer[0]
+
+
+def test_contract_items_carry_validity_and_hub_item_id_and_change_with_their_etag(sap):
+    """An item is created with its header (deep insert) or on its own (POST to_Item),
+    carries its validity and the hub's item id, and is changed or deleted on its own,
+    under its ETag (a stale one is 412), each change re-stamping the header."""
+    seed_records(sap.store, "A_Customer", [{"Customer": "17100001", "CustomerName": "Acme"}])
+    client = sap.client("API_SALES_CONTRACT_SRV")
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    contract = (
+        client.entity_sets.A_SalesContract.create_entity()
+        .set(
+            SoldToParty="17100001",
+            TransactionCurrency="EUR",
+            YY1_HubId="SUB-1",
+            to_Item=[
+                {
+                    "Material": "SEAT-STD",
+                    "RequestedQuantity": "3",
+                    "NetPriceAmount": "87",
+                    "NetPriceQuantity": "3",
+                    "SalesContractValidityStartDate": start,
+                    "YY1_HubItemId": "SUB-1-1",
+                }
+            ],
+        )
+        .execute()
+    )
+    number = contract.SalesContract
+    items = client.entity_sets.A_SalesContractItem
+    first = items.get_entity(SalesContract=number, SalesContractItem="000010").execute()
+    assert (first.YY1_HubItemId, first.NetAmount) == ("SUB-1-1", "87.000")
+    assert first.TransactionCurrency == "EUR"  # read-only on the item: the contract's
+    assert first.SalesContractValidityStartDate.date() == start.date()
+    assert first.etag.startswith('W/"datetimeoffset')
+    second = (
+        contract.nav("to_Item")
+        .create_entity()
+        .set(Material="PLAT-CORE", RequestedQuantity="1", NetPriceAmount="499", YY1_HubItemId="x")
+        .execute()
+    )
+    assert second.SalesContractItem == "000020"
+    patch = items.update_entity(SalesContract=number, SalesContractItem="000010")
+    patch.set(RequestedQuantity="5", NetPriceAmount="145", NetPriceQuantity="5")
+    patch.add_headers({"If-Match": first.etag})
+    patch.execute()
+    upgraded = items.get_entity(SalesContract=number, SalesContractItem="000010").execute()
+    assert (upgraded.RequestedQuantity, upgraded.NetAmount) == ("5.000", "145.000")
+    assert upgraded.etag != first.etag
+    stale = items.update_entity(SalesContract=number, SalesContractItem="000010")
+    stale.set(RequestedQuantity="9").add_headers({"If-Match": first.etag})
+    with pytest.raises(pyodata.exceptions.HttpError) as info:
+        stale.execute()
+    assert info.value.response.status_code == 412
+    gone = items.delete_entity(SalesContract=number, SalesContractItem="000020")
+    gone.add_headers({"If-Match": second.etag})
+    gone.execute()
+    header = client.entity_sets.A_SalesContract.get_entity(number).expand("to_Item").execute()
+    assert [i.SalesContractItem for i in header.to_Item] == ["000010"]
+    assert header.TotalNetAmount == "145.000"
+    assert header.LastChangeDateTime > contract.LastChangeDateTime
