@@ -44,6 +44,7 @@ TRANSFORMS = frozenset(
         "str",
         "json",
         "akeneo_value",
+        "dunning_history",
     }
 )
 
