@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.billing_schema import allocations, invoices, subscriptions
+from hub.systems import connect
 from tests.e2e.test_business_flows import Landscape, _now
 from tests.e2e.test_business_flows import land as land  # the module's own landscape
 
@@ -128,3 +129,33 @@ def test_dunning_events_in_billing_reach_salesforce_as_the_history_in_order(
     land.sync()
     assert history() == ("paid", 2, f"{reminded} stage 1 retried\n{recovered} stage 2 paid")
     assert _writes_of_next_sync(land) == {}
+
+
+def test_a_dunning_history_edited_by_hand_in_salesforce_is_held_back_naming_the_line(
+    land: Landscape,
+) -> None:
+    """The history is the hub's text: a line someone typed into it in Salesforce is not
+    an event, and the invoice waits in quarantine with that line named."""
+    with land.billing.connect() as conn:
+        hub_id = conn.execute(
+            sa.select(invoices.c.hub_id)
+            .where(invoices.c.status == "open", invoices.c.dunning_stage == 0)
+            .order_by(invoices.c.hub_id.desc())
+            .limit(1)
+        ).scalar_one()
+    (row,) = land.soql("SELECT Id FROM Invoice__c WHERE Hub_Id__c = {}", hub_id)
+    sf = connect("salesforce", land.sb.env)
+    try:
+        sf._client().Invoice__c.update(  # type: ignore[attr-defined]
+            row["Id"], {"Dunning_History__c": "called the customer"}
+        )
+    finally:
+        sf.close()
+    land.sync()
+    (entry,) = [
+        e
+        for e in land.open_quarantine()
+        if (e.system, e.entity, e.external_key) == ("salesforce", "invoice", hub_id)
+    ]
+    assert "dunning_events" in entry.reason and "dunning history line 1" in entry.reason
+    assert "'called the customer'" in entry.reason
