@@ -404,8 +404,8 @@ class Subscription(_Canonical):
     proration_policy: ProrationPolicy = ProrationPolicy.DAILY
     #: the first day of the current or latest pause (no service, nothing billed) and the
     #: day service resumes (None: not scheduled); both kept after the pause ends. A paused
-    #: status without ``paused_at`` is not rejected: SAP and Salesforce map the status but
-    #: not the dates, and their records must still validate
+    #: status without ``paused_at`` is not rejected: SAP maps the status but not the
+    #: dates, and its records must still validate
     paused_at: date | None = None
     resume_at: date | None = None
     items: tuple[SubscriptionItem, ...] = Field(min_length=1)

@@ -28,7 +28,7 @@ from pydantic import (
 
 from connectors import registry
 from hub import yamlio
-from hub.mapping.transforms import load_code_lists
+from hub.mapping.transforms import REGISTRY, load_code_lists
 from hub.mapping.views import ChildView, FieldView
 from hub.model import ENTITIES
 
@@ -37,23 +37,9 @@ MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 #: The systems a mapping may name (connectors.registry's list).
 SYSTEMS = registry.NAMES
 
-#: Transforms a field map may name; parameters are checked by the sync engine's registry.
-TRANSFORMS = frozenset(
-    {
-        "trim",
-        "upper",
-        "lower",
-        "code",
-        "money_decimal",
-        "date",
-        "datetime",
-        "int",
-        "bool",
-        "str",
-        "json",
-        "akeneo_value",
-    }
-)
+#: Transforms a field map may name: the names of the transforms' registry (one list; a
+#: transform added there is nameable here).
+TRANSFORMS = frozenset(REGISTRY)
 
 
 class CompareRule(BaseModel):

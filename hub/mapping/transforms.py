@@ -6,7 +6,8 @@ engine turns that into a quarantine entry naming the record and field."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -15,6 +16,7 @@ from typing import Any
 
 from hub import yamlio
 from hub.currency import exponent
+from hub.model import DunningOutcome
 from hub.money import Money, PrecisionError
 
 
@@ -209,6 +211,68 @@ def _akeneo_out(value: Any, _: Context) -> list[dict[str, Any]]:
     return [{"locale": None, "scope": None, "data": value}]
 
 
+#: One line of a dunning history as text: ``2026-03-05 stage 2 retried``; an event whose
+#: outcome is not known yet has none (``2026-03-05 stage 2``).
+_DUNNING_LINE = re.compile(r"(\d{4}-\d{2}-\d{2}) stage (\d{1,2})(?: ([a-z_]+))?")
+_OUTCOMES = frozenset(o.value for o in DunningOutcome)
+
+
+def _dunning_line(number: int, line: str) -> dict[str, Any]:
+    """One event of a dunning history; errors name the line, as a person edits them."""
+    match = _DUNNING_LINE.fullmatch(line)
+    if match is None:
+        raise TransformError(
+            f"dunning history line {number}: {line!r:.60} is not 'YYYY-MM-DD stage N [outcome]'"
+        )
+    day, stage, outcome = match.groups()
+    try:
+        on = date.fromisoformat(day).isoformat()
+    except ValueError:
+        raise TransformError(f"dunning history line {number}: not a date: {day!r}") from None
+    if outcome is not None and outcome not in _OUTCOMES:
+        raise TransformError(
+            f"dunning history line {number}: unknown outcome {outcome!r}; "
+            f"known: {sorted(_OUTCOMES)}"
+        )
+    return {"stage": int(stage), "on": on, "outcome": outcome}
+
+
+def _dunning_in(value: Any, _: Context) -> list[dict[str, Any]]:
+    """A dunning history as text (one event per line, oldest first) -> the canonical
+    events. No text is no events: a text field Salesforce holds empty reads as null."""
+    if value is None:
+        return []
+    lines = _text(value).splitlines()
+    return [_dunning_line(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def _dunning_event_text(index: int, event: Any) -> str:
+    if not isinstance(event, Mapping):
+        raise TransformError(f"dunning event {index}: expected an object, got {event!r:.60}")
+    stage, on, outcome = event.get("stage"), event.get("on"), event.get("outcome")
+    if not isinstance(stage, int) or isinstance(stage, bool):
+        raise TransformError(f"dunning event {index}: stage must be an integer, got {stage!r}")
+    if on is None:
+        raise TransformError(f"dunning event {index}: no day (on)")
+    day = _date_in(on, Context())
+    if outcome is None:
+        return f"{day} stage {stage}"
+    text = outcome.value if isinstance(outcome, DunningOutcome) else str(outcome)
+    if text not in _OUTCOMES:
+        raise TransformError(f"dunning event {index}: unknown outcome {text!r}")
+    return f"{day} stage {stage} {text}"
+
+
+def _dunning_out(value: Any, _: Context) -> str | None:
+    """The canonical events -> one line per event, in their order. None for no events:
+    Salesforce keeps no empty text (an empty string is stored as null)."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise TransformError(f"dunning events must be a list, got {type(value).__name__}")
+    return "\n".join(_dunning_event_text(i, e) for i, e in enumerate(value, 1)) or None
+
+
 def _identity(value: Any, _: Context) -> Any:
     return value
 
@@ -228,6 +292,7 @@ REGISTRY: dict[str, tuple[Fn, Fn]] = {
     "str": (_none_safe(_str), _none_safe(_str)),
     "json": (_none_safe(_json_in), _none_safe(_json_out)),
     "akeneo_value": (_akeneo_in, _none_safe(_akeneo_out)),
+    "dunning_history": (_dunning_in, _dunning_out),
 }
 
 

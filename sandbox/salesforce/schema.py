@@ -27,6 +27,8 @@ CURRENCIES = (
     "NZD", "SGD", "HKD", "PLN", "CZK", "INR", "BRL", "MXN", "ZAR", "CNY",
 )  # fmt: skip
 CORPORATE_CURRENCY = "USD"
+#: the length a Long Text Area gets unless its creator sets another (256 to 131,072)
+LONG_TEXT_AREA = 32_768
 #: ISO 3166 codes and the names Salesforce's State and Country/Territory Picklists use as
 #: their labels and integration values: the countries the emulated org allows
 COUNTRIES: dict[str, str] = {
@@ -383,6 +385,8 @@ SUBSCRIPTION = SObjectType(
         Field("Trial_End__c", "date", "Trial End"),
         Field("Renewal_Date__c", "date", "Renewal Date"),
         Field("Auto_Renew__c", "boolean", "Auto Renew", default=False),
+        Field("Paused_At__c", "date", "Paused At"),
+        Field("Resume_At__c", "date", "Resume At"),
         _CURRENCY,
         _money("MRR__c", "MRR"),
         Field("Items__c", "textarea", "Items", length=4000),
@@ -414,6 +418,9 @@ INVOICE = SObjectType(
         _money("Total_Amount__c", "Total Amount"),
         _money("Amount_Paid__c", "Amount Paid"),
         Field("Dunning_Stage__c", "double", "Dunning Stage", precision=2, scale=0),
+        # a Long Text Area (32,768, Salesforce's default length): one line per dunning
+        # event, as mappings/salesforce/invoice.yaml explains
+        Field("Dunning_History__c", "textarea", "Dunning History", length=LONG_TEXT_AREA),
         _text("SAP_Billing_Document__c", 10, "SAP Billing Document", external_id=True),
     ),
 )

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from hub.currency import exponent
+from hub.mapping.transforms import REGISTRY, Context
 from hub.mapping.views import item_lines
 from hub.model import Price
 from sandbox.seed import catalog as C
@@ -41,6 +42,9 @@ PERIOD_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 _PRODUCT_NUMBER = {spec.sku: n for n, spec in enumerate(C.PRODUCTS, start=1)}
 #: a customer's subscriptions and invoices have numbers customer x 100 (x 1000) + ...
 _CHILD_FACTORS = {SUBSCRIPTION: ("a0S", 100), INVOICE: ("a0I", 1000)}
+#: the dunning run as ``Invoice__c.Dunning_History__c`` text: the mapping's own transform,
+#: so the seed writes exactly what a sync would
+_DUNNING_HISTORY = REGISTRY["dunning_history"][1]
 
 
 def _sf_datetime(moment: datetime) -> str:
@@ -132,12 +136,20 @@ def subscription(sub: Record) -> dict[str, Any]:
         "Trial_End__c": sub["trial_end"],
         "Renewal_Date__c": sub["renewal_date"],
         "Auto_Renew__c": bool(sub["auto_renew"]),
+        "Paused_At__c": sub.get("paused_at"),
+        "Resume_At__c": sub.get("resume_at"),
         "CurrencyIsoCode": sub["currency"],
         "MRR__c": monthly_recurring(sub),
         # as the hub writes it (mappings/salesforce/subscription.yaml, the item_lines view)
         "Items__c": item_lines(sub["items"], C.AS_OF),
         "LastModifiedDate": _sf_datetime(sub["updated_at"]),
     }
+
+
+def dunning_history(events: list[Record]) -> str | None:
+    """An invoice's dunning run as Salesforce holds it (None: no run)."""
+    text = _DUNNING_HISTORY(events, Context())
+    return None if text is None else str(text)
 
 
 def invoice(inv: Record) -> dict[str, Any]:
@@ -157,6 +169,7 @@ def invoice(inv: Record) -> dict[str, Any]:
         "Total_Amount__c": _major(inv["total_minor"], currency),
         "Amount_Paid__c": _major(inv["amount_paid_minor"], currency),
         "Dunning_Stage__c": inv["dunning_stage"],
+        "Dunning_History__c": dunning_history(inv.get("dunning_events", [])),
         # SAP bills every invoice but drafts (sandbox/seed/sap.py)
         "SAP_Billing_Document__c": (
             xref.sap_billing_document(inv["hub_id"]) if inv["status"] != "draft" else None

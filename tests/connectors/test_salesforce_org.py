@@ -269,6 +269,61 @@ def test_native_fields_come_from_the_live_describe_and_check_the_mappings(
     sf.close()
 
 
+#: the fields of the pause and the dunning history (issue 17), by sObject
+PAUSE_AND_DUNNING = {
+    "Subscription__c": frozenset({"Paused_At__c", "Resume_At__c"}),
+    "Invoice__c": frozenset({"Dunning_History__c"}),
+}
+
+
+class _OrgBefore:
+    """The connector to an org whose describe lacks ``missing`` ({sObject: fields}), as
+    one deployed before those fields were: what ``hub systems check`` reads."""
+
+    def __init__(self, sf: SalesforceConnector, missing: dict[str, frozenset[str]]) -> None:
+        self.sf, self.missing = sf, missing
+
+    def health(self) -> Any:
+        return self.sf.health()
+
+    def native_fields(self) -> dict[str, frozenset[str]]:
+        native = self.sf.native_fields()
+        return {name: fields - self.missing.get(name, set()) for name, fields in native.items()}
+
+    def close(self) -> None:
+        self.sf.close()
+
+
+def test_systems_check_names_the_pause_and_dunning_history_fields_an_org_lacks(
+    make_org: Callable[..., Org],
+) -> None:
+    from hub.systems_check import check_connector
+
+    org = make_org()
+    sf = org.connector()
+    native = sf.native_fields()
+    for name, fields in PAUSE_AND_DUNNING.items():
+        assert fields <= native[name], name
+    assert check_connector("salesforce", sf).ok
+
+    report = check_connector("salesforce", _OrgBefore(sf, PAUSE_AND_DUNNING))  # type: ignore[arg-type]
+    assert report.reachable and not report.ok
+    named = {
+        (file, field)
+        for problem in report.problems
+        for file in ("subscription.yaml", "invoice.yaml")
+        for field in ("Paused_At__c", "Resume_At__c", "Dunning_History__c")
+        if f"salesforce/{file}:" in problem and f"'{field}'" in problem
+    }
+    assert named == {
+        ("subscription.yaml", "Paused_At__c"),
+        ("subscription.yaml", "Resume_At__c"),
+        ("invoice.yaml", "Dunning_History__c"),
+    }, report.problems
+    assert len(report.problems) == 3 and all("add the field" in p for p in report.problems)
+    sf.close()
+
+
 def test_an_sobject_the_org_lacks_is_a_permanent_error_naming_it(
     make_org: Callable[..., Org],
 ) -> None:

@@ -35,7 +35,9 @@ def _secondary(f: Entry, expected: set[Entry]) -> bool:
     name: a WMS quantity drift also breaks the subscription's allocation check; a change
     in the owning system not yet pushed shows in the other copies of that record; a
     customer missing in a system takes its documents there with it; billing's planted
-    invoice total makes the (correct) SAP and Salesforce copies differ from it."""
+    invoice total makes the (correct) SAP and Salesforce copies differ from it; billing's
+    pause planted a month early leaves Salesforce's copy of the subscription holding the
+    real pause (``paused_at``)."""
     entity, _key, system, kind, field = f
     if kind == "aggregate" and (field or "").startswith("allocation:"):
         return any(e[0] == "allocation" and e[2] == system for e in expected)
@@ -54,6 +56,11 @@ def _secondary(f: Entry, expected: set[Entry]) -> bool:
         # (price or proration drift): the copies in SAP and Salesforce, which are right,
         # now differ from billing's
         return any(e[1] == _key and e[2] == "billing" and e[3] == "aggregate" for e in expected)
+    if entity == "subscription" and kind == "mismatch" and field == "paused_at":
+        # billing's pause starts a month early, so one of the subscription's invoices was
+        # issued while paused: the copies outside billing still hold the real pause
+        invoices = "INV" + _key.removeprefix("SUB") + "-"
+        return any(e[1].startswith(invoices) and e[4] == "paused:issue_date" for e in expected)
     if kind == "mismatch" and field == "subtotal_minor":
         # a re-priced line raised its invoice's subtotal in billing, the owner
         return any(

@@ -20,6 +20,15 @@ CURRENCIES = sorted(EXPONENTS)
 text = st.text(
     alphabet=st.characters(categories=("L", "N"), max_codepoint=0x2FFF), min_size=1, max_size=30
 )
+#: a dunning history as Salesforce holds it: one event per line (no events: null)
+dunning_history = st.lists(
+    st.tuples(
+        st.dates(),
+        st.integers(1, 4),
+        st.sampled_from(["", " retried", " paid", " written_off"]),
+    ),
+    max_size=5,
+).map(lambda events: "\n".join(f"{d} stage {n}{o}" for d, n, o in events) or None)
 moments = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
 )
@@ -49,6 +58,8 @@ def native_value(fmap: FieldMap, currency: str) -> st.SearchStrategy[Any]:
         return st.integers(-(10**9), 10**9)
     if "bool" in chain:
         return st.booleans()
+    if "dunning_history" in chain:
+        return dunning_history
     base = text  # already normalised: trim/upper/lower are lossy on anything else
     if "upper" in chain:
         base = text.map(str.upper).filter(lambda t: t == t.upper().strip())

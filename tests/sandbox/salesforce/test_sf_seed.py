@@ -75,14 +75,15 @@ def test_salesforce_agrees_with_billing_except_for_the_planted_drift(tmp_path: P
         }
         subs = list(
             sf.query_all_iter(
-                "SELECT Id, Hub_Id__c, Account__r.Hub_Id__c, MRR__c FROM Subscription__c"
+                "SELECT Id, Hub_Id__c, Account__r.Hub_Id__c, MRR__c, Paused_At__c, "
+                "Resume_At__c FROM Subscription__c"
             )
         )
         invoices = {
             r["Hub_Id__c"]: r
             for r in sf.query_all_iter(
-                "SELECT Id, Hub_Id__c, Total_Amount__c, CurrencyIsoCode, SAP_Billing_Document__c "
-                "FROM Invoice__c"
+                "SELECT Id, Hub_Id__c, Total_Amount__c, CurrencyIsoCode, SAP_Billing_Document__c, "
+                "Dunning_History__c FROM Invoice__c"
             )
         }
         products = sf.query("SELECT Hub_Id__c, IsActive FROM Product2")["records"]
@@ -129,8 +130,19 @@ def test_salesforce_agrees_with_billing_except_for_the_planted_drift(tmp_path: P
         assert total == inv["total_minor"]
         assert row["CurrencyIsoCode"] == inv["currency"]
         assert (row["SAP_Billing_Document__c"] is None) == (inv["status"] == "draft")
-    mrr = {s["Hub_Id__c"]: s["MRR__c"] for s in subs}
+        history = [
+            f"{e['on']} stage {e['stage']}" + (f" {e['outcome']}" if e["outcome"] else "")
+            for e in inv["dunning_events"]
+        ]
+        assert row["Dunning_History__c"] == ("\n".join(history) or None), hub_id
+    assert any(row["Dunning_History__c"] for row in invoices.values()), "no dunning run seeded"
+    by_hub = {s["Hub_Id__c"]: s for s in subs}
     for s in book.slices():
         for sub in s.subscriptions:
-            if sub["hub_id"] in mrr:
-                assert Decimal(str(mrr[sub["hub_id"]])) == monthly_recurring(sub)
+            if sub["hub_id"] in by_hub:
+                row = by_hub[sub["hub_id"]]
+                assert Decimal(str(row["MRR__c"])) == monthly_recurring(sub)
+                pause = (sub.get("paused_at"), sub.get("resume_at"))
+                paused = [str(d) if d else None for d in pause]
+                assert [row["Paused_At__c"], row["Resume_At__c"]] == paused, sub["hub_id"]
+    assert any(s["Paused_At__c"] for s in subs), "no paused subscription seeded"

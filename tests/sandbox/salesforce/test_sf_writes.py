@@ -304,3 +304,42 @@ def test_one_call_sees_its_own_pending_external_ids(org: Org) -> None:
     assert swap[2]["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
     assert account.get(t)["Hub_Id__c"] == "cus-old"
     assert account.get(r)["Hub_Id__c"] == "CUS-GONE"
+
+
+def test_pause_dates_and_dunning_history_describe_and_store_as_their_types(org: Org) -> None:
+    """``Subscription__c.Paused_At__c`` / ``Resume_At__c`` are Date fields and
+    ``Invoice__c.Dunning_History__c`` a Long Text Area (32,768 characters, Salesforce's
+    default): it keeps line breaks and refuses more than its length."""
+    seed_accounts(org.store, 1)
+    sf = org.client()
+    subscription = {f["name"]: f for f in sobject(sf, "Subscription__c").describe()["fields"]}
+    for name in ("Paused_At__c", "Resume_At__c"):
+        field = subscription[name]
+        assert (field["type"], field["soapType"], field["nillable"]) == ("date", "xsd:date", True)
+    history = {f["name"]: f for f in sobject(sf, "Invoice__c").describe()["fields"]}[
+        "Dunning_History__c"
+    ]
+    assert (history["type"], history["length"], history["custom"]) == ("textarea", 32_768, True)
+    assert history["sortable"] is False
+
+    made = sobject(sf, "Subscription__c").create(
+        {
+            "Name": "C-1",
+            "Hub_Id__c": "SUB-1",
+            "Account__c": account_id(0),
+            "Paused_At__c": "2026-03-01",
+            "Resume_At__c": "2026-05-01",
+        }
+    )
+    row = sobject(sf, "Subscription__c").get(made["id"])
+    assert (row["Paused_At__c"], row["Resume_At__c"]) == ("2026-03-01", "2026-05-01")
+
+    text = "2026-03-05 stage 1 retried\n2026-03-19 stage 2 paid"
+    invoice = sobject(sf, "Invoice__c")
+    made = invoice.create(
+        {"Account__c": account_id(0), "Hub_Id__c": "INV-1", "Dunning_History__c": text}
+    )
+    assert invoice.get(made["id"])["Dunning_History__c"] == text
+    with pytest.raises(SalesforceMalformedRequest) as info:
+        invoice.update(made["id"], {"Dunning_History__c": "x" * 32_769})
+    assert error_body(info.value)[0]["errorCode"] == "STRING_TOO_LONG"
