@@ -84,6 +84,23 @@ def external_ids_for(
     return {hub: ext for hub, ext in rows}
 
 
+def external_ids_by_system(
+    session: Session, entity: str, systems: Sequence[str], hub_ids: Sequence[str]
+) -> dict[tuple[str, str], str]:
+    """(system, hub id) -> that system's id, for several systems in one query per chunk."""
+    out: dict[tuple[str, str], str] = {}
+    for start in range(0, len(hub_ids), _IN_CHUNK):
+        rows = session.execute(
+            select(Xref.system, Xref.hub_id, Xref.external_id).where(
+                Xref.entity == entity,
+                Xref.system.in_(systems),
+                Xref.hub_id.in_(hub_ids[start : start + _IN_CHUNK]),
+            )
+        )
+        out.update({(system, hub): ext for system, hub, ext in rows})
+    return out
+
+
 def known_external_ids(session: Session, entity: str, system: str) -> dict[str, str]:
     """Every id the hub knows ``system`` holds for ``entity``: external id -> hub id."""
     rows = session.execute(

@@ -110,6 +110,24 @@ class _XrefResolver:
             found = repo.external_ids_for(self.session, entity, system, hubs)
             self._system.update({(entity, system, h): found.get(h) for h in hubs})
 
+    def prime_external_ids(self, entity: str, hub_ids: Mapping[str, set[str]]) -> None:
+        """Each system's ids of these ``entity`` records ({system: hub ids}), in one
+        query for every system at once (misses cached too)."""
+        if not self._cacheable(entity):
+            return
+        wanted = {
+            system: sorted(h for h in hubs if (entity, system, h) not in self._system)
+            for system, hubs in hub_ids.items()
+        }
+        wanted = {system: hubs for system, hubs in wanted.items() if hubs}
+        if not wanted:
+            return
+        found = repo.external_ids_by_system(
+            self.session, entity, sorted(wanted), sorted(set().union(*wanted.values()))
+        )
+        for system, hubs in wanted.items():
+            self._system.update({(entity, system, h): found.get((system, h)) for h in hubs})
+
     def _lookup(
         self,
         cache: dict[tuple[str, str, str], str | None],
@@ -518,6 +536,7 @@ class SyncEngine:
         """Fill the batch's reference cache: the ids its native records ({system:
         records}) refer to, and the hub ids its canonical records refer to in every
         system they may be pushed to."""
+        by_system: dict[str, dict[str, set[str]]] = defaultdict(dict)  # ref -> system -> hub ids
         for (system, ent), spec in self.specs.items():
             if ent != entity or system not in self.connectors:
                 continue
@@ -536,7 +555,11 @@ class SyncEngine:
                         rows = [canonical] if child is None else canonical.get(child) or []
                         hubs.update(_ref_values(rows, name))
             for ref, (exts, hubs) in wanted.items():
-                resolver.prime(ref, system, external_ids=exts, hub_ids=hubs)
+                resolver.prime(ref, system, external_ids=exts, hub_ids=set())
+                by_system[ref].setdefault(system, set()).update(hubs)
+        for ref, hubs_by_system in by_system.items():
+            # every system's ids of the referenced records in one query
+            resolver.prime_external_ids(ref, hubs_by_system)
 
     def _tick(self, system: str, entity: str) -> None:
         """A batch of ``system``'s ``entity`` was committed."""
