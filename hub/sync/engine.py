@@ -93,6 +93,7 @@ class _XrefResolver:
         self.batch_entity = batch_entity
         self._hub: dict[tuple[str, str, str], str | None] = {}
         self._system: dict[tuple[str, str, str], str | None] = {}
+        self._own: dict[tuple[str, str, str], str | None] = {}  # see prime_own
 
     def _cacheable(self, entity: str) -> bool:
         return self.batch_entity is not None and entity != self.batch_entity
@@ -128,6 +129,18 @@ class _XrefResolver:
         for system, hubs in wanted.items():
             self._system.update({(entity, system, h): found.get((system, h)) for h in hubs})
 
+    def prime_own(self, entity: str, system: str, external_ids: set[str]) -> None:
+        """References to the batch's own entity, looked up in one query once the batch's
+        links are recorded, and answered from it while the batch is mapped (links do not
+        change then): until :meth:`forget_own`."""
+        found = repo.hub_ids_for(self.session, entity, system, sorted(external_ids))
+        self._own = {(entity, system, e): found.get(e) for e in external_ids}
+
+    def forget_own(self) -> None:
+        """The batch is mapped: its own references ask the session again (a merge may
+        link what they refer to)."""
+        self._own = {}
+
     def _lookup(
         self,
         cache: dict[tuple[str, str, str], str | None],
@@ -139,6 +152,8 @@ class _XrefResolver:
         key = (entity, system, value)
         if key in cache:
             return cache[key]
+        if cache is self._hub and key in self._own:
+            return self._own[key]
         found = query(self.session, entity, system, [value]).get(value)
         if self._cacheable(entity):
             cache[key] = found
@@ -561,6 +576,15 @@ class SyncEngine:
             # every system's ids of the referenced records in one query
             resolver.prime_external_ids(ref, hubs_by_system)
 
+    def _own_refs(self, system: str, entity: str, records: Sequence[NativeRecord]) -> set[str]:
+        """The ids of ``entity`` records that ``records`` (``system``'s) refer to: a
+        child account's parent account."""
+        spec, out = self.specs[(system, entity)], set()
+        for fmap in spec.fields.values():
+            if fmap.ref == entity:
+                out.update(_ref_values(records, fmap.field))
+        return out
+
     def _tick(self, system: str, entity: str) -> None:
         """A batch of ``system``'s ``entity`` was committed."""
         if self.progress is not None:
@@ -675,10 +699,13 @@ class SyncEngine:
         resolver = _XrefResolver(s, entity)
         self._prime(resolver, entity, natives={system: records})
         mapper = self._mapper(system, entity, s, resolver)
+        own_refs = self._own_refs(system, entity, records)
         batch = staging.stage(
             s, mapper, records, self.counts[system][entity], self._quarantine,
             lock_rows=self.lock_rows,
+            linked=lambda: resolver.prime_own(entity, system, own_refs),
         )  # fmt: skip
+        resolver.forget_own()
         self._prime(resolver, entity, canonicals=batch.canonicals())
 
         def plan(hub_id: str, data: dict[str, Any], blanks: bool, created: bool) -> None:

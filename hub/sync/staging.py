@@ -13,7 +13,7 @@ at once (:class:`hub.store.repo.BatchRows`) before any record is merged."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -97,9 +97,11 @@ def stage(
     quarantine: Quarantine,
     *,
     lock_rows: bool = False,
+    linked: Callable[[], None] | None = None,
 ) -> StagedBatch:
     """Map ``records`` (one extracted batch of ``mapper``'s system and entity) and load
-    the store state of their keys; quarantined records are left out."""
+    the store state of their keys; quarantined records are left out. ``linked`` is
+    called once the batch's links are recorded, before any record is mapped."""
     spec = mapper.spec
     sys_ids = [mapper.system_id(r) for r in records]
     present = [i for i in sys_ids if i]
@@ -111,6 +113,8 @@ def stage(
         s, spec.entity, [*carried, *known.values()], {spec.system: present}, lock_rows=lock_rows
     )
     link_batch(s, spec, mapper, records, sys_ids, held)
+    if linked is not None:
+        linked()
     batch = StagedBatch(s, mapper, held)
     for native, sid in zip(records, sys_ids, strict=True):
         counts.read += 1

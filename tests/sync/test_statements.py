@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from hub.store import OutboxEntry
+from hub.store.models import GoldenRecord
 from tests.sync.conftest import account, count
 
 
@@ -90,3 +92,68 @@ def test_records_left_unplanned_by_a_crash_are_planned_by_the_next_pass(setup, m
     make().run(["customer"])
     ((_, row),) = erp.rows.items()
     assert row["CustomerName"] == "Acme GmbH"
+
+
+@pytest.fixture
+def with_parents(tmp_path, store_url: str):
+    """The CRM of tests.sync.conftest with accounts that name their parent account."""
+    from hub.mapping.spec import load_all
+    from hub.mapping.transforms import load_code_lists
+    from hub.store import create_store_engine
+    from hub.store.migrate import upgrade
+    from hub.sync.engine import SyncEngine
+    from tests.sync.conftest import CRM
+    from tests.sync.memory_system import MemorySystem
+
+    root = tmp_path / "mappings"
+    crm_spec = {
+        **CRM,
+        "fields": {**CRM["fields"], "parent_id": {"field": "ParentId", "ref": "customer"}},
+    }
+    (root / "salesforce").mkdir(parents=True)
+    (root / "salesforce" / "customer.yaml").write_text(yaml.safe_dump(crm_spec))
+    (root / "codes").mkdir()
+    specs, errors = load_all(root)
+    assert errors == []
+    upgrade(store_url)
+    engine = create_store_engine(store_url)
+    crm = MemorySystem("salesforce", "Hub_Id__c", "001")
+    make = lambda: SyncEngine(  # noqa: E731
+        engine, {"salesforce": crm}, specs=specs, code_lists=load_code_lists(root)
+    )
+    return make, crm, engine
+
+
+def test_references_to_accounts_of_the_same_batch_resolve_in_one_query(with_parents) -> None:
+    """A child account read before its parent, in the same batch, resolves its parent
+    through the link the batch recorded - and the batch's references are looked up in one
+    query, not one per record (issue 18: SQL statements per record read)."""
+    make, crm, engine = with_parents
+    n = 100
+    crm.page = 2 * n
+    for i in range(n):  # each child first, its parent after it
+        crm.put(account(f"Child {i:03d}", Id=f"001C{i:04d}", Hub_Id__c=f"CUS-C{i:04d}",
+                        ParentId=f"001P{i:04d}"))  # fmt: skip
+        crm.put(account(f"Parent {i:03d}", Id=f"001P{i:04d}", Hub_Id__c=f"CUS-P{i:04d}"))
+    selects: list[str] = []
+
+    def record(_c, _cur, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and " xref" in statement.lower():
+            selects.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        make().pull("salesforce", "customer")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    with engine.connect() as conn:
+        parents = dict(
+            conn.execute(
+                sa.select(GoldenRecord.hub_id, GoldenRecord.data).where(
+                    GoldenRecord.hub_id.like("CUS-C%")
+                )
+            ).all()
+        )
+    assert len(parents) == n
+    assert all(data["parent_id"] == hub_id.replace("-C", "-P") for hub_id, data in parents.items())
+    assert len(selects) <= 6, len(selects)
