@@ -6,6 +6,8 @@ more than N statements (issue 18: at most 0.03 statements per record read)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -108,7 +110,10 @@ def with_parents(tmp_path, store_url: str):
     root = tmp_path / "mappings"
     crm_spec = {
         **CRM,
-        "fields": {**CRM["fields"], "parent_id": {"field": "ParentId", "ref": "customer"}},
+        "fields": {
+            **cast(dict, CRM["fields"]),
+            "parent_id": {"field": "ParentId", "ref": "customer"},
+        },
     }
     (root / "salesforce").mkdir(parents=True)
     (root / "salesforce" / "customer.yaml").write_text(yaml.safe_dump(crm_spec))
