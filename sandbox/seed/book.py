@@ -243,11 +243,7 @@ def _final_invoice(
             stage, events = len(DUNNING_DAYS), _write_off_run(due)
     paid = status == "paid"
     return {
-        "hub_id": f"INV-{out.index + 1:07d}-{k + 1}-{n:03d}",
-        "number": f"{issue.year}-{out.index + 1:07d}-{k + 1}{n:03d}",
-        "customer_id": sub["customer_id"],
-        "subscription_id": sub["hub_id"],
-        "currency": sub["currency"],
+        **_invoice_head(out, sub, k, n, issue),
         "lines": lines,
         "subtotal_minor": subtotal,
         "tax_minor": total - subtotal,
@@ -259,6 +255,18 @@ def _final_invoice(
         "dunning_stage": stage,
         "dunning_events": events,
         "updated_at": _stamp(changed, meter),
+    }
+
+
+def _invoice_head(out: CustomerSlice, sub: Record, k: int, n: int, issue: date) -> Record:
+    """The ids of the ``n``-th invoice of a customer's ``k``-th subscription, and whom
+    it bills in which currency."""
+    return {
+        "hub_id": f"INV-{out.index + 1:07d}-{k + 1}-{n:03d}",
+        "number": f"{issue.year}-{out.index + 1:07d}-{k + 1}{n:03d}",
+        "customer_id": sub["customer_id"],
+        "subscription_id": sub["hub_id"],
+        "currency": sub["currency"],
     }
 
 
@@ -562,11 +570,7 @@ class Book:
                 changed = reminded + timedelta(days=life.randrange(1, 10))
             out.invoices.append(
                 {
-                    "hub_id": f"INV-{out.index + 1:07d}-{k + 1}-{n:03d}",
-                    "number": f"{issue.year}-{out.index + 1:07d}-{k + 1}{n:03d}",
-                    "customer_id": sub["customer_id"],
-                    "subscription_id": sub["hub_id"],
-                    "currency": sub["currency"],
+                    **_invoice_head(out, sub, k, n, issue),
                     "lines": lines,
                     "subtotal_minor": subtotal,
                     "tax_minor": tax,
