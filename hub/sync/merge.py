@@ -116,7 +116,8 @@ def merge(
     ``owners`` maps flat canonical field names to their owning system; ``field_meta``
     records per field which system set it, when, and whether that value is provisional."""
     current = flatten(golden or {})
-    meta = {k: dict(v) for k, v in (field_meta or {}).items()}
+    # entries are replaced, never changed in place: a shallow copy keeps the caller's
+    meta: dict[str, Any] = dict(field_meta or {})
     stamp = changed_at.isoformat()
     result = MergeResult(data={}, field_meta=meta)
     for name, value in flatten(incoming).items():

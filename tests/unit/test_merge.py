@@ -136,3 +136,16 @@ def test_fingerprint_ignores_key_order() -> None:
         {"b": [1, {"d": 3, "c": 2}], "a": 1}
     )
     assert fingerprint({"a": 1}) != fingerprint({"a": "1"})
+
+
+def test_merging_never_changes_the_callers_provenance() -> None:
+    """merge() copies field_meta shallowly: each entry it changes is replaced, so the
+    golden record's provenance the caller holds stays as it was."""
+    meta = {"segment": {"system": "billing", "at": "2026-01-01T00:00:00+00:00"}}
+    snapshot = {k: dict(v) for k, v in meta.items()}
+    r = merge(
+        {"segment": "smb"}, meta, {"segment": "enterprise"}, system="salesforce",
+        changed_at=datetime(2026, 2, 1, tzinfo=UTC), owners=OWNERS,
+    )  # fmt: skip
+    assert r.field_meta["segment"]["system"] == "salesforce"
+    assert meta == snapshot
