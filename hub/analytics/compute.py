@@ -696,7 +696,11 @@ def _movements(
             sum(uo)::BIGINT AS opening_usage, sum(uc)::BIGINT AS closing_usage,
             count(*) FILTER (tc - uc > 0) AS customers_recurring,
             sum(po)::BIGINT AS opening_paused, sum(pc)::BIGINT AS closing_paused,
-            count(*) FILTER (pc > 0 AND tc = 0) AS customers_paused
+            count(*) FILTER (pc > 0 AND tc = 0) AS customers_paused,
+            -- the part of paused that went on pause (a key's paused MRR grew): what
+            -- retention loses; one coming back from a pause is not retention, as a
+            -- reactivation is not
+            sum(least(po - pc, 0))::BIGINT AS paused_begun
         FROM d GROUP BY ALL ORDER BY {g_sel}month
     """
     table = con.sql(sql, params={"opening": opening_day}).to_arrow_table()
@@ -722,9 +726,11 @@ def _with_rates(table: pa.Table) -> pa.Table:
         lost = -(r["churned"] + r["contraction"])
         cols["logo_churn_rate"].append(_ratio(r["customers_churned"], oc))
         cols["gross_revenue_churn_rate"].append(_ratio(lost, o))
-        # revenue retained: a paused subscription's MRR is not (though it is not churn)
-        cols["net_revenue_retention"].append(_ratio(o - lost + r["expansion"] + r["paused"], o))
-        cols["gross_revenue_retention"].append(_ratio(o - lost + r["paused"], o))
+        # revenue retained: MRR going on pause is not (though it is not churn), and MRR
+        # coming back from one was not in the opening (as a reactivation's is not)
+        begun = r["paused_begun"]
+        cols["net_revenue_retention"].append(_ratio(o - lost + r["expansion"] + begun, o))
+        cols["gross_revenue_retention"].append(_ratio(o - lost + begun, o))
     for n in names:
         table = table.append_column(n, pa.array(cols[n], pa.float64()))
     return table
@@ -969,11 +975,11 @@ def _summary(
         "window_logo_churn_rate": _ratio(churned_logos, opening_logos),
         "window_gross_revenue_churn_rate": None if churn is None else round(float(churn), 6),
         "window_net_revenue_retention": _ratio(
-            opening_sum - lost_mrr + sum(r["expansion"] + r["paused"] for r in rows),
+            opening_sum - lost_mrr + sum(r["expansion"] + r["paused_begun"] for r in rows),
             opening_sum,
         ),
         "window_gross_revenue_retention": _ratio(
-            opening_sum - lost_mrr + sum(r["paused"] for r in rows), opening_sum
+            opening_sum - lost_mrr + sum(r["paused_begun"] for r in rows), opening_sum
         ),
         "paused_mrr_rep": int(last["closing_paused"]),
         "paused_customers": int(last["customers_paused"]),

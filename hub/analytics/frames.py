@@ -19,8 +19,8 @@ into DuckDB - gets the same computation:
 
 ``effective_from``/``effective_to``, ``tax_minor`` and ``paused_at``/``resume_at`` are
 optional for other producers (the benchmark's generated tables): when absent, every item
-version is open-ended, no invoice carries tax and a pause is known by its status only; a producer without ``a_dunning`` has no dunning events (no invoice
-counts as in dunning).
+version is open-ended, no invoice carries tax and a pause is known by its status only; a
+producer without ``a_dunning`` has no dunning events (no invoice counts as in dunning).
 
 Loading reuses the reconciliation's golden loader (``hub.recon.golden``): JSON to Arrow in
 C++, child lists (``items``, ``lines``) split into their own tables, no per-record Python.
