@@ -417,16 +417,23 @@ def _day(day: date) -> str:
 
 
 def _paused_on(day: str) -> str:
-    """SQL: the subscription ``s`` is paused on ``day`` (a SQL date). By its pause dates
-    when it has them: from ``paused_at`` up to the day before ``resume_at`` (open-ended
-    without one), whatever its status today - one paused and resumed since was paused
-    then, one whose pause starts later is not yet. A ``paused`` status without
-    ``paused_at`` (records from before the pause dates, or a system that maps the status
-    only) is paused from the record's last change (``changed``), the only date there is."""
-    return (
-        f"CASE WHEN s.paused_at IS NULL THEN s.status = 'paused' AND {day} >= s.changed"
-        f" ELSE s.paused_at <= {day} AND (s.resume_at IS NULL OR {day} < s.resume_at) END"
-    )
+    """SQL: the subscription ``s`` is paused on ``day`` (a SQL date), from the pause span
+    :data:`_PAUSE_SPAN` puts on each subscription once (two date comparisons a sample)."""
+    return f"s.pause_from <= {day} AND {day} < s.pause_to"
+
+
+#: Select-list items of ``a_subs`` (with ``changed``, the day of the record's last change):
+#: the days a subscription's pause starts and ends (``infinity``: none). By its pause dates
+#: when it has them: from ``paused_at`` up to the day before ``resume_at`` (open-ended
+#: without one), whatever its status today - one paused and resumed since was paused
+#: then, one whose pause starts later is not yet. A ``paused`` status without
+#: ``paused_at`` (records from before the pause dates, or a system that maps the status
+#: only) is paused from the record's last change, the only date there is.
+_PAUSE_SPAN = """
+    coalesce(paused_at, CASE WHEN status = 'paused' THEN changed END, DATE 'infinity')
+        AS pause_from,
+    CASE WHEN paused_at IS NULL THEN DATE 'infinity' ELSE coalesce(resume_at, DATE 'infinity')
+    END AS pause_to"""
 
 
 def _mrr_keys(
@@ -568,9 +575,10 @@ def _mrr_keys(
             GROUP BY sub_id
         ), sub0 AS (
             SELECT s.customer_id, s.currency, p.sub_id IS NULL AS usage_only, {sub_base}
-            FROM (SELECT sub_id, customer_id, currency, status, start_date, end_date,
-                         trial_end, CAST(updated_at AS DATE) AS changed, {pauses}
-                  FROM a_subs) s
+            FROM (SELECT *, {_PAUSE_SPAN}
+                  FROM (SELECT sub_id, customer_id, currency, status, start_date, end_date,
+                               trial_end, CAST(updated_at AS DATE) AS changed, {pauses}
+                        FROM a_subs)) s
             LEFT JOIN cov l ON l.sub_id = s.sub_id
             LEFT JOIN price p ON p.sub_id = s.sub_id
             LEFT JOIN used u ON u.sub_id = s.sub_id
