@@ -4,10 +4,10 @@
 
 Generates a synthetic golden book straight into a DuckDB file, columnarly (SQL over
 ``range()``, no Python object per row): subscriptions in nine currencies, every status and
-billing period, 1-2 items (per unit, graduated, usage), a year of invoices with lines,
-dunning runs (one event per stage reached) and write-offs - the ``a_*`` views
-``hub.analytics.compute`` reads. Then, each in a fresh process (so peak RSS is that
-step's own):
+billing period, pause dates (current pauses, ended ones), 1-2 items (per unit, graduated,
+usage), a year of invoices with lines, dunning runs (one event per stage reached) and
+write-offs - the ``a_*`` views ``hub.analytics.compute`` reads. Then, each in a fresh
+process (so peak RSS is that step's own):
 
 - hub: ``compute_metrics`` (MRR grid, movements in every currency, cohorts, dunning);
 - floor: one DuckDB aggregate over the same lines (billed amount per currency and month).
@@ -60,7 +60,14 @@ SELECT 'S' || i AS sub_id, 'C' || c AS customer_id, cu.currency,
            AS end_date,
        CASE WHEN h2 BETWEEN 680 AND 729 THEN DATE '2025-07-15' END AS trial_end,
        CAST(TIMESTAMPTZ '2025-06-30 12:00:00+00'
-            - to_days(CAST(h2 % 120 AS INTEGER)) AS TIMESTAMPTZ) AS updated_at
+            - to_days(CAST(h2 % 120 AS INTEGER)) AS TIMESTAMPTZ) AS updated_at,
+       -- pause dates: most paused ones since a day before their last edit (the rest keep
+       -- a paused status without dates); 4 % active again after a pause that ended
+       CASE WHEN h2 BETWEEN 810 AND 849 THEN DATE '2025-06-30' - CAST(30 + h2 % 150 AS INTEGER)
+            WHEN h2 < 40 THEN DATE '2025-06-30' - CAST(120 + h2 % 60 AS INTEGER) END
+           AS paused_at,
+       CASE WHEN h2 < 40 THEN DATE '2025-06-30' - CAST(30 + h2 % 60 AS INTEGER) END
+           AS resume_at
 FROM r JOIN (SELECT row_number() OVER () - 1 AS c, currency FROM a_customers) cu USING (c);
 
 CREATE TABLE a_items AS

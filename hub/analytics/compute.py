@@ -8,8 +8,10 @@ for each subscription and each sample date S (the end of each month of the windo
 the as-of date for the last month):
 
 1. zero unless S is in paid service: on or after ``start_date`` and ``trial_end``, before
-   ``end_date``, not ``trialing``, and not ``paused`` (or ``canceled`` without an end date)
-   since the record's last change (the golden record keeps no pause date);
+   ``end_date``, not ``trialing``, not ``canceled`` without an end date since the record's
+   last change, and not paused: from ``paused_at`` to the day before ``resume_at``
+   whatever the status today (a ``paused`` status without ``paused_at``: since the
+   record's last change). A paused subscription's recurring MRR is paused MRR instead;
 2. if an invoice line's service period covers S: the non-usage lines covering S, each
    normalised to a month (whole-month periods / their month count, partial periods such as
    prorations by days against a full billing period), plus usage;
@@ -17,7 +19,7 @@ the as-of date for the last month):
    record; next invoice not out yet): the price of each non-usage item version in effect
    on S (``effective_from`` <= S <= ``effective_to``; ``Price.amount_minor``
    re-implemented in SQL, discount included) / billing months, plus usage;
-4. a gap between invoiced periods (a pause, a lapse): zero;
+4. a gap between invoiced periods (a lapse): zero (in a pause: the price, as paused MRR);
 
 where usage = each usage item's invoiced amount of its last *closed* period (ending
 before S), normalised likewise. A subscription never counts below zero.
@@ -414,6 +416,26 @@ def _day(day: date) -> str:
     return f"DATE '{day.isoformat()}'"
 
 
+def _paused_on(day: str) -> str:
+    """SQL: the subscription ``s`` is paused on ``day`` (a SQL date), from the pause span
+    :data:`_PAUSE_SPAN` puts on each subscription once (two date comparisons a sample)."""
+    return f"s.pause_from <= {day} AND {day} < s.pause_to"
+
+
+#: Select-list items of ``a_subs`` (with ``changed``, the day of the record's last change):
+#: the days a subscription's pause starts and ends (``infinity``: none). By its pause dates
+#: when it has them: from ``paused_at`` up to the day before ``resume_at`` (open-ended
+#: without one), whatever its status today - one paused and resumed since was paused
+#: then, one whose pause starts later is not yet. A ``paused`` status without
+#: ``paused_at`` (records from before the pause dates, or a system that maps the status
+#: only) is paused from the record's last change, the only date there is.
+_PAUSE_SPAN = """
+    coalesce(paused_at, CASE WHEN status = 'paused' THEN changed END, DATE 'infinity')
+        AS pause_from,
+    CASE WHEN paused_at IS NULL THEN DATE 'infinity' ELSE coalesce(resume_at, DATE 'infinity')
+    END AS pause_to"""
+
+
 def _mrr_keys(
     con: duckdb.DuckDBPyConnection,
     samples: list[tuple[int, date, date]],
@@ -431,6 +453,7 @@ def _mrr_keys(
     price of the item versions in effect at each sample, all aggregated per subscription,
     then summed per customer and currency."""
     t = int_type
+    pauses = _optional(con, "a_subs", {"paused_at": "DATE", "resume_at": "DATE"})
     days = [_day(s) for _, s, _ in samples] + [_day(d) for d in extra]
     ks = range(len(days))
     window = range(len(samples))  # the extra samples come after the window's
@@ -440,8 +463,9 @@ def _mrr_keys(
         f" AND (s.end_date IS NULL OR {d} < s.end_date) AND s.status <> 'trialing'"
         for d in days
     ]
+    paused = [_paused_on(d) for d in days]
     in_service = [
-        f"{served[k]} AND NOT (s.status = 'paused' AND {d} >= s.changed)"
+        f"{served[k]} AND NOT ({paused[k]})"
         f" AND NOT (s.status = 'canceled' AND s.end_date IS NULL AND {d} >= s.changed)"
         for k, d in enumerate(days)
     ]
@@ -487,14 +511,14 @@ def _mrr_keys(
     usage_sum = ", ".join(f"CAST(sum(u{k}) AS {t}) AS u{k}" for k in ks)
     # per sample, evaluated once: i = in paid service by status and dates; g = not in a gap
     # between invoiced periods (covered, or before the first / after the last); z = paused
-    # (from its pause date, the record's last change); b = the recurring part (the lines
-    # covering the sample, or outside the invoiced span the price of the item versions in
-    # effect on the sample day; 0 in a gap)
+    # (:func:`_paused_on`); b = the recurring part (the lines covering the sample, or
+    # outside the invoiced span the price of the item versions in effect on the sample
+    # day; 0 in a gap - but the price in a pause, see q below)
     sub_base = ",\n".join(
         f"""{in_service[k]} AS i{k},
             l.v{k} OR l.first_ps IS NULL OR {days[k]} < l.first_ps OR {days[k]} > l.last_pe
                 AS g{k},
-            s.status = 'paused' AND {days[k]} >= s.changed AND {served[k]} AS z{k},
+            ({paused[k]}) AND {served[k]} AS z{k},
             CASE WHEN l.v{k} THEN l.c{k} ELSE coalesce(p.p{k}, 0) END AS b{k}, u.u{k}"""
         for k in ks
     )
@@ -502,13 +526,14 @@ def _mrr_keys(
     # service (a usage-only subscription, which may skip invoices for a month without
     # usage, by status and dates alone) or paused: a pause is not churn; w = the usage
     # counted in m (its usage items' last closed periods); q = paused: the recurring MRR a
-    # paused subscription would have had, reported apart from MRR and churn
+    # paused subscription would have had, reported apart from MRR and churn - in a gap
+    # too, since nothing is invoiced during a pause (the gap is the pause, not a lapse)
     sub_cols = ",\n".join(
         f"""CASE WHEN i{k} AND g{k} THEN greatest(b{k} + coalesce(u{k}, 0), 0) ELSE 0 END
                 AS m{k},
             (i{k} AND (g{k} OR usage_only)) OR z{k} AS a{k},
             CASE WHEN u{k} IS NOT NULL AND i{k} AND g{k} THEN u{k} ELSE 0 END AS w{k},
-            CASE WHEN z{k} AND g{k} THEN greatest(b{k}, 0) ELSE 0 END AS q{k}"""
+            CASE WHEN z{k} THEN greatest(b{k}, 0) ELSE 0 END AS q{k}"""
         for k in ks
     )
     sums = ", ".join(
@@ -550,7 +575,10 @@ def _mrr_keys(
             GROUP BY sub_id
         ), sub0 AS (
             SELECT s.customer_id, s.currency, p.sub_id IS NULL AS usage_only, {sub_base}
-            FROM (SELECT *, CAST(updated_at AS DATE) AS changed FROM a_subs) s
+            FROM (SELECT *, {_PAUSE_SPAN}
+                  FROM (SELECT sub_id, customer_id, currency, status, start_date, end_date,
+                               trial_end, CAST(updated_at AS DATE) AS changed, {pauses}
+                        FROM a_subs)) s
             LEFT JOIN cov l ON l.sub_id = s.sub_id
             LEFT JOIN price p ON p.sub_id = s.sub_id
             LEFT JOIN used u ON u.sub_id = s.sub_id
@@ -676,7 +704,11 @@ def _movements(
             sum(uo)::BIGINT AS opening_usage, sum(uc)::BIGINT AS closing_usage,
             count(*) FILTER (tc - uc > 0) AS customers_recurring,
             sum(po)::BIGINT AS opening_paused, sum(pc)::BIGINT AS closing_paused,
-            count(*) FILTER (pc > 0 AND tc = 0) AS customers_paused
+            count(*) FILTER (pc > 0 AND tc = 0) AS customers_paused,
+            -- the part of paused that went on pause (a key's paused MRR grew): what
+            -- retention loses; one coming back from a pause is not retention, as a
+            -- reactivation is not
+            sum(least(po - pc, 0))::BIGINT AS paused_begun
         FROM d GROUP BY ALL ORDER BY {g_sel}month
     """
     table = con.sql(sql, params={"opening": opening_day}).to_arrow_table()
@@ -702,9 +734,11 @@ def _with_rates(table: pa.Table) -> pa.Table:
         lost = -(r["churned"] + r["contraction"])
         cols["logo_churn_rate"].append(_ratio(r["customers_churned"], oc))
         cols["gross_revenue_churn_rate"].append(_ratio(lost, o))
-        # revenue retained: a paused subscription's MRR is not (though it is not churn)
-        cols["net_revenue_retention"].append(_ratio(o - lost + r["expansion"] + r["paused"], o))
-        cols["gross_revenue_retention"].append(_ratio(o - lost + r["paused"], o))
+        # revenue retained: MRR going on pause is not (though it is not churn), and MRR
+        # coming back from one was not in the opening (as a reactivation's is not)
+        begun = r["paused_begun"]
+        cols["net_revenue_retention"].append(_ratio(o - lost + r["expansion"] + begun, o))
+        cols["gross_revenue_retention"].append(_ratio(o - lost + begun, o))
     for n in names:
         table = table.append_column(n, pa.array(cols[n], pa.float64()))
     return table
@@ -949,11 +983,11 @@ def _summary(
         "window_logo_churn_rate": _ratio(churned_logos, opening_logos),
         "window_gross_revenue_churn_rate": None if churn is None else round(float(churn), 6),
         "window_net_revenue_retention": _ratio(
-            opening_sum - lost_mrr + sum(r["expansion"] + r["paused"] for r in rows),
+            opening_sum - lost_mrr + sum(r["expansion"] + r["paused_begun"] for r in rows),
             opening_sum,
         ),
         "window_gross_revenue_retention": _ratio(
-            opening_sum - lost_mrr + sum(r["paused"] for r in rows), opening_sum
+            opening_sum - lost_mrr + sum(r["paused_begun"] for r in rows), opening_sum
         ),
         "paused_mrr_rep": int(last["closing_paused"]),
         "paused_customers": int(last["customers_paused"]),

@@ -5,7 +5,8 @@ hub store through :func:`load_frames`, or a benchmark generating millions of row
 into DuckDB - gets the same computation:
 
 ``a_subs``      sub_id, customer_id, currency, months (1/3/12), status, start_date,
-                end_date, trial_end, updated_at (TIMESTAMPTZ)
+                end_date, trial_end, updated_at (TIMESTAMPTZ), paused_at, resume_at
+                (DATE: the current or latest pause, kept after it ends; NULL: none)
 ``a_items``     sub_id, item_id, sku, quantity, kind, flat, unit, tiers
                 (list of {up_to, unit_amount_minor, flat_amount_minor}), discount_bps,
                 effective_from, effective_to (one row per item version; NULL: open-ended)
@@ -16,10 +17,10 @@ into DuckDB - gets the same computation:
                 'written_off' or NULL: pending): one row per dunning event of an invoice
 ``a_customers`` customer_id, legal_name, segment
 
-``effective_from``/``effective_to`` and ``tax_minor`` are optional for other producers (the
-benchmark's generated tables): when absent, every item version is open-ended and no
-invoice carries tax; a producer without ``a_dunning`` has no dunning events (no invoice
-counts as in dunning).
+``effective_from``/``effective_to``, ``tax_minor`` and ``paused_at``/``resume_at`` are
+optional for other producers (the benchmark's generated tables): when absent, every item
+version is open-ended, no invoice carries tax and a pause is known by its status only; a
+producer without ``a_dunning`` has no dunning events (no invoice counts as in dunning).
 
 Loading reuses the reconciliation's golden loader (``hub.recon.golden``): JSON to Arrow in
 C++, child lists (``items``, ``lines``) split into their own tables, no per-record Python.
@@ -88,7 +89,7 @@ def register_frames(con: duckdb.DuckDBPyConnection, frames: Frames) -> None:
         SELECT hub_id AS sub_id, customer_id, currency,
                CASE billing_period WHEN 'year' THEN 12 WHEN 'quarter' THEN 3 ELSE 1 END
                    AS months,
-               status, start_date, end_date, trial_end, updated_at
+               status, start_date, end_date, trial_end, updated_at, paused_at, resume_at
         FROM g_subs;
         CREATE OR REPLACE TEMP VIEW a_items AS
         SELECT key AS sub_id, item_id, sku, quantity, "price.kind" AS kind,

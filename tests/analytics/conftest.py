@@ -55,6 +55,8 @@ def subscription(
     end: str | None = None,
     trial_end: str | None = None,
     updated: str = "2025-01-01",
+    paused_at: str | None = None,
+    resume_at: str | None = None,
 ) -> dict[str, Any]:
     return {
         "hub_id": sid,
@@ -65,6 +67,8 @@ def subscription(
         "start_date": start,
         "end_date": end,
         "trial_end": trial_end,
+        "paused_at": paused_at,
+        "resume_at": resume_at,
         "items": [
             {"item_id": f"{sid}-{n}", "sku": sku, "quantity": qty, "price": p}
             for n, (sku, qty, p) in enumerate(items, 1)

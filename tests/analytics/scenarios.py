@@ -24,6 +24,22 @@ H  USD  monthly 40.00, paused on 10 May (invoice for May exists): zero from 10 M
         -> paused -4000 in May (a paused subscription is not churn; 40.00 paused MRR
         from May on, H still a customer)
 I  USD  trialing (until 4 Jul): never counts
+J  USD  flat 50.00 monthly from 1 Dec 2024, paused_at 10 Mar, resume_at 1 May, status
+        active again (last edited 1 May); invoiced every month except March and April
+        -> paused -5000 in March (31 Mar and 30 Apr fall in the pause: 50.00 paused MRR,
+        its price, though no invoice covers them), paused +5000 in May (back in service,
+        May's invoice); no churn, no reactivation, J a customer (a logo) throughout.
+        Unlike B, whose invoicing gap has no pause dates: churn and reactivation.
+
+J adds 5000 to the openings of Jan, Feb, Mar and Jun and to the closings of Jan, Feb,
+May and Jun (at 31 Mar and 30 Apr its 5000 is paused MRR, not MRR). March: 65589 +
+expansion 5000 - EUR_REP 21739 - churned 5000 + paused -5000 = 43850 (unchanged: J's
+pause takes exactly its 5000 out). May: paused -4000 (H) + 5000 (J) = +1000, closing
+79247 + 5000 = 84247; June 84247 + usage 3000 = 87247. Customers at each opening one more
+(J paying, or paused at 31 Mar / 30 Apr): 7, 7, 7, 6, 8, 9. USD closings 39850, 43850,
+43850, 48850, 49850, 52850. J's first paid invoice (Dec 2024) is before the window and
+after the book's first invoice (E's, Jun 2024): no cohort of the window; no MRR on
+2024-06-30: not in the 12-month cohort.
 
 Dunning runs (invoices due on their issue day): A's February invoice recovered at stage 1
 (paid on the reminder, 2 Feb); B's February invoice open at stage 1; E's January invoice
@@ -49,18 +65,18 @@ EUR_REP, GBP_REP = 21739, 12658
 
 #: Expected movements in USD reporting minor units, per month of the window.
 EXPECTED_REPORTING = {
-    "2025-01-01": dict(opening=56589, new=0, expansion=0, reactivation=0, contraction=0,
-                       churned=0, usage=0, paused=0, closing=56589),
-    "2025-02-01": dict(opening=56589, new=9000, expansion=0, reactivation=0, contraction=0,
-                       churned=-5000, usage=0, paused=0, closing=60589),
-    "2025-03-01": dict(opening=60589, new=0, expansion=5000, reactivation=0, contraction=0,
-                       churned=-EUR_REP, usage=0, paused=0, closing=43850),
+    "2025-01-01": dict(opening=61589, new=0, expansion=0, reactivation=0, contraction=0,
+                       churned=0, usage=0, paused=0, closing=61589),
+    "2025-02-01": dict(opening=61589, new=9000, expansion=0, reactivation=0, contraction=0,
+                       churned=-5000, usage=0, paused=0, closing=65589),
+    "2025-03-01": dict(opening=65589, new=0, expansion=5000, reactivation=0, contraction=0,
+                       churned=-EUR_REP, usage=0, paused=-5000, closing=43850),
     "2025-04-01": dict(opening=43850, new=GBP_REP, expansion=0, reactivation=7000,
                        contraction=-2000, churned=0, usage=0, paused=0, closing=61508),
     "2025-05-01": dict(opening=61508, new=0, expansion=0, reactivation=EUR_REP, contraction=0,
-                       churned=0, usage=0, paused=-4000, closing=79247),
-    "2025-06-01": dict(opening=79247, new=0, expansion=0, reactivation=0, contraction=0,
-                       churned=0, usage=3000, paused=0, closing=82247),
+                       churned=0, usage=0, paused=-4000 + 5000, closing=84247),
+    "2025-06-01": dict(opening=84247, new=0, expansion=0, reactivation=0, contraction=0,
+                       churned=0, usage=3000, paused=0, closing=87247),
 }  # fmt: skip
 
 #: MRR per customer at the as-of date, in its own currency's minor units.
@@ -72,6 +88,7 @@ EXPECTED_CUSTOMER_MRR = {
     ("CUS-E", "USD"): 7000,
     ("CUS-F", "USD"): 8850,
     ("CUS-G", "USD"): 8000,
+    ("CUS-J", "USD"): 5000,
 }
 
 
@@ -114,7 +131,8 @@ def hand_book() -> dict[str, list[dict[str, Any]]]:
     seat = price("per_unit", unit_amount_minor=1000)
     customers = [customer(f"CUS-{c}", cur) for c, cur in
                  [("A", "USD"), ("B", "EUR"), ("C", "USD"), ("D", "GBP"), ("E", "USD"),
-                  ("F", "USD"), ("G", "USD"), ("H", "USD"), ("I", "USD")]]  # fmt: skip
+                  ("F", "USD"), ("G", "USD"), ("H", "USD"), ("I", "USD"),
+                  ("J", "USD")]]  # fmt: skip
     subs, invs = [], []
 
     a = subscription("SUB-A", "CUS-A", "USD", "2024-11-01", [("SEAT", 15, seat)])
@@ -193,4 +211,13 @@ def hand_book() -> dict[str, list[dict[str, Any]]]:
     i = subscription("SUB-I", "CUS-I", "USD", "2025-06-20", [("SEAT", 3, seat)],
                      status="trialing", trial_end="2025-07-04")  # fmt: skip
     subs.append(i)
+
+    j = subscription("SUB-J", "CUS-J", "USD", "2024-12-01",
+                     [("PLAT", 1, price("flat", flat_amount_minor=5000))],
+                     updated="2025-05-01", paused_at="2025-03-10",
+                     resume_at="2025-05-01")  # fmt: skip
+    subs.append(j)
+    # nothing billed for the paused months (March and April)
+    invs += monthly("INV-J", j, span((2024, 12), (2025, 2)) + span((2025, 5), (2025, 6)),
+                    [("PLAT", 5000)])  # fmt: skip
     return {"customer": customers, "subscription": subs, "invoice": invs}

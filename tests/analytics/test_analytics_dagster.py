@@ -40,8 +40,8 @@ def test_materialize_passes_the_identity_check_and_attaches_plots(
     mats = {m.asset_key: m for m in result.get_asset_materialization_events()}
     assert set(mats) == set(ANALYTICS_KEYS)
     mrr_meta = mats[MRR_KEY].materialization.metadata
-    assert mrr_meta["mrr_minor"].value == 82247
-    assert mrr_meta["paying_customers"].value == 7
+    assert mrr_meta["mrr_minor"].value == 87247
+    assert mrr_meta["paying_customers"].value == 8
     for key, name in ((MOVEMENTS_KEY, "waterfall"), (COHORTS_KEY, "heatmap")):
         md = mats[key].step_materialization_data.materialization.metadata[name].value
         assert isinstance(md, str) and md.startswith("![") and "data:image/png;base64," in md

@@ -172,18 +172,32 @@ _MONTHS = span((2024, 10), (2025, 6))
 def _books(draw: st.DrawFn) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """One customer with one to three subscriptions: usage-only ones with any monthly
     usage (zero, or no invoice at all), flat ones billed every month of their service;
-    each active, canceled with an end date, or paused at some date."""
+    each active, canceled with an end date, paused at some date (by its last change, or
+    by ``paused_at`` with a later last change), or active again after a dated pause
+    (``paused_at`` .. ``resume_at``, nothing billed for the months in between)."""
     subs, invs = [], []
     for n in range(draw(st.integers(1, 3))):
         sid = f"SUB-{n}"
         start = draw(st.sampled_from(_MONTHS[:6]))
-        status = draw(st.sampled_from(["active", "canceled", "paused"]))
-        stop = draw(st.sampled_from(_MONTHS[_MONTHS.index(start) + 1 :]))
+        status = draw(st.sampled_from(["active", "canceled", "paused", "resumed"]))
+        # a resumed pause begins before the last month (it resumes by the last one,
+        # mostly after at least one unbilled month)
+        after = _MONTHS[_MONTHS.index(start) + 1 : -1 if status == "resumed" else None]
+        stop = draw(st.sampled_from(after))
         stop_day = date(*stop, 1 + draw(st.integers(0, 27))).isoformat()
         end = stop_day if status == "canceled" else None
-        updated = stop_day if status != "active" else "2024-01-01"
-        last = stop if status != "active" else _MONTHS[-1]
+        updated = stop_day if status in ("canceled", "paused") else "2024-01-01"
+        paused_at = resume_at = None
+        if status == "paused" and draw(st.booleans()):
+            paused_at = stop_day
+            updated = "2025-06-25"  # edited after the pause began
+        last = stop if status in ("canceled", "paused") else _MONTHS[-1]
         served = span(start, last)
+        if status == "resumed":
+            back = _MONTHS[min(_MONTHS.index(stop) + draw(st.integers(2, 3)), len(_MONTHS) - 1)]
+            paused_at, resume_at = stop_day, date(*back, 1).isoformat()
+            served = [ym for ym in served if not stop < ym < back]
+        status = "active" if status == "resumed" else status
         if draw(st.booleans()):
             sub = subscription(
                 sid,
@@ -194,6 +208,8 @@ def _books(draw: st.DrawFn) -> tuple[dict[str, list[dict[str, Any]]], list[dict[
                 status=status,
                 end=end,
                 updated=updated,
+                paused_at=paused_at,
+                resume_at=resume_at,
             )
             usage = {ym: draw(st.sampled_from([None, 0, 0, 1500, 4000])) for ym in served}
             invs += _usage_invoices(sub, usage)
@@ -208,6 +224,8 @@ def _books(draw: st.DrawFn) -> tuple[dict[str, list[dict[str, Any]]], list[dict[
                 status=status,
                 end=end,
                 updated=updated,
+                paused_at=paused_at,
+                resume_at=resume_at,
             )
             for y, m in served:
                 ps = date(y, m, 1).isoformat()
@@ -225,21 +243,27 @@ def _books(draw: st.DrawFn) -> tuple[dict[str, list[dict[str, Any]]], list[dict[
 
 def _in_service(sub: dict[str, Any], day: date) -> bool:
     """The documented rule by status and dates (the generated flat subscriptions have no
-    invoicing gaps)."""
+    invoicing gaps but their pauses)."""
     if day < date.fromisoformat(sub["start_date"]):
         return False
     if sub["end_date"] and day >= date.fromisoformat(sub["end_date"]):
         return False
-    changed = sub["updated_at"].date()
-    return not (sub["status"] == "paused" and day >= changed)
+    return not _paused_by_dates(sub, day)
+
+
+def _paused_by_dates(sub: dict[str, Any], day: date) -> bool:
+    """The documented pause rule: ``paused_at`` <= day < ``resume_at``, whatever the
+    status; a paused status without ``paused_at`` from the record's last change."""
+    if sub["paused_at"] is None:
+        return sub["status"] == "paused" and day >= sub["updated_at"].date()
+    resume = sub["resume_at"]
+    return date.fromisoformat(sub["paused_at"]) <= day and (
+        resume is None or day < date.fromisoformat(resume)
+    )
 
 
 def _paused(sub: dict[str, Any], day: date) -> bool:
-    return (
-        sub["status"] == "paused"
-        and day >= date.fromisoformat(sub["start_date"])
-        and (day >= sub["updated_at"].date())
-    )
+    return day >= date.fromisoformat(sub["start_date"]) and _paused_by_dates(sub, day)
 
 
 @settings(
@@ -259,5 +283,6 @@ def test_churn_never_counts_a_customer_with_a_subscription_in_service(
         # neither a subscription in service nor a paused one is churn
         if any(_in_service(s, _SAMPLES[i]) or _paused(s, _SAMPLES[i]) for s in subs):
             assert row["customers_churned"] == 0 and row["churned"] == 0, (row, subs)
-        if any(_in_service(s, _SAMPLES[i - 1]) for s in subs):
+        # nor is coming back from a pause a reactivation
+        if any(_in_service(s, _SAMPLES[i - 1]) or _paused(s, _SAMPLES[i - 1]) for s in subs):
             assert row["customers_reactivated"] == 0 and row["reactivation"] == 0, (row, subs)

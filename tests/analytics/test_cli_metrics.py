@@ -40,7 +40,7 @@ def test_json_plot_and_table(store: tuple[str, Engine], tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)  # stdout is the JSON object and nothing else
-    assert doc["summary"]["mrr_rep"] == 82247 and doc["reporting_currency"] == "USD"
+    assert doc["summary"]["mrr_rep"] == 87247 and doc["reporting_currency"] == "USD"
     assert [m["month"] for m in doc["movements"]][-1] == "2025-06-01"
     assert "customer_mrr" not in doc
     for name in ("waterfall.png", "cohorts.png"):
@@ -49,7 +49,8 @@ def test_json_plot_and_table(store: tuple[str, Engine], tmp_path: Path) -> None:
         ["--as-of", AS_OF.isoformat(), "--months", "6", "--currency", "EUR"], url, tmp_path
     )
     assert table.returncode == 0, table.stderr
-    assert "MRR 756.68 EUR" in table.stdout and "2025-03" in table.stdout
+    # 75668 + J 5000 USD x 0.92 = 4600 -> 80268 EUR minor units
+    assert "MRR 802.68 EUR" in table.stdout and "2025-03" in table.stdout
     assert "EUR at constant currency" in table.stdout.splitlines()[0]
     # E's written-off January invoice: 50.00 USD, no tax -> 46.00 EUR either way
     assert "lost to failed payments 46.00 EUR with tax" in table.stdout

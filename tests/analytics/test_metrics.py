@@ -22,6 +22,8 @@ from tests.analytics.scenarios import (
     GBP_REP,
     MONTHS,
     hand_book,
+    monthly,
+    span,
 )
 
 MOVES = (
@@ -80,9 +82,10 @@ def test_movements_per_currency_are_native(metrics: Metrics) -> None:
     assert (eur_may["reactivation"], eur_may["closing"]) == (20000, 20000)
     assert rows[("GBP", "2025-04-01")]["new"] == 10000
     usd = [rows[("USD", f"2025-0{m}-01")]["closing"] for m in range(1, 7)]
-    assert usd == [34850, 38850, 43850, 48850, 44850, 47850]
+    # J's 5000 in every closing but March's and April's (paused)
+    assert usd == [39850, 43850, 43850, 48850, 49850, 52850]
     by_cur = {r["currency"]: r for r in metrics.mrr_by_currency.to_pylist()}
-    assert by_cur["USD"]["mrr_minor"] == 47850 and by_cur["USD"]["arr_minor"] == 12 * 47850
+    assert by_cur["USD"]["mrr_minor"] == 52850 and by_cur["USD"]["arr_minor"] == 12 * 52850
     assert by_cur["EUR"]["mrr_rep"] == EUR_REP
     assert (by_cur["USD"]["usage_mrr_minor"], by_cur["EUR"]["usage_mrr_minor"]) == (3000, 0)
     usd_jun = rows[("USD", "2025-06-01")]
@@ -91,28 +94,31 @@ def test_movements_per_currency_are_native(metrics: Metrics) -> None:
 
 def test_headline_rates_arr_arpa_cltv(metrics: Metrics) -> None:
     s = metrics.summary
-    assert (s["mrr_rep"], s["arr_rep"], s["paying_customers"]) == (82247, 986964, 7)
-    assert s["arpa_rep"] == 11750  # 82247 / 7 = 11749.57, half even
+    assert (s["mrr_rep"], s["arr_rep"], s["paying_customers"]) == (87247, 1046964, 8)
+    assert s["arpa_rep"] == 10906  # 87247 / 8 = 10905.875, half even
     # usage (F's May usage, counted in June) is its own line
-    assert (s["recurring_mrr_rep"], s["usage_mrr_rep"]) == (79247, 3000)
-    assert s["arpa_recurring_rep"] == 11321  # 79247 / 7 = 11321.0
-    # June: 79247 recurring open, +3000 usage (not expansion), nothing lost: recurring NRR 1
+    assert (s["recurring_mrr_rep"], s["usage_mrr_rep"]) == (84247, 3000)
+    assert s["arpa_recurring_rep"] == 10531  # 84247 / 8 = 10530.875
+    # June: 84247 recurring open, +3000 usage (not expansion), nothing lost: recurring NRR 1
     assert s["logo_churn_rate"] == 0.0 and s["gross_revenue_churn_rate"] == 0.0
     assert s["net_revenue_retention"] == 1.0
     assert s["gross_revenue_retention"] == 1.0
     # window: churn+contraction 5000 + 21739 + 2000 over the six openings; H's pause
-    # (-4000 in May) is not churn, and H stays a customer (a logo) while paused
-    opening_sum = 56589 + 56589 + 60589 + 43850 + 61508 + 79247
+    # (-4000 in May) and J's (-5000 in March) are not churn, and both stay customers
+    # (logos) while paused; J's resumption (+5000 in May) is not retention, as a
+    # reactivation is not
+    opening_sum = 61589 + 61589 + 65589 + 43850 + 61508 + 84247
     lost = 5000 + EUR_REP + 2000
     assert s["window_gross_revenue_churn_rate"] == round(lost / opening_sum, 6)
-    assert s["window_logo_churn_rate"] == round(2 / (6 + 6 + 6 + 5 + 7 + 8), 6)
-    assert s["window_gross_revenue_retention"] == round(1 - (lost + 4000) / opening_sum, 6)
+    assert s["window_logo_churn_rate"] == round(2 / (7 + 7 + 7 + 6 + 8 + 9), 6)
+    assert s["window_gross_revenue_retention"] == round(1 - (lost + 4000 + 5000) / opening_sum, 6)
     assert (s["paused_mrr_rep"], s["paused_customers"], s["month_paused_rep"]) == (4000, 1, 0)
     may = {r["month"].isoformat(): r for r in metrics.movements.to_pylist()}["2025-05-01"]
-    assert (may["customers_churned"], may["churned"], may["paused"]) == (0, 0, -4000)
+    assert (may["customers_churned"], may["churned"], may["paused"]) == (0, 0, -4000 + 5000)
     assert may["gross_revenue_churn_rate"] == 0.0
+    # H's pause is not retained; J coming back from its pause retains nothing more
     assert may["gross_revenue_retention"] == round(1 - 4000 / 61508, 6)
-    cltv = Fraction(11321) * Fraction("0.8") / Fraction(lost, opening_sum)
+    cltv = Fraction(10531) * Fraction("0.8") / Fraction(lost, opening_sum)
     assert s["cltv_rep"] == round(cltv)  # CLTV = recurring ARPA x margin / revenue churn
     # E's churn in February had an uncollectible invoice: involuntary
     assert s["churned_involuntary_rep"] == -5000
@@ -180,8 +186,8 @@ def test_reporting_in_eur_converts_each_customer_once(store: tuple[str, Engine])
     m = metrics_from_store(store[1], AS_OF, months=MONTHS, reporting="EUR")
     by_cur = {r["currency"]: r["mrr_rep"] for r in m.mrr_by_currency.to_pylist()}
     # USD x 0.92 (exact per customer), GBP 10000 x 0.92 / 0.79 = 11645.57 -> 11646
-    assert by_cur == {"EUR": 20000, "USD": 44022, "GBP": 11646}
-    assert m.summary["mrr_rep"] == 75668
+    assert by_cur == {"EUR": 20000, "USD": 48622, "GBP": 11646}
+    assert m.summary["mrr_rep"] == 80268
     assert m.identity_errors() == []
 
 
@@ -251,3 +257,32 @@ def test_twelve_month_grr_caps_each_customer_and_counts_pause_as_lost(
     assert s["cohort_12m"]["recurring_mrr_then_rep"] == 30000
     assert (s["nrr_12m"], s["grr_12m"]) == (round(20000 / 30000, 6), round(20000 / 30000, 6))
     assert (s["paused_mrr_rep"], s["paused_customers"]) == (10000, 1)
+
+
+def test_pause_runs_from_paused_at_not_the_last_edit(store: tuple[str, Engine]) -> None:
+    """K, paused today, went on pause on 20 April (its April invoice, billed in advance,
+    covers the month) and was last edited on 20 June: its 30.00 is paused MRR from the
+    April month end on, not from June. L has a pause scheduled after the as-of date: it
+    is paying until then. The old rule (paused since the last edit) had K paying 30.00 in
+    April and May (its price after the last invoice) and pausing in June."""
+    flat = {"kind": "flat", "flat_amount_minor": 3000}
+    k = subscription("SUB-K", "CUS-K", "USD", "2024-12-01", [("PLAT", 1, flat)],
+                     status="paused", updated="2025-06-20", paused_at="2025-04-20")  # fmt: skip
+    lsub = subscription("SUB-L", "CUS-L", "USD", "2024-12-01", [("PLAT", 1, flat)],
+                        paused_at="2025-07-10")  # fmt: skip
+    invs = monthly("INV-K", k, span((2024, 12), (2025, 4)), [("PLAT", 3000)])
+    invs += monthly("INV-L", lsub, span((2024, 12), (2025, 6)), [("PLAT", 3000)])
+    write_golden(store[1], "customer", [customer("CUS-K", "USD"), customer("CUS-L", "USD")])
+    write_golden(store[1], "subscription", [k, lsub])
+    write_golden(store[1], "invoice", invs)
+    m = metrics_from_store(store[1], AS_OF, months=MONTHS, reporting="USD")
+    rows = {r["month"].isoformat()[:7]: r for r in m.movements.to_pylist()}
+    assert {mo: r["paused"] for mo, r in rows.items()} == {
+        "2025-01": 0, "2025-02": 0, "2025-03": 0, "2025-04": -3000, "2025-05": 0, "2025-06": 0
+    }  # fmt: skip
+    assert [r["closing"] for r in rows.values()] == [6000, 6000, 6000, 3000, 3000, 3000]
+    assert [r["closing_paused"] for r in rows.values()] == [0, 0, 0, 3000, 3000, 3000]
+    assert all(r["churned"] == 0 and r["customers_churned"] == 0 for r in rows.values())
+    assert [r["customers_active"] for r in rows.values()] == [2] * MONTHS
+    assert (m.summary["paused_mrr_rep"], m.summary["paused_customers"]) == (3000, 1)
+    assert m.identity_errors() == []
