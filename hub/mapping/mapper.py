@@ -113,6 +113,44 @@ class _Step:
         return current
 
 
+@dataclass(frozen=True)
+class _SpecPlan:
+    """What a mapper works out from its spec, once per spec (kept on it): a mapper is made
+    per record planned, and these are read for every record converted."""
+
+    fields: dict[str, FieldMap]  # the spec's own dicts, to tell a copy with other fields
+    children: dict[str, Any]
+    plain: dict[str, FieldMap]  # converted first: they carry the currency
+    money: dict[str, FieldMap]
+    currency_field: str  # where the money fields' currency is
+    writable: tuple[str, ...]
+    views: tuple[str, ...]
+    #: (id of a field dict, inbound) -> (the dict, its steps); the dict is kept and
+    #: compared, so an id is never taken for another dict's
+    steps: dict[tuple[int, bool], tuple[dict[str, FieldMap], tuple[_Step, ...]]]
+
+    @classmethod
+    def of(cls, spec: MappingSpec) -> _SpecPlan:
+        fields, children = spec.fields, spec.children
+        money = {k: f for k, f in fields.items() if "money_decimal" in f.transform}
+        return cls(
+            fields=fields,
+            children=children,
+            plain={k: f for k, f in fields.items() if k not in money},
+            money=money,
+            currency_field=next(iter(money.values())).currency_field if money else "currency",
+            writable=(*(n for n, f in fields.items() if not f.read_only), *children),
+            views=(
+                *(n for n, c in children.items() if c.view is not None),
+                *(n for n, f in fields.items() if f.view is not None),
+            ),
+            steps={},
+        )
+
+    def describes(self, spec: MappingSpec) -> bool:
+        return self.fields is spec.fields and self.children is spec.children
+
+
 class Mapper:
     def __init__(
         self,
@@ -123,50 +161,29 @@ class Mapper:
         self.spec = spec
         self.code_lists = code_lists
         self.resolver = resolver
-        compiled = spec._compiled
-        if compiled.get("fields") is not spec.fields or compiled.get("children") is not (
-            spec.children
-        ):  # first use, or a copy of a spec with other fields (model_copy shares the cache)
-            compiled.clear()
-            compiled["fields"], compiled["children"] = spec.fields, spec.children
-            compiled["plain"] = {
-                k: f for k, f in spec.fields.items() if "money_decimal" not in f.transform
-            }
-            compiled["money"] = {
-                k: f for k, f in spec.fields.items() if "money_decimal" in f.transform
-            }
-            compiled["writable"] = tuple(
-                [name for name, fmap in spec.fields.items() if not fmap.read_only]
-                + list(spec.children)
-            )
-            compiled["views"] = [n for n, c in spec.children.items() if c.view is not None] + [
-                n for n, f in spec.fields.items() if f.view is not None
-            ]
-        self._plain_fields: dict[str, FieldMap] = compiled["plain"]
-        self._money_fields: dict[str, FieldMap] = compiled["money"]
-        self._writable: tuple[str, ...] = compiled["writable"]
-        #: (id of a field dict, inbound) -> (the dict, its steps); shared by every mapper
-        #: of the spec (the dict is kept and compared, so an id is never taken for another's)
-        self._compiled: dict[Any, Any] = compiled
+        plan = spec._plan
+        if not isinstance(plan, _SpecPlan) or not plan.describes(spec):
+            # first use, or a copy of a spec with other fields (model_copy shares it)
+            plan = spec._plan = _SpecPlan.of(spec)
+        self._plan: _SpecPlan = plan
         self._contexts: dict[tuple[int, str | None], Context] = {}
 
     @property
     def writable(self) -> tuple[str, ...]:
         """:attr:`writable_fields`, without a copy (fingerprinting reads it per record)."""
-        return self._writable
+        return self._plan.writable
 
     @property
     def writable_fields(self) -> list[str]:
         """Canonical fields this system receives on a push (children count as one)."""
-        return list(self._writable)
+        return list(self._plan.writable)
 
     @property
     def view_names(self) -> list[str]:
         """Canonical lists this system holds as a view (children or fields with a
         ``view``, see hub.mapping.views): derived from their owner's list, so pushed and
         compared but never merged."""
-        names: list[str] = self._compiled["views"]
-        return names
+        return list(self._plan.views)
 
     def held_form(self, canonical: dict[str, Any]) -> dict[str, Any]:
         """``canonical`` as this system holds it: each list it holds as a view replaced
@@ -227,16 +244,15 @@ class Mapper:
         """The conversion of ``fields`` in one direction, worked out once per mapper:
         every record read passes through it, field by field."""
         key = (id(fields), inbound)
-        entry = self._compiled.get(key)
+        entry = self._plan.steps.get(key)
         if entry is None or entry[0] is not fields:
             steps = tuple(
                 _Step.of(name, fmap, inbound)
                 for name, fmap in fields.items()
                 if inbound or not fmap.read_only
             )
-            entry = self._compiled[key] = (fields, steps)
-        result: tuple[_Step, ...] = entry[1]
-        return result
+            entry = self._plan.steps[key] = (fields, steps)
+        return entry[1]
 
     def _convert(
         self,
@@ -273,9 +289,7 @@ class Mapper:
         return out
 
     def _currency(self, canonical: dict[str, Any]) -> str | None:
-        money = list(self._money_fields.values())
-        field = money[0].currency_field if money else "currency"
-        value = get_path(canonical, field)
+        value = get_path(canonical, self._plan.currency_field)
         return value if isinstance(value, str) else None
 
     def to_canonical(
@@ -285,11 +299,11 @@ class Mapper:
         supplies a currency when this system does not carry one."""
         problems: list[FieldProblem] = []
         plain = self._convert(
-            self._plain_fields, native, inbound=True, currency=None, problems=problems
+            self._plan.plain, native, inbound=True, currency=None, problems=problems
         )
         currency = self._currency(plain) or self._currency(context or {})
         out = plain | self._convert(
-            self._money_fields, native, inbound=True, currency=currency, problems=problems
+            self._plan.money, native, inbound=True, currency=currency, problems=problems
         )
         for name, child in self.spec.children.items():
             rows = native.get(child.object)

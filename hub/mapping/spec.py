@@ -129,10 +129,10 @@ class MappingSpec(BaseModel):
         "e.g. {status: [draft]} (SAP posts no draft invoices); the hub pushes nothing else "
         "there and the reconciliation expects nothing else there",
     )
-    #: what ``hub.mapping.mapper.Mapper`` works out from this spec once (the conversion
-    #: steps per field and direction): a mapper is made per record planned, the
-    #: conversions run for every record read
-    _compiled: dict[Any, Any] = PrivateAttr(default_factory=dict)
+    #: what ``hub.mapping.mapper.Mapper`` works out from this spec once (its
+    #: ``_SpecPlan``: the conversion steps per field and direction): a mapper is made per
+    #: record planned, the conversions run for every record read
+    _plan: Any = PrivateAttr(default=None)
 
     def holds(self, canonical: dict[str, Any]) -> bool:
         """Whether this system is meant to hold the record at all."""

@@ -18,7 +18,7 @@ def test_mappers_of_one_spec_share_its_steps_and_copies_with_other_fields_do_not
     native = {"identifier": "SKU-1", "values": {}}
     first, second = Mapper(spec, codes), Mapper(spec, codes)
     first.to_canonical(native)
-    assert first._steps(first._plain_fields, True) is second._steps(second._plain_fields, True)
+    assert first._steps(first._plan.plain, True) is second._steps(second._plan.plain, True)
 
     fields = {k: v for k, v in spec.fields.items() if k != "sku"}
     narrower = spec.model_copy(update={"fields": fields})
