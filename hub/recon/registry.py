@@ -340,33 +340,15 @@ class UsageAgainstMeters(ProrationErrors):
     line_columns = ("kind", "sku", "quantity", "period_start", "period_end")
 
 
-class InvoicesWhilePaused(SystemCheck):
-    """The reference system's invoices issued while their golden subscription was paused
-    (``paused_at`` to ``resume_at``; ``checks.invoices_while_paused``)."""
-
-    def run(self, ctx: CheckContext, target: Target) -> None:
-        st = target.staged
-        if target.system != REFERENCE_SYSTEM:
-            return
-        if not ctx.has(
-            st.table, "subscription_id", "issue_date", "total_minor", "currency", "status"
-        ):
-            return
-        lines = st.children.get("lines")
-        if lines is not None and not ctx.has(lines, "period_end"):
-            lines = None
-        ctx.found(
-            checks.invoices_while_paused(
-                ctx.con, st.table, golden_table("subscription"), lines, system=st.system
-            )
-        )
-        ctx.ran(target.entity, target.system, "aggregate")
-
-
 class InvoicesAfterEnd(SystemCheck):
     """The reference system's invoices issued after their golden subscription ended
     (canceled or paused with an end date before the issue date)."""
 
+    check: ClassVar[CheckFunction] = staticmethod(checks.invoices_after_end)
+    #: the line columns the check reads (its lines are passed when staged with them);
+    #: None: it reads no lines
+    line_columns: ClassVar[tuple[str, ...] | None] = None
+
     def run(self, ctx: CheckContext, target: Target) -> None:
         st = target.staged
         if target.system != REFERENCE_SYSTEM:
@@ -375,12 +357,24 @@ class InvoicesAfterEnd(SystemCheck):
             st.table, "subscription_id", "issue_date", "total_minor", "currency", "status"
         ):
             return
-        ctx.found(
-            checks.invoices_after_end(
-                ctx.con, st.table, golden_table("subscription"), system=st.system
-            )
-        )
+        golden = golden_table("subscription")
+        if self.line_columns is None:
+            found = self.check(ctx.con, st.table, golden, system=st.system)
+        else:
+            lines = st.children.get("lines")
+            if lines is not None and not ctx.has(lines, *self.line_columns):
+                lines = None
+            found = self.check(ctx.con, st.table, golden, lines, system=st.system)
+        ctx.found(found)
         ctx.ran(target.entity, target.system, "aggregate")
+
+
+class InvoicesWhilePaused(InvoicesAfterEnd):
+    """The reference system's invoices issued while their golden subscription was paused
+    (``paused_at`` to ``resume_at``; ``checks.invoices_while_paused``)."""
+
+    check = staticmethod(checks.invoices_while_paused)
+    line_columns = ("period_end",)
 
 
 class DunningConsistency(SystemCheck):
