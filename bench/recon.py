@@ -441,14 +441,10 @@ def stage_postgresql(server_url: str, n: int, drift: float, workdir: Path) -> di
 
     import sqlalchemy as sa
 
+    from sandbox.postgres import fresh_database
+
     cut = int(drift * 1_000_000)
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in ("billing", "golden"):
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    urls = {name: server_url.rsplit("/", 1)[0] + f"/{name}" for name in ("billing", "golden")}
+    urls = {name: fresh_database(server_url, name) for name in ("billing", "golden")}
     planted: dict[str, list[int]] = {}
 
     def load(name: str) -> None:

@@ -29,6 +29,7 @@ from hub.mapping.spec import MAPPINGS_DIR, load_all
 from hub.store import create_store_engine
 from hub.store.migrate import upgrade
 from hub.sync.engine import SyncEngine
+from sandbox.postgres import fresh_database
 from sandbox.seed.billing import BillingWriter
 from sandbox.seed.book import Book
 from tests.sync.memory_system import MemorySystem
@@ -128,12 +129,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def pg_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
     """A database of the test's own in the session's PostgreSQL (tests/conftest.py)."""
     name = "bc_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
-    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(postgres_server, name)
 
 
 # -- many rows, one second ------------------------------------------------------------------

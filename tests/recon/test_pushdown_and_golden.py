@@ -25,6 +25,7 @@ from hub.recon.pushdown import HashDiff, SqlTable, hashdiff
 from hub.store.db import create_store_engine
 from hub.store.migrate import upgrade
 from hub.store.models import GoldenRecord
+from sandbox.postgres import fresh_database
 
 META = sa.MetaData()
 INVOICES = sa.Table(
@@ -238,12 +239,7 @@ def _base_row(i: int) -> dict[str, object]:
 def pair_engines(
     postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, tuple[sa.Engine, sa.Engine]]]:
-    pg = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with pg.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS pushdown_pairs"))
-        conn.execute(sa.text("CREATE DATABASE pushdown_pairs"))
-    pg.dispose()
-    pg_url = postgres_server.rsplit("/", 1)[0] + "/pushdown_pairs"
+    pg_url = fresh_database(postgres_server, "pushdown_pairs")
     # the two PostgreSQL sides in different session time zones: timestamps hash as UTC
     pg_a = sa.create_engine(pg_url, connect_args={"options": "-c TimeZone=UTC"})
     pg_b = sa.create_engine(pg_url, connect_args={"options": "-c TimeZone=Asia/Kolkata"})

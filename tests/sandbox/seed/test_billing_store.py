@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors import billing_schema as S
+from sandbox.postgres import fresh_database
 from sandbox.seed.billing import BillingWriter
 from sandbox.seed.book import Book
 from sandbox.seed.drift import WITHHOLD_INVOICE, plan
@@ -21,12 +22,7 @@ from sandbox.seed.load import seed_systems
 def pg_url(request: pytest.FixtureRequest) -> str:
     """A database of its own in the session's PostgreSQL cluster."""
     server: str = request.getfixturevalue("postgres_server")
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text("DROP DATABASE IF EXISTS sandbox_billing"))
-        conn.execute(sa.text("CREATE DATABASE sandbox_billing"))
-    admin.dispose()
-    return server.rsplit("/", 1)[0] + "/sandbox_billing"
+    return fresh_database(server, "sandbox_billing")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
