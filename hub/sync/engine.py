@@ -83,10 +83,11 @@ class _XrefResolver:
 
     References to another entity than the batch's (a subscription's customer) cannot
     change while the batch runs - only the batch entity's xrefs are written - so they are
-    answered from a cache that :meth:`prime` fills with one query per entity and system
-    for the whole batch, instead of one query per reference. References to the batch's own
-    entity (a child account's parent) always ask the session: the batch may have just
-    linked them."""
+    answered from a cache that :meth:`prime_hub_ids` (per entity and system) and
+    :meth:`prime_external_ids` (per entity, every system at once) fill for the whole batch,
+    instead of one query per reference. References to the batch's own entity (a child
+    account's parent) are answered from :meth:`prime_own` while the batch is mapped, and
+    ask the session otherwise: a merge may link them."""
 
     def __init__(self, session: Session, batch_entity: str | None = None) -> None:
         self.session = session
@@ -98,18 +99,15 @@ class _XrefResolver:
     def _cacheable(self, entity: str) -> bool:
         return self.batch_entity is not None and entity != self.batch_entity
 
-    def prime(self, entity: str, system: str, *, external_ids: set[str], hub_ids: set[str]) -> None:
-        """Look up these references both ways in one query each (misses cached too)."""
+    def prime_hub_ids(self, entity: str, system: str, external_ids: set[str]) -> None:
+        """The hub ids of these ``system`` ids of ``entity`` records, in one query (misses
+        cached too)."""
         if not self._cacheable(entity):
             return
         exts = sorted(e for e in external_ids if (entity, system, e) not in self._hub)
         if exts:
             found = repo.hub_ids_for(self.session, entity, system, exts)
             self._hub.update({(entity, system, e): found.get(e) for e in exts})
-        hubs = sorted(h for h in hub_ids if (entity, system, h) not in self._system)
-        if hubs:
-            found = repo.external_ids_for(self.session, entity, system, hubs)
-            self._system.update({(entity, system, h): found.get(h) for h in hubs})
 
     def prime_external_ids(self, entity: str, hub_ids: Mapping[str, set[str]]) -> None:
         """Each system's ids of these ``entity`` records ({system: hub ids}), in one
@@ -570,7 +568,7 @@ class SyncEngine:
                         rows = [canonical] if child is None else canonical.get(child) or []
                         hubs.update(_ref_values(rows, name))
             for ref, (exts, hubs) in wanted.items():
-                resolver.prime(ref, system, external_ids=exts, hub_ids=set())
+                resolver.prime_hub_ids(ref, system, exts)
                 by_system[ref].setdefault(system, set()).update(hubs)
         for ref, hubs_by_system in by_system.items():
             # every system's ids of the referenced records in one query
