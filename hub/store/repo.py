@@ -569,8 +569,7 @@ class BatchRows:
         session = self.session
         if session.new or session.dirty or session.deleted:
             session.flush()
-        for rows in session.info.get(_BUFFERS, ()):
-            rows.write()
+        _write_buffered(session)
         return session.connection().execute(query)
 
     def _hold(self, row: XrefRow) -> None:
@@ -913,6 +912,12 @@ def upsert(conn: Connection, model: type[Any], rows: list[dict[str, Any]], keys:
     conn.execute(stmt, rows)
 
 
+def _write_buffered(session: Session) -> None:
+    """Write the rows every BatchRows of ``session``'s transaction holds back."""
+    for rows in session.info.get(_BUFFERS, ()):
+        rows.write()
+
+
 def _write_buffers_of(session: Session) -> list[BatchRows]:
     """The BatchRows of ``session``'s transaction holding unwritten rows; the session's
     hooks (installed once per session) write them before any statement it executes and
@@ -922,8 +927,7 @@ def _write_buffers_of(session: Session) -> list[BatchRows]:
         buffers = session.info[_BUFFERS] = []
 
         def write_all(*_: Any) -> None:
-            for rows in buffers:
-                rows.write()
+            _write_buffered(session)
 
         def forget(_: Session, transaction: Any) -> None:
             if transaction.parent is None:  # not a flush's or savepoint's inner one
