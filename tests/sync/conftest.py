@@ -1,7 +1,9 @@
 """Two in-memory systems for the sync engine's logic tests: a CRM that creates customers
 and owns the name, an ERP that owns tax ids and payment terms and carries the CRM's id."""
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -55,31 +57,40 @@ ERP = {
 }
 
 
-@pytest.fixture
-def setup(tmp_path: Path, store_url: str):
+def landscape(
+    tmp_path: Path, store_url: str, specs: tuple[dict[str, Any], ...] = (CRM, ERP)
+) -> tuple[Callable[[], SyncEngine], MemorySystem, MemorySystem | None, sa.Engine]:
+    """A hub store and in-memory systems for ``specs`` (the CRM's first, the ERP's if
+    given): the engine factory, the CRM, the ERP (or None) and the store's engine."""
     root = tmp_path / "mappings"
-    for spec in (CRM, ERP):
+    for spec in specs:
         (root / spec["system"]).mkdir(parents=True)
         (root / spec["system"] / "customer.yaml").write_text(yaml.safe_dump(spec))
     (root / "codes").mkdir()
     (root / "codes" / "terms.yaml").write_text("net30: NT30\nnet60: NT60\ndue_on_receipt: NT00\n")
-    specs, errors = load_all(root)
+    loaded, errors = load_all(root)
     assert errors == []
     upgrade(store_url)
     engine = create_store_engine(store_url)
     crm = MemorySystem("salesforce", "Hub_Id__c", "001")
-    erp = MemorySystem("sap", "YY1_HubId", "1000")
+    erp = MemorySystem("sap", "YY1_HubId", "1000") if len(specs) > 1 else None
+    systems = {"salesforce": crm, **({"sap": erp} if erp is not None else {})}
 
     def make() -> SyncEngine:
         return SyncEngine(
             engine,
-            {"salesforce": crm, "sap": erp},
-            specs=specs,
+            systems,
+            specs=loaded,
             code_lists=load_code_lists(root),
             lock_wait_seconds=2,
         )
 
     return make, crm, erp, engine
+
+
+@pytest.fixture
+def setup(tmp_path: Path, store_url: str):
+    return landscape(tmp_path, store_url)
 
 
 def account(name: str = "Acme GmbH", **extra: object) -> dict:

@@ -10,11 +10,10 @@ from typing import cast
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from hub.store import OutboxEntry
 from hub.store.models import GoldenRecord
-from tests.sync.conftest import account, count
+from tests.sync.conftest import CRM, account, count, landscape
 
 
 def test_an_initial_pull_writes_its_planned_pushes_in_bulk(setup) -> None:
@@ -98,34 +97,9 @@ def test_records_left_unplanned_by_a_crash_are_planned_by_the_next_pass(setup, m
 
 @pytest.fixture
 def with_parents(tmp_path, store_url: str):
-    """The CRM of tests.sync.conftest with accounts that name their parent account."""
-    from hub.mapping.spec import load_all
-    from hub.mapping.transforms import load_code_lists
-    from hub.store import create_store_engine
-    from hub.store.migrate import upgrade
-    from hub.sync.engine import SyncEngine
-    from tests.sync.conftest import CRM
-    from tests.sync.memory_system import MemorySystem
-
-    root = tmp_path / "mappings"
-    crm_spec = {
-        **CRM,
-        "fields": {
-            **cast(dict, CRM["fields"]),
-            "parent_id": {"field": "ParentId", "ref": "customer"},
-        },
-    }
-    (root / "salesforce").mkdir(parents=True)
-    (root / "salesforce" / "customer.yaml").write_text(yaml.safe_dump(crm_spec))
-    (root / "codes").mkdir()
-    specs, errors = load_all(root)
-    assert errors == []
-    upgrade(store_url)
-    engine = create_store_engine(store_url)
-    crm = MemorySystem("salesforce", "Hub_Id__c", "001")
-    make = lambda: SyncEngine(  # noqa: E731
-        engine, {"salesforce": crm}, specs=specs, code_lists=load_code_lists(root)
-    )
+    """The CRM of tests.sync.conftest alone, with accounts that name their parent."""
+    fields = {**cast(dict, CRM["fields"]), "parent_id": {"field": "ParentId", "ref": "customer"}}
+    make, crm, _, engine = landscape(tmp_path, store_url, ({**CRM, "fields": fields},))
     return make, crm, engine
 
 
