@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors import billing_schema as S
 from connectors.base import Outcome
 from connectors.billing import BillingConnector
 from hub.model import validate_record
@@ -24,6 +23,7 @@ from tests.connectors.test_billing import (  # noqa: F401 - fixtures used by nam
     seeded,
     to_canonical,
 )
+from tests.old_billing_store import upgraded_old_store
 from tests.unit import strategies
 
 ACCOUNT = {
@@ -103,13 +103,7 @@ def test_bundle_and_contract_terms_round_trip_through_the_store(
 
 
 def test_an_old_store_gets_bundle_and_contract_columns(tmp_path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
-    with engine.begin() as conn:
-        for table in ("subscriptions", "subscription_items"):
-            conn.execute(sa.text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, updated_at)"))
-            conn.execute(sa.text(f"INSERT INTO {table} (id) VALUES (1)"))
-    S.create_billing_schema(engine)
-    S.create_billing_schema(engine)  # idempotent
+    engine = upgraded_old_store(tmp_path / "old.sqlite", ("subscriptions", "subscription_items"))
     with engine.connect() as conn:
         assert conn.execute(
             sa.text("SELECT commitment_minor, commitment_term_months, ramp FROM subscriptions")

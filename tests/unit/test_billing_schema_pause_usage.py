@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from connectors import billing_schema as S
+from tests.old_billing_store import upgraded_old_store
 
 ADDED = {
     ("subscriptions", "paused_at"),
@@ -21,13 +22,9 @@ ADDED = {
 
 def test_an_old_store_gets_pause_usage_dunning_and_discount_columns(tmp_path: Path) -> None:
     assert set(S.ADDED_COLUMNS) >= ADDED
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
-    with engine.begin() as conn:
-        for table in ("subscriptions", "subscription_items", "invoices"):
-            conn.execute(sa.text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, updated_at)"))
-            conn.execute(sa.text(f"INSERT INTO {table} (id) VALUES (1)"))
-    S.create_billing_schema(engine)
-    S.create_billing_schema(engine)  # idempotent
+    engine = upgraded_old_store(
+        tmp_path / "old.sqlite", ("subscriptions", "subscription_items", "invoices")
+    )
     with engine.connect() as conn:
         assert conn.execute(
             sa.text("SELECT paused_at, resume_at, usage_records FROM subscriptions")

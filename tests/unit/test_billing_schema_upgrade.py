@@ -8,17 +8,14 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from connectors import billing_schema as S
+from tests.old_billing_store import upgraded_old_store
 
 
 def test_an_old_store_gets_the_added_columns(tmp_path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
-    with engine.begin() as conn:  # the three tables as they were, trimmed to a few columns
-        for table in ("subscriptions", "subscription_items", "invoice_lines"):
-            conn.execute(sa.text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, updated_at)"))
-        for table in ("subscriptions", "subscription_items", "invoice_lines"):
-            conn.execute(sa.text(f"INSERT INTO {table} (id) VALUES (1)"))
-    S.create_billing_schema(engine)
-    S.create_billing_schema(engine)  # idempotent
+    # the three tables as they were, trimmed to a few columns
+    engine = upgraded_old_store(
+        tmp_path / "old.sqlite", ("subscriptions", "subscription_items", "invoice_lines")
+    )
     inspector = sa.inspect(engine)
     for table, column in S.ADDED_COLUMNS:
         assert column in {c["name"] for c in inspector.get_columns(table)}, (table, column)
