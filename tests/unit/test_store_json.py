@@ -4,6 +4,7 @@ orjson for the common case, the standard library for what orjson refuses."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,6 @@ def test_nan_written_by_the_standard_library_still_reads(tmp_path: Path) -> None
 
 
 def test_a_datetime_is_still_refused(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
     engine = create_store_engine(f"sqlite:///{tmp_path / 'j.sqlite'}")
     table = sa.Table("t", sa.MetaData(), sa.Column("v", sa.JSON))
     table.create(engine)
