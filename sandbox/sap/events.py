@@ -71,7 +71,10 @@ class EventSettings(BaseModel):
     user: str | None = None
     password: str | None = None
     max_attempts: int = Field(default=5, ge=1)
+    #: the first retry's wait; each later one doubles it, up to ``retry_backoff_max_seconds``
+    #: (SAP Event Mesh keeps an undelivered message queued and retries at a capped interval)
     retry_backoff_seconds: float = Field(default=0.05, ge=0.0)
+    retry_backoff_max_seconds: float = Field(default=30.0, ge=0.0)
     timeout_seconds: float = Field(default=5.0, gt=0.0)
     faults: EventFaults = Field(default_factory=EventFaults)
 
@@ -313,7 +316,8 @@ class EventEmitter:
         for attempt in range(settings.max_attempts):
             if attempt:
                 self._count("retried")
-                time.sleep(settings.retry_backoff_seconds * 2 ** (attempt - 1))
+                wait = settings.retry_backoff_seconds * 2 ** (attempt - 1)
+                time.sleep(min(wait, settings.retry_backoff_max_seconds))
             try:
                 resp = client.post(url, headers=headers, content=body)
             except httpx.TransportError as exc:

@@ -4,7 +4,9 @@ delivery modes on the wire, and no events without subscribers."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -140,3 +142,25 @@ def test_no_subscriber_no_events(sap_factory: Callable[..., Any]) -> None:
         f"{sap.base}/__sandbox/events", json={"faults": {"drop_rate": 2}}, timeout=5
     )
     assert bad.status_code == 400
+
+
+def test_retries_double_up_to_the_capped_interval(sap_factory: Callable[..., Any]) -> None:
+    """A webhook down for a while still gets the event: retries wait 0.05, 0.1, 0.2 s and
+    then never more than the cap, as a queue retrying at a capped interval does (an
+    uncapped doubling waited 0.4, 0.8, ... and outlasted a restarting listener's patience)."""
+    times: list[float] = []
+
+    async def flaky(request: Request) -> Response:
+        times.append(time.monotonic())
+        return Response(status_code=503 if len(times) < 7 else 202)
+
+    app = Starlette(routes=[Route("/hook", flaky, methods=["POST"])])
+    with serve_in_thread(app) as base:
+        sap = sap_factory(events={"subscribers": [f"{base}/hook"]})
+        cap = {"max_attempts": 7, "retry_backoff_seconds": 0.05, "retry_backoff_max_seconds": 0.2}
+        requests.post(f"{sap.base}/__sandbox/events", json=cap, timeout=5).raise_for_status()
+        _bp(sap.client(BP), "Flaky").execute()
+        status = flush(sap)
+    assert status["stats"]["delivered"] == 1 and status["stats"]["retried"] == 6
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[2] >= 0.19 and max(gaps) < 0.35, gaps  # 0.05, 0.1, 0.2, 0.2, 0.2, 0.2
