@@ -13,7 +13,6 @@ from hub.model import ENTITY_ORDER
 from hub.store.db import create_store_engine, session_factory
 from hub.store.models import utcnow
 from hub.sync import deletions
-from hub.sync.engine import SyncEngine
 
 tombstones_app = typer.Typer(
     help="Records deleted in their owner: list them, or restore them everywhere.",
@@ -68,6 +67,8 @@ def tombstones_restore(
     if entity not in ENTITY_ORDER:
         typer.echo(f"unknown entity {entity!r}: one of {', '.join(ENTITY_ORDER)}", err=True)
         raise typer.Exit(2)
+    from hub.sync.engine import SyncEngine  # the engine's imports: only for a restore
+
     engine = SyncEngine(create_store_engine(), {})
     try:
         restored = deletions.restore(engine, entity, hub_ids, utcnow())

@@ -38,15 +38,18 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import duckdb
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, case, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.store.models import Finding, FindingObservation, ReconciliationRun, UtcDateTime, utcnow
+
+if TYPE_CHECKING:  # DuckDB and pyarrow load with a reconciliation's findings, not with the
+    # store: every process that touches the store (each CLI command, the listener, a Dagster
+    # run) would pay ~0.3 s of CPU for them
+    import pyarrow as pa
 
 #: The kinds of finding a reconciliation produces (the sync engine adds ``conflict``).
 RECON_KINDS = ("missing", "orphan", "mismatch", "broken_ref", "aggregate")
@@ -185,6 +188,8 @@ def _dedupe(findings: pa.Table) -> pa.Table:
     statement; PostgreSQL refuses that)."""
     if findings.num_rows == 0:
         return findings
+    import duckdb
+
     con = duckdb.connect()
     con.register("findings", findings)
     sql = "SELECT * FROM findings QUALIFY row_number() OVER (PARTITION BY id ORDER BY kind) = 1"

@@ -22,7 +22,7 @@ import requests
 from simple_salesforce import Salesforce
 from sqlalchemy import Engine
 
-from app.cli.listen import Listener
+from app.listener import Listener
 from connectors.registry import configured_systems
 from connectors.salesforce import SalesforceConnector
 from connectors.salesforce_pubsub.settings import settings_from_env
@@ -396,8 +396,8 @@ def test_each_applied_batch_is_a_runless_asset_event_in_dagster(
 ) -> None:
     from dagster import DagsterInstance
 
-    from app.cli.listen import dagster_reporter
     from app.defs.sync import golden_key
+    from app.listener import dagster_reporter
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     (tmp_path / "dagster.yaml").write_text("")
