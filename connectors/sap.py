@@ -15,7 +15,8 @@ them (numbers, the ALPHA conversion's internal form, as numbers). Each read star
 ``SAP_CURSOR_OVERLAP_SECONDS`` (5 minutes) before the cursor, so a record committed late
 with an earlier stamp is read too; with no overlap, what the cursor already covers at its
 stamp is dropped. Reservations have no date at all: they are compared with the content
-hashes their cursor keeps (``hash1:...``), so an unchanged book hands on nothing.
+hashes their cursor keeps (``hash2:...``), so an unchanged book hands on nothing; the
+compare reads (``$select``) and hashes only the fields the hub's mappings read.
 
 Writes: the CSRF token is fetched once per session (and again when SAP answers "CSRF token
 validation failed"); a batch goes out as one ``$batch`` with one change set per record, so a
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import time
 import zlib
@@ -40,6 +40,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import pyodata
 import requests
 from pyodata.exceptions import HttpError, PyODataException
@@ -48,6 +49,7 @@ from pyodata.v2.service import EntityKey
 from connectors.base import (
     Batch,
     Health,
+    MappedObject,
     MappedObjects,
     NativeRecord,
     Outcome,
@@ -127,12 +129,15 @@ CHANGE_DETECTION = {
 PARTNER = "A_BusinessPartner"
 #: the business partner's change stamp on a customer record (ISO 8601 UTC, to the second)
 PARTNER_CHANGED = "BusinessPartnerLastChange"
-#: a snapshot cursor: the content hash of every record by key (see _encode_hashes)
-HASH_CURSOR = "hash1:"
+#: a snapshot cursor: the content hash of every record by key, under the signature of
+#: the fields hashed (see _encode_hashes)
+HASH_CURSOR = "hash2:"
 
 #: a reservation's movement type on create: 601, goods issue for delivery (subscription
 #: deliveries leave the plant for the customer)
 RESERVATION_DEFAULTS = {"GoodsMovementType": "601"}
+#: the entity set of a reservation's items (its ``to_ReservationDocumentItem``)
+RESERVATION_ITEMS = "A_ReservationDocumentItem"
 #: reservation item fields the hub writes (the header carries the contract and hub id)
 RESERVATION_ITEM_FIELDS = (
     "Product",
@@ -146,6 +151,12 @@ RESERVATION_ITEM_FIELDS = (
 )
 #: the synthetic field a reservation's fulfilment state travels in (see reservation_status)
 FULFILMENT_STATUS = "FulfilmentStatus"
+#: the reservation item's flags reservation_status reads
+STATUS_FLAGS = (
+    "ReservationItmIsMarkedForDeltn",
+    "ReservationItemIsFinallyIssued",
+    "GoodsMovementIsAllowed",
+)
 #: A contract's items on its native record (the mappings' child object): read through
 #: ``to_Item``, written by the hub's item id they carry (ITEM_HUB_ID), see ContractItems.
 CONTRACT_ITEMS = "A_SalesContractItem"
@@ -302,11 +313,25 @@ class SapSettings:
     )
 
 
+@dataclass(frozen=True)
+class Projection:
+    """What a snapshot compare reads of an entity and hashes: the ``$select`` (the key,
+    the hub id and the fields the mappings read, paths into the expanded child for the
+    child's) and the native record's fields the hash covers."""
+
+    select: str
+    fields: tuple[str, ...]
+
+
 class SapConnector:
     system = SYSTEM
 
-    def __init__(self, settings: SapSettings) -> None:
+    def __init__(self, settings: SapSettings, objects: MappedObjects | None = None) -> None:
         self.settings = settings
+        #: what the hub's mappings read and write of each entity (hub.systems.connect);
+        #: without them a snapshot compare reads and hashes whole records
+        self.objects: dict[str, MappedObject] = dict(objects or {})
+        self._projections: dict[str, Projection | None] = {}
         register_secret(settings.password)
         self.session = requests_session(settings.ca_bundle, timeout=settings.timeout)
         self.session.auth = (settings.user, settings.password)
@@ -443,12 +468,9 @@ class SapConnector:
                 if {"YY1_AmountCleared", "InvoiceClearingStatus"} <= header:
                     names.add("AmountCleared")
             elif entity == "allocation":
-                item = _declared(schema, "A_ReservationDocumentItem")
+                item = _declared(schema, RESERVATION_ITEMS)
                 names |= item & {*RESERVATION_ITEM_FIELDS, "ReservationItem"}
-                if (
-                    set(reservation_flags("reserved", 0)) - {"ResvnItmWithdrawnQtyInBaseUnit"}
-                    <= item
-                ):
+                if set(STATUS_FLAGS) <= item:
                     names.add(FULFILMENT_STATUS)
             out[route.entity_set] = frozenset(names)
         return out
@@ -466,12 +488,19 @@ class SapConnector:
 
     # -- reads --------------------------------------------------------------------------
     def _query(
-        self, entity: str, where: str, order: bool = True, *, via_partner: bool = False
+        self,
+        entity: str,
+        where: str,
+        order: bool = True,
+        *,
+        via_partner: bool = False,
+        select: str = "",
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of native records; one page per server round trip (``__next``). With
         ``via_partner`` (customers only), the business partners that are customers are
         read, each with its customer role and sales areas expanded, ``where`` and the
-        order on the partner's change stamp (A_Customer has none)."""
+        order on the partner's change stamp (A_Customer has none). ``select``: the
+        ``$select`` (everything when blank)."""
         route = ROUTES[entity]
         client = self._client(route.service)
         set_name, expand, ordering = route.entity_set, route.expand, f"{STAMP} asc,{route.key} asc"
@@ -489,6 +518,8 @@ class SapConnector:
                 request = request.order_by(ordering)
             if expand:
                 request = request.expand(expand)
+            if select:
+                request = request.select(select)
             return request
 
         def first() -> Any:
@@ -565,21 +596,64 @@ class SapConnector:
         does not know) are handed on, a page's worth per batch, without a cursor; a last,
         empty batch carries the new hashes, only when they differ. An unchanged book
         yields nothing, so it costs its pages and no writes anywhere; a crash before the
-        last batch re-reads, and hands on again, what changed."""
+        last batch re-reads, and hands on again, what changed. Only what the mappings
+        read is asked for and hashed (see _projection): a change to anything else is no
+        change to the hub. The cursor is signed with the fields hashed, so hashes taken
+        over other fields (the mappings changed) count as none: everything once."""
         key = ROUTES[entity].key
-        before = _decode_hashes(cursor)
+        projection = self._projection(entity)
+        fields = projection.fields if projection else None
+        signature = _fields_signature(fields)
+        before = _decode_hashes(cursor, signature)
         after: dict[str, str] = {}
-        for records in self._query(entity, "", order=False):
+        select = projection.select if projection else ""
+        for records in self._query(entity, "", order=False, select=select):
             changed = []
             for record in records:
-                number, digest = str(record[key]), _content_hash(record)
+                number, digest = str(record[key]), _content_hash(record, fields)
                 after[number] = digest
                 if before.get(number) != digest:
                     changed.append(record)
             if changed:
                 yield Batch(changed)
         if after != before:
-            yield Batch([], _encode_hashes(after))
+            yield Batch([], _encode_hashes(after, signature))
+
+    def _projection(self, entity: str) -> Projection | None:
+        """What a snapshot compare of ``entity`` (reservations) reads and hashes, from the
+        fields the hub's mappings read (``self.objects``): the key, the hub id, the
+        header's own fields, the item's (``to_ReservationDocumentItem/...``, with its key
+        to pick the first item) and the item flags ``FulfilmentStatus`` is read from.
+        None (read and hash everything) without the mappings, or when they read a field
+        this connector cannot name on the wire."""
+        if entity not in self._projections:
+            self._projections[entity] = self._build_projection(entity)
+        return self._projections[entity]
+
+    def _build_projection(self, entity: str) -> Projection | None:
+        route, mapped = ROUTES[entity], self.objects.get(entity)
+        if mapped is None or entity != "allocation":
+            return None
+        schema = self._client(route.service).schema
+        header = _declared(schema, route.entity_set)
+        item = _declared(schema, RESERVATION_ITEMS)
+        heads, items = [route.key, self._hub_field], ["ReservationItem"]
+        for name in mapped.fields:
+            if name in (route.key, HUB_ID):
+                continue
+            if name == FULFILMENT_STATUS:
+                items += STATUS_FLAGS
+            elif name in route.child:
+                items.append(name)
+            elif name in header and name != self._hub_field:
+                heads.append(name)
+            else:
+                return None
+        if not {route.key, self._hub_field} <= header or not set(items) <= item:
+            return None
+        paths = [*dict.fromkeys(heads), *(f"{route.expand}/{n}" for n in dict.fromkeys(items))]
+        fields = tuple(sorted({*mapped.fields, route.key, HUB_ID}))
+        return Projection(",".join(paths), fields)
 
     def read_snapshot(self, entity: str, window: Window | None = None) -> Iterator[Batch]:
         """Everything, or what changed within ``window`` by the entity's stamp (the
@@ -686,16 +760,21 @@ class SapConnector:
             if record.get("InvoiceClearingStatus") == "C" and cleared not in (None, ""):
                 record["AmountCleared"] = cleared
         elif entity == "allocation":
-            # one item per reservation (the hub writes one per allocation), kept flat
+            # one item per reservation (the hub writes one per allocation), kept flat;
+            # what a $select left out of it stays out of the record
             items = sorted(
                 _expanded(proxy, "to_ReservationDocumentItem"),
                 key=lambda i: str(i.get("ReservationItem")),
             )
             item = items[0] if items else {}
-            record.update({k: item.get(k) for k in RESERVATION_ITEM_FIELDS})
+            record.update(
+                {k: item.get(k) for k in RESERVATION_ITEM_FIELDS if k in item or not item}
+            )
             record["ReservationItem"] = item.get("ReservationItem")
-            record[FULFILMENT_STATUS] = reservation_status(item) if item else None
-            record["SalesOrder"] = record.get("SalesOrder") or None
+            if not item or all(f in item for f in STATUS_FLAGS):
+                record[FULFILMENT_STATUS] = reservation_status(item) if item else None
+            if "SalesOrder" in record:
+                record["SalesOrder"] = record["SalesOrder"] or None
         return record
 
     def _tax_requests(self, numbers: Sequence[str]) -> list[Any]:
@@ -1325,14 +1404,34 @@ def _sap_message(response: requests.Response) -> str:
 
 
 def _plain(proxy: Any) -> dict[str, Any]:
-    """An entity proxy's own properties as JSON-friendly values."""
+    """An entity proxy's own properties as JSON-friendly values: the ones the answer
+    carried (pyodata fetches any other one with a GET of its own when asked for it, so
+    what a ``$select`` left out is never asked for)."""
+    held = proxy._cache
     out: dict[str, Any] = {}
-    for prop in proxy._entity_type.proprties():
-        value = _json_value(getattr(proxy, prop.name))
-        if isinstance(value, str) and prop.typ.name == "Edm.Decimal" and value[-1:] in "Mm":
-            value = value[:-1]  # an OData decimal literal suffix pyodata passes through
-        out[prop.name] = value
+    for name, decimal in _properties(proxy._entity_type):
+        if name not in held:
+            continue
+        value = held[name]
+        if value.__class__ is str:
+            if decimal and value[-1:] in "Mm":
+                value = value[:-1]  # an OData decimal literal suffix pyodata passes through
+        elif value is not None and value.__class__ not in (bool, int):
+            value = _json_value(value)
+        out[name] = value
     return out
+
+
+#: each entity type's properties in $metadata order, with whether they are Edm.Decimal
+_PROPERTIES: dict[int, tuple[Any, tuple[tuple[str, bool], ...]]] = {}
+
+
+def _properties(entity_type: Any) -> tuple[tuple[str, bool], ...]:
+    known = _PROPERTIES.get(id(entity_type))
+    if known is None or known[0] is not entity_type:
+        props = tuple((p.name, p.typ.name == "Edm.Decimal") for p in entity_type.proprties())
+        known = _PROPERTIES[id(entity_type)] = (entity_type, props)
+    return known[1]
 
 
 def _declared(schema: Any, entity_set: str) -> set[str]:
@@ -1484,26 +1583,45 @@ def _partner_stamp(day: Any, time_of_day: Any) -> str | None:
     return text
 
 
-def _content_hash(record: Mapping[str, Any]) -> str:
-    """48 bits of a record's content (its ETag aside): what the snapshot compare keeps."""
-    body = json.dumps({k: v for k, v in record.items() if k != ETAG}, sort_keys=True, default=str)
-    return hashlib.blake2b(body.encode(), digest_size=6).hexdigest()
+def _content_hash(record: Mapping[str, Any], fields: Sequence[str] | None = None) -> str:
+    """48 bits of a record's content: of ``fields``' values in that order, or of the whole
+    record (its ETag aside) for None. What the snapshot compare keeps."""
+    if fields is None:
+        body = orjson.dumps(
+            {k: v for k, v in record.items() if k != ETAG}, default=str, option=orjson.OPT_SORT_KEYS
+        )
+    else:
+        body = orjson.dumps([record.get(f) for f in fields], default=str)
+    return hashlib.blake2b(body, digest_size=6).hexdigest()
 
 
-def _encode_hashes(hashes: Mapping[str, str]) -> str:
-    """``hash1:`` + base64 of the zlib-compressed ``key hash`` lines in key order: about
-    ten bytes a record (100 kB for 10,000 reservations), in the hub's cursor column."""
+def _fields_signature(fields: Sequence[str] | None) -> str:
+    """Eight hex digits naming the fields a snapshot cursor's hashes cover (``*``: the
+    whole record)."""
+    names = "\n".join(fields) if fields is not None else "*"
+    return hashlib.blake2b(names.encode(), digest_size=4).hexdigest()
+
+
+def _encode_hashes(hashes: Mapping[str, str], signature: str) -> str:
+    """``hash2:`` + the fields' signature + ``:`` + base64 of the zlib-compressed
+    ``key hash`` lines in key order: about ten bytes a record (100 kB for 10,000
+    reservations), in the hub's cursor column."""
     lines = "\n".join(f"{k} {hashes[k]}" for k in sorted(hashes, key=key_order))
-    return HASH_CURSOR + base64.b64encode(zlib.compress(lines.encode(), 9)).decode()
+    packed = base64.b64encode(zlib.compress(lines.encode(), 9)).decode()
+    return f"{HASH_CURSOR}{signature}:{packed}"
 
 
-def _decode_hashes(cursor: str | None) -> dict[str, str]:
-    """The hashes a snapshot cursor keeps; none for no cursor or one of another kind (a
-    ``stamp|key`` cursor stored before reservations were compared by content: the first
-    read then hands on every record once, which the sync's fingerprints absorb)."""
+def _decode_hashes(cursor: str | None, signature: str) -> dict[str, str]:
+    """The hashes a snapshot cursor keeps; none for no cursor, one of another kind (a
+    ``stamp|key`` cursor, or a ``hash1:`` one over whole records, stored before) or one
+    whose hashes cover other fields than ``signature`` says: the first read then hands
+    on every record once, which the sync's fingerprints absorb."""
     if not cursor or not cursor.startswith(HASH_CURSOR):
         return {}
-    text = zlib.decompress(base64.b64decode(cursor[len(HASH_CURSOR) :])).decode()
+    signed, _, packed = cursor[len(HASH_CURSOR) :].partition(":")
+    if signed != signature:
+        return {}
+    text = zlib.decompress(base64.b64decode(packed)).decode()
     return dict(line.split(" ", 1) for line in text.splitlines() if line)
 
 
@@ -1542,4 +1660,4 @@ def _field_name(variable: str, raw: str) -> str | None:
 
 
 def from_env(env: Mapping[str, str], objects: MappedObjects | None = None) -> SapConnector:
-    return SapConnector(read_settings(SapSettings, env))
+    return SapConnector(read_settings(SapSettings, env), objects)

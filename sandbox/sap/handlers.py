@@ -80,6 +80,10 @@ def json_result(status: int, payload: Any, headers: dict[str, str] | None = None
 
 
 ExpandTree = dict[str, "ExpandTree"]
+#: What ``$select`` keeps of an entity: None for everything; else the selected names, each
+#: with what is kept of it (None: all of it, a property or a navigation property selected
+#: by name or ``Nav/*``; a Selection: the paths into an expanded navigation property)
+Selection = dict[str, "Selection | None"]
 
 
 class Dispatcher:
@@ -251,7 +255,7 @@ class Dispatcher:
 
     def _projection(
         self, svc: Service, es: EntitySet, params: dict[str, str]
-    ) -> tuple[set[str] | None, ExpandTree]:
+    ) -> tuple[Selection | None, ExpandTree]:
         expand: ExpandTree = {}
         for path in filter(None, (p.strip() for p in params.get("$expand", "").split(","))):
             current, node = es, expand
@@ -266,19 +270,9 @@ class Dispatcher:
                 node = node.setdefault(name, {})
                 current = svc.sets[nav.target]
         text = params.get("$select", "").strip()
-        if not text or text == "*":
+        if not text:
             return None, expand
-        select: set[str] = set()
-        for name in (p.strip() for p in text.split(",")):
-            head = name.split("/")[0]
-            if head not in es.prop_map and es.nav(head) is None and head != "*":
-                raise SapError(
-                    400, INVALID_QUERY, f"Property '{head}' not found in type '{es.type_name}'"
-                )
-            select.add(head)
-        if "*" in select:
-            return None, expand
-        return select, expand
+        return _selection(svc, es, [p.strip() for p in text.split(",")], expand), expand
 
     def entity_json(
         self,
@@ -286,7 +280,7 @@ class Dispatcher:
         es: EntitySet,
         doc: Doc,
         root: str,
-        select: set[str] | None,
+        select: Selection | None,
         expand: ExpandTree,
         uow: UnitOfWork | None = None,
     ) -> dict[str, Any]:
@@ -295,22 +289,24 @@ class Dispatcher:
         if STAMP in doc:
             meta["etag"] = etag_for(doc[STAMP])
         out: dict[str, Any] = {"__metadata": meta}
+        every, chosen = select is None or "*" in select, select or {}
         for prop in es.props:
-            if select is None or prop.name in select:
+            if every or prop.name in chosen:
                 out[prop.name] = to_json(prop, doc.get(prop.name))
         for nav in es.navs:
             if nav.name in expand:
                 target = svc.sets[nav.target]
                 docs = self.repo.related(svc, es, doc, nav, uow)
+                inner = chosen.get(nav.name)
                 rendered = [
-                    self.entity_json(svc, target, d, root, None, expand[nav.name], uow)
+                    self.entity_json(svc, target, d, root, inner, expand[nav.name], uow)
                     for d in docs
                 ]
                 if nav.many:
                     out[nav.name] = {"results": rendered}
                 else:
                     out[nav.name] = rendered[0] if rendered else None
-            elif select is None or nav.name in select:
+            elif every or nav.name in chosen:
                 out[nav.name] = {"__deferred": {"uri": f"{uri}/{nav.name}"}}
         return out
 
@@ -482,6 +478,43 @@ def _safe(predicate: Any, doc: Doc) -> bool:
         return bool(predicate(doc))
     except FilterError as exc:
         raise SapError(400, INVALID_QUERY, f"Invalid filter expression: {exc}") from exc
+
+
+def _selection(svc: Service, es: EntitySet, paths: list[str], expand: ExpandTree) -> Selection:
+    """``$select``'s paths as what each entity keeps, as SAP Gateway reads them (OData V2):
+    ``*`` or a name keeps all of a property or navigation property (a navigation property
+    not expanded stays a deferred link); ``Nav/Prop`` keeps only ``Prop`` of the entities
+    expanded under ``Nav`` (``Nav/*`` all of them), and ``Nav`` must be in ``$expand``.
+    Beyond the paths, only ``__metadata`` is returned."""
+    out: Selection = {}
+    inner: dict[str, list[str]] = {}
+    for path in paths:
+        head, _, rest = path.partition("/")
+        nav = es.nav(head)
+        if head != "*" and head not in es.prop_map and nav is None:
+            raise SapError(
+                400, INVALID_QUERY, f"Property '{head}' not found in type '{es.type_name}'"
+            )
+        if not rest:
+            out[head] = None
+        elif nav is None:
+            raise SapError(
+                400, INVALID_QUERY, f"'{path}' in $select: only a navigation property has a path"
+            )
+        elif head not in expand:
+            raise SapError(
+                400,
+                INVALID_QUERY,
+                f"'{path}' in $select: navigation property '{head}' is not in $expand",
+            )
+        else:
+            inner.setdefault(head, []).append(rest)
+    for head, rests in inner.items():
+        if head not in out:  # a name on its own keeps all of it
+            nav = es.nav(head)
+            assert nav is not None
+            out[head] = _selection(svc, svc.sets[nav.target], rests, expand[head])
+    return out
 
 
 __all__ = ["Dispatcher", "Op", "Result", "json_result", "typed"]

@@ -37,7 +37,8 @@ from hub.mapping.transforms import load_code_lists
 from hub.model import validate_record
 from hub.systems import connect
 from sandbox.faults import FaultSpec, FaultState
-from sandbox.sap import SapSettings, create_app, seed_records
+from sandbox.sap import SERVICES, SapSettings, create_app, seed_records
+from sandbox.sap.repository import doc_id
 from sandbox.seed import xref
 from sandbox.seed.book import Book
 from sandbox.seed.sap import SapWriter, contract_number
@@ -260,7 +261,7 @@ def test_reservations_are_compared_by_content_and_an_unchanged_book_yields_nothi
     records = [r for b in first for r in b.records]
     assert first[-1].records == [] and all(b.cursor is None for b in first[:-1])
     cursor = first[-1].cursor
-    assert cursor is not None and cursor.startswith("hash1:")
+    assert cursor is not None and cursor.startswith("hash2:")
     before = emulator.calls()
     assert list(sap.read_changes("allocation", cursor)) == []
     assert emulator.calls() - before == -(-len(records) // PAGE)  # its pages, nothing else
@@ -280,6 +281,72 @@ def test_reservations_are_compared_by_content_and_an_unchanged_book_yields_nothi
         for r in b.records
     ]
     assert len(old) == len(records)
+
+
+RESERVATION_SERVICE = SERVICES["API_RESERVATION_DOCUMENT_SRV"]
+RESERVATION_ITEMS = "A_ReservationDocumentItem"
+RESERVATION_HEADERS = "A_ReservationDocumentHeader"
+
+
+def _edit_in_sap(emulator: Emulator, entity_set: str, reservation: str, **values: Any) -> None:
+    """A change made in SAP itself (not through the hub) to a reservation's header or its
+    item, straight in the emulator's store."""
+    es = RESERVATION_SERVICE.sets[entity_set]
+    coll = f"{RESERVATION_SERVICE.name}.{entity_set}"
+    doc = next(d for d in emulator.store.iter(coll) if d["Reservation"] == reservation)
+    emulator.store.put(coll, doc_id(es, doc), {**doc, **values})
+
+
+def test_the_reservation_compare_reads_and_hashes_only_what_the_mappings_read(
+    emulator: Emulator, sap: SapConnector
+) -> None:
+    """The compare asks SAP for the mapped fields alone ($select, the item's through
+    ``to_ReservationDocumentItem/...``): an item's quantity changed in SAP is handed on, a
+    change to a field no mapping reads (the item text, the header's cost center) is not;
+    what it hands on is what a whole read gives for every mapped field."""
+    log = GetLog(sap.session)
+    records, cursor = _changes(sap, "allocation")
+    reads = [u for u in log.urls if "A_ReservationDocumentHeader" in u]
+    assert reads and all("$select=" in u for u in reads)
+    mapped = set(SPECS["allocation"].fields[f].field for f in SPECS["allocation"].fields)
+    whole = {r["Reservation"]: r for b in sap.read_snapshot("allocation") for r in b.records}
+    assert len(records) == len(whole)
+    for record in records:
+        assert "CostCenter" not in record and "ReservationItemText" not in record
+        full = whole[record["Reservation"]]
+        for name in mapped | {"Reservation", "YY1_HubId"}:
+            assert record[name] == full[name], name
+    target = records[0]["Reservation"]
+    _edit_in_sap(emulator, RESERVATION_ITEMS, target, ReservationItemText="moved shelf")
+    _edit_in_sap(emulator, RESERVATION_HEADERS, target, CostCenter="0010101321")
+    assert _changes(sap, "allocation", cursor) == ([], cursor)  # no change to the hub
+    _edit_in_sap(emulator, RESERVATION_ITEMS, target, ResvnItmRequiredQtyInBaseUnit="7.000")
+    changed, after = _changes(sap, "allocation", cursor)
+    assert [r["Reservation"] for r in changed] == [target]
+    assert changed[0]["ResvnItmRequiredQtyInBaseUnit"] == "7.000"
+    assert after not in (None, cursor)
+    assert _changes(sap, "allocation", after) == ([], after)
+
+
+def test_without_the_mappings_the_compare_hashes_whole_reservations(
+    emulator: Emulator, sap: SapConnector
+) -> None:
+    """A connector built without the mappings reads and hashes whole records, so any
+    change counts; a cursor of hashes over other fields than it hashes counts as none
+    (every reservation once), either way round."""
+    bare = SapConnector(sap.settings)
+    try:
+        records, cursor = _changes(bare, "allocation")
+        _, mapped_cursor = _changes(sap, "allocation")
+        assert "CostCenter" in records[0]
+        target = records[0]["Reservation"]
+        _edit_in_sap(emulator, RESERVATION_HEADERS, target, CostCenter="0010101321")
+        changed, _ = _changes(bare, "allocation", cursor)
+        assert [r["Reservation"] for r in changed] == [target]
+        assert len(_changes(bare, "allocation", mapped_cursor)[0]) == len(records)
+        assert len(_changes(sap, "allocation", cursor)[0]) == len(records)
+    finally:
+        bare.close()
 
 
 def test_a_snapshot_window_is_start_inclusive_end_exclusive(sap: SapConnector) -> None:

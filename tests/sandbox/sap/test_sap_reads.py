@@ -181,3 +181,44 @@ def test_bad_credentials_and_wrong_client_are_401(sap):
     assert wrong_client.status_code == 401
     with pytest.raises(pyodata.exceptions.HttpError):
         pyodata.Client(sap.service_url("API_BUSINESS_PARTNER"), sap.session(password="x"))
+
+
+def test_select_with_paths_into_an_expanded_navigation_keeps_just_those(seeded):
+    """OData V2 as SAP Gateway reads it: ``Nav/Prop`` in ``$select`` keeps only ``Prop`` of
+    the entities expanded under ``Nav`` (each with its ``__metadata``), a name on its own or
+    ``Nav/*`` keeps all of it, and a path needs its navigation property in ``$expand``."""
+    session = seeded.session()
+    url = seeded.service_url("API_BUSINESS_PARTNER") + "A_Customer"
+    params = {
+        "$expand": "to_CustomerSalesArea",
+        "$select": "Customer,YY1_HubId,to_CustomerSalesArea/Currency",
+        "$top": "2",
+        "$format": "json",
+    }
+    rows = session.get(url, params=params).json()["d"]["results"]
+    assert len(rows) == 2
+    for row in rows:
+        assert set(row) == {"__metadata", "Customer", "YY1_HubId", "to_CustomerSalesArea"}
+        (area,) = row["to_CustomerSalesArea"]["results"]
+        assert set(area) == {"__metadata", "Currency"} and area["Currency"] == "EUR"
+        assert area["__metadata"]["type"] == "API_BUSINESS_PARTNER.A_CustomerSalesAreaType"
+    for whole in ("to_CustomerSalesArea", "to_CustomerSalesArea/*"):
+        row = session.get(url, params={**params, "$select": f"Customer,{whole}"}).json()["d"]
+        (area,) = row["results"][0]["to_CustomerSalesArea"]["results"]
+        assert {"Currency", "CustomerPaymentTerms", "SalesOrganization"} < set(area)
+    not_expanded = session.get(url, params={**params, "$expand": ""})
+    assert not_expanded.status_code == 400
+    assert not_expanded.json()["error"]["code"] == "/IWBEP/CM_MGW_RT/004"
+    for bad in ("Customer/Currency", "to_CustomerSalesArea/Nothing"):
+        assert session.get(url, params={**params, "$select": bad}).status_code == 400
+    # through pyodata: the selected values, nothing else fetched
+    client = seeded.client("API_BUSINESS_PARTNER", csrf=False)
+    (customer,) = (
+        client.entity_sets.A_Customer.get_entities()
+        .expand("to_CustomerSalesArea")
+        .select("Customer,to_CustomerSalesArea/CustomerPaymentTerms")
+        .filter("Customer eq '2000003'")
+        .execute()
+    )
+    assert customer.Customer == "2000003"
+    assert [a.CustomerPaymentTerms for a in customer.to_CustomerSalesArea] == ["NT30"]
