@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import enum
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from itertools import pairwise
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -46,8 +47,11 @@ CurrencyCode = Annotated[str, AfterValidator(_currency)]
 _UTC_DATETIME = TypeAdapter(UtcDatetime)
 
 
+@lru_cache(maxsize=1024)
 def dump_utc_datetime(value: datetime) -> str:
-    """An aware timestamp as the canonical records hold it (``model_dump(mode="json")``)."""
+    """An aware timestamp as the canonical records hold it (``model_dump(mode="json")``).
+    Cached: the records of a batch share few stamps, and aware datetimes are equal (and
+    hash alike) exactly when they are the same instant, which has one UTC form."""
     result: str = _UTC_DATETIME.dump_python(_UTC_DATETIME.validate_python(value), mode="json")
     return result
 

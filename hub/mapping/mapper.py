@@ -58,6 +58,10 @@ def _check_unicode(value: Any) -> None:
             _check_unicode(item)
 
 
+#: Types of value that hold no text: :func:`_check_unicode` has nothing to look at.
+_NO_TEXT = frozenset({int, float, bool, type(None)})
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     field: str
@@ -95,13 +99,16 @@ class _Step:
     target: str
     flat_target: bool
     functions: tuple[Callable[[Any, Context], Any], ...]
+    key: str | None  # the source key when the source is one top-level field
 
     @classmethod
     def of(cls, name: str, fmap: FieldMap, inbound: bool) -> _Step:
         src, dst = (fmap.field, name) if inbound else (name, fmap.field)
         steps = fmap.transform if inbound else list(reversed(fmap.transform))
         functions = tuple(REGISTRY[step][0 if inbound else 1] for step in steps)
-        return cls(name, fmap, tuple(src.split(".")), dst, "." not in dst, functions)
+        source = tuple(src.split("."))
+        key = source[0] if len(source) == 1 else None
+        return cls(name, fmap, source, dst, "." not in dst, functions, key)
 
     def read(self, record: dict[str, Any]) -> Any:
         """The source value, or ``_MISSING`` when any step of its path is absent."""
@@ -265,20 +272,36 @@ class Mapper:
         prefix: str = "",
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        # every field of every record read passes through this loop: the common cases
+        # (a top-level source key, no reference, text that is ASCII) take no call
+        contexts, flat_source = self._contexts, isinstance(source, dict)
         for step in self._steps(fields, inbound):
-            value = step.read(source)
+            key = step.key
+            value: Any
+            if key is not None:
+                value = source.get(key, _MISSING) if flat_source else _MISSING
+            else:
+                value = step.read(source)
             if value is _MISSING:
                 continue
             fmap = step.fmap
-            ctx = self._context(fmap, currency)
+            ctx = contexts.get((id(fmap), currency))
+            if ctx is None:
+                ctx = self._context(fmap, currency)
             try:
-                if not inbound:
+                if not inbound and fmap.ref is not None:
                     value = self._resolve(fmap, value, inbound=False)
                 for fn in step.functions:
                     value = fn(value, ctx)
                 if inbound:
-                    value = self._resolve(fmap, value, inbound=True)
-                    _check_unicode(value)
+                    if fmap.ref is not None:
+                        value = self._resolve(fmap, value, inbound=True)
+                    kind = type(value)
+                    if kind is str:
+                        if not value.isascii():
+                            _check_unicode(value)
+                    elif kind not in _NO_TEXT:
+                        _check_unicode(value)
             except TransformError as exc:
                 problems.append(FieldProblem(prefix + step.name, str(exc)))
                 continue

@@ -8,6 +8,7 @@ BigInteger of minor units next to its currency code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +66,26 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """The bind conversion (:meth:`process_bind_param`, then the backend's own), done
+        once per distinct value in a row: a batch write binds the same ``now`` into every
+        row it writes (an executemany of thousands), and datetimes are immutable, so the
+        last value's converted form is reused while the same object comes again."""
+        convert = super().bind_processor(dialect)
+        if convert is None:
+            return None
+        last: list[tuple[Any, Any]] = [(None, None)]
+
+        def process(value: Any) -> Any:
+            seen, bound = last[0]  # one tuple, read and replaced whole (thread-safe)
+            if value is seen and value is not None:
+                return bound
+            bound = convert(value)
+            last[0] = (value, bound)
+            return bound
+
+        return process
 
 
 class Base(DeclarativeBase):

@@ -41,8 +41,9 @@ from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync import deletions, deliveries, staging
 from hub.sync.deliveries import DeliveryRules
-from hub.sync.fingerprints import EXTERNAL_IDS, push_projection, with_claims
+from hub.sync.fingerprints import EXTERNAL_IDS, flat_projection, push_projection, with_claims
 from hub.sync.lock import LockBusyError, live_leases, store_lock
+from hub.sync.merge import flatten
 from hub.sync.merging import BatchMerger
 
 log = logging.getLogger("hub.sync")
@@ -561,12 +562,14 @@ class SyncEngine:
                     if fmap.ref is None or fmap.ref == entity:
                         continue
                     exts, hubs = wanted[fmap.ref]
-                    for native in (natives or {}).get(system, ()):
-                        rows = [native] if child is None else native.get(objects[child]) or []
-                        exts.update(_ref_values(rows, fmap.field))
-                    for canonical in canonicals:
-                        rows = [canonical] if child is None else canonical.get(child) or []
-                        hubs.update(_ref_values(rows, name))
+                    native_rows = (natives or {}).get(system, ())
+                    canonical_rows = canonicals
+                    if child is not None:  # the child rows of every record, in one list
+                        obj = objects[child]
+                        native_rows = [r for n in native_rows for r in n.get(obj) or []]
+                        canonical_rows = [r for c in canonicals for r in c.get(child) or []]
+                    exts.update(_ref_values(native_rows, fmap.field))
+                    hubs.update(_ref_values(canonical_rows, name))
             for ref, (exts, hubs) in wanted.items():
                 resolver.prime_hub_ids(ref, system, exts)
                 by_system[ref].setdefault(system, set()).update(hubs)
@@ -777,6 +780,7 @@ class SyncEngine:
         if held is None:
             held = repo.BatchRows(s, entity, [hub_id])
         with_ids = {**data, EXTERNAL_IDS: held.external_ids(hub_id)}
+        flat_ids: dict[str, Any] | None = None  # flattened once for the systems without views
         for system, ent in self.specs:
             if ent != entity:
                 continue
@@ -785,7 +789,11 @@ class SyncEngine:
             mapper = self._mapper(system, entity, s, resolver)
             if not mapper.spec.holds(with_ids):
                 continue  # e.g. a draft invoice: SAP only gets posted ones
-            fp = fingerprint(push_projection(mapper, with_ids))
+            if mapper.view_names:
+                fp = fingerprint(push_projection(mapper, with_ids))
+            else:  # what it is sent is the record as it is (Mapper.held_form)
+                flat_ids = flatten(with_ids) if flat_ids is None else flat_ids
+                fp = fingerprint(flat_projection(mapper, flat_ids))
             there = held.fingerprint(system, hub_id)
             if there != fp and held.fingerprint(with_claims(system), hub_id) == fp:
                 # the system already carried ids the hub has only now learned, and they
@@ -1069,7 +1077,9 @@ def _ref_values(rows: Sequence[Any], path: str) -> set[str]:
     """The reference values at ``path`` in these records, as the resolver is asked them."""
     out = set()
     for row in rows:
-        value = get_path(dict(row), path) if isinstance(row, Mapping) else None
+        if type(row) is not dict:  # get_path walks dicts: another mapping is copied first
+            row = dict(row) if isinstance(row, Mapping) else None
+        value = get_path(row, path) if row is not None else None
         if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
             out.add(str(value))
     return out

@@ -35,7 +35,11 @@ def with_claims(system: str) -> str:
 def projection(mapper: Mapper, canonical: Mapping[str, Any]) -> dict[str, Any]:
     """What this system holds of a record, in canonical terms: the basis of its
     fingerprint both when we read it and when we push to it (echo suppression)."""
-    flat = flatten(canonical)
+    return flat_projection(mapper, flatten(canonical))
+
+
+def flat_projection(mapper: Mapper, flat: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`projection` of a record already flattened (``hub.sync.merge.flatten``)."""
     return {f: flat[f] for f in mapper.writable if flat.get(f) is not None}
 
 

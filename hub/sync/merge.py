@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 #: Canonical fields whose value is a list of child records: merged as one field.
@@ -22,9 +23,17 @@ LIST_FIELDS = frozenset({"items", "lines"})
 #: (an ABC) costs ten times a concrete type's, and every field of every record read
 #: passes through here.
 _LEAVES = (str, int, float, list, tuple, type(None))
+#: The exact types of nearly every value flattened, looked up by type before any
+#: ``isinstance``: :func:`flatten` runs several times per record the initial load reads.
+_LEAF_TYPES = frozenset({str, int, float, bool, list, tuple, type(None)})
 
 
 def _nested(value: Any) -> bool:
+    cls = type(value)
+    if cls is dict:
+        return True
+    if cls in _LEAF_TYPES:
+        return False
     return isinstance(value, dict) or (
         not isinstance(value, _LEAVES) and isinstance(value, Mapping)
     )
@@ -33,8 +42,9 @@ def _nested(value: Any) -> bool:
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}, 'lines': [...]} -> {'a.b': 1, 'lines': [...]}."""
     out: dict[str, Any] = {}
+    leaf_types = _LEAF_TYPES
     for key, value in data.items():
-        if value and _nested(value) and key not in LIST_FIELDS:
+        if value and type(value) not in leaf_types and key not in LIST_FIELDS and _nested(value):
             out.update(flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}" if prefix else key] = value
@@ -88,6 +98,10 @@ class MergeResult:
         return bool(self.changed)
 
 
+_ABSENT = object()  # a field the golden record does not have at all
+_NO_INFO: Mapping[str, Any] = MappingProxyType({})  # a field no system has set yet
+
+
 def _not_older(changed_at: datetime, recorded: Any) -> bool:
     """Whether a change stamped ``changed_at`` is at least as new as the field's recorded
     one: compared as instants, not as text (``...+00:00`` and ``...Z``, or a stamp with
@@ -122,9 +136,13 @@ def merge(
     result = MergeResult(data={}, field_meta=meta)
     for name, value in flatten(incoming).items():
         owner = owners.get(name)
-        has_value = name in current and current[name] is not None
-        old = current.get(name)
-        info = meta.get(name, {})
+        old = current.get(name, _ABSENT)
+        present = old is not _ABSENT
+        if not present:
+            old = None
+        has_value = old is not None
+        differs = value != old  # once: a child list compares item by item
+        info = meta.get(name, _NO_INFO)
         if owner is None:
             take = not has_value or _not_older(changed_at, info.get("at"))
         elif owner == system:
@@ -133,19 +151,15 @@ def merge(
             take = True  # provisional until the owner speaks
         else:
             take = False
-            if value != old:
+            if differs:
                 result.conflicts.append(Conflict(name, owner, system, old, value))
         if not take:
             continue
         provisional = owner is not None and owner != system
-        if value != old or name not in current:
+        if differs or not present:
             result.changed.append(name)
             current[name] = value
-        if (
-            value != old
-            or info.get("system") != system
-            or provisional != bool(info.get("provisional"))
-        ):
+        if differs or info.get("system") != system or provisional != bool(info.get("provisional")):
             meta[name] = {
                 "system": system,
                 "at": stamp,

@@ -25,6 +25,7 @@ from hub.store.repo import GoldenRow
 from hub.sync.fingerprints import (
     EXTERNAL_IDS,
     NO_HUB_ID,
+    flat_projection,
     known_ids_only,
     projection,
     with_claims,
@@ -80,6 +81,9 @@ class BatchMerger:
         self.owners, self.creators = owners, creators
         self.counts, self.golden_counts = counts, golden_counts
         self.quarantine, self.plan, self.now = quarantine, plan, now
+        # a view of a child list (SAP's contract items) is derived from its owner's list:
+        # fingerprinted and pushed, never merged into it
+        self.not_merged = frozenset({"updated_at", EXTERNAL_IDS, *batch.mapper.view_names})
 
     def merge_all(self) -> None:
         for record in self.batch.records:
@@ -109,7 +113,8 @@ class BatchMerger:
         if merged is None:
             return
         result, clean = merged
-        blanks = golden is not None and blanks_a_field(golden.data, clean)
+        # unchanged, the merged record is the golden one restamped: it blanks nothing
+        blanks = golden is not None and bool(result.changed) and blanks_a_field(golden.data, clean)
         self._record_conflicts(record, result.conflicts)
         self._write_golden(record.hub_id, golden, clean, result)
         self._record_seen(record.hub_id, prints)
@@ -137,18 +142,21 @@ class BatchMerger:
         claims slot (so a push planned once the hub learns them is seen as not needed)."""
         mapper, hub_id, partial = self.batch.mapper, record.hub_id, record.partial
         judged = known_ids_only(partial, self.held, hub_id)
-        fp = fingerprint(projection(mapper, judged))
+        flat_partial = flatten(partial)  # flattened once for the three prints below
         unstamped = bool(self.spec.key.hub_id_field) and mapper.hub_id(record.native) is None
         if unstamped:
             # a record its creator made without the hub's id: no push matches this,
             # so the id the hub gave it is written back (to billing, say)
             fp = NO_HUB_ID
+        elif judged is partial:
+            fp = fingerprint(flat_projection(mapper, flat_partial))
+        else:
+            fp = fingerprint(projection(mapper, judged))
         if judged is not partial:  # it carries ids the hub does not know (yet)
-            full = NO_HUB_ID if unstamped else fingerprint(projection(mapper, partial))
+            full = NO_HUB_ID if unstamped else fingerprint(flat_projection(mapper, flat_partial))
             self.held.set_fingerprint(with_claims(self.system), hub_id, full)
         owned = ""
         if self.batch.owned_fields:
-            flat_partial = flatten(partial)
             owned = fingerprint({f: flat_partial.get(f) for f in self.batch.owned_fields})
         return Prints(fp, owned)
 
@@ -164,9 +172,7 @@ class BatchMerger:
         it breaks the canonical model, and waits in quarantine)."""
         partial, hub_id = record.partial, record.hub_id
         changed_at = _as_datetime(partial.get("updated_at")) or self.now
-        # a view of a child list (SAP's contract items) is derived from its owner's list:
-        # fingerprinted and pushed, never merged into it
-        skipped = {"updated_at", EXTERNAL_IDS, *self.batch.mapper.view_names}
+        skipped = self.not_merged
         incoming = {
             k: v
             for k, v in partial.items()
@@ -228,7 +234,8 @@ class BatchMerger:
             self.held.create_golden(golden)
             self.batch.goldens[hub_id] = golden
             self.golden_counts.created += 1
-        elif _content(clean) != _content(golden.data):
+        elif result.changed and _content(clean) != _content(golden.data):
+            # (unchanged, ``clean`` is the golden record restamped: the same content)
             golden.data, golden.field_meta = clean, result.field_meta
             golden.fingerprint, golden.version = fingerprint(clean), golden.version + 1
             self.held.update_golden(golden)
