@@ -222,7 +222,12 @@ def test_an_account_renamed_in_salesforce_reaches_sap_through_the_listener(
     with rig.store.connect() as conn:
         mine = [e for e in all_events(conn, "salesforce") if sf_id in e.record_keys]
     assert mine and all(e.processed_at is not None for e in mine)
-    assert any(r.system == "salesforce" and hub_id in r.keys for r in rig.reports)
+    # the batch is reported after its events are marked processed: wait for the report
+    wait_for(
+        lambda: any(r.system == "salesforce" and hub_id in r.keys for r in rig.reports),
+        5,
+        "the batch reported",
+    )
 
 
 def test_a_sap_customer_change_reaches_salesforce(rig: Rig) -> None:
@@ -258,7 +263,7 @@ def test_duplicate_and_out_of_order_sap_events_apply_once(rig: Rig) -> None:
     ids = [e.event_id for e in mine]
     assert len(ids) == len(set(ids)), "a duplicate was stored twice"
     wait_for(lambda: all(e.processed_at for e in _reload(rig, ids)), 5, "all processed")
-    assert len(rig.reports) > before
+    wait_for(lambda: len(rig.reports) > before, 5, "the batches reported")
 
 
 def _reload(rig: Rig, ids: list[str]) -> list[Any]:
