@@ -6,7 +6,9 @@ more than N statements (issue 18: at most 0.03 statements per record read)."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -16,22 +18,30 @@ from hub.store.models import GoldenRecord
 from tests.sync.conftest import CRM, account, count, landscape
 
 
+@contextmanager
+def executed(engine: sa.Engine) -> Iterator[list[tuple[str, Any, bool]]]:
+    """Every statement ``engine`` executes inside the block: (SQL, parameters, many)."""
+    seen: list[tuple[str, Any, bool]] = []
+
+    def record(_c: object, _cur: object, sql: str, params: Any, _ctx: object, many: bool) -> None:
+        seen.append((sql, params, many))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
 def test_an_initial_pull_writes_its_planned_pushes_in_bulk(setup) -> None:
     make, crm, _, engine = setup
     n = 400
     crm.page = 200
     for i in range(n):
         crm.put(account(f"Customer {i:04d}"))
-    statements: list[str] = []
-
-    def record(_c, _cur, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with executed(engine) as seen:
         make().pull("salesforce", "customer")
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+    statements = [sql for sql, _, _ in seen]
     # per record: a push to SAP, and the hub id back to the CRM
     assert count(engine, OutboxEntry) == 2 * n
     outbox_inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO OUTBOX")]
@@ -58,17 +68,13 @@ def test_a_load_plans_each_new_record_once_after_every_system_was_read(setup) ->
     make().run(["customer"])
     assert len(erp.rows) == 20
     _rebuild_store(engine)
-    inserted: list[int] = []
-
-    def record(_c, _cur, statement: str, params: object, _ctx: object, many: bool) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX"):
-            inserted.append(len(params) if many and isinstance(params, list) else 1)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with executed(engine) as seen:
         report = make().run(["customer"])
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+    inserted = [
+        len(params) if many and isinstance(params, list) else 1
+        for sql, params, many in seen
+        if sql.lstrip().upper().startswith("INSERT INTO OUTBOX")
+    ]
     assert report["hub"]["customer"]["created"] == 20
     assert sum(inserted) == 0
     assert count(engine, OutboxEntry) == 0
@@ -114,17 +120,13 @@ def test_references_to_accounts_of_the_same_batch_resolve_in_one_query(with_pare
         crm.put(account(f"Child {i:03d}", Id=f"001C{i:04d}", Hub_Id__c=f"CUS-C{i:04d}",
                         ParentId=f"001P{i:04d}"))  # fmt: skip
         crm.put(account(f"Parent {i:03d}", Id=f"001P{i:04d}", Hub_Id__c=f"CUS-P{i:04d}"))
-    selects: list[str] = []
-
-    def record(_c, _cur, statement: str, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and " xref" in statement.lower():
-            selects.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with executed(engine) as seen:
         make().pull("salesforce", "customer")
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+    selects = [
+        sql
+        for sql, _, _ in seen
+        if sql.lstrip().upper().startswith("SELECT") and " xref" in sql.lower()
+    ]
     with engine.connect() as conn:
         parents = dict(
             conn.execute(
