@@ -84,26 +84,21 @@ def test_unowned_fields_newest_change_wins_in_any_arrival_order(
 def test_newest_change_is_judged_as_an_instant_not_as_text() -> None:
     # 10:30+02:00 is 08:30 UTC: a change at 09:00 UTC is newer, though its text sorts first
     meta = {"segment": {"system": "billing", "at": "2026-01-01T10:30:00+02:00"}}
-    newer = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
-    r = merge(
-        {"segment": "smb"},
-        meta,
-        {"segment": "enterprise"},
-        system="salesforce",
-        changed_at=newer,
-        owners=OWNERS,
-    )
-    assert r.data["segment"] == "enterprise"
-    older = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
-    r = merge(
-        {"segment": "smb"},
-        meta,
-        {"segment": "enterprise"},
-        system="salesforce",
-        changed_at=older,
-        owners=OWNERS,
-    )
-    assert r.data["segment"] == "smb"
+
+    def segment_after_a_change_at(hour: int) -> object:
+        changed_at = datetime(2026, 1, 1, hour, 0, tzinfo=UTC)
+        r = merge(
+            {"segment": "smb"},
+            meta,
+            {"segment": "enterprise"},
+            system="salesforce",
+            changed_at=changed_at,
+            owners=OWNERS,
+        )
+        return r.data["segment"]
+
+    assert segment_after_a_change_at(9) == "enterprise"  # newer than 08:30 UTC
+    assert segment_after_a_change_at(8) == "smb"  # older
 
 
 def test_provisional_value_is_replaced_by_owner_without_conflict() -> None:
