@@ -41,7 +41,7 @@ from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync import deletions, deliveries, staging
 from hub.sync.deliveries import DeliveryRules
-from hub.sync.fingerprints import EXTERNAL_IDS, flat_projection, push_projection, with_claims
+from hub.sync.fingerprints import EXTERNAL_IDS, push_projection, with_claims
 from hub.sync.lock import LockBusyError, live_leases, store_lock
 from hub.sync.merge import flatten
 from hub.sync.merging import BatchMerger
@@ -780,7 +780,7 @@ class SyncEngine:
         if held is None:
             held = repo.BatchRows(s, entity, [hub_id])
         with_ids = {**data, EXTERNAL_IDS: held.external_ids(hub_id)}
-        flat_ids: dict[str, Any] | None = None  # flattened once for the systems without views
+        flat_ids = flatten(with_ids)  # once, for every system's push projection
         for system, ent in self.specs:
             if ent != entity:
                 continue
@@ -789,11 +789,7 @@ class SyncEngine:
             mapper = self._mapper(system, entity, s, resolver)
             if not mapper.spec.holds(with_ids):
                 continue  # e.g. a draft invoice: SAP only gets posted ones
-            if mapper.view_names:
-                fp = fingerprint(push_projection(mapper, with_ids))
-            else:  # what it is sent is the record as it is (Mapper.held_form)
-                flat_ids = flatten(with_ids) if flat_ids is None else flat_ids
-                fp = fingerprint(flat_projection(mapper, flat_ids))
+            fp = fingerprint(push_projection(mapper, with_ids, flat_ids))
             there = held.fingerprint(system, hub_id)
             if there != fp and held.fingerprint(with_claims(system), hub_id) == fp:
                 # the system already carried ids the hub has only now learned, and they

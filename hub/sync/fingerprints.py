@@ -43,10 +43,16 @@ def flat_projection(mapper: Mapper, flat: Mapping[str, Any]) -> dict[str, Any]:
     return {f: flat[f] for f in mapper.writable if flat.get(f) is not None}
 
 
-def push_projection(mapper: Mapper, golden: Mapping[str, Any]) -> dict[str, Any]:
+def push_projection(
+    mapper: Mapper, golden: Mapping[str, Any], flat: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The :func:`projection` of a push of the golden record: of what the system is sent
     (``Mapper.held_form``: a child list it holds as a view, as that view), so the push
-    fingerprints like the record read back."""
+    fingerprints like the record read back. ``flat``: ``golden`` already flattened, for a
+    caller projecting one record for several systems; a system without views is sent
+    the record as it is, so its projection is taken from that."""
+    if flat is not None and not mapper.view_names:
+        return flat_projection(mapper, flat)
     return projection(mapper, mapper.held_form(dict(golden)))
 
 
