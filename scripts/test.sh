@@ -23,6 +23,13 @@ if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
   trap 'rm -rf "$TMPDIR"' EXIT
 fi
 export HUB_DATA_DIR="${HUB_TEST_DATA_DIR:-$(mktemp -d)}"
+# Bytecode is written and reused, whatever the shell says: with PYTHONDONTWRITEBYTECODE set
+# every one of the suite's hundreds of Python processes (workers, `hub` commands, Dagster
+# runs, listeners) compiled the project's modules again, and every worker rewrote every
+# test module's asserts again. The project is compiled once here, before the workers race
+# to do it; `__pycache__` is ignored by git.
+unset PYTHONDONTWRITEBYTECODE
+python -m compileall -q -j 0 app hub connectors sandbox schedules bench tests >/dev/null
 
 echo "== ruff";  ruff check . && ruff format --check .
 echo "== mappings"; hub mappings check
