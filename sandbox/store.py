@@ -47,6 +47,9 @@ class DocumentStore:
         self._conn.executescript(_SCHEMA)
         row = self._conn.execute("SELECT max(seq) FROM docs").fetchone()
         self._seq = int(row[0] or 0)
+        #: writes (puts and deletes) through this store per collection, for the caches
+        #: of what emulators render from a collection (see :meth:`writes`)
+        self._writes: dict[str, int] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -56,6 +59,12 @@ class DocumentStore:
         with self._lock:
             self._seq += 1
             return self._seq
+
+    def writes(self, collection: str) -> int:
+        """How many writes (puts and deletes, even failed ones) this store has taken for
+        ``collection`` since it was opened: a cache of anything read from the collection
+        is stale once this moves."""
+        return self._writes.get(collection, 0)
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -71,6 +80,7 @@ class DocumentStore:
     def put_many(self, collection: str, items: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Insert or replace documents in one transaction; returns the last change number."""
         with self._lock:
+            self._writes[collection] = self._writes.get(collection, 0) + 1
             self._conn.execute("BEGIN")
             try:
                 for doc_id, doc in items:
@@ -87,6 +97,7 @@ class DocumentStore:
 
     def delete(self, collection: str, doc_id: str) -> bool:
         with self._lock:
+            self._writes[collection] = self._writes.get(collection, 0) + 1
             cur = self._conn.execute(
                 "DELETE FROM docs WHERE collection=? AND id=?", (collection, doc_id)
             )

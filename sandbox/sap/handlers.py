@@ -4,6 +4,8 @@ plain HTTP requests and the parts of a ``$batch``."""
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -86,11 +88,21 @@ ExpandTree = dict[str, "ExpandTree"]
 Selection = dict[str, "Selection | None"]
 
 
+#: rendered collection pages kept (see Dispatcher._collection)
+PAGE_CACHE_SIZE = 64
+
+
 class Dispatcher:
     def __init__(self, repo: Repository, faults: FaultState, settings: SapSettings) -> None:
         self.repo = repo
         self.faults = faults
         self.settings = settings
+        #: rendered collection pages by request and by the data they were rendered from
+        #: (Repository.token of every entity set read): a page read again before any
+        #: write to those sets is sent as rendered, without loading or rendering its
+        #: entities again
+        self._pages: OrderedDict[tuple[Any, ...], Result] = OrderedDict()
+        self._pages_lock = threading.Lock()
 
     # ------------------------------------------------------------------ entry point
     def handle(self, svc: Service, op: Op, root: str, uow: UnitOfWork | None = None) -> Result:
@@ -145,7 +157,15 @@ class Dispatcher:
             ids = self._filter_in_memory(target, docs, params)
             by_id = {d[KEY_ID]: d for d in docs}
             return self._collection(
-                svc, target, ids, lambda page: [by_id[i] for i in page], op, params, root, res.count
+                svc,
+                target,
+                ids,
+                lambda page: [by_id[i] for i in page],
+                op,
+                params,
+                root,
+                res.count,
+                (es, target),
             )
         filter_text = params.get("$filter", "")
         order_text = params.get("$orderby", "")
@@ -173,6 +193,7 @@ class Dispatcher:
             params,
             root,
             res.count,
+            (es,),
         )
 
     def _collection(
@@ -185,7 +206,10 @@ class Dispatcher:
         params: dict[str, str],
         root: str,
         count: bool,
+        read: tuple[EntitySet, ...],
     ) -> Result:
+        """A page of ``ids`` (or their count): rendered, or as rendered before from the
+        same data (``read``: the entity sets the ids came from, besides ``es``)."""
         skip = _non_negative(params, "$skip", 0)
         top = _non_negative(params, "$top", None) if "$top" in params else None
         window = ids[skip:]
@@ -201,6 +225,22 @@ class Dispatcher:
         limit = self.settings.page_size if top is None else self.settings.max_page_size
         page = window[start : start + limit]
         select, expand = self._projection(svc, es, params)
+        # taken before anything is loaded: a write after it moves it, so what is cached
+        # under it is never older than it says
+        cache_key = (
+            svc.name,
+            op.path,
+            op.query,
+            root,
+            self.repo.token(
+                svc, {s.name: s for s in (*read, es, *_expanded_sets(svc, es, expand))}.values()
+            ),
+        )
+        with self._pages_lock:
+            hit = self._pages.get(cache_key)
+            if hit is not None:
+                self._pages.move_to_end(cache_key)
+                return Result(hit.status, dict(hit.headers), hit.body)
         results = [self.entity_json(svc, es, d, root, select, expand) for d in load(page)]
         payload: dict[str, Any] = {"results": results}
         inline = params.get("$inlinecount", "none")
@@ -216,7 +256,12 @@ class Dispatcher:
             ]
             kept.append(f"$skiptoken={start + limit}")
             payload["__next"] = f"{root}{op.path.lstrip('/')}?{'&'.join(kept)}"
-        return json_result(200, {"d": payload})
+        result = json_result(200, {"d": payload})
+        with self._pages_lock:
+            self._pages[cache_key] = result
+            while len(self._pages) > PAGE_CACHE_SIZE:
+                self._pages.popitem(last=False)
+        return result
 
     def _filter_in_memory(
         self, es: EntitySet, docs: list[Doc], params: dict[str, str]
@@ -478,6 +523,17 @@ def _safe(predicate: Any, doc: Doc) -> bool:
         return bool(predicate(doc))
     except FilterError as exc:
         raise SapError(400, INVALID_QUERY, f"Invalid filter expression: {exc}") from exc
+
+
+def _expanded_sets(svc: Service, es: EntitySet, expand: ExpandTree) -> list[EntitySet]:
+    """The entity sets an ``$expand`` tree reads, from ``es``."""
+    out: list[EntitySet] = []
+    for name, inner in expand.items():
+        nav = es.nav(name)
+        assert nav is not None
+        target = svc.sets[nav.target]
+        out += [target, *_expanded_sets(svc, target, inner)]
+    return out
 
 
 def _selection(svc: Service, es: EntitySet, paths: list[str], expand: ExpandTree) -> Selection:

@@ -181,6 +181,17 @@ class Repository:
             self.store.count(coll),
         )
 
+    def token(self, svc: Service, sets: Iterable[EntitySet]) -> tuple[Any, ...]:
+        """What a rendered read of ``sets`` is valid for: every write to any of their
+        collections through the store moves it (the store's write count), and so do a
+        reseed (the generation) and documents removed from the file by another process
+        (the counts)."""
+        colls = [collection(svc, es) for es in sets]
+        return (
+            self.store.get_meta(GENERATION_META),
+            *((self.store.writes(c), self.store.count(c)) for c in colls),
+        )
+
     def scan_ids(
         self,
         svc: Service,
