@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -96,6 +97,7 @@ class _XrefResolver:
         self._hub: dict[tuple[str, str, str], str | None] = {}
         self._system: dict[tuple[str, str, str], str | None] = {}
         self._own: dict[tuple[str, str, str], str | None] = {}  # see prime_own
+        self._later: Callable[[], None] | None = None  # see prime_later
 
     def _cacheable(self, entity: str) -> bool:
         return self.batch_entity is not None and entity != self.batch_entity
@@ -135,6 +137,12 @@ class _XrefResolver:
         found = repo.hub_ids_for(self.session, entity, system, sorted(external_ids))
         self._own = {(entity, system, e): found.get(e) for e in external_ids}
 
+    def prime_later(self, prime: Callable[[], None]) -> None:
+        """Run ``prime`` (a :meth:`prime_external_ids` of the batch) only when a system id
+        is first asked for: only a push translates hub ids, and a pass that finds its
+        systems hold every record (an initial load) plans none."""
+        self._later = prime
+
     def forget_own(self) -> None:
         """The batch is mapped: its own references ask the session again (a merge may
         link what they refer to)."""
@@ -162,6 +170,9 @@ class _XrefResolver:
         return self._lookup(self._hub, repo.hub_ids_for, entity, system, external_id)
 
     def to_system(self, entity: str, system: str, hub_id: str) -> str | None:
+        if self._later is not None:
+            prime, self._later = self._later, None
+            prime()
         return self._lookup(self._system, repo.external_ids_for, entity, system, hub_id)
 
 
@@ -337,7 +348,8 @@ class SyncEngine:
                 ids = [hub_id for hub_id, _ in live]
                 held = repo.BatchRows(s, entity, ids)
                 resolver = _XrefResolver(s, entity)
-                self._prime(resolver, entity, canonicals=[data for _, data in live])
+                canonicals = [data for _, data in live]
+                resolver.prime_later(partial(self._prime, resolver, entity, canonicals=canonicals))
                 waiting = repo.pushes_held_back(s, entity, ids)
                 targets = [t for (t, e) in self.specs if e == entity]
                 for hub_id, data in live:
@@ -707,7 +719,7 @@ class SyncEngine:
             linked=lambda: resolver.prime_own(entity, system, own_refs),
         )  # fmt: skip
         resolver.forget_own()
-        self._prime(resolver, entity, canonicals=batch.canonicals())
+        resolver.prime_later(partial(self._prime, resolver, entity, canonicals=batch.canonicals()))
 
         def plan(hub_id: str, data: dict[str, Any], blanks: bool, created: bool) -> None:
             deferred = self._deferred
