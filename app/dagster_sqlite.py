@@ -10,8 +10,9 @@ command, the UI's runs and the test suite. The engines keep Dagster's ``NullPool
 use still opens and closes its own sqlite3 connection with Dagster's busy timeout, so
 locking between the CLI, the webserver and the daemon is what Dagster's own storage does.
 
-``dagster.yaml`` selects it (``storage: custom:``, base_dir ``$DAGSTER_HOME``: the layout
-of Dagster's default SQLite storage, so an existing instance keeps its history).
+``dagster.yaml`` selects it through ``instance_class: HubInstance`` (the layout of Dagster's
+default SQLite storage under the instance's folder, so an existing instance keeps its
+history).
 Production uses PostgreSQL storage (docs/dagster-production.yaml), which pools already.
 """
 
@@ -23,6 +24,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import yaml
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import (
@@ -125,3 +129,22 @@ class HubSqliteStorage(DagsterSqliteStorage):
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> HubSqliteStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class HubInstance(DagsterInstance):
+    """Dagster's instance, whose default storage (no ``storage`` key in dagster.yaml) is
+    HubSqliteStorage under the instance's own folder: ``instance_class`` is Dagster's hook
+    for defaults that depend on that folder, so ``DagsterInstance.from_config(folder)``
+    reads that folder whatever ``$DAGSTER_HOME`` says, as with Dagster's default."""
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        defaults = dict(InstanceRef.config_defaults(base_dir))
+        defaults["storage"] = ConfigurableClassData(
+            __name__, HubSqliteStorage.__name__, yaml.safe_dump({"base_dir": base_dir})
+        )
+        return defaults

@@ -23,9 +23,9 @@ def test_fresh_instance_shows_no_newsletter_modal(tmp_path: Path) -> None:
 
 
 def _instance(home: Path, yaml: str | None = None) -> DagsterInstance:
-    """The instance of the home ``home`` (the repo's dagster.yaml names its storage's
-    folder by $DAGSTER_HOME, set to ``home`` by the tests)."""
-    assert os.environ["DAGSTER_HOME"] == str(home)
+    """The instance of the folder ``home``, opened by its path (the tests point
+    $DAGSTER_HOME elsewhere: the storage must follow the folder, as Dagster's does)."""
+    assert os.environ.get("DAGSTER_HOME") != str(home)
     if yaml is None:
         shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
     else:
@@ -59,7 +59,7 @@ def test_runs_and_events_go_through_one_engine_per_database_file(
         created.append(url)
         return real(url, **kwargs)
 
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
     monkeypatch.setattr(dagster_sqlite, "_engines", type(dagster_sqlite._engines)())
     monkeypatch.setattr(dagster_sqlite, "create_engine", counting)
     with _instance(tmp_path) as instance:
@@ -73,6 +73,8 @@ def test_runs_and_events_go_through_one_engine_per_database_file(
         assert instance.get_run_by_id(run_id) is not None
     made = created[before:]
     assert len(made) == len(set(made)) <= 3, made  # the run's own shard, at most once each
+    # the folder opened, not $DAGSTER_HOME
+    assert all(f"{tmp_path}/" in url and "elsewhere" not in url for url in created), created
 
 
 def test_an_instance_made_with_dagsters_default_storage_keeps_its_runs(
@@ -80,7 +82,7 @@ def test_an_instance_made_with_dagsters_default_storage_keeps_its_runs(
 ) -> None:
     """The same files as Dagster's default SQLite layout under $DAGSTER_HOME: a home
     created before keeps its runs and their events."""
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
     with _instance(tmp_path, yaml="telemetry:\n  enabled: false\n") as old:
         assert not isinstance(old.event_log_storage, dagster_sqlite.CachedEngineEventLogStorage)
         run_id = _run_a_job(old)
