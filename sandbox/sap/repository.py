@@ -135,10 +135,8 @@ class UnitOfWork:
                 by_coll.setdefault(coll, []).append((key, doc))
         for coll, items in by_coll.items():
             self.repo.store.put_many(coll, items)
-            self.repo.bump(coll)
         for coll, key in deletes:
             self.repo.store.delete(coll, key)
-            self.repo.bump(coll)
         self.pending.clear()
         for listener in self.repo.listeners if changes else ():
             try:
@@ -165,31 +163,21 @@ class Repository:
         self.lock = threading.RLock()
         #: called with the business object changes of each commit (sandbox.sap.events)
         self.listeners: list[Callable[[list[Change]], None]] = []
-        self._versions: dict[str, int] = {}
         self._cache: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
 
     # ------------------------------------------------------------------ versions & cache
-    def bump(self, coll: str) -> None:
-        self._versions[coll] = self._versions.get(coll, 0) + 1
-
-    def _version(self, coll: str) -> tuple[int, str | None, int]:
-        """Changes through the API bump the counter, seeding bumps the generation; the
-        count catches documents removed straight from the store (archiving in the seed)."""
-        return (
-            self._versions.get(coll, 0),
-            self.store.get_meta(GENERATION_META),
-            self.store.count(coll),
-        )
+    def _version(self, coll: str) -> tuple[int, int]:
+        """Every write through the store moves the first (the store's write count: the
+        API's commits and the seed alike); the count catches documents removed from the
+        file by another process (archiving in the seed)."""
+        return (self.store.writes(coll), self.store.count(coll))
 
     def token(self, svc: Service, sets: Iterable[EntitySet]) -> tuple[Any, ...]:
-        """What a rendered read of ``sets`` is valid for: every write to any of their
-        collections through the store moves it (the store's write count), and so do a
-        reseed (the generation) and documents removed from the file by another process
-        (the counts)."""
-        colls = [collection(svc, es) for es in sets]
+        """What a rendered read of ``sets`` is valid for: a reseed (the generation) or
+        any write to one of their collections (:meth:`_version`) moves it."""
         return (
             self.store.get_meta(GENERATION_META),
-            *((self.store.writes(c), self.store.count(c)) for c in colls),
+            *(self._version(collection(svc, es)) for es in sets),
         )
 
     def scan_ids(
@@ -206,7 +194,7 @@ class Repository:
         ``where`` compiles the filter, on a miss only: the predicate and the candidates
         (an index read) that narrow the scan."""
         coll = collection(svc, es)
-        cache_key = (coll, filter_text, order_text, self._version(coll))
+        cache_key = (coll, filter_text, order_text, self.token(svc, [es]))
         hit = self._cache.get(cache_key)
         if hit is not None:
             self._cache.move_to_end(cache_key)
