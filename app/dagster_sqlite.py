@@ -19,8 +19,7 @@ Production uses PostgreSQL storage (docs/dagster-production.yaml), which pools a
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -48,27 +47,14 @@ from sqlalchemy.pool import NullPool
 #: event-log shards (one file per run); an engine dropped holds no connection
 MAX_ENGINES = 32
 
-_engines: OrderedDict[str, Engine] = OrderedDict()
-_engines_lock = threading.Lock()
 
-
+@functools.lru_cache(maxsize=MAX_ENGINES)
 def cached_engine(conn_string: str) -> Engine:
     """The engine for one SQLite file, created once per process (least recently used
     dropped beyond MAX_ENGINES)."""
-    with _engines_lock:
-        engine = _engines.get(conn_string)
-        if engine is None:
-            engine = create_engine(
-                conn_string,
-                poolclass=NullPool,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-            )
-            _engines[conn_string] = engine
-            while len(_engines) > MAX_ENGINES:
-                _engines.popitem(last=False)
-        else:
-            _engines.move_to_end(conn_string)
-        return engine
+    return create_engine(
+        conn_string, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+    )
 
 
 @contextmanager

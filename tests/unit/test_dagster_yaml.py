@@ -60,8 +60,8 @@ def test_runs_and_events_go_through_one_engine_per_database_file(
         return real(url, **kwargs)
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
-    monkeypatch.setattr(dagster_sqlite, "_engines", type(dagster_sqlite._engines)())
     monkeypatch.setattr(dagster_sqlite, "create_engine", counting)
+    dagster_sqlite.cached_engine.cache_clear()
     with _instance(tmp_path) as instance:
         assert isinstance(instance.event_log_storage, dagster_sqlite.CachedEngineEventLogStorage)
         assert isinstance(instance.run_storage, dagster_sqlite.CachedEngineRunStorage)
