@@ -853,12 +853,7 @@ class BatchRows:
             )
         if self.fp_writes:
             fps, self.fp_writes = self.fp_writes, {}
-            rows = [
-                {"system": slot, "entity": entity, "hub_id": hub_id, "fingerprint": fp,
-                 "updated_at": now}
-                for (slot, hub_id), fp in fps.items()
-            ]  # fmt: skip
-            upsert(conn, Fingerprint, rows, ["system", "entity", "hub_id"])
+            upsert_fingerprints(conn, entity, fps, now)
         self._write_outbox(conn, now)
 
     def _write_outbox(self, conn: Connection, now: datetime) -> None:
@@ -921,6 +916,41 @@ def upsert(conn: Connection, model: type[Any], rows: list[dict[str, Any]], keys:
         index_elements=keys, set_={c: getattr(stmt.excluded, c) for c in changed}
     )
     conn.execute(stmt, rows)
+
+
+#: The fingerprint upsert as SQLite takes it, rows as plain tuples (see upsert_fingerprints).
+_SQLITE_FINGERPRINT_UPSERT = (
+    "INSERT INTO fingerprints (system, entity, hub_id, fingerprint, updated_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (system, entity, hub_id) DO UPDATE SET "
+    "fingerprint = excluded.fingerprint, updated_at = excluded.updated_at"
+)
+
+
+def upsert_fingerprints(
+    conn: Connection, entity: str, fps: Mapping[tuple[str, str], str], now: datetime
+) -> None:
+    """Write ``{(slot, hub id): fingerprint}`` of ``entity``, inserted or replaced, one
+    executemany. The initial load writes a few fingerprints per record read: on SQLite
+    SQLAlchemy's per-row parameter handling (a dict per row, every value through its
+    processor) cost more than SQLite's own insert, so the rows go to the driver as
+    tuples, ``now`` converted once by the column's own type. PostgreSQL keeps the
+    SQLAlchemy statement: its executemany of an INSERT is batched into multi-row VALUES
+    (insertmanyvalues), which a driver-level executemany would lose."""
+    if conn.dialect.name != "sqlite":
+        rows = [
+            {"system": slot, "entity": entity, "hub_id": hub_id, "fingerprint": fp,
+             "updated_at": now}
+            for (slot, hub_id), fp in fps.items()
+        ]  # fmt: skip
+        upsert(conn, Fingerprint, rows, ["system", "entity", "hub_id"])
+        return
+    stamp_type = Fingerprint.__table__.c.updated_at.type
+    stamp = stamp_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    stamped = stamp(now) if stamp is not None else now
+    conn.exec_driver_sql(
+        _SQLITE_FINGERPRINT_UPSERT,
+        [(slot, entity, hub_id, fp, stamped) for (slot, hub_id), fp in fps.items()],
+    )
 
 
 def _write_buffered(session: Session) -> None:

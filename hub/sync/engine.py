@@ -98,6 +98,8 @@ class _XrefResolver:
         self._system: dict[tuple[str, str, str], str | None] = {}
         self._own: dict[tuple[str, str, str], str | None] = {}  # see prime_own
         self._later: Callable[[], None] | None = None  # see prime_later
+        #: the batch's mapper per (system, entity): built once, not once per record planned
+        self.mappers: dict[tuple[str, str], Mapper] = {}
 
     def _cacheable(self, entity: str) -> bool:
         return self.batch_entity is not None and entity != self.batch_entity
@@ -547,9 +549,16 @@ class SyncEngine:
     def _mapper(
         self, system: str, entity: str, session: Session, resolver: _XrefResolver | None = None
     ) -> Mapper:
-        return Mapper(
-            self.specs[(system, entity)], self.code_lists, resolver or _XrefResolver(session)
-        )
+        """The mapping of ``system``'s ``entity`` with ``resolver``'s references (one per
+        resolver: a batch plans thousands of records with the same few mappers)."""
+        if resolver is None:
+            return Mapper(self.specs[(system, entity)], self.code_lists, _XrefResolver(session))
+        mapper = resolver.mappers.get((system, entity))
+        if mapper is None:
+            mapper = resolver.mappers[(system, entity)] = Mapper(
+                self.specs[(system, entity)], self.code_lists, resolver
+            )
+        return mapper
 
     def _prime(
         self,
