@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Boolean, Engine, Text, bindparam, create_engine, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.type_api import TypeDecorator
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from hub.settings import database_url
 
@@ -102,3 +109,59 @@ def store_problem(exc: BaseException, url: str | None = None) -> str | None:
             "HUB_DATABASE_URL right?"
         )
     return None
+
+
+class _KeyList(TypeDecorator[list[Any]]):
+    """A list of keys bound as ONE parameter: a JSON array on SQLite (read back by
+    ``json_each``), the list itself on PostgreSQL (the driver sends it as an array)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        keys = list(value)
+        return keys if dialect.name == "postgresql" else orjson.dumps(keys).decode()
+
+
+class _OneOf(ColumnElement[bool]):
+    """``column`` is one of a list of keys; see :func:`one_of`."""
+
+    type = Boolean()
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("keys", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], keys: BindParameter[Any]) -> None:
+        self.column, self.keys = column, keys
+
+    def self_group(self, against: Any = None) -> ColumnElement[Any]:
+        """A predicate as it is, like a comparison (a boolean column would be rendered
+        ``... = 1`` on SQLite, which hides the index from the planner)."""
+        return self
+
+
+@compiles(_OneOf, "postgresql")
+def _one_of_postgresql(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.keys, **kw)})"
+
+
+@compiles(_OneOf)
+def _one_of_sqlite(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    column, keys = compiler.process(element.column, **kw), compiler.process(element.keys, **kw)
+    return f"{column} IN (SELECT value FROM json_each({keys}))"  # noqa: S608 (compiled SQL)
+
+
+def one_of(
+    column: ColumnElement[Any] | QueryableAttribute[Any], keys: Iterable[Any]
+) -> ColumnElement[bool]:
+    """``column IN (keys)`` with the keys bound as one parameter. An expanded ``IN``
+    binds one parameter per key: SQLAlchemy renders the statement again for every list
+    (coercing each key) and the database prepares a new statement for every length. A
+    sync batch asks for thousands of keys several times, so these lookups go as one
+    array; the statement text never changes and stays in both caches. The column's own
+    index serves it on both backends (SQLite: ``SEARCH ... USING INDEX``)."""
+    if isinstance(column, QueryableAttribute):
+        column = column.__clause_element__()
+    return _OneOf(column, bindparam(None, list(keys), type_=_KeyList()))

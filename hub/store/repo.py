@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 # conflict findings belong to the findings repository; re-exported for older callers
+from hub.store.db import one_of
 from hub.store.findings import finding_id as finding_id
 from hub.store.findings import record_conflict as record_conflict
 from hub.store.models import (
@@ -64,7 +65,7 @@ def hub_ids_for(
         return {}
     rows = session.execute(
         select(Xref.external_id, Xref.hub_id).where(
-            Xref.entity == entity, Xref.system == system, Xref.external_id.in_(external_ids)
+            Xref.entity == entity, Xref.system == system, one_of(Xref.external_id, external_ids)
         )
     )
     return {ext: hub for ext, hub in rows}
@@ -78,7 +79,7 @@ def external_ids_for(
         return {}
     rows = session.execute(
         select(Xref.hub_id, Xref.external_id).where(
-            Xref.entity == entity, Xref.system == system, Xref.hub_id.in_(hub_ids)
+            Xref.entity == entity, Xref.system == system, one_of(Xref.hub_id, hub_ids)
         )
     )
     return {hub: ext for hub, ext in rows}
@@ -94,7 +95,7 @@ def external_ids_by_system(
             select(Xref.system, Xref.hub_id, Xref.external_id).where(
                 Xref.entity == entity,
                 Xref.system.in_(systems),
-                Xref.hub_id.in_(hub_ids[start : start + _IN_CHUNK]),
+                one_of(Xref.hub_id, hub_ids[start : start + _IN_CHUNK]),
             )
         )
         out.update({(system, hub): ext for system, hub, ext in rows})
@@ -148,7 +149,7 @@ def fingerprints_for(
         select(Fingerprint.hub_id, Fingerprint.fingerprint).where(
             Fingerprint.system == system,
             Fingerprint.entity == entity,
-            Fingerprint.hub_id.in_(hub_ids),
+            one_of(Fingerprint.hub_id, hub_ids),
         )
     )
     return {hub: fp for hub, fp in rows}
@@ -213,7 +214,7 @@ def existing_golden_ids(session: Session, entity: str, hub_ids: Iterable[str]) -
             session.scalars(
                 select(GoldenRecord.hub_id).where(
                     GoldenRecord.entity == entity,
-                    GoldenRecord.hub_id.in_(ids[start : start + _IN_CHUNK]),
+                    one_of(GoldenRecord.hub_id, ids[start : start + _IN_CHUNK]),
                 )
             )
         )
@@ -238,7 +239,7 @@ def pushes_held_back(session: Session, entity: str, hub_ids: Sequence[str]) -> d
             select(OutboxEntry.system, OutboxEntry.hub_id).where(
                 OutboxEntry.entity == entity,
                 OutboxEntry.status.not_in(("pending", "failed")),
-                OutboxEntry.hub_id.in_(hub_ids[start : start + _IN_CHUNK]),
+                one_of(OutboxEntry.hub_id, hub_ids[start : start + _IN_CHUNK]),
             )
         ):
             out.setdefault(hub_id, set()).add(system)
@@ -515,13 +516,13 @@ class BatchRows:
             chunk = ids[start : start + _IN_CHUNK]
             for hub_id, system, ext in self._read_plain(
                 select(Xref.hub_id, Xref.system, Xref.external_id).where(
-                    Xref.entity == entity, Xref.hub_id.in_(chunk)
+                    Xref.entity == entity, one_of(Xref.hub_id, chunk)
                 )
             ):
                 self._hold(XrefRow(hub_id, system, ext))
             for slot, hub_id, fp in self._read_plain(
                 select(Fingerprint.system, Fingerprint.hub_id, Fingerprint.fingerprint).where(
-                    Fingerprint.entity == entity, Fingerprint.hub_id.in_(chunk)
+                    Fingerprint.entity == entity, one_of(Fingerprint.hub_id, chunk)
                 )
             ):
                 self.fps[(slot, hub_id)] = fp
@@ -532,7 +533,7 @@ class BatchRows:
                 .where(
                     OutboxEntry.entity == entity,
                     OutboxEntry.status == "pending",
-                    OutboxEntry.hub_id.in_(chunk),
+                    one_of(OutboxEntry.hub_id, chunk),
                 )
                 .order_by(OutboxEntry.id)
             ):
@@ -543,7 +544,7 @@ class BatchRows:
                 ).where(
                     QuarantineEntry.entity == entity,
                     QuarantineEntry.status == "open",
-                    QuarantineEntry.external_key.in_(chunk),
+                    one_of(QuarantineEntry.external_key, chunk),
                 )
             ):
                 self.open.add((system, direction, key))
@@ -555,7 +556,7 @@ class BatchRows:
                     select(Xref.hub_id, Xref.external_id).where(
                         Xref.entity == entity,
                         Xref.system == system,
-                        Xref.external_id.in_(wanted[start : start + _IN_CHUNK]),
+                        one_of(Xref.external_id, wanted[start : start + _IN_CHUNK]),
                     )
                 ):
                     self._hold(XrefRow(hub_id, system, ext))
@@ -686,7 +687,7 @@ class BatchRows:
             chunk = ids[start : start + _IN_CHUNK]
             query = (
                 select(*cols)
-                .where(GoldenRecord.entity == self.entity, GoldenRecord.hub_id.in_(chunk))
+                .where(GoldenRecord.entity == self.entity, one_of(GoldenRecord.hub_id, chunk))
                 .order_by(GoldenRecord.hub_id)  # one lock order for every writer
             )
             if self.lock_rows:
@@ -982,5 +983,6 @@ def _write_buffers_of(session: Session) -> list[BatchRows]:
     return buffers
 
 
-#: Keys per IN list: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
+#: Keys per IN list: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535
+#: (an expanded IN), and a bound on one array's size (:func:`hub.store.db.one_of`).
 _IN_CHUNK = 5000
