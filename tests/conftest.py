@@ -56,6 +56,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_database(server, name)
 
 
+def pytest_sessionfinish() -> None:
+    """Stop the crash tests' fork server (tests.forked), if one ran, and wait for it: a
+    pytest-xdist worker ends without running atexit handlers, and the CPU of the children
+    it forked would not count among this process's children's."""
+    import sys
+
+    forked = sys.modules.get("tests.forked")
+    if forked is not None:
+        forked._stop_server()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Longest first: the end-to-end tests (minutes each), then the other slow ones, then
     the rest. With pytest-xdist's ``--dist load`` the workers take tests in this order, so

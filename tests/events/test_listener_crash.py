@@ -1,6 +1,7 @@
 """`hub listen` SIGKILLed at random points: every change is applied exactly once.
 
-One sandbox, one hub store and a chain of `hub listen` subprocesses serve the module. Each
+One sandbox, one hub store and a chain of `hub listen` processes serve the module (each
+forked from a process that imported the command once: tests.forked). Each
 seed makes two changes (an Account rename in Salesforce, a tax id in SAP) while the
 running listener is killed with SIGKILL at a random moment (before, during or after the
 changes, possibly mid-transaction or mid-push), then starts a new listener and waits. The
@@ -19,8 +20,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,9 +42,10 @@ from hub.store.models import GoldenRecord
 from hub.sync.engine import SyncEngine
 from hub.systems import connect
 from sandbox.runner import running_sandbox
+from tests import forked
 from tests.events.test_listener import sap_set_tax_id, wait_for
+from tests.forked import Forked
 
-HUB = Path(sys.executable).parent / "hub"
 SEEDS = range(20)
 #: seed 2 kills the listener before both changes, and its restart waits LATE_RESTART seconds
 #: (a loaded CI machine took over 6 s to start a listener)
@@ -65,7 +65,7 @@ class Chain:
     store: Engine
     folder: Path
     customers: list[str]
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Forked | None = None
     starts: int = 0
     sf: Any = None
     expected: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -74,14 +74,12 @@ class Chain:
     def start(self) -> None:
         self.starts += 1
         log = self.folder / f"listen-{self.starts}.log"
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(HUB), "listen"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        # `hub listen` (the same Typer app as the `hub` script) forked from a process that
+        # imported it once: started with the script, its imports cost more CPU than the
+        # listener's whole work between two kills
+        self.proc = forked.start(
+            "app.cli.main:app", ["listen"], env=self.env, log=log, new_session=True
+        )
         self.log = log
 
     def wait_ready(self, timeout: float = 20) -> None:
