@@ -188,14 +188,17 @@ class Repository:
         order: list[tuple[Prop, bool]],
         order_text: str,
         where: Callable[[], Where] = lambda: (None, None),
+        *,
+        cached: bool = True,
     ) -> list[str]:
         """Ids of matching entities in result order; cached per (query, data version) so
         following server pages neither rescans the collection nor parses the filter again.
         ``where`` compiles the filter, on a miss only: the predicate and the candidates
-        (an index read) that narrow the scan."""
+        (an index read) that narrow the scan. ``cached=False``: scanned, and kept from
+        the cache."""
         coll = collection(svc, es)
         cache_key = (coll, filter_text, order_text, self.token(svc, [es]))
-        hit = self._cache.get(cache_key)
+        hit = self._cache.get(cache_key) if cached else None
         if hit is not None:
             self._cache.move_to_end(cache_key)
             return hit
@@ -208,6 +211,8 @@ class Repository:
         if order:
             rows.sort(key=lambda row: row[0])
         ids = [row[1] for row in rows]
+        if not cached:
+            return ids
         self._cache[cache_key] = ids
         while len(self._cache) > 32:
             self._cache.popitem(last=False)
