@@ -3,7 +3,9 @@ systems: neither corrupts anything, the one that waited says why (whose lock, si
 and the landscape ends as one sync leaves it: every record once in every system, nothing
 pending, and a further sync writes nothing (counted at the emulators)."""
 
+import os
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +20,6 @@ from hub.store.migrate import upgrade
 from hub.store.models import GoldenRecord, OutboxEntry
 from hub.systems import connect
 from sandbox.runner import running_sandbox
-from tests.e2e.test_crash_recovery import _child
 from tests.e2e.test_sandbox_sync import _writes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,13 @@ HUB_ID_FIELDS = {
 
 
 def _sync(env_file: Path, store: str) -> subprocess.Popen[str]:
-    return _child(env_file, store, stderr=subprocess.PIPE)
+    """A sync in a process of its own (tests/e2e/sync_child.py), its errors readable."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.sync_child", "--env-file", str(env_file),
+         "--store", store],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
 
 @pytest.mark.slow
