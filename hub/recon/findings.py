@@ -78,8 +78,12 @@ def finalize(con: duckdb.DuckDBPyConnection, rows_sql: str) -> pa.Table:
         con.execute(f"DROP TABLE {name}").fetchall()
 
 
+#: built once: ``SCHEMA.empty_table()`` takes milliseconds, and Arrow tables are immutable
+_EMPTY = SCHEMA.empty_table()
+
+
 def empty() -> pa.Table:
-    return SCHEMA.empty_table()
+    return _EMPTY
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:
