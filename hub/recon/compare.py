@@ -86,7 +86,7 @@ def compare(
     gk, sk = f"g.{quote(key)}", f"s.{quote(key)}"
     where = " OR ".join([f"{gk} IS NULL", f"{sk} IS NULL", *preds])
     drift = f"_recon_drift_{next(_ids)}"
-    run(
+    created = run(
         con,
         f"CREATE OR REPLACE TEMP TABLE {drift} AS SELECT coalesce({gk}, {sk}) AS _key{child_sel}, "
         f"{ext} AS _ext, {gk} IS NULL AS _orphan, {sk} IS NULL AS _missing, {cur} AS _cur, "
@@ -95,7 +95,21 @@ def compare(
         + f" FROM {g_view} g FULL OUTER JOIN {s_view} s ON {join} WHERE {where}",
     )
     try:
-        return F.finalize(con, _rows_sql(drift, entity, system, compared, rules, child))
+        if not created[0][0]:  # nothing drifted (the usual case): no findings to build
+            return F.empty()
+        # only the parts of the unpivot that have rows (the filters are theirs): a long
+        # UNION ALL of parts that find nothing costs planning, not findings
+        filters = ["_missing", "_orphan"] + [
+            f"NOT _missing AND NOT _orphan AND _d{i}" for i in range(len(compared))
+        ]
+        counts = run(
+            con, f"SELECT {', '.join(f'count(*) FILTER (WHERE {w})' for w in filters)} FROM {drift}"
+        )[0]
+        kinds = {k for k, c in zip(("missing", "orphan"), counts[:2], strict=True) if c}
+        drifted = {i for i, c in enumerate(counts[2:]) if c}
+        return F.finalize(
+            con, _rows_sql(drift, entity, system, compared, rules, child, kinds, drifted)
+        )
     finally:
         run(con, f"DROP TABLE IF EXISTS {drift}")
 
@@ -114,7 +128,12 @@ def _rows_sql(
     compared: list[str],
     rules: Mapping[str, CompareRule],
     child: Child | None,
+    kinds: Collection[str],
+    drifted: Collection[int],
 ) -> str:
+    """The findings of ``drift`` (see ``compare``): a part per kind in ``kinds``
+    (``missing``, ``orphan``) and a ``mismatch`` part per compared field whose index is in
+    ``drifted``; a part left out would have found nothing."""
     e, s = F.literal(entity), F.literal(system)
     prefix = f"'{child.name}[' || CAST(_child AS VARCHAR) || ']'" if child else None
 
@@ -124,15 +143,17 @@ def _rows_sql(
         return prefix if name is None else f"{prefix} || {F.literal('.' + name)}"
 
     common = "_key AS key, _ext AS external_id"
-    parts = [
-        f"SELECT {e} entity, {common}, {s} system, 'missing' kind, {field_sql(None)} field, "
-        f"NULL expected, NULL actual, 'error' severity, _amt_g amount_at_stake_minor, "
-        f"_cur currency FROM {drift} WHERE _missing",
-        f"SELECT {e} entity, {common}, {s} system, 'orphan' kind, {field_sql(None)} field, "
-        f"NULL expected, NULL actual, 'error' severity, -_amt_s amount_at_stake_minor, "
-        f"_cur currency FROM {drift} WHERE _orphan",
-    ]
+    parts = []
+    for kind, amount in (("missing", "_amt_g"), ("orphan", "-_amt_s")):
+        if kind in kinds:
+            parts.append(
+                f"SELECT {e} entity, {common}, {s} system, '{kind}' kind, "
+                f"{field_sql(None)} field, NULL expected, NULL actual, 'error' severity, "
+                f"{amount} amount_at_stake_minor, _cur currency FROM {drift} WHERE _{kind}"
+            )
     for i, f in enumerate(compared):
+        if i not in drifted:
+            continue
         rule = rules.get(f, EXACT)
         money = f"TRY_CAST(_g{i} AS BIGINT) - TRY_CAST(_s{i} AS BIGINT)" if is_money(f) else "NULL"
         parts.append(

@@ -10,6 +10,8 @@ million findings never pass through a Python loop.
 
 from __future__ import annotations
 
+import itertools
+
 import duckdb
 import pyarrow as pa
 
@@ -34,6 +36,8 @@ SCHEMA = pa.schema(
     ]
 )
 
+_ids = itertools.count()
+
 ID_SQL = "substr(sha256(concat_ws(chr(31), entity, key, system, kind, coalesce(field, ''))), 1, 32)"
 
 
@@ -46,24 +50,40 @@ def literal(value: str | None) -> str:
 
 def finalize(con: duckdb.DuckDBPyConnection, rows_sql: str) -> pa.Table:
     """Run ``rows_sql`` (yielding every SCHEMA column but ``id``) and return findings with
-    their ids, in a deterministic order."""
+    their ids, in a deterministic order.
+
+    The rows land in a temporary table first: ``rows_sql`` (often a long UNION ALL over
+    views) is then planned once, where a lazy ``con.sql`` relation would parse and bind it
+    and plan it again to run; the ordered read of the small table is cheap, and none is
+    needed when nothing was found."""
     cols = ", ".join(f.name for f in SCHEMA if f.name != "id")
+    name = f"_recon_findings_{next(_ids)}"
     sql = (
-        f"SELECT {ID_SQL} AS id, {cols} FROM ("
+        f"CREATE TEMP TABLE {name} AS SELECT {ID_SQL} AS id, {cols} FROM ("
         f"SELECT CAST(entity AS VARCHAR) entity, CAST(key AS VARCHAR) key, "
         f"CAST(external_id AS VARCHAR) external_id, CAST(system AS VARCHAR) system, "
         f"CAST(kind AS VARCHAR) kind, CAST(field AS VARCHAR) field, "
         f"CAST(expected AS VARCHAR) expected, CAST(actual AS VARCHAR) actual, "
         f"CAST(severity AS VARCHAR) severity, "
         f"CAST(amount_at_stake_minor AS BIGINT) amount_at_stake_minor, "
-        f"CAST(currency AS VARCHAR) currency FROM ({rows_sql})) ORDER BY key, kind, field"
+        f"CAST(currency AS VARCHAR) currency FROM ({rows_sql}))"
     )
-    table = con.sql(sql).to_arrow_table()
-    return table.cast(SCHEMA)
+    created = con.execute(sql).fetchall()  # the number of rows, drained
+    try:
+        if not created[0][0]:
+            return empty()
+        table = con.sql(f"SELECT * FROM {name} ORDER BY key, kind, field").to_arrow_table()
+        return table.cast(SCHEMA)
+    finally:
+        con.execute(f"DROP TABLE {name}").fetchall()
+
+
+#: built once: ``SCHEMA.empty_table()`` takes milliseconds, and Arrow tables are immutable
+_EMPTY = SCHEMA.empty_table()
 
 
 def empty() -> pa.Table:
-    return SCHEMA.empty_table()
+    return _EMPTY
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:

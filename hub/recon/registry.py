@@ -69,6 +69,9 @@ class CheckContext:
     #: (UTC) for what may have happened by now, and the snapshot's own latest issue date
     #: for what should have happened by then (see ``DunningConsistency``)
     as_of: date | None = None
+    #: columns per staged or golden table (``has``): those tables are made before the
+    #: checks run and none of them is replaced while they run
+    _columns: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def today(self) -> date:
         return self.as_of or datetime.now(UTC).date()
@@ -98,8 +101,14 @@ class CheckContext:
 
     def has(self, table: str, *names: str) -> bool:
         """Whether the DuckDB ``table`` has every column in ``names``."""
-        cols = columns(self.con, quote(table))
+        cols = self.columns(table)
         return all(n in cols for n in names)
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> DuckDB type of a staged or golden ``table`` (asked once a run)."""
+        if table not in self._columns:
+            self._columns[table] = columns(self.con, quote(table))
+        return self._columns[table]
 
 
 @dataclass
@@ -182,7 +191,7 @@ class CheckRegistry:
 def make_target(ctx: CheckContext, system: str, entity: str) -> Target:
     st = ctx.staged[(system, entity)]
     spec = ctx.mapped[(system, entity)]
-    golden, kids = golden_views(ctx.con, spec, st)
+    golden, kids = golden_views(ctx.con, spec, st, ctx.columns(golden_table(entity)))
     return Target(system, entity, st, spec, golden, kids)
 
 
@@ -598,13 +607,19 @@ def coverage_sql(spec: MappingSpec, golden_columns: Collection[str]) -> str | No
 
 
 def golden_views(
-    con: duckdb.DuckDBPyConnection, spec: MappingSpec, st: Staged
+    con: duckdb.DuckDBPyConnection,
+    spec: MappingSpec,
+    st: Staged,
+    golden_columns: Collection[str] | None = None,
 ) -> tuple[str, dict[str, str]]:
     """The golden tables this system is held to: all records, or those its mapping's
-    ``not_held_when`` leaves it (``coverage_sql``)."""
+    ``not_held_when`` leaves it (``coverage_sql``). ``golden_columns``: the golden
+    table's, if known already."""
     system, entity = spec.system, spec.entity
     kids = {name: golden_table(entity, name) for name in st.children}
-    where = coverage_sql(spec, columns(con, quote(golden_table(entity))))
+    if golden_columns is None:
+        golden_columns = columns(con, quote(golden_table(entity)))
+    where = coverage_sql(spec, golden_columns)
     if where is None:
         return golden_table(entity), kids
     view = f"golden_{entity}_for_{system}"

@@ -188,6 +188,10 @@ def _dedupe(findings: pa.Table) -> pa.Table:
     statement; PostgreSQL refuses that)."""
     if findings.num_rows == 0:
         return findings
+    import pyarrow.compute as pc  # loaded already: ``findings`` is an Arrow table
+
+    if pc.count_distinct(findings.column("id")).as_py() == findings.num_rows:
+        return findings  # already one row per id (the usual case): no DuckDB session
     import duckdb
 
     con = duckdb.connect()
