@@ -3,7 +3,6 @@ plain HTTP requests and the parts of a ``$batch``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -99,18 +98,7 @@ PAGE_CACHE_SIZE = 64
 #: views whose entity renderings are kept, and renderings kept per view (Dispatcher._fragments)
 RENDER_VIEWS = 8
 RENDER_ENTITIES = 200_000
-_Rendered = tuple[bytes, tuple[tuple[str, str], ...], bytes, bytes]
-
-
-def _digest(*texts: str) -> bytes:
-    """What a kept rendering was rendered from, as a 16-byte BLAKE2b digest of the stored
-    texts rather than the texts: a kept copy of every text read doubled the emulator's
-    memory at 10,000 customers."""
-    h = hashlib.blake2b(digest_size=16)
-    for text in texts:
-        h.update(text.encode())
-        h.update(b"\x00")
-    return h.digest()
+_Rendered = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, ...], ...], bytes]
 
 
 def _dumps(value: Any) -> bytes:
@@ -362,10 +350,9 @@ class Dispatcher:
             kept.clear()
         docs: dict[str, Doc] = {}
         wheres: dict[str, tuple[tuple[str, str], ...]] = {}
-        owns = {i: _digest(texts[i]) for i in present}
         for i in present:
             entry = kept.get(i)
-            if entry is not None and entry[0] == owns[i]:
+            if entry is not None and entry[0] == texts[i]:
                 wheres[i] = entry[1]
             else:
                 doc = docs[i] = json.loads(texts[i])
@@ -387,12 +374,8 @@ class Dispatcher:
                 out.append(_dumps(self.entity_json(svc, es, doc, root, select, expand)))
                 continue
             sources = tuple(tuple(targets[n].get(w, ())) for n, w in enumerate(where))
-            own = owns[i]
-            read = _digest(
-                *(str(len(group)) for group in sources), *(t for g in sources for t in g)
-            )
             entry = kept.get(i)
-            if entry is None or entry[0] != own or entry[2] != read:
+            if entry is None or entry[0] != texts[i] or entry[2] != sources:
                 doc = docs.get(i) or json.loads(texts[i])
                 related = {
                     nav.name: [json.loads(t) for t in sources[n]] for n, (nav, _) in enumerate(navs)
@@ -400,7 +383,7 @@ class Dispatcher:
                 fragment = _dumps(
                     self.entity_json(svc, es, doc, root, select, expand, None, related)
                 )
-                entry = kept[i] = (own, where, read, fragment)
+                entry = kept[i] = (texts[i], where, sources, fragment)
             out.append(entry[3])
         return out
 
