@@ -33,8 +33,6 @@ _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: above every character an id holds: ``[prefix, prefix + ID_TOP)`` is every id starting with prefix
 ID_TOP = "\U0010ffff"
-#: ids (or prefixes) per statement of a batched read, well below SQLite's variable limit
-_IN_CHUNK = 500
 
 
 class DocumentStore:
@@ -126,50 +124,6 @@ class DocumentStore:
             for _, data in rows:
                 yield json.loads(data)
             last = rows[-1][0]
-
-    def ids(self, collection: str) -> list[str]:
-        """Every id of a collection, in id order (the primary key alone: no document is
-        read or parsed)."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id FROM docs WHERE collection=? ORDER BY id", (collection,)
-            ).fetchall()
-        return [row[0] for row in rows]
-
-    def get_raw(self, collection: str, ids: Iterable[str]) -> dict[str, str]:
-        """The stored JSON text of each of ``ids`` there is, by id (a few ``IN`` reads of
-        the primary key instead of one read per document)."""
-        wanted = list(dict.fromkeys(ids))
-        out: dict[str, str] = {}
-        for i in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[i : i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            with self._lock:
-                rows = self._conn.execute(
-                    f"SELECT id, data FROM docs WHERE collection=? AND id IN ({marks})",  # noqa: S608
-                    (collection, *chunk),
-                ).fetchall()
-            out.update(rows)
-        return out
-
-    def prefixes_raw(self, collection: str, prefixes: Iterable[str]) -> dict[str, list[str]]:
-        """The stored JSON text of every document whose id starts with one of
-        ``prefixes``, by prefix, in id order: one statement walking the primary key once
-        per prefix (:meth:`iter_prefix` for many prefixes at once)."""
-        wanted = list(dict.fromkeys(prefixes))
-        out: dict[str, list[str]] = {p: [] for p in wanted}
-        for i in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[i : i + _IN_CHUNK]
-            with self._lock:
-                rows = self._conn.execute(
-                    "SELECT p.value, d.data FROM json_each(?) AS p CROSS JOIN docs AS d "
-                    "WHERE d.collection=? AND d.id>=p.value AND d.id<p.value || ? "
-                    "ORDER BY d.id",
-                    (json.dumps(chunk), collection, ID_TOP),
-                ).fetchall()
-            for prefix, data in rows:
-                out[prefix].append(data)
-        return out
 
     def iter_prefix(self, collection: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Documents whose id starts with ``prefix``, in id order (an index range scan);

@@ -12,7 +12,6 @@ with the property's scale, everything else as its JSON value.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -323,10 +322,8 @@ def to_key_literal(prop: Prop, value: Any) -> str:
     return str(value)
 
 
-@functools.lru_cache(maxsize=65_536)
 def etag_for(stamp: int) -> str:
-    """Weak ETag in the shape S/4 derives from a change timestamp (kept per stamp: a
-    document's ETag is worked out once per version, not at every rendering of it)."""
+    """Weak ETag in the shape S/4 derives from a change timestamp."""
     when = ms_to_datetime(stamp)
     text = when.strftime("%Y-%m-%dT%H%%3A%M%%3A%S.") + f"{when.microsecond // 1000:03d}0000Z"
     return f"W/\"datetimeoffset'{text}'\""

@@ -29,13 +29,9 @@ from sandbox.sap.filter import (
     first_key_ranges,
 )
 from sandbox.sap.repository import (
-    BY_KEY,
-    BY_PREFIX,
     CHANGE_STAMP,
     KEY_ID,
     KEY_SEP,
-    NONE,
-    SCAN,
     STAMP,
     Doc,
     Repository,
@@ -44,7 +40,6 @@ from sandbox.sap.repository import (
     changed_since,
     collection,
     in_key_ranges,
-    related_ids,
 )
 from sandbox.sap.settings import SapSettings
 from sandbox.sap.uri import Resource, key_predicate, parse_path
@@ -95,15 +90,6 @@ Selection = dict[str, "Selection | None"]
 
 #: rendered collection pages kept (see Dispatcher._collection)
 PAGE_CACHE_SIZE = 64
-#: views whose entity renderings are kept, and renderings kept per view (Dispatcher._fragments)
-RENDER_VIEWS = 8
-RENDER_ENTITIES = 200_000
-_Rendered = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, ...], ...], bytes]
-
-
-def _dumps(value: Any) -> bytes:
-    """JSON as json_result writes it."""
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 class Dispatcher:
@@ -128,10 +114,6 @@ class Dispatcher:
         #: entities again
         self._pages: OrderedDict[tuple[Any, ...], Result] = OrderedDict()
         self._pages_lock = threading.Lock()
-        #: each entity's rendering in a collection read, by the read's view (service,
-        #: set, root, $select, $expand) and entity id: (its stored text, where its
-        #: expanded targets are, their stored texts, the JSON rendered from them)
-        self._renders: OrderedDict[tuple[str, ...], dict[str, _Rendered]] = OrderedDict()
 
     # ------------------------------------------------------------------ entry point
     def handle(self, svc: Service, op: Op, root: str, uow: UnitOfWork | None = None) -> Result:
@@ -225,7 +207,6 @@ class Dispatcher:
             root,
             res.count,
             (es,),
-            stored=True,
         )
 
     def _collection(
@@ -239,13 +220,9 @@ class Dispatcher:
         root: str,
         count: bool,
         read: tuple[EntitySet, ...],
-        *,
-        stored: bool = False,
     ) -> Result:
         """A page of ``ids`` (or their count): rendered, or as rendered before from the
-        same data (``read``: the entity sets the ids came from, besides ``es``).
-        ``stored``: the ids are of ``es``'s collection, so the page's entities can be read
-        from the store together and each one's rendering kept (:meth:`_fragments`)."""
+        same data (``read``: the entity sets the ids came from, besides ``es``)."""
         skip = _non_negative(params, "$skip", 0)
         top = _non_negative(params, "$top", None) if "$top" in params else None
         window = ids[skip:]
@@ -277,15 +254,9 @@ class Dispatcher:
             if hit is not None:
                 self._pages.move_to_end(cache_key)
                 return Result(hit.status, dict(hit.headers), hit.body)
+        results = [self.entity_json(svc, es, d, root, select, expand) for d in load(page)]
+        payload: dict[str, Any] = {"results": results}
         inline = params.get("$inlinecount", "none")
-        fragments: list[bytes] | None = None
-        if stored and not self.reference:
-            view = (svc.name, es.name, root, params.get("$select", ""), params.get("$expand", ""))
-            fragments = self._fragments(svc, es, page, root, select, expand, view)
-            payload: dict[str, Any] = {}
-        else:
-            results = [self.entity_json(svc, es, d, root, select, expand) for d in load(page)]
-            payload = {"results": results}
         if inline not in ("allpages", "none"):
             raise SapError(400, INVALID_QUERY, f"Invalid value '{inline}' for $inlinecount")
         if inline == "allpages":
@@ -298,12 +269,7 @@ class Dispatcher:
             ]
             kept.append(f"$skiptoken={start + limit}")
             payload["__next"] = f"{root}{op.path.lstrip('/')}?{'&'.join(kept)}"
-        if fragments is None:
-            result = json_result(200, {"d": payload})
-        else:  # what json_result makes of {"d": {"results": [...], **payload}}
-            rest = b"".join(b"," + _dumps(k) + b":" + _dumps(v) for k, v in payload.items())
-            body = b'{"d":{"results":[' + b",".join(fragments) + b"]" + rest + b"}}"
-            result = Result(200, {"content-type": JSON_TYPE, "dataserviceversion": "2.0"}, body)
+        result = json_result(200, {"d": payload})
         if self.reference:
             return result
         with self._pages_lock:
@@ -311,81 +277,6 @@ class Dispatcher:
             while len(self._pages) > PAGE_CACHE_SIZE:
                 self._pages.popitem(last=False)
         return result
-
-    def _fragments(
-        self,
-        svc: Service,
-        es: EntitySet,
-        ids: list[str],
-        root: str,
-        select: Selection | None,
-        expand: ExpandTree,
-        view: tuple[str, ...],
-    ) -> list[bytes]:
-        """The rendered JSON of the entities ``ids`` of ``es`` (those the store has), in
-        order: the page's entities read with a few ``IN`` reads, each expanded
-        navigation's targets with one read for the page (by key, or the key ranges of
-        the children), and an entity rendered again only when what it is rendered from
-        (its stored text and its targets' texts) differs from what its kept rendering
-        (by ``view``: the request's service, set, root, ``$select`` and ``$expand``) was
-        rendered from. Deeper expands, and navigations answered by a scan, are rendered
-        as :meth:`entity_json` renders them, entity by entity."""
-        store = self.repo.store
-        texts = store.get_raw(collection(svc, es), ids)
-        present = [i for i in ids if i in texts]
-        navs = [(nav, svc.sets[nav.target]) for nav in es.navs if nav.name in expand]
-        if any(expand[nav.name] for nav, _ in navs):
-            return [
-                _dumps(self.entity_json(svc, es, json.loads(texts[i]), root, select, expand))
-                for i in present
-            ]
-        with self._pages_lock:
-            kept = self._renders.get(view)
-            if kept is None:
-                kept = self._renders[view] = {}
-            self._renders.move_to_end(view)
-            while len(self._renders) > RENDER_VIEWS:
-                self._renders.popitem(last=False)
-        if len(kept) > RENDER_ENTITIES:
-            kept.clear()
-        docs: dict[str, Doc] = {}
-        wheres: dict[str, tuple[tuple[str, str], ...]] = {}
-        for i in present:
-            entry = kept.get(i)
-            if entry is not None and entry[0] == texts[i]:
-                wheres[i] = entry[1]
-            else:
-                doc = docs[i] = json.loads(texts[i])
-                wheres[i] = tuple(related_ids(svc, doc, nav) for nav, _ in navs)
-        targets: list[dict[tuple[str, str], list[str]]] = []
-        for n, (_, target) in enumerate(navs):
-            coll = collection(svc, target)
-            keys = [w[n][1] for w in wheres.values() if w[n][0] == BY_KEY]
-            prefixes = [w[n][1] for w in wheres.values() if w[n][0] == BY_PREFIX]
-            found: dict[tuple[str, str], list[str]] = {(NONE, ""): []}
-            found.update(((BY_KEY, k), [t]) for k, t in store.get_raw(coll, keys).items())
-            found.update(((BY_PREFIX, p), t) for p, t in store.prefixes_raw(coll, prefixes).items())
-            targets.append(found)
-        out: list[bytes] = []
-        for i in present:
-            where = wheres[i]
-            if any(how == SCAN for how, _ in where):
-                doc = docs.get(i) or json.loads(texts[i])
-                out.append(_dumps(self.entity_json(svc, es, doc, root, select, expand)))
-                continue
-            sources = tuple(tuple(targets[n].get(w, ())) for n, w in enumerate(where))
-            entry = kept.get(i)
-            if entry is None or entry[0] != texts[i] or entry[2] != sources:
-                doc = docs.get(i) or json.loads(texts[i])
-                related = {
-                    nav.name: [json.loads(t) for t in sources[n]] for n, (nav, _) in enumerate(navs)
-                }
-                fragment = _dumps(
-                    self.entity_json(svc, es, doc, root, select, expand, None, related)
-                )
-                entry = kept[i] = (texts[i], where, sources, fragment)
-            out.append(entry[3])
-        return out
 
     def _filter_in_memory(
         self, es: EntitySet, docs: list[Doc], params: dict[str, str]
@@ -452,10 +343,7 @@ class Dispatcher:
         select: Selection | None,
         expand: ExpandTree,
         uow: UnitOfWork | None = None,
-        related: dict[str, list[Doc]] | None = None,
     ) -> dict[str, Any]:
-        """``doc`` as OData V2 JSON; ``related``: the targets of expanded navigations,
-        by name, where the caller read them already (the others are read here)."""
         uri = f"{root}{es.name}{key_predicate(es, doc)}"
         meta = {"id": uri, "uri": uri, "type": f"{svc.namespace}.{es.type_name}"}
         if STAMP in doc:
@@ -468,10 +356,7 @@ class Dispatcher:
         for nav in es.navs:
             if nav.name in expand:
                 target = svc.sets[nav.target]
-                if related is not None and nav.name in related:
-                    docs = related[nav.name]
-                else:
-                    docs = self.repo.related(svc, es, doc, nav, uow)
+                docs = self.repo.related(svc, es, doc, nav, uow)
                 inner = chosen.get(nav.name)
                 rendered = [
                     self.entity_json(svc, target, d, root, inner, expand[nav.name], uow)

@@ -194,8 +194,8 @@ class Repository:
         """Ids of matching entities in result order; cached per (query, data version) so
         following server pages neither rescans the collection nor parses the filter again.
         ``where`` compiles the filter, on a miss only: the predicate and the candidates
-        (an index read) that narrow the scan. ``cached=False`` (the reference path):
-        every document scanned, nothing kept or taken from the cache."""
+        (an index read) that narrow the scan. ``cached=False``: scanned, and kept from
+        the cache."""
         coll = collection(svc, es)
         cache_key = (coll, filter_text, order_text, self.token(svc, [es]))
         hit = self._cache.get(cache_key) if cached else None
@@ -203,10 +203,6 @@ class Repository:
             self._cache.move_to_end(cache_key)
             return hit
         predicate, candidates = where()
-        if cached and predicate is None and candidates is None and not order:
-            ids = self.store.ids(coll)  # every id, in id order: nothing to read but keys
-            self._remember(cache_key, ids)
-            return ids
         rows: list[tuple[Any, str]] = []
         docs = candidates(self.store, coll) if candidates is not None else self.store.iter(coll)
         for doc in docs:
@@ -215,14 +211,12 @@ class Repository:
         if order:
             rows.sort(key=lambda row: row[0])
         ids = [row[1] for row in rows]
-        if cached:
-            self._remember(cache_key, ids)
-        return ids
-
-    def _remember(self, cache_key: tuple[Any, ...], ids: list[str]) -> None:
+        if not cached:
+            return ids
         self._cache[cache_key] = ids
         while len(self._cache) > 32:
             self._cache.popitem(last=False)
+        return ids
 
     def get_many(self, svc: Service, es: EntitySet, ids: Iterable[str]) -> Iterator[Doc]:
         coll = collection(svc, es)
@@ -242,16 +236,20 @@ class Repository:
         self, svc: Service, es: EntitySet, doc: Doc, nav: Nav, uow: UnitOfWork | None = None
     ) -> list[Doc]:
         """Targets of a navigation from ``doc``."""
-        coll = collection(svc, svc.sets[nav.target])
-        how, key = related_ids(svc, doc, nav)
-        if how == NONE:
-            return []
-        if how == BY_KEY:
-            found = uow.get(coll, key) if uow else self.store.get(coll, key)
-            return [found] if found else []
-        if how == BY_PREFIX:
-            return uow.children(coll, key) if uow else list(self.store.iter_prefix(coll, key))
+        target = svc.sets[nav.target]
         values = {tp: doc.get(sp) for sp, tp in nav.on}
+        if any(v in (None, "") for v in values.values()):
+            return []
+        coll = collection(svc, target)
+        key_prefix = list(target.keys[: len(values)])
+        if set(key_prefix) == set(values):
+            prefix = KEY_SEP.join(str(values[k]) for k in key_prefix)
+            if len(key_prefix) == len(target.keys):
+                found = uow.get(coll, prefix) if uow else self.store.get(coll, prefix)
+                return [found] if found else []
+            if uow:
+                return uow.children(coll, prefix + KEY_SEP)
+            return list(self.store.iter_prefix(coll, prefix + KEY_SEP))
         return [d for d in self.store.iter(coll) if all(d.get(k) == v for k, v in values.items())]
 
     # ------------------------------------------------------------------ validation
@@ -473,27 +471,6 @@ class Repository:
         owner = dict(owner)
         apply_stamp(owner_es, owner, self.clock.next(), created=False)
         uow.put(coll, owner[KEY_ID], owner)
-
-
-#: how a navigation's targets are found (related_ids): none (a source field is blank), the
-#: one with this id, those whose ids start with this prefix, or a scan of the target set
-NONE, BY_KEY, BY_PREFIX, SCAN = "none", "key", "prefix", "scan"
-
-
-def related_ids(svc: Service, doc: Doc, nav: Nav) -> tuple[str, str]:
-    """Where the targets of ``nav`` from ``doc`` are, in the target's ids: (NONE, ""),
-    (BY_KEY, id), (BY_PREFIX, id prefix) or (SCAN, "")."""
-    target = svc.sets[nav.target]
-    values = {tp: doc.get(sp) for sp, tp in nav.on}
-    if any(v in (None, "") for v in values.values()):
-        return NONE, ""
-    key_prefix = list(target.keys[: len(values)])
-    if set(key_prefix) != set(values):
-        return SCAN, ""
-    prefix = KEY_SEP.join(str(values[k]) for k in key_prefix)
-    if len(key_prefix) == len(target.keys):
-        return BY_KEY, prefix
-    return BY_PREFIX, prefix + KEY_SEP
 
 
 def derive_fields(es: EntitySet, doc: Doc) -> None:
