@@ -99,19 +99,30 @@ def compare(
             return F.empty()
         # only the parts of the unpivot that have rows (the filters are theirs): a long
         # UNION ALL of parts that find nothing costs planning, not findings
-        filters = ["_missing", "_orphan"] + [
-            f"NOT _missing AND NOT _orphan AND _d{i}" for i in range(len(compared))
+        filters = [f"_{kind}" for kind, _ in _PRESENCE] + [
+            _mismatch_where(i) for i in range(len(compared))
         ]
         counts = run(
             con, f"SELECT {', '.join(f'count(*) FILTER (WHERE {w})' for w in filters)} FROM {drift}"
         )[0]
-        kinds = {k for k, c in zip(("missing", "orphan"), counts[:2], strict=True) if c}
-        drifted = {i for i, c in enumerate(counts[2:]) if c}
+        presence = len(_PRESENCE)
+        kinds = {k for (k, _), c in zip(_PRESENCE, counts[:presence], strict=True) if c}
+        drifted = {i for i, c in enumerate(counts[presence:]) if c}
         return F.finalize(
             con, _rows_sql(drift, entity, system, compared, rules, child, kinds, drifted)
         )
     finally:
         run(con, f"DROP TABLE IF EXISTS {drift}")
+
+
+#: the kinds a record's presence alone decides (its drift flag is ``_<kind>``), with the
+#: amount at stake of each
+_PRESENCE = (("missing", "_amt_g"), ("orphan", "-_amt_s"))
+
+
+def _mismatch_where(i: int) -> str:
+    """The drift rows whose ``i``-th compared field differs (a mismatch finding)."""
+    return f"NOT _missing AND NOT _orphan AND _d{i}"
 
 
 def _either(
@@ -144,7 +155,7 @@ def _rows_sql(
 
     common = "_key AS key, _ext AS external_id"
     parts = []
-    for kind, amount in (("missing", "_amt_g"), ("orphan", "-_amt_s")):
+    for kind, amount in _PRESENCE:
         if kind in kinds:
             parts.append(
                 f"SELECT {e} entity, {common}, {s} system, '{kind}' kind, "
@@ -160,6 +171,6 @@ def _rows_sql(
             f"SELECT {e} entity, {common}, {s} system, 'mismatch' kind, {field_sql(f)} field, "
             f"CAST(to_json(_g{i}) AS VARCHAR) expected, CAST(to_json(_s{i}) AS VARCHAR) actual, "
             f"{F.literal(severity(f, rule))} severity, {money} amount_at_stake_minor, "
-            f"_cur currency FROM {drift} WHERE NOT _missing AND NOT _orphan AND _d{i}"
+            f"_cur currency FROM {drift} WHERE {_mismatch_where(i)}"
         )
     return " UNION ALL ".join(parts)
