@@ -105,7 +105,7 @@ class Dispatcher:
         self.faults = faults
         self.settings = settings
         #: read everything from the store, entity by entity, keeping nothing: the plain
-        #: path the cached and batched one must answer exactly like
+        #: path the cached one (pages, scans) must answer exactly like
         #: (tests/sandbox/sap/test_sap_render_equivalence.py)
         self.reference = reference
         #: rendered collection pages by request and by the data they were rendered from

@@ -194,8 +194,8 @@ class Repository:
         """Ids of matching entities in result order; cached per (query, data version) so
         following server pages neither rescans the collection nor parses the filter again.
         ``where`` compiles the filter, on a miss only: the predicate and the candidates
-        (an index read) that narrow the scan. ``cached=False``: scanned, and kept from
-        the cache."""
+        (an index read) that narrow the scan. ``cached=False``: scanned every time, the
+        cache neither read nor written."""
         coll = collection(svc, es)
         cache_key = (coll, filter_text, order_text, self.token(svc, [es]))
         hit = self._cache.get(cache_key) if cached else None

@@ -1,6 +1,6 @@
 """The emulator's reads answer byte for byte what the plain path answers: every entity
 loaded and rendered on its own from the store, nothing kept (``Dispatcher(reference=True)``,
-the code path the batched loads and the kept pages and renderings replace). Both
+the code path the kept pages and scans stand in for). Both
 dispatchers serve one repository; after every kind of write (through the API, a
 ``$batch``-style changeset, straight into the store) each read is made twice on the
 cached one (rendered, then as kept) and compared with the reference: status, headers,
