@@ -56,12 +56,29 @@ COMMAND_ORDER = (
 
 
 class OperatorOrder(TyperGroup):
-    """Lists commands in COMMAND_ORDER (Typer lists groups after commands otherwise)."""
+    """Lists commands in COMMAND_ORDER (Typer lists groups after commands otherwise), and
+    turns a hub store that cannot be used (no schema yet, an old one, unreachable) into
+    one line naming the store and the fix, whatever command met it: `hub findings` on a
+    store nobody migrated printed a page of SQLAlchemy traceback instead."""
 
     def list_commands(self, ctx: Any) -> list[str]:  # Any: Typer's own vendored click
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         names = super().list_commands(ctx)
         return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+
+    def invoke(self, ctx: Any) -> Any:
+        from sqlalchemy.exc import DBAPIError
+
+        from hub.store.db import store_problem
+
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            problem = store_problem(exc)
+            if problem is None:
+                raise
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(

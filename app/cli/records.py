@@ -140,7 +140,7 @@ def quarantine_retry(
     them); rejected pushes are re-planned and delivered. One run for all entities, or one
     per --entity, parents first.
     """
-    from app.cli.launch import run_job
+    from app.cli.launch import failure_summary, run_job
 
     summary: dict[str, Any] = {}
     for one in [ALL] if not entity or ALL in entity else chosen(entity, ENTITY_ORDER):
@@ -151,7 +151,10 @@ def quarantine_retry(
             log_level="CRITICAL",
         )
         if not result.success:
-            typer.echo(f"quarantine retry run {result.run_id} failed; see the Dagster UI", err=True)
+            typer.echo(
+                f"quarantine retry run {result.run_id} failed: {failure_summary(result)}",
+                err=True,
+            )
             raise typer.Exit(1)
         summary |= result.output_for_node("retry_quarantined")
     if as_json:

@@ -73,7 +73,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 #: What a driver says when the store has no schema (SQLite; PostgreSQL's UndefinedTable)
-_NO_SCHEMA = ("no such table", "undefinedtable", "does not exist")
+_NO_SCHEMA = (
+    "no such table",
+    "no such column",
+    "undefinedtable",
+    "undefinedcolumn",
+    "does not exist",
+)
 #: What a driver says when the store cannot be reached at all
 _UNREACHABLE = (
     "connection refused",

@@ -1,0 +1,94 @@
+"""Every command that reads or writes the hub store says, in one line, when the store
+cannot be used - nobody ran `hub db upgrade` yet, it is at an older revision, or the
+database is down - naming the store (password masked) and the fix, with exit code 2. It
+used to print a page of SQLAlchemy traceback (`hub findings` on a fresh checkout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from app.cli.main import app
+from hub.store.migrate import upgrade
+
+#: read and operator commands that open the store directly (no Dagster run)
+COMMANDS = [
+    ["findings"],
+    ["findings", "--open"],
+    ["quarantine", "list"],
+    ["quarantine", "show", "1"],
+    ["tombstones", "list"],
+    ["tombstones", "restore", "customer", "CUS-1"],
+    ["outbox", "held"],
+    ["outbox", "release"],
+    ["metrics"],
+]
+
+
+def _run(args: list[str], url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_a_store_without_schema_names_the_fix(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    done = _run(args, url, monkeypatch, tmp_path)
+    assert done.exit_code == 2, done.output
+    assert "Traceback" not in done.output and "sqlalche.me" not in done.output, done.output
+    assert "has no schema or an old one" in done.output
+    assert "run `hub db upgrade`" in done.output and str(tmp_path) in done.output
+
+
+def test_a_store_at_an_older_revision_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column the newest migration added is missing: the same one line."""
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE quarantine DROP COLUMN errors")
+    engine.dispose()
+    done = _run(["quarantine", "list"], url, monkeypatch, tmp_path)
+    assert done.exit_code == 2, done.output
+    assert "no such column" in done.output and "run `hub db upgrade`" in done.output
+
+
+def test_an_unreachable_store_is_named_with_its_password_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgresql+psycopg2://hub:s3cr3t-pw@127.0.0.1:9/hub"  # port 9: discard, closed
+    done = _run(["findings"], url, monkeypatch, tmp_path)
+    assert done.exit_code == 2, done.output
+    assert "hub store unreachable at postgresql+psycopg2://hub:***@127.0.0.1:9/hub" in done.output
+    assert "s3cr3t-pw" not in done.output and "Traceback" not in done.output
+
+
+def test_other_database_errors_are_not_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an unusable store is turned into the one line: a migrated store answers."""
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    done = _run(["findings"], url, monkeypatch, tmp_path)
+    assert done.exit_code == 0, done.output
+
+
+def test_a_failed_quarantine_retry_run_names_its_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry runs as a Dagster job: its failure names the step and the cause, as the
+    sync's and the reconciliation's do, not only "see the Dagster UI"."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    done = _run(["quarantine", "retry"], url, monkeypatch, tmp_path)
+    assert done.exit_code == 1, done.output
+    assert "failed: retry_quarantined: hub store at" in done.output
+    assert "run `hub db upgrade`" in done.output
