@@ -82,7 +82,13 @@ def install_log_redaction() -> None:
 
 
 def redact_url(url: str) -> str:
-    """A database URL safe to print: the password replaced by ***."""
+    """A database URL safe to print: the password replaced by ***. Text that does not
+    parse as a URL is shown only up to any ``:`` after ``//`` (it may still hold one)."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        scheme, sep, rest = url.partition("//")
+        return f"{scheme}{sep}{rest.split(':', 1)[0]}{'***' if ':' in rest else ''}"

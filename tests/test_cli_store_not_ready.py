@@ -92,3 +92,30 @@ def test_a_failed_quarantine_retry_run_names_its_cause(
     assert done.exit_code == 1, done.output
     assert "failed: retry_quarantined: hub store at" in done.output
     assert "run `hub db upgrade`" in done.output
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["db", "upgrade", "--url", "bogus://x"], "'bogus://x' is not one the hub can use"),
+        (["db", "upgrade", "--url", "not a url"], "'not a url' is not one the hub can use"),
+        (
+            ["db", "upgrade", "--url", "postgresql+psycopg2://hub:s3cr3t-pw@127.0.0.1:9/hub"],
+            "unreachable at postgresql+psycopg2://hub:***@127.0.0.1:9/hub",
+        ),
+        (
+            ["metrics", "--url", "postgresql+psycopg2://hub:s3cr3t-pw@127.0.0.1:9/hub"],
+            "unreachable at postgresql+psycopg2://hub:***@127.0.0.1:9/hub",
+        ),
+    ],
+)
+def test_a_bad_url_given_with_url_is_the_one_named(
+    args: list[str], named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store named is the command's own --url, not HUB_DATABASE_URL's (set here to a
+    working store, which an earlier version named instead)."""
+    good = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    done = _run(args, good, monkeypatch, tmp_path)
+    assert done.exit_code == 2, done.output
+    assert named in done.output and good not in done.output, done.output
+    assert "s3cr3t-pw" not in done.output and "Traceback" not in done.output

@@ -107,3 +107,12 @@ def test_an_edited_mapping_is_seen_by_the_next_load_and_copies_are_independent(
     assert not errors
     sf_customer = next(s for s in specs if s.system == "salesforce" and s.entity == "customer")
     assert any(f.field == "Segment__x" for f in sf_customer.fields.values())
+
+
+def test_a_folder_without_mappings_is_an_error_not_zero_files_ok(tmp_path: Path) -> None:
+    """A mistyped --root used to print "0 mapping file(s) OK" and pass."""
+    (tmp_path / "empty").mkdir()
+    for root, said in ((tmp_path / "nowhere", "is not a folder"), (tmp_path / "empty", "holds no")):
+        result = runner.invoke(app, ["mappings", "check", "--root", str(root)])
+        assert result.exit_code == 1, result.output
+        assert said in result.output and "OK" not in result.output, result.output

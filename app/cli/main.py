@@ -20,7 +20,7 @@ from app.cli.deletes import outbox_app, print_held, tombstones_app
 from app.cli.listen import listen
 from app.cli.mappings import mappings_app
 from app.cli.metrics import metrics
-from app.cli.options import entity_option, system_option
+from app.cli.options import STORE_URL, entity_option, system_option, use_store
 from app.cli.recon import findings, reconcile
 from app.cli.records import (
     left_in_quarantine,
@@ -67,14 +67,16 @@ class OperatorOrder(TyperGroup):
         return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
 
     def invoke(self, ctx: Any) -> Any:
-        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.exc import SQLAlchemyError
 
         from hub.store.db import store_problem
 
         try:
             return super().invoke(ctx)
-        except DBAPIError as exc:
-            problem = store_problem(exc)
+        except SQLAlchemyError as exc:
+            # the store the command used: its own --url (kept in the contexts' shared
+            # meta by the commands that take one), else HUB_DATABASE_URL or the default
+            problem = store_problem(exc, ctx.meta.get(STORE_URL))
             if problem is None:
                 raise
             typer.echo(f"error: {problem}", err=True)
@@ -111,13 +113,14 @@ if sandbox_app is not None:
 
 @db_app.command("upgrade")
 def db_upgrade(
+    ctx: typer.Context,
     url: str = typer.Option(None, envvar="HUB_DATABASE_URL", help="SQLAlchemy URL of the store"),
     revision: str = typer.Option("head", help="target Alembic revision"),
 ) -> None:
     """Create or migrate the hub store schema (SQLite under HUB_DATA_DIR by default)."""
     from hub.store.migrate import upgrade
 
-    target = url or settings.database_url()
+    target = use_store(ctx, url or settings.database_url())
     at = upgrade(target, revision)
     typer.echo(f"hub store at revision {at}: {redact_url(target)}")
 

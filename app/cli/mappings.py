@@ -70,6 +70,11 @@ def mappings_check(
     """
     from hub.sync.deliveries import RULES_FILE, DeliveryRules
 
+    if not root.is_dir() or not any(root.glob("*/*.yaml")):
+        # nothing checked is not "OK": a mistyped --root passed with 0 files before
+        said = "is not a folder" if not root.is_dir() else "holds no <system>/<entity>.yaml"
+        typer.echo(f"{root} {said}: no mapping file to check (--root names the folder)", err=True)
+        raise typer.Exit(1)
     native = native_fields()
     specs, errors = load_all(root, native)
     problems = [str(error) for error in errors]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from app.cli.options import use_store
 from hub import settings
 from hub.currency import exponent
 
@@ -30,6 +31,7 @@ def _pct(value: float | None) -> str:
 
 
 def metrics(
+    ctx: typer.Context,
     as_of: str = typer.Option(
         "", "--as-of", help="as-of date YYYY-MM-DD (default: today, UTC)", show_default=False
     ),
@@ -53,7 +55,7 @@ def metrics(
     except ValueError:
         typer.echo(f"--as-of: not a date: {as_of!r}", err=True)
         raise typer.Exit(2) from None
-    engine = create_store_engine(url or settings.database_url())
+    engine = create_store_engine(use_store(ctx, url or settings.database_url()))
     try:
         result = metrics_from_store(
             engine,

@@ -1,4 +1,5 @@
-"""The CLI's shared options: one definition of --entity and --system for every command,
+"""The CLI's shared options: one definition of --entity and --system for every command
+(and of how a command names the store it uses),
 their values checked against the registries before anything runs.
 
 Both are repeatable on every command that takes them: declare the parameter as
@@ -88,3 +89,14 @@ def parse_moment(value: str, option: str) -> datetime | None:
 
 
 __all__ = ["ALL", "chosen", "entity_option", "one_of", "parse_moment", "system_option"]
+
+
+#: ``ctx.meta`` key (shared by every nested click context) of a command's own store URL
+STORE_URL = "hub.store_url"
+
+
+def use_store(ctx: typer.Context, url: str) -> str:
+    """Note ``url`` as the store this command uses, for the one-line error if it is
+    unusable; returns it."""
+    ctx.meta[STORE_URL] = url
+    return url

@@ -97,13 +97,27 @@ def store_problem(exc: BaseException, url: str | None = None) -> str | None:
     unusable (no schema, unreachable), else ``None``. Such errors are configuration, not
     load: retrying a step cannot fix them, and the run should say so at the top instead
     of three levels down in an event log. The URL is shown with its password masked."""
-    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+    from sqlalchemy.exc import (
+        ArgumentError,
+        DBAPIError,
+        NoSuchModuleError,
+        OperationalError,
+        ProgrammingError,
+    )
 
     from connectors.redact import redact_url
 
+    where = redact_url(url or database_url())
+    if isinstance(exc, NoSuchModuleError) or (
+        isinstance(exc, ArgumentError) and "Could not parse SQLAlchemy URL" in str(exc)
+    ):
+        return (
+            f"hub store URL {where!r} is not one the hub can use ({exc}): set "
+            "HUB_DATABASE_URL (or --url) to e.g. sqlite:///data/hub.sqlite or "
+            "postgresql+psycopg2://user:password@host:5432/hub"
+        )
     if not isinstance(exc, DBAPIError | OperationalError | ProgrammingError):
         return None
-    where = redact_url(url or database_url())
     text = str(getattr(exc, "orig", None) or exc).strip()
     lowered = f"{type(getattr(exc, 'orig', exc)).__name__} {text}".lower()
     first = text.splitlines()[0] if text else type(exc).__name__
