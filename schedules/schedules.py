@@ -8,39 +8,83 @@ on once (in the UI or with that variable)."""
 import os
 from collections.abc import Mapping
 
-from dagster import DefaultScheduleStatus, ScheduleDefinition
+from dagster import DagsterInvalidDefinitionError, DefaultScheduleStatus, ScheduleDefinition
 
 SYNC_JOB = "sync_all"
 RECONCILE_JOB = "reconcile"
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+class ScheduleSettingError(ValueError):
+    """A schedule setting in the environment Dagster cannot use: raised while the code
+    location loads, naming the variable, its value and a valid one (Dagster's own error
+    named the schedule only, and a misspelt switch silently meant "off")."""
 
 
 def _status(env: Mapping[str, str]) -> DefaultScheduleStatus:
-    on = env.get("HUB_SCHEDULES_DEFAULT_ON", "").lower() in ("1", "true", "yes", "on")
-    return DefaultScheduleStatus.RUNNING if on else DefaultScheduleStatus.STOPPED
+    raw = env.get("HUB_SCHEDULES_DEFAULT_ON", "")
+    if raw.strip().lower() in _ON:
+        return DefaultScheduleStatus.RUNNING
+    if raw.strip().lower() in _OFF:
+        return DefaultScheduleStatus.STOPPED
+    raise ScheduleSettingError(
+        f"HUB_SCHEDULES_DEFAULT_ON={raw!r} is neither on ({', '.join(_ON)}) nor off "
+        f"({', '.join(repr(v) for v in _OFF)}): the schedules' first status is unclear"
+    )
+
+
+def _schedule(
+    env: Mapping[str, str],
+    *,
+    name: str,
+    job_name: str,
+    cron: tuple[str, str],
+    zone: str,
+    tags: dict[str, str],
+    description: str,
+) -> ScheduleDefinition:
+    """A schedule whose cron expression is ``env[cron[0]]`` (default ``cron[1]``) in the
+    time zone ``env[zone]`` (default UTC)."""
+    expression, timezone = env.get(cron[0], cron[1]), env.get(zone, "UTC")
+    try:
+        return ScheduleDefinition(
+            name=name,
+            job_name=job_name,
+            cron_schedule=expression,
+            execution_timezone=timezone,
+            tags=tags,
+            default_status=_status(env),
+            description=description,
+        )
+    except DagsterInvalidDefinitionError as exc:
+        raise ScheduleSettingError(
+            f"{cron[0]}={expression!r}, {zone}={timezone!r}: {str(exc).rstrip('.')}. Set "
+            f"{cron[0]} to a "
+            f"5-field cron expression (default {cron[1]!r}) and {zone} to an IANA time "
+            "zone (e.g. 'UTC', 'Europe/Berlin')"
+        ) from None
 
 
 def incremental_sync_schedule(env: Mapping[str, str] | None = None) -> ScheduleDefinition:
-    env = os.environ if env is None else env
-    return ScheduleDefinition(
+    return _schedule(
+        os.environ if env is None else env,
         name="incremental_sync",
         job_name=SYNC_JOB,
-        cron_schedule=env.get("HUB_SYNC_CRON", "*/15 * * * *"),
-        execution_timezone=env.get("HUB_SYNC_TIMEZONE", "UTC"),
+        cron=("HUB_SYNC_CRON", "*/15 * * * *"),
+        zone="HUB_SYNC_TIMEZONE",
         tags={"hub/kind": "sync", "hub/entity": "all", "hub/launched-by": "schedule"},
-        default_status=_status(env),
         description="Incremental sync of every entity (HUB_SYNC_CRON, default every 15 min).",
     )
 
 
 def nightly_reconciliation_schedule(env: Mapping[str, str] | None = None) -> ScheduleDefinition:
-    env = os.environ if env is None else env
-    return ScheduleDefinition(
+    return _schedule(
+        os.environ if env is None else env,
         name="nightly_reconciliation",
         job_name=RECONCILE_JOB,
-        cron_schedule=env.get("HUB_RECONCILE_CRON", "0 2 * * *"),
-        execution_timezone=env.get("HUB_RECONCILE_TIMEZONE", "UTC"),
+        cron=("HUB_RECONCILE_CRON", "0 2 * * *"),
+        zone="HUB_RECONCILE_TIMEZONE",
         tags={"hub/kind": "reconcile", "hub/launched-by": "schedule"},
-        default_status=_status(env),
         description="Nightly reconciliation of every system against the golden records "
         "(HUB_RECONCILE_CRON / HUB_RECONCILE_TIMEZONE, default 02:00 UTC).",
     )

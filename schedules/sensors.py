@@ -33,10 +33,11 @@ from dagster import (
 )
 
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
-from hub.mapping.spec import MAPPINGS_DIR, load_all, load_specs
+from hub.mapping.spec import MAPPINGS_DIR, closest, load_all, load_specs
 from hub.model import ENTITY_ORDER
 from hub.store import findings as finding_store
 from hub.store.db import session_factory
+from hub.store.findings import FINDING_KINDS
 from hub.store.models import Finding
 from hub.sync.triage import triage
 
@@ -151,8 +152,18 @@ def resync_after_failed_sync(
 
 
 def autofix_kinds() -> list[str]:
+    """The finding kinds the sensor resyncs on its own (``HUB_AUTOFIX_KINDS``). A kind no
+    reconciliation produces is refused, naming the closest: a misspelt kind silently
+    matched no finding, and that drift was never repaired."""
     raw = os.environ.get("HUB_AUTOFIX_KINDS", DEFAULT_AUTOFIX)
-    return [k.strip() for k in raw.split(",") if k.strip()]
+    kinds = [k.strip() for k in raw.split(",") if k.strip()]
+    for kind in kinds:
+        if kind not in FINDING_KINDS:
+            raise ValueError(
+                f"HUB_AUTOFIX_KINDS={raw!r}: {kind!r} is not a finding kind"
+                f"{closest(kind, FINDING_KINDS)}; choose from {', '.join(FINDING_KINDS)}"
+            )
+    return kinds
 
 
 def _open_findings(hub_store: HubStoreResource, since: str | None) -> Iterator[Finding]:
@@ -227,4 +238,5 @@ def resync_auto_fixable_findings(
 
 
 def build_sensors() -> list[SensorDefinition]:
+    autofix_kinds()  # a bad HUB_AUTOFIX_KINDS stops the code location loading, named
     return [resync_after_failed_sync, resync_auto_fixable_findings]

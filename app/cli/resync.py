@@ -13,7 +13,7 @@ from app.cli.options import entity_option, one_of, parse_moment, system_option
 from hub.mapping.spec import load_specs
 from hub.model import ENTITY_ORDER
 from hub.store.db import create_store_engine, session_factory
-from hub.store.findings import RECON_KINDS
+from hub.store.findings import FINDING_KINDS
 from hub.sync.repair_scope import FIXABLE_KINDS, RepairScope, select_repairs
 from hub.sync.triage import NeedsAPerson
 
@@ -63,7 +63,7 @@ def resync(
     ),
     kind: list[str] | None = typer.Option(
         None,
-        parser=one_of((*RECON_KINDS, "conflict")),
+        parser=one_of(FINDING_KINDS),
         help=f"finding kinds to take with --from-findings (default {', '.join(FIXABLE_KINDS)})",
     ),
     finding: list[str] | None = typer.Option(None, help="finding id (repeatable)"),

@@ -53,6 +53,8 @@ if TYPE_CHECKING:  # DuckDB and pyarrow load with a reconciliation's findings, n
 
 #: The kinds of finding a reconciliation produces (the sync engine adds ``conflict``).
 RECON_KINDS = ("missing", "orphan", "mismatch", "broken_ref", "aggregate")
+#: Every kind of finding the store holds.
+FINDING_KINDS = (*RECON_KINDS, "conflict")
 
 _STAGE = "recon_stage"
 _COLS = (

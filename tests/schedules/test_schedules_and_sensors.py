@@ -186,3 +186,36 @@ def test_autofix_kinds_are_configurable(store, monkeypatch) -> None:
             build_sensor_context(instance=instance, resources=resources)
         )
     assert not result.run_requests
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"HUB_SYNC_CRON": "every 5 minutes"}, "HUB_SYNC_CRON='every 5 minutes'"),
+        ({"HUB_RECONCILE_TIMEZONE": "Mars/Base"}, "HUB_RECONCILE_TIMEZONE='Mars/Base'"),
+        ({"HUB_SCHEDULES_DEFAULT_ON": "maybe"}, "HUB_SCHEDULES_DEFAULT_ON='maybe'"),
+    ],
+)
+def test_a_schedule_setting_dagster_cannot_use_is_named(env: dict[str, str], named: str) -> None:
+    """Dagster's own error named the schedule, not the variable; a misspelt switch was
+    silently "off"."""
+    from schedules.schedules import ScheduleSettingError
+
+    with pytest.raises(ScheduleSettingError, match=named.replace("(", r"\(")):
+        build_schedules(env)
+    for off in ("", "0", "off", "No"):
+        sync, _ = build_schedules({"HUB_SCHEDULES_DEFAULT_ON": off})
+        assert sync.default_status == DefaultScheduleStatus.STOPPED
+
+
+def test_a_misspelt_autofix_kind_is_refused_when_the_definitions_load(monkeypatch) -> None:
+    """It matched no finding, so that drift was never repaired and nothing said why."""
+    from schedules import build_sensors
+
+    monkeypatch.setenv("HUB_AUTOFIX_KINDS", "missing,mismatc")
+    with pytest.raises(
+        ValueError, match=r"'mismatc' is not a finding kind \(did you mean 'mismatch'"
+    ):
+        build_sensors()
+    monkeypatch.setenv("HUB_AUTOFIX_KINDS", "missing,conflict")
+    assert len(build_sensors()) == 2
