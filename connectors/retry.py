@@ -68,10 +68,15 @@ def call_with_retry(system: str, fn: Callable[[], T], policy: RetryPolicy | None
     try:
         return retrying(fn)
     except TransientError as exc:
+        # what happened, not the policy: "6 attempts / 120s" read as two minutes of
+        # retrying when the attempts had taken five seconds
+        attempts = retrying.statistics.get("attempt_number", policy.max_attempts)
+        spent = retrying.statistics.get("delay_since_first_attempt", 0.0)
         raise SystemUnavailableError(
             system,
-            f"still failing after {policy.max_attempts} attempts / {policy.max_seconds:.0f}s: "
-            f"{exc}. Check that the system is up; the sync resumes from its cursor next run.",
+            f"still failing after {attempts} attempts over {spent:.0f}s (retry budget "
+            f"{policy.max_attempts} attempts / {policy.max_seconds:.0f}s): {exc}. Check "
+            "that the system is up; the sync resumes from its cursor next run.",
             status=exc.status,
         ) from exc
 

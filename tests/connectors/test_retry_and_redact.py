@@ -136,3 +136,19 @@ def test_a_timeout_that_is_not_a_positive_finite_number_names_the_variable(bad: 
     assert parse_timeout(" ") is None and parse_timeout("2.5") == 2.5
     with pytest.raises(ValueError, match=r"HUB_HTTP_TIMEOUT=.*give a positive number of seconds"):
         parse_timeout(bad)
+
+
+def test_a_spent_time_budget_says_how_many_attempts_it_made() -> None:
+    """The error says what happened (attempts made, time spent) beside the budget: it
+    used to print the policy's attempt count whichever limit stopped the retries."""
+    policy = RetryPolicy(max_attempts=50, max_seconds=0.05, initial_wait=0.02, max_wait=0.02, jitter=0)
+
+    def down() -> None:
+        raise TransientError("sap", "503 Service Unavailable", status=503)
+
+    with pytest.raises(SystemUnavailableError) as caught:
+        call_with_retry("sap", down, policy)
+    said = str(caught.value)
+    assert "retry budget 50 attempts / 0s" in said, said
+    made = int(said.split("still failing after ")[1].split(" attempts")[0])
+    assert 2 <= made < 50, said
