@@ -141,7 +141,9 @@ def test_a_timeout_that_is_not_a_positive_finite_number_names_the_variable(bad: 
 def test_a_spent_time_budget_says_how_many_attempts_it_made() -> None:
     """The error says what happened (attempts made, time spent) beside the budget: it
     used to print the policy's attempt count whichever limit stopped the retries."""
-    policy = RetryPolicy(max_attempts=50, max_seconds=0.05, initial_wait=0.02, max_wait=0.02, jitter=0)
+    policy = RetryPolicy(
+        max_attempts=50, max_seconds=0.05, initial_wait=0.02, max_wait=0.02, jitter=0
+    )
 
     def down() -> None:
         raise TransientError("sap", "503 Service Unavailable", status=503)
