@@ -22,6 +22,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 #: A PEM file trusted for TLS, shared by every HTTP connector (enterprises' private CAs).
@@ -115,9 +116,29 @@ def cursor_overlap_env(variable: str) -> dict[str, Any]:
     )
 
 
+def parse_ca_bundle(raw: str) -> str | None:
+    """``HUB_CA_BUNDLE``: the path of a PEM file holding at least one certificate;
+    ``None`` when blank (the system trust store). A missing or unreadable file, or one
+    without a certificate, is refused here, naming the variable: it used to surface as a
+    FileNotFoundError traceback from deep inside the TLS set-up of the first call."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    fix = "point it at a PEM bundle of the CAs to trust, or unset it for the system store"
+    try:
+        with path.open("rb") as pem:
+            head = pem.read(1 << 20)
+    except OSError as exc:
+        raise ValueError(f"{CA_BUNDLE}={raw!r}: {exc.strerror or exc}; {fix}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ValueError(f"{CA_BUNDLE}={raw!r} holds no PEM certificate; {fix}")
+    return str(path)
+
+
 def ca_bundle_env() -> dict[str, Any]:
     """``metadata=`` of a connector's ``ca_bundle`` field (``HUB_CA_BUNDLE``)."""
-    return env_var(CA_BUNDLE, doc="PEM bundle trusted for TLS")
+    return env_var(CA_BUNDLE, doc="PEM bundle trusted for TLS", parse=parse_ca_bundle)
 
 
 def same_as(settings_cls: type[Any], name: str) -> dict[str, EnvSetting]:

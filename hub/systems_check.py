@@ -81,7 +81,8 @@ def check_connector(system: str, connector: Connector, root: Path = MAPPINGS_DIR
     try:
         health = connector.health()
         if not health.ok:
-            return SystemReport(system, False, f"unreachable: {health.detail}")
+            # the detail says why (refused login, TLS, no answer): not always "unreachable"
+            return SystemReport(system, False, f"health check failed: {health.detail}")
         took = f"reachable ({health.latency_ms:.0f} ms)" if health.latency_ms else "reachable"
         if isinstance(connector, DescribesFields):
             native: NativeFields = dict(connector.native_fields())
