@@ -119,3 +119,19 @@ def test_a_bad_url_given_with_url_is_the_one_named(
     assert done.exit_code == 2, done.output
     assert named in done.output and good not in done.output, done.output
     assert "s3cr3t-pw" not in done.output and "Traceback" not in done.output
+
+
+def test_a_command_that_never_opens_the_store_is_not_blamed_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hub sandbox`, `hub systems` and `hub mappings` use other databases (the sandbox's
+    billing store): their errors are not turned into "run `hub db upgrade`"."""
+    from sqlalchemy.exc import OperationalError
+
+    def broken(*_: object, **__: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("no such table: customers"))
+
+    monkeypatch.setattr("app.cli.mappings.load_all", broken)
+    done = _run(["mappings", "check"], "sqlite:///nowhere.sqlite", monkeypatch, tmp_path)
+    assert isinstance(done.exception, OperationalError), done.output
+    assert "hub db upgrade" not in done.output

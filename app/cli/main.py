@@ -55,6 +55,10 @@ COMMAND_ORDER = (
 )
 
 
+#: Commands that never open the hub store (a database error there is another database's)
+NOT_THE_STORE = frozenset({"sandbox", "systems", "mappings"})
+
+
 class OperatorOrder(TyperGroup):
     """Lists commands in COMMAND_ORDER (Typer lists groups after commands otherwise), and
     turns a hub store that cannot be used (no schema yet, an old one, unreachable) into
@@ -74,6 +78,8 @@ class OperatorOrder(TyperGroup):
         try:
             return super().invoke(ctx)
         except SQLAlchemyError as exc:
+            if ctx.invoked_subcommand in NOT_THE_STORE:
+                raise  # another database (the sandbox's billing store): not ours to name
             # the store the command used: its own --url (kept in the contexts' shared
             # meta by the commands that take one), else HUB_DATABASE_URL or the default
             problem = store_problem(exc, ctx.meta.get(STORE_URL))
