@@ -50,3 +50,19 @@ def test_bad_input_is_refused_before_anything_runs(
     assert option in result.output and said in result.output
     assert "Traceback" not in result.output
     assert launched == []
+
+
+def test_retrying_an_entry_that_is_not_open_is_refused_before_any_run(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped or resolved entry id used to end in "nothing open in quarantine" (exit
+    0), read as "done"."""
+    from hub.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    launched = _launches(monkeypatch)
+    done = CliRunner().invoke(app, ["quarantine", "retry", "5", "7"])
+    assert done.exit_code == 1, done.output
+    assert "no open quarantine entry 5, 7" in done.output and not launched

@@ -126,6 +126,27 @@ def quarantine_show(entry_id: int) -> None:
         typer.echo(json.dumps(quarantine_row(entry, payload=True), indent=2, default=str))
 
 
+def _refuse_unknown_entries(entry_ids: list[int]) -> None:
+    """Named ids that are not open entries (resolved, or never there) are refused before
+    any run: "nothing open in quarantine" for a mistyped id read as "done"."""
+    with _sessions()() as s:
+        open_ids = set(
+            s.scalars(
+                select(QuarantineEntry.id).where(
+                    QuarantineEntry.id.in_(entry_ids), QuarantineEntry.status == "open"
+                )
+            )
+        )
+    missing = sorted(set(entry_ids) - open_ids)
+    if missing:
+        typer.echo(
+            f"no open quarantine entry {', '.join(map(str, missing))} (resolved, or never "
+            "there): `hub quarantine list` shows the open ones; nothing retried",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
 @quarantine_app.command("retry")
 def quarantine_retry(
     entry_id: list[int] | None = typer.Argument(None, help="entry ids (default: all open)"),
@@ -142,6 +163,8 @@ def quarantine_retry(
     """
     from app.cli.launch import failure_summary, run_job
 
+    if entry_id:
+        _refuse_unknown_entries(entry_id)
     summary: dict[str, Any] = {}
     for one in [ALL] if not entity or ALL in entity else chosen(entity, ENTITY_ORDER):
         config = {"entity": one, "entry_ids": list(entry_id or [])}
