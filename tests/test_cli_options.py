@@ -66,3 +66,31 @@ def test_retrying_an_entry_that_is_not_open_is_refused_before_any_run(
     done = CliRunner().invoke(app, ["quarantine", "retry", "5", "7"])
     assert done.exit_code == 1, done.output
     assert "no open quarantine entry 5, 7" in done.output and not launched
+
+
+def test_resyncing_a_finding_that_is_not_open_is_refused_before_any_run(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown or resolved finding id used to end in "nothing sent" (exit 0)."""
+    from datetime import UTC, datetime
+
+    from hub.store.db import create_store_engine, session_factory
+    from hub.store.migrate import upgrade
+    from hub.store.models import Finding
+
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    upgrade(url)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with session_factory(create_store_engine(url)).begin() as s:
+        s.add(
+            Finding(
+                id="f-done", entity="customer", key="CUS-1", system="sap", kind="missing",
+                severity="high", status="resolved", first_seen=now, last_seen=now,
+            )
+        )  # fmt: skip
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    launched = _launches(monkeypatch)
+    args = ["resync", "--from-findings", "--finding", "f-nope", "--finding", "f-done"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 1, done.output
+    assert "f-nope (no such finding), f-done (resolved)" in done.output and not launched

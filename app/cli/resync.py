@@ -82,6 +82,8 @@ def resync(
     parse_moment(until, "--until")
     held: list[NeedsAPerson] = []
     if from_findings:
+        if finding:
+            _refuse_unknown_findings(finding)
         scopes = findings_scopes(entity, system, kind, finding)
         held = scopes.needs_a_person
         requests = [
@@ -128,6 +130,30 @@ def resync(
         reports.append(report)
     _emit(reports, held, as_json)
     if failed:
+        raise typer.Exit(1)
+
+
+def _refuse_unknown_findings(ids: Sequence[str]) -> None:
+    """Named finding ids that are not open findings are refused before any run, each with
+    why (resolved, or no such finding): "nothing sent" for a mistyped id read as "done"."""
+    from sqlalchemy import select
+
+    from hub.store.models import Finding
+
+    with session_factory(create_store_engine())() as s:
+        rows = s.execute(select(Finding.id, Finding.status).where(Finding.id.in_(ids)))
+        status: dict[str, str] = {one: state for one, state in rows}
+    wrong = [
+        f"{one} ({status.get(one, 'no such finding')})"
+        for one in dict.fromkeys(ids)
+        if status.get(one) != "open"
+    ]
+    if wrong:
+        typer.echo(
+            f"not open finding(s): {', '.join(wrong)}; `hub findings --open` lists the open "
+            "ones with their ids; nothing sent",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
