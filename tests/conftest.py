@@ -56,6 +56,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_database(server, name)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The test modules' asserts are rewritten once, here, not by every worker."""
+    from tests.rewritten_once import rewrite_for_workers
+
+    rewrite_for_workers(config)
+
+
 def pytest_sessionfinish() -> None:
     """Stop the crash tests' fork server (tests.forked), if one ran, and wait for it: a
     pytest-xdist worker ends without running atexit handlers, and the CPU of the children
