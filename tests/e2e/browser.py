@@ -7,8 +7,10 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from playwright.sync_api import Locator, Page, sync_playwright
+if TYPE_CHECKING:  # Playwright is imported by the browser test when it opens a page
+    from playwright.sync_api import Locator, Page
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
@@ -33,6 +35,8 @@ def chromium_path() -> str:
 
 @contextmanager
 def browser_page() -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:

@@ -28,13 +28,14 @@ then moves inside it, and it waits for runs on the idle Launchpad, not on the pa
 running run.
 """
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from dagster_graphql import DagsterGraphQLClient
-from playwright.sync_api import Locator, Page
 
 from app.cli.launch import run_job
 from hub.store.models import Finding
@@ -51,6 +52,9 @@ from tests.e2e.browser import (
     screenshot,
 )
 from tests.e2e.test_dagster_ui import wait_for_run
+
+if TYPE_CHECKING:  # Playwright is imported by tests.e2e.browser when the test opens a page
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.slow
 
@@ -134,6 +138,8 @@ def test_the_operator_repairs_drift_from_the_check_to_a_passing_check(
 
         home = Path(os.environ["DAGSTER_HOME"])
         with dagster_dev(home, env=env) as url, browser_page() as page:
+            from dagster_graphql import DagsterGraphQLClient
+
             host, port = url.removeprefix("http://").split(":")
             client = DagsterGraphQLClient(host, port_number=int(port))
             page.set_default_timeout(UI_TIMEOUT)

@@ -4,13 +4,14 @@ and the sandbox up. Over the GraphQL API, as the UI does, it launches the sync, 
 reconciliation and a resync, reads the asset check results, and sees a drift the resync
 repaired resolved by the next reconciliation."""
 
+from __future__ import annotations
+
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy.engine import make_url
 
 from app.cli.launch import run_job
@@ -21,6 +22,9 @@ from sandbox.devserver import REPO_ROOT, dagster_dev
 from sandbox.postgres import fresh_database
 from sandbox.runner import running_sandbox
 from tests.e2e.test_dagster_ui import wait_for_run
+
+if TYPE_CHECKING:  # dagster_graphql is imported by the test that uses it, not by collection
+    from dagster_graphql import DagsterGraphQLClient
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +90,8 @@ def test_sync_reconcile_resync_over_graphql_on_a_postgres_instance(
         billing.dispose()
 
         with dagster_dev(home, env=env) as url:
+            from dagster_graphql import DagsterGraphQLClient
+
             host, port = url.removeprefix("http://").split(":")
             client = DagsterGraphQLClient(host, port_number=int(port))
             first = _launch(client, "reconcile")
