@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import subprocess
@@ -84,3 +85,16 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     print("  ".join("-" * w for w in widths))
     for r in cells:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for a size (customers, rows, records, ...): a whole number of
+    at least 1, else argparse's own usage error (exit 2) naming the option, instead of a
+    traceback from deep inside the seeding."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value

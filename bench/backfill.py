@@ -38,7 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench._common import commit_and_load, print_table
+from bench._common import commit_and_load, positive_int, print_table
 from sandbox.run_state import SEEDED_ID, SEEDED_SF_ID, normalise
 
 #: the seeded book's change stamps end here (sandbox/seed/catalog.py AS_OF): the slices
@@ -206,8 +206,8 @@ def _task(task: tuple[Any, ...]) -> tuple[float, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--customers", type=positive_int, default=2000)
+    parser.add_argument("--partitions", type=positive_int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)

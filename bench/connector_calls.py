@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._common import print_table
+from bench._common import positive_int, print_table
 from hub.systems import connect
 from sandbox.runner import SandboxHandle, running_sandbox
 
@@ -205,7 +205,7 @@ def _sap_available(env: dict[str, str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--records", type=positive_int, default=10_000)
     parser.add_argument("--system", choices=("salesforce", "sap"), action="append")
     parser.add_argument("--detail", action="store_true", help="calls spent, by kind")
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bench._common import peak_rss_bytes, print_table, timed
+from bench._common import peak_rss_bytes, positive_int, print_table, timed
 from connectors.http import requests_session
 from sandbox.faults import FaultState
 from sandbox.server import TLSFiles, serve_in_thread
@@ -230,7 +230,7 @@ BENCHES: dict[str, Callable[[int, Path], list[Any]]] = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=positive_int, default=100_000)
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     args = parser.parse_args(argv)
     rows = []

@@ -72,7 +72,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from bench._common import commit, cpu_seconds, print_table
+from bench._common import commit, cpu_seconds, positive_int, print_table
 
 HUB = Path(sys.executable).parent / "hub"
 TARGET_P95 = 10.0
@@ -540,7 +540,7 @@ def summary_rows(run: Run, timeout: float) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--customers", type=positive_int, default=300)
     parser.add_argument("--rate", type=float, default=20.0, help="changes per second, in all")
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument(

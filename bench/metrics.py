@@ -32,7 +32,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench._common import cpu_seconds, gib, peak_rss_bytes, print_table, timed
+from bench._common import cpu_seconds, gib, peak_rss_bytes, positive_int, print_table, timed
 
 AS_OF = date(2025, 6, 30)
 MEMORY_LIMIT = "5GB"
@@ -197,8 +197,8 @@ def step(name: str, path: Path, months: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscriptions", type=int, default=100_000)
-    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--subscriptions", type=positive_int, default=100_000)
+    parser.add_argument("--months", type=positive_int, default=12)
     parser.add_argument("--step", choices=("hub", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

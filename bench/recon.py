@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import gib, peak_rss_bytes, print_table, timed
+from bench._common import gib, peak_rss_bytes, positive_int, print_table, timed
 
 SYSTEMS_INV = ("billing", "sap", "salesforce")
 SYSTEMS_CUS = ("billing", "sap", "salesforce", "pim", "wms")
@@ -562,10 +562,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--rows", type=positive_int, default=1_000_000)
     p.add_argument("--drift", type=float, default=0.001)
-    p.add_argument("--peer-rows", type=int, default=200_000)
-    p.add_argument("--pushdown-rows", type=int, default=None, help="default: --rows")
+    p.add_argument("--peer-rows", type=positive_int, default=200_000)
+    p.add_argument("--pushdown-rows", type=positive_int, default=None, help="default: --rows")
     p.add_argument(
         "--pushdown-backend",
         default="sqlite,postgresql",

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench._common import Timing, commit_and_load, measured, print_table
+from bench._common import Timing, commit_and_load, measured, positive_int, print_table
 
 ENTITY = "allocation"
 SERVICE = "API_RESERVATION_DOCUMENT_SRV"
@@ -67,9 +67,9 @@ def _read(connector: Any, cursor: str | None) -> tuple[int, str | None]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--customers", type=positive_int, default=2000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=positive_int, default=5)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)

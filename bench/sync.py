@@ -34,7 +34,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench._common import Timing, commit_and_load, gib, measured, peak_rss_bytes, print_table, timed
+from bench._common import (
+    Timing,
+    commit_and_load,
+    gib,
+    measured,
+    peak_rss_bytes,
+    positive_int,
+    print_table,
+    timed,
+)
 from connectors import registry
 from connectors.base import Connector
 from hub.systems import connect
@@ -172,7 +181,7 @@ def calls_of(sb: SandboxHandle) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--customers", type=positive_int, default=2000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--verbose", action="store_true", help="show the hub's warnings")
     args = parser.parse_args(argv)
