@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.console import Console
@@ -82,7 +83,9 @@ def seeding_progress(console: Console) -> Iterator[SeedingProgress]:
 def up(
     data_dir: Path | None = DATA_DIR,
     seed: int = typer.Option(42, help="seed of the generated book (first start only)"),
-    customers: int = typer.Option(300, help="customers in the generated book (first start only)"),
+    customers: int = typer.Option(
+        300, min=1, help="customers in the generated book (first start only)"
+    ),
     billing_url: str | None = typer.Option(
         None, help="SQLAlchemy URL of the billing store (default: SQLite file in the data dir)"
     ),
@@ -158,6 +161,18 @@ def down(data_dir: Path | None = DATA_DIR) -> None:
     typer.echo(f"sandbox (pid {pid}) stopped" if pid else f"no sandbox running in {root}")
 
 
+def _refuse_unknown(value: str, choices: tuple[str, ...], what: str) -> None:
+    """A misspelt system or mode is named with the choices, before anything is asked of
+    the sandbox (a typo read as "no running sapp emulator ... is `hub sandbox up`
+    running?")."""
+    if value not in choices:
+        near = difflib.get_close_matches(value, choices, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise typer.BadParameter(
+            f"{value!r}{hint}; choose from {', '.join(choices)}", param_hint=what
+        )
+
+
 @app.command("fault")
 def fault(
     system: str = typer.Argument(..., help="salesforce, sap, pim or wms"),
@@ -175,8 +190,12 @@ def fault(
     """Switch a fault on in a running emulator (mode clear: switch them all off)."""
     import httpx
 
-    from sandbox.faults import FaultSpec
+    # imported here, not at the top: `hub --help` stays quick
+    from sandbox.faults import FaultMode, FaultSpec
+    from sandbox.runner import SYSTEMS
 
+    _refuse_unknown(system, SYSTEMS, "system")
+    _refuse_unknown(mode, (*get_args(FaultMode), "clear"), "mode")
     root = data_dir or _default_dir()
     env = settings.read_env_file(root / "sandbox.env")
     admin = env.get(f"SANDBOX_{system.upper()}_ADMIN_URL")

@@ -94,3 +94,22 @@ def test_resyncing_a_finding_that_is_not_open_is_refused_before_any_run(
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 1, done.output
     assert "f-nope (no such finding), f-done (resolved)" in done.output and not launched
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["sandbox", "fault", "sapp", "503"], "'sapp' (did you mean 'sap'?)"),
+        (["sandbox", "fault", "sap", "504"], "'504' (did you mean '503'?)"),
+        (["sandbox", "up", "--customers", "0"], "--customers"),
+    ],
+)
+def test_the_sandbox_refuses_a_misspelt_system_mode_or_size(
+    args: list[str], said: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt system read as "no running sapp emulator ... is `hub sandbox up`
+    running?"; `--customers 0` ended in a ValueError traceback from the seeding."""
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2, done.output
+    assert said in " ".join(done.output.split()), done.output
