@@ -26,6 +26,7 @@ import logging
 import os
 import queue
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -353,6 +354,7 @@ class Listener:
         auth = ReceiverAuth(
             secret=s.secret or None, user=s.user or None, password=s.password or None
         )
+        _check_free(s.host, s.port)
         import uvicorn
 
         app = create_receiver(self.store, auth, on_stored=self._sap_stored)
@@ -534,3 +536,21 @@ def dagster_reporter() -> Callable[[BatchStats], None] | None:
         )
 
     return report
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse, naming the cause and the fix, when the webhook's address is taken: uvicorn
+    logged a traceback and exited its thread, and the listener only said the webhook "did
+    not start". Bound and released as uvicorn binds (SO_REUSEADDR), so a port in
+    TIME_WAIT is not refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(
+                f"the SAP webhook cannot listen on {host}:{port}: {exc.strerror or exc} "
+                "(another `hub listen`?); stop what holds it, or set HUB_EVENTS_PORT "
+                "(and HUB_EVENTS_HOST) to a free address"
+            ) from None

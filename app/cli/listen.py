@@ -39,6 +39,8 @@ def listen(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # the schema check below reads Alembic's scripts, which logs a line per plugin
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = event_settings()
         env = connection_env()
