@@ -70,14 +70,14 @@ def mappings_check(
     """
     from hub.sync.deliveries import RULES_FILE, DeliveryRules
 
-    if not root.is_dir() or not any(root.glob("*/*.yaml")):
-        # nothing checked is not "OK": a mistyped --root passed with 0 files before
-        said = "is not a folder" if not root.is_dir() else "holds no <system>/<entity>.yaml"
-        typer.echo(f"{root} {said}: no mapping file to check (--root names the folder)", err=True)
+    if not root.is_dir():  # a mistyped --root passed as "0 mapping file(s) OK" before
+        typer.echo(f"{root} is not a folder: no mapping file to check (--root)", err=True)
         raise typer.Exit(1)
     native = native_fields()
     specs, errors = load_all(root, native)
     problems = [str(error) for error in errors]
+    if not any(root.glob("*/*.yaml")):  # nothing checked is not "OK"
+        problems.append(f"{root} holds no <system>/<entity>.yaml: no mapping file to check")
     rules = root / RULES_FILE.name  # the delivery planner's rules live beside the mappings
     try:
         if rules.exists() or rules == RULES_FILE:
