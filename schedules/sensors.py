@@ -31,12 +31,13 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.defs.resources import SYSTEM_RESOURCES, HubStoreResource
 from hub.mapping.spec import MAPPINGS_DIR, closest, load_all, load_specs
 from hub.model import ENTITY_ORDER
 from hub.store import findings as finding_store
-from hub.store.db import session_factory
+from hub.store.db import session_factory, store_problem
 from hub.store.findings import FINDING_KINDS
 from hub.store.models import Finding
 from hub.sync.triage import triage
@@ -167,6 +168,9 @@ def autofix_kinds() -> list[str]:
 
 
 def _open_findings(hub_store: HubStoreResource, since: str | None) -> Iterator[Finding]:
+    """The open auto-fixable findings first seen after ``since``. A store that cannot be
+    used fails the tick with one line naming the store and the fix (the tick showed a
+    page of SQL and traceback)."""
     engine = hub_store.engine()
     try:
         with session_factory(engine)() as s:
@@ -177,6 +181,11 @@ def _open_findings(hub_store: HubStoreResource, since: str | None) -> Iterator[F
                 first_seen_after=datetime.fromisoformat(since) if since else None,
                 order="first_seen",
             )
+    except SQLAlchemyError as exc:
+        problem = store_problem(exc, hub_store.url())
+        if problem is None:
+            raise
+        raise RuntimeError(problem) from None
     finally:
         engine.dispose()
 

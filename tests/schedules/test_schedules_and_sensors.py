@@ -219,3 +219,13 @@ def test_a_misspelt_autofix_kind_is_refused_when_the_definitions_load(monkeypatc
         build_sensors()
     monkeypatch.setenv("HUB_AUTOFIX_KINDS", "missing,conflict")
     assert len(build_sensors()) == 2
+
+
+def test_the_findings_sensor_names_a_store_without_schema(tmp_path) -> None:
+    """Its tick showed a page of SQL and traceback; now one line with the store and fix."""
+    url = f"sqlite:///{tmp_path / 'never-migrated.sqlite'}"
+    resources = {"hub_store": HubStoreResource(database_url=url)}
+    said = r"has no schema .*: run `hub db upgrade`"
+    with DagsterInstance.ephemeral() as instance, pytest.raises(RuntimeError, match=said) as e:
+        resync_auto_fixable_findings(build_sensor_context(instance=instance, resources=resources))
+    assert "never-migrated.sqlite" in str(e.value) and "SELECT" not in str(e.value)
