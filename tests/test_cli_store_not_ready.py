@@ -135,3 +135,16 @@ def test_a_command_that_never_opens_the_store_is_not_blamed_on_it(
     done = _run(["mappings", "check"], "sqlite:///nowhere.sqlite", monkeypatch, tmp_path)
     assert isinstance(done.exception, OperationalError), done.output
     assert "hub db upgrade" not in done.output
+
+
+def test_a_bad_url_met_in_a_step_is_not_blamed_on_the_hub_store() -> None:
+    """A step also builds other systems' engines (billing): ``store_problem``, which
+    steps use, leaves an unknown dialect alone; only the CLI, which knows the URL it
+    gave, names it as the hub store's."""
+    from sqlalchemy.exc import NoSuchModuleError
+
+    from hub.store.db import store_problem, store_url_problem
+
+    exc = NoSuchModuleError("Can't load plugin: sqlalchemy.dialects:bogus")
+    assert store_problem(exc, "bogus://x") is None
+    assert "'bogus://x' is not one the hub can use" in str(store_url_problem(exc, "bogus://x"))

@@ -73,7 +73,7 @@ class OperatorOrder(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from hub.store.db import store_problem
+        from hub.store.db import store_problem, store_url_problem
 
         try:
             return super().invoke(ctx)
@@ -82,7 +82,8 @@ class OperatorOrder(TyperGroup):
                 raise  # another database (the sandbox's billing store): not ours to name
             # the store the command used: its own --url (kept in the contexts' shared
             # meta by the commands that take one), else HUB_DATABASE_URL or the default
-            problem = store_problem(exc, ctx.meta.get(STORE_URL))
+            url = ctx.meta.get(STORE_URL)
+            problem = store_problem(exc, url) or store_url_problem(exc, url)
             if problem is None:
                 raise
             typer.echo(f"error: {problem}", err=True)

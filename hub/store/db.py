@@ -97,27 +97,13 @@ def store_problem(exc: BaseException, url: str | None = None) -> str | None:
     unusable (no schema, unreachable), else ``None``. Such errors are configuration, not
     load: retrying a step cannot fix them, and the run should say so at the top instead
     of three levels down in an event log. The URL is shown with its password masked."""
-    from sqlalchemy.exc import (
-        ArgumentError,
-        DBAPIError,
-        NoSuchModuleError,
-        OperationalError,
-        ProgrammingError,
-    )
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
     from connectors.redact import redact_url
 
-    where = redact_url(url or database_url())
-    if isinstance(exc, NoSuchModuleError) or (
-        isinstance(exc, ArgumentError) and "Could not parse SQLAlchemy URL" in str(exc)
-    ):
-        return (
-            f"hub store URL {where!r} is not one the hub can use ({exc}): set "
-            "HUB_DATABASE_URL (or --url) to e.g. sqlite:///data/hub.sqlite or "
-            "postgresql+psycopg2://user:password@host:5432/hub"
-        )
     if not isinstance(exc, DBAPIError | OperationalError | ProgrammingError):
         return None
+    where = redact_url(url or database_url())
     text = str(getattr(exc, "orig", None) or exc).strip()
     lowered = f"{type(getattr(exc, 'orig', exc)).__name__} {text}".lower()
     first = text.splitlines()[0] if text else type(exc).__name__
@@ -129,6 +115,26 @@ def store_problem(exc: BaseException, url: str | None = None) -> str | None:
             "HUB_DATABASE_URL right?"
         )
     return None
+
+
+def store_url_problem(exc: BaseException, url: str | None = None) -> str | None:
+    """One line naming the URL and examples when ``exc`` says ``url`` (the hub store's)
+    is not a database URL at all (no such dialect, not a URL), else ``None``. Only for
+    callers that know the URL was the hub store's: a step also builds other systems'
+    engines (billing), whose bad URL must not be blamed on the hub store."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from connectors.redact import redact_url
+
+    if not isinstance(exc, NoSuchModuleError) and not (
+        isinstance(exc, ArgumentError) and "Could not parse SQLAlchemy URL" in str(exc)
+    ):
+        return None
+    return (
+        f"hub store URL {redact_url(url or database_url())!r} is not one the hub can use "
+        f"({exc}): set HUB_DATABASE_URL (or --url) to e.g. sqlite:///data/hub.sqlite or "
+        "postgresql+psycopg2://user:password@host:5432/hub"
+    )
 
 
 class _KeyList(TypeDecorator[list[Any]]):
