@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import logging
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from rich.progress import (
 
 from connectors.redact import redact_url
 from hub import settings
+from hub.mapping.spec import closest
 
 app = typer.Typer(
     help="Run the emulated landscape (Salesforce, SAP, PIM, WMS, billing).",
@@ -166,10 +166,9 @@ def _refuse_unknown(value: str, choices: tuple[str, ...], what: str) -> None:
     the sandbox (a typo read as "no running sapp emulator ... is `hub sandbox up`
     running?")."""
     if value not in choices:
-        near = difflib.get_close_matches(value, choices, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise typer.BadParameter(
-            f"{value!r}{hint}; choose from {', '.join(choices)}", param_hint=what
+            f"{value!r}{closest(value, choices)}; choose from {', '.join(choices)}",
+            param_hint=what,
         )
 
 

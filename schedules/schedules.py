@@ -23,9 +23,10 @@ class ScheduleSettingError(ValueError):
 
 def _status(env: Mapping[str, str]) -> DefaultScheduleStatus:
     raw = env.get("HUB_SCHEDULES_DEFAULT_ON", "")
-    if raw.strip().lower() in _ON:
+    said = raw.strip().lower()
+    if said in _ON:
         return DefaultScheduleStatus.RUNNING
-    if raw.strip().lower() in _OFF:
+    if said in _OFF:
         return DefaultScheduleStatus.STOPPED
     raise ScheduleSettingError(
         f"HUB_SCHEDULES_DEFAULT_ON={raw!r} is neither on ({', '.join(_ON)}) nor off "
@@ -59,9 +60,8 @@ def _schedule(
     except DagsterInvalidDefinitionError as exc:
         raise ScheduleSettingError(
             f"{cron[0]}={expression!r}, {zone}={timezone!r}: {str(exc).rstrip('.')}. Set "
-            f"{cron[0]} to a "
-            f"5-field cron expression (default {cron[1]!r}) and {zone} to an IANA time "
-            "zone (e.g. 'UTC', 'Europe/Berlin')"
+            f"{cron[0]} to a 5-field cron expression (default {cron[1]!r}) and {zone} to "
+            "an IANA time zone (e.g. 'UTC', 'Europe/Berlin')"
         ) from None
 
 

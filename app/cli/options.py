@@ -1,6 +1,6 @@
-"""The CLI's shared options: one definition of --entity and --system for every command
-(and of how a command names the store it uses),
-their values checked against the registries before anything runs.
+"""The CLI's shared options: one definition of --entity and --system for every command,
+their values checked against the registries before anything runs, and of how a command
+names the hub store it uses (for the one-line error when that store is unusable).
 
 Both are repeatable on every command that takes them: declare the parameter as
 ``list[str] | None`` (None: every entity / system). A typo must never widen a command
@@ -88,9 +88,6 @@ def parse_moment(value: str, option: str) -> datetime | None:
     return moment
 
 
-__all__ = ["ALL", "chosen", "entity_option", "one_of", "parse_moment", "system_option"]
-
-
 #: ``ctx.meta`` key (shared by every nested click context) of a command's own store URL
 STORE_URL = "hub.store_url"
 
@@ -100,3 +97,15 @@ def use_store(ctx: typer.Context, url: str) -> str:
     unusable; returns it."""
     ctx.meta[STORE_URL] = url
     return url
+
+
+__all__ = [
+    "ALL",
+    "STORE_URL",
+    "chosen",
+    "entity_option",
+    "one_of",
+    "parse_moment",
+    "system_option",
+    "use_store",
+]
