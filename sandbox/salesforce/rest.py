@@ -1,12 +1,14 @@
 """REST API resources under ``/services/data/vXX.X/``: versions, resources, limits,
-describe, SOQL query / queryAll with cursors, sObject rows (CRUD, upsert by external id)
-and sObject Collections. Bulk API 2.0 lives in :mod:`sandbox.salesforce.bulk`.
+describe, SOQL query / queryAll with cursors, sObject rows (CRUD, upsert by external id),
+the replication resources (:mod:`sandbox.salesforce.replication`) and sObject Collections.
+Bulk API 2.0 lives in :mod:`sandbox.salesforce.bulk`.
 
 Handlers are synchronous (the store is SQLite) and return :class:`Reply`; the app runs
 them in a worker thread and adds the headers every API response carries."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.faults import FaultState
-from sandbox.salesforce import ids, query, soql
+from sandbox.salesforce import ids, query, replication, soql
 from sandbox.salesforce.errors import (
     NOT_FOUND_MESSAGE,
     ApiError,
@@ -326,6 +328,11 @@ class RestApi:
         if len(parts) == 3 and parts[2] == "describe":
             self._only(call, "GET")
             return Reply(200, describe_object(obj, v, self.schema))
+        if len(parts) == 3 and parts[2] in replication.RESOURCES:
+            self._only(call, "GET")
+            answer = replication.updated if parts[2] == "updated" else replication.deleted
+            now = dt.datetime.now(dt.UTC)
+            return Reply(200, answer(self.repo.scan(obj), call.params, now))
         if len(parts) == 3:
             return self._row(obj, parts[2], call)
         if len(parts) == 4:
