@@ -4,7 +4,8 @@ Supported: ``SELECT`` of fields (and one level of child-to-parent relationship f
 as ``Account__r.Hub_Id__c``) or ``COUNT()``; ``FROM`` one object; ``WHERE`` with AND / OR /
 NOT and parentheses (mixing AND and OR without parentheses is refused, as Salesforce does),
 ``= != <> < <= > >=``, ``IN`` / ``NOT IN``, ``LIKE``, on strings, numbers, booleans,
-``null``, date and datetime literals; ``ORDER BY`` several fields with ASC/DESC and NULLS
+``null``, dates, datetimes and date literals (``TODAY``, ``LAST_N_DAYS:30``...,
+:mod:`sandbox.salesforce.date_literals`); ``ORDER BY`` several fields with ASC/DESC and NULLS
 FIRST/LAST; ``LIMIT``; ``OFFSET`` (at most 2000).
 
 Literals are checked against the field's type at parse time and turned into the stored
@@ -19,13 +20,14 @@ Errors carry Salesforce's wording (``MALFORMED_QUERY``, ``INVALID_FIELD``,
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sandbox.salesforce import ids
+from sandbox.salesforce import date_literals, ids
 from sandbox.salesforce.errors import ApiError
 from sandbox.salesforce.schema import DEFAULT_SCHEMA, Field, Schema, SObjectType
 from sandbox.salesforce.values import (
@@ -47,7 +49,7 @@ _TOKEN = re.compile(
   | (?P<number>[-+]?\d+(?:\.\d+)?)
   | (?P<string>'(?:[^'\\]|\\.)*')
   | (?P<op><=|>=|!=|<>|=|<|>)
-  | (?P<punct>[(),])
+  | (?P<punct>[(),:])
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
     """,
     re.VERBOSE,
@@ -489,6 +491,10 @@ class _Parser:
         if op_tok.kind != "op":
             raise self.unexpected(op_tok)
         op = "!=" if op_tok.text == "<>" else op_tok.text
+        after = self.peek()
+        dated = f.type in ("date", "datetime")
+        if dated and after.kind == "ident" and date_literals.is_literal(after.upper):
+            return self._date_literal(ref, op)
         value = self.literal(f)
         if value is None:
             if op not in ("=", "!="):
@@ -506,6 +512,49 @@ class _Parser:
             # both what the predicate compares with and the index's lower bound
             self.floors[id(compare)] = {f.name: value}
         return self._keyed(compare, ref, [value]) if op == "=" else compare
+
+    def _date_literal(self, ref: FieldRef, op: str) -> Predicate:
+        """``field <op> TODAY`` (or ``LAST_N_DAYS:30``...): the range is worked out when
+        the query runs, not when it is parsed (parsed queries are cached across days)."""
+        tok = self.next()
+        name, n = tok.upper, None
+        if date_literals.takes_number(name):
+            if self.peek().text != ":":
+                raise self.malformed_at(tok.pos, f"{tok.text} needs a number, as in {name}:7")
+            self.next()
+            n = self.integer()
+        elif self.peek().text == ":":
+            raise self.unexpected(self.peek())
+        f = ref.field
+        spans: dict[dt.date, tuple[str, str]] = {}
+
+        def span() -> tuple[str, str]:
+            today = dt.datetime.now(dt.UTC).date()
+            if today not in spans:
+                days = date_literals.days(name, n, today)
+                if f.type == "date":
+                    spans[today] = (days[0].isoformat(), days[1].isoformat())
+                else:
+                    start, end = date_literals.as_datetimes(days)
+                    spans[today] = (format_datetime(start), format_datetime(end))
+            return spans[today]
+
+        def check(doc: Doc, res: Resolver) -> bool:
+            value = ref.get(doc, res)
+            start, end = span()
+            if value is None:
+                return op == "!="
+            inside = start <= value < end
+            return {
+                "=": inside,
+                "!=": not inside,
+                "<": value < start,
+                "<=": value < end,
+                ">": value >= end,
+                ">=": value >= start,
+            }[op]
+
+        return check
 
     def _keyed(self, predicate: Predicate, ref: FieldRef, values: list[Any]) -> Predicate:
         """Remember that ``predicate`` selects records by the keys ``values``."""
