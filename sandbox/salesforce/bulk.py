@@ -227,11 +227,12 @@ class BulkApi:
                 raise _invalid_job(f"Invalid operation: {operation}")
             text = str(spec.get("query") or "")
             parsed = soql.parse(text, self.schema)
-            if parsed.count or parsed.offset:
+            if parsed.count or parsed.offset or parsed.grouping:
                 raise ApiError(
                     400,
                     "API_ERROR",
-                    "Bulk API 2.0 doesn't support aggregate functions (COUNT()) or OFFSET",
+                    "Bulk API 2.0 doesn't support aggregate functions (COUNT(), GROUP BY) "
+                    "or OFFSET",
                 )
             job = self._new_job("query", operation, parsed.obj, delimiter, line_ending, call)
             job.soql_text, job.parsed = text, parsed

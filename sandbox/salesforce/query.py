@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.salesforce import aggregate
 from sandbox.salesforce.errors import ApiError
 from sandbox.salesforce.repository import ids_by_key
 from sandbox.salesforce.schema import Field, sobject
-from sandbox.salesforce.soql import Doc, Query, sort_key
+from sandbox.salesforce.soql import Aggregate, Doc, Query, sort_key
 from sandbox.salesforce.values import to_csv
 from sandbox.store import DocumentStore
 
@@ -65,6 +66,17 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
     """Evaluate ``query``; ``include_deleted`` is queryAll (soft-deleted rows too)."""
     resolve = ParentCache(store)
     where = query.where
+    if query.grouping is not None:
+        matching = (
+            doc
+            for doc in _candidates(store, query, include_deleted=include_deleted)
+            if (include_deleted or not doc.get("IsDeleted"))
+            and (where is None or where(doc, resolve))
+        )
+        grouped = aggregate.rows(query.grouping, matching, resolve)
+        stop = None if query.limit is None else query.offset + query.limit
+        grouped = grouped[query.offset : stop]
+        return ResultSet(query, grouped, len(grouped))
     by_stamp = _by_stamp(query, include_deleted=include_deleted)
     # stamp-ordered candidates: no early stop, the rows are put in id order at the end
     stop_early = not (query.order or by_stamp)
@@ -171,6 +183,12 @@ def _nth(index: int) -> Callable[[tuple[tuple[Any, ...], tuple[Any, ...]]], Any]
 def rest_records(rs: ResultSet, start: int, end: int, version: str) -> list[dict[str, Any]]:
     """Rows ``start:end`` as REST query records (``attributes`` and nested parents)."""
     q = rs.query
+    if q.grouping is not None:
+        names = [c.name if isinstance(c, Aggregate) else c.field.name for c in q.grouping.columns]
+        return [
+            {"attributes": {"type": "AggregateResult"}, **dict(zip(names, row, strict=True))}
+            for row in rs.rows[start:end]
+        ]
     obj = q.obj
     base = f"/services/data/v{version}/sobjects/"
     n_fields = len(q.fields)

@@ -441,6 +441,13 @@ class RestApi:
             if not locator or not offset_text.isdigit():
                 raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
             cursor = self.cursors.get(locator)
+            if cursor.result.query.grouping is not None:
+                raise ApiError(
+                    400,
+                    "INVALID_QUERY_LOCATOR",
+                    "Aggregate query does not support queryMore(), use LIMIT to restrict the "
+                    "results to a single batch",
+                )
             return self._page(cursor, locator, int(offset_text), batch, call)
         if len(call.parts) != 1:
             raise not_found()

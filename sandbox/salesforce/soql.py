@@ -1,7 +1,9 @@
 """SOQL: the subset the hub and its tests use, parsed once and compiled into closures.
 
 Supported: ``SELECT`` of fields (and one level of child-to-parent relationship fields such
-as ``Account__r.Hub_Id__c``) or ``COUNT()``; ``FROM`` one object; ``WHERE`` with AND / OR /
+as ``Account__r.Hub_Id__c``), ``COUNT()``, or aggregate functions (``COUNT``,
+``COUNT_DISTINCT``, ``SUM``, ``AVG``, ``MIN``, ``MAX`` of a field, with an alias or named
+``exprN``) with ``GROUP BY`` fields (:mod:`sandbox.salesforce.aggregate`); ``FROM`` one object; ``WHERE`` with AND / OR /
 NOT and parentheses (mixing AND and OR without parentheses is refused, as Salesforce does),
 ``= != <> < <= > >=``, ``IN`` / ``NOT IN``, ``LIKE``, on strings, numbers, booleans,
 ``null``, dates, datetimes and date literals (``TODAY``, ``LAST_N_DAYS:30``...,
@@ -23,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -154,6 +156,46 @@ class Floor:
     low: str
 
 
+#: the aggregate functions an aggregate query may select (of one field each)
+AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One entry of a select list as written: a field, or ``FUNCTION(field) [alias]``."""
+
+    head: Token
+    arg: Token | None = None
+    alias: Token | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    function: str
+    ref: FieldRef
+    name: str  # the alias, or expr0, expr1...
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """An aggregate query (``GROUP BY``, or aggregate functions without it): a row per
+    group with the selected grouped fields and aggregates in select order, ordered by
+    (column index, desc, nulls first) items."""
+
+    by: tuple[FieldRef, ...]
+    columns: tuple[FieldRef | Aggregate, ...]
+    order: tuple[tuple[int, bool, bool], ...] = ()
+
+    def column_of(self, head: str, label: str, aggregate: bool) -> int | None:
+        for index, column in enumerate(self.columns):
+            if isinstance(column, Aggregate) and aggregate:
+                if column.function == head and column.ref.label == label:
+                    return index
+            elif isinstance(column, FieldRef) and not aggregate and column.label == label:
+                return index
+        return None
+
+
 @dataclass(frozen=True)
 class Query:
     soql: str
@@ -166,6 +208,7 @@ class Query:
     offset: int
     lookup: Lookup | None = None
     floor: Floor | None = None
+    grouping: Grouping | None = None
 
     @property
     def needs_parents(self) -> bool:
@@ -247,30 +290,13 @@ class _Parser:
     # -- grammar ---------------------------------------------------------------------------
     def parse(self) -> Query:
         self.expect_keyword("SELECT")
-        select_start = self.i
         count = False
-        if self.at_keyword("COUNT") and self.peek(1).text == "(":
-            self.next()
-            self.expect("punct", "(")
-            if self.peek().text != ")":
-                raise self.malformed_at(
-                    self.peek().pos, "Aggregate functions other than COUNT() are not supported"
-                )
-            self.expect("punct", ")")
+        items: list[_Item] = []
+        if self.at_keyword("COUNT") and self.peek(1).text == "(" and self.peek(2).text == ")":
+            self.i += 3
             count = True
         else:
-            while True:
-                tok = self.next()
-                if tok.kind != "ident" or tok.upper in ("FROM",):
-                    raise self.unexpected(tok)
-                if self.peek().text == "(":
-                    raise self.malformed_at(
-                        tok.pos, f"Function {tok.text}() is not supported by the sandbox"
-                    )
-                if self.peek().text != ",":
-                    break
-                self.next()
-        select_end = self.i
+            items = self._select_items()
         self.expect_keyword("FROM")
         obj_tok = self.expect("ident")
         obj = self.schema.sobject(obj_tok.text)
@@ -284,41 +310,33 @@ class _Parser:
                 "Please reference your WSDL or the describe call for the appropriate names.",
             )
         self.obj = obj
-        fields: list[FieldRef] = []
-        if not count:
-            seen: set[str] = set()
-            for tok in self.tokens[select_start:select_end]:
-                if tok.kind != "ident":
-                    continue
-                ref = self.field_ref(tok)
-                if ref.label.lower() in seen:
-                    raise self.malformed_at(tok.pos, f"duplicate field selected: {tok.text}")
-                seen.add(ref.label.lower())
-                fields.append(ref)
+        columns = self._columns(items)
         where = None
         if self.at_keyword("WHERE"):
             self.next()
             where = self.condition()
-        order: list[OrderItem] = []
-        if self.at_keyword("GROUP", "HAVING", "WITH", "USING", "TYPEOF"):
+        group_by: list[tuple[Token, FieldRef]] = []
+        if self.at_keyword("GROUP"):
+            self.next()
+            self.expect_keyword("BY")
+            group_by = self._field_list()
+        if self.at_keyword("HAVING", "WITH", "USING", "TYPEOF"):
             raise self.malformed_at(
                 self.peek().pos, f"{self.peek().upper} is not supported by the sandbox"
             )
-        if self.at_keyword("ORDER"):
+        grouping = None
+        if group_by or any(isinstance(c, Aggregate) for _, c in columns):
+            grouping = self._grouping(columns, group_by)
+        fields = [] if grouping else [c for _, c in columns if isinstance(c, FieldRef)]
+        order: list[OrderItem] = []
+        if grouping is not None and self.at_keyword("ORDER"):
+            grouping = self._aggregate_order(grouping)
+        elif self.at_keyword("ORDER"):
             self.next()
             self.expect_keyword("BY")
             while True:
                 ref = self.field_ref(self.expect("ident"))
-                desc = False
-                if self.at_keyword("ASC", "DESC"):
-                    desc = self.next().upper == "DESC"
-                nulls_first = not desc
-                if self.at_keyword("NULLS"):
-                    self.next()
-                    if not self.at_keyword("FIRST", "LAST"):
-                        raise self.unexpected(self.peek())
-                    nulls_first = self.next().upper == "FIRST"
-                order.append(OrderItem(ref, desc, nulls_first))
+                order.append(OrderItem(ref, *self._direction()))
                 if self.peek().text != ",":
                     break
                 self.next()
@@ -346,8 +364,123 @@ class _Parser:
         floor = next((Floor(n, floors[n]) for n in STAMP_FIELDS if n in floors), None)
         return Query(
             self.soql, obj, tuple(fields), count, where, tuple(order), limit, offset, lookup,
-            floor,
+            floor, grouping,
         )  # fmt: skip
+
+    def _direction(self) -> tuple[bool, bool]:
+        """An ORDER BY item's ``ASC|DESC`` and ``NULLS FIRST|LAST``: (desc, nulls first);
+        nulls come first ascending and last descending unless told."""
+        desc = False
+        if self.at_keyword("ASC", "DESC"):
+            desc = self.next().upper == "DESC"
+        nulls_first = not desc
+        if self.at_keyword("NULLS"):
+            self.next()
+            if not self.at_keyword("FIRST", "LAST"):
+                raise self.unexpected(self.peek())
+            nulls_first = self.next().upper == "FIRST"
+        return desc, nulls_first
+
+    # -- the select list -------------------------------------------------------------------
+    def _select_items(self) -> list[_Item]:
+        """The select list as written (resolved against the object once FROM names it):
+        fields, and aggregate functions of a field with an optional alias."""
+        items = []
+        while True:
+            tok = self.next()
+            if tok.kind != "ident" or tok.upper == "FROM":
+                raise self.unexpected(tok)
+            arg = None
+            if self.peek().text == "(":
+                if tok.upper not in AGGREGATES:
+                    raise self.malformed_at(
+                        tok.pos, f"Function {tok.text}() is not supported by the sandbox"
+                    )
+                self.next()
+                arg = self.expect("ident")
+                self.expect("punct", ")")
+            alias = None
+            if self.peek().kind == "ident" and self.peek().upper not in _KEYWORDS:
+                alias = self.next()
+                if arg is None:  # only an aggregate takes an alias
+                    raise self.unexpected(alias)
+            items.append(_Item(tok, arg, alias))
+            if self.peek().text != ",":
+                return items
+            self.next()
+
+    def _columns(self, items: list[_Item]) -> list[tuple[Token, FieldRef | Aggregate]]:
+        """The select list resolved: a field selected twice is refused; an aggregate
+        without an alias is named ``expr0``, ``expr1``... as Salesforce names them."""
+        columns: list[tuple[Token, FieldRef | Aggregate]] = []
+        seen: set[str] = set()
+        unnamed = 0
+        for item in items:
+            if item.arg is None:
+                ref = self.field_ref(item.head)
+                if ref.label.lower() in seen:
+                    raise self.malformed_at(
+                        item.head.pos, f"duplicate field selected: {item.head.text}"
+                    )
+                seen.add(ref.label.lower())
+                columns.append((item.head, ref))
+                continue
+            ref = self.field_ref(item.arg)
+            function = item.head.upper
+            if function in ("SUM", "AVG") and ref.field.type not in NUMBER_TYPES:
+                raise self.invalid_field(
+                    item.arg,
+                    f"field {ref.field.name} does not support aggregate operator {function}",
+                )
+            name = item.alias.text if item.alias else f"expr{unnamed}"
+            unnamed += item.alias is None
+            columns.append((item.head, Aggregate(function, ref, name)))
+        return columns
+
+    def _field_list(self) -> list[tuple[Token, FieldRef]]:
+        refs = []
+        while True:
+            tok = self.expect("ident")
+            refs.append((tok, self.field_ref(tok)))
+            if self.peek().text != ",":
+                return refs
+            self.next()
+
+    def _grouping(
+        self,
+        columns: list[tuple[Token, FieldRef | Aggregate]],
+        group_by: list[tuple[Token, FieldRef]],
+    ) -> Grouping:
+        """An aggregate query: every selected field must be one it groups by."""
+        grouped = {ref.label.lower() for _, ref in group_by}
+        for tok, column in columns:
+            if isinstance(column, FieldRef) and column.label.lower() not in grouped:
+                raise self.malformed_at(
+                    tok.pos, f"Field must be grouped or aggregated: {column.field.name}"
+                )
+        return Grouping(tuple(ref for _, ref in group_by), tuple(c for _, c in columns))
+
+    def _aggregate_order(self, grouping: Grouping) -> Grouping:
+        """ORDER BY of an aggregate query: selected grouped fields or aggregates."""
+        self.next()
+        self.expect_keyword("BY")
+        order = []
+        while True:
+            tok = self.expect("ident")
+            arg = None
+            if self.peek().text == "(":
+                self.next()
+                arg = self.expect("ident")
+                self.expect("punct", ")")
+            index = grouping.column_of(tok.upper, self.field_ref(arg or tok).label, arg is not None)
+            if index is None:
+                raise self.malformed_at(
+                    tok.pos, "the sandbox orders an aggregate query by selected columns only"
+                )
+            order.append((index, *self._direction()))
+            if self.peek().text != ",":
+                return replace(grouping, order=tuple(order))
+            self.next()
 
     def integer(self) -> int:
         tok = self.next()
@@ -471,10 +604,10 @@ class _Parser:
                     break
                 self.next()
             self.expect("punct", ")")
-            wanted = frozenset(_key(f, v) for v in values)
+            wanted = frozenset(value_key(f, v) for v in values)
             if negate:
-                return lambda doc, res: _key(f, ref.get(doc, res)) not in wanted
-            member: Predicate = lambda doc, res: _key(f, ref.get(doc, res)) in wanted  # noqa: E731
+                return lambda doc, res: value_key(f, ref.get(doc, res)) not in wanted
+            member: Predicate = lambda doc, res: value_key(f, ref.get(doc, res)) in wanted  # noqa: E731
             return self._keyed(member, ref, values)
         if self.at_keyword("LIKE"):
             self.next()
@@ -504,7 +637,7 @@ class _Parser:
             return lambda doc, res: ref.get(doc, res) is not None
         if f.type == "boolean" and op not in ("=", "!="):
             raise self.invalid_field(tok, f"invalid operator on boolean field: {f.name}")
-        wanted = _key(f, value)
+        wanted = value_key(f, value)
         compare = _compare(ref, f, op, wanted)
         stamp = ref.via is None and f.name in STAMP_FIELDS and f.type == "datetime"
         if stamp and op in ("=", ">", ">=") and isinstance(value, str):
@@ -649,7 +782,7 @@ def _like(regex: re.Pattern[str], value: Any) -> bool:
     return value is not None and regex.fullmatch(str(value)) is not None
 
 
-def _key(f: Field, value: Any) -> Any:
+def value_key(f: Field, value: Any) -> Any:
     """The form values of ``f`` are compared in: text case-folded, everything else as is."""
     if value is None:
         return None
@@ -662,12 +795,12 @@ def _key(f: Field, value: Any) -> Any:
 
 def _compare(ref: FieldRef, f: Field, op: str, wanted: Any) -> Predicate:
     if op == "=":
-        return lambda doc, res: _key(f, ref.get(doc, res)) == wanted
+        return lambda doc, res: value_key(f, ref.get(doc, res)) == wanted
     if op == "!=":
-        return lambda doc, res: _key(f, ref.get(doc, res)) != wanted
+        return lambda doc, res: value_key(f, ref.get(doc, res)) != wanted
 
     def check(doc: Doc, res: Resolver) -> bool:
-        value = _key(f, ref.get(doc, res))
+        value = value_key(f, ref.get(doc, res))
         if value is None:
             return False
         if op == "<":
@@ -688,7 +821,7 @@ def sort_key(item: OrderItem) -> Callable[[Doc, Resolver], tuple[int, Any]]:
     f = item.ref.field
 
     def key(doc: Doc, res: Resolver) -> tuple[int, Any]:
-        value = _key(f, item.ref.get(doc, res))
+        value = value_key(f, item.ref.get(doc, res))
         return (null_rank, None) if value is None else (other, value)
 
     return key
