@@ -3,8 +3,9 @@
 Supported: ``SELECT`` of fields (and one level of child-to-parent relationship fields such
 as ``Account__r.Hub_Id__c``), ``COUNT()``, or aggregate functions (``COUNT``,
 ``COUNT_DISTINCT``, ``SUM``, ``AVG``, ``MIN``, ``MAX`` of a field, with an alias or named
-``exprN``) with ``GROUP BY`` fields (:mod:`sandbox.salesforce.aggregate`); ``FROM`` one object; ``WHERE`` with AND / OR /
-NOT and parentheses (mixing AND and OR without parentheses is refused, as Salesforce does),
+``exprN``) with ``GROUP BY`` fields (:mod:`sandbox.salesforce.aggregate`); ``FROM`` one
+object; ``WHERE`` with AND / OR / NOT and parentheses (mixing AND and OR without
+parentheses is refused, as Salesforce does),
 ``= != <> < <= > >=``, ``IN`` / ``NOT IN``, ``LIKE``, on strings, numbers, booleans,
 ``null``, dates, datetimes and date literals (``TODAY``, ``LAST_N_DAYS:30``...,
 :mod:`sandbox.salesforce.date_literals`); ``ORDER BY`` several fields with ASC/DESC and NULLS
