@@ -170,7 +170,42 @@ def describe_field(f: Field) -> dict[str, Any]:
         "controllerName": f.picklist.controller if f.picklist else None,
         "referenceTo": list(f.reference_to),
         "relationshipName": f.relationship_name,
+        "groupable": f.groupable,
+        "aggregatable": f.aggregatable,
+        **_DESCRIBE_CONSTANTS,
+        "htmlFormatted": f.type == "textarea" and f.length > 255,
+        "permissionable": f.custom and f.nillable,
+        "polymorphicForeignKey": len(f.reference_to) > 1,
+        "namePointing": len(f.reference_to) > 1,
+        "searchPrefilterable": f.type == "reference",
+        "extraTypeInfo": "plaintextarea" if f.type == "textarea" else None,
     }
+
+
+#: Field describe properties that hold the same value for every field the emulator has (no
+#: formulas, encryption, geolocation or help text here); clients read them all the same.
+_DESCRIBE_CONSTANTS: dict[str, Any] = {
+    "aiPredictionField": False,
+    "calculatedFormula": None,
+    "cascadeDelete": False,
+    "caseSensitive": False,
+    "compoundFieldName": None,
+    "defaultValueFormula": None,
+    "deprecatedAndHidden": False,
+    "displayLocationInDecimal": False,
+    "encrypted": False,
+    "filteredLookupInfo": None,
+    "formulaTreatNullNumberAsZero": False,
+    "highScaleNumber": False,
+    "inlineHelpText": None,
+    "mask": None,
+    "maskType": None,
+    "queryByDistance": False,
+    "referenceTargetField": None,
+    "relationshipOrder": None,
+    "restrictedDelete": False,
+    "writeRequiresMasterRead": False,
+}
 
 
 def object_urls(obj: SObjectType, version: str) -> dict[str, str]:

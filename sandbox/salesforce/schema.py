@@ -166,6 +166,17 @@ class Field:
         return not self.required and self.type not in ("boolean", "id") and not self.auto_number
 
     @property
+    def groupable(self) -> bool:
+        """Whether GROUP BY may name it: not decimals, date-times or long text."""
+        return self.type not in ("double", "currency", "percent", "datetime", "textarea")
+
+    @property
+    def aggregatable(self) -> bool:
+        """Whether an aggregate function (COUNT, MIN...) may take it: not long text or
+        checkboxes."""
+        return self.type not in ("textarea", "boolean")
+
+    @property
     def display_label(self) -> str:
         if self.label:
             return self.label

@@ -428,7 +428,8 @@ class _Parser:
                 continue
             ref = self.field_ref(item.arg)
             function = item.head.upper
-            if function in ("SUM", "AVG") and ref.field.type not in NUMBER_TYPES:
+            numeric = ref.field.type in NUMBER_TYPES
+            if not ref.field.aggregatable or (function in ("SUM", "AVG") and not numeric):
                 raise self.invalid_field(
                     item.arg,
                     f"field {ref.field.name} does not support aggregate operator {function}",
@@ -453,6 +454,11 @@ class _Parser:
         group_by: list[tuple[Token, FieldRef]],
     ) -> Grouping:
         """An aggregate query: every selected field must be one it groups by."""
+        for tok, ref in group_by:
+            if not ref.field.groupable:
+                raise self.invalid_field(
+                    tok, f"field '{ref.field.name}' can not be grouped in a query call"
+                )
         grouped = {ref.label.lower() for _, ref in group_by}
         for tok, column in columns:
             if isinstance(column, FieldRef) and column.label.lower() not in grouped:

@@ -87,6 +87,16 @@ def test_group_by_with_order_and_limit(org: Org) -> None:
             "does not support aggregate operator SUM",
         ),
         ("SELECT Name n FROM Account", "MALFORMED_QUERY", "unexpected token: 'n'"),
+        (
+            "SELECT Dunning_Level__c, COUNT(Id) FROM Account GROUP BY Dunning_Level__c",
+            "INVALID_FIELD",
+            "field 'Dunning_Level__c' can not be grouped in a query call",
+        ),
+        (
+            "SELECT COUNT(BillingStreet) FROM Account",
+            "INVALID_FIELD",
+            "does not support aggregate operator COUNT",
+        ),
     ],
 )
 def test_what_salesforce_refuses(org: Org, soql: str, code: str, words: str) -> None:
@@ -114,3 +124,15 @@ def test_an_aggregate_result_has_no_query_more_and_bulk_refuses_it(org: Org) -> 
             )
         )
     assert "GROUP BY" in str(refused.value)
+
+
+def test_describe_says_which_fields_group_and_aggregate_as_queries_enforce(org: Org) -> None:
+    fields = {f["name"]: f for f in sobject(org.client(), "Account").describe()["fields"]}
+    assert fields["Segment__c"]["groupable"] and fields["Segment__c"]["aggregatable"]
+    assert not fields["Dunning_Level__c"]["groupable"]
+    assert fields["Dunning_Level__c"]["aggregatable"]
+    assert not fields["BillingStreet"]["aggregatable"]
+    # every field carries the describe properties clients read, as Salesforce sends them
+    for name in ("calculatedFormula", "encrypted", "inlineHelpText", "cascadeDelete"):
+        assert all(name in f for f in fields.values()), name
+    assert fields["BillingStreet"]["extraTypeInfo"] == "plaintextarea"
