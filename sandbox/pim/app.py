@@ -1,6 +1,6 @@
 """The Starlette application: OAuth token endpoint, products (list with search and
-pagination, get, PATCH one, PATCH a collection), families and attributes under ``/api/rest/v1``;
-every error in Akeneo's ``{"code", "message"}`` shape."""
+pagination, get, create, PATCH one, PATCH a collection, delete), families and attributes
+under ``/api/rest/v1``; every error in Akeneo's ``{"code", "message"}`` shape."""
 
 from __future__ import annotations
 
@@ -138,6 +138,22 @@ class PimEmulator:
         location = f"{str(request.base_url).rstrip('/')}{API}/products/{identifier}"
         return Response(status_code=status, headers={"location": location})
 
+    async def create_product(self, request: Request) -> Response:
+        _require_json(request)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise PimError(400, "Invalid json message received") from None
+        identifier = self.catalog.create(body)
+        location = f"{str(request.base_url).rstrip('/')}{API}/products/{identifier}"
+        return Response(status_code=201, headers={"location": location})
+
+    async def delete_product(self, request: Request) -> Response:
+        identifier = request.path_params["identifier"]
+        if not self.catalog.delete(identifier):
+            raise PimError(404, f"Resource `{identifier}` does not exist.")
+        return Response(status_code=204)
+
     async def patch_collection(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(COLLECTION):
@@ -231,7 +247,12 @@ class PimEmulator:
                 "route": f"{API}/products",
                 "methods": ["PATCH"],
             },
+            "pim_api_product_create": {"route": f"{API}/products", "methods": ["POST"]},
             "pim_api_product_get": {"route": f"{API}/products/{{code}}", "methods": ["GET"]},
+            "pim_api_product_delete": {
+                "route": f"{API}/products/{{code}}",
+                "methods": ["DELETE"],
+            },
             "pim_api_product_partial_update": {
                 "route": f"{API}/products/{{code}}",
                 "methods": ["PATCH"],
@@ -284,8 +305,10 @@ def create_app(
         Route(API, r(emulator.root, authenticated=False), methods=["GET"]),
         Route(f"{API}/products", r(emulator.list_products), methods=["GET"]),
         Route(f"{API}/products", r(emulator.patch_collection), methods=["PATCH"]),
+        Route(f"{API}/products", r(emulator.create_product), methods=["POST"]),
         Route(f"{API}/products/{{identifier}}", r(emulator.get_product), methods=["GET"]),
         Route(f"{API}/products/{{identifier}}", r(emulator.patch_product), methods=["PATCH"]),
+        Route(f"{API}/products/{{identifier}}", r(emulator.delete_product), methods=["DELETE"]),
         Route(f"{API}/families", r(emulator.list_families), methods=["GET"]),
         Route(f"{API}/families/{{code}}", r(emulator.get_family), methods=["GET"]),
         Route(f"{API}/attributes", r(emulator.list_attributes), methods=["GET"]),

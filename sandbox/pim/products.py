@@ -85,7 +85,7 @@ class Catalog:
         self.store = store
         self.settings = settings
         self.faults = faults
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # create() holds it across its upsert
         for code, label in settings.families.items():
             if store.get(FAMILIES, code) is None:
                 store.put(FAMILIES, code, family_doc(code, label, list(settings.attributes)))
@@ -152,6 +152,32 @@ class Catalog:
             merged["updated"] = stamp
             self.store.put(PRODUCTS, identifier, merged)
         return 201 if current is None else 204
+
+    def create(self, body: Any) -> str:
+        """POST a new product: its identifier comes from the body, and must be free (Akeneo
+        answers a taken one with a violation, never by updating the product)."""
+        if not isinstance(body, dict):
+            raise PimError(400, "Invalid json message received")
+        identifier = body.get("identifier")
+        if not isinstance(identifier, str) or not identifier.strip():
+            raise validation_failed([violation("identifier", "This value should not be blank.")])
+        with self.lock:
+            if self.get(identifier) is not None:
+                raise validation_failed(
+                    [
+                        violation(
+                            "identifier",
+                            "The same identifier is already set on another product",
+                        )
+                    ]
+                )
+            self.upsert(identifier, body)
+        return identifier
+
+    def delete(self, identifier: str) -> bool:
+        """Remove a product for good (Akeneo keeps no recycle bin); False: none such."""
+        with self.lock:
+            return self.store.delete(PRODUCTS, identifier)
 
     def validate(self, identifier: str, body: Any) -> dict[str, Any]:
         """The writable part of a PATCH body, or PimError. Format errors (unknown property,

@@ -253,3 +253,34 @@ def test_collection_patch_limits_and_content_type(pim: Pim) -> None:
     assert client.get(f"{PRODUCTS}/C-100").status_code == 404
     as_json = client.patch(PRODUCTS, json={"identifier": "X"})
     assert as_json.status_code == 415
+
+
+def test_post_creates_and_refuses_an_identifier_already_taken(pim: Pim) -> None:
+    client = pim.client()
+    body = {"identifier": "SKU-NEW", "family": "hardware", "values": {"name": _value("Dock")}}
+    created = client.post(PRODUCTS, json=body)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"].endswith("/api/rest/v1/products/SKU-NEW")
+    assert client.get(f"{PRODUCTS}/SKU-NEW").json()["values"]["name"][0]["data"] == "Dock"
+    again = client.post(PRODUCTS, json={**body, "values": {"name": _value("Other")}})
+    assert again.status_code == 422
+    [error] = again.json()["errors"]
+    assert error["property"] == "identifier" and "already set" in error["message"]
+    # the product is not touched by the refused create
+    assert client.get(f"{PRODUCTS}/SKU-NEW").json()["values"]["name"][0]["data"] == "Dock"
+    blank = client.post(PRODUCTS, json={"family": "hardware"})
+    assert blank.status_code == 422 and blank.json()["errors"][0]["property"] == "identifier"
+
+
+def test_delete_removes_the_product_for_good(pim: Pim) -> None:
+    client = pim.client()
+    assert client.patch(f"{PRODUCTS}/SKU-GONE", json={"identifier": "SKU-GONE"}).status_code == 201
+    assert client.delete(f"{PRODUCTS}/SKU-GONE").status_code == 204
+    assert client.get(f"{PRODUCTS}/SKU-GONE").status_code == 404
+    listed = client.get(PRODUCTS, params={"limit": 100}).json()["_embedded"]["items"]
+    assert "SKU-GONE" not in {p["identifier"] for p in listed}
+    missing = client.delete(f"{PRODUCTS}/SKU-GONE")
+    assert missing.status_code == 404
+    assert missing.json() == {"code": 404, "message": "Resource `SKU-GONE` does not exist."}
+    # a token is needed, as for every other product call
+    assert pim.http().delete(f"{PRODUCTS}/SKU-X").status_code == 401
