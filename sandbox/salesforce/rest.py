@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.faults import FaultState
-from sandbox.salesforce import ids, query, replication, soql
+from sandbox.salesforce import ids, query, replication, soql, sosl
 from sandbox.salesforce.errors import (
     NOT_FOUND_MESSAGE,
     ApiError,
@@ -325,6 +325,9 @@ class RestApi:
         if head in ("query", "queryAll"):
             self._only(call, "GET")
             return self._query(call, include_deleted=head == "queryAll")
+        if head == "search" and len(parts) == 1:
+            self._only(call, "GET")
+            return self._search(call)
         if head == "composite" and len(parts) >= 2 and parts[1] == "sobjects":
             return self._collections(call)
         raise not_found()
@@ -337,7 +340,7 @@ class RestApi:
     def _resources(self, call: Call) -> Reply:
         self._only(call, "GET")
         base = f"/services/data/v{call.version}"
-        names = ["sobjects", "query", "queryAll", "limits", "composite", "jobs"]
+        names = ["sobjects", "query", "queryAll", "search", "limits", "composite", "jobs"]
         return Reply(200, {name: f"{base}/{name}" for name in names})
 
     # -- sobjects --------------------------------------------------------------------------
@@ -508,6 +511,15 @@ class RestApi:
             body["nextRecordsUrl"] = f"/services/data/v{call.version}/{endpoint}/{locator}-{end}"
         body["records"] = query.rest_records(rs, offset, end, call.version)
         return Reply(200, body)
+
+    def _search(self, call: Call) -> Reply:
+        """SOSL (:mod:`sandbox.salesforce.sosl`): ``{"searchRecords": [...]}``."""
+        text = call.params.get("q")
+        if not text:
+            raise sosl.malformed("A search string has to be specified")
+        search = sosl.parse(text, self.schema)
+        records = sosl.run(self.store, search, self.schema, call.version)
+        return Reply(200, {"searchRecords": records})
 
     # -- sObject Collections ---------------------------------------------------------------
     def _collections(self, call: Call) -> Reply:
