@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.faults import FaultState
-from sandbox.salesforce import ids, query, replication, soql, sosl
+from sandbox.salesforce import composite, ids, query, replication, soql, sosl
 from sandbox.salesforce.errors import (
     NOT_FOUND_MESSAGE,
     ApiError,
@@ -330,6 +330,8 @@ class RestApi:
             return self._search(call)
         if head == "composite" and len(parts) >= 2 and parts[1] == "sobjects":
             return self._collections(call)
+        if head == "composite":
+            return composite.handle(self, call)
         raise not_found()
 
     @staticmethod
