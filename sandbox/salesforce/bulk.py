@@ -227,6 +227,12 @@ class BulkApi:
                 raise _invalid_job(f"Invalid operation: {operation}")
             text = str(spec.get("query") or "")
             parsed = soql.parse(text, self.schema)
+            if parsed.children:  # Bulk API 2.0 has no CSV shape for nested records
+                raise ApiError(
+                    400,
+                    "API_ERROR",
+                    "Aggregate Relationships not supported in Bulk V2 Query with CSV content type",
+                )
             if parsed.count or parsed.offset or parsed.grouping:
                 raise ApiError(
                     400,

@@ -9,7 +9,8 @@ asked, then slice OFFSET/LIMIT. Without ORDER BY the scan stops as
 soon as OFFSET+LIMIT rows matched. Projected rows are tuples, so 100k rows stay small; REST pages
 (``nextRecordsUrl``) and Bulk API 2.0 result pages (``Sforce-Locator``) are slices of one
 result computed once, which also makes a repeated page request (a client retrying after
-a dropped connection) answer the same rows.
+a dropped connection) answer the same rows. Parent-to-child subqueries are run for the
+parents that made it into the result (:mod:`sandbox.salesforce.subquery`), once per query.
 """
 
 from __future__ import annotations
@@ -18,19 +19,18 @@ import csv
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.salesforce import aggregate
+from sandbox.salesforce import aggregate, subquery
 from sandbox.salesforce.errors import ApiError
 from sandbox.salesforce.repository import ids_by_key
 from sandbox.salesforce.schema import Field, sobject
-from sandbox.salesforce.soql import Aggregate, Doc, Query, sort_key
+from sandbox.salesforce.soql import Aggregate, ChildQuery, Doc, FieldRef, Query, sort_key
+from sandbox.salesforce.subquery import SCAN_BATCH, ChildRows
 from sandbox.salesforce.values import to_csv
 from sandbox.store import DocumentStore
-
-SCAN_BATCH = 5000
 
 
 @dataclass
@@ -42,6 +42,7 @@ class ResultSet:
     total: int
     relationships: tuple[Field, ...] = ()  # reference fields whose parent ids trail a row
     created: float = 0.0
+    children: tuple[ChildRows, ...] = ()  # per subquery of the query, its rows per parent
 
 
 class ParentCache:
@@ -81,8 +82,7 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
     # stamp-ordered candidates: no early stop, the rows are put in id order at the end
     stop_early = not (query.order or by_stamp)
     wanted = None if query.limit is None or not stop_early else query.offset + query.limit
-    vias = [f.via for f in query.fields if f.via is not None]
-    relationships = tuple({f.name: f for f in vias}.values())
+    relationships = subquery.references(query.fields)
     keys = [sort_key(item) for item in query.order]
     matched: list[tuple[Any, ...]] = []
     sort_rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
@@ -97,11 +97,7 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
             if wanted is not None and count >= wanted:
                 break
             continue
-        row = (
-            doc["Id"],
-            *(f.get(doc, resolve) for f in query.fields),
-            *(doc.get(rel.name) for rel in relationships),
-        )
+        row = subquery.project(doc, query.fields, relationships, resolve)
         if keys:
             sort_rows.append((tuple(k(doc, resolve) for k in keys), row))
         else:
@@ -113,16 +109,16 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
         sort_rows.sort(key=_row_id)
         matched.sort(key=_row_id_only)
     if keys:
-        # stable multi-pass sort: last key first, each pass in its own direction
-        for index in range(len(keys) - 1, -1, -1):
-            sort_rows.sort(key=_nth(index), reverse=query.order[index].desc)
-        matched = [row for _, row in sort_rows]
+        matched = subquery.ordered(sort_rows, query.order)
     stop = None if query.limit is None else query.offset + query.limit
     if query.count:
         total = max(0, min(count, stop if stop is not None else count) - query.offset)
         return ResultSet(query, [], total, relationships)
     rows = matched[query.offset : stop]
-    return ResultSet(query, rows, len(rows), relationships)
+    children = subquery.fetch(
+        store, query.children, {row[0] for row in rows}, resolve, include_deleted=include_deleted
+    )
+    return ResultSet(query, rows, len(rows), relationships, children=children)
 
 
 def _by_key(query: Query, *, include_deleted: bool) -> bool:
@@ -172,13 +168,6 @@ def _row_id_only(row: tuple[Any, ...]) -> Any:
     return row[0]
 
 
-def _nth(index: int) -> Callable[[tuple[tuple[Any, ...], tuple[Any, ...]]], Any]:
-    def key(pair: tuple[tuple[Any, ...], tuple[Any, ...]]) -> Any:
-        return pair[0][index]
-
-    return key
-
-
 # -- rendering -----------------------------------------------------------------------------
 def rest_records(rs: ResultSet, start: int, end: int, version: str) -> list[dict[str, Any]]:
     """Rows ``start:end`` as REST query records (``attributes`` and nested parents)."""
@@ -189,37 +178,67 @@ def rest_records(rs: ResultSet, start: int, end: int, version: str) -> list[dict
             {"attributes": {"type": "AggregateResult"}, **dict(zip(names, row, strict=True))}
             for row in rs.rows[start:end]
         ]
-    obj = q.obj
     base = f"/services/data/v{version}/sobjects/"
-    n_fields = len(q.fields)
-    rel_index = {rel.name: i for i, rel in enumerate(rs.relationships)}
     out: list[dict[str, Any]] = []
     for row in rs.rows[start:end]:
-        record: dict[str, Any] = {
-            "attributes": {"type": obj.name, "url": base + obj.name + "/" + row[0]}
-        }
-        for i, ref in enumerate(q.fields):
-            value = row[1 + i]
-            if ref.via is None:
-                record[ref.field.name] = value
-                continue
-            rel_name = ref.via.relationship_name or ref.via.name
-            parent_id = row[1 + n_fields + rel_index[ref.via.name]]
-            if parent_id is None:
-                record[rel_name] = None
-                continue
-            nested = record.get(rel_name)
-            if nested is None:
-                assert ref.target is not None
-                nested = record[rel_name] = {
-                    "attributes": {
-                        "type": ref.target.name,
-                        "url": base + ref.target.name + "/" + str(parent_id),
-                    }
-                }
-            nested[ref.field.name] = value
-        out.append(record)
+        nested = [
+            (child.position, child.name, _child_records(child, rows.get(row[0]), base))
+            for child, rows in zip(q.children, rs.children, strict=True)
+        ]
+        out.append(_record(q.obj.name, q.fields, rs.relationships, row, base, nested))
     return out
+
+
+def _record(
+    obj: str,
+    fields: tuple[FieldRef, ...],
+    relationships: tuple[Field, ...],
+    row: tuple[Any, ...],
+    base: str,
+    nested: list[tuple[int, str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One row as a REST record: parents' fields nested under their relationship, and
+    the subquery results (position, name, value) placed where the select list had them."""
+    pending = list(nested or ())
+    n_fields = len(fields)
+    rel_index = {rel.name: i for i, rel in enumerate(relationships)}
+    record: dict[str, Any] = {"attributes": {"type": obj, "url": base + obj + "/" + row[0]}}
+    for i, ref in enumerate(fields):
+        while pending and pending[0][0] == i:
+            _, name, value = pending.pop(0)
+            record[name] = value
+        value = row[1 + i]
+        if ref.via is None:
+            record[ref.field.name] = value
+            continue
+        rel_name = ref.via.relationship_name or ref.via.name
+        parent_id = row[1 + n_fields + rel_index[ref.via.name]]
+        if parent_id is None:
+            record[rel_name] = None
+            continue
+        parent = record.get(rel_name)
+        if parent is None:
+            assert ref.target is not None
+            target = ref.target.name
+            parent = record[rel_name] = {
+                "attributes": {"type": target, "url": base + target + "/" + str(parent_id)}
+            }
+        parent[ref.field.name] = value
+    for _, name, value in pending:
+        record[name] = value
+    return record
+
+
+def _child_records(
+    child: ChildQuery, rows: list[tuple[Any, ...]] | None, base: str
+) -> dict[str, Any] | None:
+    """A subquery's result under one parent: null without rows, else a query result of
+    its own (all of it: ``done`` true)."""
+    if not rows:
+        return None
+    relationships = subquery.references(child.fields)
+    records = [_record(child.obj.name, child.fields, relationships, r, base) for r in rows]
+    return {"totalSize": len(records), "done": True, "records": records}
 
 
 def csv_header(query: Query) -> list[str]:

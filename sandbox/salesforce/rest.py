@@ -233,13 +233,21 @@ def object_summary(obj: SObjectType, version: str) -> dict[str, Any]:
 def describe_object(
     obj: SObjectType, version: str, schema: Schema = DEFAULT_SCHEMA
 ) -> dict[str, Any]:
-    children = []
-    for other in schema.objects.values():
-        for f in other.fields:
-            if f.reference_to and f.reference_to[0] == obj.name and f.name != "OwnerId":
-                children.append(
-                    {"childSObject": other.name, "field": f.name, "cascadeDelete": False}
-                )
+    """The object's describe; ``childRelationships`` is the list SOQL subqueries resolve
+    their FROM against (``Schema.child_relationships``), so the two cannot disagree."""
+    children: list[dict[str, Any]] = [
+        {
+            "cascadeDelete": False,
+            "childSObject": c.child.name,
+            "deprecatedAndHidden": False,
+            "field": c.field.name,
+            "junctionIdListNames": [],
+            "junctionReferenceTo": [],
+            "relationshipName": c.name,
+            "restrictedDelete": False,
+        }
+        for c in schema.child_relationships(obj.name)
+    ]
     return {
         **object_summary(obj, version),
         "fields": [describe_field(f) for f in obj.fields],

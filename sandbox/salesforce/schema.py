@@ -154,6 +154,11 @@ class Field:
     picklist: Picklist | None = None
     reference_to: tuple[str, ...] = ()
     relationship_name: str | None = None
+    #: the name the parent's describe gives this reference seen from the parent (its
+    #: ``childRelationships`` ``relationshipName``, what a SOQL subquery selects FROM:
+    #: ``Contacts`` for Contact.AccountId, ``Invoices__r`` for a custom lookup); None where
+    #: the platform names none (the audit fields), so no subquery can traverse it
+    child_relationship: str | None = None
     auto_number: bool = False
     default: Any = None
 
@@ -316,7 +321,9 @@ ACCOUNT = SObjectType(
             "Account Type",
             length=40,
         ),
-        _ref("ParentId", "Account", "Parent", "Parent Account ID"),
+        _ref(
+            "ParentId", "Account", "Parent", "Parent Account ID", child_relationship="ChildAccounts"
+        ),
         *_ADDRESS,
         Field("Phone", "phone", "Account Phone", length=40),
         Field("Website", "url", "Website", length=255),
@@ -335,7 +342,7 @@ CONTACT = SObjectType(
     "003",
     (
         *_system(),
-        _ref("AccountId", "Account", "Account", "Account ID"),
+        _ref("AccountId", "Account", "Account", "Account ID", child_relationship="Contacts"),
         _text("FirstName", 40, "First Name"),
         _text("LastName", 80, "Last Name", required=True),
         _text("Name", 121, "Full Name", createable=False, updateable=False),
@@ -383,7 +390,14 @@ SUBSCRIPTION = SObjectType(
         *_system(),
         _text("Name", 80, "Subscription Name", required=True),
         _hub_id(),
-        _ref("Account__c", "Account", "Account__r", "Account", required=True),
+        _ref(
+            "Account__c",
+            "Account",
+            "Account__r",
+            "Account",
+            required=True,
+            child_relationship="Subscriptions__r",
+        ),
         _pick(
             "Status__c",
             ("active", "trialing", "past_due", "paused", "canceled"),
@@ -413,8 +427,21 @@ INVOICE = SObjectType(
         _text("Name", 80, "Invoice Name", createable=False, updateable=False, auto_number=True),
         _hub_id(),
         _text("Invoice_Number__c", 30, "Invoice Number"),
-        _ref("Account__c", "Account", "Account__r", "Account", required=True),
-        _ref("Subscription__c", "Subscription__c", "Subscription__r", "Subscription"),
+        _ref(
+            "Account__c",
+            "Account",
+            "Account__r",
+            "Account",
+            required=True,
+            child_relationship="Invoices__r",
+        ),
+        _ref(
+            "Subscription__c",
+            "Subscription__c",
+            "Subscription__r",
+            "Subscription",
+            child_relationship="Invoices__r",
+        ),
         _pick(
             "Status__c",
             ("draft", "open", "paid", "void", "uncollectible"),
@@ -503,6 +530,47 @@ class Schema:
 
     def by_prefix(self, prefix: str) -> SObjectType | None:
         return next((o for o in self.objects.values() if o.key_prefix == prefix), None)
+
+    def child_relationships(self, parent: str) -> tuple[ChildRelationship, ...]:
+        """The references other objects hold to ``parent``, as its describe lists them
+        and SOQL subqueries traverse them (``OwnerId`` left out, as describe has always
+        done here)."""
+        return _child_relationships(self, parent)
+
+    def child_relationship(self, parent: str, name: str) -> ChildRelationship | None:
+        """A named child relationship of ``parent``, case-insensitively as SOQL reads it."""
+        wanted = name.lower()
+        return next(
+            (
+                c
+                for c in self.child_relationships(parent)
+                if c.name is not None and c.name.lower() == wanted
+            ),
+            None,
+        )
+
+
+@dataclass(frozen=True)
+class ChildRelationship:
+    """One entry of a parent's ``childRelationships``: ``child`` points at the parent
+    through its reference ``field``; ``name`` is what a subquery selects FROM."""
+
+    child: SObjectType
+    field: Field
+
+    @property
+    def name(self) -> str | None:
+        return self.field.child_relationship
+
+
+@lru_cache(maxsize=128)
+def _child_relationships(schema: Schema, parent: str) -> tuple[ChildRelationship, ...]:
+    return tuple(
+        ChildRelationship(other, f)
+        for other in schema.objects.values()
+        for f in other.fields
+        if f.reference_to and f.reference_to[0] == parent and f.name != "OwnerId"
+    )
 
 
 def _currency_field(default_currency: str) -> Field:

@@ -9,7 +9,9 @@ parentheses is refused, as Salesforce does),
 ``= != <> < <= > >=``, ``IN`` / ``NOT IN``, ``LIKE``, on strings, numbers, booleans,
 ``null``, dates, datetimes and date literals (``TODAY``, ``LAST_N_DAYS:30``...,
 :mod:`sandbox.salesforce.date_literals`); ``ORDER BY`` several fields with ASC/DESC and NULLS
-FIRST/LAST; ``LIMIT``; ``OFFSET`` (at most 2000).
+FIRST/LAST; ``LIMIT``; ``OFFSET`` (at most 2000). One level of parent-to-child relationship
+subqueries in the select list, ``(SELECT ... FROM Contacts [WHERE] [ORDER BY] [LIMIT])``,
+run by :mod:`sandbox.salesforce.subquery`.
 
 Literals are checked against the field's type at parse time and turned into the stored
 representation, so evaluation compares plain Python values: text case-insensitively, ids
@@ -168,6 +170,7 @@ class _Item:
     head: Token
     arg: Token | None = None
     alias: Token | None = None
+    sub: int | None = None  # a subquery: the token index of its opening parenthesis
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,22 @@ class Grouping:
 
 
 @dataclass(frozen=True)
+class ChildQuery:
+    """A parent-to-child subquery: the rows of ``obj`` whose reference ``via`` holds the
+    parent's Id, under the key ``name`` (the relationship as describe names it), placed
+    after the first ``position`` selected fields. ``limit`` counts per parent."""
+
+    name: str
+    obj: SObjectType
+    via: Field
+    fields: tuple[FieldRef, ...]
+    where: Predicate | None
+    order: tuple[OrderItem, ...]
+    limit: int | None
+    position: int
+
+
+@dataclass(frozen=True)
 class Query:
     soql: str
     obj: SObjectType
@@ -210,6 +229,7 @@ class Query:
     lookup: Lookup | None = None
     floor: Floor | None = None
     grouping: Grouping | None = None
+    children: tuple[ChildQuery, ...] = ()
 
     @property
     def needs_parents(self) -> bool:
@@ -238,6 +258,7 @@ class _Parser:
         self.lookups: dict[int, Lookup] = {}
         #: predicates (by id) that imply ``field >= low`` on STAMP_FIELDS: {field: low}
         self.floors: dict[int, dict[str, str]] = {}
+        self.nested = False  # parsing a subquery, which may not hold another
 
     # -- tokens ----------------------------------------------------------------------------
     def _tokenize(self, soql: str) -> list[Token]:
@@ -312,6 +333,7 @@ class _Parser:
             )
         self.obj = obj
         columns = self._columns(items)
+        children = self._children(items)
         where = None
         if self.at_keyword("WHERE"):
             self.next()
@@ -328,19 +350,15 @@ class _Parser:
         grouping = None
         if group_by or any(isinstance(c, Aggregate) for _, c in columns):
             grouping = self._grouping(columns, group_by)
+        if grouping is not None and children:
+            first = next(item.head for item in items if item.sub is not None)
+            raise self.malformed_at(first.pos, "an aggregate query cannot hold a subquery")
         fields = [] if grouping else [c for _, c in columns if isinstance(c, FieldRef)]
-        order: list[OrderItem] = []
+        order: tuple[OrderItem, ...] = ()
         if grouping is not None and self.at_keyword("ORDER"):
             grouping = self._aggregate_order(grouping)
         elif self.at_keyword("ORDER"):
-            self.next()
-            self.expect_keyword("BY")
-            while True:
-                ref = self.field_ref(self.expect("ident"))
-                order.append(OrderItem(ref, *self._direction()))
-                if self.peek().text != ",":
-                    break
-                self.next()
+            order = self._order_by()
         limit = None
         offset = 0
         if self.at_keyword("LIMIT"):
@@ -364,9 +382,21 @@ class _Parser:
         floors = {} if where is None else self.floors.get(id(where), {})
         floor = next((Floor(n, floors[n]) for n in STAMP_FIELDS if n in floors), None)
         return Query(
-            self.soql, obj, tuple(fields), count, where, tuple(order), limit, offset, lookup,
-            floor, grouping,
+            self.soql, obj, tuple(fields), count, where, order, limit, offset, lookup,
+            floor, grouping, children,
         )  # fmt: skip
+
+    def _order_by(self) -> tuple[OrderItem, ...]:
+        """``ORDER BY field [ASC|DESC] [NULLS FIRST|LAST], ...`` of a record query."""
+        self.next()
+        self.expect_keyword("BY")
+        order = []
+        while True:
+            ref = self.field_ref(self.expect("ident"))
+            order.append(OrderItem(ref, *self._direction()))
+            if self.peek().text != ",":
+                return tuple(order)
+            self.next()
 
     def _direction(self) -> tuple[bool, bool]:
         """An ORDER BY item's ``ASC|DESC`` and ``NULLS FIRST|LAST``: (desc, nulls first);
@@ -389,26 +419,104 @@ class _Parser:
         items = []
         while True:
             tok = self.next()
-            if tok.kind != "ident" or tok.upper == "FROM":
-                raise self.unexpected(tok)
-            arg = None
-            if self.peek().text == "(":
-                if tok.upper not in AGGREGATES:
-                    raise self.malformed_at(
-                        tok.pos, f"Function {tok.text}() is not supported by the sandbox"
-                    )
-                self.next()
-                arg = self.expect("ident")
-                self.expect("punct", ")")
-            alias = None
-            if self.peek().kind == "ident" and self.peek().upper not in _KEYWORDS:
-                alias = self.next()
-                if arg is None:  # only an aggregate takes an alias
-                    raise self.unexpected(alias)
-            items.append(_Item(tok, arg, alias))
+            if tok.text == "(" and self.at_keyword("SELECT"):
+                items.append(self._skip_subquery(tok))
+            else:
+                items.append(self._select_item(tok))
             if self.peek().text != ",":
                 return items
             self.next()
+
+    def _select_item(self, tok: Token) -> _Item:
+        """A field, or ``FUNCTION(field) [alias]``, starting at ``tok``."""
+        if tok.kind != "ident" or tok.upper == "FROM":
+            raise self.unexpected(tok)
+        arg = None
+        if self.peek().text == "(":
+            if tok.upper not in AGGREGATES:
+                raise self.malformed_at(
+                    tok.pos, f"Function {tok.text}() is not supported by the sandbox"
+                )
+            self.next()
+            arg = self.expect("ident")
+            self.expect("punct", ")")
+        alias = None
+        if self.peek().kind == "ident" and self.peek().upper not in _KEYWORDS:
+            alias = self.next()
+            if arg is None:  # only an aggregate takes an alias
+                raise self.unexpected(alias)
+        return _Item(tok, arg, alias)
+
+    def _skip_subquery(self, tok: Token) -> _Item:
+        """A relationship subquery, skipped to its closing parenthesis for now: its FROM
+        names a relationship of the parent, known only once the outer FROM is read."""
+        if self.nested:
+            raise self.malformed_at(
+                tok.pos, "the sandbox supports one level of parent-to-child subqueries"
+            )
+        start = self.i - 1
+        depth = 1
+        while depth:
+            inner = self.next()
+            if inner.kind == "eof":
+                raise self.unexpected(inner)
+            depth += {"(": 1, ")": -1}.get(inner.text, 0) if inner.kind == "punct" else 0
+        return _Item(tok, sub=start)
+
+    def _children(self, items: list[_Item]) -> tuple[ChildQuery, ...]:
+        """The subqueries of the select list, each placed after the fields before it."""
+        out: list[ChildQuery] = []
+        position = 0
+        for item in items:
+            if item.sub is None:
+                position += 1
+                continue
+            child = self._subquery(item.sub, position)
+            if any(c.name == child.name for c in out):
+                raise self.malformed_at(item.head.pos, f"duplicate field selected: {child.name}")
+            out.append(child)
+        return tuple(out)
+
+    def _subquery(self, start: int, position: int) -> ChildQuery:
+        """``(SELECT fields FROM Relationship [WHERE] [ORDER BY] [LIMIT n])`` read with the
+        child object as the queried one; the parser then resumes where it was."""
+        assert self.obj is not None
+        parent, resume = self.obj, self.i
+        self.i, self.nested = start + 1, True
+        self.expect_keyword("SELECT")
+        items = self._select_items()
+        self.expect_keyword("FROM")
+        tok = self.expect("ident")
+        rel = self.schema.child_relationship(parent.name, tok.text)
+        if rel is None:
+            raise ApiError(
+                400,
+                "INVALID_TYPE",
+                _error_pointer(self.soql, tok.pos)
+                + f"Didn't understand relationship '{tok.text}' in FROM part of query call. "
+                "If you are attempting to use a custom relationship, be sure to append the "
+                "'__r' after the custom relationship name. Please reference your WSDL or the "
+                "describe call for the appropriate names.",
+            )
+        self.obj = rel.child
+        fields = []
+        for head, column in self._columns(items):
+            if not isinstance(column, FieldRef):
+                raise self.malformed_at(head.pos, "the sandbox has no aggregates in a subquery")
+            fields.append(column)
+        where = None
+        if self.at_keyword("WHERE"):
+            self.next()
+            where = self.condition()
+        order = self._order_by() if self.at_keyword("ORDER") else ()
+        limit = None
+        if self.at_keyword("LIMIT"):
+            self.next()
+            limit = self.integer()
+        self.expect("punct", ")")
+        self.obj, self.i, self.nested = parent, resume, False
+        name = rel.name or tok.text
+        return ChildQuery(name, rel.child, rel.field, tuple(fields), where, order, limit, position)
 
     def _columns(self, items: list[_Item]) -> list[tuple[Token, FieldRef | Aggregate]]:
         """The select list resolved: a field selected twice is refused; an aggregate
@@ -417,6 +525,8 @@ class _Parser:
         seen: set[str] = set()
         unnamed = 0
         for item in items:
+            if item.sub is not None:
+                continue
             if item.arg is None:
                 ref = self.field_ref(item.head)
                 if ref.label.lower() in seen:
