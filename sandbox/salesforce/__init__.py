@@ -1,4 +1,4 @@
-"""Salesforce emulator: OAuth 2.0, REST API, SOQL, sObject Collections and Bulk API 2.0,
+"""Salesforce emulator: OAuth 2.0, REST API, SOQL, sObject Collections, Bulk API 2.0 and 1.0,
 served over HTTPS (see docs/sandbox-salesforce.md)."""
 
 from sandbox.salesforce.app import create_app

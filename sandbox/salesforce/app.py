@@ -22,6 +22,7 @@ from sandbox.faults import FaultInjectionMiddleware, FaultState, admin_routes
 from sandbox.salesforce import ids
 from sandbox.salesforce.auth import ApiBudget, OAuthError, TokenService
 from sandbox.salesforce.bulk import BulkApi
+from sandbox.salesforce.bulk_v1 import BulkV1Api, as_bulk_v1
 from sandbox.salesforce.errors import ApiError, fault_error_body, not_found, retired_version
 from sandbox.salesforce.pubsub_events import ChangeEventBus, change_origin, origin
 from sandbox.salesforce.pubsub_events import admin_routes as pubsub_admin_routes
@@ -54,6 +55,7 @@ class SalesforceEmulator:
         self.repo.listeners.append(self.events.on_commit)
         self.rest = RestApi(store, faults, settings, self.repo, self.limits, self.schema)
         self.bulk = BulkApi(store, self.repo, settings, self.schema)
+        self.bulk_v1 = BulkV1Api(store, self.repo, settings, self.schema)
         # the one Organization record, as the settings describe the org
         organization = {
             "Id": settings.org_id,
@@ -138,6 +140,33 @@ class SalesforceEmulator:
         finally:
             change_origin.reset(token)
 
+    async def async_api(self, request: Request) -> Response:
+        """Bulk API 1.0 (``/services/async/<version>/...``): the session comes in
+        ``X-SFDC-Session``, errors go out in Bulk API 1.0's shape; charged like a REST call."""
+        try:
+            version = self._version(request.path_params["version"])
+            token = (request.headers.get("x-sfdc-session") or "").strip()
+            session = self.tokens.check(f"Bearer {token}" if token else None)
+            self.budget.charge()
+            path = request.path_params.get("path", "").strip("/")
+            body = await request.body()
+            parts = path.split("/") if path else []
+            call = Call(request.method, parts, dict(request.query_params), body, version)
+            client = _call_client(request.headers.get("sforce-call-options")) or session.client_id
+            reply = await run_in_threadpool(
+                self._dispatch_v1, call, origin("bulkapi", version, client)
+            )
+        except ApiError as exc:
+            return as_bulk_v1(exc).response()
+        return _render(reply, {})
+
+    def _dispatch_v1(self, call: Call, change: str) -> Reply:
+        token = change_origin.set(change)
+        try:
+            return self.bulk_v1.handle(call)
+        finally:
+            change_origin.reset(token)
+
     def undelete(self, entity: str, record_id: str) -> None:
         """Restore a deleted record from the recycle bin (an UNDELETE change event); for
         the Pub/Sub admin route - the emulated REST API has no undelete call."""
@@ -217,6 +246,7 @@ def create_app(
         Route("/services/data/", emulator.versions, methods=["GET"]),
         Route("/services/data/v{version}/{path:path}", emulator.api, methods=methods),
         Route("/services/data/v{version}", emulator.api, methods=methods),
+        Route("/services/async/{version}/{path:path}", emulator.async_api, methods=methods),
         *admin_routes(faults),
         *pubsub_admin_routes(emulator.events, emulator.undelete),
     ]

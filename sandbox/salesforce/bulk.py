@@ -396,22 +396,7 @@ class BulkApi:
                 record.setdefault(base, {})[sub] = None if value in ("", "#N/A") else value
             else:
                 record[name] = value
-        obj = job.obj
-        if job.operation == "insert":
-            return uow.insert(obj, record, csv=True), True
-        if job.operation == "update":
-            record_id = str(record.pop(next(k for k in record if k.lower() == "id")) or "")
-            if not record_id:
-                raise RecordRejected(
-                    RecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
-                )
-            return uow.update(obj, record_id, record, csv=True), False
-        if job.operation in ("delete", "hardDelete"):
-            record_id = str(next(iter(record.values())) or "")
-            return uow.delete(obj, record_id), False
-        assert job.external_id is not None
-        key = next(k for k in record if k.lower() == job.external_id.lower())
-        return uow.upsert(obj, job.external_id, record[key], record, csv=True)
+        return apply_record(uow, job.obj, job.operation, job.external_id, record, csv=True)
 
     def _ingest_results(self, job: Job, which: str) -> Reply:
         if which != "unprocessed" and job.state not in ("JobComplete", "Failed", "Aborted"):
@@ -464,6 +449,36 @@ class BulkApi:
         next_locator = _encode_locator(end) if end < rs.total else "null"
         headers = {"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(end - start)}
         return Reply(200, _stream(job, rs, start, end), headers=headers, media_type=CSV_TYPE)
+
+
+def apply_record(
+    uow: UnitOfWork,
+    obj: SObjectType,
+    operation: str,
+    external_id: str | None,
+    record: dict[str, Any],
+    *,
+    csv: bool,
+) -> tuple[str, bool]:
+    """One record of an ingest ``operation`` through the REST API's write rules, queued on
+    ``uow``: ``(Id, created)``, or :class:`RecordRejected` with nothing queued. Shared by
+    Bulk API 2.0 (CSV cells, ``csv=True``) and Bulk API 1.0 (JSON values), so both APIs
+    apply a record exactly as the REST API would."""
+    if operation == "insert":
+        return uow.insert(obj, record, csv=csv), True
+    if operation == "upsert":
+        assert external_id is not None
+        key = next((k for k in record if k.lower() == external_id.lower()), external_id)
+        return uow.upsert(obj, external_id, record.get(key), record, csv=csv)
+    id_key = next((k for k in record if k.lower() == "id"), None)
+    record_id = str(record.pop(id_key) or "") if id_key is not None else ""
+    if operation == "update":
+        if not record_id:
+            raise RecordRejected(
+                RecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+            )
+        return uow.update(obj, record_id, record, csv=csv), False
+    return uow.delete(obj, record_id), False  # delete, hardDelete (soft here)
 
 
 def _stream(job: Job, rs: query.ResultSet, start: int, end: int) -> Iterator[str]:
