@@ -45,6 +45,7 @@ def _touch(connector: Any, n: int) -> None:
     root = connector._service_url(SERVICE)
     first = session.get(
         f"{root}A_ReservationDocumentItem?$top=1&$select=Reservation,ReservationItem,RecordType"
+        "&$format=json"
     )
     first.raise_for_status()
     item = first.json()["d"]["results"][0]

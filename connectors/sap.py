@@ -335,6 +335,10 @@ class SapConnector:
         register_secret(settings.password)
         self.session = requests_session(settings.ca_bundle, timeout=settings.timeout)
         self.session.auth = (settings.user, settings.password)
+        # SAP Gateway answers Atom XML unless JSON is asked for; pyodata asks on its reads
+        # and writes but not on a DELETE, and the connector's own calls (CSRF fetch,
+        # health) read SAP's error message as JSON
+        self.session.headers["Accept"] = "application/json"
         if settings.client:
             self.session.params = {"sap-client": settings.client}
         self._clients: dict[str, Any] = {}

@@ -1,8 +1,10 @@
 """The Starlette application: routing under ``/sap/opu/odata/sap/<SERVICE>/``, logon,
-CSRF, $metadata, $batch, and translation of :class:`SapError` into SAP's error JSON."""
+CSRF, $metadata, $batch, content negotiation (Atom unless JSON is asked for, as SAP
+Gateway answers) and translation of :class:`SapError` into SAP's error JSON or XML."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.applications import Starlette
@@ -11,10 +13,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.faults import FaultInjectionMiddleware, FaultState, admin_routes
+from sandbox.sap.atom import (
+    ATOM,
+    JSON,
+    SERVICE_TYPE,
+    atom_result,
+    error_xml,
+    negotiate,
+    service_document,
+)
 from sandbox.sap.auth import AuthError, SessionManager
 from sandbox.sap.batch import parse_batch, run_batch
 from sandbox.sap.edm import Service
-from sandbox.sap.errors import NOT_ALLOWED, SapError, fault_error_body, render
+from sandbox.sap.errors import NOT_ALLOWED, SapError, error_payload, fault_error_body
 from sandbox.sap.events import EventEmitter, event_routes
 from sandbox.sap.handlers import WRITE_METHODS, Dispatcher, Op, Result, json_result
 from sandbox.sap.metadata import metadata_xml
@@ -49,6 +60,7 @@ class SapEmulator:
                     f"No service found for namespace '/SAP/', name '{name}', version '0001'",
                 ),
                 None,
+                fmt=_error_format(request),
             )
         try:
             user, new_session = self.sessions.authenticate(
@@ -79,6 +91,7 @@ class SapEmulator:
         headers = {k.lower(): v for k, v in request.headers.items()}
         extra: dict[str, str] = {}
         session_id = new_session or request.cookies.get(self.sessions.session_cookie)
+        fmt = _error_format(request)  # until $format is known to be valid
         if headers.get("x-csrf-token", "").lower() == "fetch" and method in ("GET", "HEAD"):
             token = self.sessions.fetch_token(user, session_id)
             extra["x-csrf-token"] = token
@@ -92,10 +105,11 @@ class SapEmulator:
                 headers={"x-csrf-token": "Required"},
             )
         try:
+            fmt = negotiate(request.query_params.get("$format"), headers.get("accept"))
             if path in ("", "/"):
                 if method not in ("GET", "HEAD"):
                     raise SapError(405, NOT_ALLOWED, f"Method {method} not allowed")
-                result = json_result(200, {"d": {"EntitySets": list(svc.sets)}})
+                result = _service_document(svc, root, fmt)
             elif path == "$metadata":
                 result = Result(
                     200,
@@ -111,8 +125,10 @@ class SapEmulator:
             else:
                 op = Op(method, path, request.url.query, headers, await request.body())
                 result = self.dispatcher.handle(svc, op, root)
+                if fmt == ATOM:
+                    result = atom_result(svc, path, result, root)
         except SapError as exc:
-            return self._error(exc, svc, extra)
+            return self._error(exc, svc, extra, fmt)
         out_headers = {**result.headers, **extra}
         if method == "HEAD":
             return Response(b"", status_code=result.status, headers=out_headers)
@@ -127,11 +143,16 @@ class SapEmulator:
         parts = parse_batch(body, content_type)
         self.counter.batch_operations += sum(len(p.ops) if hasattr(p, "ops") else 1 for p in parts)
 
+        def run(op: Op, uow: UnitOfWork | None = None) -> Result:
+            fmt = negotiate(op.params().get("$format"), op.headers.get("accept"), batch_part=True)
+            result = self.dispatcher.handle(svc, _relative(op, svc), root, uow)
+            return atom_result(svc, op.path, result, root) if fmt == ATOM else result
+
         def run_op(op: Op) -> Result:
             try:
-                return self.dispatcher.handle(svc, _relative(op, svc), root)
+                return run(op)
             except SapError as exc:
-                return _error_result(exc, svc)
+                return _error_result(exc, svc, _part_error_format(op))
 
         def run_changeset(ops: list[Op]) -> list[Result] | Result:
             uow = UnitOfWork(self.repo)
@@ -139,9 +160,9 @@ class SapEmulator:
             with self.repo.lock:
                 for op in ops:
                     try:
-                        results.append(self.dispatcher.handle(svc, _relative(op, svc), root, uow))
+                        results.append(run(op, uow))
                     except SapError as exc:
-                        return _error_result(exc, svc)
+                        return _error_result(exc, svc, _part_error_format(op))
                 uow.commit()
             return results
 
@@ -149,9 +170,13 @@ class SapEmulator:
         return Result(202, {"content-type": content_type_out, "dataserviceversion": "2.0"}, payload)
 
     def _error(
-        self, exc: SapError, svc: Service | None, extra: dict[str, str] | None = None
+        self,
+        exc: SapError,
+        svc: Service | None,
+        extra: dict[str, str] | None = None,
+        fmt: str = JSON,
     ) -> Response:
-        result = _error_result(exc, svc)
+        result = _error_result(exc, svc, fmt)
         return Response(
             result.body, status_code=result.status, headers={**result.headers, **(extra or {})}
         )
@@ -167,10 +192,48 @@ def _relative(op: Op, svc: Service) -> Op:
     return op
 
 
-def _error_result(exc: SapError, svc: Service | None) -> Result:
-    body = render(exc, svc.name if svc else "", svc.component if svc else "")
-    headers = {"content-type": "application/json", "dataserviceversion": "1.0", **exc.headers}
+def _error_result(exc: SapError, svc: Service | None, fmt: str = JSON) -> Result:
+    """SAP's error body, as XML for a client that wants XML or Atom, else as JSON."""
+    payload = error_payload(
+        exc.status,
+        exc.code,
+        exc.message,
+        exc.details,
+        svc.name if svc else "",
+        svc.component if svc else "",
+    )
+    if fmt == ATOM:
+        content_type, body = "application/xml", error_xml(payload)
+    else:
+        content_type, body = "application/json", json.dumps(payload).encode()
+    headers = {"content-type": content_type, "dataserviceversion": "1.0", **exc.headers}
     return Result(exc.status, headers, body)
+
+
+def _error_format(request: Request) -> str:
+    """The format an error is answered in: the negotiated one, or - when ``$format``
+    itself is the error - the one Accept asks for."""
+    accept = request.headers.get("accept")
+    try:
+        return negotiate(request.query_params.get("$format"), accept)
+    except SapError:
+        return negotiate(None, accept)
+
+
+def _part_error_format(op: Op) -> str:
+    accept = op.headers.get("accept")
+    try:
+        return negotiate(op.params().get("$format"), accept, batch_part=True)
+    except SapError:
+        return negotiate(None, accept, batch_part=True)
+
+
+def _service_document(svc: Service, root: str, fmt: str) -> Result:
+    """The service document: AtomPub's ``<app:service>`` or JSON's list of entity sets."""
+    if fmt == JSON:
+        return json_result(200, {"d": {"EntitySets": list(svc.sets)}})
+    headers = {"content-type": SERVICE_TYPE, "dataserviceversion": "1.0"}
+    return Result(200, headers, service_document(svc, root))
 
 
 def create_app(

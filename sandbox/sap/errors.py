@@ -1,5 +1,6 @@
-"""SAP Gateway's JSON error body, used for every error the emulator answers (including
-the ones the fault injection middleware fabricates), so clients parse one shape."""
+"""SAP Gateway's error body: JSON for every error a JSON client gets (including the ones
+the fault injection middleware fabricates), and the same content as XML
+(:func:`sandbox.sap.atom.error_xml`) for a client that asked for XML or Atom."""
 
 from __future__ import annotations
 
@@ -57,16 +58,18 @@ class SapError(Exception):
         return f"{self.status} {self.code}: {self.message}"
 
 
-def error_json(
+def error_payload(
     status: int,
     code: str,
     message: str,
     details: list[Detail] | None = None,
     service: str = "",
     component: str = "",
-) -> bytes:
+) -> dict[str, Any]:
+    """The error as SAP Gateway's JSON has it; the XML error is rendered from the same
+    data, so both formats always say the same."""
     now = dt.datetime.now(dt.UTC)
-    body = {
+    return {
         "error": {
             "code": code,
             "message": {"lang": "en", "value": message},
@@ -95,7 +98,17 @@ def error_json(
             },
         }
     }
-    return json.dumps(body).encode()
+
+
+def error_json(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Detail] | None = None,
+    service: str = "",
+    component: str = "",
+) -> bytes:
+    return json.dumps(error_payload(status, code, message, details, service, component)).encode()
 
 
 def render(err: SapError, service: str = "", component: str = "") -> bytes:

@@ -34,6 +34,8 @@ class Sap:
         session = requests.Session()
         session.auth = (user, password)
         session.params = {"sap-client": CLIENT}  # type: ignore[assignment]
+        # SAP Gateway answers Atom unless JSON is asked for; these tests read JSON
+        session.headers["Accept"] = "application/json"
         return session
 
     def fetch_token(self, session: requests.Session, service: str) -> str:
