@@ -319,19 +319,7 @@ class _Parser:
             count = True
         else:
             items = self._select_items()
-        self.expect_keyword("FROM")
-        obj_tok = self.expect("ident")
-        obj = self.schema.sobject(obj_tok.text)
-        if obj is None:
-            raise ApiError(
-                400,
-                "INVALID_TYPE",
-                _error_pointer(self.soql, obj_tok.pos)
-                + f"sObject type '{obj_tok.text}' is not supported. If you are attempting to "
-                "use a custom object, be sure to append the '__c' after the entity name. "
-                "Please reference your WSDL or the describe call for the appropriate names.",
-            )
-        self.obj = obj
+        obj = self.obj = self._from()
         columns = self._columns(items)
         children = self._children(items)
         where = None
@@ -359,8 +347,37 @@ class _Parser:
             grouping = self._aggregate_order(grouping)
         elif self.at_keyword("ORDER"):
             order = self._order_by()
-        limit = None
-        offset = 0
+        limit, offset = self._limit_offset()
+        tok = self.next()
+        if tok.kind != "eof":
+            raise self.unexpected(tok)
+        lookup = None if where is None else self.lookups.get(id(where))
+        floors = {} if where is None else self.floors.get(id(where), {})
+        floor = next((Floor(n, floors[n]) for n in STAMP_FIELDS if n in floors), None)
+        return Query(
+            self.soql, obj, tuple(fields), count, where, order, limit, offset, lookup,
+            floor, grouping, children,
+        )  # fmt: skip
+
+    def _from(self) -> SObjectType:
+        """``FROM Object``: the queried object, or Salesforce's INVALID_TYPE."""
+        self.expect_keyword("FROM")
+        tok = self.expect("ident")
+        obj = self.schema.sobject(tok.text)
+        if obj is None:
+            raise ApiError(
+                400,
+                "INVALID_TYPE",
+                _error_pointer(self.soql, tok.pos)
+                + f"sObject type '{tok.text}' is not supported. If you are attempting to "
+                "use a custom object, be sure to append the '__c' after the entity name. "
+                "Please reference your WSDL or the describe call for the appropriate names.",
+            )
+        return obj
+
+    def _limit_offset(self) -> tuple[int | None, int]:
+        """``[LIMIT n] [OFFSET m]``; Salesforce allows an OFFSET of at most 2000."""
+        limit, offset = None, 0
         if self.at_keyword("LIMIT"):
             self.next()
             limit = self.integer()
@@ -375,16 +392,7 @@ class _Parser:
                     _error_pointer(self.soql, tok.pos)
                     + f"Maximum SOQL offset allowed is {MAX_OFFSET}",
                 )
-        tok = self.next()
-        if tok.kind != "eof":
-            raise self.unexpected(tok)
-        lookup = None if where is None else self.lookups.get(id(where))
-        floors = {} if where is None else self.floors.get(id(where), {})
-        floor = next((Floor(n, floors[n]) for n in STAMP_FIELDS if n in floors), None)
-        return Query(
-            self.soql, obj, tuple(fields), count, where, order, limit, offset, lookup,
-            floor, grouping, children,
-        )  # fmt: skip
+        return limit, offset
 
     def _order_by(self) -> tuple[OrderItem, ...]:
         """``ORDER BY field [ASC|DESC] [NULLS FIRST|LAST], ...`` of a record query."""
