@@ -179,29 +179,38 @@ def rest_records(rs: ResultSet, start: int, end: int, version: str) -> list[dict
             for row in rs.rows[start:end]
         ]
     base = f"/services/data/v{version}/sobjects/"
+    rel_index = _relationship_index(rs.relationships)
+    obj, fields = q.obj.name, q.fields
+    if not q.children:  # the common case, and the hub's: no per-row subquery work
+        return [_record(obj, fields, rel_index, row, base) for row in rs.rows[start:end]]
     out: list[dict[str, Any]] = []
     for row in rs.rows[start:end]:
         nested = [
             (child.position, child.name, _child_records(child, rows.get(row[0]), base))
             for child, rows in zip(q.children, rs.children, strict=True)
         ]
-        out.append(_record(q.obj.name, q.fields, rs.relationships, row, base, nested))
+        out.append(_record(obj, fields, rel_index, row, base, nested))
     return out
+
+
+def _relationship_index(relationships: tuple[Field, ...]) -> dict[str, int]:
+    """Where each reference field's parent id trails a row (after the selected values)."""
+    return {rel.name: i for i, rel in enumerate(relationships)}
 
 
 def _record(
     obj: str,
     fields: tuple[FieldRef, ...],
-    relationships: tuple[Field, ...],
+    rel_index: dict[str, int],
     row: tuple[Any, ...],
     base: str,
     nested: list[tuple[int, str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One row as a REST record: parents' fields nested under their relationship, and
-    the subquery results (position, name, value) placed where the select list had them."""
-    pending = list(nested or ())
+    the subquery results (position, name, value) placed where the select list had them.
+    Runs for every row a query returns, so the per-query work is done by the caller."""
+    pending = nested.copy() if nested else None
     n_fields = len(fields)
-    rel_index = {rel.name: i for i, rel in enumerate(relationships)}
     record: dict[str, Any] = {"attributes": {"type": obj, "url": base + obj + "/" + row[0]}}
     for i, ref in enumerate(fields):
         while pending and pending[0][0] == i:
@@ -224,7 +233,7 @@ def _record(
                 "attributes": {"type": target, "url": base + target + "/" + str(parent_id)}
             }
         parent[ref.field.name] = value
-    for _, name, value in pending:
+    for _, name, value in pending or ():
         record[name] = value
     return record
 
@@ -236,8 +245,8 @@ def _child_records(
     its own (all of it: ``done`` true)."""
     if not rows:
         return None
-    relationships = subquery.references(child.fields)
-    records = [_record(child.obj.name, child.fields, relationships, r, base) for r in rows]
+    rel_index = _relationship_index(subquery.references(child.fields))
+    records = [_record(child.obj.name, child.fields, rel_index, r, base) for r in rows]
     return {"totalSize": len(records), "done": True, "records": records}
 
 
