@@ -159,6 +159,14 @@ class Floor:
     low: str
 
 
+#: FIELDS(<group>): which of an object's fields each group selects
+FIELD_GROUPS: dict[str, Callable[[Field], bool]] = {
+    "ALL": lambda f: True,
+    "STANDARD": lambda f: not f.custom,
+    "CUSTOM": lambda f: f.custom,
+}
+#: the most rows a query selecting FIELDS(ALL) or FIELDS(CUSTOM) may ask for
+FIELDS_LIMIT = 200
 #: the aggregate functions an aggregate query may select (of one field each)
 AGGREGATES = frozenset({"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"})
 
@@ -171,6 +179,7 @@ class _Item:
     arg: Token | None = None
     alias: Token | None = None
     sub: int | None = None  # a subquery: the token index of its opening parenthesis
+    group: str | None = None  # FIELDS(ALL|STANDARD|CUSTOM), expanded once FROM is known
 
 
 @dataclass(frozen=True)
@@ -320,6 +329,7 @@ class _Parser:
         else:
             items = self._select_items()
         obj = self.obj = self._from()
+        written, items = items, self._expand_field_groups(items)
         columns = self._columns(items)
         children = self._children(items)
         where = None
@@ -348,6 +358,7 @@ class _Parser:
         elif self.at_keyword("ORDER"):
             order = self._order_by()
         limit, offset = self._limit_offset()
+        self._check_field_group_limit(written, limit)
         tok = self.next()
         if tok.kind != "eof":
             raise self.unexpected(tok)
@@ -440,6 +451,13 @@ class _Parser:
         if tok.kind != "ident" or tok.upper == "FROM":
             raise self.unexpected(tok)
         arg = None
+        if tok.upper == "FIELDS" and self.peek().text == "(":
+            self.next()
+            group = self.expect("ident")
+            if group.upper not in FIELD_GROUPS:
+                raise self.unexpected(group)
+            self.expect("punct", ")")
+            return _Item(tok, group=group.upper)
         if self.peek().text == "(":
             if tok.upper not in AGGREGATES:
                 raise self.malformed_at(
@@ -454,6 +472,33 @@ class _Parser:
             if arg is None:  # only an aggregate takes an alias
                 raise self.unexpected(alias)
         return _Item(tok, arg, alias)
+
+    def _expand_field_groups(self, items: list[_Item]) -> list[_Item]:
+        """``FIELDS(ALL|STANDARD|CUSTOM)`` as the fields of the queried object it names,
+        in describe order, leaving out the ones the select list names itself."""
+        if not any(item.group for item in items):
+            return items
+        assert self.obj is not None
+        named = {item.head.upper for item in items if not item.group and item.sub is None}
+        out: list[_Item] = []
+        for item in items:
+            if not item.group:
+                out.append(item)
+                continue
+            for f in self.obj.fields:
+                if FIELD_GROUPS[item.group](f) and f.name.upper() not in named:
+                    named.add(f.name.upper())
+                    out.append(_Item(Token("ident", f.name, item.head.pos)))
+        return out
+
+    def _check_field_group_limit(self, items: list[_Item], limit: int | None) -> None:
+        """FIELDS(ALL) and FIELDS(CUSTOM) are bounded: Salesforce wants LIMIT 200 or less."""
+        for item in items:
+            if item.group in ("ALL", "CUSTOM") and (limit is None or limit > FIELDS_LIMIT):
+                raise self.malformed_at(
+                    item.head.pos,
+                    f"The SOQL FIELDS function must have a LIMIT of at most {FIELDS_LIMIT}",
+                )
 
     def _skip_subquery(self, tok: Token) -> _Item:
         """A relationship subquery, skipped to its closing parenthesis for now: its FROM
@@ -508,7 +553,7 @@ class _Parser:
             )
         self.obj = rel.child
         fields = []
-        for head, column in self._columns(items):
+        for head, column in self._columns(self._expand_field_groups(items)):
             if not isinstance(column, FieldRef):
                 raise self.malformed_at(head.pos, "the sandbox has no aggregates in a subquery")
             fields.append(column)
