@@ -376,6 +376,10 @@ class RestApi:
         if len(parts) == 3 and parts[2] == "describe":
             self._only(call, "GET")
             return Reply(200, describe_object(obj, v, self.schema))
+        if len(parts) > 3 and parts[2] == "describe":
+            # layouts, compact layouts, quick actions...: not emulated, and not an
+            # external-id lookup on a field called "describe"
+            raise not_found()
         if len(parts) == 3 and parts[2] in replication.RESOURCES:
             self._only(call, "GET")
             answer = replication.updated if parts[2] == "updated" else replication.deleted

@@ -343,3 +343,12 @@ def test_pause_dates_and_dunning_history_describe_and_store_as_their_types(org: 
     with pytest.raises(SalesforceMalformedRequest) as info:
         invoice.update(made["id"], {"Dunning_History__c": "x" * 32_769})
     assert error_body(info.value)[0]["errorCode"] == "STRING_TOO_LONG"
+
+
+def test_describe_sub_resources_the_emulator_lacks_are_not_found(org: Org) -> None:
+    """``describe/layouts`` is a resource of its own, not an external-id lookup on a field
+    named ``describe`` (which answered "Provided external ID field does not exist")."""
+    with pytest.raises(SalesforceResourceNotFound) as caught:
+        rest(org.client(), "sobjects/Account/describe/layouts")
+    [error] = error_body(caught.value)
+    assert error == {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}
