@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sandbox.salesforce import ids, query, soql
 from sandbox.salesforce.errors import ApiError, RecordError, RecordRejected
@@ -35,6 +35,7 @@ from sandbox.salesforce.values import format_datetime
 from sandbox.store import DocumentStore
 
 MAX_JOBS = 200
+J = TypeVar("J")
 DEFAULT_MAX_RECORDS = 50_000
 STREAM_CHUNK = 1000
 CSV_TYPE = "text/csv"
@@ -122,6 +123,33 @@ class Job:
         return out
 
 
+class JobRegistry(Generic[J]):
+    """The jobs an API remembers, by id (15- or 18-character), the newest ``MAX_JOBS``:
+    Salesforce forgets jobs too (after seven days), and an emulator must not grow forever."""
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, J] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, job_id: str, job: J) -> None:
+        with self._lock:
+            self._jobs[job_id] = job
+            while len(self._jobs) > MAX_JOBS:
+                self._jobs.popitem(last=False)
+
+    def get(self, job_id: str) -> J | None:
+        with self._lock:
+            return self._jobs.get(ids.normalize(job_id) or job_id)
+
+    def drop(self, job_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def all(self) -> list[J]:
+        with self._lock:
+            return list(self._jobs.values())
+
+
 class BulkApi:
     def __init__(
         self,
@@ -134,8 +162,7 @@ class BulkApi:
         self.schema = schema
         self.repo = repo
         self.settings = settings
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._lock = threading.Lock()
+        self._jobs: JobRegistry[Job] = JobRegistry()
 
     # -- routing ---------------------------------------------------------------------------
     def handle(self, call: Call) -> Reply:
@@ -158,8 +185,7 @@ class BulkApi:
             if call.method == "PATCH":
                 return self._set_state(job, call)
             if call.method == "DELETE":
-                with self._lock:
-                    self._jobs.pop(job.id, None)
+                self._jobs.drop(job.id)
                 return Reply(204)
             raise method_not_allowed(call.method, "GET,PATCH,DELETE")
         sub = parts[3]
@@ -178,15 +204,13 @@ class BulkApi:
         raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
 
     def _job(self, kind: str, job_id: str) -> Job:
-        with self._lock:
-            job = self._jobs.get(ids.normalize(job_id) or job_id)
+        job = self._jobs.get(job_id)
         if job is None or job.kind != kind:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return job
 
     def _list(self, kind: str, call: Call) -> Reply:
-        with self._lock:
-            jobs = [j.info(detail=False) for j in self._jobs.values() if j.kind == kind]
+        jobs = [j.info(detail=False) for j in self._jobs.all() if j.kind == kind]
         return Reply(200, {"done": True, "records": jobs, "nextRecordsUrl": None})
 
     # -- creation --------------------------------------------------------------------------
@@ -266,10 +290,7 @@ class BulkApi:
             user_id=self.settings.user_id,
             state="Open",
         )
-        with self._lock:
-            self._jobs[job.id] = job
-            while len(self._jobs) > MAX_JOBS:
-                self._jobs.popitem(last=False)
+        self._jobs.add(job.id, job)
         return job
 
     # -- ingest ----------------------------------------------------------------------------

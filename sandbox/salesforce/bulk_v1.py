@@ -17,7 +17,7 @@ batch, as Bulk API 1.0 refuses them.
 Errors are Bulk API 1.0's ``{"exceptionCode", "exceptionMessage"}`` with its documented
 codes (``InvalidSessionId``, ``InvalidJob``, ``InvalidJobState``, ``InvalidBatch``,
 ``InvalidOperation``, ``InvalidUrl``...); the codes and statuses are Salesforce's, the
-wording of most messages the emulator's. Jobs live in memory (the newest ``MAX_JOBS``).
+wording of most messages the emulator's. Jobs live in memory (the newest ``bulk.MAX_JOBS``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.salesforce import ids, query, soql
-from sandbox.salesforce.bulk import apply_record
+from sandbox.salesforce.bulk import JobRegistry, apply_record
 from sandbox.salesforce.errors import ApiError, RecordRejected
 from sandbox.salesforce.repository import Repository, UnitOfWork
 from sandbox.salesforce.rest import JSON, Call, Reply
@@ -40,7 +40,6 @@ from sandbox.salesforce.settings import SalesforceSettings
 from sandbox.salesforce.values import format_datetime, parse_date, parse_datetime
 from sandbox.store import DocumentStore
 
-MAX_JOBS = 200
 MAX_BATCH_RECORDS = 10_000
 #: rows per query result id: Salesforce splits a big result into several files, so a
 #: client must follow every id; the emulator splits by rows (Salesforce by size)
@@ -196,8 +195,7 @@ class BulkV1Api:
         self.repo = repo
         self.settings = settings
         self.schema = schema
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._lock = threading.Lock()
+        self._jobs: JobRegistry[Job] = JobRegistry()
 
     # -- routing ---------------------------------------------------------------------------
     def handle(self, call: Call) -> Reply:
@@ -234,8 +232,7 @@ class BulkV1Api:
         raise _invalid_url()
 
     def _job(self, job_id: str) -> Job:
-        with self._lock:
-            job = self._jobs.get(ids.normalize(job_id) or job_id)
+        job = self._jobs.get(job_id)
         if job is None:
             raise BulkV1Error(400, "InvalidJob", f"Invalid job id: {job_id}")
         return job
@@ -278,10 +275,7 @@ class BulkV1Api:
             created=_now(),
             user_id=self.settings.user_id,
         )
-        with self._lock:
-            self._jobs[job.id] = job
-            while len(self._jobs) > MAX_JOBS:
-                self._jobs.popitem(last=False)
+        self._jobs.add(job.id, job)
         return Reply(201, job.info())
 
     @staticmethod
