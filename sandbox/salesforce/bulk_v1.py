@@ -23,7 +23,6 @@ wording of most messages the emulator's. Jobs live in memory (the newest ``bulk.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -48,8 +47,6 @@ DML_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 QUERY_OPERATIONS = ("query", "queryAll")
 CONCURRENCY = {"Parallel": "Parallel", "Serial": "Serial", 0: "Parallel", 1: "Serial"}
 TEXT = "text/plain;charset=UTF-8"
-_QUOTED = re.compile(r"'(?:\\.|[^'\\])*'")
-_NESTED = re.compile(r"\(\s*SELECT\b", re.IGNORECASE)
 
 
 class BulkV1Error(ApiError):
@@ -385,15 +382,15 @@ class BulkV1Api:
             text = body.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise _BatchFailed(prefix + "the query is not UTF-8 text") from None
-        if _NESTED.search(_QUOTED.sub("''", text)):
-            raise _BatchFailed(
-                prefix + "FUNCTIONALITY_NOT_ENABLED: Aggregate Relationships not supported in "
-                "Bulk Query"
-            )
         try:
             parsed = soql.parse(text, self.schema)
         except ApiError as exc:
             raise _BatchFailed(f"{prefix}{exc.code}: {exc.message}") from None
+        if parsed.children:
+            raise _BatchFailed(
+                prefix + "FUNCTIONALITY_NOT_ENABLED: Aggregate Relationships not supported in "
+                "Bulk Query"
+            )
         if parsed.count or parsed.grouping is not None:
             raise _BatchFailed(
                 prefix + "FUNCTIONALITY_NOT_ENABLED: Aggregate queries are not supported in "
