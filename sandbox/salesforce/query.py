@@ -66,14 +66,8 @@ class ParentCache:
 def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> ResultSet:
     """Evaluate ``query``; ``include_deleted`` is queryAll (soft-deleted rows too)."""
     resolve = ParentCache(store)
-    where = query.where
+    matching = _matching(store, query, resolve, include_deleted=include_deleted)
     if query.grouping is not None:
-        matching = (
-            doc
-            for doc in _candidates(store, query, include_deleted=include_deleted)
-            if (include_deleted or not doc.get("IsDeleted"))
-            and (where is None or where(doc, resolve))
-        )
         grouped = aggregate.rows(query.grouping, matching, resolve)
         stop = None if query.limit is None else query.offset + query.limit
         grouped = grouped[query.offset : stop]
@@ -87,11 +81,7 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
     matched: list[tuple[Any, ...]] = []
     sort_rows: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
     count = 0
-    for doc in _candidates(store, query, include_deleted=include_deleted):
-        if not include_deleted and doc.get("IsDeleted"):
-            continue
-        if where is not None and not where(doc, resolve):
-            continue
+    for doc in matching:
         count += 1
         if query.count:
             if wanted is not None and count >= wanted:
@@ -119,6 +109,19 @@ def execute(store: DocumentStore, query: Query, *, include_deleted: bool) -> Res
         store, query.children, {row[0] for row in rows}, resolve, include_deleted=include_deleted
     )
     return ResultSet(query, rows, len(rows), relationships, children=children)
+
+
+def _matching(
+    store: DocumentStore, query: Query, resolve: ParentCache, *, include_deleted: bool
+) -> Iterator[Doc]:
+    """The candidates the query can see (live ones, or all for queryAll) that its WHERE
+    keeps, in the order the candidates are read."""
+    where = query.where
+    for doc in _candidates(store, query, include_deleted=include_deleted):
+        if not include_deleted and doc.get("IsDeleted"):
+            continue
+        if where is None or where(doc, resolve):
+            yield doc
 
 
 def _by_key(query: Query, *, include_deleted: bool) -> bool:
