@@ -38,6 +38,8 @@ SEARCH_SCOPES = {
 }
 _CLAUSE = re.compile(r"\b(WHERE|ORDER\s+BY|LIMIT|OFFSET)\b", re.IGNORECASE)
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: a word of a search term: word characters and the wildcards
+_TERM_WORD = re.compile(r"[\w*?]+", re.UNICODE)
 Matcher = Callable[[list[str], str], bool]
 
 
@@ -188,11 +190,7 @@ def _term(token: str) -> Matcher:
         raise ApiError(
             400, "INVALID_SEARCH", f"search term must be longer than one character: {token}"
         )
-    words = _WORD.findall(text.replace("*", "wildstar").replace("?", "wildone"))
-    patterns = [
-        re.compile("^" + re.escape(w).replace("wildstar", r"\w*").replace("wildone", r"\w") + "$")
-        for w in words
-    ]
+    patterns = [re.compile(_wildcards(w)) for w in _TERM_WORD.findall(text)]
     punctuated = not phrase and bool(re.search(r"[^\w*?]", text))
 
     def match(field_words: list[str], field_text: str) -> bool:
@@ -205,6 +203,12 @@ def _term(token: str) -> Matcher:
         )
 
     return match
+
+
+def _wildcards(word: str) -> str:
+    """A term word as a whole-word pattern: ``*`` any run of word characters, ``?`` one."""
+    wild = {"*": r"\w*", "?": r"\w"}
+    return "^" + "".join(wild.get(c) or re.escape(c) for c in word) + "$"
 
 
 # -- running --------------------------------------------------------------------------------
