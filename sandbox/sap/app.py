@@ -195,7 +195,6 @@ def _relative(op: Op, svc: Service) -> Op:
 def _error_result(exc: SapError, svc: Service | None, fmt: str = JSON) -> Result:
     """SAP's error body, as XML for a client that wants XML or Atom, else as JSON."""
     payload = error_payload(
-        exc.status,
         exc.code,
         exc.message,
         exc.details,

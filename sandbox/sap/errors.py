@@ -59,7 +59,6 @@ class SapError(Exception):
 
 
 def error_payload(
-    status: int,
     code: str,
     message: str,
     details: list[Detail] | None = None,
@@ -108,7 +107,7 @@ def error_json(
     service: str = "",
     component: str = "",
 ) -> bytes:
-    return json.dumps(error_payload(status, code, message, details, service, component)).encode()
+    return json.dumps(error_payload(code, message, details, service, component)).encode()
 
 
 def render(err: SapError, service: str = "", component: str = "") -> bytes:
