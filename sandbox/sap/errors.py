@@ -110,10 +110,6 @@ def error_json(
     return json.dumps(error_payload(code, message, details, service, component)).encode()
 
 
-def render(err: SapError, service: str = "", component: str = "") -> bytes:
-    return error_json(err.status, err.code, err.message, err.details, service, component)
-
-
 def fault_error_body(status: int, message: str) -> tuple[str, bytes]:
     """``error_body`` for :class:`sandbox.faults.FaultInjectionMiddleware`."""
     code = {429: THROTTLED, 503: UNAVAILABLE}.get(status, TECHNICAL)
