@@ -41,6 +41,7 @@ from hub.store import repo
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync import deletions, deliveries, staging
+from hub.sync.collector import collector_spared
 from hub.sync.deliveries import DeliveryRules
 from hub.sync.fingerprints import EXTERNAL_IDS, push_projection, with_claims
 from hub.sync.lock import LockBusyError, live_leases, store_lock
@@ -332,6 +333,7 @@ class SyncEngine:
                 repo.set_cursor(s, HUB, slot, f"{start.isoformat()}|")
         return set()
 
+    @collector_spared()
     def plan_new_records(self, entity: str, chunk: int = 1000) -> None:
         """Plan every golden record changed since the ``<entity>:plan`` cursor - the
         records this pass created (their plans were deferred until every system was read,
@@ -618,8 +620,11 @@ class SyncEngine:
             )
 
     # -- pull ---------------------------------------------------------------------------
+    @collector_spared()
     def pull(self, system: str, entity: str) -> None:
-        """Extract changes since the cursor, merge them into golden records, plan pushes."""
+        """Extract changes since the cursor, merge them into golden records, plan pushes.
+        With the objects that outlive the pass kept out of the cyclic collector's walks
+        (hub.sync.collector)."""
         connector = self.connectors[system]
         with self.sessions() as s:
             cursor = repo.get_cursor(s, system, entity)
