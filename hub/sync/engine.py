@@ -449,6 +449,7 @@ class SyncEngine:
             self._ingest(s, system, entity, records)
 
     # -- delivery planning --------------------------------------------------------------
+    @collector_spared()
     def plan_deliveries(self, chunk: int = 500) -> None:
         """Bring allocations in step with every subscription changed since the last plan
         (hub.sync.deliveries), a chunk of subscriptions per transaction together with the
@@ -929,6 +930,7 @@ class SyncEngine:
             remaining.remove(ready[0])
         return order
 
+    @collector_spared()
     def push(self, system: str, entity: str) -> None:
         """Deliver the outbox's pending pushes to one system, in bulk batches."""
         if self.dry_run:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from connectors.base import Batch
+import pytest
+
+from connectors.base import Batch, NativeRecord, WriteResult
 from hub.sync.collector import YOUNG_THRESHOLD, collector_spared
 from tests.sync.conftest import account
 
@@ -83,3 +85,52 @@ def test_a_pull_runs_with_the_collector_spared(setup, monkeypatch) -> None:
     make().pull("salesforce", "customer")
     assert counts and counts[0] > 0
     assert gc.get_freeze_count() == 0
+
+
+def test_a_push_runs_with_the_collector_spared(setup, monkeypatch) -> None:
+    make, crm, erp, _ = setup
+    crm.put(account("Acme GmbH"))
+    make().pull("salesforce", "customer")  # plans the new account's push to the ERP
+    counts: list[int] = []
+    writer = erp.write_batch
+
+    def write_batch(entity: str, records: Iterable[NativeRecord]) -> list[WriteResult]:
+        counts.append(gc.get_freeze_count())
+        return writer(entity, records)
+
+    monkeypatch.setattr(erp, "write_batch", write_batch)
+    make().push("sap", "customer")
+    assert counts and counts[0] > 0
+    assert gc.get_freeze_count() == 0
+
+
+class _Seen(Exception):
+    """Stops a pass once it has shown what the collector was set to."""
+
+
+def _record_and_stop(counts: list[int]) -> Any:
+    def record(*_: object, **__: object) -> None:
+        counts.append(gc.get_freeze_count())
+        raise _Seen
+
+    return record
+
+
+def _spared_until_seen(make: Any, monkeypatch: Any, target: str, call: Any) -> None:
+    counts: list[int] = []
+    monkeypatch.setattr(target, _record_and_stop(counts))
+    with pytest.raises(_Seen):
+        call(make())
+    assert counts and counts[0] > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_plan_new_records_spared(setup, monkeypatch) -> None:
+    """(A short name: the PostgreSQL database is named after the test.)"""
+    target = "hub.store.repo.live_changed_since"
+    _spared_until_seen(setup[0], monkeypatch, target, lambda e: e.plan_new_records("customer"))
+
+
+def test_plan_deliveries_spared(setup, monkeypatch) -> None:
+    target = "hub.sync.engine.DeliveryRules.load"
+    _spared_until_seen(setup[0], monkeypatch, target, lambda e: e.plan_deliveries())
