@@ -25,24 +25,34 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 #: objects allocated (net) between young collections during a pass
 YOUNG_THRESHOLD = 20_000
+#: a pass that lasted this long ends with a full collection (see collector_spared)
+COLLECT_AFTER_SECONDS = 1.0
 
 _lock = threading.Lock()
 _active = 0
 _saved: tuple[int, int, int] = gc.get_threshold()
+_started = 0.0
 
 
 @contextmanager
 def collector_spared() -> Iterator[None]:
     """Run the body with the objects that exist now kept out of the cyclic collector's
-    walks (see the module's docstring)."""
-    global _active, _saved
+    walks (see the module's docstring). The outermost pass, if it lasted
+    COLLECT_AFTER_SECONDS or more, ends with one full collection: the garbage cycles
+    among what it froze (the previous pass's batches) would otherwise be frozen again by
+    the next pass, and a run of passes back to back never collected them (peak memory at
+    10,000 customers rose from 0.66 to 0.91 GiB). A shorter pass leaves them to the
+    collector's own schedule rather than pay a walk of the whole heap each time."""
+    global _active, _saved, _started
     with _lock:
         if _active == 0:
+            _started = time.monotonic()
             gc.freeze()
             _saved = gc.get_threshold()
             gc.set_threshold(max(_saved[0], YOUNG_THRESHOLD), *_saved[1:])
@@ -55,3 +65,5 @@ def collector_spared() -> Iterator[None]:
             if _active == 0:
                 gc.set_threshold(*_saved)
                 gc.unfreeze()
+                if time.monotonic() - _started >= COLLECT_AFTER_SECONDS:
+                    gc.collect()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from connectors.base import Batch, NativeRecord, WriteResult
+from hub.sync import collector
 from hub.sync.collector import YOUNG_THRESHOLD, collector_spared
 from tests.sync.conftest import account
 
@@ -134,3 +135,49 @@ def test_plan_new_records_spared(setup, monkeypatch) -> None:
 def test_plan_deliveries_spared(setup, monkeypatch) -> None:
     target = "hub.sync.engine.DeliveryRules.load"
     _spared_until_seen(setup[0], monkeypatch, target, lambda e: e.plan_deliveries())
+
+
+def test_a_long_pass_ends_with_a_full_collection(monkeypatch) -> None:
+    """Else the next pass freezes this one's garbage cycles again, and a run of passes
+    back to back holds all of them to its end (peak memory +40% at 10,000 customers)."""
+    gone = threading.Event()
+
+    class Watched:
+        other: Any = None
+
+        def __del__(self) -> None:
+            gone.set()
+
+    monkeypatch.setattr(collector, "COLLECT_AFTER_SECONDS", 0.0)
+    gc.disable()  # only the pass's own collection may find the cycle
+    try:
+        a = Watched()
+        with collector_spared():
+            a.other = [a]
+            del a
+        assert gone.is_set()
+    finally:
+        gc.enable()
+
+
+def test_a_short_pass_leaves_collection_to_the_collectors_schedule(monkeypatch) -> None:
+    gone = threading.Event()
+
+    class Watched:
+        other: Any = None
+
+        def __del__(self) -> None:
+            gone.set()
+
+    monkeypatch.setattr(collector, "COLLECT_AFTER_SECONDS", 3600.0)
+    gc.disable()
+    try:
+        a = Watched()
+        with collector_spared():
+            a.other = [a]
+            del a
+        assert not gone.is_set()
+        gc.collect()
+        assert gone.is_set()
+    finally:
+        gc.enable()
