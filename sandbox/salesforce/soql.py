@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sandbox.salesforce import date_literals, ids
 from sandbox.salesforce.errors import ApiError
@@ -91,6 +91,7 @@ _KEYWORDS = frozenset(
 Doc = dict[str, Any]
 #: resolves a reference field of a record to the parent record (or None)
 Resolver = Callable[[Field, Doc], Doc | None]
+_T = TypeVar("_T")
 Predicate = Callable[[Doc, Resolver], bool]
 
 
@@ -372,19 +373,27 @@ class _Parser:
 
     def _from(self) -> SObjectType:
         """``FROM Object``: the queried object, or Salesforce's INVALID_TYPE."""
+        return self._from_name(
+            self.schema.sobject,
+            lambda name: (
+                f"sObject type '{name}' is not supported. If you are attempting to "
+                "use a custom object, be sure to append the '__c' after the entity name. "
+                "Please reference your WSDL or the describe call for the appropriate names."
+            ),
+        )
+
+    def _from_name(self, find: Callable[[str], _T | None], refusal: Callable[[str], str]) -> _T:
+        """``FROM name``: what ``find`` knows by that name, else Salesforce's INVALID_TYPE
+        with ``refusal(name)`` pointing at the name (an object, or a subquery's
+        relationship)."""
         self.expect_keyword("FROM")
         tok = self.expect("ident")
-        obj = self.schema.sobject(tok.text)
-        if obj is None:
+        found = find(tok.text)
+        if found is None:
             raise ApiError(
-                400,
-                "INVALID_TYPE",
-                _error_pointer(self.soql, tok.pos)
-                + f"sObject type '{tok.text}' is not supported. If you are attempting to "
-                "use a custom object, be sure to append the '__c' after the entity name. "
-                "Please reference your WSDL or the describe call for the appropriate names.",
+                400, "INVALID_TYPE", _error_pointer(self.soql, tok.pos) + refusal(tok.text)
             )
-        return obj
+        return found
 
     def _limit_offset(self) -> tuple[int | None, int]:
         """``[LIMIT n] [OFFSET m]``; Salesforce allows an OFFSET of at most 2000."""
@@ -538,19 +547,15 @@ class _Parser:
         self.i, self.nested = start + 1, True
         self.expect_keyword("SELECT")
         items = self._select_items()
-        self.expect_keyword("FROM")
-        tok = self.expect("ident")
-        rel = self.schema.child_relationship(parent.name, tok.text)
-        if rel is None:
-            raise ApiError(
-                400,
-                "INVALID_TYPE",
-                _error_pointer(self.soql, tok.pos)
-                + f"Didn't understand relationship '{tok.text}' in FROM part of query call. "
-                "If you are attempting to use a custom relationship, be sure to append the "
+        rel = self._from_name(
+            lambda name: self.schema.child_relationship(parent.name, name),
+            lambda name: (
+                f"Didn't understand relationship '{name}' in FROM part of query "
+                "call. If you are attempting to use a custom relationship, be sure to append the "
                 "'__r' after the custom relationship name. Please reference your WSDL or the "
-                "describe call for the appropriate names.",
-            )
+                "describe call for the appropriate names."
+            ),
+        )
         self.obj = rel.child
         fields = []
         for head, column in self._columns(self._expand_field_groups(items)):
@@ -568,7 +573,8 @@ class _Parser:
             limit = self.integer()
         self.expect("punct", ")")
         self.obj, self.i, self.nested = parent, resume, False
-        name = rel.name or tok.text
+        assert rel.name is not None  # it was found by its name
+        name = rel.name
         return ChildQuery(name, rel.child, rel.field, tuple(fields), where, order, limit, position)
 
     def _columns(self, items: list[_Item]) -> list[tuple[Token, FieldRef | Aggregate]]:
