@@ -212,19 +212,19 @@ def _error_result(exc: SapError, svc: Service | None, fmt: str = JSON) -> Result
 def _error_format(request: Request) -> str:
     """The format an error is answered in: the negotiated one, or - when ``$format``
     itself is the error - the one Accept asks for."""
-    accept = request.headers.get("accept")
-    try:
-        return negotiate(request.query_params.get("$format"), accept)
-    except SapError:
-        return negotiate(None, accept)
+    return _error_format_of(request.query_params.get("$format"), request.headers.get("accept"))
 
 
 def _part_error_format(op: Op) -> str:
-    accept = op.headers.get("accept")
+    """:func:`_error_format` for one part of a $batch."""
+    return _error_format_of(op.params().get("$format"), op.headers.get("accept"), batch_part=True)
+
+
+def _error_format_of(fmt: str | None, accept: str | None, *, batch_part: bool = False) -> str:
     try:
-        return negotiate(op.params().get("$format"), accept, batch_part=True)
+        return negotiate(fmt, accept, batch_part=batch_part)
     except SapError:
-        return negotiate(None, accept, batch_part=True)
+        return negotiate(None, accept, batch_part=batch_part)
 
 
 def _service_document(svc: Service, root: str, fmt: str) -> Result:

@@ -99,18 +99,7 @@ def error_payload(
     }
 
 
-def error_json(
-    status: int,
-    code: str,
-    message: str,
-    details: list[Detail] | None = None,
-    service: str = "",
-    component: str = "",
-) -> bytes:
-    return json.dumps(error_payload(code, message, details, service, component)).encode()
-
-
 def fault_error_body(status: int, message: str) -> tuple[str, bytes]:
     """``error_body`` for :class:`sandbox.faults.FaultInjectionMiddleware`."""
     code = {429: THROTTLED, 503: UNAVAILABLE}.get(status, TECHNICAL)
-    return "application/json", error_json(status, code, message)
+    return "application/json", json.dumps(error_payload(code, message)).encode()
