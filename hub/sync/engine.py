@@ -624,7 +624,7 @@ class SyncEngine:
     @collector_spared()
     def pull(self, system: str, entity: str) -> None:
         """Extract changes since the cursor, merge them into golden records, plan pushes.
-        With the objects that outlive the pass kept out of the cyclic collector's walks
+        With the objects alive before the pass kept out of the cyclic collector's walks
         (hub.sync.collector)."""
         connector = self.connectors[system]
         with self.sessions() as s:
