@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -137,10 +138,12 @@ def test_plan_deliveries_spared(setup, monkeypatch) -> None:
     _spared_until_seen(setup[0], monkeypatch, target, lambda e: e.plan_deliveries())
 
 
-def _cycle_through_a_pass(monkeypatch: Any, after_seconds: float) -> threading.Event:
-    """A garbage cycle made of objects older than a pass, dropped during it; the event is
-    set when it is collected. Automatic collection is off (``collector_off``): only
-    explicit collections may find it."""
+def _cycle_through_a_pass(
+    monkeypatch: Any, after_seconds: float, whole_heap_every: float = 0.0, *, old: bool = True
+) -> threading.Event:
+    """A garbage cycle, made of objects older than a pass (``old``) or of the pass's own,
+    dropped during it; the event is set when it is collected. Automatic collection is off
+    (``collector_off``): only explicit collections may find it."""
     gone = threading.Event()
 
     class Watched:
@@ -150,8 +153,12 @@ def _cycle_through_a_pass(monkeypatch: Any, after_seconds: float) -> threading.E
             gone.set()
 
     monkeypatch.setattr(collector, "COLLECT_AFTER_SECONDS", after_seconds)
-    a = Watched()
+    monkeypatch.setattr(collector, "WHOLE_HEAP_EVERY_SECONDS", whole_heap_every)
+    monkeypatch.setattr(collector, "_whole_heap_at", time.monotonic())  # the last walk: now
+    a = Watched() if old else None
     with collector_spared():
+        if a is None:
+            a = Watched()
         a.other = [a]
         del a
     return gone
@@ -166,16 +173,23 @@ def collector_off() -> Iterator[None]:
         gc.enable()
 
 
-def test_a_long_pass_ends_with_a_full_collection(monkeypatch, collector_off) -> None:
+def test_a_long_pass_collects_its_own_garbage_cycles(monkeypatch, collector_off) -> None:
     """Else the next pass freezes this one's garbage cycles again, and a run of passes
     back to back holds all of them to its end (peak memory +40% at 10,000 customers)."""
-    assert _cycle_through_a_pass(monkeypatch, 0.0).is_set()
+    assert _cycle_through_a_pass(monkeypatch, 0.0, 3600.0, old=False).is_set()
+
+
+def test_an_older_cycle_waits_for_the_whole_heap_walk(monkeypatch, collector_off) -> None:
+    """The walk of the whole heap (the sandbox's landscape too) is paid at most every
+    WHOLE_HEAP_EVERY_SECONDS, not at the end of each pass."""
+    assert not _cycle_through_a_pass(monkeypatch, 0.0, 3600.0).is_set()
+    assert _cycle_through_a_pass(monkeypatch, 0.0, 0.0).is_set()
 
 
 def test_a_short_pass_leaves_collection_to_the_collectors_schedule(
     monkeypatch, collector_off
 ) -> None:
-    gone = _cycle_through_a_pass(monkeypatch, 3600.0)
+    gone = _cycle_through_a_pass(monkeypatch, 3600.0, old=False)
     assert not gone.is_set()
     gc.collect()
     assert gone.is_set()
