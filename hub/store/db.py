@@ -45,6 +45,14 @@ def _json_loads(value: Any) -> Any:
     return json.loads(value)
 
 
+#: WAL pages written before a commit copies them into the database file (SQLite's default
+#: is 1,000, 4 MB). A bulk load commits a batch at a time; each checkpoint copies every page
+#: the WAL holds and syncs the file, and the same index pages come back in batch after
+#: batch. 16,000 pages (64 MB of WAL at most) copy each of them once per 16 times as many
+#: commits: a 10,000-customer initial load spent 6% of its time in those checkpoints.
+WAL_CHECKPOINT_PAGES = 16_000
+
+
 def create_store_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for the hub store. SQLite gets WAL, a busy timeout and enforced foreign
     keys so it behaves like a server database under Dagster's concurrent steps."""
@@ -61,6 +69,7 @@ def create_store_engine(url: str | None = None, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             cur.close()
 
         return engine

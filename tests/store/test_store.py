@@ -152,3 +152,24 @@ def test_outbox_quarantine_and_findings_keep_their_payloads(migrated: str) -> No
         finding = s.get(Finding, "f1")
         assert finding is not None
         assert (finding.expected, finding.actual, finding.status) == (1000, 1001, "open")
+
+
+def test_a_bulk_load_is_not_checkpointed_every_four_megabytes(tmp_path) -> None:
+    """SQLite's default copies the WAL into the database file (and syncs it) every 1,000
+    pages; the hub store's engine lets the WAL grow to WAL_CHECKPOINT_PAGES first, so a
+    bulk load copies its hot index pages once per many batches (issue 18)."""
+    from hub.store.db import WAL_CHECKPOINT_PAGES
+
+    path = tmp_path / "hub.sqlite"
+    engine = create_store_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE blob (v TEXT)")
+    for _ in range(8):  # eight commits of 1 MB each: twice the default's 4 MB
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO blob VALUES (?)", [("x" * 1024,)] * 1024)
+    with engine.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        wal = path.with_name(path.name + "-wal").stat().st_size
+    engine.dispose()
+    assert pages == WAL_CHECKPOINT_PAGES
+    assert wal > 6 * 2**20  # not wound back to the start at 4 MB
