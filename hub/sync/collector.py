@@ -10,10 +10,11 @@ spent 33.6 CPU s in 267 of them (docs/sync.md, "The cyclic collector during a pa
 :func:`collector_spared` freezes what exists when the outermost pass starts
 (``gc.freeze``: those objects are no longer walked; reference counting still frees them)
 and unfreezes it when that pass ends, so a garbage cycle among them is collected as
-before, only after the pass. What the pass itself allocates is still collected, with a
-young generation of :data:`YOUNG_THRESHOLD` objects instead of CPython's 700: most of a
-pass's objects die with their batch, freed by reference counting before a young
-collection looks at them, and fewer of them are carried into the older generations.
+before, only later (by the next walk of the whole heap, see collector_spared). What the
+pass itself allocates is still collected, with a young generation of
+:data:`YOUNG_THRESHOLD` objects instead of CPython's 700: most of a pass's objects die
+with their batch, freed by reference counting before a young collection looks at them,
+and fewer of them are carried into the older generations.
 Passes nested in one another, or running beside each other in threads, share one
 setting: the last to end restores the collector as it was.
 

@@ -19,6 +19,7 @@ from hub.store import (
     create_store_engine,
     session_factory,
 )
+from hub.store.db import WAL_CHECKPOINT_PAGES
 from hub.store.migrate import current_revision, head_revision, upgrade
 
 
@@ -158,8 +159,6 @@ def test_a_bulk_load_is_not_checkpointed_every_four_megabytes(tmp_path) -> None:
     """SQLite's default copies the WAL into the database file (and syncs it) every 1,000
     pages; the hub store's engine lets the WAL grow to WAL_CHECKPOINT_PAGES first, so a
     bulk load copies its hot index pages once per many batches (issue 18)."""
-    from hub.store.db import WAL_CHECKPOINT_PAGES
-
     path = tmp_path / "hub.sqlite"
     engine = create_store_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
