@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from hub.mapping import views
 from hub.mapping.spec import FieldMap, MappingSpec
-from hub.mapping.transforms import REGISTRY, Context, TransformError
+from hub.mapping.transforms import REGISTRY, Context, TransformError, none_safe_original
 from hub.model import ENTITIES
 
 _MISSING = object()
@@ -100,6 +100,8 @@ class _Step:
     flat_target: bool
     functions: tuple[Callable[[Any, Context], Any], ...]
     key: str | None  # the source key when the source is one top-level field
+    #: the one transform, without its None-safety, when that is the whole conversion
+    single: Callable[[Any, Context], Any] | None
 
     @classmethod
     def of(cls, name: str, fmap: FieldMap, inbound: bool) -> _Step:
@@ -108,7 +110,8 @@ class _Step:
         functions = tuple(REGISTRY[step][0 if inbound else 1] for step in steps)
         source = tuple(src.split("."))
         key = source[0] if len(source) == 1 else None
-        return cls(name, fmap, source, dst, "." not in dst, functions, key)
+        single = none_safe_original(functions[0]) if len(functions) == 1 else None
+        return cls(name, fmap, source, dst, "." not in dst, functions, key, single)
 
     def read(self, record: dict[str, Any]) -> Any:
         """The source value, or ``_MISSING`` when any step of its path is absent."""
@@ -118,6 +121,18 @@ class _Step:
                 return _MISSING
             current = current[part]
         return current
+
+
+#: A field's conversion as :meth:`Mapper._convert` runs it: (source key, step, context,
+#: the field map when it is a reference, the one transform when there is one, transforms)
+_Compiled = tuple[
+    str | None,
+    _Step,
+    Context,
+    FieldMap | None,
+    Callable[[Any, Context], Any] | None,
+    tuple[Callable[[Any, Context], Any], ...],
+]
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,9 @@ class Mapper:
             plan = spec._plan = _SpecPlan.of(spec)
         self._plan: _SpecPlan = plan
         self._contexts: dict[tuple[int, str | None], Context] = {}
+        self._compiled: dict[
+            tuple[int, bool, str | None], tuple[dict[str, FieldMap], tuple[_Compiled, ...]]
+        ] = {}
 
     @property
     def writable(self) -> tuple[str, ...]:
@@ -261,6 +279,29 @@ class Mapper:
             entry = self._plan.steps[key] = (fields, steps)
         return entry[1]
 
+    def _compile(
+        self, fields: dict[str, FieldMap], inbound: bool, currency: str | None
+    ) -> tuple[_Compiled, ...]:
+        """Each field's step with its context and reference, worked out once per mapper
+        and currency: what :meth:`_convert` would otherwise look up per field of every
+        record."""
+        key = (id(fields), inbound, currency)
+        entry = self._compiled.get(key)
+        if entry is None or entry[0] is not fields:
+            compiled = tuple(
+                (
+                    step.key,
+                    step,
+                    self._context(step.fmap, currency),
+                    step.fmap if step.fmap.ref is not None else None,
+                    step.single,
+                    step.functions,
+                )
+                for step in self._steps(fields, inbound)
+            )
+            entry = self._compiled[key] = (fields, compiled)
+        return entry[1]
+
     def _convert(
         self,
         fields: dict[str, FieldMap],
@@ -273,10 +314,10 @@ class Mapper:
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         # every field of every record read passes through this loop: the common cases
-        # (a top-level source key, no reference, text that is ASCII) take no call
-        contexts, flat_source = self._contexts, isinstance(source, dict)
-        for step in self._steps(fields, inbound):
-            key = step.key
+        # (a top-level source key, one transform or none, no reference, text that is
+        # ASCII) take no call beyond the transform's own
+        flat_source = isinstance(source, dict)
+        for key, step, ctx, ref, single, functions in self._compile(fields, inbound, currency):
             value: Any
             if key is not None:
                 value = source.get(key, _MISSING) if flat_source else _MISSING
@@ -284,18 +325,18 @@ class Mapper:
                 value = step.read(source)
             if value is _MISSING:
                 continue
-            fmap = step.fmap
-            ctx = contexts.get((id(fmap), currency))
-            if ctx is None:
-                ctx = self._context(fmap, currency)
             try:
-                if not inbound and fmap.ref is not None:
-                    value = self._resolve(fmap, value, inbound=False)
-                for fn in step.functions:
-                    value = fn(value, ctx)
+                if ref is not None and not inbound:
+                    value = self._resolve(ref, value, inbound=False)
+                if single is not None:
+                    if value is not None:
+                        value = single(value, ctx)
+                else:
+                    for fn in functions:
+                        value = fn(value, ctx)
                 if inbound:
-                    if fmap.ref is not None:
-                        value = self._resolve(fmap, value, inbound=True)
+                    if ref is not None:
+                        value = self._resolve(ref, value, inbound=True)
                     kind = type(value)
                     if kind is str:
                         if not value.isascii():

@@ -37,11 +37,26 @@ class Context:
 Fn = Callable[[Any, Context], Any]
 
 
+#: each of _none_safe's transforms -> the transform it makes None-safe
+_NONE_SAFE_ORIGINALS: dict[Fn, Fn] = {}
+
+
 def _none_safe(fn: Fn) -> Fn:
+    """``fn``, passing None through. The original stays reachable
+    (:func:`none_safe_original`): a mapper converting a field by this one transform tests
+    for None itself and calls it directly, a call less per field of every record read."""
+
     def wrapped(value: Any, ctx: Context) -> Any:
         return None if value is None else fn(value, ctx)
 
+    _NONE_SAFE_ORIGINALS[wrapped] = fn
     return wrapped
+
+
+def none_safe_original(fn: Fn) -> Fn | None:
+    """The transform ``fn`` makes None-safe (``fn`` is one of :func:`_none_safe`'s), else
+    None."""
+    return _NONE_SAFE_ORIGINALS.get(fn)
 
 
 def _text(value: Any) -> str:

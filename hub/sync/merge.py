@@ -47,18 +47,24 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`flatten`; ``a: None`` next to ``a.b: 1`` yields ``a: {b: 1}``."""
+    """Inverse of :func:`flatten`; ``a: None`` next to ``a.b: 1`` yields ``a: {b: 1}``:
+    a nested field set beside its parent's own value wins, in whichever order they come
+    (so nothing is sorted: the merge rebuilds every record it creates with this)."""
     out: dict[str, Any] = {}
-    for path, value in sorted(flat.items()):
-        parts = path.split(".")
+    for path, value in flat.items():
+        if "." not in path:
+            if not isinstance(out.get(path), dict):
+                out[path] = value
+            continue
+        *parents, last = path.split(".")
         target = out
-        for part in parts[:-1]:
-            if not isinstance(target.get(part), dict):
-                target[part] = {}
-            target = target[part]
-        if isinstance(target.get(parts[-1]), dict) and value is None:
-            continue  # an empty parent never hides the children set beside it
-        target[parts[-1]] = value
+        for part in parents:
+            inner = target.get(part)
+            if not isinstance(inner, dict):
+                inner = target[part] = {}
+            target = inner
+        if not isinstance(target.get(last), dict):
+            target[last] = value
     return out
 
 

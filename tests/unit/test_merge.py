@@ -1,5 +1,6 @@
 """Field-ownership merge: properties that must hold for any data (hypothesis)."""
 
+import random
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -28,6 +29,22 @@ def nested(flat: dict) -> dict:
 @given(st.dictionaries(st.sampled_from(FIELDS), values))
 def test_flatten_unflatten_round_trip(flat: dict) -> None:
     assert flatten(unflatten(flat)) == {k: v for k, v in flat.items()}
+
+
+ADDRESS = ["billing_address", "billing_address.city", "billing_address.street", "segment"]
+
+
+@given(st.dictionaries(st.sampled_from(ADDRESS), values), st.randoms())
+def test_unflatten_lets_nested_fields_win_over_their_parent_in_any_order(
+    flat: dict, order: random.Random
+) -> None:
+    items = list(flat.items())
+    order.shuffle(items)
+    children = {k.split(".")[1]: v for k, v in flat.items() if k.startswith("billing_address.")}
+    expected = {k: v for k, v in flat.items() if "." not in k}
+    if children:
+        expected["billing_address"] = children
+    assert unflatten(dict(items)) == expected
 
 
 @given(partials, partials, st.sampled_from(SYSTEMS), st.sampled_from(SYSTEMS))
