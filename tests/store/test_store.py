@@ -21,6 +21,7 @@ from hub.store import (
 )
 from hub.store.db import WAL_CHECKPOINT_PAGES
 from hub.store.migrate import current_revision, head_revision, upgrade
+from hub.store.repo import GoldenRow, insert_goldens
 
 
 @pytest.fixture
@@ -76,6 +77,34 @@ def test_timestamps_round_trip_as_aware_utc(migrated: str) -> None:
         assert row.updated_at == local
         assert row.updated_at.tzinfo is not None and row.updated_at.utcoffset() == timedelta(0)
         assert row.data == {"legal_name": "Ä GmbH"}
+
+
+def test_golden_records_inserted_in_bulk_read_back_as_the_orm_writes_them(migrated: str) -> None:
+    """insert_goldens sends SQLite its rows as tuples, each value through its column's
+    own processor: what comes back is what an ORM insert gives (documents, a flag, aware
+    timestamps), on both backends."""
+    engine = create_store_engine(migrated)
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    meta = {"legal_name": {"system": "sap", "at": "2024-05-01T10:00:00+00:00"}}
+    rows = [
+        GoldenRow("customer", "C-1", {"legal_name": "Ä GmbH", "limit": 2**70}, meta, "f" * 64),
+        GoldenRow("customer", "C-2", {"address": {"city": "Köln"}}, {}, "e" * 64, 3, True),
+    ]
+    with engine.begin() as conn:
+        insert_goldens(conn, rows, now)
+    with session_factory(engine)() as s:
+        for want in rows:
+            got = s.get(GoldenRecord, (want.entity, want.hub_id))
+            assert got is not None
+            assert (got.data, got.field_meta, got.fingerprint) == (
+                want.data,
+                want.field_meta,
+                want.fingerprint,
+            )
+            assert (got.version, got.deleted) == (want.version, want.deleted)
+            assert got.created_at == got.updated_at == now
+            assert got.created_at.utcoffset() == timedelta(0)
+    engine.dispose()
 
 
 def test_naive_timestamps_are_refused(migrated: str) -> None:
