@@ -721,12 +721,7 @@ class BatchRows:
             insert_goldens(conn, new, now)
         if self.golden_meta_updates:
             confirmed, self.golden_meta_updates = list(self.golden_meta_updates.values()), {}
-            conn.execute(
-                update(GoldenRecord)
-                .where(GoldenRecord.entity == self.entity, GoldenRecord.hub_id == bindparam("h"))
-                .values(field_meta=bindparam("m")),
-                [{"h": g.hub_id, "m": g.field_meta} for g in confirmed],
-            )
+            update_golden_provenance(conn, self.entity, confirmed)
         if self.golden_updates:
             changed, self.golden_updates = list(self.golden_updates.values()), {}
             conn.execute(
@@ -828,11 +823,7 @@ class BatchRows:
         self._write_goldens(conn, now)
         if self.xref_inserts:
             links, self.xref_inserts = list(self.xref_inserts.values()), {}
-            conn.execute(
-                insert(Xref),
-                [{"entity": entity, "hub_id": x.hub_id, "system": x.system,
-                  "external_id": x.external_id, "updated_at": now} for x in links],
-            )  # fmt: skip
+            insert_xrefs(conn, entity, links, now)
         if self.fp_deletes:
             gone, self.fp_deletes = sorted(self.fp_deletes), set()
             conn.execute(
@@ -988,6 +979,55 @@ def insert_goldens(conn: Connection, rows: Sequence[GoldenRow], now: datetime) -
             for g in rows
         ],
     )  # fmt: skip
+
+
+#: A golden record's provenance update as SQLite takes it (see update_golden_provenance).
+_SQLITE_PROVENANCE_UPDATE = (
+    "UPDATE golden_records SET field_meta = ? WHERE entity = ? AND hub_id = ?"
+)
+
+
+def update_golden_provenance(conn: Connection, entity: str, rows: Sequence[GoldenRow]) -> None:
+    """Write the field_meta of golden records whose content did not change (an owner
+    confirmed what another system filled in, a newer source of an unowned field), one
+    executemany. The initial load writes one for most records a second system holds:
+    on SQLite they go to the driver as tuples, as :func:`insert_goldens` does."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            update(GoldenRecord)
+            .where(GoldenRecord.entity == entity, GoldenRecord.hub_id == bindparam("h"))
+            .values(field_meta=bindparam("m")),
+            [{"h": g.hub_id, "m": g.field_meta} for g in rows],
+        )
+        return
+    document = _binder(conn, GoldenRecord.__table__.c.field_meta)
+    conn.exec_driver_sql(
+        _SQLITE_PROVENANCE_UPDATE, [(document(g.field_meta), entity, g.hub_id) for g in rows]
+    )
+
+
+#: An xref's insert as SQLite takes it (see insert_xrefs).
+_SQLITE_XREF_INSERT = (
+    "INSERT INTO xref (entity, hub_id, system, external_id, updated_at) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def insert_xrefs(conn: Connection, entity: str, links: Sequence[XrefRow], now: datetime) -> None:
+    """Insert new links between hub ids and system ids, one executemany, stamped ``now``:
+    on SQLite as driver-level tuples (one per record the initial load reads), on
+    PostgreSQL by the SQLAlchemy statement (batched into multi-row VALUES)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            insert(Xref),
+            [{"entity": entity, "hub_id": x.hub_id, "system": x.system,
+              "external_id": x.external_id, "updated_at": now} for x in links],
+        )  # fmt: skip
+        return
+    stamped = _binder(conn, Xref.__table__.c.updated_at)(now)
+    conn.exec_driver_sql(
+        _SQLITE_XREF_INSERT,
+        [(entity, x.hub_id, x.system, x.external_id, stamped) for x in links],
+    )
 
 
 def _write_buffered(session: Session) -> None:

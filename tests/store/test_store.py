@@ -21,7 +21,13 @@ from hub.store import (
 )
 from hub.store.db import WAL_CHECKPOINT_PAGES
 from hub.store.migrate import current_revision, head_revision, upgrade
-from hub.store.repo import GoldenRow, insert_goldens
+from hub.store.repo import (
+    GoldenRow,
+    XrefRow,
+    insert_goldens,
+    insert_xrefs,
+    update_golden_provenance,
+)
 
 
 @pytest.fixture
@@ -104,6 +110,37 @@ def test_golden_records_inserted_in_bulk_read_back_as_the_orm_writes_them(migrat
             assert (got.version, got.deleted) == (want.version, want.deleted)
             assert got.created_at == got.updated_at == now
             assert got.created_at.utcoffset() == timedelta(0)
+    engine.dispose()
+
+
+def test_provenance_and_links_written_in_bulk_read_back_as_written(migrated: str) -> None:
+    """update_golden_provenance changes only field_meta (SQLite: driver-level tuples), and
+    insert_xrefs' links read back with aware timestamps, on both backends."""
+    engine = create_store_engine(migrated)
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    golden = GoldenRow("customer", "C-1", {"legal_name": "Ä GmbH"}, {}, "f" * 64, 2)
+    other = GoldenRow("customer", "C-2", {"legal_name": "B AG"}, {}, "e" * 64)
+    confirmed = {"legal_name": {"system": "salesforce", "at": "2024-05-01T12:00:00+00:00"}}
+    with engine.begin() as conn:
+        insert_goldens(conn, [golden, other], now)
+        changed = GoldenRow("customer", "C-1", {"legal_name": "ignored"}, confirmed, "x" * 64)
+        update_golden_provenance(conn, "customer", [changed])
+        insert_xrefs(
+            conn, "customer", [XrefRow("C-1", "sap", "0001"), XrefRow("C-2", "sap", "2")], now
+        )
+    with session_factory(engine)() as s:
+        got = s.get(GoldenRecord, ("customer", "C-1"))
+        assert got is not None
+        assert (got.data, got.field_meta, got.fingerprint, got.version) == (
+            golden.data,
+            confirmed,
+            golden.fingerprint,
+            2,
+        )
+        untouched = s.get(GoldenRecord, ("customer", "C-2"))
+        assert untouched is not None and untouched.field_meta == {}
+        links = {(x.hub_id, x.external_id, x.updated_at) for x in s.scalars(sa.select(Xref))}
+        assert links == {("C-1", "0001", now), ("C-2", "2", now)}
     engine.dispose()
 
 
