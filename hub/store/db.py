@@ -33,7 +33,7 @@ def _json_dumps(value: Any) -> str:
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _json_loads(value: Any) -> Any:
+def json_loads(value: Any) -> Any:
     """orjson's reading of a JSON column; the standard library's for the rest (SQLite
     hands a number stored in a JSON column back as a number, and SQLAlchemy expects the
     TypeError json.loads raises for it; NaN, which orjson does not read)."""
@@ -59,7 +59,7 @@ def create_store_engine(url: str | None = None, **kwargs: Any) -> Engine:
     keys so it behaves like a server database under Dagster's concurrent steps."""
     url = url or database_url()
     kwargs.setdefault("json_serializer", _json_dumps)
-    kwargs.setdefault("json_deserializer", _json_loads)
+    kwargs.setdefault("json_deserializer", json_loads)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(url, **kwargs)

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 # conflict findings belong to the findings repository; re-exported for older callers
-from hub.store.db import one_of
+from hub.store.db import json_loads, one_of
 from hub.store.findings import finding_id as finding_id
 from hub.store.findings import record_conflict as record_conflict
 from hub.store.models import (
@@ -692,9 +692,22 @@ class BatchRows:
             )
             if self.lock_rows:
                 query = query.with_for_update()
-            for hub_id, data, meta, fp, version, deleted in self._read(query):
+            for hub_id, data, meta, fp, version, deleted in self._golden_rows(query):
                 out[hub_id] = GoldenRow(self.entity, hub_id, data, meta or {}, fp, version, deleted)
         return out
+
+    def _golden_rows(self, query: Any) -> Iterable[tuple[Any, ...]]:
+        """The rows of a golden-record query (hub id, data, field_meta, fingerprint,
+        version, deleted). On SQLite from the driver, the two documents decoded here: a
+        batch of a second system reads back every record the first created, and
+        SQLAlchemy's row building and two layers of JSON processing per document cost a
+        fifth of that read."""
+        if self.session.get_bind().dialect.name != "sqlite":
+            return self._read(query)
+        return [
+            (hub_id, json_loads(data), meta and json_loads(meta), fp, version, bool(deleted))
+            for hub_id, data, meta, fp, version, deleted in self._read_plain(query)
+        ]
 
     def create_golden(self, row: GoldenRow) -> None:
         """Insert ``row`` with the batch's writes."""

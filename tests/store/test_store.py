@@ -22,6 +22,7 @@ from hub.store import (
 from hub.store.db import WAL_CHECKPOINT_PAGES
 from hub.store.migrate import current_revision, head_revision, upgrade
 from hub.store.repo import (
+    BatchRows,
     GoldenRow,
     XrefRow,
     insert_goldens,
@@ -110,6 +111,10 @@ def test_golden_records_inserted_in_bulk_read_back_as_the_orm_writes_them(migrat
             assert (got.version, got.deleted) == (want.version, want.deleted)
             assert got.created_at == got.updated_at == now
             assert got.created_at.utcoffset() == timedelta(0)
+        # and the sync's batches read them back as they were (SQLite: from the driver)
+        read = BatchRows(s, "customer", ["C-1", "C-2"]).goldens(["C-1", "C-2", "C-3"])
+        assert read == {row.hub_id: row for row in rows}
+        assert all(type(row.deleted) is bool for row in read.values())
     engine.dispose()
 
 
