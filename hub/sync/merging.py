@@ -27,11 +27,10 @@ from hub.sync.fingerprints import (
     NO_HUB_ID,
     flat_projection,
     known_ids_only,
-    projection,
     with_claims,
     with_owned,
 )
-from hub.sync.merge import Conflict, MergeResult, collapse_empty, flatten, merge
+from hub.sync.merge import Conflict, MergeResult, collapse_empty, flatten, merge_flat
 from hub.sync.staging import Quarantine, Staged, StagedBatch
 
 
@@ -103,13 +102,14 @@ class BatchMerger:
             return
         if record.sid:
             self.held.set_xref(record.hub_id, self.system, record.sid)
-        prints = self._fingerprint(record)
+        flat = flatten(record.partial)  # once, for the fingerprints and the merge
+        prints = self._fingerprint(record, flat)
         if golden is not None and self._seen(record.hub_id, prints):
             self.golden_counts.unchanged += 1  # unchanged since last seen, or our own echo
             # held back before, it now agrees with the hub: no longer held
             self.held.release_quarantine(self.system, record.hub_id)
             return
-        merged = self._merged(record, golden)
+        merged = self._merged(record, golden, flat)
         if merged is None:
             return
         result, clean = merged
@@ -136,13 +136,13 @@ class BatchMerger:
             held=self.held,
         )
 
-    def _fingerprint(self, record: Staged) -> Prints:
-        """The record's fingerprints as read now. One carrying other systems' ids the hub
-        does not know (yet) is judged without them, and fingerprinted in full in its
-        claims slot (so a push planned once the hub learns them is seen as not needed)."""
+    def _fingerprint(self, record: Staged, flat_partial: dict[str, Any]) -> Prints:
+        """The record's fingerprints as read now (``flat_partial``: the record flattened).
+        One carrying other systems' ids the hub does not know (yet) is judged without
+        them, and fingerprinted in full in its claims slot (so a push planned once the hub
+        learns them is seen as not needed)."""
         mapper, hub_id, partial = self.batch.mapper, record.hub_id, record.partial
         judged = known_ids_only(partial, self.held, hub_id)
-        flat_partial = flatten(partial)  # flattened once for the three prints below
         unstamped = bool(self.spec.key.hub_id_field) and mapper.hub_id(record.native) is None
         if unstamped:
             # a record its creator made without the hub's id: no push matches this,
@@ -151,7 +151,8 @@ class BatchMerger:
         elif judged is partial:
             fp = fingerprint(flat_projection(mapper, flat_partial))
         else:
-            fp = fingerprint(projection(mapper, judged))
+            judged_flat = with_flat_ids(flat_partial, judged[EXTERNAL_IDS])
+            fp = fingerprint(flat_projection(mapper, judged_flat))
         if judged is not partial:  # it carries ids the hub does not know (yet)
             full = NO_HUB_ID if unstamped else fingerprint(flat_projection(mapper, flat_partial))
             self.held.set_fingerprint(with_claims(self.system), hub_id, full)
@@ -166,20 +167,16 @@ class BatchMerger:
         return fps.get(hub_id) == prints.push and owned.get(hub_id, "") == prints.owned
 
     def _merged(
-        self, record: Staged, golden: GoldenRow | None
+        self, record: Staged, golden: GoldenRow | None, flat_partial: dict[str, Any]
     ) -> tuple[MergeResult, dict[str, Any]] | None:
-        """The golden record with this record merged in by ownership, validated (None:
-        it breaks the canonical model, and waits in quarantine)."""
+        """The golden record with this record (``flat_partial``: flattened) merged in by
+        ownership, validated (None: it breaks the canonical model, and waits in
+        quarantine)."""
         partial, hub_id = record.partial, record.hub_id
         changed_at = _as_datetime(partial.get("updated_at")) or self.now
-        skipped = self.not_merged
-        incoming = {
-            k: v
-            for k, v in partial.items()
-            # a new record takes the model's defaults for what its creator leaves empty
-            if k not in skipped and (golden is not None or v is not None)
-        }
-        result = merge(
+        # a new record takes the model's defaults for what its creator leaves empty
+        incoming = merged_fields(flat_partial, self.not_merged, new=golden is None)
+        result = merge_flat(
             golden.data if golden else None,
             golden.field_meta if golden else None,
             incoming,
@@ -257,6 +254,27 @@ class BatchMerger:
         if self.batch.owned_fields:
             self.held.set_fingerprint(with_owned(self.system), hub_id, prints.owned)
         self.held.release_quarantine(self.system, hub_id)
+
+
+def merged_fields(flat: Mapping[str, Any], skipped: frozenset[str], *, new: bool) -> dict[str, Any]:
+    """The fields of a flattened record that merge into its golden record: none under a
+    top-level field in ``skipped``, and for a ``new`` record no top-level field left
+    empty (the model's default applies). Equals flattening the record with those
+    top-level fields dropped (tests/unit/test_merging_fields.py)."""
+    return {
+        name: value
+        for name, value in flat.items()
+        if name.partition(".")[0] not in skipped and (value is not None or not new or "." in name)
+    }
+
+
+def with_flat_ids(flat: Mapping[str, Any], ids: Mapping[str, Any]) -> dict[str, Any]:
+    """A flattened record with its other systems' ids replaced by ``ids``: equals
+    flattening the record with ``EXTERNAL_IDS`` set to ``ids``."""
+    prefix = EXTERNAL_IDS + "."
+    out = {k: v for k, v in flat.items() if k != EXTERNAL_IDS and not k.startswith(prefix)}
+    out.update(flatten({EXTERNAL_IDS: ids}))
+    return out
 
 
 def _content(data: Mapping[str, Any]) -> dict[str, Any]:
