@@ -14,6 +14,23 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from hub.currency import exponent
 
 
+def minor_units(amount: Decimal | str | int, currency: str, *, rounding: str | None = None) -> int:
+    """:meth:`Money.from_decimal`'s amount alone: what a mapping reads for every amount of
+    every record, without a Money object made and checked around it."""
+    try:
+        value = Decimal(amount) if not isinstance(amount, Decimal) else amount
+    except InvalidOperation:
+        raise PrecisionError(f"not a decimal amount: {amount!r}") from None
+    if not value.is_finite():
+        raise PrecisionError(f"not a finite amount: {amount!r}")
+    places = exponent(currency)
+    scaled = value.scaleb(places)
+    integral = scaled.to_integral_value(rounding=rounding or ROUND_HALF_EVEN)
+    if rounding is None and integral != scaled:
+        raise PrecisionError(f"{amount} {currency} has more than {places} decimal places")
+    return int(integral)
+
+
 class CurrencyMismatchError(ValueError):
     """Arithmetic between two different currencies."""
 
@@ -42,19 +59,7 @@ class Money:
     ) -> Money:
         """Decimal major units -> minor units. Without ``rounding`` an amount finer than the
         currency's exponent raises :class:`PrecisionError` (e.g. 1.005 EUR)."""
-        try:
-            value = Decimal(amount) if not isinstance(amount, Decimal) else amount
-        except InvalidOperation:
-            raise PrecisionError(f"not a decimal amount: {amount!r}") from None
-        if not value.is_finite():
-            raise PrecisionError(f"not a finite amount: {amount!r}")
-        scaled = value.scaleb(exponent(currency))
-        integral = scaled.to_integral_value(rounding=rounding or ROUND_HALF_EVEN)
-        if rounding is None and integral != scaled:
-            raise PrecisionError(
-                f"{amount} {currency} has more than {exponent(currency)} decimal places"
-            )
-        return cls(int(integral), currency)
+        return cls(minor_units(amount, currency, rounding=rounding), currency)
 
     def to_decimal(self) -> Decimal:
         """Exact major-unit value (e.g. Money(1050, 'EUR') -> Decimal('10.50'))."""

@@ -17,7 +17,7 @@ from typing import Any
 from hub import yamlio
 from hub.currency import exponent
 from hub.model import DunningOutcome
-from hub.money import Money, PrecisionError
+from hub.money import PrecisionError, minor_units
 
 
 class TransformError(ValueError):
@@ -102,7 +102,7 @@ def _money_in(value: Any, ctx: Context) -> int:
     if isinstance(value, float):
         value = repr(value)  # shortest repr: 12.3 -> '12.3', never 12.2999...
     try:
-        return Money.from_decimal(Decimal(str(value)), ctx.currency).amount_minor
+        return minor_units(Decimal(str(value)), ctx.currency)
     except (PrecisionError, InvalidOperation, ValueError) as exc:
         raise TransformError(str(exc) or f"not an amount: {value!r}") from None
 

@@ -40,7 +40,7 @@ def projection(mapper: Mapper, canonical: Mapping[str, Any]) -> dict[str, Any]:
 
 def flat_projection(mapper: Mapper, flat: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`projection` of a record already flattened (``hub.sync.merge.flatten``)."""
-    return {f: flat[f] for f in mapper.writable if flat.get(f) is not None}
+    return {f: value for f in mapper.writable if (value := flat.get(f)) is not None}
 
 
 def push_projection(

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.currency import EXPONENTS, UnknownCurrencyError, exponent
-from hub.money import CurrencyMismatchError, Money, PrecisionError, total
+from hub.money import CurrencyMismatchError, Money, PrecisionError, minor_units, total
 
 currencies = st.sampled_from(sorted(EXPONENTS))
 amounts = st.integers(min_value=-(10**15), max_value=10**15)
@@ -85,3 +85,19 @@ def test_allocate_never_leaks_or_invents_a_minor_unit(m: Money, ratios: list[int
 def test_multiplication_by_quantity_distributes(m: Money, q: int) -> None:
     assert (m * q).amount_minor == m.amount_minor * q
     assert q * m == m * q
+
+
+@given(st.integers(-(10**15), 10**15), st.sampled_from(sorted(EXPONENTS)))
+def test_minor_units_reads_an_amount_as_money_does(minor: int, currency: str) -> None:
+    """What the mapping reads for every amount (no Money object) is Money's reading."""
+    major = Decimal(minor).scaleb(-exponent(currency))
+    assert minor_units(major, currency) == minor == Money.from_decimal(major, currency).amount_minor
+
+
+def test_minor_units_refuses_what_money_refuses() -> None:
+    with pytest.raises(PrecisionError, match="more than 2 decimal places"):
+        minor_units(Decimal("1.005"), "EUR")
+    with pytest.raises(PrecisionError, match="not a finite amount"):
+        minor_units(Decimal("NaN"), "EUR")
+    with pytest.raises(UnknownCurrencyError):
+        minor_units(Decimal("1"), "XXY")
