@@ -125,38 +125,20 @@ def merge(
     system: str,
     changed_at: datetime,
     owners: Mapping[str, str],
+    flattened: bool = False,
 ) -> MergeResult:
     """Merge ``incoming`` (canonical, possibly partial) from ``system`` into ``golden``.
 
     ``owners`` maps flat canonical field names to their owning system; ``field_meta``
-    records per field which system set it, when, and whether that value is provisional."""
-    return merge_flat(
-        golden,
-        field_meta,
-        flatten(incoming),
-        system=system,
-        changed_at=changed_at,
-        owners=owners,
-    )
-
-
-def merge_flat(
-    golden: Mapping[str, Any] | None,
-    field_meta: Mapping[str, Mapping[str, Any]] | None,
-    incoming: Mapping[str, Any],
-    *,
-    system: str,
-    changed_at: datetime,
-    owners: Mapping[str, str],
-) -> MergeResult:
-    """:func:`merge` of an ``incoming`` record already flattened (:func:`flatten`): the
-    sync flattens each record it reads once, for its fingerprints and its merge."""
+    records per field which system set it, when, and whether that value is provisional.
+    ``flattened``: ``incoming`` is already flat (:func:`flatten`; the sync flattens each
+    record it reads once, for its fingerprints and its merge)."""
     current = flatten(golden or {})
     # entries are replaced, never changed in place: a shallow copy keeps the caller's
     meta: dict[str, Any] = dict(field_meta or {})
     stamp = changed_at.isoformat()
     result = MergeResult(data={}, field_meta=meta)
-    for name, value in incoming.items():
+    for name, value in (incoming if flattened else flatten(incoming)).items():
         owner = owners.get(name)
         old = current.get(name, _ABSENT)
         present = old is not _ABSENT

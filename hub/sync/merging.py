@@ -30,7 +30,7 @@ from hub.sync.fingerprints import (
     with_claims,
     with_owned,
 )
-from hub.sync.merge import Conflict, MergeResult, collapse_empty, flatten, merge_flat
+from hub.sync.merge import Conflict, MergeResult, collapse_empty, flatten, merge
 from hub.sync.staging import Quarantine, Staged, StagedBatch
 
 
@@ -176,13 +176,14 @@ class BatchMerger:
         changed_at = _as_datetime(partial.get("updated_at")) or self.now
         # a new record takes the model's defaults for what its creator leaves empty
         incoming = merged_fields(flat_partial, self.not_merged, new=golden is None)
-        result = merge_flat(
+        result = merge(
             golden.data if golden else None,
             golden.field_meta if golden else None,
             incoming,
             system=self.system,
             changed_at=changed_at,
             owners=self.owners,
+            flattened=True,
         )
         previous = _as_datetime(golden.data.get("updated_at")) if golden else None
         stamp = max(filter(None, (previous, changed_at)))
