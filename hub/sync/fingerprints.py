@@ -67,3 +67,12 @@ def known_ids_only(
         return partial
     known = held.external_ids(hub_id)
     return {**partial, EXTERNAL_IDS: {k: v for k, v in carried.items() if k in known}}
+
+
+def with_flat_ids(flat: Mapping[str, Any], ids: Mapping[str, Any]) -> dict[str, Any]:
+    """A flattened record with its other systems' ids replaced by ``ids``: equals
+    flattening the record with ``EXTERNAL_IDS`` set to ``ids``."""
+    prefix = EXTERNAL_IDS + "."
+    out = {k: v for k, v in flat.items() if k != EXTERNAL_IDS and not k.startswith(prefix)}
+    out.update(flatten({EXTERNAL_IDS: ids}))
+    return out

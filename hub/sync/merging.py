@@ -28,6 +28,7 @@ from hub.sync.fingerprints import (
     flat_projection,
     known_ids_only,
     with_claims,
+    with_flat_ids,
     with_owned,
 )
 from hub.sync.merge import Conflict, MergeResult, collapse_empty, flatten, merge
@@ -267,15 +268,6 @@ def merged_fields(flat: Mapping[str, Any], skipped: frozenset[str], *, new: bool
         for name, value in flat.items()
         if name.partition(".")[0] not in skipped and (value is not None or not new or "." in name)
     }
-
-
-def with_flat_ids(flat: Mapping[str, Any], ids: Mapping[str, Any]) -> dict[str, Any]:
-    """A flattened record with its other systems' ids replaced by ``ids``: equals
-    flattening the record with ``EXTERNAL_IDS`` set to ``ids``."""
-    prefix = EXTERNAL_IDS + "."
-    out = {k: v for k, v in flat.items() if k != EXTERNAL_IDS and not k.startswith(prefix)}
-    out.update(flatten({EXTERNAL_IDS: ids}))
-    return out
 
 
 def _content(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,9 +6,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.sync.fingerprints import EXTERNAL_IDS
+from hub.sync.fingerprints import EXTERNAL_IDS, with_flat_ids
 from hub.sync.merge import flatten
-from hub.sync.merging import merged_fields, with_flat_ids
+from hub.sync.merging import merged_fields
 
 leaves = st.one_of(st.none(), st.text(max_size=3), st.integers(-3, 3), st.just([]))
 nested = st.dictionaries(st.sampled_from(["city", "street", "zip"]), leaves, max_size=3)
