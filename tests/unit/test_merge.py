@@ -161,3 +161,19 @@ def test_merging_never_changes_the_callers_provenance() -> None:
     )  # fmt: skip
     assert r.field_meta["segment"]["system"] == "salesforce"
     assert meta == snapshot
+
+
+@given(partials, st.sampled_from(SYSTEMS), st.booleans())
+def test_a_first_copy_merges_as_the_field_by_field_walk_does(
+    data: dict, system: str, flattened: bool
+) -> None:
+    """A record the hub does not hold yet takes the shortcut (no golden record); an empty
+    golden record walks every field: the two agree on data, provenance and changes."""
+    incoming = data if flattened else nested(data)
+    kw = {"system": system, "changed_at": T0, "owners": OWNERS, "flattened": flattened}
+    first = merge(None, None, incoming, **kw)
+    walked = merge({}, None, incoming, **kw)
+    assert first.data == walked.data
+    assert first.field_meta == walked.field_meta
+    assert list(first.field_meta) == list(walked.field_meta)
+    assert first.changed == walked.changed and first.conflicts == walked.conflicts == []
