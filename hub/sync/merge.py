@@ -133,14 +133,15 @@ def merge(
     records per field which system set it, when, and whether that value is provisional.
     ``flattened``: ``incoming`` is already flat (:func:`flatten`; the sync flattens each
     record it reads once, for its fingerprints and its merge)."""
+    flat = incoming if flattened else flatten(incoming)
+    stamp = changed_at.isoformat()
     if golden is None and not field_meta:
-        return _first_copy(incoming if flattened else flatten(incoming), system, changed_at, owners)
+        return _first_copy(flat, system, stamp, owners)
     current = flatten(golden or {})
     # entries are replaced, never changed in place: a shallow copy keeps the caller's
     meta: dict[str, Any] = dict(field_meta or {})
-    stamp = changed_at.isoformat()
     result = MergeResult(data={}, field_meta=meta)
-    for name, value in (incoming if flattened else flatten(incoming)).items():
+    for name, value in flat.items():
         owner = owners.get(name)
         old = current.get(name, _ABSENT)
         present = old is not _ABSENT
@@ -166,30 +167,30 @@ def merge(
             result.changed.append(name)
             current[name] = value
         if differs or info.get("system") != system or provisional != bool(info.get("provisional")):
-            meta[name] = {
-                "system": system,
-                "at": stamp,
-                **({"provisional": True} if provisional else {}),
-            }
+            meta[name] = _set_by(system, stamp, provisional)
     # nothing changed: the golden record as it is (rebuilding it from the flat form would
     # give the same dict, at a cost the initial load pays for most records it reads)
     result.data = unflatten(current) if result.changed or golden is None else dict(golden)
     return result
 
 
+def _set_by(system: str, stamp: str, provisional: bool) -> dict[str, Any]:
+    """A field's provenance entry: the system that set it, when, and whether it holds
+    the value only until the field's owner speaks."""
+    if provisional:
+        return {"system": system, "at": stamp, "provisional": True}
+    return {"system": system, "at": stamp}
+
+
 def _first_copy(
-    flat: Mapping[str, Any], system: str, changed_at: datetime, owners: Mapping[str, str]
+    flat: Mapping[str, Any], system: str, stamp: str, owners: Mapping[str, str]
 ) -> MergeResult:
     """:func:`merge` into no golden record: every field is taken as sent, a non-owner's
     value provisionally, and none can conflict - what the field-by-field walk concludes
     for each field, without weighing an old value against the new one (the initial load
     merges a third of the records it reads this way, one per golden record)."""
-    stamp = changed_at.isoformat()
     meta: dict[str, Any] = {}
     for name in flat:
         owner = owners.get(name)
-        if owner is None or owner == system:
-            meta[name] = {"system": system, "at": stamp}
-        else:
-            meta[name] = {"system": system, "at": stamp, "provisional": True}
+        meta[name] = _set_by(system, stamp, owner is not None and owner != system)
     return MergeResult(data=unflatten(flat), field_meta=meta, changed=list(flat))
