@@ -12,11 +12,11 @@ at once (:class:`hub.store.repo.BatchRows`) before any record is merged."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+import uuid6
 from sqlalchemy.orm import Session
 
 from connectors.base import NativeRecord
@@ -183,8 +183,18 @@ def _map_record(
             )
             quarantine(s, system, entity, sid, native, reason, held=held)
             return None
-        hub_id = f"{entity[:3].upper()}-{uuid.uuid4().hex[:12]}"
+        hub_id = new_hub_id(entity)
     return Staged(native, sid, str(hub_id), partial)
+
+
+def new_hub_id(entity: str) -> str:
+    """A hub id for a record no system has given one: the entity's prefix and an RFC 9562
+    version 7 UUID. Its 74 random bits keep two records from ever sharing an id (with 48
+    random bits, as before, four million records had a 3% chance of a clash, and a clash
+    merges one customer into another); its millisecond time prefix makes ids minted later sort
+    later, so an initial load appends to the store's hub-id indexes instead of writing a
+    random page of each for every record."""
+    return f"{entity[:3].upper()}-{uuid6.uuid7().hex}"
 
 
 def _load_state(batch: StagedBatch) -> None:

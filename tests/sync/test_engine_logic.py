@@ -170,3 +170,18 @@ def test_a_sync_refuses_while_a_backfill_partition_of_the_entity_runs(setup) -> 
     ):
         make().run(["customer"])
     assert make().run(["customer"])["hub"]["customer"]["created"] == 1  # once it is done
+
+
+def test_hub_ids_minted_for_new_records_are_128_bit_and_sort_in_creation_order(setup) -> None:
+    """Ids the hub mints sort in the order it minted them (the store's hub-id indexes are
+    appended to, not written at a random page per record) and carry a UUID's 128 bits,
+    not 48 (a clash merges one customer into another)."""
+    make, crm, erp, _ = setup
+    minted = []
+    for n in range(12):
+        crm_id = crm.put(account(f"Customer {n} GmbH"))
+        make().run(["customer"])
+        minted.append(crm.rows[crm_id]["Hub_Id__c"])
+    assert minted == sorted(minted) and len(set(minted)) == len(minted)
+    assert all(h.startswith("CUS-") and len(h) == 4 + 32 for h in minted)
+    assert all(len(h) <= 40 for h in minted)  # Salesforce's and SAP's hub id fields
