@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -150,9 +151,15 @@ class Fingerprint(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     updated_at: Mapped[datetime] = _ts()
 
-    # the sync loads a batch's fingerprints by (entity, hub id) for every system at once:
-    # without this the primary key (system first) cannot serve it and each batch scans all
-    __table_args__ = (Index(None, "entity", "hub_id"),)
+    # Keyed (entity, hub id, system): every lookup names the entity and the hub ids (a
+    # batch loads all systems' fingerprints of its records at once), and a record's
+    # fingerprints - about six, one per system and slot - then share one page. On SQLite
+    # the table is that key's B-tree (WITHOUT ROWID): a fingerprint written is one index
+    # entry, not three (row, primary key, and the (entity, hub id) index it replaced).
+    __table_args__ = (
+        PrimaryKeyConstraint("entity", "hub_id", "system"),
+        {"sqlite_with_rowid": False},
+    )
 
 
 class OutboxEntry(Base):

@@ -156,7 +156,7 @@ def fingerprints_for(
 
 
 def set_fingerprint(session: Session, system: str, entity: str, hub_id: str, fp: str) -> None:
-    row = session.get(Fingerprint, (system, entity, hub_id))
+    row = session.get(Fingerprint, (entity, hub_id, system))
     if row is None:
         session.add(Fingerprint(system=system, entity=entity, hub_id=hub_id, fingerprint=fp))
     elif row.fingerprint != fp:

@@ -176,7 +176,7 @@ def test_hub_ids_minted_for_new_records_are_128_bit_and_sort_in_creation_order(s
     """Ids the hub mints sort in the order it minted them (the store's hub-id indexes are
     appended to, not written at a random page per record) and carry a UUID's 128 bits,
     not 48 (a clash merges one customer into another)."""
-    make, crm, erp, _ = setup
+    make, crm, _, _ = setup
     minted = []
     for n in range(12):
         crm_id = crm.put(account(f"Customer {n} GmbH"))
