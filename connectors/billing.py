@@ -338,7 +338,7 @@ class BillingConnector(SqlEntitySource):
                     name, f"not a column of billing table {spec.table}", "unknown_field"
                 )
         if current is None and entity == "customer" and not out.get("account_number"):
-            out["account_number"] = _account_number(str(record.get("hub_id")))
+            out["account_number"] = account_number_for(str(record.get("hub_id")))
         if entity == "allocation":
             self._check_item(conn, out, current)
         return out
@@ -607,7 +607,7 @@ def _rejection(key: str, field: str, message: str, code: str) -> WriteResult:
     return WriteResult(key, Outcome.REJECTED, error=f"{field}: {message}", error_code=code)
 
 
-def _account_number(hub_id: str) -> str:
+def account_number_for(hub_id: str) -> str:
     """Billing's own account number for an account the hub creates (32 characters max;
     derived from the hub id, so a replayed create finds the same number)."""
     number = f"H-{hub_id}"

@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.billing import account_number_for
+
 #: fields every system stamps on its own at write time: they differ between two runs
 VOLATILE = frozenset(
     {
@@ -30,6 +32,19 @@ VOLATILE = frozenset(
 SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}(-|$)")
 #: Salesforce ids the seed gave (sandbox/seed/xref.py's pod)
 SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")
+
+
+def with_derived(names: Mapping[str, str]) -> dict[str, str]:
+    """``names`` of minted ids, plus the values derived from a minted hub id that do not
+    contain it: billing's number for an account the hub creates is "H-" + a hash of a hub
+    id too long for its 32 characters (connectors.billing.account_number_for), named as
+    the short form would read ("H-" + the hub id's name)."""
+    out = dict(names)
+    for minted, name in names.items():
+        number = account_number_for(minted)
+        if minted not in number:
+            out[number] = f"H-{name}"
+    return out
 
 
 def normalise(value: Any, names: Mapping[str, str]) -> Any:
