@@ -59,8 +59,11 @@ def _rekey_sqlite(key: Sequence[str], with_rowid: bool) -> None:
     op.execute("SAVEPOINT rekey_fingerprints")
     op.execute("DROP INDEX IF EXISTS ix_fingerprints_entity_hub_id")
     _fingerprints("fingerprints_rekeyed", key, with_rowid).create(bind)
+    # in the new key's order: each row appends to the new B-tree (a store of a large book
+    # holds millions of fingerprints)
     op.execute(
-        f"INSERT INTO fingerprints_rekeyed ({_COLUMNS}) SELECT {_COLUMNS} FROM fingerprints"
+        f"INSERT INTO fingerprints_rekeyed ({_COLUMNS}) "
+        f"SELECT {_COLUMNS} FROM fingerprints ORDER BY {', '.join(key)}"
     )
     op.execute("DROP TABLE fingerprints")
     op.execute("ALTER TABLE fingerprints_rekeyed RENAME TO fingerprints")
