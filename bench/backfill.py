@@ -39,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench._common import commit_and_load, positive_int, print_table
-from sandbox.run_state import SEEDED_ID, SEEDED_SF_ID, normalise, with_derived
+from sandbox.run_state import SEEDED_SF_ID, minted_names, normalise
 
 #: the seeded book's change stamps end here (sandbox/seed/catalog.py AS_OF): the slices
 #: cover the book, not the months between it and today
@@ -69,13 +69,7 @@ def capture(env: Mapping[str, str], store_url: str) -> State:
             sa.select(Xref.entity, Xref.hub_id, Xref.system, Xref.external_id)
         ).all()
     engine.dispose()
-    names = with_derived(
-        {
-            hub_id: f"<new {entity} {data.get('legal_name') or data.get('sku') or ''}>"
-            for entity, hub_id, data in goldens
-            if not SEEDED_ID.match(hub_id)
-        }
-    )
+    names = minted_names(goldens, "<new {}>")
     for _entity, hub_id, system, ext in xrefs:
         if system == "salesforce" and not SEEDED_SF_ID.match(ext):
             names[ext] = f"<sf id of {names.get(hub_id, hub_id)}>"

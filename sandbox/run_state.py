@@ -5,7 +5,7 @@ backfill benchmark (a partitioned load against a single run) compare field by fi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from connectors.billing import account_number_for
@@ -34,17 +34,24 @@ SEEDED_ID = re.compile(r"^[A-Z]{3}-\d{7}(-|$)")
 SEEDED_SF_ID = re.compile(r"^[0-9a-zA-Z]{3}5g")
 
 
-def with_derived(names: Mapping[str, str]) -> dict[str, str]:
-    """``names`` of minted ids, plus the values derived from a minted hub id that do not
-    contain it: billing's number for an account the hub creates is "H-" + a hash of a hub
-    id too long for its 32 characters (connectors.billing.account_number_for), named as
-    the short form would read ("H-" + the hub id's name)."""
-    out = dict(names)
-    for minted, name in names.items():
+def minted_names(goldens: Iterable[Sequence[Any]], label: str) -> dict[str, str]:
+    """Stable names for the hub ids a run minted, from its golden records' ``(entity,
+    hub id, data)`` rows: ``label`` formatted with the entity and the record's name
+    (``"new {}"`` gives "new customer Fjord Freight AS"). Seeded ids keep their own.
+    Values derived from a minted id that do not contain it are named too: billing's number
+    for an account the hub creates is "H-" + a hash of a hub id too long for its 32
+    characters (connectors.billing.account_number_for), named as the short form would read
+    ("H-" + the hub id's name)."""
+    names = {
+        hub_id: label.format(f"{entity} {data.get('legal_name') or data.get('sku') or ''}")
+        for entity, hub_id, data in goldens
+        if not SEEDED_ID.match(hub_id)
+    }
+    for minted, name in list(names.items()):
         number = account_number_for(minted)
         if minted not in number:
-            out[number] = f"H-{name}"
-    return out
+            names[number] = f"H-{name}"
+    return names
 
 
 def normalise(value: Any, names: Mapping[str, str]) -> Any:

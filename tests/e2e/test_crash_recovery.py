@@ -34,7 +34,7 @@ from hub.store.models import (
     ReconciliationRun,
 )
 from hub.systems import connect
-from sandbox.run_state import SEEDED_ID, SEEDED_SF_ID, normalise, with_derived
+from sandbox.run_state import SEEDED_SF_ID, minted_names, normalise
 from sandbox.runner import SandboxHandle, running_sandbox
 from tests import forked
 from tests.computed_once import computed_once
@@ -147,13 +147,7 @@ def _state(sb: SandboxHandle, store: str) -> dict[str, Any]:
             .where(OutboxEntry.status == "pending")
         ).scalar_one()
     engine.dispose()
-    names = with_derived(
-        {
-            hub_id: f"new {entity} {data.get('legal_name') or data.get('sku') or ''}"
-            for entity, hub_id, data in goldens
-            if not SEEDED_ID.match(hub_id)
-        }
-    )
+    names = minted_names(goldens, "new {}")
     for entity, _, data in goldens:  # a half-written golden record would not validate
         validate_record(entity, data)
     # ids Salesforce mints at run time follow its own counter (which also counts records
