@@ -50,7 +50,9 @@ def json_loads(value: Any) -> Any:
 #: the WAL holds and syncs the file, and the same index pages come back in batch after
 #: batch. 16,000 pages (64 MB of WAL at most) copy each of them once per 16 times as many
 #: commits. A 10,000-customer initial load's 605 commits cost 6.8 s of CPU instead of 9.6 s,
-#: and the load 287 s wall instead of 305 s (docs/sync.md, session 20).
+#: and the load 287 s wall instead of 305 s (docs/sync.md, session 20). While a sync runs,
+#: a thread of its own copies the WAL sooner (hub.store.checkpoints), and this bound is
+#: the backstop for a log that outgrows it.
 WAL_CHECKPOINT_PAGES = 16_000
 
 

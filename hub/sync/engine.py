@@ -38,6 +38,7 @@ from hub.mapping.spec import MAPPINGS_DIR, MappingSpec, load_specs
 from hub.mapping.transforms import load_code_lists
 from hub.model import ENTITY_ORDER, validate_record
 from hub.store import repo
+from hub.store.checkpoints import checkpoints_in_background
 from hub.store.db import session_factory
 from hub.store.models import GoldenRecord, OutboxEntry, QuarantineEntry, utcnow
 from hub.sync import deletions, deliveries, staging
@@ -240,12 +241,16 @@ class SyncEngine:
         self, entities: Sequence[str] | None = None, systems: Sequence[str] | None = None
     ) -> dict[str, dict[str, dict[str, int]]]:
         """Sync the given entities (all by default) with the given systems (all
-        connected by default); returns {system: {entity: counts}}."""
-        for entity in ENTITY_ORDER:
-            if entities is None or entity in entities:
-                self._refuse_during_backfill(entity)
-                with self._lock(f"sync:{entity}"):
-                    self.sync_entity(entity, systems)
+        connected by default); returns {system: {entity: counts}}. A SQLite store's
+        write-ahead log is copied into it by a thread of its own meanwhile, so the pass
+        does not wait on that copy and its fsync (hub.store.checkpoints)."""
+        background = nullcontext() if self.dry_run else checkpoints_in_background(self.engine)
+        with background:
+            for entity in ENTITY_ORDER:
+                if entities is None or entity in entities:
+                    self._refuse_during_backfill(entity)
+                    with self._lock(f"sync:{entity}"):
+                        self.sync_entity(entity, systems)
         if self.errors:
             raise SyncIncompleteError("; ".join(self.errors))
         return self.report()
