@@ -16,6 +16,7 @@ VOLATILE = frozenset(
         "SystemModstamp",
         "LastModifiedDate",
         "CreatedDate",
+        "CreationDate",  # SAP's, the day a record was created: a run past midnight differs
         "LastChangeDateTime",
         "LastChangeDate",
         "LastChangeTime",
