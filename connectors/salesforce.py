@@ -625,29 +625,40 @@ class SalesforceConnector:
             yield from self._batches(obj, rows, with_cursor=False, shape=shape)
 
     def read_deletions(self, entity: str, since: datetime | None) -> list[Deletion] | None:
-        """Deleted records from the recycle bin, through ``queryAll`` (``IsDeleted =
-        true``; a delete stamps ``SystemModstamp``). Salesforce keeps them 15 days: for
-        an older ``since`` it can no longer tell, and says so (None)."""
+        """Records deleted since ``since`` (the last 15 days when None), from Salesforce's
+        delete log through sObject Get Deleted: those in the recycle bin and those already
+        purged from it (Bulk API ``hardDelete``, an emptied recycle bin), which ``queryAll``
+        no longer finds. The log keeps 15 days, less when an admin purged it: for a
+        ``since`` it no longer covers (``earliestDateAvailable`` after it) it cannot tell,
+        and says so (None). The log names a record by its Id only; the hub knows which
+        record that is from its links."""
         obj = self.sobjects[entity]
-        where = "IsDeleted = true"
-        if since is not None:
-            if since < datetime.now(UTC) - RECYCLE_BIN_DAYS:
-                return None
-            where += format_soql(f" AND {obj.modstamp} > {{:literal}}", _soql_datetime(since))
-        soql = f"SELECT Id, {obj.external_id}, {obj.modstamp} FROM {obj.name} WHERE {where}"  # noqa: S608
+        now = datetime.now(UTC)
+        oldest = now - RECYCLE_BIN_DAYS + DELETE_LOG_MARGIN
+        start = oldest if since is None else since
+        if start < oldest:
+            return None
+        # the API ignores seconds: a window ending now would end at the start of this
+        # minute and miss the deletes made in it, so it ends at the next minute. Salesforce
+        # may cover less (latestDateCovered); the caller's next window starts minutes
+        # before this call (hub.sync.deletions.OVERLAP), which reads that tail again.
+        end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        answer = self._call(lambda sf: getattr(sf, obj.name).deleted(start, end))
+        earliest = answer.get("earliestDateAvailable")
+        if since is not None and earliest and _parse_sf_datetime(str(earliest)) > since:
+            return None
         return [
             Deletion(
-                external_id=str(row["Id"]),
-                key=str(row[obj.external_id]) if row.get(obj.external_id) else None,
-                deleted_at=_parse_sf_datetime(str(row[obj.modstamp])),
+                external_id=str(row["id"]),
+                key=None,
+                deleted_at=_parse_sf_datetime(str(row["deletedDate"])),
             )
-            for row in self._rest_query(soql, include_deleted=True)
+            for row in answer.get("deletedRecords") or []
         ]
 
-    def _rest_query(self, soql: str, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
-        """REST query (``queryAll`` with ``include_deleted``) with nextRecordsUrl paging,
-        one page per API call."""
-        page = self._call(lambda sf: sf.query(soql, include_deleted=include_deleted))
+    def _rest_query(self, soql: str) -> Iterator[dict[str, Any]]:
+        """REST query with nextRecordsUrl paging, one page per API call."""
+        page = self._call(lambda sf: sf.query(soql))
         while True:
             for record in page["records"]:
                 record.pop("attributes", None)
@@ -1063,8 +1074,11 @@ def _sf_message(exc: SalesforceError) -> str:
     return redact(str(content)[:300])
 
 
-#: How long Salesforce keeps deleted records in the recycle bin, where queryAll finds them
+#: How long Salesforce keeps deleted records in the recycle bin and its delete log
 RECYCLE_BIN_DAYS = timedelta(days=15)
+#: A window that starts this close to the log's edge is asked as starting at the edge
+#: (Get Deleted refuses a start the log no longer covers, to the minute)
+DELETE_LOG_MARGIN = timedelta(minutes=2)
 
 
 def _parse_sf_datetime(value: str) -> datetime:

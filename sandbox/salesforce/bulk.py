@@ -499,7 +499,9 @@ def apply_record(
                 RecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
             )
         return uow.update(obj, record_id, record, csv=csv), False
-    return uow.delete(obj, record_id), False  # delete, hardDelete (soft here)
+    if operation == "hardDelete":  # past the recycle bin: only the delete log keeps it
+        return uow.hard_delete(obj, record_id), False
+    return uow.delete(obj, record_id), False
 
 
 def _stream(job: Job, rs: query.ResultSet, start: int, end: int) -> Iterator[str]:

@@ -10,6 +10,9 @@ real API answers:
 - updates are kept for 30 days, deletes (the recycle bin) for 15: a ``start`` older than
   that is ``INVALID_REPLICATION_DATE`` too;
 - a record's change date is its ``SystemModstamp``, a delete's is the stamp of the delete;
+- deletes are read from the delete log, not only the recycle bin: a record hard-deleted
+  (Bulk API ``hardDelete``, an emptied recycle bin), which ``queryAll`` no longer finds,
+  is listed too;
 - ``latestDateCovered`` is ``end`` to the minute (no write is still in flight here);
 - more than 600,000 ids is ``EXCEEDED_ID_LIMIT``.
 """
@@ -17,6 +20,7 @@ real API answers:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -103,13 +107,21 @@ def deleted(
     docs: Iterable[dict[str, Any]],
     params: dict[str, str],
     now: dt.datetime,
+    purged: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """sObject Get Deleted: the records deleted in the window, with when, and the
-    earliest date the recycle bin can still answer for."""
+    """sObject Get Deleted: the records deleted in the window, with when - those in the
+    recycle bin (``docs`` with ``IsDeleted``) and those purged from it (``purged``, the
+    delete log's ``{Id, deletedDate}`` entries) - and the earliest date the log can
+    still answer for."""
     start, end = window(params, DELETES_KEPT, now)
+    logged = (
+        {"Id": e["Id"], "IsDeleted": True, "SystemModstamp": e["deletedDate"]} for e in purged
+    )
     found = [
         {"id": doc["Id"], "deletedDate": format_datetime(stamp)}
-        for doc, stamp in _stamped(docs, True, start, end)
+        for doc, stamp in sorted(
+            _stamped(itertools.chain(docs, logged), True, start, end), key=lambda d: d[1]
+        )
     ]
     return {
         "deletedRecords": _limited(found),

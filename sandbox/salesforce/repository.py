@@ -3,7 +3,10 @@
 One collection per sObject (the object's API name), documents keyed by the 18-character
 Id. External-id fields get an index collection ``<Object>#<Field>`` (value, case-folded
 -> Ids) so upserts and ``Rel__r.Ext__c`` references resolve without a scan. Deletes are
-soft (``IsDeleted``): ``queryAll`` still returns them, as the recycle bin does.
+soft (``IsDeleted``): ``queryAll`` still returns them, as the recycle bin does. A hard
+delete (Bulk API ``hardDelete``, or emptying the recycle bin) purges the record: no read
+finds it any more, and only the delete log (``<Object>~purged``, what sObject Get Deleted
+reads besides the recycle bin) remembers its id and when it was deleted.
 
 Writes go through a :class:`UnitOfWork` that validates a record completely before it
 touches anything, so a rejected record leaves no trace and ``allOrNone`` can drop the
@@ -50,6 +53,11 @@ def index_collection(obj: SObjectType, f: Field) -> str:
     return f"{obj.name}#{f.name}"
 
 
+def purged_collection(obj: SObjectType) -> str:
+    """The delete log of ``obj``'s hard-deleted records: ``{Id, deletedDate}`` each."""
+    return f"{obj.name}~purged"
+
+
 def index_key(value: Any) -> str:
     return str(value).casefold()
 
@@ -85,6 +93,26 @@ class Repository:
 
     def scan(self, obj: SObjectType) -> Iterator[dict[str, Any]]:
         return self.store.iter(obj.name, batch_size=5000)
+
+    def purged(self, obj: SObjectType) -> Iterator[dict[str, Any]]:
+        """The delete log's entries for ``obj`` (records hard-deleted, ``{Id, deletedDate}``)."""
+        return self.store.iter(purged_collection(obj), batch_size=5000)
+
+    def purge(self, obj: SObjectType, record_ids: Iterable[str]) -> list[str]:
+        """Remove records from the recycle bin for good (emptyRecycleBin; the second half
+        of a hard delete): each leaves its id and the stamp of its delete in the delete
+        log. Returns the ids purged; a record that is not deleted (or gone) is skipped."""
+        done = []
+        with self.lock:
+            for record_id in record_ids:
+                doc = self.get(obj, record_id)
+                if doc is None or not doc.get("IsDeleted"):
+                    continue
+                entry = {"Id": record_id, "deletedDate": doc.get("SystemModstamp")}
+                self.store.put(purged_collection(obj), record_id, entry)
+                self.store.delete(obj.name, record_id)
+                done.append(record_id)
+        return done
 
     def by_external(self, obj: SObjectType, f: Field, value: Any) -> list[dict[str, Any]]:
         """Live records whose external-id field equals ``value`` (case-insensitively)."""
@@ -130,6 +158,8 @@ class UnitOfWork:
         self.repo = repo
         self.docs: dict[tuple[str, str], tuple[SObjectType, dict[str, Any]]] = {}
         self.created: set[tuple[str, str]] = set()
+        #: records hard-deleted in this unit: purged once their delete is committed
+        self.hard_deleted: set[tuple[str, str]] = set()
         self.index: dict[tuple[str, str], set[str]] = {}
         #: (object, field, index key) -> ids of pending documents that held that value
         #: when queued (checked again on lookup): a lookup reads its candidates instead
@@ -262,6 +292,13 @@ class UnitOfWork:
         self._reject_if_faulted(obj, current)
         doc = {**current, "IsDeleted": True}
         self._queue(obj, full, doc)
+        return full
+
+    def hard_delete(self, obj: SObjectType, record_id: str) -> str:
+        """Bulk API ``hardDelete``: deleted as :meth:`delete` does, then purged at commit
+        (it never sits in the recycle bin: ``queryAll`` does not find it, Get Deleted does)."""
+        full = self.delete(obj, record_id)
+        self.hard_deleted.add((obj.name, full))
         return full
 
     # -- validation ------------------------------------------------------------------------
@@ -481,8 +518,11 @@ class UnitOfWork:
                     listener(changes)
                 except Exception:  # a change-event failure must not fail the committed write
                     log.exception("commit listener failed")
+            for name, record_id in self.hard_deleted:
+                repo.purge(self.docs[(name, record_id)][0], [record_id])
         self.docs.clear()
         self.created.clear()
+        self.hard_deleted.clear()
 
 
 def write_index(store: DocumentStore, obj: SObjectType, docs: Iterable[dict[str, Any]]) -> None:

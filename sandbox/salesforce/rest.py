@@ -382,9 +382,11 @@ class RestApi:
             raise not_found()
         if len(parts) == 3 and parts[2] in replication.RESOURCES:
             self._only(call, "GET")
-            answer = replication.updated if parts[2] == "updated" else replication.deleted
             now = dt.datetime.now(dt.UTC)
-            return Reply(200, answer(self.repo.scan(obj), call.params, now))
+            if parts[2] == "updated":
+                return Reply(200, replication.updated(self.repo.scan(obj), call.params, now))
+            purged = self.repo.purged(obj)
+            return Reply(200, replication.deleted(self.repo.scan(obj), call.params, now, purged))
         if len(parts) == 3:
             return self._row(obj, parts[2], call)
         if len(parts) == 4:

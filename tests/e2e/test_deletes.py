@@ -111,6 +111,30 @@ def test_an_account_deleted_in_salesforce_is_tombstoned_propagated_and_restorabl
     assert gone not in _hub("tombstones", "list")
 
 
+def test_an_account_hard_deleted_in_salesforce_is_tombstoned_too(landscape: Any) -> None:
+    """A hard delete (Bulk API hardDelete; an emptied recycle bin the same) skips the
+    recycle bin, so queryAll never shows it: the delete log (sObject Get Deleted) does,
+    and the golden customer is tombstoned as for a soft delete - not left live, with
+    pushes to Salesforce refused as gone ever after."""
+    store, connectors, sf, hub_ids, sf_ids = landscape
+    gone = hub_ids[1]
+    gone_id = sf_ids[1]
+    [job] = sf.bulk2.Account.hard_delete(records=[{"Id": gone_id}], wait=0)
+    assert job["numberRecordsFailed"] == 0
+    in_bin = sf.query_all(f"SELECT Id FROM Account WHERE Id = '{gone_id}'", include_deleted=True)
+    assert in_bin["records"] == []  # past the recycle bin
+
+    counts = SyncEngine(store, connectors).run(entities=["customer"])
+    assert counts["salesforce"]["customer"]["deleted"] == 1
+    with session_factory(store)() as s:
+        stone = s.get(Tombstone, ("customer", gone))
+        assert stone is not None and stone.system == "salesforce"
+        assert stone.external_id == gone_id
+        golden = s.get(GoldenRecord, ("customer", gone))
+        assert golden is not None and golden.deleted
+    assert _billing_status(connectors["billing"], [gone]) == {gone: "inactive"}
+
+
 def test_a_mass_delete_is_held_for_a_person_until_released(
     landscape: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

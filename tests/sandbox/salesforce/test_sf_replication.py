@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from simple_salesforce.exceptions import SalesforceMalformedRequest
+from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
 from sandbox.salesforce.values import parse_datetime
-from tests.sandbox.salesforce.conftest import Org, error_body, sobject
+from tests.sandbox.salesforce.conftest import Org, bulk2, error_body, sobject
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,6 +50,32 @@ def test_deleted_lists_the_recycle_bin_with_when(org: Org) -> None:
     earliest = parse_datetime(answer["earliestDateAvailable"])
     assert earliest is not None and earliest <= start
     assert parse_datetime(answer["latestDateCovered"]) == end.replace(second=0, microsecond=0)
+
+
+def test_a_hard_delete_is_gone_from_query_all_and_listed_by_get_deleted(org: Org) -> None:
+    """Bulk API hardDelete skips the recycle bin: queryAll no longer finds the record (as
+    after the bin is emptied), a read by id is NOT_FOUND, and only the delete log, which
+    sObject Get Deleted reads, still tells that it was deleted and when."""
+    sf = org.client()
+    account = sobject(sf, "Account")
+    soft = account.create({"Name": "Soft", "Hub_Id__c": "CUS-R5"})["id"]
+    hard = account.create({"Name": "Hard", "Hub_Id__c": "CUS-R6"})["id"]
+    account.delete(soft)
+    [job] = bulk2(sf, "Account").hard_delete(records=[{"Id": hard}], wait=0)
+    assert (job["numberRecordsProcessed"], job["numberRecordsFailed"]) == (1, 0)
+    in_bin = sf.query_all("SELECT Id FROM Account WHERE IsDeleted = true", include_deleted=True)
+    assert [r["Id"] for r in in_bin["records"]] == [soft]
+    with pytest.raises(SalesforceResourceNotFound) as caught:
+        account.get(hard)
+    assert error_body(caught.value)[0]["errorCode"] == "NOT_FOUND"
+    start, end = _window()
+    answer = account.deleted(start, end)
+    assert [r["id"] for r in answer["deletedRecords"]] == [soft, hard]
+    when = parse_datetime(answer["deletedRecords"][1]["deletedDate"])
+    assert when is not None and start <= when < end
+    assert hard not in account.updated(start, end)["ids"]
+    # its external id is free again: a new record may take it
+    assert account.upsert("Hub_Id__c/CUS-R6", {"Name": "Hard again"}) == 201
 
 
 @pytest.mark.parametrize(
