@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -575,3 +575,24 @@ def test_bulk_job_steps_cut_midway(sandbox: SandboxHandle, sf: SalesforceConnect
     assert outcomes(again) == [Outcome.UPDATED] * 5
     assert count(sandbox, "POST", "/jobs/ingest") == 1
     assert stored(sf, "CUS-CUT-") == sorted(r["Hub_Id__c"] for r in rows)
+
+
+def test_deletes_come_from_the_delete_log_and_an_uncovered_window_says_so(
+    sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_deletions asks sObject Get Deleted for the window since the last look, up to
+    the next whole minute (a delete made this minute counts); past the log's 15 days, or
+    when the log starts after the last look (an admin purged it), it cannot tell: None,
+    and the hub compares keys instead."""
+    sf.write_batch("customer", [account("CUS-DEL-0001")])
+    client = sf._client()
+    [record] = client.query("SELECT Id FROM Account WHERE Hub_Id__c = 'CUS-DEL-0001'")["records"]
+    client.Account.delete(record["Id"])
+    now = datetime.now(UTC)
+    found = sf.read_deletions("customer", now - timedelta(minutes=5))
+    assert found is not None and record["Id"] in {d.external_id for d in found}
+    assert sf.read_deletions("customer", now - timedelta(days=16)) is None
+    purged_log = {"deletedRecords": [], "earliestDateAvailable": now.isoformat()}
+    monkeypatch.setattr(sf, "_call", lambda fn: purged_log)
+    assert sf.read_deletions("customer", now - timedelta(hours=1)) is None
+    assert sf.read_deletions("customer", None) == []  # the whole log, however short
