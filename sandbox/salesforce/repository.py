@@ -4,9 +4,10 @@ One collection per sObject (the object's API name), documents keyed by the 18-ch
 Id. External-id fields get an index collection ``<Object>#<Field>`` (value, case-folded
 -> Ids) so upserts and ``Rel__r.Ext__c`` references resolve without a scan. Deletes are
 soft (``IsDeleted``): ``queryAll`` still returns them, as the recycle bin does. A hard
-delete (Bulk API ``hardDelete``, or emptying the recycle bin) purges the record: no read
-finds it any more, and only the delete log (``<Object>~purged``, what sObject Get Deleted
-reads besides the recycle bin) remembers its id and when it was deleted.
+delete (Bulk API ``hardDelete``; emptying the recycle bin does the same on Salesforce, and
+is not emulated) purges the record: no read finds it any more, and only the delete log
+(``<Object>~purged``, what sObject Get Deleted reads besides the recycle bin) remembers
+its id and when it was deleted.
 
 Writes go through a :class:`UnitOfWork` that validates a record completely before it
 touches anything, so a rejected record leaves no trace and ``allOrNone`` can drop the
@@ -99,9 +100,9 @@ class Repository:
         return self.store.iter(purged_collection(obj), batch_size=5000)
 
     def purge(self, obj: SObjectType, record_ids: Iterable[str]) -> list[str]:
-        """Remove records from the recycle bin for good (emptyRecycleBin; the second half
-        of a hard delete): each leaves its id and the stamp of its delete in the delete
-        log. Returns the ids purged; a record that is not deleted (or gone) is skipped."""
+        """Remove deleted records for good (the second half of a hard delete): each
+        leaves its id and the stamp of its delete in the delete log. Returns the ids
+        purged; a record that is not deleted (or already gone) is skipped."""
         done = []
         with self.lock:
             for record_id in record_ids:
