@@ -95,6 +95,13 @@ class Repository:
     def scan(self, obj: SObjectType) -> Iterator[dict[str, Any]]:
         return self.store.iter(obj.name, batch_size=5000)
 
+    def stamped_since(self, obj: SObjectType, moment: dt.datetime) -> Iterator[dict[str, Any]]:
+        """Records of ``obj``, deleted ones too, whose ``SystemModstamp`` is ``moment`` or
+        later, in stamp order, from the store's stamp index (stamps are stored strings of
+        one layout, so the moment's stored form is the index's lower bound)."""
+        low = format_datetime(moment)
+        return self.store.iter_from(obj.name, "SystemModstamp", low, batch_size=5000)
+
     def purged(self, obj: SObjectType) -> Iterator[dict[str, Any]]:
         """The delete log's entries for ``obj`` (records hard-deleted, ``{Id, deletedDate}``)."""
         return self.store.iter(purged_collection(obj), batch_size=5000)

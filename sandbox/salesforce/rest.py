@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sandbox.faults import FaultState
@@ -383,10 +384,11 @@ class RestApi:
         if len(parts) == 3 and parts[2] in replication.RESOURCES:
             self._only(call, "GET")
             now = dt.datetime.now(dt.UTC)
+            since = partial(self.repo.stamped_since, obj)
             if parts[2] == "updated":
-                return Reply(200, replication.updated(self.repo.scan(obj), call.params, now))
+                return Reply(200, replication.updated(since, call.params, now))
             purged = self.repo.purged(obj)
-            return Reply(200, replication.deleted(self.repo.scan(obj), call.params, now, purged))
+            return Reply(200, replication.deleted(since, call.params, now, purged))
         if len(parts) == 3:
             return self._row(obj, parts[2], call)
         if len(parts) == 4:

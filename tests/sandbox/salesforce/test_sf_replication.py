@@ -4,12 +4,14 @@ simple-salesforce's ``sf.Account.updated(start, end)`` and ``.deleted(start, end
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
 from sandbox.salesforce.values import parse_datetime
-from tests.sandbox.salesforce.conftest import Org, bulk2, error_body, sobject
+from tests.sandbox.salesforce.conftest import Org, bulk2, error_body, seed_accounts, sobject
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,6 +78,28 @@ def test_a_hard_delete_is_gone_from_query_all_and_listed_by_get_deleted(org: Org
     assert hard not in account.updated(start, end)["ids"]
     # its external id is free again: a new record may take it
     assert account.upsert("Hub_Id__c/CUS-R6", {"Name": "Hard again"}) == 201
+
+
+def test_both_resources_read_the_stamp_index_not_the_whole_object(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real org answers these from its index of change stamps; the hub asks Get Deleted
+    every pass, so a scan of every record would make each pass cost as much as the book."""
+    seed_accounts(org.store, 300)  # stamped 2025-06-01, long before the window
+    account = sobject(org.client(), "Account")
+    gone = account.create({"Name": "Gone", "Hub_Id__c": "CUS-R7"})["id"]
+    account.delete(gone)
+
+    whole = org.store.iter
+
+    def no_scan_of_accounts(collection: str, batch_size: int = 2000) -> Iterator[Any]:
+        assert collection != "Account", "every Account read to answer a window of minutes"
+        return whole(collection, batch_size)
+
+    monkeypatch.setattr(org.store, "iter", no_scan_of_accounts)
+    start, end = _window()
+    assert [r["id"] for r in account.deleted(start, end)["deletedRecords"]] == [gone]
+    assert account.updated(start, end)["ids"] == []
 
 
 @pytest.mark.parametrize(
