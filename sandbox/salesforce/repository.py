@@ -92,9 +92,6 @@ class Repository:
     def get(self, obj: SObjectType, record_id: str) -> dict[str, Any] | None:
         return self.store.get(obj.name, record_id)
 
-    def scan(self, obj: SObjectType) -> Iterator[dict[str, Any]]:
-        return self.store.iter(obj.name, batch_size=5000)
-
     def stamped_since(self, obj: SObjectType, moment: dt.datetime) -> Iterator[dict[str, Any]]:
         """Records of ``obj``, deleted ones too, whose ``SystemModstamp`` is ``moment`` or
         later, in stamp order, from the store's stamp index (stamps are stored strings of
@@ -106,21 +103,17 @@ class Repository:
         """The delete log's entries for ``obj`` (records hard-deleted, ``{Id, deletedDate}``)."""
         return self.store.iter(purged_collection(obj), batch_size=5000)
 
-    def purge(self, obj: SObjectType, record_ids: Iterable[str]) -> list[str]:
-        """Remove deleted records for good (the second half of a hard delete): each
-        leaves its id and the stamp of its delete in the delete log. Returns the ids
-        purged; a record that is not deleted (or already gone) is skipped."""
-        done = []
+    def purge(self, obj: SObjectType, record_id: str) -> None:
+        """Remove a deleted record for good (the second half of a hard delete): it leaves
+        its id and the stamp of its delete in the delete log. A record that is not
+        deleted (or already gone) is left as it is."""
         with self.lock:
-            for record_id in record_ids:
-                doc = self.get(obj, record_id)
-                if doc is None or not doc.get("IsDeleted"):
-                    continue
-                entry = {"Id": record_id, "deletedDate": doc.get("SystemModstamp")}
-                self.store.put(purged_collection(obj), record_id, entry)
-                self.store.delete(obj.name, record_id)
-                done.append(record_id)
-        return done
+            doc = self.get(obj, record_id)
+            if doc is None or not doc.get("IsDeleted"):
+                return
+            entry = {"Id": record_id, "deletedDate": doc.get("SystemModstamp")}
+            self.store.put(purged_collection(obj), record_id, entry)
+            self.store.delete(obj.name, record_id)
 
     def by_external(self, obj: SObjectType, f: Field, value: Any) -> list[dict[str, Any]]:
         """Live records whose external-id field equals ``value`` (case-insensitively)."""
@@ -527,7 +520,7 @@ class UnitOfWork:
                 except Exception:  # a change-event failure must not fail the committed write
                     log.exception("commit listener failed")
             for name, record_id in self.hard_deleted:
-                repo.purge(self.docs[(name, record_id)][0], [record_id])
+                repo.purge(self.docs[(name, record_id)][0], record_id)
         self.docs.clear()
         self.created.clear()
         self.hard_deleted.clear()
